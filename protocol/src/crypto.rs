@@ -1,0 +1,225 @@
+//! Authentication: HMAC-SHA256 with pairwise keys, PBFT authenticators for multicast, and
+//! Ed25519 signatures for the rare messages that must convince third parties.
+//!
+//! Key distribution: every pair of agreement replicas shares a random key written by
+//! `zz init`. Each replica also holds a client master secret; the key it shares with client
+//! `c` is HMAC(master, c), so a replica derives any client's key without a table, and a
+//! client is provisioned with the keys for its own id. A replica never learns the keys that
+//! two other nodes share, so it cannot forge their messages.
+
+use crate::ids::{ClientId, NodeId, ReplicaId};
+use ed25519_dalek::{Signer as _, SigningKey, Verifier as _, VerifyingKey};
+use hmac::{Hmac, KeyInit, Mac as _};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+type HmacSha256 = Hmac<sha2::Sha256>;
+
+/// A 32-byte HMAC-SHA256 tag.
+pub type Mac = [u8; 32];
+
+/// A 32-byte symmetric key shared by exactly two nodes.
+#[derive(Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionKey(pub [u8; 32]);
+
+impl std::fmt::Debug for SessionKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SessionKey(..)")
+    }
+}
+
+impl SessionKey {
+    /// HMAC-SHA256 over `parts`, concatenated.
+    pub fn mac(&self, parts: &[&[u8]]) -> Mac {
+        let mut mac = <HmacSha256 as KeyInit>::new_from_slice(&self.0).expect("any key length");
+        for part in parts {
+            mac.update(part);
+        }
+        mac.finalize().into_bytes().into()
+    }
+
+    /// Constant-time check of `tag` against the MAC of `parts`.
+    pub fn verify(&self, parts: &[&[u8]], tag: &Mac) -> bool {
+        let mut mac = <HmacSha256 as KeyInit>::new_from_slice(&self.0).expect("any key length");
+        for part in parts {
+            mac.update(part);
+        }
+        mac.verify_slice(tag).is_ok()
+    }
+}
+
+/// The key replica `replica` shares with `client`, derived from the replica's client master.
+pub fn client_key(client_master: &SessionKey, client: ClientId) -> SessionKey {
+    SessionKey(client_master.mac(&[b"zz client key", &client.0.to_le_bytes()]))
+}
+
+/// One MAC per agreement replica, indexed by replica id (PBFT's authenticator).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Authenticator(pub Vec<Mac>);
+
+/// An Ed25519 signature, stored as two halves because serde has no 64-byte arrays.
+#[derive(Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Signature(pub [u8; 32], pub [u8; 32]);
+
+impl std::fmt::Debug for Signature {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Signature(..)")
+    }
+}
+
+impl Signature {
+    fn to_bytes(self) -> [u8; 64] {
+        let mut bytes = [0u8; 64];
+        bytes[..32].copy_from_slice(&self.0);
+        bytes[32..].copy_from_slice(&self.1);
+        bytes
+    }
+
+    fn from_bytes(bytes: [u8; 64]) -> Signature {
+        let mut low = [0u8; 32];
+        let mut high = [0u8; 32];
+        low.copy_from_slice(&bytes[..32]);
+        high.copy_from_slice(&bytes[32..]);
+        Signature(low, high)
+    }
+}
+
+/// A message body that may be signed. Each kind has its own domain so a signature on one
+/// kind can never be replayed as another of the same shape (a prepare as a pre-prepare).
+pub trait SignedBody: Serialize {
+    const DOMAIN: &'static [u8];
+}
+
+/// `body`, signed by agreement replica `signer`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Signed<T> {
+    pub body: T,
+    pub signer: ReplicaId,
+    pub signature: Signature,
+}
+
+fn signing_input<T: SignedBody>(body: &T, signer: ReplicaId) -> Vec<u8> {
+    let mut input = Vec::with_capacity(64);
+    input.extend_from_slice(b"zz sig ");
+    input.extend_from_slice(T::DOMAIN);
+    input.extend_from_slice(&signer.0.to_le_bytes());
+    postcard::to_io(body, &mut input).expect("encoding into a Vec cannot fail");
+    input
+}
+
+impl<T: SignedBody> Signed<T> {
+    pub fn sign(body: T, signer: ReplicaId, key: &SigningKey) -> Signed<T> {
+        let signature = Signature::from_bytes(key.sign(&signing_input(&body, signer)).to_bytes());
+        Signed {
+            body,
+            signer,
+            signature,
+        }
+    }
+
+    /// Whether the signature is `signer`'s, per `keys`.
+    pub fn verify(&self, keys: &ReplicaVerifyingKeys) -> bool {
+        let Some(key) = keys.0.get(self.signer.index()) else {
+            return false;
+        };
+        let signature = ed25519_dalek::Signature::from_bytes(&self.signature.to_bytes());
+        key.verify(&signing_input(&self.body, self.signer), &signature)
+            .is_ok()
+    }
+}
+
+/// Every agreement replica's public key, indexed by replica id.
+#[derive(Clone, Debug)]
+pub struct ReplicaVerifyingKeys(pub Vec<VerifyingKey>);
+
+/// The secret keys one node holds.
+#[derive(Clone, Debug)]
+pub struct NodeKeys {
+    pub id: NodeId,
+    /// Keys shared with other agreement replicas (and, for a client, with each replica).
+    pub peer_keys: BTreeMap<NodeId, SessionKey>,
+    /// For a replica: the master from which client keys are derived.
+    pub client_master: Option<SessionKey>,
+    /// For a replica: its signing key.
+    pub signing_key: Option<SigningKey>,
+}
+
+impl NodeKeys {
+    /// The key this node shares with `peer`, if it has one.
+    pub fn key_for(&self, peer: NodeId) -> Option<SessionKey> {
+        match peer {
+            NodeId::Client(client) => match &self.client_master {
+                Some(master) => Some(client_key(master, client)),
+                None => None,
+            },
+            NodeId::Replica(_) => self.peer_keys.get(&peer).copied(),
+        }
+    }
+}
+
+/// A deterministic signing key from 32 bytes of seed material.
+pub fn signing_key_from_bytes(bytes: [u8; 32]) -> SigningKey {
+    SigningKey::from_bytes(&bytes)
+}
+
+pub use ed25519_dalek::{SigningKey as Ed25519SigningKey, VerifyingKey as Ed25519VerifyingKey};
+
+impl SignedBody for crate::messages::PrePrepareHeader {
+    const DOMAIN: &'static [u8] = b"pre-prepare";
+}
+impl SignedBody for crate::messages::Prepare {
+    const DOMAIN: &'static [u8] = b"prepare";
+}
+impl SignedBody for crate::messages::Checkpoint {
+    const DOMAIN: &'static [u8] = b"checkpoint";
+}
+impl SignedBody for crate::messages::ViewChange {
+    const DOMAIN: &'static [u8] = b"view-change";
+}
+impl SignedBody for crate::messages::NewView {
+    const DOMAIN: &'static [u8] = b"new-view";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// RFC 4231 test case 2.
+    #[test]
+    fn hmac_sha256_matches_rfc4231_case_2() {
+        let mut mac = <HmacSha256 as KeyInit>::new_from_slice(b"Jefe").unwrap();
+        mac.update(b"what do ya want for nothing?");
+        let tag: [u8; 32] = mac.finalize().into_bytes().into();
+        let expected = "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843";
+        let hex: String = tag.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(hex, expected);
+    }
+
+    #[test]
+    fn signature_does_not_cross_domains() {
+        use crate::ids::{Digest, Seq, View};
+        use crate::messages::{PrePrepareHeader, Prepare};
+        let key = signing_key_from_bytes([7; 32]);
+        let keys = ReplicaVerifyingKeys(vec![key.verifying_key()]);
+        let prepare = Signed::sign(
+            Prepare {
+                view: View(1),
+                seq: Seq(2),
+                digest: Digest([3; 32]),
+            },
+            ReplicaId(0),
+            &key,
+        );
+        assert!(prepare.verify(&keys));
+        let forged = Signed {
+            body: PrePrepareHeader {
+                view: View(1),
+                seq: Seq(2),
+                digest: Digest([3; 32]),
+            },
+            signer: ReplicaId(0),
+            signature: prepare.signature,
+        };
+        assert!(!forged.verify(&keys));
+    }
+}

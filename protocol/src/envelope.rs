@@ -1,0 +1,270 @@
+//! Framing, sealing and opening. An [`Endpoint`] seals outgoing messages (a MAC for one
+//! receiver, an authenticator for a multicast to the replicas) and opens incoming frames:
+//! size check before decoding, MAC check, then the signature and certificate checks of
+//! [`crate::validate`]. Only what passes all of them comes out, as a [`Verified`] message.
+
+use crate::crypto::{Authenticator, Mac, NodeKeys, ReplicaVerifyingKeys};
+use crate::ids::{NodeId, ReplicaId};
+use crate::messages::{AuthenticatedRequest, Message, Request};
+use crate::params::ProtocolParams;
+use crate::validate::{self, Invalid};
+use serde::{Deserialize, Serialize};
+
+/// How an envelope is authenticated.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Auth {
+    /// One MAC, for one receiver.
+    Mac(Mac),
+    /// One MAC per agreement replica, indexed by replica id.
+    Authenticator(Authenticator),
+}
+
+/// What travels in one frame.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Envelope {
+    pub from: NodeId,
+    pub auth: Auth,
+    /// The postcard encoding of a [`Message`].
+    pub payload: Vec<u8>,
+}
+
+/// A message whose sender was authenticated and whose signatures and certificates checked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Verified {
+    from: NodeId,
+    message: Message,
+}
+
+impl Verified {
+    pub fn from(&self) -> NodeId {
+        self.from
+    }
+    pub fn message(&self) -> &Message {
+        &self.message
+    }
+    pub fn into_parts(self) -> (NodeId, Message) {
+        (self.from, self.message)
+    }
+
+    /// Wrap a message this process made itself, or one a unit test builds by hand. Network
+    /// input must go through [`Endpoint::open`].
+    pub fn assume_verified(from: NodeId, message: Message) -> Verified {
+        Verified { from, message }
+    }
+}
+
+/// Why an incoming frame was dropped. Every variant is counted by the receiver.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Rejection {
+    #[error("frame of {size} bytes exceeds the limit of {limit}")]
+    FrameTooLarge { size: usize, limit: usize },
+    #[error("envelope does not decode: {0}")]
+    EnvelopeDecode(String),
+    #[error("message does not decode: {0}")]
+    MessageDecode(String),
+    #[error("no key shared with sender {0}")]
+    UnknownSender(NodeId),
+    #[error("bad MAC from {0}")]
+    BadMac(NodeId),
+    #[error("invalid {kind} from {from}: {invalid}")]
+    Invalid {
+        from: NodeId,
+        kind: &'static str,
+        invalid: Invalid,
+    },
+}
+
+impl Rejection {
+    /// A stable short name, for counters.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Rejection::FrameTooLarge { .. } => "frame-too-large",
+            Rejection::EnvelopeDecode(_) => "envelope-decode",
+            Rejection::MessageDecode(_) => "message-decode",
+            Rejection::UnknownSender(_) => "unknown-sender",
+            Rejection::BadMac(_) => "bad-mac",
+            Rejection::Invalid { .. } => "invalid",
+        }
+    }
+}
+
+/// One node's view of the network's security: its keys and everyone's public keys.
+#[derive(Clone, Debug)]
+pub struct Endpoint {
+    keys: NodeKeys,
+    verifying_keys: ReplicaVerifyingKeys,
+    params: ProtocolParams,
+}
+
+fn envelope_mac_input<'a>(from: &'a [u8], to: &'a [u8], payload: &'a [u8]) -> [&'a [u8]; 4] {
+    [b"zz envelope", from, to, payload]
+}
+
+fn node_bytes(node: NodeId) -> [u8; 9] {
+    let mut bytes = [0u8; 9];
+    match node {
+        NodeId::Replica(replica) => {
+            bytes[0] = 1;
+            bytes[1..5].copy_from_slice(&replica.0.to_le_bytes());
+        }
+        NodeId::Client(client) => {
+            bytes[0] = 2;
+            bytes[1..9].copy_from_slice(&client.0.to_le_bytes());
+        }
+    }
+    bytes
+}
+
+fn request_mac_input(request_bytes: &[u8]) -> [&[u8]; 2] {
+    [b"zz request", request_bytes]
+}
+
+impl Endpoint {
+    pub fn new(keys: NodeKeys, verifying_keys: ReplicaVerifyingKeys, params: ProtocolParams) -> Self {
+        assert_eq!(verifying_keys.0.len(), params.replica_count());
+        Endpoint {
+            keys,
+            verifying_keys,
+            params,
+        }
+    }
+
+    pub fn id(&self) -> NodeId {
+        self.keys.id
+    }
+
+    pub fn params(&self) -> &ProtocolParams {
+        &self.params
+    }
+
+    pub fn keys(&self) -> &NodeKeys {
+        &self.keys
+    }
+
+    pub fn verifying_keys(&self) -> &ReplicaVerifyingKeys {
+        &self.verifying_keys
+    }
+
+    fn replicas(&self) -> impl Iterator<Item = ReplicaId> + use<> {
+        (0..self.params.replica_count() as u32).map(ReplicaId)
+    }
+
+    /// Seal `message` for one receiver. Returns None when this node shares no key with `to`.
+    pub fn seal(&self, to: NodeId, message: &Message) -> Option<Vec<u8>> {
+        let key = self.keys.key_for(to)?;
+        let payload = postcard::to_stdvec(message).expect("encoding a message cannot fail");
+        let mac = key.mac(&envelope_mac_input(
+            &node_bytes(self.keys.id),
+            &node_bytes(to),
+            &payload,
+        ));
+        Some(encode_envelope(&Envelope {
+            from: self.keys.id,
+            auth: Auth::Mac(mac),
+            payload,
+        }))
+    }
+
+    /// Seal `message` once for every agreement replica, with an authenticator. A slot this
+    /// node has no key for (its own) holds zeros.
+    pub fn seal_multicast(&self, message: &Message) -> Vec<u8> {
+        let payload = postcard::to_stdvec(message).expect("encoding a message cannot fail");
+        let from = node_bytes(self.keys.id);
+        let macs = self
+            .replicas()
+            .map(|replica| {
+                let to = NodeId::Replica(replica);
+                match self.keys.key_for(to) {
+                    Some(key) if to != self.keys.id => {
+                        key.mac(&envelope_mac_input(&from, &node_bytes(to), &payload))
+                    }
+                    _ => [0u8; 32],
+                }
+            })
+            .collect();
+        encode_envelope(&Envelope {
+            from: self.keys.id,
+            auth: Auth::Authenticator(Authenticator(macs)),
+            payload,
+        })
+    }
+
+    /// A client authenticates its request for every replica, so it can travel in a batch.
+    pub fn authenticate_request(&self, request: Request) -> AuthenticatedRequest {
+        let bytes = postcard::to_stdvec(&request).expect("encoding a request cannot fail");
+        let macs = self
+            .replicas()
+            .map(|replica| match self.keys.key_for(NodeId::Replica(replica)) {
+                Some(key) => key.mac(&request_mac_input(&bytes)),
+                None => [0u8; 32],
+            })
+            .collect();
+        AuthenticatedRequest {
+            request,
+            auth: Authenticator(macs),
+        }
+    }
+
+    /// Whether this replica's slot of the request's authenticator is the client's MAC.
+    pub fn check_request(&self, request: &AuthenticatedRequest) -> bool {
+        let NodeId::Replica(me) = self.keys.id else {
+            return false;
+        };
+        if request.auth.0.len() != self.params.replica_count()
+            || request.request.op.len() > self.params.request_bytes_max
+        {
+            return false;
+        }
+        let Some(key) = self.keys.key_for(NodeId::Client(request.request.client)) else {
+            return false;
+        };
+        let bytes = postcard::to_stdvec(&request.request).expect("encoding a request cannot fail");
+        key.verify(&request_mac_input(&bytes), &request.auth.0[me.index()])
+    }
+
+    /// Open one frame: every check, in order of cost. Never panics on any input.
+    pub fn open(&self, frame: &[u8]) -> Result<Verified, Rejection> {
+        if frame.len() > self.params.frame_bytes_max {
+            return Err(Rejection::FrameTooLarge {
+                size: frame.len(),
+                limit: self.params.frame_bytes_max,
+            });
+        }
+        let envelope: Envelope = postcard::from_bytes(frame)
+            .map_err(|error| Rejection::EnvelopeDecode(error.to_string()))?;
+        let from = envelope.from;
+        if from == self.keys.id {
+            return Err(Rejection::UnknownSender(from));
+        }
+        let key = self
+            .keys
+            .key_for(from)
+            .ok_or(Rejection::UnknownSender(from))?;
+        let tag = match &envelope.auth {
+            Auth::Mac(tag) => tag,
+            Auth::Authenticator(Authenticator(macs)) => {
+                let NodeId::Replica(me) = self.keys.id else {
+                    return Err(Rejection::BadMac(from));
+                };
+                macs.get(me.index()).ok_or(Rejection::BadMac(from))?
+            }
+        };
+        let (from_bytes, to_bytes) = (node_bytes(from), node_bytes(self.keys.id));
+        let mac_input = envelope_mac_input(&from_bytes, &to_bytes, &envelope.payload);
+        if !key.verify(&mac_input, tag) {
+            return Err(Rejection::BadMac(from));
+        }
+        let message: Message = postcard::from_bytes(&envelope.payload)
+            .map_err(|error| Rejection::MessageDecode(error.to_string()))?;
+        validate::check_message(self, from, &message).map_err(|invalid| Rejection::Invalid {
+            from,
+            kind: message.kind(),
+            invalid,
+        })?;
+        Ok(Verified { from, message })
+    }
+}
+
+pub fn encode_envelope(envelope: &Envelope) -> Vec<u8> {
+    postcard::to_stdvec(envelope).expect("encoding an envelope cannot fail")
+}

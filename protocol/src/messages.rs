@@ -1,0 +1,244 @@
+//! Every message that crosses the network, and the certificates built from them.
+//!
+//! Normal-case messages are authenticated with MACs at the envelope level. The few messages
+//! that must convince a third party (the pre-prepare header and prepares that make up a
+//! prepared certificate, checkpoints, view changes and new views) are also signed: a MAC
+//! proves nothing to anyone but its receiver (PBFT, OSDI 1999, section 4.4).
+
+use crate::crypto::{Authenticator, Signed};
+use crate::ids::{AppId, ClientId, Digest, Seq, View};
+use serde::{Deserialize, Serialize};
+
+/// A client's operation, as the client sent it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Request {
+    pub app: AppId,
+    pub client: ClientId,
+    /// Grows with every new request of this client; a retransmission reuses it.
+    pub timestamp: u64,
+    pub op: Vec<u8>,
+}
+
+/// A request with the client's authenticator: one MAC per agreement replica, so that the
+/// primary can forward it inside a batch and every backup can still check it came from the
+/// client (PBFT section 4.4, "authenticators").
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthenticatedRequest {
+    pub request: Request,
+    pub auth: Authenticator,
+}
+
+/// Non-deterministic inputs the primary proposes with a batch; backups check them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NonDet {
+    /// Milliseconds since the UNIX epoch; never decreases along the sequence.
+    pub timestamp_ms: u64,
+    pub seed: u64,
+}
+
+/// What one agreement instance orders.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Batch {
+    pub requests: Vec<AuthenticatedRequest>,
+    pub nondet: NonDet,
+}
+
+impl Batch {
+    /// The batch a new primary proposes for a sequence number nobody prepared (PBFT's null
+    /// request); it orders nothing and changes no state.
+    pub fn null() -> Batch {
+        Batch::default()
+    }
+
+    pub fn is_null(&self) -> bool {
+        self.requests.is_empty()
+    }
+
+    pub fn digest(&self) -> Digest {
+        let bytes = postcard::to_stdvec(self).expect("encoding a batch cannot fail");
+        Digest::of(&[b"zz batch", &bytes])
+    }
+}
+
+/// The signed part of a pre-prepare: it binds a digest to (view, seq).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PrePrepareHeader {
+    pub view: View,
+    pub seq: Seq,
+    pub digest: Digest,
+}
+
+/// A backup's vote that it accepted the pre-prepare for (view, seq, digest).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Prepare {
+    pub view: View,
+    pub seq: Seq,
+    pub digest: Digest,
+}
+
+/// A vote that (view, seq, digest) prepared at the sender.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Commit {
+    pub view: View,
+    pub seq: Seq,
+    pub digest: Digest,
+}
+
+/// A replica's claim that its state after executing `seq` has digest `digest`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    pub seq: Seq,
+    pub digest: Digest,
+}
+
+/// 2f+1 matching signed checkpoints from distinct replicas: proof that `seq` is stable.
+/// The genesis checkpoint (seq 0) needs no votes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckpointCertificate {
+    pub seq: Seq,
+    pub digest: Digest,
+    pub votes: Vec<Signed<Checkpoint>>,
+}
+
+/// A signed pre-prepare and 2f matching signed prepares from distinct backups, with the batch.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PreparedCertificate {
+    pub pre_prepare: Signed<PrePrepareHeader>,
+    pub prepares: Vec<Signed<Prepare>>,
+    pub batch: Batch,
+}
+
+impl PreparedCertificate {
+    pub fn view(&self) -> View {
+        self.pre_prepare.body.view
+    }
+    pub fn seq(&self) -> Seq {
+        self.pre_prepare.body.seq
+    }
+    pub fn digest(&self) -> Digest {
+        self.pre_prepare.body.digest
+    }
+}
+
+/// VIEW-CHANGE(v+1, stable checkpoint with proof, prepared certificates above it).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ViewChange {
+    pub new_view: View,
+    pub stable: CheckpointCertificate,
+    /// At most one certificate per sequence number: the one from the highest view.
+    pub prepared: Vec<PreparedCertificate>,
+}
+
+/// One re-proposal in a new view: a pre-prepare signed by the new primary, and its batch.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewViewEntry {
+    pub pre_prepare: Signed<PrePrepareHeader>,
+    pub batch: Batch,
+}
+
+/// NEW-VIEW(v, the 2f+1 view changes it rests on, O).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewView {
+    pub view: View,
+    pub view_changes: Vec<Signed<ViewChange>>,
+    /// O: one entry for every sequence number in (min-s, max-s], in order.
+    pub entries: Vec<NewViewEntry>,
+}
+
+/// The agreement replica's own state at a checkpoint: where it is in the sequence, a hash
+/// chain over every batch it ordered, and the last timestamp ordered for each client.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckpointState {
+    pub seq: Seq,
+    pub chain: Digest,
+    pub last_timestamp_ms: u64,
+    /// Sorted by client id.
+    pub clients: Vec<(ClientId, u64)>,
+}
+
+impl CheckpointState {
+    pub fn digest(&self) -> Digest {
+        let bytes = postcard::to_stdvec(self).expect("encoding a checkpoint state cannot fail");
+        Digest::of(&[b"zz checkpoint state", &bytes])
+    }
+}
+
+/// Periodic progress report; a replica that sees f+1 peers ahead of it fetches what it missed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Status {
+    pub view: View,
+    pub last_executed: Seq,
+    pub stable: Seq,
+}
+
+/// A lagging replica asks for the committed batches in `from..=to`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FetchBatches {
+    pub from: Seq,
+    pub to: Seq,
+}
+
+/// The answer to [`FetchBatches`]: the committed batches the responder still holds, and, when
+/// the asker is behind the responder's stable checkpoint, that checkpoint with its proof and
+/// state so the asker can jump to it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Batches {
+    pub checkpoint: Option<(CheckpointCertificate, CheckpointState)>,
+    pub entries: Vec<(Seq, Batch)>,
+}
+
+/// A committed batch, leaving agreement strictly in sequence order.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Order {
+    pub view: View,
+    pub seq: Seq,
+    pub batch: Batch,
+}
+
+/// The result of a request, sent to its client.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reply {
+    pub client: ClientId,
+    pub timestamp: u64,
+    pub result: Vec<u8>,
+}
+
+/// Everything that travels inside an envelope.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Message {
+    Request(AuthenticatedRequest),
+    PrePrepare {
+        pre_prepare: Signed<PrePrepareHeader>,
+        batch: Batch,
+    },
+    Prepare(Signed<Prepare>),
+    Commit(Commit),
+    Checkpoint(Signed<Checkpoint>),
+    ViewChange(Signed<ViewChange>),
+    NewView(Signed<NewView>),
+    Status(Status),
+    FetchBatches(FetchBatches),
+    Batches(Batches),
+    Order(Order),
+    Reply(Reply),
+}
+
+impl Message {
+    /// A short name for logs and counters.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Message::Request(_) => "request",
+            Message::PrePrepare { .. } => "pre-prepare",
+            Message::Prepare(_) => "prepare",
+            Message::Commit(_) => "commit",
+            Message::Checkpoint(_) => "checkpoint",
+            Message::ViewChange(_) => "view-change",
+            Message::NewView(_) => "new-view",
+            Message::Status(_) => "status",
+            Message::FetchBatches(_) => "fetch-batches",
+            Message::Batches(_) => "batches",
+            Message::Order(_) => "order",
+            Message::Reply(_) => "reply",
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! QUIC message bus (being written).

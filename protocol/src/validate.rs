@@ -1,0 +1,305 @@
+//! The checks a message must pass before any core sees it: who may send it, signatures,
+//! certificates (quorum sizes, distinct signers, matching contents) and batch digests.
+//! They need only the message and the cluster's public keys, so they run once, at the
+//! boundary; the cores then trust what they get.
+
+use crate::crypto::Signed;
+use crate::envelope::Endpoint;
+use crate::ids::{NodeId, ReplicaId, Seq, View};
+use crate::messages::{
+    Batch, Batches, CheckpointCertificate, CheckpointState, Message, NewView,
+    PreparedCertificate, ViewChange,
+};
+use std::collections::BTreeSet;
+
+/// What made a message invalid.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Invalid {
+    #[error("{0} may not send this kind of message")]
+    WrongSender(NodeId),
+    #[error("signed by {signer}, sent by {from}")]
+    SignerNotSender { signer: ReplicaId, from: NodeId },
+    #[error("signer {signer} is not the primary {primary} of {view}")]
+    NotPrimary {
+        signer: ReplicaId,
+        primary: ReplicaId,
+        view: View,
+    },
+    #[error("bad signature by {0}")]
+    BadSignature(ReplicaId),
+    #[error("request from {0} fails its authenticator or size limit")]
+    BadRequest(NodeId),
+    #[error("batch of {count} requests exceeds {limit}")]
+    BatchTooLarge { count: usize, limit: usize },
+    #[error("batch digest does not match the signed digest")]
+    BatchDigest,
+    #[error("certificate has {count} distinct valid votes, needs {needed}")]
+    ShortCertificate { count: usize, needed: usize },
+    #[error("certificate votes disagree with the certificate")]
+    MismatchedVote,
+    #[error("checkpoint state does not hash to the certified digest")]
+    StateDigest,
+    #[error("genesis checkpoint with a digest other than the genesis state's")]
+    BadGenesis,
+    #[error("prepared certificate for {seq} in {view} outside the view change's range")]
+    CertificateOutOfRange { seq: Seq, view: View },
+    #[error("{count} items exceed the bound of {limit}")]
+    TooMany { count: usize, limit: usize },
+    #[error("view change for {got} inside a new view for {expected}")]
+    WrongView { got: View, expected: View },
+}
+
+type Check = Result<(), Invalid>;
+
+fn require(condition: bool, invalid: Invalid) -> Check {
+    if condition { Ok(()) } else { Err(invalid) }
+}
+
+fn bounded(count: usize, limit: usize) -> Check {
+    require(count <= limit, Invalid::TooMany { count, limit })
+}
+
+/// A replica-signed item must be signed by the replica that sent it.
+fn signed_by_sender<T: crate::crypto::SignedBody>(
+    endpoint: &Endpoint,
+    from: NodeId,
+    signed: &Signed<T>,
+) -> Check {
+    require(
+        from == NodeId::Replica(signed.signer),
+        Invalid::SignerNotSender {
+            signer: signed.signer,
+            from,
+        },
+    )?;
+    require(
+        signed.verify(endpoint.verifying_keys()),
+        Invalid::BadSignature(signed.signer),
+    )
+}
+
+fn check_batch(endpoint: &Endpoint, batch: &Batch) -> Check {
+    let limit = endpoint.params().batch_size_max;
+    require(
+        batch.requests.len() <= limit,
+        Invalid::BatchTooLarge {
+            count: batch.requests.len(),
+            limit,
+        },
+    )?;
+    for request in &batch.requests {
+        let client = NodeId::Client(request.request.client);
+        require(endpoint.check_request(request), Invalid::BadRequest(client))?;
+    }
+    Ok(())
+}
+
+/// The genesis state every replica starts from.
+pub fn genesis_checkpoint() -> CheckpointState {
+    CheckpointState::default()
+}
+
+/// 2f+1 distinct replicas signed (seq, digest); the genesis checkpoint needs none.
+pub fn check_checkpoint_certificate(endpoint: &Endpoint, cert: &CheckpointCertificate) -> Check {
+    let params = endpoint.params();
+    if cert.seq == Seq(0) {
+        return require(cert.digest == genesis_checkpoint().digest(), Invalid::BadGenesis);
+    }
+    bounded(cert.votes.len(), params.replica_count())?;
+    let mut signers = BTreeSet::new();
+    for vote in &cert.votes {
+        require(
+            vote.body.seq == cert.seq && vote.body.digest == cert.digest,
+            Invalid::MismatchedVote,
+        )?;
+        require(
+            vote.verify(endpoint.verifying_keys()),
+            Invalid::BadSignature(vote.signer),
+        )?;
+        signers.insert(vote.signer);
+    }
+    require(
+        signers.len() >= params.quorum(),
+        Invalid::ShortCertificate {
+            count: signers.len(),
+            needed: params.quorum(),
+        },
+    )
+}
+
+/// A pre-prepare signed by the primary of its view and 2f matching prepares from distinct
+/// other replicas, with the batch the digest names.
+pub fn check_prepared_certificate(endpoint: &Endpoint, cert: &PreparedCertificate) -> Check {
+    let params = endpoint.params();
+    let header = &cert.pre_prepare.body;
+    let primary = header.view.primary(params.replica_count());
+    require(
+        cert.pre_prepare.signer == primary,
+        Invalid::NotPrimary {
+            signer: cert.pre_prepare.signer,
+            primary,
+            view: header.view,
+        },
+    )?;
+    require(
+        cert.pre_prepare.verify(endpoint.verifying_keys()),
+        Invalid::BadSignature(primary),
+    )?;
+    bounded(cert.prepares.len(), params.replica_count())?;
+    let mut signers = BTreeSet::new();
+    for prepare in &cert.prepares {
+        require(
+            prepare.body.view == header.view
+                && prepare.body.seq == header.seq
+                && prepare.body.digest == header.digest
+                && prepare.signer != primary,
+            Invalid::MismatchedVote,
+        )?;
+        require(
+            prepare.verify(endpoint.verifying_keys()),
+            Invalid::BadSignature(prepare.signer),
+        )?;
+        signers.insert(prepare.signer);
+    }
+    require(
+        signers.len() >= 2 * params.f,
+        Invalid::ShortCertificate {
+            count: signers.len(),
+            needed: 2 * params.f,
+        },
+    )?;
+    check_batch(endpoint, &cert.batch)?;
+    require(cert.batch.digest() == header.digest, Invalid::BatchDigest)
+}
+
+/// The view change's own contents, whoever relays it.
+pub fn check_view_change_contents(endpoint: &Endpoint, view_change: &ViewChange) -> Check {
+    let window = endpoint.params().window;
+    check_checkpoint_certificate(endpoint, &view_change.stable)?;
+    bounded(view_change.prepared.len(), window as usize)?;
+    let mut seqs = BTreeSet::new();
+    for cert in &view_change.prepared {
+        let (seq, view) = (cert.seq(), cert.view());
+        let in_range = seq > view_change.stable.seq
+            && seq.0 <= view_change.stable.seq.0 + window
+            && view < view_change.new_view
+            && seqs.insert(seq);
+        require(in_range, Invalid::CertificateOutOfRange { seq, view })?;
+        check_prepared_certificate(endpoint, cert)?;
+    }
+    Ok(())
+}
+
+fn check_new_view(endpoint: &Endpoint, new_view: &NewView) -> Check {
+    let params = endpoint.params();
+    let primary = new_view.view.primary(params.replica_count());
+    bounded(new_view.view_changes.len(), params.replica_count())?;
+    bounded(new_view.entries.len(), params.window as usize)?;
+    let mut signers = BTreeSet::new();
+    for view_change in &new_view.view_changes {
+        require(
+            view_change.body.new_view == new_view.view,
+            Invalid::WrongView {
+                got: view_change.body.new_view,
+                expected: new_view.view,
+            },
+        )?;
+        require(
+            view_change.verify(endpoint.verifying_keys()),
+            Invalid::BadSignature(view_change.signer),
+        )?;
+        check_view_change_contents(endpoint, &view_change.body)?;
+        signers.insert(view_change.signer);
+    }
+    require(
+        signers.len() >= params.quorum(),
+        Invalid::ShortCertificate {
+            count: signers.len(),
+            needed: params.quorum(),
+        },
+    )?;
+    for entry in &new_view.entries {
+        let header = &entry.pre_prepare.body;
+        require(
+            entry.pre_prepare.signer == primary && header.view == new_view.view,
+            Invalid::NotPrimary {
+                signer: entry.pre_prepare.signer,
+                primary,
+                view: new_view.view,
+            },
+        )?;
+        require(
+            entry.pre_prepare.verify(endpoint.verifying_keys()),
+            Invalid::BadSignature(primary),
+        )?;
+        require(entry.batch.digest() == header.digest, Invalid::BatchDigest)?;
+    }
+    Ok(())
+}
+
+fn check_batches(endpoint: &Endpoint, batches: &Batches) -> Check {
+    bounded(batches.entries.len(), endpoint.params().window as usize)?;
+    if let Some((cert, state)) = &batches.checkpoint {
+        check_checkpoint_certificate(endpoint, cert)?;
+        require(
+            state.digest() == cert.digest && state.seq == cert.seq,
+            Invalid::StateDigest,
+        )?;
+    }
+    for (_, batch) in &batches.entries {
+        check_batch(endpoint, batch)?;
+    }
+    Ok(())
+}
+
+/// Every check for one message from `from` (already MAC-authenticated).
+pub fn check_message(endpoint: &Endpoint, from: NodeId, message: &Message) -> Check {
+    let from_replica = matches!(from, NodeId::Replica(_));
+    let to_replica = matches!(endpoint.id(), NodeId::Replica(_));
+    match message {
+        Message::Request(request) => {
+            let own_request = from == NodeId::Client(request.request.client);
+            require(to_replica && (own_request || from_replica), Invalid::WrongSender(from))?;
+            require(endpoint.check_request(request), Invalid::BadRequest(from))
+        }
+        Message::Reply(_) => require(from_replica && !to_replica, Invalid::WrongSender(from)),
+        _ if !(from_replica && to_replica) => Err(Invalid::WrongSender(from)),
+        Message::PrePrepare { pre_prepare, batch } => {
+            signed_by_sender(endpoint, from, pre_prepare)?;
+            let primary = pre_prepare.body.view.primary(endpoint.params().replica_count());
+            require(
+                pre_prepare.signer == primary,
+                Invalid::NotPrimary {
+                    signer: pre_prepare.signer,
+                    primary,
+                    view: pre_prepare.body.view,
+                },
+            )?;
+            check_batch(endpoint, batch)?;
+            require(batch.digest() == pre_prepare.body.digest, Invalid::BatchDigest)
+        }
+        Message::Prepare(prepare) => signed_by_sender(endpoint, from, prepare),
+        Message::Checkpoint(checkpoint) => signed_by_sender(endpoint, from, checkpoint),
+        Message::ViewChange(view_change) => {
+            signed_by_sender(endpoint, from, view_change)?;
+            check_view_change_contents(endpoint, &view_change.body)
+        }
+        Message::NewView(new_view) => {
+            signed_by_sender(endpoint, from, new_view)?;
+            let primary = new_view.body.view.primary(endpoint.params().replica_count());
+            require(
+                new_view.signer == primary,
+                Invalid::NotPrimary {
+                    signer: new_view.signer,
+                    primary,
+                    view: new_view.body.view,
+                },
+            )?;
+            check_new_view(endpoint, &new_view.body)
+        }
+        Message::Batches(batches) => check_batches(endpoint, batches),
+        Message::Commit(_) | Message::Status(_) | Message::FetchBatches(_) | Message::Order(_) => {
+            Ok(())
+        }
+    }
+}
