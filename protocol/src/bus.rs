@@ -57,7 +57,10 @@ impl MemoryNetwork {
 
     /// Remove node `id`: frames to it are dropped from now on.
     pub fn leave(&self, id: NodeId) {
-        self.inboxes.lock().expect("memory network lock").remove(&id);
+        self.inboxes
+            .lock()
+            .expect("memory network lock")
+            .remove(&id);
     }
 }
 

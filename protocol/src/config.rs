@@ -1,1 +1,387 @@
-//! Cluster configuration (being written).
+//! Cluster configuration: the public `cluster.toml` every node reads, the secret key files
+//! under `keys/`, and [`init_cluster`], which writes a fresh cluster directory.
+//!
+//! A cluster directory looks like this (all paths relative to it):
+//!
+//! ```text
+//! cluster.toml             public: protocol parameters, replicas, apps, client count
+//! certs/replica-<i>.pem    public: replica i's self-signed TLS certificate (pinned by dialers)
+//! keys/replica-<i>.toml    secret: replica i's signing key, client master and pairwise keys
+//! keys/replica-<i>.key.pem secret: replica i's TLS private key
+//! keys/clients.toml        secret: every replica's client master (provisions all clients)
+//! ```
+//!
+//! Calling protocol: [`init_cluster`] once; then each node calls [`ClusterConfig::load`] and
+//! [`load_replica_keys`] or [`load_client_keys`] (or the [`endpoint_for_replica`] and
+//! [`endpoint_for_client`] shortcuts). Loading validates everything it reads, and every error
+//! names the file and the field at fault, e.g. `cluster.toml: replicas[2].address: duplicate
+//! address 127.0.0.1:7002`.
+
+mod init;
+mod keys;
+#[cfg(test)]
+pub(crate) mod tests;
+
+pub use init::{InitOptions, init_cluster};
+pub use keys::{load_client_keys, load_replica_keys, load_tls_key};
+
+use crate::crypto::{Ed25519VerifyingKey, ReplicaVerifyingKeys};
+use crate::envelope::Endpoint;
+use crate::ids::{AppId, ClientId, ReplicaId};
+use crate::params::ProtocolParams;
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject as _;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// The public configuration file, relative to the cluster directory.
+pub const CLUSTER_FILE: &str = "cluster.toml";
+/// The secret file provisioning clients, relative to the cluster directory.
+pub const CLIENT_KEYS_FILE: &str = "keys/clients.toml";
+/// Bytes in an app name at most; names end up in paths, URLs and log lines.
+pub const APP_NAME_BYTES_MAX: usize = 64;
+
+/// The cluster's public configuration: the contents of `cluster.toml`.
+///
+/// Field order matters for the TOML writer: plain values before tables.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// Client ids provisioned: clients 0..clients may connect.
+    pub clients: u64,
+    /// The `[protocol]` table; parameters left out take their defaults.
+    pub protocol: ProtocolParams,
+    /// The 3f+1 agreement replicas, one `[[replicas]]` entry each; sorted by id once loaded.
+    pub replicas: Vec<ReplicaConfig>,
+    /// The hosted applications, one `[[apps]]` entry each.
+    #[serde(default)]
+    pub apps: Vec<AppConfig>,
+}
+
+/// One `[[replicas]]` entry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplicaConfig {
+    pub id: ReplicaId,
+    /// Where the replica listens for QUIC connections.
+    pub address: SocketAddr,
+    /// Hex of the replica's 32-byte Ed25519 public key.
+    pub verifying_key: String,
+    /// The PEM self-signed TLS certificate, relative to the cluster directory; dialers pin it.
+    pub certificate: PathBuf,
+}
+
+/// One `[[apps]]` entry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppConfig {
+    pub id: AppId,
+    /// Non-empty, `[a-z0-9-]` only.
+    pub name: String,
+}
+
+/// What is wrong with a configuration or key file. Each message names the file, and for a
+/// bad value the field inside it, so an operator can go straight to it.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// Reading, writing or creating a file or directory failed.
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A file is not TOML, or does not match its schema (missing or unknown field, wrong type).
+    #[error("{}: {message}", path.display())]
+    Parse { path: PathBuf, message: String },
+    /// A value breaks a rule; `field` is its path inside the file, e.g. `replicas[2].address`.
+    #[error("{}: {field}: {problem}", path.display())]
+    Invalid {
+        path: PathBuf,
+        field: String,
+        problem: String,
+    },
+    /// [`init_cluster`] found a cluster already there and will not overwrite its keys.
+    #[error("{}: already exists; refusing to overwrite an existing cluster", path.display())]
+    AlreadyExists { path: PathBuf },
+    /// A replica id outside the configured cluster.
+    #[error("replica {replica} is not in the cluster of {replica_count} replicas")]
+    UnknownReplica {
+        replica: ReplicaId,
+        replica_count: usize,
+    },
+    /// A client id at or above the configured `clients`.
+    #[error("client {client} is not provisioned: cluster.toml has clients = {clients}")]
+    UnknownClient { client: ClientId, clients: u64 },
+    /// Generating a TLS certificate failed.
+    #[error("generating the TLS certificate of replica {replica}: {problem}")]
+    Certificate { replica: ReplicaId, problem: String },
+}
+
+impl ConfigError {
+    pub(crate) fn io(path: &Path, source: std::io::Error) -> ConfigError {
+        ConfigError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+
+    pub(crate) fn invalid(
+        path: &Path,
+        field: impl Into<String>,
+        problem: impl Into<String>,
+    ) -> Self {
+        ConfigError::Invalid {
+            path: path.to_path_buf(),
+            field: field.into(),
+            problem: problem.into(),
+        }
+    }
+}
+
+/// Read and parse a TOML file; a parse error carries the file, line and column.
+pub(crate) fn read_toml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::io(path, source))?;
+    toml::from_str(&text).map_err(|error| {
+        let position = match error.span() {
+            Some(span) => {
+                let before = &text.as_bytes()[..span.start.min(text.len())];
+                let line = before.iter().filter(|&&byte| byte == b'\n').count() + 1;
+                let column = before
+                    .iter()
+                    .rev()
+                    .take_while(|&&byte| byte != b'\n')
+                    .count()
+                    + 1;
+                format!("line {line}, column {column}: ")
+            }
+            None => String::new(),
+        };
+        ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: format!("{position}{}", error.message().trim_end()),
+        }
+    })
+}
+
+/// Lower-case hex of `bytes`.
+pub(crate) fn hex_encode(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+/// 32 bytes from 64 hex digits; the error says what is wrong, for a [`ConfigError::Invalid`].
+pub(crate) fn hex_decode_32(text: &str) -> Result<[u8; 32], String> {
+    let digits = text.as_bytes();
+    if digits.len() != 64 {
+        return Err(format!(
+            "expected 64 hex digits (32 bytes), got {} characters",
+            digits.len()
+        ));
+    }
+    let mut bytes = [0u8; 32];
+    for (index, pair) in digits.chunks_exact(2).enumerate() {
+        let high = (pair[0] as char).to_digit(16);
+        let low = (pair[1] as char).to_digit(16);
+        match (high, low) {
+            (Some(high), Some(low)) => bytes[index] = (high * 16 + low) as u8,
+            _ => return Err(format!("not hex at character {}", 2 * index)),
+        }
+    }
+    Ok(bytes)
+}
+
+fn decode_verifying_key(text: &str) -> Result<Ed25519VerifyingKey, String> {
+    let bytes = hex_decode_32(text)?;
+    Ed25519VerifyingKey::from_bytes(&bytes)
+        .map_err(|_| "not a valid Ed25519 public key".to_string())
+}
+
+fn valid_app_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= APP_NAME_BYTES_MAX
+        && name
+            .bytes()
+            .all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'-')
+}
+
+/// Replica `replica`'s key file, relative to the cluster directory.
+pub fn replica_keys_file(replica: ReplicaId) -> PathBuf {
+    PathBuf::from(format!("keys/replica-{}.toml", replica.0))
+}
+
+impl ClusterConfig {
+    /// Read `dir/cluster.toml` and validate it (see [`ClusterConfig::validate`]). The
+    /// replicas come back sorted by id, so `replicas[i].id == ReplicaId(i)`.
+    pub fn load(dir: &Path) -> Result<ClusterConfig, ConfigError> {
+        let mut config: ClusterConfig = read_toml(&dir.join(CLUSTER_FILE))?;
+        config.validate(dir)?;
+        config.replicas.sort_by_key(|replica| replica.id);
+        Ok(config)
+    }
+
+    /// Check every rule: the protocol parameters; exactly 3f+1 replicas with ids 0..n, each
+    /// once; distinct, dialable addresses; verifying keys that decode; certificate files that
+    /// hold a PEM certificate; unique app ids and names of `[a-z0-9-]`; at least one client.
+    pub fn validate(&self, dir: &Path) -> Result<(), ConfigError> {
+        self.validate_contents(dir)?;
+        let path = dir.join(CLUSTER_FILE);
+        for (index, replica) in self.replicas.iter().enumerate() {
+            let cert_path = dir.join(&replica.certificate);
+            if let Err(problem) = read_certificate(&cert_path) {
+                let field = format!("replicas[{index}].certificate");
+                return Err(ConfigError::invalid(&path, field, problem));
+            }
+        }
+        Ok(())
+    }
+
+    /// Every rule that needs no other file; `init_cluster` checks these before writing.
+    fn validate_contents(&self, dir: &Path) -> Result<(), ConfigError> {
+        let path = dir.join(CLUSTER_FILE);
+        self.protocol.validate().map_err(|error| {
+            ConfigError::invalid(&path, format!("protocol.{}", error.field), error.problem)
+        })?;
+        if self.clients == 0 {
+            return Err(ConfigError::invalid(&path, "clients", "must be at least 1"));
+        }
+        let replica_count = self.protocol.replica_count();
+        if self.replicas.len() != replica_count {
+            let problem = format!(
+                "f = {} needs exactly {replica_count} replicas, found {}",
+                self.protocol.f,
+                self.replicas.len()
+            );
+            return Err(ConfigError::invalid(&path, "replicas", problem));
+        }
+        let mut ids = BTreeSet::new();
+        let mut addresses = BTreeSet::new();
+        for (index, replica) in self.replicas.iter().enumerate() {
+            let field = |name: &str| format!("replicas[{index}].{name}");
+            if replica.id.index() >= replica_count {
+                let problem = format!("{} is outside 0..{replica_count}", replica.id.0);
+                return Err(ConfigError::invalid(&path, field("id"), problem));
+            }
+            if !ids.insert(replica.id) {
+                let problem = format!("duplicate id {}", replica.id.0);
+                return Err(ConfigError::invalid(&path, field("id"), problem));
+            }
+            if replica.address.port() == 0 || replica.address.ip().is_unspecified() {
+                let problem = format!("{} is not an address one can dial", replica.address);
+                return Err(ConfigError::invalid(&path, field("address"), problem));
+            }
+            if !addresses.insert(replica.address) {
+                let problem = format!("duplicate address {}", replica.address);
+                return Err(ConfigError::invalid(&path, field("address"), problem));
+            }
+            decode_verifying_key(&replica.verifying_key)
+                .map_err(|problem| ConfigError::invalid(&path, field("verifying_key"), problem))?;
+        }
+        let mut app_ids = BTreeSet::new();
+        let mut app_names = BTreeSet::new();
+        for (index, app) in self.apps.iter().enumerate() {
+            if !app_ids.insert(app.id) {
+                let problem = format!("duplicate id {}", app.id.0);
+                return Err(ConfigError::invalid(
+                    &path,
+                    format!("apps[{index}].id"),
+                    problem,
+                ));
+            }
+            let field = format!("apps[{index}].name");
+            if !valid_app_name(&app.name) {
+                let problem = format!(
+                    "{:?} must be 1..={APP_NAME_BYTES_MAX} characters of [a-z0-9-]",
+                    app.name
+                );
+                return Err(ConfigError::invalid(&path, field, problem));
+            }
+            if !app_names.insert(app.name.as_str()) {
+                let problem = format!("duplicate name {:?}", app.name);
+                return Err(ConfigError::invalid(&path, field, problem));
+            }
+        }
+        Ok(())
+    }
+
+    /// n = 3f+1.
+    pub fn replica_count(&self) -> usize {
+        self.protocol.replica_count()
+    }
+
+    /// Replica `id`'s entry. Expects a loaded configuration (sorted by id).
+    pub fn replica(&self, id: ReplicaId) -> Option<&ReplicaConfig> {
+        self.replicas
+            .get(id.index())
+            .filter(|replica| replica.id == id)
+    }
+
+    /// The app called `name`.
+    pub fn app_by_name(&self, name: &str) -> Option<&AppConfig> {
+        self.apps.iter().find(|app| app.name == name)
+    }
+
+    /// Every replica's Ed25519 public key, indexed by replica id.
+    ///
+    /// Panics if a key does not decode or the replicas are not sorted: call it on a
+    /// configuration [`ClusterConfig::load`] returned, which checked both.
+    pub fn verifying_keys(&self) -> ReplicaVerifyingKeys {
+        let keys = self
+            .replicas
+            .iter()
+            .enumerate()
+            .map(|(index, replica)| {
+                assert_eq!(replica.id.index(), index, "replicas must be sorted by id");
+                decode_verifying_key(&replica.verifying_key).expect("a validated verifying key")
+            })
+            .collect();
+        ReplicaVerifyingKeys(keys)
+    }
+
+    /// Replica `id`'s pinned TLS certificate, in DER.
+    pub fn load_certificate(
+        &self,
+        dir: &Path,
+        id: ReplicaId,
+    ) -> Result<CertificateDer<'static>, ConfigError> {
+        let replica = self.replica(id).ok_or(ConfigError::UnknownReplica {
+            replica: id,
+            replica_count: self.replica_count(),
+        })?;
+        let path = dir.join(&replica.certificate);
+        read_certificate(&path).map_err(|problem| {
+            let field = format!("replicas[{}].certificate", id.0);
+            ConfigError::invalid(&dir.join(CLUSTER_FILE), field, problem)
+        })
+    }
+}
+
+/// The one certificate in a PEM file; the error is a problem description naming the file.
+fn read_certificate(path: &Path) -> Result<CertificateDer<'static>, String> {
+    let pem = std::fs::read(path).map_err(|error| format!("{}: {error}", path.display()))?;
+    CertificateDer::from_pem_slice(&pem)
+        .map_err(|error| format!("{}: no PEM certificate: {error}", path.display()))
+}
+
+/// Replica `id`'s configuration and endpoint (its keys and everyone's public keys).
+pub fn endpoint_for_replica(
+    dir: &Path,
+    id: ReplicaId,
+) -> Result<(ClusterConfig, Endpoint), ConfigError> {
+    let config = ClusterConfig::load(dir)?;
+    let keys = keys::replica_keys(dir, &config, id)?;
+    let endpoint = Endpoint::new(keys, config.verifying_keys(), config.protocol.clone());
+    Ok((config, endpoint))
+}
+
+/// Client `id`'s configuration and endpoint.
+pub fn endpoint_for_client(
+    dir: &Path,
+    id: ClientId,
+) -> Result<(ClusterConfig, Endpoint), ConfigError> {
+    let config = ClusterConfig::load(dir)?;
+    let keys = keys::client_keys(dir, &config, id)?;
+    let endpoint = Endpoint::new(keys, config.verifying_keys(), config.protocol.clone());
+    Ok((config, endpoint))
+}

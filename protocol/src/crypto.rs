@@ -148,10 +148,10 @@ impl NodeKeys {
     /// The key this node shares with `peer`, if it has one.
     pub fn key_for(&self, peer: NodeId) -> Option<SessionKey> {
         match peer {
-            NodeId::Client(client) => match &self.client_master {
-                Some(master) => Some(client_key(master, client)),
-                None => None,
-            },
+            NodeId::Client(client) => self
+                .client_master
+                .as_ref()
+                .map(|master| client_key(master, client)),
             NodeId::Replica(_) => self.peer_keys.get(&peer).copied(),
         }
     }

@@ -120,7 +120,11 @@ fn request_mac_input(request_bytes: &[u8]) -> [&[u8]; 2] {
 }
 
 impl Endpoint {
-    pub fn new(keys: NodeKeys, verifying_keys: ReplicaVerifyingKeys, params: ProtocolParams) -> Self {
+    pub fn new(
+        keys: NodeKeys,
+        verifying_keys: ReplicaVerifyingKeys,
+        params: ProtocolParams,
+    ) -> Self {
         assert_eq!(verifying_keys.0.len(), params.replica_count());
         Endpoint {
             keys,
@@ -194,10 +198,12 @@ impl Endpoint {
         let bytes = postcard::to_stdvec(&request).expect("encoding a request cannot fail");
         let macs = self
             .replicas()
-            .map(|replica| match self.keys.key_for(NodeId::Replica(replica)) {
-                Some(key) => key.mac(&request_mac_input(&bytes)),
-                None => [0u8; 32],
-            })
+            .map(
+                |replica| match self.keys.key_for(NodeId::Replica(replica)) {
+                    Some(key) => key.mac(&request_mac_input(&bytes)),
+                    None => [0u8; 32],
+                },
+            )
             .collect();
         AuthenticatedRequest {
             request,

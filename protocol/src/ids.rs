@@ -82,7 +82,9 @@ impl fmt::Display for NodeId {
 }
 
 /// A point in time in microseconds. Cores never read a clock: their driver passes `Time` in.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 pub struct Time(pub u64);
 
 impl Time {

@@ -198,6 +198,8 @@ pub struct Order {
 /// The result of a request, sent to its client.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Reply {
+    /// The view the replier was in; tells the client who is primary. Not part of the vote.
+    pub view: View,
     pub client: ClientId,
     pub timestamp: u64,
     pub result: Vec<u8>,

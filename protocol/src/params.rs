@@ -41,7 +41,7 @@ impl Default for ProtocolParams {
             batch_size_max: 512,
             pipeline_max: 8,
             request_bytes_max: 64 * 1024,
-            frame_bytes_max: 32 * 1024 * 1024,
+            frame_bytes_max: 64 * 1024 * 1024,
             view_change_timeout_ms: 1000,
             status_interval_ms: 100,
             timestamp_skew_max_ms: 60_000,
@@ -76,12 +76,16 @@ impl ProtocolParams {
     pub fn validate(&self) -> Result<(), ParamsError> {
         let err = |field, problem: String| Err(ParamsError { field, problem });
         if self.f == 0 || self.f > FAULTS_TOLERATED_MAX {
-            return err("f", format!("must be 1..={FAULTS_TOLERATED_MAX}, got {}", self.f));
+            return err(
+                "f",
+                format!("must be 1..={FAULTS_TOLERATED_MAX}, got {}", self.f),
+            );
         }
         if self.checkpoint_interval == 0 {
             return err("checkpoint_interval", "must be at least 1".into());
         }
-        if self.window < 2 * self.checkpoint_interval || self.window % self.checkpoint_interval != 0
+        if self.window < 2 * self.checkpoint_interval
+            || !self.window.is_multiple_of(self.checkpoint_interval)
         {
             return err(
                 "window",
@@ -92,15 +96,23 @@ impl ProtocolParams {
             );
         }
         if self.batch_size_max == 0 || self.batch_size_max > 65_536 {
-            return err("batch_size_max", format!("must be 1..=65536, got {}", self.batch_size_max));
+            return err(
+                "batch_size_max",
+                format!("must be 1..=65536, got {}", self.batch_size_max),
+            );
         }
         if self.pipeline_max == 0 || self.pipeline_max > self.window {
             return err(
                 "pipeline_max",
-                format!("must be 1..=window ({}), got {}", self.window, self.pipeline_max),
+                format!(
+                    "must be 1..=window ({}), got {}",
+                    self.window, self.pipeline_max
+                ),
             );
         }
-        let batch_bytes = self.batch_size_max.saturating_mul(self.request_bytes_max + 256);
+        let batch_bytes = self
+            .batch_size_max
+            .saturating_mul(self.request_bytes_max + 256);
         if self.frame_bytes_max < batch_bytes.min(1 << 30) || self.frame_bytes_max > 1 << 30 {
             return err(
                 "frame_bytes_max",

@@ -7,8 +7,8 @@ use crate::crypto::Signed;
 use crate::envelope::Endpoint;
 use crate::ids::{NodeId, ReplicaId, Seq, View};
 use crate::messages::{
-    Batch, Batches, CheckpointCertificate, CheckpointState, Message, NewView,
-    PreparedCertificate, ViewChange,
+    Batch, Batches, CheckpointCertificate, CheckpointState, Message, NewView, PreparedCertificate,
+    ViewChange,
 };
 use std::collections::BTreeSet;
 
@@ -103,7 +103,10 @@ pub fn genesis_checkpoint() -> CheckpointState {
 pub fn check_checkpoint_certificate(endpoint: &Endpoint, cert: &CheckpointCertificate) -> Check {
     let params = endpoint.params();
     if cert.seq == Seq(0) {
-        return require(cert.digest == genesis_checkpoint().digest(), Invalid::BadGenesis);
+        return require(
+            cert.digest == genesis_checkpoint().digest(),
+            Invalid::BadGenesis,
+        );
     }
     bounded(cert.votes.len(), params.replica_count())?;
     let mut signers = BTreeSet::new();
@@ -259,14 +262,20 @@ pub fn check_message(endpoint: &Endpoint, from: NodeId, message: &Message) -> Ch
     match message {
         Message::Request(request) => {
             let own_request = from == NodeId::Client(request.request.client);
-            require(to_replica && (own_request || from_replica), Invalid::WrongSender(from))?;
+            require(
+                to_replica && (own_request || from_replica),
+                Invalid::WrongSender(from),
+            )?;
             require(endpoint.check_request(request), Invalid::BadRequest(from))
         }
         Message::Reply(_) => require(from_replica && !to_replica, Invalid::WrongSender(from)),
         _ if !(from_replica && to_replica) => Err(Invalid::WrongSender(from)),
         Message::PrePrepare { pre_prepare, batch } => {
             signed_by_sender(endpoint, from, pre_prepare)?;
-            let primary = pre_prepare.body.view.primary(endpoint.params().replica_count());
+            let primary = pre_prepare
+                .body
+                .view
+                .primary(endpoint.params().replica_count());
             require(
                 pre_prepare.signer == primary,
                 Invalid::NotPrimary {
@@ -276,7 +285,10 @@ pub fn check_message(endpoint: &Endpoint, from: NodeId, message: &Message) -> Ch
                 },
             )?;
             check_batch(endpoint, batch)?;
-            require(batch.digest() == pre_prepare.body.digest, Invalid::BatchDigest)
+            require(
+                batch.digest() == pre_prepare.body.digest,
+                Invalid::BatchDigest,
+            )
         }
         Message::Prepare(prepare) => signed_by_sender(endpoint, from, prepare),
         Message::Checkpoint(checkpoint) => signed_by_sender(endpoint, from, checkpoint),
@@ -285,8 +297,16 @@ pub fn check_message(endpoint: &Endpoint, from: NodeId, message: &Message) -> Ch
             check_view_change_contents(endpoint, &view_change.body)
         }
         Message::NewView(new_view) => {
-            signed_by_sender(endpoint, from, new_view)?;
-            let primary = new_view.body.view.primary(endpoint.params().replica_count());
+            // Any replica may relay a new view to one that missed it: the primary's
+            // signature, not the sender, is what makes it valid.
+            require(
+                new_view.verify(endpoint.verifying_keys()),
+                Invalid::BadSignature(new_view.signer),
+            )?;
+            let primary = new_view
+                .body
+                .view
+                .primary(endpoint.params().replica_count());
             require(
                 new_view.signer == primary,
                 Invalid::NotPrimary {

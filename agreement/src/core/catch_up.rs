@@ -1,0 +1,160 @@
+//! Catching up: a replica that fell behind (dropped messages, a partition, a restart)
+//! learns from status reports or a checkpoint certificate that others are ahead, fetches
+//! the committed batches it missed (accepting one only when f+1 replicas send the same),
+//! or jumps to a stable checkpoint whose state 2f+1 signatures vouch for.
+
+use super::{ExecState, Output, Replica};
+use zz_protocol::messages::{Batches, FetchBatches, Message, Status};
+use zz_protocol::{ReplicaId, Seq};
+
+/// Requests' bytes in one batches answer at most, as a share of the frame limit, so the
+/// answer always fits in a frame.
+const FETCH_ANSWER_FRAME_SHARE: usize = 2;
+
+impl Replica {
+    pub(super) fn handle_status(&mut self, sender: ReplicaId, status: Status) {
+        if self.normal
+            && status.view < self.view
+            && let Some(new_view) = self.last_new_view.clone()
+        {
+            self.send(sender, Message::NewView(new_view));
+        }
+        self.peer_status.insert(sender, status);
+        self.fetch_if_behind();
+    }
+
+    /// f+1 peers report having executed past us: at least one correct one has.
+    fn fetch_if_behind(&mut self) {
+        let mine = self.exec.seq;
+        let mut ahead: Vec<(Seq, ReplicaId)> = self
+            .peer_status
+            .iter()
+            .filter(|(_, status)| status.last_executed > mine)
+            .map(|(replica, status)| (status.last_executed, *replica))
+            .collect();
+        let weak = self.config.params.weak_quorum();
+        if ahead.len() < weak {
+            return;
+        }
+        ahead.sort_by(|a, b| b.cmp(a));
+        let target = ahead[weak - 1].0;
+        let sources: Vec<ReplicaId> = ahead.iter().map(|(_, replica)| *replica).collect();
+        self.request_fetch(target, &sources);
+    }
+
+    /// Ask `sources` for what lies between our last executed batch and `target`; at most
+    /// once per status interval.
+    pub(super) fn request_fetch(&mut self, target: Seq, sources: &[ReplicaId]) {
+        let interval = self.config.params.status_interval_ms * 1000;
+        if let Some(last) = self.last_fetch_at
+            && self.now.saturating_sub(last) < interval
+        {
+            return;
+        }
+        self.last_fetch_at = Some(self.now);
+        let from = self.exec.seq.next();
+        let to = Seq(target.0.min(from.0 + self.config.params.window - 1));
+        for source in sources {
+            self.send(*source, Message::FetchBatches(FetchBatches { from, to }));
+        }
+    }
+
+    pub(super) fn handle_fetch(&mut self, sender: ReplicaId, fetch: FetchBatches) {
+        if fetch.from > fetch.to {
+            return self.drop_message("bad-fetch-range");
+        }
+        let checkpoint = (fetch.from <= self.stable.seq && self.stable.seq > Seq(0))
+            .then(|| (self.stable.clone(), self.stable_state.clone()));
+        let first = fetch.from.max(self.stable.seq.next());
+        let last = fetch.to.min(self.exec.seq);
+        let budget = self.config.params.frame_bytes_max / FETCH_ANSWER_FRAME_SHARE;
+        let mut bytes = 0usize;
+        let mut entries = Vec::new();
+        let committed = if first <= last {
+            self.slots.range(first..=last)
+        } else {
+            self.slots.range(first..first)
+        };
+        for (seq, slot) in committed {
+            let Some(batch) = &slot.committed else { break };
+            bytes += batch
+                .requests
+                .iter()
+                .map(|request| request.request.op.len() + 64 + 32 * request.auth.0.len())
+                .sum::<usize>();
+            if bytes > budget && !entries.is_empty() {
+                break;
+            }
+            entries.push((*seq, batch.clone()));
+        }
+        if checkpoint.is_some() || !entries.is_empty() {
+            self.send(
+                sender,
+                Message::Batches(Batches {
+                    checkpoint,
+                    entries,
+                }),
+            );
+        }
+    }
+
+    pub(super) fn handle_batches(&mut self, sender: ReplicaId, batches: Batches) {
+        if let Some((certificate, state)) = batches.checkpoint {
+            if certificate.seq > self.exec.seq {
+                self.install_checkpoint(certificate, state);
+            } else {
+                self.adopt_stable_certificate(certificate);
+            }
+        }
+        let weak = self.config.params.weak_quorum();
+        for (seq, batch) in batches.entries {
+            if seq <= self.exec.seq || !self.in_window(seq) {
+                continue;
+            }
+            let digest = batch.digest();
+            let offers = self.fetched.entry(seq).or_default();
+            offers.insert(sender, (digest, batch));
+            let agreeing: Vec<_> = offers
+                .values()
+                .filter(|(offered, _)| *offered == digest)
+                .collect();
+            if agreeing.len() < weak {
+                continue;
+            }
+            let batch = agreeing[0].1.clone();
+            let slot = self.slots.entry(seq).or_default();
+            match &slot.committed {
+                Some(existing) => assert_eq!(
+                    existing.digest(),
+                    digest,
+                    "safety: f+1 replicas vouch for a batch other than the one committed here"
+                ),
+                None => slot.committed = Some(batch),
+            }
+        }
+        self.try_execute();
+    }
+
+    /// Jump to a stable checkpoint this replica has not executed to: take its state, which
+    /// 2f+1 signatures vouch for (checked at the boundary).
+    fn install_checkpoint(
+        &mut self,
+        certificate: zz_protocol::messages::CheckpointCertificate,
+        state: zz_protocol::messages::CheckpointState,
+    ) {
+        let seq = certificate.seq;
+        assert!(seq > self.exec.seq && seq > self.stable.seq);
+        tracing::info!(replica = %self.config.id, from = %self.exec.seq, to = %seq, "state transfer");
+        self.exec = ExecState::from_snapshot(&state);
+        let clients = &self.exec.clients;
+        self.waiting.retain(|client, waiting| {
+            clients
+                .get(client)
+                .is_none_or(|executed| waiting.request.request.timestamp > *executed)
+        });
+        self.counters.state_transfers += 1;
+        self.outputs.push_back(Output::Skipped { to: seq });
+        self.own_checkpoints.insert(seq, state.clone());
+        self.make_stable(certificate, state);
+    }
+}

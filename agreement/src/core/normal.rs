@@ -1,0 +1,471 @@
+//! The normal case (PBFT section 4.2): propose, pre-prepare, prepare, commit, execute in
+//! order, and checkpoints with log truncation (section 4.3).
+
+use super::{Output, Replica, Waiting};
+use crate::persist::Record;
+use zz_protocol::crypto::Signed;
+use zz_protocol::messages::{
+    AuthenticatedRequest, Batch, Checkpoint, CheckpointCertificate, Commit, Message, NonDet, Order,
+    PrePrepareHeader, Prepare, PreparedCertificate,
+};
+use zz_protocol::{Digest, ReplicaId, Seq, View};
+
+/// Where a normal-case message stands relative to this replica's view.
+pub(super) enum ViewFit {
+    Current,
+    Future,
+    Stale,
+}
+
+impl Replica {
+    pub(super) fn view_fit(&self, view: View) -> ViewFit {
+        if view < self.view {
+            ViewFit::Stale
+        } else if view == self.view && self.normal {
+            ViewFit::Current
+        } else {
+            ViewFit::Future
+        }
+    }
+
+    /// Primary: close batches while the pipeline has room (so batches grow under load) and
+    /// the high watermark allows.
+    pub(super) fn try_propose(&mut self) {
+        if !self.normal || !self.is_primary() {
+            return;
+        }
+        if self.next_seq <= self.exec.seq {
+            self.next_seq = self.exec.seq.next();
+        }
+        // A restarted primary may already have proposed some sequence numbers in this view.
+        while self
+            .slots
+            .get(&self.next_seq)
+            .is_some_and(|slot| slot.view == self.view && slot.pre_prepare.is_some())
+        {
+            self.next_seq = self.next_seq.next();
+        }
+        loop {
+            let in_flight = self.next_seq.0.saturating_sub(self.exec.seq.0 + 1);
+            if in_flight >= self.config.params.pipeline_max || self.next_seq > self.high_watermark()
+            {
+                return;
+            }
+            let requests = self.take_proposable_requests();
+            if requests.is_empty() {
+                return;
+            }
+            let nondet = NonDet {
+                timestamp_ms: self.wall_clock_ms().max(self.exec.last_timestamp_ms),
+                seed: self.next_random(),
+            };
+            let batch = Batch { requests, nondet };
+            let seq = self.next_seq;
+            self.next_seq = seq.next();
+            self.propose(seq, batch);
+        }
+    }
+
+    fn take_proposable_requests(&mut self) -> Vec<AuthenticatedRequest> {
+        let limit = self.config.params.batch_size_max;
+        let mut requests = Vec::new();
+        while requests.len() < limit {
+            let Some((client, timestamp)) = self.arrivals.pop_front() else {
+                break;
+            };
+            let executed = self.exec.clients.get(&client).copied().unwrap_or(0);
+            if let Some(waiting) = self.waiting.get_mut(&client)
+                && waiting.request.request.timestamp == timestamp
+                && !waiting.proposed
+                && timestamp > executed
+            {
+                waiting.proposed = true;
+                requests.push(waiting.request.clone());
+            }
+        }
+        requests
+    }
+
+    /// Assign `seq` to `batch` in the current view and multicast the pre-prepare.
+    pub(super) fn propose(&mut self, seq: Seq, batch: Batch) {
+        let view = self.view;
+        let pre_prepare = self.sign(PrePrepareHeader {
+            view,
+            seq,
+            digest: batch.digest(),
+        });
+        let slot = self.slots.entry(seq).or_default();
+        slot.enter_view(view);
+        assert!(
+            slot.pre_prepare.is_none(),
+            "primary proposes each (view, seq) once"
+        );
+        slot.pre_prepare = Some((pre_prepare.clone(), batch.clone()));
+        self.persist(Record::Accepted {
+            pre_prepare: pre_prepare.clone(),
+            batch: batch.clone(),
+        });
+        self.broadcast(Message::PrePrepare { pre_prepare, batch });
+        self.check_prepared(seq);
+    }
+
+    /// Keep a message for a view this replica has not entered yet (bounded per sender).
+    pub(super) fn buffer_future(&mut self, sender: ReplicaId, view: View, message: Message) {
+        let next_view_only = view <= self.view.next();
+        let per_sender = super::FUTURE_MESSAGES_MAX / self.config.params.replica_count();
+        let from_sender = self
+            .future
+            .iter()
+            .filter(|(from, _)| *from == sender)
+            .count();
+        if next_view_only && from_sender < per_sender {
+            self.future.push_back((sender, message));
+        } else {
+            self.drop_message("future-view");
+        }
+    }
+
+    /// PBFT section 4.2: accept a pre-prepare if it is for this view, inside the
+    /// watermarks, and no other digest was accepted for (view, seq).
+    pub(super) fn handle_pre_prepare(
+        &mut self,
+        sender: ReplicaId,
+        pre_prepare: Signed<PrePrepareHeader>,
+        batch: Batch,
+    ) {
+        let header = pre_prepare.body;
+        match self.view_fit(header.view) {
+            ViewFit::Stale => return self.drop_message("stale-view"),
+            ViewFit::Future => {
+                let message = Message::PrePrepare { pre_prepare, batch };
+                return self.buffer_future(sender, header.view, message);
+            }
+            ViewFit::Current => {}
+        }
+        if !self.in_window(header.seq) {
+            return self.drop_message("outside-window");
+        }
+        if header.seq <= self.new_view_floor {
+            return self.drop_message("below-new-view-range");
+        }
+        if !batch.is_null() && !self.nondet_acceptable(&batch.nondet) {
+            return self.drop_message("bad-nondet");
+        }
+        self.accept_pre_prepare(pre_prepare, batch);
+    }
+
+    /// Backups check the primary's timestamp against their own clock (section 4.6).
+    fn nondet_acceptable(&self, nondet: &NonDet) -> bool {
+        let skew = self.config.params.timestamp_skew_max_ms;
+        nondet.timestamp_ms.abs_diff(self.wall_clock_ms()) <= skew
+    }
+
+    /// Accept (view, seq, digest) unless another digest was accepted for it; send a prepare.
+    pub(super) fn accept_pre_prepare(
+        &mut self,
+        pre_prepare: Signed<PrePrepareHeader>,
+        batch: Batch,
+    ) {
+        let header = pre_prepare.body;
+        let slot = self.slots.entry(header.seq).or_default();
+        slot.enter_view(header.view);
+        if let Some(digest) = slot.accepted_digest() {
+            let reason = if digest == header.digest {
+                "duplicate"
+            } else {
+                "conflicting-pre-prepare"
+            };
+            return self.drop_message(reason);
+        }
+        slot.pre_prepare = Some((pre_prepare.clone(), batch.clone()));
+        for request in &batch.requests {
+            self.note_request_in_flight(request);
+        }
+        self.persist(Record::Accepted { pre_prepare, batch });
+        let prepare = self.sign(Prepare {
+            view: header.view,
+            seq: header.seq,
+            digest: header.digest,
+        });
+        let me = self.config.id;
+        if let Some(slot) = self.slots.get_mut(&header.seq) {
+            slot.prepares.insert(me, prepare.clone());
+        }
+        self.broadcast(Message::Prepare(prepare));
+        self.check_prepared(header.seq);
+    }
+
+    /// A backup that sees a request in a pre-prepare waits for it to execute (its
+    /// view-change timer runs until then).
+    fn note_request_in_flight(&mut self, request: &AuthenticatedRequest) {
+        let client = request.request.client;
+        let timestamp = request.request.timestamp;
+        let executed = self.exec.clients.get(&client).copied().unwrap_or(0);
+        let known = self
+            .waiting
+            .get(&client)
+            .is_some_and(|waiting| waiting.request.request.timestamp >= timestamp);
+        if timestamp > executed && !known && self.waiting.len() < super::WAITING_CLIENTS_MAX {
+            let waiting = Waiting {
+                request: request.clone(),
+                since: self.now,
+                proposed: true,
+            };
+            self.waiting.insert(client, waiting);
+        }
+    }
+
+    pub(super) fn handle_prepare(&mut self, sender: ReplicaId, prepare: Signed<Prepare>) {
+        let vote = prepare.body;
+        match self.view_fit(vote.view) {
+            ViewFit::Stale => return self.drop_message("stale-view"),
+            ViewFit::Future => {
+                return self.buffer_future(sender, vote.view, Message::Prepare(prepare));
+            }
+            ViewFit::Current => {}
+        }
+        if !self.in_window(vote.seq) {
+            return self.drop_message("outside-window");
+        }
+        if sender == self.primary_of(vote.view) {
+            return self.drop_message("prepare-from-primary");
+        }
+        let slot = self.slots.entry(vote.seq).or_default();
+        slot.enter_view(vote.view);
+        if slot.prepares.contains_key(&sender) {
+            return self.drop_message("duplicate");
+        }
+        slot.prepares.insert(sender, prepare);
+        self.check_prepared(vote.seq);
+    }
+
+    /// prepared(v, s, d): the pre-prepare and 2f matching prepares from distinct backups
+    /// (this replica's own included). Then multicast a commit.
+    pub(super) fn check_prepared(&mut self, seq: Seq) {
+        let quorum = 2 * self.config.params.f;
+        let me = self.config.id;
+        let Some(slot) = self.slots.get_mut(&seq) else {
+            return;
+        };
+        if slot.commit_sent {
+            return;
+        }
+        let Some((pre_prepare, batch)) = slot.pre_prepare.clone() else {
+            return;
+        };
+        let primary = pre_prepare
+            .body
+            .view
+            .primary(self.config.params.replica_count());
+        let prepares = slot.matching_prepares(primary);
+        if prepares.len() < quorum {
+            return;
+        }
+        let header = pre_prepare.body;
+        slot.commit_sent = true;
+        slot.prepared_certificate = Some(PreparedCertificate {
+            pre_prepare,
+            prepares: prepares.clone(),
+            batch,
+        });
+        let commit = Commit {
+            view: header.view,
+            seq,
+            digest: header.digest,
+        };
+        slot.commits.insert(me, commit);
+        self.persist(Record::Prepared { prepares });
+        self.broadcast(Message::Commit(commit));
+        self.check_committed(seq);
+    }
+
+    pub(super) fn handle_commit(&mut self, sender: ReplicaId, commit: Commit) {
+        match self.view_fit(commit.view) {
+            ViewFit::Stale => return self.drop_message("stale-view"),
+            ViewFit::Future => {
+                return self.buffer_future(sender, commit.view, Message::Commit(commit));
+            }
+            ViewFit::Current => {}
+        }
+        if !self.in_window(commit.seq) {
+            return self.drop_message("outside-window");
+        }
+        let slot = self.slots.entry(commit.seq).or_default();
+        slot.enter_view(commit.view);
+        if slot.commits.contains_key(&sender) {
+            return self.drop_message("duplicate");
+        }
+        slot.commits.insert(sender, commit);
+        self.check_committed(commit.seq);
+    }
+
+    /// committed-local(v, s, d): prepared here and 2f+1 matching commits (own included).
+    pub(super) fn check_committed(&mut self, seq: Seq) {
+        let quorum = self.config.params.quorum();
+        let Some(slot) = self.slots.get_mut(&seq) else {
+            return;
+        };
+        if !slot.commit_sent || slot.matching_commits() < quorum {
+            return;
+        }
+        let Some((header, batch)) = slot.pre_prepare.as_ref() else {
+            return;
+        };
+        match &slot.committed {
+            Some(existing) => assert_eq!(
+                existing.digest(),
+                header.body.digest,
+                "safety: {seq} committed with two digests at replica {}",
+                self.config.id
+            ),
+            None => slot.committed = Some(batch.clone()),
+        }
+    }
+
+    /// Execute committed batches strictly in sequence order.
+    pub(super) fn try_execute(&mut self) {
+        loop {
+            let seq = self.exec.seq.next();
+            let Some(slot) = self.slots.get(&seq) else {
+                return;
+            };
+            let Some(batch) = slot.committed.clone() else {
+                return;
+            };
+            let view = slot.view;
+            self.execute(seq, view, batch);
+        }
+    }
+
+    fn execute(&mut self, seq: Seq, view: View, batch: Batch) {
+        assert_eq!(seq, self.exec.seq.next(), "execution is gap-free");
+        let digest = batch.digest();
+        self.exec.chain = Digest::of(&[&self.exec.chain.0, &seq.0.to_le_bytes(), &digest.0]);
+        for request in &batch.requests {
+            let client = request.request.client;
+            let timestamp = request.request.timestamp;
+            let last = self.exec.clients.entry(client).or_insert(0);
+            if timestamp > *last {
+                *last = timestamp;
+                self.counters.requests_ordered += 1;
+            }
+            if self
+                .waiting
+                .get(&client)
+                .is_some_and(|waiting| waiting.request.request.timestamp <= timestamp)
+            {
+                self.waiting.remove(&client);
+            }
+        }
+        if !batch.is_null() {
+            self.exec.last_timestamp_ms =
+                self.exec.last_timestamp_ms.max(batch.nondet.timestamp_ms);
+        }
+        self.exec.seq = seq;
+        self.counters.batches_ordered += 1;
+        self.fetched.remove(&seq);
+        self.outputs
+            .push_back(Output::Order(Order { view, seq, batch }));
+        if seq.0.is_multiple_of(self.config.params.checkpoint_interval) {
+            self.take_checkpoint(seq);
+        }
+    }
+
+    /// Section 4.3: every K sequence numbers, multicast a signed digest of the state.
+    fn take_checkpoint(&mut self, seq: Seq) {
+        let state = self.exec.snapshot();
+        let vote = self.sign(Checkpoint {
+            seq,
+            digest: state.digest(),
+        });
+        self.own_checkpoints.insert(seq, state);
+        self.broadcast(Message::Checkpoint(vote.clone()));
+        self.add_checkpoint_vote(vote);
+    }
+
+    pub(super) fn handle_checkpoint(&mut self, vote: Signed<Checkpoint>) {
+        let seq = vote.body.seq;
+        if !seq.0.is_multiple_of(self.config.params.checkpoint_interval) {
+            return self.drop_message("checkpoint-off-interval");
+        }
+        if !self.in_window(seq) {
+            return self.drop_message("outside-window");
+        }
+        self.add_checkpoint_vote(vote);
+    }
+
+    fn add_checkpoint_vote(&mut self, vote: Signed<Checkpoint>) {
+        let seq = vote.body.seq;
+        let votes = self.checkpoint_votes.entry(seq).or_default();
+        votes.entry(vote.signer).or_insert(vote);
+        let digest_counts = votes.values().fold(
+            std::collections::BTreeMap::<Digest, usize>::new(),
+            |mut counts, vote| {
+                *counts.entry(vote.body.digest).or_default() += 1;
+                counts
+            },
+        );
+        let quorum = self.config.params.quorum();
+        let Some((digest, _)) = digest_counts
+            .into_iter()
+            .find(|(_, count)| *count >= quorum)
+        else {
+            return;
+        };
+        let certificate = CheckpointCertificate {
+            seq,
+            digest,
+            votes: votes
+                .values()
+                .filter(|vote| vote.body.digest == digest)
+                .cloned()
+                .collect(),
+        };
+        self.adopt_stable_certificate(certificate);
+    }
+
+    /// A certified checkpoint above the low watermark: make it stable if this replica has
+    /// reached it, otherwise fetch what it is missing from the replicas that signed it.
+    pub(super) fn adopt_stable_certificate(&mut self, certificate: CheckpointCertificate) {
+        if certificate.seq <= self.stable.seq {
+            return;
+        }
+        match self.own_checkpoints.get(&certificate.seq) {
+            Some(state) => {
+                assert_eq!(
+                    state.digest(),
+                    certificate.digest,
+                    "safety: replica {} executed to a state 2f+1 others did not",
+                    self.config.id
+                );
+                let state = state.clone();
+                self.make_stable(certificate, state);
+            }
+            None => {
+                let signers: Vec<ReplicaId> =
+                    certificate.votes.iter().map(|vote| vote.signer).collect();
+                self.request_fetch(certificate.seq, &signers);
+            }
+        }
+    }
+
+    /// Move the low watermark to `certificate` and discard everything at or below it.
+    pub(super) fn make_stable(
+        &mut self,
+        certificate: CheckpointCertificate,
+        state: zz_protocol::messages::CheckpointState,
+    ) {
+        let seq = certificate.seq;
+        assert!(seq > self.stable.seq && seq <= self.exec.seq);
+        assert_eq!(state.digest(), certificate.digest);
+        self.stable = certificate;
+        self.stable_state = state;
+        self.slots.retain(|s, _| *s > seq);
+        self.own_checkpoints.retain(|s, _| *s > seq);
+        self.checkpoint_votes.retain(|s, _| *s > seq);
+        self.fetched.retain(|s, _| *s > seq);
+        self.counters.checkpoints_stable += 1;
+        self.outputs
+            .push_back(Output::Compact(self.durable_records()));
+    }
+}

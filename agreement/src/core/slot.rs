@@ -1,0 +1,68 @@
+//! One sequence number's progress through the three phases.
+
+use std::collections::BTreeMap;
+use zz_protocol::crypto::Signed;
+use zz_protocol::messages::{Batch, Commit, PrePrepareHeader, Prepare, PreparedCertificate};
+use zz_protocol::{Digest, ReplicaId, View};
+
+/// Progress of one sequence number. Votes are kept for one view at a time (`view`); the
+/// prepared certificate survives view changes because a view change must carry it.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Slot {
+    /// The view the votes below belong to.
+    pub view: View,
+    /// The pre-prepare accepted in `view`, with its batch.
+    pub pre_prepare: Option<(Signed<PrePrepareHeader>, Batch)>,
+    /// At most one prepare per replica for (view, seq): the first one it sent us.
+    pub prepares: BTreeMap<ReplicaId, Signed<Prepare>>,
+    /// At most one commit per replica for (view, seq).
+    pub commits: BTreeMap<ReplicaId, Commit>,
+    /// Whether this replica sent its commit in `view`.
+    pub commit_sent: bool,
+    /// The batch that committed here (committed-local, or fetched with f+1 matching answers).
+    pub committed: Option<Batch>,
+    /// The prepared certificate from the highest view this replica prepared in.
+    pub prepared_certificate: Option<PreparedCertificate>,
+}
+
+impl Slot {
+    /// Move the slot's votes to `view`, forgetting the votes of older views.
+    pub fn enter_view(&mut self, view: View) {
+        if self.view != view {
+            assert!(view > self.view, "a slot never goes back in views");
+            self.view = view;
+            self.pre_prepare = None;
+            self.prepares.clear();
+            self.commits.clear();
+            self.commit_sent = false;
+        }
+    }
+
+    pub fn accepted_digest(&self) -> Option<Digest> {
+        self.pre_prepare
+            .as_ref()
+            .map(|(header, _)| header.body.digest)
+    }
+
+    /// Prepares from distinct replicas other than `primary` that match the accepted digest.
+    pub fn matching_prepares(&self, primary: ReplicaId) -> Vec<Signed<Prepare>> {
+        let Some(digest) = self.accepted_digest() else {
+            return Vec::new();
+        };
+        self.prepares
+            .values()
+            .filter(|prepare| prepare.body.digest == digest && prepare.signer != primary)
+            .cloned()
+            .collect()
+    }
+
+    pub fn matching_commits(&self) -> usize {
+        let Some(digest) = self.accepted_digest() else {
+            return 0;
+        };
+        self.commits
+            .values()
+            .filter(|commit| commit.digest == digest)
+            .count()
+    }
+}

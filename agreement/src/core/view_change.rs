@@ -1,0 +1,274 @@
+//! View changes (PBFT section 4.4, with signed view-change and new-view messages as in the
+//! 1999 paper): leaving a view, electing the next primary's proposals, entering the view.
+
+use super::Replica;
+use crate::persist::Record;
+use std::collections::BTreeMap;
+use zz_protocol::crypto::Signed;
+use zz_protocol::messages::{
+    Batch, CheckpointCertificate, Message, NewView, NewViewEntry, PrePrepareHeader,
+    PreparedCertificate, ViewChange,
+};
+use zz_protocol::{ReplicaId, Seq, View};
+
+/// O, as every replica computes it from the same 2f+1 view changes: the highest stable
+/// checkpoint among them, and for each sequence number above it up to the highest one
+/// prepared anywhere, the batch prepared in the highest view, or a null batch.
+pub fn compute_new_view_entries(
+    view_changes: &[Signed<ViewChange>],
+) -> (CheckpointCertificate, Vec<(Seq, Batch)>) {
+    let stable = view_changes
+        .iter()
+        .map(|view_change| &view_change.body.stable)
+        .max_by_key(|certificate| certificate.seq)
+        .expect("a new view rests on 2f+1 view changes")
+        .clone();
+    let mut best: BTreeMap<Seq, &PreparedCertificate> = BTreeMap::new();
+    for view_change in view_changes {
+        for certificate in &view_change.body.prepared {
+            if certificate.seq() <= stable.seq {
+                continue;
+            }
+            let better = best
+                .get(&certificate.seq())
+                .is_none_or(|current| certificate.view() > current.view());
+            if better {
+                best.insert(certificate.seq(), certificate);
+            }
+        }
+    }
+    let max_seq = best.keys().next_back().copied().unwrap_or(stable.seq);
+    let entries = (stable.seq.0 + 1..=max_seq.0)
+        .map(|seq| {
+            let batch = best
+                .get(&Seq(seq))
+                .map_or_else(Batch::null, |certificate| certificate.batch.clone());
+            (Seq(seq), batch)
+        })
+        .collect();
+    (stable, entries)
+}
+
+impl Replica {
+    /// Leave the current view for `target`: stop taking part in the normal case and
+    /// multicast VIEW-CHANGE(target, stable checkpoint, prepared certificates).
+    pub(super) fn start_view_change(&mut self, target: View) {
+        if target <= self.view {
+            return;
+        }
+        tracing::info!(replica = %self.config.id, from = %self.view, to = %target, "view change");
+        self.view = target;
+        self.normal = false;
+        self.new_view_deadline = None;
+        self.view_change_attempts = self.view_change_attempts.saturating_add(1);
+        self.counters.view_changes_started += 1;
+        self.persist(Record::View {
+            view: target,
+            normal: false,
+        });
+        let view_change = self.make_view_change(target);
+        self.view_changes
+            .insert(self.config.id, view_change.clone());
+        self.view_change_resend_at = self
+            .now
+            .saturating_add_micros(self.config.params.view_change_timeout_ms * 1000 / 2);
+        self.broadcast(Message::ViewChange(view_change));
+        self.check_view_change_quorum();
+    }
+
+    /// VIEW-CHANGE(target, stable checkpoint with proof, prepared certificates above it).
+    pub(super) fn make_view_change(&self, target: View) -> Signed<ViewChange> {
+        let prepared = self
+            .slots
+            .iter()
+            .filter(|(seq, _)| **seq > self.stable.seq)
+            .filter_map(|(_, slot)| slot.prepared_certificate.clone())
+            .collect();
+        self.sign(ViewChange {
+            new_view: target,
+            stable: self.stable.clone(),
+            prepared,
+        })
+    }
+
+    pub(super) fn handle_view_change(&mut self, view_change: Signed<ViewChange>) {
+        let sender = view_change.signer;
+        let target = view_change.body.new_view;
+        if target < self.view || (target == self.view && self.normal) {
+            // The sender missed the new view we are in: show it again.
+            if target == self.view
+                && let Some(new_view) = self.last_new_view.clone()
+            {
+                self.send(sender, Message::NewView(new_view));
+            }
+            return self.drop_message("stale-view");
+        }
+        let newer = self
+            .view_changes
+            .get(&sender)
+            .is_none_or(|existing| existing.body.new_view < target);
+        if !newer {
+            return self.drop_message("duplicate");
+        }
+        self.view_changes.insert(sender, view_change);
+        self.join_view_change_if_needed();
+        self.check_view_change_quorum();
+    }
+
+    /// Liveness rule of section 4.5.2: f+1 replicas asking for views above ours means at
+    /// least one correct replica does; join the smallest such view.
+    fn join_view_change_if_needed(&mut self) {
+        let me = self.config.id;
+        let mut above: Vec<View> = self
+            .view_changes
+            .iter()
+            .filter(|(replica, _)| **replica != me)
+            .map(|(_, view_change)| view_change.body.new_view)
+            .filter(|view| *view > self.view)
+            .collect();
+        if above.len() >= self.config.params.weak_quorum() {
+            above.sort();
+            self.start_view_change(above[0]);
+        }
+    }
+
+    /// With 2f+1 view changes for our target: the new primary sends NEW-VIEW; everyone
+    /// else starts the timer within which that must arrive.
+    fn check_view_change_quorum(&mut self) {
+        if self.normal {
+            return;
+        }
+        let target = self.view;
+        let matching: Vec<Signed<ViewChange>> = self
+            .view_changes
+            .values()
+            .filter(|view_change| view_change.body.new_view == target)
+            .cloned()
+            .collect();
+        if matching.len() < self.config.params.quorum() {
+            return;
+        }
+        if self.new_view_deadline.is_none() {
+            let timeout = self.view_change_timeout_micros();
+            self.new_view_deadline = Some(self.now.saturating_add_micros(timeout));
+        }
+        if self.primary_of(target) == self.config.id {
+            self.send_new_view(matching);
+        }
+    }
+
+    fn send_new_view(&mut self, mut view_changes: Vec<Signed<ViewChange>>) {
+        // Own view change first, then by replica id: any 2f+1 would do.
+        let me = self.config.id;
+        view_changes.sort_by_key(|view_change| (view_change.signer != me, view_change.signer));
+        view_changes.truncate(self.config.params.quorum());
+        let view = self.view;
+        let (_, computed) = compute_new_view_entries(&view_changes);
+        let entries = computed
+            .into_iter()
+            .map(|(seq, batch)| NewViewEntry {
+                pre_prepare: self.sign(PrePrepareHeader {
+                    view,
+                    seq,
+                    digest: batch.digest(),
+                }),
+                batch,
+            })
+            .collect();
+        let new_view = self.sign(NewView {
+            view,
+            view_changes,
+            entries,
+        });
+        self.install_new_view(new_view.clone());
+        self.broadcast(Message::NewView(new_view));
+    }
+
+    pub(super) fn handle_new_view(&mut self, new_view: Signed<NewView>) {
+        let view = new_view.body.view;
+        if view < self.view || (view == self.view && self.normal) {
+            return self.drop_message("stale-view");
+        }
+        let (_, expected) = compute_new_view_entries(&new_view.body.view_changes);
+        let matches = expected.len() == new_view.body.entries.len()
+            && expected
+                .iter()
+                .zip(&new_view.body.entries)
+                .all(|((seq, batch), entry)| {
+                    entry.pre_prepare.body.seq == *seq
+                        && entry.pre_prepare.body.digest == batch.digest()
+                });
+        if !matches {
+            return self.drop_message("new-view-mismatch");
+        }
+        self.install_new_view(new_view);
+    }
+
+    /// Enter the view of `new_view`: adopt its checkpoint, accept its re-proposals, and
+    /// resume the normal case.
+    fn install_new_view(&mut self, new_view: Signed<NewView>) {
+        let view = new_view.body.view;
+        let is_primary = self.primary_of(view) == self.config.id;
+        tracing::info!(replica = %self.config.id, %view, "entering view");
+        self.view = view;
+        self.normal = true;
+        self.view_change_attempts = 0;
+        self.new_view_deadline = None;
+        self.persist(Record::View { view, normal: true });
+        let (stable, _) = compute_new_view_entries(&new_view.body.view_changes);
+        self.adopt_stable_certificate(stable.clone());
+        let mut floor = stable.seq;
+        for entry in &new_view.body.entries {
+            floor = floor.max(entry.pre_prepare.body.seq);
+            if !self.in_window(entry.pre_prepare.body.seq) {
+                continue;
+            }
+            if is_primary {
+                let seq = entry.pre_prepare.body.seq;
+                let slot = self.slots.entry(seq).or_default();
+                slot.enter_view(view);
+                slot.pre_prepare = Some((entry.pre_prepare.clone(), entry.batch.clone()));
+                self.persist(Record::Accepted {
+                    pre_prepare: entry.pre_prepare.clone(),
+                    batch: entry.batch.clone(),
+                });
+                self.check_prepared(seq);
+            } else {
+                self.accept_pre_prepare(entry.pre_prepare.clone(), entry.batch.clone());
+            }
+        }
+        self.new_view_floor = floor;
+        if is_primary {
+            self.next_seq = Seq(floor.0.max(self.exec.seq.0) + 1);
+        }
+        for slot in self.slots.values_mut() {
+            if slot.view < view {
+                slot.enter_view(view);
+            }
+        }
+        // Every request still waiting gets a fresh timer, and the new primary proposes them.
+        let now = self.now;
+        let mut arrivals: Vec<_> = self
+            .waiting
+            .iter_mut()
+            .map(|(client, waiting)| {
+                waiting.since = now;
+                waiting.proposed = false;
+                (*client, waiting.request.request.timestamp)
+            })
+            .collect();
+        arrivals.sort();
+        self.arrivals = if is_primary {
+            arrivals.into()
+        } else {
+            Default::default()
+        };
+        self.view_changes
+            .retain(|_, view_change| view_change.body.new_view > view);
+        self.last_new_view = Some(new_view);
+        let buffered: Vec<(ReplicaId, Message)> = self.future.drain(..).collect();
+        for (sender, message) in buffered {
+            self.handle_replica_message(sender, message);
+        }
+    }
+}

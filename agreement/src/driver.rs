@@ -1,0 +1,160 @@
+//! The replica driver: a [`Replica`] with its endpoint, bus and storage. It opens incoming
+//! frames (dropping and counting what fails), feeds the core, and carries out the core's
+//! outputs in order: persist, then send. It reads no clock and spawns no task, so the real
+//! node and the simulator run exactly the same code around the core.
+
+use crate::core::{Output, Replica};
+use crate::storage::Storage;
+use bytes::Bytes;
+use std::collections::BTreeMap;
+use zz_protocol::bus::MessageBus;
+use zz_protocol::messages::{Message, Order, Reply};
+use zz_protocol::{ClientId, Endpoint, NodeId, ReplicaId, Seq, Time, View};
+
+/// What the driver hands up to whoever consumes ordered batches.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Delivery {
+    Order(Order),
+    /// Sequence numbers up to this one were skipped by a state transfer.
+    Skipped(Seq),
+}
+
+/// Frames the driver rejected before the core saw them, by reason.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DriverCounters {
+    pub frames_received: u64,
+    pub rejected: BTreeMap<&'static str, u64>,
+}
+
+/// A replica core with its I/O seams. See the module documentation.
+pub struct ReplicaDriver<B, S> {
+    replica: Replica,
+    endpoint: Endpoint,
+    bus: B,
+    storage: S,
+    /// Answer clients directly for every ordered request (the null service), as long as no
+    /// execution replicas are configured.
+    reply_to_clients: bool,
+    counters: DriverCounters,
+    deliveries: Vec<Delivery>,
+}
+
+impl<B: MessageBus, S: Storage> ReplicaDriver<B, S> {
+    pub fn new(replica: Replica, endpoint: Endpoint, bus: B, storage: S) -> Self {
+        assert_eq!(endpoint.id(), NodeId::Replica(replica.id()));
+        ReplicaDriver {
+            replica,
+            endpoint,
+            bus,
+            storage,
+            reply_to_clients: true,
+            counters: DriverCounters::default(),
+            deliveries: Vec::new(),
+        }
+    }
+
+    pub fn replica(&self) -> &Replica {
+        &self.replica
+    }
+    pub fn counters(&self) -> &DriverCounters {
+        &self.counters
+    }
+    pub fn storage(&self) -> &S {
+        &self.storage
+    }
+    pub fn bus(&self) -> &B {
+        &self.bus
+    }
+
+    /// Open one incoming frame and feed it to the core.
+    pub fn handle_frame(&mut self, now: Time, frame: &[u8]) {
+        self.counters.frames_received += 1;
+        match self.endpoint.open(frame) {
+            Ok(verified) => self.replica.handle_message(now, verified),
+            Err(rejection) => {
+                tracing::debug!(replica = %self.replica.id(), %rejection, "rejected frame");
+                *self
+                    .counters
+                    .rejected
+                    .entry(rejection.reason())
+                    .or_default() += 1;
+            }
+        }
+        self.flush();
+    }
+
+    pub fn handle_timeout(&mut self, now: Time) {
+        self.replica.handle_timeout(now);
+        self.flush();
+    }
+
+    pub fn poll_timeout(&self) -> Option<Time> {
+        self.replica.poll_timeout()
+    }
+
+    /// Ordered batches and skips since the last call, in order.
+    pub fn take_deliveries(&mut self) -> Vec<Delivery> {
+        std::mem::take(&mut self.deliveries)
+    }
+
+    fn flush(&mut self) {
+        while let Some(output) = self.replica.poll_output() {
+            match output {
+                Output::Persist(record) => self.storage.append(&record),
+                Output::Compact(records) => self.storage.replace(&records),
+                Output::Send { to, message } => self.send(NodeId::Replica(to), &message),
+                Output::Broadcast(message) => self.broadcast(&message),
+                Output::Order(order) => {
+                    if self.reply_to_clients {
+                        self.reply_for_order(&order);
+                    }
+                    self.deliveries.push(Delivery::Order(order));
+                }
+                Output::Skipped { to } => self.deliveries.push(Delivery::Skipped(to)),
+                Output::AlreadyOrdered { client, timestamp } => {
+                    if self.reply_to_clients {
+                        let view = self.replica.view();
+                        self.reply(view, client, timestamp);
+                    }
+                }
+            }
+        }
+    }
+
+    fn send(&mut self, to: NodeId, message: &Message) {
+        if let Some(frame) = self.endpoint.seal(to, message) {
+            self.bus.send(to, Bytes::from(frame));
+        }
+    }
+
+    fn broadcast(&mut self, message: &Message) {
+        let frame = Bytes::from(self.endpoint.seal_multicast(message));
+        let me = self.replica.id();
+        for replica in 0..self.replica.params().replica_count() as u32 {
+            if ReplicaId(replica) != me {
+                self.bus
+                    .send(NodeId::Replica(ReplicaId(replica)), frame.clone());
+            }
+        }
+    }
+
+    fn reply_for_order(&mut self, order: &Order) {
+        for request in &order.batch.requests {
+            self.reply(
+                order.view,
+                request.request.client,
+                request.request.timestamp,
+            );
+        }
+    }
+
+    fn reply(&mut self, view: View, client: ClientId, timestamp: u64) {
+        let reply = Reply {
+            view,
+            client,
+            timestamp,
+            result: Vec::new(),
+        };
+        self.send(NodeId::Client(client), &Message::Reply(reply));
+    }
+}

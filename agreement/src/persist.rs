@@ -1,0 +1,32 @@
+//! What an agreement replica records before it sends anything derived from it, so that a
+//! replica that crashes and restarts never contradicts a vote it already cast and still
+//! carries its prepared certificates into view changes (the rule raft and aptos's safety
+//! rules state: persist before sending).
+
+use serde::{Deserialize, Serialize};
+use zz_protocol::View;
+use zz_protocol::crypto::Signed;
+use zz_protocol::messages::{
+    Batch, CheckpointCertificate, CheckpointState, PrePrepareHeader, Prepare,
+};
+
+/// One durable fact. A replica's durable state is the fold of its records, in order.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Record {
+    /// The replica entered `view`; `normal` is false while it is changing to that view.
+    View { view: View, normal: bool },
+    /// The replica accepted (or, as primary, proposed) this pre-prepare; recorded before its
+    /// prepare (or pre-prepare) leaves.
+    Accepted {
+        pre_prepare: Signed<PrePrepareHeader>,
+        batch: Batch,
+    },
+    /// The accepted pre-prepare of the same view and sequence number prepared with these
+    /// votes; recorded before the commit leaves.
+    Prepared { prepares: Vec<Signed<Prepare>> },
+    /// A stable checkpoint and the state at it.
+    Stable {
+        certificate: CheckpointCertificate,
+        state: CheckpointState,
+    },
+}

@@ -1,0 +1,123 @@
+//! Where a replica's [`Record`]s go: memory (simulator, tests) or an append-only file.
+
+use crate::persist::Record;
+use std::fs::{File, OpenOptions};
+use std::io::{BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+
+/// Durable storage for a replica's records.
+pub trait Storage {
+    /// Add one record after the others.
+    fn append(&mut self, record: &Record);
+    /// Replace every record with `records`.
+    fn replace(&mut self, records: &[Record]);
+}
+
+/// Records kept in memory; the simulator keeps it across a simulated crash.
+#[derive(Clone, Debug, Default)]
+pub struct MemoryStorage {
+    pub records: Vec<Record>,
+}
+
+impl Storage for MemoryStorage {
+    fn append(&mut self, record: &Record) {
+        self.records.push(record.clone());
+    }
+    fn replace(&mut self, records: &[Record]) {
+        self.records = records.to_vec();
+    }
+}
+
+/// Records in a file: each a little-endian u32 length and its postcard encoding. Writes
+/// reach the OS before the replica sends anything derived from them, so a killed process
+/// loses nothing; they are not fsynced, so a power loss may (a deliberate trade for speed).
+pub struct FileStorage {
+    path: PathBuf,
+    file: File,
+}
+
+/// A record file that could not be read or written.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {source}")]
+pub struct StorageError {
+    pub path: String,
+    pub source: std::io::Error,
+}
+
+/// Bytes one record may take at most on disk; a longer length marks a torn tail.
+const RECORD_BYTES_MAX: u32 = 1 << 30;
+
+impl FileStorage {
+    /// Open (creating if needed) the record file at `path` and read back its records. A
+    /// torn last record, from a crash in the middle of a write, is ignored.
+    pub fn open(path: &Path) -> Result<(FileStorage, Vec<Record>), StorageError> {
+        let error = |source| StorageError {
+            path: path.display().to_string(),
+            source,
+        };
+        let mut records = Vec::new();
+        if path.exists() {
+            let mut reader = BufReader::new(File::open(path).map_err(error)?);
+            loop {
+                let mut length = [0u8; 4];
+                if reader.read_exact(&mut length).is_err() {
+                    break;
+                }
+                let length = u32::from_le_bytes(length);
+                if length > RECORD_BYTES_MAX {
+                    break;
+                }
+                let mut bytes = vec![0u8; length as usize];
+                if reader.read_exact(&mut bytes).is_err() {
+                    break;
+                }
+                match postcard::from_bytes::<Record>(&bytes) {
+                    Ok(record) => records.push(record),
+                    Err(_) => break,
+                }
+            }
+        }
+        let mut storage = FileStorage {
+            path: path.to_path_buf(),
+            file: OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(error)?,
+        };
+        // Rewrite so that a torn tail is gone before anything is appended after it.
+        storage.replace(&records);
+        Ok((storage, records))
+    }
+
+    fn encode(records: &[Record]) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        for record in records {
+            let encoded = postcard::to_stdvec(record).expect("encoding a record cannot fail");
+            bytes.extend_from_slice(&(encoded.len() as u32).to_le_bytes());
+            bytes.extend_from_slice(&encoded);
+        }
+        bytes
+    }
+}
+
+impl Storage for FileStorage {
+    fn append(&mut self, record: &Record) {
+        let bytes = FileStorage::encode(std::slice::from_ref(record));
+        // A replica that cannot persist its votes must not go on voting.
+        self.file
+            .write_all(&bytes)
+            .unwrap_or_else(|error| panic!("cannot append to {}: {error}", self.path.display()));
+    }
+
+    fn replace(&mut self, records: &[Record]) {
+        let temporary = self.path.with_extension("tmp");
+        let result = std::fs::write(&temporary, FileStorage::encode(records))
+            .and_then(|()| std::fs::rename(&temporary, &self.path))
+            .and_then(|()| OpenOptions::new().append(true).open(&self.path));
+        match result {
+            Ok(file) => self.file = file,
+            Err(error) => panic!("cannot rewrite {}: {error}", self.path.display()),
+        }
+    }
+}

@@ -1,0 +1,181 @@
+//! Byzantine agreement replicas. A Byzantine replica runs a real core, but everything it
+//! sends passes through [`Byzantine::mutate`], which lies the ways a compromised replica
+//! can with its own keys: equivocating pre-prepares, conflicting prepares and commits,
+//! false checkpoints, view changes that hide prepared certificates, absurd views and
+//! sequence numbers, replays of its old messages, forged MACs, and silence.
+
+use super::rng::SimRng;
+use bytes::Bytes;
+use std::collections::VecDeque;
+use zz_protocol::crypto::{Ed25519SigningKey, Signed};
+use zz_protocol::envelope::Envelope;
+use zz_protocol::messages::{Batch, Commit, Message, PrePrepareHeader, Prepare};
+use zz_protocol::{Digest, Endpoint, NodeId, ReplicaId, Seq, View};
+
+/// Old frames kept for replaying, at most.
+const REPLAY_FRAMES_MAX: usize = 256;
+
+/// How often (per mille of frames) a Byzantine replica misbehaves in each way.
+#[derive(Clone, Debug, Default)]
+pub struct Behaviours {
+    pub equivocate: u64,
+    pub conflicting_votes: u64,
+    pub false_checkpoint: u64,
+    pub hide_certificates: u64,
+    pub absurd: u64,
+    pub replay: u64,
+    pub forge_mac: u64,
+    pub silence: u64,
+}
+
+impl Behaviours {
+    /// A random mix: each behaviour is on with probability 1/2, at a random rate.
+    pub fn random(rng: &mut SimRng) -> Behaviours {
+        let mut rate = |max: u64| {
+            if rng.chance(500) {
+                rng.range(1, max)
+            } else {
+                0
+            }
+        };
+        Behaviours {
+            equivocate: rate(1000),
+            conflicting_votes: rate(500),
+            false_checkpoint: rate(500),
+            hide_certificates: rate(1000),
+            absurd: rate(200),
+            replay: rate(200),
+            forge_mac: rate(200),
+            silence: rate(300),
+        }
+    }
+}
+
+/// One Byzantine replica's lying machinery.
+pub struct Byzantine {
+    pub id: ReplicaId,
+    pub behaviours: Behaviours,
+    endpoint: Endpoint,
+    signing_key: Ed25519SigningKey,
+    replay: VecDeque<(NodeId, Bytes)>,
+}
+
+impl Byzantine {
+    pub fn new(id: ReplicaId, behaviours: Behaviours, endpoint: Endpoint) -> Byzantine {
+        let signing_key = endpoint.keys().signing_key.clone().expect("replicas sign");
+        Byzantine {
+            id,
+            behaviours,
+            endpoint,
+            signing_key,
+            replay: VecDeque::new(),
+        }
+    }
+
+    fn sign<T: zz_protocol::crypto::SignedBody>(&self, body: T) -> Signed<T> {
+        Signed::sign(body, self.id, &self.signing_key)
+    }
+
+    fn random_digest(rng: &mut SimRng) -> Digest {
+        Digest::of(&[&rng.next_u64().to_le_bytes()])
+    }
+
+    /// Turn one frame the honest core wanted to send into what the liar sends instead.
+    pub fn mutate(&mut self, rng: &mut SimRng, to: NodeId, frame: Bytes) -> Vec<(NodeId, Bytes)> {
+        let b = self.behaviours.clone();
+        let mut out = Vec::new();
+        if self.replay.len() >= REPLAY_FRAMES_MAX {
+            self.replay.pop_front();
+        }
+        self.replay.push_back((to, frame.clone()));
+        if rng.chance(b.replay) {
+            let index = rng.range(0, self.replay.len() as u64 - 1) as usize;
+            out.push(self.replay[index].clone());
+        }
+        if rng.chance(b.silence) {
+            return out;
+        }
+        if rng.chance(b.forge_mac) {
+            let mut forged = frame.to_vec();
+            let index = rng.range(0, forged.len() as u64 - 1) as usize;
+            forged[index] ^= 0x5a;
+            out.push((to, Bytes::from(forged)));
+            return out;
+        }
+        let Some(message) = decode(&frame) else {
+            out.push((to, frame));
+            return out;
+        };
+        if rng.chance(b.absurd) {
+            let absurd = Message::Commit(Commit {
+                view: View(rng.range(u64::MAX / 4, u64::MAX / 2)),
+                seq: Seq(rng.range(0, u64::MAX / 2)),
+                digest: Self::random_digest(rng),
+            });
+            out.extend(self.seal(to, &absurd));
+            return out;
+        }
+        let lie = match message {
+            Message::PrePrepare { pre_prepare, batch } if rng.chance(b.equivocate) => {
+                // Backups with odd ids get a different batch for the same (view, seq).
+                let to_odd = matches!(to, NodeId::Replica(r) if r.0 % 2 == 1);
+                if to_odd {
+                    let mut other = batch.clone();
+                    if other.requests.pop().is_none() {
+                        other = Batch::null();
+                        other.nondet.seed = rng.next_u64();
+                    }
+                    let header = PrePrepareHeader {
+                        digest: other.digest(),
+                        ..pre_prepare.body
+                    };
+                    Some(Message::PrePrepare {
+                        pre_prepare: self.sign(header),
+                        batch: other,
+                    })
+                } else {
+                    None
+                }
+            }
+            Message::Prepare(prepare) if rng.chance(b.conflicting_votes) => {
+                Some(Message::Prepare(self.sign(Prepare {
+                    digest: Self::random_digest(rng),
+                    ..prepare.body
+                })))
+            }
+            Message::Commit(commit) if rng.chance(b.conflicting_votes) => {
+                Some(Message::Commit(Commit {
+                    digest: Self::random_digest(rng),
+                    ..commit
+                }))
+            }
+            Message::Checkpoint(checkpoint) if rng.chance(b.false_checkpoint) => {
+                let mut body = checkpoint.body;
+                body.digest = Self::random_digest(rng);
+                Some(Message::Checkpoint(self.sign(body)))
+            }
+            Message::ViewChange(view_change) if rng.chance(b.hide_certificates) => {
+                let mut body = view_change.body.clone();
+                body.prepared.clear();
+                Some(Message::ViewChange(self.sign(body)))
+            }
+            _ => None,
+        };
+        match lie {
+            Some(lie) => out.extend(self.seal(to, &lie)),
+            None => out.push((to, frame)),
+        }
+        out
+    }
+
+    fn seal(&self, to: NodeId, message: &Message) -> Option<(NodeId, Bytes)> {
+        self.endpoint
+            .seal(to, message)
+            .map(|frame| (to, Bytes::from(frame)))
+    }
+}
+
+fn decode(frame: &[u8]) -> Option<Message> {
+    let envelope: Envelope = postcard::from_bytes(frame).ok()?;
+    postcard::from_bytes(&envelope.payload).ok()
+}

@@ -1,0 +1,670 @@
+//! The deterministic simulator. One `u64` seed decides everything: protocol parameters,
+//! message delays, drops, duplicates, partitions, crashes and restarts, and which replicas
+//! are Byzantine and how they lie. Real agreement drivers (core, frame sealing and opening,
+//! persistence) run on a virtual network with a virtual clock that jumps to the next event.
+//!
+//! A run has a safety phase, with faults, then a liveness phase on a healed network
+//! (crashed replicas restarted; Byzantine replicas go on lying). After every step the
+//! checker verifies: no two correct replicas order different batches at one sequence
+//! number; each correct replica orders gap-free; stable checkpoints agree; a client accepts
+//! only what a correct replica ordered. At the end every client request must be accepted.
+
+pub mod byzantine;
+pub mod keys;
+pub mod rng;
+pub mod scenario;
+
+use bytes::Bytes;
+use byzantine::Byzantine;
+use keys::SimKeys;
+use rng::SimRng;
+use scenario::Scenario;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use zz_agreement::driver::{Delivery, ReplicaDriver};
+use zz_agreement::storage::MemoryStorage;
+use zz_agreement::{Replica, ReplicaConfig};
+use zz_client::{ClientCore, Destination};
+use zz_protocol::bus::MessageBus;
+use zz_protocol::messages::{Message, Request};
+use zz_protocol::{AppId, ClientId, Digest, Endpoint, NodeId, ReplicaId, Seq, Time};
+
+/// Events one run may process at most; more means something spins.
+const EVENTS_MAX: u64 = 5_000_000;
+/// Wall-clock milliseconds at virtual time zero (any fixed value works).
+const WALL_CLOCK_AT_ZERO_MS: u64 = 1_800_000_000_000;
+
+/// Which run to simulate.
+#[derive(Clone, Copy, Debug)]
+pub struct SimOptions {
+    pub seed: u64,
+    pub f: usize,
+}
+
+/// What happened in one run.
+#[derive(Clone, Debug, Default)]
+pub struct SimStats {
+    pub events: u64,
+    pub requests_accepted: u64,
+    pub batches_ordered_max: u64,
+    pub view_changes: u64,
+    pub state_transfers: u64,
+    pub frames_rejected: u64,
+    pub frames_lost: u64,
+    pub byzantine_replicas: usize,
+    pub crashes: usize,
+    pub end_micros: u64,
+}
+
+/// The result of one seed: a violation, or none.
+#[derive(Clone, Debug)]
+pub struct SimOutcome {
+    pub seed: u64,
+    pub f: usize,
+    pub violation: Option<String>,
+    pub stats: SimStats,
+}
+
+impl SimOutcome {
+    /// The command that replays this run.
+    pub fn replay_command(&self) -> String {
+        format!("zz sim --seed {} --f {}", self.seed, self.f)
+    }
+}
+
+/// Run one seed. A panic inside a core (a broken assertion) is a violation too.
+pub fn run(options: SimOptions) -> SimOutcome {
+    let result = std::panic::catch_unwind(|| {
+        let mut world = World::new(options);
+        let violation = world.run().err();
+        (violation, world.stats)
+    });
+    let (violation, stats) = match result {
+        Ok(outcome) => outcome,
+        Err(panic) => {
+            let message = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "panic".to_string());
+            (Some(format!("panic: {message}")), SimStats::default())
+        }
+    };
+    SimOutcome {
+        seed: options.seed,
+        f: options.f,
+        violation,
+        stats,
+    }
+}
+
+/// The simulator's implementation of the message bus: frames wait in an outbox until the
+/// world routes them through the faulty network.
+#[derive(Clone, Default)]
+struct SimBus {
+    outbox: Arc<Mutex<Vec<(NodeId, Bytes)>>>,
+}
+
+impl SimBus {
+    fn drain(&self) -> Vec<(NodeId, Bytes)> {
+        std::mem::take(&mut *self.outbox.lock().expect("sim outbox"))
+    }
+}
+
+impl MessageBus for SimBus {
+    fn send(&self, to: NodeId, frame: Bytes) {
+        self.outbox.lock().expect("sim outbox").push((to, frame));
+    }
+    fn dropped_frames(&self) -> u64 {
+        0
+    }
+}
+
+#[derive(Debug)]
+enum Event {
+    Deliver {
+        from: NodeId,
+        to: NodeId,
+        frame: Bytes,
+    },
+    ReplicaTimer {
+        replica: ReplicaId,
+        generation: u64,
+    },
+    ClientTimer {
+        client: ClientId,
+        generation: u64,
+    },
+    Crash(ReplicaId),
+    Restart(ReplicaId),
+    Heal,
+}
+
+struct SimReplica {
+    config: ReplicaConfig,
+    endpoint: Endpoint,
+    bus: SimBus,
+    driver: Option<ReplicaDriver<SimBus, MemoryStorage>>,
+    /// Survives crashes, as a disk would.
+    storage: MemoryStorage,
+    byzantine: Option<Byzantine>,
+    timer_generation: u64,
+    last_delivered: Seq,
+}
+
+struct SimClient {
+    core: ClientCore,
+    endpoint: Endpoint,
+    next_timestamp: u64,
+    remaining: u64,
+    next_submit_at: Option<Time>,
+    timer_generation: u64,
+}
+
+struct World {
+    scenario: Scenario,
+    rng: SimRng,
+    now: Time,
+    queue: BTreeMap<(Time, u64), Event>,
+    event_counter: u64,
+    healed: bool,
+    replicas: Vec<SimReplica>,
+    clients: Vec<SimClient>,
+    /// seq -> (digest, first correct replica that ordered it)
+    committed: BTreeMap<Seq, (Digest, ReplicaId)>,
+    /// (client, timestamp) ordered by some correct replica.
+    ordered_requests: BTreeSet<(ClientId, u64)>,
+    stable_digests: BTreeMap<Seq, Digest>,
+    stats: SimStats,
+}
+
+impl World {
+    fn new(options: SimOptions) -> World {
+        let mut rng = SimRng::new(options.seed);
+        let scenario = Scenario::generate(&mut rng, options.f);
+        let keys = SimKeys::new(options.seed, &scenario.params);
+        let verifying = keys.verifying_keys();
+        let replica_count = scenario.params.replica_count() as u32;
+        let replicas = (0..replica_count)
+            .map(ReplicaId)
+            .map(|id| {
+                let node_keys = keys.replica(id);
+                let config = ReplicaConfig {
+                    id,
+                    params: scenario.params.clone(),
+                    signing_key: node_keys.signing_key.clone().expect("replicas sign"),
+                    wall_clock_at_zero_ms: WALL_CLOCK_AT_ZERO_MS,
+                    seed: rng.next_u64(),
+                };
+                let endpoint = Endpoint::new(node_keys, verifying.clone(), scenario.params.clone());
+                let byzantine = scenario
+                    .byzantine
+                    .get(&id)
+                    .map(|behaviours| Byzantine::new(id, behaviours.clone(), endpoint.clone()));
+                SimReplica {
+                    config,
+                    endpoint,
+                    bus: SimBus::default(),
+                    driver: None,
+                    storage: MemoryStorage::default(),
+                    byzantine,
+                    timer_generation: 0,
+                    last_delivered: Seq(0),
+                }
+            })
+            .collect();
+        let clients = (0..scenario.clients)
+            .map(|client| SimClient {
+                core: ClientCore::new(options.f, scenario.client_retransmit_micros),
+                endpoint: Endpoint::new(
+                    keys.client(ClientId(client)),
+                    verifying.clone(),
+                    scenario.params.clone(),
+                ),
+                next_timestamp: 1,
+                remaining: scenario.requests_per_client,
+                next_submit_at: Some(Time(rng.range(0, 100_000))),
+                timer_generation: 0,
+            })
+            .collect();
+        let stats = SimStats {
+            byzantine_replicas: scenario.byzantine.len(),
+            crashes: scenario.crashes.len(),
+            ..SimStats::default()
+        };
+        World {
+            scenario,
+            rng,
+            now: Time(0),
+            queue: BTreeMap::new(),
+            event_counter: 0,
+            healed: false,
+            replicas,
+            clients,
+            committed: BTreeMap::new(),
+            ordered_requests: BTreeSet::new(),
+            stable_digests: BTreeMap::new(),
+            stats,
+        }
+    }
+
+    fn schedule(&mut self, at: Time, event: Event) {
+        self.event_counter += 1;
+        self.queue.insert((at, self.event_counter), event);
+    }
+
+    fn run(&mut self) -> Result<(), String> {
+        for index in 0..self.replicas.len() {
+            self.start_replica(ReplicaId(index as u32), None);
+        }
+        for client in 0..self.clients.len() {
+            self.reschedule_client(ClientId(client as u64));
+        }
+        for (at, restart, replica) in self.scenario.crashes.clone() {
+            self.schedule(Time(at), Event::Crash(replica));
+            self.schedule(Time(restart), Event::Restart(replica));
+        }
+        self.schedule(Time(self.scenario.safety_micros), Event::Heal);
+        let deadline = Time(self.scenario.safety_micros + self.scenario.liveness_micros);
+        while let Some(((at, _), event)) = self.queue.pop_first() {
+            if at > deadline {
+                break;
+            }
+            self.now = at;
+            self.stats.events += 1;
+            if self.stats.events > EVENTS_MAX {
+                return Err(format!("more than {EVENTS_MAX} events: something spins"));
+            }
+            self.step(event)?;
+            if self.healed && self.clients_done() {
+                break;
+            }
+        }
+        self.stats.end_micros = self.now.0;
+        self.finish()
+    }
+
+    fn clients_done(&self) -> bool {
+        self.clients
+            .iter()
+            .all(|client| client.remaining == 0 && !client.core.is_busy())
+    }
+
+    /// The liveness check: after healing, every request of every client was accepted.
+    fn finish(&mut self) -> Result<(), String> {
+        for replica in &self.replicas {
+            if let Some(driver) = &replica.driver {
+                let counters = driver.replica().counters();
+                self.stats.view_changes += counters.view_changes_started;
+                self.stats.state_transfers += counters.state_transfers;
+                self.stats.batches_ordered_max =
+                    self.stats.batches_ordered_max.max(counters.batches_ordered);
+                self.stats.frames_rejected += driver.counters().rejected.values().sum::<u64>();
+            }
+        }
+        for (index, client) in self.clients.iter().enumerate() {
+            if client.remaining > 0 || client.core.is_busy() {
+                return Err(format!(
+                    "liveness: client c{index} still has {} requests to go (timestamp {} outstanding: {}) {:.1}s after healing\n{}",
+                    client.remaining,
+                    client.next_timestamp - 1,
+                    client.core.is_busy(),
+                    self.scenario.liveness_micros as f64 / 1e6,
+                    self.describe_replicas()
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// One line per replica, for violation reports.
+    fn describe_replicas(&self) -> String {
+        let mut lines = Vec::new();
+        for (index, sim) in self.replicas.iter().enumerate() {
+            let role = if sim.byzantine.is_some() {
+                "byzantine"
+            } else {
+                "correct"
+            };
+            let line = match &sim.driver {
+                None => format!("  r{index} ({role}): down"),
+                Some(driver) => {
+                    let replica = driver.replica();
+                    format!(
+                        "  r{index} ({role}): {} {}, executed {}, stable {}, waiting {}, dropped {:?}, rejected {:?}",
+                        replica.view(),
+                        if replica.is_normal() {
+                            "normal"
+                        } else {
+                            "changing"
+                        },
+                        replica.last_executed(),
+                        replica.stable_seq(),
+                        replica.waiting_count(),
+                        replica.counters().dropped,
+                        driver.counters().rejected,
+                    )
+                }
+            };
+            lines.push(line);
+        }
+        lines.join("\n")
+    }
+
+    fn step(&mut self, event: Event) -> Result<(), String> {
+        match event {
+            Event::Deliver { from, to, frame } => match to {
+                NodeId::Replica(replica) => {
+                    let now = self.now;
+                    let Some(driver) = self.replicas[replica.index()].driver.as_mut() else {
+                        return Ok(());
+                    };
+                    driver.handle_frame(now, &frame);
+                    self.after_replica_step(replica)?;
+                }
+                NodeId::Client(client) => self.deliver_to_client(from, client, &frame)?,
+            },
+            Event::ReplicaTimer {
+                replica,
+                generation,
+            } => {
+                let now = self.now;
+                let sim = &mut self.replicas[replica.index()];
+                if sim.timer_generation == generation
+                    && let Some(driver) = sim.driver.as_mut()
+                {
+                    driver.handle_timeout(now);
+                    self.after_replica_step(replica)?;
+                }
+            }
+            Event::ClientTimer { client, generation } => {
+                if self.clients[client.0 as usize].timer_generation == generation {
+                    self.client_timer(client);
+                }
+            }
+            Event::Crash(replica) => {
+                if !self.healed {
+                    let sim = &mut self.replicas[replica.index()];
+                    if let Some(driver) = sim.driver.take() {
+                        sim.storage = driver.storage().clone();
+                        sim.bus.drain();
+                    }
+                }
+            }
+            Event::Restart(replica) => self.restart(replica),
+            Event::Heal => {
+                self.healed = true;
+                for index in 0..self.replicas.len() {
+                    self.restart(ReplicaId(index as u32));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn restart(&mut self, replica: ReplicaId) {
+        if self.replicas[replica.index()].driver.is_none() {
+            let records = self.replicas[replica.index()].storage.records.clone();
+            self.start_replica(replica, Some(records));
+        }
+    }
+
+    fn start_replica(
+        &mut self,
+        id: ReplicaId,
+        records: Option<Vec<zz_agreement::persist::Record>>,
+    ) {
+        let now = self.now;
+        let sim = &mut self.replicas[id.index()];
+        let replica = match records {
+            Some(records) => Replica::restore(sim.config.clone(), records, now),
+            None => Replica::new(sim.config.clone(), now),
+        };
+        sim.last_delivered = replica.last_executed();
+        let storage = std::mem::take(&mut sim.storage);
+        sim.driver = Some(ReplicaDriver::new(
+            replica,
+            sim.endpoint.clone(),
+            sim.bus.clone(),
+            storage,
+        ));
+        self.reschedule_replica(id);
+    }
+
+    fn reschedule_replica(&mut self, id: ReplicaId) {
+        let sim = &mut self.replicas[id.index()];
+        let Some(deadline) = sim.driver.as_ref().and_then(|driver| driver.poll_timeout()) else {
+            return;
+        };
+        sim.timer_generation += 1;
+        let generation = sim.timer_generation;
+        let at = deadline.max(self.now);
+        self.schedule(
+            at,
+            Event::ReplicaTimer {
+                replica: id,
+                generation,
+            },
+        );
+    }
+
+    fn is_correct(&self, replica: ReplicaId) -> bool {
+        self.replicas[replica.index()].byzantine.is_none()
+    }
+
+    fn after_replica_step(&mut self, id: ReplicaId) -> Result<(), String> {
+        let correct = self.is_correct(id);
+        let sim = &mut self.replicas[id.index()];
+        let driver = sim.driver.as_mut().expect("a running replica");
+        let deliveries = driver.take_deliveries();
+        let stable = driver.replica().stable_checkpoint();
+        let frames = sim.bus.drain();
+        if correct {
+            for delivery in deliveries {
+                self.check_delivery(id, delivery)?;
+            }
+            self.check_stable(id, stable)?;
+        }
+        for (to, frame) in frames {
+            self.route(NodeId::Replica(id), to, frame);
+        }
+        self.reschedule_replica(id);
+        Ok(())
+    }
+
+    /// Safety: ordered batches agree across correct replicas, and each orders gap-free.
+    fn check_delivery(&mut self, id: ReplicaId, delivery: Delivery) -> Result<(), String> {
+        let sim = &mut self.replicas[id.index()];
+        match delivery {
+            Delivery::Skipped(to) => {
+                sim.last_delivered = sim.last_delivered.max(to);
+            }
+            Delivery::Order(order) => {
+                if order.seq != sim.last_delivered.next() {
+                    return Err(format!(
+                        "gap: {id} ordered {} after {}",
+                        order.seq, sim.last_delivered
+                    ));
+                }
+                sim.last_delivered = order.seq;
+                let digest = order.batch.digest();
+                match self.committed.get(&order.seq) {
+                    Some((existing, first)) if *existing != digest => {
+                        return Err(format!(
+                            "safety: {first} and {id} ordered different batches at {}",
+                            order.seq
+                        ));
+                    }
+                    Some(_) => {}
+                    None => {
+                        self.committed.insert(order.seq, (digest, id));
+                    }
+                }
+                for request in &order.batch.requests {
+                    let request = &request.request;
+                    self.ordered_requests
+                        .insert((request.client, request.timestamp));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn check_stable(&mut self, id: ReplicaId, (seq, digest): (Seq, Digest)) -> Result<(), String> {
+        match self.stable_digests.get(&seq) {
+            Some(existing) if *existing != digest => Err(format!(
+                "safety: {id} holds stable checkpoint {seq} with a digest other replicas do not"
+            )),
+            Some(_) => Ok(()),
+            None => {
+                self.stable_digests.insert(seq, digest);
+                Ok(())
+            }
+        }
+    }
+
+    fn partitioned(&self, from: NodeId, to: NodeId) -> bool {
+        let now = self.now.0;
+        self.scenario
+            .partitions
+            .iter()
+            .filter(|(start, end, _)| *start <= now && now < *end)
+            .any(|(_, _, isolated)| {
+                let side =
+                    |node: NodeId| matches!(node, NodeId::Replica(r) if isolated.contains(&r));
+                side(from) != side(to)
+            })
+    }
+
+    /// The faulty network: Byzantine rewriting, partitions, drops, delays, duplicates.
+    fn route(&mut self, from: NodeId, to: NodeId, frame: Bytes) {
+        let frames = match from {
+            NodeId::Replica(replica) => match self.replicas[replica.index()].byzantine.as_mut() {
+                Some(byzantine) => byzantine.mutate(&mut self.rng, to, frame),
+                None => vec![(to, frame)],
+            },
+            NodeId::Client(_) => vec![(to, frame)],
+        };
+        for (to, frame) in frames {
+            if !self.healed
+                && (self.partitioned(from, to) || self.rng.chance(self.scenario.drop_per_mille))
+            {
+                self.stats.frames_lost += 1;
+                continue;
+            }
+            let copies = if !self.healed && self.rng.chance(self.scenario.duplicate_per_mille) {
+                2
+            } else {
+                1
+            };
+            for _ in 0..copies {
+                let delay = self.rng.range(
+                    self.scenario.delay_min_micros,
+                    self.scenario.delay_max_micros,
+                );
+                let at = self.now.saturating_add_micros(delay);
+                let frame = frame.clone();
+                self.schedule(at, Event::Deliver { from, to, frame });
+            }
+        }
+    }
+
+    fn deliver_to_client(
+        &mut self,
+        from: NodeId,
+        id: ClientId,
+        frame: &[u8],
+    ) -> Result<(), String> {
+        let client = &mut self.clients[id.0 as usize];
+        let Ok(verified) = client.endpoint.open(frame) else {
+            return Ok(());
+        };
+        let (NodeId::Replica(replica), Message::Reply(reply)) = verified.into_parts() else {
+            return Ok(());
+        };
+        debug_assert_eq!(from, NodeId::Replica(replica));
+        if let Some(accepted) = client.core.handle_reply(replica, reply) {
+            if !self.ordered_requests.contains(&(id, accepted.timestamp)) {
+                return Err(format!(
+                    "client {id} accepted timestamp {} that no correct replica ordered",
+                    accepted.timestamp
+                ));
+            }
+            self.stats.requests_accepted += 1;
+            let think = self.rng.range(0, 50_000);
+            let client = &mut self.clients[id.0 as usize];
+            if client.remaining > 0 {
+                client.next_submit_at = Some(self.now.saturating_add_micros(think));
+            }
+        }
+        self.reschedule_client(id);
+        Ok(())
+    }
+
+    fn client_timer(&mut self, id: ClientId) {
+        let now = self.now;
+        let client = &mut self.clients[id.0 as usize];
+        if let Some(at) = client.next_submit_at
+            && now >= at
+            && !client.core.is_busy()
+            && client.remaining > 0
+        {
+            client.next_submit_at = None;
+            client.remaining -= 1;
+            let request = Request {
+                app: AppId(0),
+                client: id,
+                timestamp: client.next_timestamp,
+                op: client.next_timestamp.to_le_bytes().to_vec(),
+            };
+            client.next_timestamp += 1;
+            let request = client.endpoint.authenticate_request(request);
+            client.core.submit(now, request);
+        }
+        client.core.handle_timeout(now);
+        self.flush_client(id);
+        self.reschedule_client(id);
+    }
+
+    fn flush_client(&mut self, id: ClientId) {
+        let client = &mut self.clients[id.0 as usize];
+        let mut frames = Vec::new();
+        let replica_count = self.scenario.params.replica_count() as u32;
+        for (destination, request) in client.core.poll_send() {
+            let targets: Vec<ReplicaId> = match destination {
+                Destination::Replica(replica) => vec![replica],
+                Destination::AllReplicas => (0..replica_count).map(ReplicaId).collect(),
+            };
+            let message = Message::Request(request);
+            for target in targets {
+                let to = NodeId::Replica(target);
+                if let Some(frame) = client.endpoint.seal(to, &message) {
+                    frames.push((to, Bytes::from(frame)));
+                }
+            }
+        }
+        for (to, frame) in frames {
+            self.route(NodeId::Client(id), to, frame);
+        }
+    }
+
+    fn reschedule_client(&mut self, id: ClientId) {
+        let client = &mut self.clients[id.0 as usize];
+        let deadline = [client.next_submit_at, client.core.poll_timeout()]
+            .into_iter()
+            .flatten()
+            .min();
+        if let Some(at) = deadline {
+            client.timer_generation += 1;
+            let generation = client.timer_generation;
+            let at = at.max(self.now);
+            self.schedule(
+                at,
+                Event::ClientTimer {
+                    client: id,
+                    generation,
+                },
+            );
+        }
+    }
+}

@@ -1,0 +1,197 @@
+//! The secret key files under `keys/`, and the [`NodeKeys`] they load into.
+//!
+//! `keys/replica-<i>.toml` holds what replica i alone knows: its Ed25519 signing key, its
+//! client master (from which it derives any client's key), one pairwise session key per
+//! other replica, and the path of its TLS private key. `keys/clients.toml` holds every
+//! replica's client master, indexed by replica id, so that a client process can derive its
+//! keys with each replica. Whoever reads `clients.toml` can act as any client: it is the
+//! provisioning secret of a local platform, not something to hand to an untrusted client
+//! (which should instead be given only the keys derived for its own id).
+
+use super::{CLIENT_KEYS_FILE, ClusterConfig, ConfigError, hex_decode_32, read_toml};
+use crate::crypto::{NodeKeys, SessionKey, client_key, signing_key_from_bytes};
+use crate::ids::{ClientId, NodeId, ReplicaId};
+use rustls::pki_types::PrivateKeyDer;
+use rustls::pki_types::pem::PemObject as _;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// The contents of `keys/replica-<i>.toml`.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ReplicaKeyFile {
+    /// Whose keys these are; must match the file name.
+    pub replica: ReplicaId,
+    /// Hex of the 32-byte Ed25519 signing key seed.
+    pub signing_key: String,
+    /// Hex of the 32-byte client master.
+    pub client_master: String,
+    /// The PEM TLS private key, relative to the cluster directory.
+    pub tls_key: PathBuf,
+    /// One `[[peers]]` entry per other replica.
+    pub peers: Vec<PeerKey>,
+}
+
+/// The session key shared with one other replica.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PeerKey {
+    pub replica: ReplicaId,
+    /// Hex of the 32-byte pairwise key; the peer's file holds the same key for this replica.
+    pub key: String,
+}
+
+/// The contents of `keys/clients.toml`.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ClientKeyFile {
+    /// Hex of each replica's 32-byte client master, indexed by replica id.
+    pub client_masters: Vec<String>,
+}
+
+fn key_at(path: &Path, field: &str, hex: &str) -> Result<[u8; 32], ConfigError> {
+    hex_decode_32(hex).map_err(|problem| ConfigError::invalid(path, field, problem))
+}
+
+fn check_replica(config: &ClusterConfig, id: ReplicaId) -> Result<(), ConfigError> {
+    if id.index() >= config.replica_count() {
+        return Err(ConfigError::UnknownReplica {
+            replica: id,
+            replica_count: config.replica_count(),
+        });
+    }
+    Ok(())
+}
+
+fn read_replica_file(
+    dir: &Path,
+    config: &ClusterConfig,
+    id: ReplicaId,
+) -> Result<(PathBuf, ReplicaKeyFile), ConfigError> {
+    check_replica(config, id)?;
+    let path = dir.join(super::replica_keys_file(id));
+    let file: ReplicaKeyFile = read_toml(&path)?;
+    if file.replica != id {
+        let problem = format!("file is for replica {}, expected {}", file.replica.0, id.0);
+        return Err(ConfigError::invalid(&path, "replica", problem));
+    }
+    Ok((path, file))
+}
+
+/// Replica `id`'s secret keys, checked against `config`.
+pub(crate) fn replica_keys(
+    dir: &Path,
+    config: &ClusterConfig,
+    id: ReplicaId,
+) -> Result<NodeKeys, ConfigError> {
+    let (path, file) = read_replica_file(dir, config, id)?;
+    let signing_key = signing_key_from_bytes(key_at(&path, "signing_key", &file.signing_key)?);
+    // A key file from another cluster (or a stale one) would make every signature fail far
+    // from the cause; catch it here.
+    if config.verifying_keys().0[id.index()] != signing_key.verifying_key() {
+        let problem = format!(
+            "does not match replicas[{}].verifying_key in {}",
+            id.0,
+            super::CLUSTER_FILE
+        );
+        return Err(ConfigError::invalid(&path, "signing_key", problem));
+    }
+    let client_master = SessionKey(key_at(&path, "client_master", &file.client_master)?);
+    let mut peer_keys = BTreeMap::new();
+    for (index, peer) in file.peers.iter().enumerate() {
+        let field = |name: &str| format!("peers[{index}].{name}");
+        if peer.replica == id || peer.replica.index() >= config.replica_count() {
+            let problem = format!("{} is not another replica of this cluster", peer.replica.0);
+            return Err(ConfigError::invalid(&path, field("replica"), problem));
+        }
+        let key = SessionKey(key_at(&path, &field("key"), &peer.key)?);
+        if peer_keys
+            .insert(NodeId::Replica(peer.replica), key)
+            .is_some()
+        {
+            let problem = format!("duplicate replica {}", peer.replica.0);
+            return Err(ConfigError::invalid(&path, field("replica"), problem));
+        }
+    }
+    if peer_keys.len() != config.replica_count() - 1 {
+        let problem = format!(
+            "needs a key for each of the {} other replicas, found {}",
+            config.replica_count() - 1,
+            peer_keys.len()
+        );
+        return Err(ConfigError::invalid(&path, "peers", problem));
+    }
+    Ok(NodeKeys {
+        id: NodeId::Replica(id),
+        peer_keys,
+        client_master: Some(client_master),
+        signing_key: Some(signing_key),
+    })
+}
+
+/// Client `id`'s keys: one per replica, derived from that replica's client master.
+pub(crate) fn client_keys(
+    dir: &Path,
+    config: &ClusterConfig,
+    id: ClientId,
+) -> Result<NodeKeys, ConfigError> {
+    if id.0 >= config.clients {
+        return Err(ConfigError::UnknownClient {
+            client: id,
+            clients: config.clients,
+        });
+    }
+    let path = dir.join(CLIENT_KEYS_FILE);
+    let file: ClientKeyFile = read_toml(&path)?;
+    if file.client_masters.len() != config.replica_count() {
+        let problem = format!(
+            "needs one master per replica ({}), found {}",
+            config.replica_count(),
+            file.client_masters.len()
+        );
+        return Err(ConfigError::invalid(&path, "client_masters", problem));
+    }
+    let mut peer_keys = BTreeMap::new();
+    for (index, hex) in file.client_masters.iter().enumerate() {
+        let master = SessionKey(key_at(&path, &format!("client_masters[{index}]"), hex)?);
+        let replica = ReplicaId(index as u32);
+        peer_keys.insert(NodeId::Replica(replica), client_key(&master, id));
+    }
+    Ok(NodeKeys {
+        id: NodeId::Client(id),
+        peer_keys,
+        client_master: None,
+        signing_key: None,
+    })
+}
+
+/// Replica `id`'s secret keys from `dir/keys/replica-<id>.toml`, checked against the
+/// cluster's configuration (its signing key must match its published verifying key, and it
+/// must hold a key for every other replica).
+pub fn load_replica_keys(dir: &Path, id: ReplicaId) -> Result<NodeKeys, ConfigError> {
+    let config = ClusterConfig::load(dir)?;
+    replica_keys(dir, &config, id)
+}
+
+/// Client `id`'s keys, derived from `dir/keys/clients.toml`. Fails for an id at or above the
+/// configured number of clients.
+pub fn load_client_keys(dir: &Path, id: ClientId) -> Result<NodeKeys, ConfigError> {
+    let config = ClusterConfig::load(dir)?;
+    client_keys(dir, &config, id)
+}
+
+/// Replica `id`'s TLS private key, from the path its key file names.
+pub fn load_tls_key(
+    dir: &Path,
+    config: &ClusterConfig,
+    id: ReplicaId,
+) -> Result<PrivateKeyDer<'static>, ConfigError> {
+    let (path, file) = read_replica_file(dir, config, id)?;
+    let key_path = dir.join(&file.tls_key);
+    let pem = std::fs::read(&key_path).map_err(|source| ConfigError::io(&key_path, source))?;
+    PrivateKeyDer::from_pem_slice(&pem).map_err(|error| {
+        let problem = format!("{}: no PEM private key: {error}", key_path.display());
+        ConfigError::invalid(&path, "tls_key", problem)
+    })
+}

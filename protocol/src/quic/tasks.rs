@@ -1,0 +1,326 @@
+//! The bus's tasks: the accept loop, a reader per connection, a writer per replica peer (it
+//! dials and redials), and a writer per client route (it answers over the client's
+//! connection). Every one ends when its connection or queue does.
+
+use super::frame::{self, FrameError, FrameReader, HELLO_BYTES_MAX, WRITE_BATCH_FRAMES_MAX};
+use super::tls::SERVER_NAME;
+use super::{
+    CONNECT_TIMEOUT, INCOMING_CONNECTIONS_MAX, PEER_QUEUE_FRAMES_MAX, RECONNECT_BACKOFF_MAX,
+    RECONNECT_BACKOFF_MIN, Route, Shared,
+};
+use crate::ids::{ClientId, NodeId, ReplicaId};
+use bytes::Bytes;
+use quinn::{Connection, Endpoint, SendStream, VarInt};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+/// Application close codes, so a peer's log says why.
+pub(super) const CLOSE_SHUTDOWN: VarInt = VarInt::from_u32(0);
+pub(super) const CLOSE_FRAMING: VarInt = VarInt::from_u32(1);
+pub(super) const CLOSE_BAD_HELLO: VarInt = VarInt::from_u32(2);
+
+/// One replica this node dials.
+pub(super) struct DialTarget {
+    pub replica: ReplicaId,
+    pub address: SocketAddr,
+    /// Pins that replica's certificate.
+    pub config: quinn::ClientConfig,
+}
+
+/// Accept connections until the endpoint closes. Handshakes run in their own tasks so a
+/// slow or silent dialer cannot hold up the others.
+pub(super) async fn accept_loop(shared: Arc<Shared>, endpoint: Endpoint) {
+    while let Some(incoming) = endpoint.accept().await {
+        // Counted from the handshake on, so handshakes in progress count against the bound.
+        let connections = shared.connections_incoming.fetch_add(1, Ordering::Relaxed);
+        if connections >= INCOMING_CONNECTIONS_MAX {
+            shared.connections_incoming.fetch_sub(1, Ordering::Relaxed);
+            tracing::debug!(remote = %incoming.remote_address(), "too many connections, refused");
+            incoming.refuse();
+            continue;
+        }
+        let shared = Arc::clone(&shared);
+        tokio::spawn(async move {
+            match incoming.await {
+                Ok(connection) => serve_connection(Arc::clone(&shared), connection, true).await,
+                Err(error) => tracing::debug!(%error, "incoming handshake failed"),
+            }
+            shared.connections_incoming.fetch_sub(1, Ordering::Relaxed);
+        });
+    }
+}
+
+/// Count a framing violation and close the connection that committed it.
+fn reject(shared: &Shared, connection: &Connection, code: VarInt, problem: &str) {
+    tracing::debug!(remote = %connection.remote_address(), problem, "frame rejected, closing");
+    shared.count_rejected();
+    connection.close(code, problem.as_bytes());
+}
+
+/// Read every stream the peer opens on `connection`, one at a time, into the inbox. Each
+/// stream starts with a hello; on a connection this node accepted, the first hello naming a
+/// client makes this connection the route to that client.
+pub(super) async fn serve_connection(shared: Arc<Shared>, connection: Connection, accepted: bool) {
+    let mut peer: Option<NodeId> = None;
+    while let Ok(mut recv) = connection.accept_uni().await {
+        let mut reader = FrameReader::new();
+        let hello = match reader.next(&mut recv, HELLO_BYTES_MAX).await {
+            Ok(Some(hello)) => hello,
+            Ok(None) => continue,
+            Err(error @ FrameError::Lost(_)) => {
+                tracing::debug!(remote = %connection.remote_address(), %error, "read ended");
+                return;
+            }
+            Err(error) => {
+                return reject(
+                    &shared,
+                    &connection,
+                    CLOSE_BAD_HELLO,
+                    &format!("hello: {error}"),
+                );
+            }
+        };
+        let Some(id) = frame::parse_hello(&hello) else {
+            return reject(
+                &shared,
+                &connection,
+                CLOSE_BAD_HELLO,
+                "hello does not decode",
+            );
+        };
+        match peer {
+            Some(known) if known != id => {
+                let problem = format!("hello names {id}, connection is {known}'s");
+                return reject(&shared, &connection, CLOSE_BAD_HELLO, &problem);
+            }
+            Some(_) => {}
+            None => {
+                peer = Some(id);
+                if let (true, NodeId::Client(client)) = (accepted, id) {
+                    register_route(&shared, &connection, client);
+                }
+            }
+        }
+        loop {
+            match reader.next(&mut recv, shared.frame_bytes_max).await {
+                Ok(Some(frame)) => {
+                    if !shared.deliver(frame) {
+                        // Nobody reads the inbox any more: the node is going away.
+                        connection.close(CLOSE_SHUTDOWN, b"inbox closed");
+                        return;
+                    }
+                }
+                Ok(None) => break,
+                Err(error @ FrameError::Lost(_)) => {
+                    tracing::debug!(remote = %connection.remote_address(), %error, "read ended");
+                    return;
+                }
+                Err(error) => {
+                    let _ = recv.stop(CLOSE_FRAMING);
+                    return reject(&shared, &connection, CLOSE_FRAMING, &error.to_string());
+                }
+            }
+        }
+    }
+}
+
+/// Make `connection` the route to `client`, replacing any older one (a client that
+/// reconnects is reached over its newest connection).
+fn register_route(shared: &Arc<Shared>, connection: &Connection, client: ClientId) {
+    let (queue, frames) = mpsc::channel(PEER_QUEUE_FRAMES_MAX);
+    let route = Route {
+        connection_id: connection.stable_id(),
+        queue,
+    };
+    shared.routes().insert(client, route);
+    tokio::spawn(route_writer(
+        Arc::clone(shared),
+        connection.clone(),
+        client,
+        frames,
+    ));
+}
+
+/// Write frames to `client` over the connection it opened; the stream is opened on the
+/// first frame. Ends, and removes the route if it is still this connection's, when the
+/// connection closes or the route is replaced.
+async fn route_writer(
+    shared: Arc<Shared>,
+    connection: Connection,
+    client: ClientId,
+    mut frames: mpsc::Receiver<Bytes>,
+) {
+    let first = tokio::select! {
+        frame = frames.recv() => frame,
+        _ = connection.closed() => None,
+    };
+    if let Some(first) = first {
+        match open_stream(&shared, &connection).await {
+            Ok(mut send) => {
+                if let WriteEnd::ConnectionLost { frames_lost } =
+                    write_frames(&mut send, &connection, Some(first), &mut frames).await
+                {
+                    shared.count_dropped_send(frames_lost);
+                }
+            }
+            Err(problem) => {
+                tracing::debug!(%client, problem, "reply stream failed");
+                shared.count_dropped_send(1);
+            }
+        }
+    }
+    {
+        let mut routes = shared.routes();
+        if routes
+            .get(&client)
+            .is_some_and(|route| route.connection_id == connection.stable_id())
+        {
+            routes.remove(&client);
+        }
+    }
+    shared.count_dropped_send(drain(&mut frames));
+}
+
+/// Open this node's stream on `connection` and send the hello.
+async fn open_stream(shared: &Shared, connection: &Connection) -> Result<SendStream, String> {
+    let mut send = connection
+        .open_uni()
+        .await
+        .map_err(|error| error.to_string())?;
+    send.write_all(&frame::hello(shared.id))
+        .await
+        .map_err(|error| error.to_string())?;
+    Ok(send)
+}
+
+/// Dial `target` and open the stream: a connection with this node's hello already sent.
+async fn dial(
+    shared: &Shared,
+    endpoint: &Endpoint,
+    target: &DialTarget,
+) -> Result<(Connection, SendStream), String> {
+    let connecting = endpoint
+        .connect_with(target.config.clone(), target.address, SERVER_NAME)
+        .map_err(|error| error.to_string())?;
+    let connection = tokio::time::timeout(CONNECT_TIMEOUT, connecting)
+        .await
+        .map_err(|_| format!("no handshake within {CONNECT_TIMEOUT:?}"))?
+        .map_err(|error| error.to_string())?;
+    let send = open_stream(shared, &connection).await?;
+    Ok((connection, send))
+}
+
+/// Drop everything queued now; returns how many frames that was.
+fn drain(frames: &mut mpsc::Receiver<Bytes>) -> u64 {
+    let mut count = 0;
+    while frames.try_recv().is_ok() {
+        count += 1;
+    }
+    count
+}
+
+/// The writer for one replica peer. It dials on the first frame (so a node that never
+/// talks to a peer never connects to it), writes until the connection is lost, and redials
+/// on the next frame. While the peer cannot be reached, queued frames are dropped rather
+/// than kept: they would be stale by the time it is back, and the protocol retransmits.
+pub(super) async fn dial_writer(
+    shared: Arc<Shared>,
+    endpoint: Endpoint,
+    target: DialTarget,
+    mut frames: mpsc::Receiver<Bytes>,
+) {
+    let mut backoff = RECONNECT_BACKOFF_MIN;
+    let mut next: Option<Bytes> = None;
+    loop {
+        if next.is_none() {
+            match frames.recv().await {
+                Some(frame) => next = Some(frame),
+                None => return,
+            }
+        }
+        match dial(&shared, &endpoint, &target).await {
+            Ok((connection, mut send)) => {
+                let connected_at = Instant::now();
+                tokio::spawn(serve_connection(
+                    Arc::clone(&shared),
+                    connection.clone(),
+                    false,
+                ));
+                match write_frames(&mut send, &connection, next.take(), &mut frames).await {
+                    WriteEnd::QueueClosed => {
+                        let _ = send.finish();
+                        return;
+                    }
+                    WriteEnd::ConnectionLost { frames_lost } => {
+                        shared.count_dropped_send(frames_lost);
+                        connection.close(CLOSE_SHUTDOWN, b"redialing");
+                    }
+                }
+                // A connection that dies soon after it is made (the peer refuses us, or
+                // crashes on start) is backed off like a failed dial.
+                if connected_at.elapsed() >= RECONNECT_BACKOFF_MAX {
+                    backoff = RECONNECT_BACKOFF_MIN;
+                    continue;
+                }
+            }
+            Err(problem) => {
+                tracing::debug!(peer = %target.replica, address = %target.address, problem, "dial failed");
+                shared.count_dropped_send(u64::from(next.take().is_some()) + drain(&mut frames));
+            }
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(RECONNECT_BACKOFF_MAX);
+    }
+}
+
+/// Why [`write_frames`] returned.
+enum WriteEnd {
+    /// The bus is gone: nothing more will be queued.
+    QueueClosed,
+    /// The connection failed; `frames_lost` were taken from the queue and not delivered.
+    ConnectionLost { frames_lost: u64 },
+}
+
+/// Write `first`, then everything queued, as length-prefixed frames on `send`, gathering
+/// what is already queued into one write; stops when the queue closes or the connection
+/// is lost.
+async fn write_frames(
+    send: &mut SendStream,
+    connection: &Connection,
+    mut next: Option<Bytes>,
+    frames: &mut mpsc::Receiver<Bytes>,
+) -> WriteEnd {
+    let mut chunks: Vec<Bytes> = Vec::with_capacity(2 * WRITE_BATCH_FRAMES_MAX);
+    loop {
+        let first = match next.take() {
+            Some(frame) => frame,
+            None => tokio::select! {
+                frame = frames.recv() => match frame {
+                    Some(frame) => frame,
+                    None => return WriteEnd::QueueClosed,
+                },
+                _ = connection.closed() => return WriteEnd::ConnectionLost { frames_lost: 0 },
+            },
+        };
+        chunks.clear();
+        chunks.push(frame::prefix(first.len()));
+        chunks.push(first);
+        while chunks.len() < 2 * WRITE_BATCH_FRAMES_MAX {
+            match frames.try_recv() {
+                Ok(frame) => {
+                    chunks.push(frame::prefix(frame.len()));
+                    chunks.push(frame);
+                }
+                Err(_) => break,
+            }
+        }
+        let count = (chunks.len() / 2) as u64;
+        if let Err(error) = send.write_all_chunks(&mut chunks).await {
+            tracing::debug!(remote = %connection.remote_address(), %error, "write failed");
+            return WriteEnd::ConnectionLost { frames_lost: count };
+        }
+    }
+}

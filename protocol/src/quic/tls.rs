@@ -1,0 +1,162 @@
+//! TLS for the QUIC bus: the ring provider, certificate pinning, and the quinn configs.
+//!
+//! Trust comes from the cluster directory, not from a certificate authority: a dialer
+//! accepts a replica only if it presents exactly the certificate `cluster.toml` lists for
+//! it, and proves it holds that certificate's key (the handshake signature, checked by the
+//! ring provider). Servers do not ask clients for certificates: every message is
+//! authenticated by a MAC in its envelope, so TLS on that side only gives privacy.
+
+use super::QuicError;
+use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
+use quinn::{IdleTimeout, TransportConfig, VarInt};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::{CertificateError, DigitallySignedStruct, SignatureScheme};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The ALPN protocol id; a peer speaking anything else fails the handshake.
+pub const ALPN: &[u8] = b"zz/1";
+/// The name a dialer asks for. Pinning makes names irrelevant, but TLS needs one; the
+/// certificates `init_cluster` writes carry it.
+pub(super) const SERVER_NAME: &str = "localhost";
+
+/// Bytes one stream may have in flight unread. Large, so one long-lived stream per peer can
+/// keep loopback busy; the reader drains into the inbox without waiting, so this does not
+/// pile up.
+const STREAM_RECEIVE_WINDOW_BYTES: u32 = 8 * 1024 * 1024;
+/// Bytes one connection may have in flight unread, over all its streams.
+const CONNECTION_RECEIVE_WINDOW_BYTES: u32 = 16 * 1024 * 1024;
+/// Bytes a sender keeps unacknowledged per connection.
+const SEND_WINDOW_BYTES: u64 = 16 * 1024 * 1024;
+/// Keep-alives make an idle connection to a live peer survive the idle timeout.
+const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(1);
+/// A peer silent for this long is considered gone.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+
+const _: () = assert!(STREAM_RECEIVE_WINDOW_BYTES <= CONNECTION_RECEIVE_WINDOW_BYTES);
+const _: () = assert!(KEEP_ALIVE_INTERVAL.as_millis() * 4 <= IDLE_TIMEOUT.as_millis());
+
+/// Install ring as the process-wide rustls provider. Idempotent: a second call, or a
+/// provider some other code installed first, is not an error. The bus itself never relies
+/// on the process default (it passes ring explicitly), but installing it at start-up means
+/// no other code path can find two providers and panic.
+pub fn install_crypto_provider() {
+    let _already_installed = rustls::crypto::ring::default_provider().install_default();
+}
+
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// Transport settings for every connection, both directions.
+fn transport_config() -> Result<Arc<TransportConfig>, QuicError> {
+    let idle_timeout = IdleTimeout::try_from(IDLE_TIMEOUT)
+        .map_err(|error| QuicError::Tls(format!("idle timeout: {error}")))?;
+    let mut transport = TransportConfig::default();
+    transport
+        // One long-lived unidirectional stream per direction carries all frames; one at a
+        // time is all a peer may open, which also bounds what a stranger can make us track.
+        .max_concurrent_uni_streams(VarInt::from_u32(1))
+        .max_concurrent_bidi_streams(VarInt::from_u32(0))
+        .stream_receive_window(VarInt::from_u32(STREAM_RECEIVE_WINDOW_BYTES))
+        .receive_window(VarInt::from_u32(CONNECTION_RECEIVE_WINDOW_BYTES))
+        .send_window(SEND_WINDOW_BYTES)
+        .keep_alive_interval(Some(KEEP_ALIVE_INTERVAL))
+        .max_idle_timeout(Some(idle_timeout));
+    Ok(Arc::new(transport))
+}
+
+/// The listening side: presents `certificate`, asks nothing of the dialer.
+pub(super) fn server_config(
+    certificate: CertificateDer<'static>,
+    private_key: PrivateKeyDer<'static>,
+) -> Result<quinn::ServerConfig, QuicError> {
+    let mut tls = rustls::ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|error| QuicError::Tls(error.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(vec![certificate], private_key)
+        .map_err(|error| QuicError::Tls(format!("certificate or key: {error}")))?;
+    tls.alpn_protocols = vec![ALPN.to_vec()];
+    let crypto =
+        QuicServerConfig::try_from(tls).map_err(|error| QuicError::Tls(error.to_string()))?;
+    let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+    config.transport_config(transport_config()?);
+    Ok(config)
+}
+
+/// The dialing side, for a server that must present exactly `pinned`.
+pub(super) fn client_config(
+    pinned: CertificateDer<'static>,
+) -> Result<quinn::ClientConfig, QuicError> {
+    let provider = provider();
+    let verifier = Arc::new(PinnedServerCert {
+        pinned,
+        algorithms: provider.signature_verification_algorithms,
+    });
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|error| QuicError::Tls(error.to_string()))?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_no_client_auth();
+    tls.alpn_protocols = vec![ALPN.to_vec()];
+    let crypto =
+        QuicClientConfig::try_from(tls).map_err(|error| QuicError::Tls(error.to_string()))?;
+    let mut config = quinn::ClientConfig::new(Arc::new(crypto));
+    config.transport_config(transport_config()?);
+    Ok(config)
+}
+
+/// Accepts a server only if its end-entity certificate is byte for byte the pinned one.
+/// Names, dates and issuers are not consulted: the configuration, not a CA, says which
+/// certificate each replica has. Handshake signatures are still checked, by ring, against
+/// that certificate's key.
+#[derive(Debug)]
+struct PinnedServerCert {
+    pinned: CertificateDer<'static>,
+    algorithms: WebPkiSupportedAlgorithms,
+}
+
+impl ServerCertVerifier for PinnedServerCert {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        if end_entity.as_ref() == self.pinned.as_ref() {
+            Ok(ServerCertVerified::assertion())
+        } else {
+            Err(rustls::Error::InvalidCertificate(
+                CertificateError::ApplicationVerificationFailure,
+            ))
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}
