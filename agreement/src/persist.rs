@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use zz_protocol::View;
 use zz_protocol::crypto::Signed;
 use zz_protocol::messages::{
-    Batch, CheckpointCertificate, CheckpointState, PrePrepareHeader, Prepare,
+    Batch, CheckpointCertificate, CheckpointState, NewView, PrePrepareHeader, Prepare,
 };
 
 /// One durable fact. A replica's durable state is the fold of its records, in order.
@@ -24,6 +24,9 @@ pub enum Record {
     /// The accepted pre-prepare of the same view and sequence number prepared with these
     /// votes; recorded before the commit leaves.
     Prepared { prepares: Vec<Signed<Prepare>> },
+    /// The new-view message of the view the replica entered; shown again to replicas that
+    /// missed it, even after a restart.
+    NewView(Signed<NewView>),
     /// A stable checkpoint and the state at it.
     Stable {
         certificate: CheckpointCertificate,

@@ -17,6 +17,9 @@ pub struct SimArgs {
     /// Faults tolerated: the cluster has 3f+1 replicas.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=3))]
     pub f: u64,
+    /// Threads to run seeds on (default: one per core).
+    #[arg(long)]
+    pub jobs: Option<usize>,
     /// Print one line per seed.
     #[arg(long)]
     pub verbose: bool,
@@ -24,10 +27,6 @@ pub struct SimArgs {
 
 /// Returns the number of violations.
 pub fn run(args: &SimArgs) -> u64 {
-    let seeds: Vec<u64> = match args.seed {
-        Some(seed) => vec![seed],
-        None => (args.first_seed..args.first_seed + args.seeds).collect(),
-    };
     // Cores assert their invariants; the simulator reports a broken one as a violation,
     // so keep the default panic output for replays only.
     if args.seed.is_none() {
@@ -38,13 +37,20 @@ pub fn run(args: &SimArgs) -> u64 {
         let scenario = sim::scenario::Scenario::generate(&mut rng, args.f as usize);
         println!("{scenario:#?}");
     }
-    let mut violations = 0u64;
-    for &seed in &seeds {
-        let outcome = sim::run(SimOptions {
+    let jobs = args.jobs.unwrap_or_else(|| {
+        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+    });
+    let outcomes = match args.seed {
+        Some(seed) => vec![sim::run(SimOptions {
             seed,
             f: args.f as usize,
-        });
+        })],
+        None => sim::sweep(args.first_seed, args.seeds, args.f as usize, jobs),
+    };
+    let mut violations = 0u64;
+    for outcome in &outcomes {
         let stats = &outcome.stats;
+        let seed = outcome.seed;
         if args.verbose || args.seed.is_some() {
             println!(
                 "seed {seed}: events {}, accepted {}, batches {}, view changes {}, state transfers {}, rejected {}, lost {}, byzantine {}, crashes {}, end {:.1}s",
@@ -66,6 +72,6 @@ pub fn run(args: &SimArgs) -> u64 {
             println!("  replay: {}", outcome.replay_command());
         }
     }
-    println!("seeds: {}, violations: {violations}", seeds.len());
+    println!("seeds: {}, violations: {violations}", outcomes.len());
     violations
 }

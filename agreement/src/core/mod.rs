@@ -227,6 +227,11 @@ impl Replica {
                     self.normal = normal;
                 }
             }
+            Record::NewView(new_view) => {
+                if new_view.body.view >= self.view {
+                    self.last_new_view = Some(new_view);
+                }
+            }
             Record::Stable { certificate, state } => {
                 if certificate.seq > self.stable.seq {
                     self.exec = ExecState::from_snapshot(&state);
@@ -538,6 +543,9 @@ impl Replica {
                 normal: self.normal,
             },
         ];
+        if let Some(new_view) = &self.last_new_view {
+            records.push(Record::NewView(new_view.clone()));
+        }
         for slot in self.slots.values() {
             // The prepared certificate may be from an older view than the current votes.
             if let Some(cert) = &slot.prepared_certificate {

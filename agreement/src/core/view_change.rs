@@ -215,6 +215,7 @@ impl Replica {
         self.view_change_attempts = 0;
         self.new_view_deadline = None;
         self.persist(Record::View { view, normal: true });
+        self.persist(Record::NewView(new_view.clone()));
         let (stable, _) = compute_new_view_entries(&new_view.body.view_changes);
         self.adopt_stable_certificate(stable.clone());
         let mut floor = stable.seq;

@@ -74,8 +74,20 @@ impl SimOutcome {
 
 /// Run one seed. A panic inside a core (a broken assertion) is a violation too.
 pub fn run(options: SimOptions) -> SimOutcome {
-    let result = std::panic::catch_unwind(|| {
-        let mut world = World::new(options);
+    let mut rng = SimRng::new(options.seed);
+    let scenario = Scenario::generate(&mut rng, options.f);
+    run_scenario(options.seed, scenario)
+}
+
+/// Run a given scenario; `seed` still decides delays, drops and every other draw. Tests
+/// use this to pin a fault (a Byzantine primary, a crash) while the rest stays random.
+pub fn run_scenario(seed: u64, scenario: Scenario) -> SimOutcome {
+    let options = SimOptions {
+        seed,
+        f: scenario.params.f,
+    };
+    let result = std::panic::catch_unwind(move || {
+        let mut world = World::new(options.seed, scenario);
         let violation = world.run().err();
         (violation, world.stats)
     });
@@ -179,10 +191,10 @@ struct World {
 }
 
 impl World {
-    fn new(options: SimOptions) -> World {
-        let mut rng = SimRng::new(options.seed);
-        let scenario = Scenario::generate(&mut rng, options.f);
-        let keys = SimKeys::new(options.seed, &scenario.params);
+    fn new(seed: u64, scenario: Scenario) -> World {
+        let mut rng = SimRng::new(seed).fork();
+        let keys = SimKeys::new(seed, &scenario.params);
+        let f = scenario.params.f;
         let verifying = keys.verifying_keys();
         let replica_count = scenario.params.replica_count() as u32;
         let replicas = (0..replica_count)
@@ -215,7 +227,7 @@ impl World {
             .collect();
         let clients = (0..scenario.clients)
             .map(|client| SimClient {
-                core: ClientCore::new(options.f, scenario.client_retransmit_micros),
+                core: ClientCore::new(f, scenario.client_retransmit_micros),
                 endpoint: Endpoint::new(
                     keys.client(ClientId(client)),
                     verifying.clone(),
@@ -667,4 +679,27 @@ impl World {
             );
         }
     }
+}
+
+/// Run seeds `first..first + count` on `jobs` threads; outcomes come back in seed order.
+pub fn sweep(first: u64, count: u64, f: usize, jobs: usize) -> Vec<SimOutcome> {
+    let jobs = jobs.clamp(1, 64) as u64;
+    let mut outcomes: Vec<SimOutcome> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..jobs)
+            .map(|worker| {
+                scope.spawn(move || {
+                    (first..first + count)
+                        .filter(|seed| (seed - first) % jobs == worker)
+                        .map(|seed| run(SimOptions { seed, f }))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|worker| worker.join().expect("simulation threads catch panics"))
+            .collect()
+    });
+    outcomes.sort_by_key(|outcome| outcome.seed);
+    outcomes
 }
