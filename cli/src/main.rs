@@ -1,9 +1,14 @@
 //! `zz`: the operator CLI and every node's entry point.
 
+mod bench;
+mod platform;
 mod sim;
 
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
+use std::path::PathBuf;
 use std::process::ExitCode;
+use zz_protocol::ReplicaId;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -18,26 +23,123 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Write a cluster directory (configuration, keys, certificates) for local use.
+    Init(platform::InitArgs),
+    /// Start the agreement cluster on 127.0.0.1 (initialising the directory if needed).
+    Up(platform::UpArgs),
+    /// Stop every process of a platform started with `zz up`.
+    Down(platform::DirArgs),
+    /// Show each replica's role, process, view and progress.
+    Status(platform::DirArgs),
+    /// Measure ordering throughput and latency against a running platform.
+    Bench(bench::BenchArgs),
+    /// Run one node of a cluster (what `zz up` starts).
+    #[command(subcommand)]
+    Node(NodeCommand),
     /// Run the deterministic simulator over many seeds.
     Sim(sim::SimArgs),
 }
 
-fn main() -> ExitCode {
+#[derive(Subcommand, Debug)]
+enum NodeCommand {
+    /// An agreement replica.
+    Agreement {
+        /// The cluster directory.
+        #[arg(long)]
+        cluster: PathBuf,
+        /// This replica's id.
+        #[arg(long)]
+        id: u32,
+    },
+}
+
+fn init_tracing() {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
-    match cli.command {
-        Command::Sim(args) => {
-            if sim::run(&args) == 0 {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let mut terminate =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = async {
+            match terminate.as_mut() {
+                Some(signal) => { signal.recv().await; }
+                None => std::future::pending::<()>().await,
             }
+        } => {}
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+fn run(command: Command) -> Result<ExitCode> {
+    match command {
+        Command::Init(args) => {
+            let config = platform::init(&args)?;
+            println!(
+                "wrote {} ({} agreement replicas, f={}, {} client ids)",
+                args.dir.display(),
+                config.replica_count(),
+                config.protocol.f,
+                config.clients
+            );
+        }
+        Command::Up(args) => runtime()?.block_on(platform::up(&args))?,
+        Command::Down(args) => platform::down(&args)?,
+        Command::Status(args) => platform::status(&args)?,
+        Command::Bench(args) => runtime()?.block_on(bench::run(&args))?,
+        Command::Node(NodeCommand::Agreement { cluster, id }) => {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("cannot start the async runtime")?;
+            runtime.block_on(zz_agreement::node::run_agreement_node(
+                &cluster,
+                ReplicaId(id),
+                shutdown_signal(),
+            ))?;
+        }
+        Command::Sim(args) => {
+            if sim::run(&args) > 0 {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if !matches!(cli.command, Command::Sim(_)) {
+        init_tracing();
+    } else {
+        tracing_subscriber::fmt()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+            )
+            .with_writer(std::io::stderr)
+            .init();
+    }
+    match run(cli.command) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("zz: {error:#}");
+            ExitCode::FAILURE
         }
     }
 }

@@ -1,3 +1,9 @@
-//! zz-client: the sans-IO client core and the async client.
+//! zz-client: how applications reach a zz platform. [`core::ClientCore`] is the sans-IO
+//! client (f+1 voting on replies, retransmission); [`remote::Client`] runs it over QUIC.
+//! A client never accepts a result fewer than f+1 replicas vouch for.
+
 pub mod core;
+pub mod remote;
+
 pub use core::{Accepted, ClientCore, Destination};
+pub use remote::{Client, ClientError};

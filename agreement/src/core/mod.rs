@@ -347,6 +347,7 @@ impl Replica {
             self.next_status_at = self.now.saturating_add_micros(interval);
             self.broadcast_status();
             self.resend_view_change();
+            self.retransmit_stalled_slots();
         }
         if let Some(deadline) = self.view_change_deadline()
             && self.now >= deadline

@@ -101,6 +101,7 @@ impl Replica {
             "primary proposes each (view, seq) once"
         );
         slot.pre_prepare = Some((pre_prepare.clone(), batch.clone()));
+        slot.last_sent = self.now;
         self.persist(Record::Accepted {
             pre_prepare: pre_prepare.clone(),
             batch: batch.clone(),
@@ -178,6 +179,7 @@ impl Replica {
             return self.drop_message(reason);
         }
         slot.pre_prepare = Some((pre_prepare.clone(), batch.clone()));
+        slot.last_sent = self.now;
         for request in &batch.requests {
             self.note_request_in_flight(request);
         }
@@ -319,6 +321,53 @@ impl Replica {
                 self.config.id
             ),
             None => slot.committed = Some(batch.clone()),
+        }
+    }
+
+    /// Messages get lost: for slots of this view that have not committed here after a
+    /// status interval, send this replica's part again (the pre-prepare from the primary,
+    /// else its prepare, and its commit), so a lost message costs a retransmission rather
+    /// than a view change.
+    pub(super) fn retransmit_stalled_slots(&mut self) {
+        if !self.normal {
+            return;
+        }
+        let interval = self.config.params.status_interval_ms * 1000;
+        let (me, view, now) = (self.config.id, self.view, self.now);
+        let is_primary = self.is_primary();
+        let first = self.exec.seq.next();
+        let limit = self.config.params.pipeline_max as usize * 2;
+        let mut resend = Vec::new();
+        for slot in self
+            .slots
+            .range_mut(first..)
+            .map(|(_, slot)| slot)
+            .take(limit)
+        {
+            if slot.committed.is_some()
+                || slot.view != view
+                || now.saturating_sub(slot.last_sent) < interval
+            {
+                continue;
+            }
+            let Some((pre_prepare, batch)) = &slot.pre_prepare else {
+                continue;
+            };
+            slot.last_sent = now;
+            if is_primary {
+                resend.push(Message::PrePrepare {
+                    pre_prepare: pre_prepare.clone(),
+                    batch: batch.clone(),
+                });
+            } else if let Some(prepare) = slot.prepares.get(&me) {
+                resend.push(Message::Prepare(prepare.clone()));
+            }
+            if let Some(commit) = slot.commits.get(&me) {
+                resend.push(Message::Commit(*commit));
+            }
+        }
+        for message in resend {
+            self.broadcast(message);
         }
     }
 

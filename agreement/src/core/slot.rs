@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use zz_protocol::crypto::Signed;
 use zz_protocol::messages::{Batch, Commit, PrePrepareHeader, Prepare, PreparedCertificate};
-use zz_protocol::{Digest, ReplicaId, View};
+use zz_protocol::{Digest, ReplicaId, Time, View};
 
 /// Progress of one sequence number. Votes are kept for one view at a time (`view`); the
 /// prepared certificate survives view changes because a view change must carry it.
@@ -21,6 +21,8 @@ pub(crate) struct Slot {
     pub commit_sent: bool,
     /// The batch that committed here (committed-local, or fetched with f+1 matching answers).
     pub committed: Option<Batch>,
+    /// When this replica last sent its votes for this slot, for retransmission.
+    pub last_sent: Time,
     /// The prepared certificate from the highest view this replica prepared in.
     pub prepared_certificate: Option<PreparedCertificate>,
 }

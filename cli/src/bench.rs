@@ -1,0 +1,135 @@
+//! `zz bench`: closed-loop clients against a running platform; throughput and latency
+//! percentiles of requests ordered with f+1 matching replies.
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use hdrhistogram::Histogram;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use zz_client::Client;
+use zz_protocol::config::ClusterConfig;
+use zz_protocol::{AppId, ClientId};
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// The cluster directory of a running platform.
+    #[arg(long)]
+    pub dir: PathBuf,
+    /// Concurrent closed-loop clients (each has one request outstanding).
+    #[arg(long, default_value_t = 64)]
+    pub clients: u64,
+    /// Seconds to measure, after one second of warm-up.
+    #[arg(long, default_value_t = 10)]
+    pub duration: u64,
+    /// Bytes of operation payload per request.
+    #[arg(long, default_value_t = 0)]
+    pub payload: usize,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(serde::Serialize)]
+struct BenchReport {
+    clients: u64,
+    payload_bytes: usize,
+    duration_s: f64,
+    requests: u64,
+    errors: u64,
+    throughput_rps: f64,
+    latency_p50_us: u64,
+    latency_p90_us: u64,
+    latency_p99_us: u64,
+    latency_max_us: u64,
+}
+
+pub async fn run(args: &BenchArgs) -> Result<()> {
+    let config = ClusterConfig::load(&args.dir)?;
+    if args.clients == 0 || args.clients > config.clients {
+        bail!(
+            "--clients must be 1..={} (the ids {} provisions)",
+            config.clients,
+            args.dir.display()
+        );
+    }
+    let measuring = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(AtomicBool::new(false));
+    let errors = Arc::new(AtomicU64::new(0));
+    let mut workers = Vec::new();
+    for id in 0..args.clients {
+        let client = Client::connect(&args.dir, ClientId(id))
+            .with_context(|| format!("cannot start client {id}"))?;
+        let (measuring, stop, errors) = (measuring.clone(), stop.clone(), errors.clone());
+        let payload = vec![0u8; args.payload];
+        workers.push(tokio::spawn(async move {
+            let mut histogram = Histogram::<u64>::new(3).expect("valid histogram precision");
+            while !stop.load(Ordering::Relaxed) {
+                let started = Instant::now();
+                match client.invoke(AppId(0), payload.clone()).await {
+                    Ok(_) if measuring.load(Ordering::Relaxed) => {
+                        let micros = started.elapsed().as_micros() as u64;
+                        histogram
+                            .record(micros.max(1))
+                            .expect("histogram auto-resizes");
+                    }
+                    Ok(_) => {}
+                    Err(error) => {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(%error, "request failed");
+                    }
+                }
+            }
+            histogram
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    measuring.store(true, Ordering::Relaxed);
+    let started = Instant::now();
+    for second in 1..=args.duration {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        if !args.json {
+            eprint!("\rmeasuring: {second}/{}s", args.duration);
+        }
+    }
+    measuring.store(false, Ordering::Relaxed);
+    let elapsed = started.elapsed().as_secs_f64();
+    stop.store(true, Ordering::Relaxed);
+    if !args.json {
+        eprintln!();
+    }
+    let mut histogram = Histogram::<u64>::new(3).expect("valid histogram precision");
+    for worker in workers {
+        histogram.add(worker.await?)?;
+    }
+    let report = BenchReport {
+        clients: args.clients,
+        payload_bytes: args.payload,
+        duration_s: elapsed,
+        requests: histogram.len(),
+        errors: errors.load(Ordering::Relaxed),
+        throughput_rps: histogram.len() as f64 / elapsed,
+        latency_p50_us: histogram.value_at_quantile(0.50),
+        latency_p90_us: histogram.value_at_quantile(0.90),
+        latency_p99_us: histogram.value_at_quantile(0.99),
+        latency_max_us: histogram.max(),
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!(
+            "{} clients, {} B payload, {:.1} s: {} requests ordered ({} errors)",
+            report.clients, report.payload_bytes, report.duration_s, report.requests, report.errors
+        );
+        println!("throughput: {:.0} requests/s", report.throughput_rps);
+        println!(
+            "latency: p50 {:.3} ms, p90 {:.3} ms, p99 {:.3} ms, max {:.3} ms",
+            report.latency_p50_us as f64 / 1000.0,
+            report.latency_p90_us as f64 / 1000.0,
+            report.latency_p99_us as f64 / 1000.0,
+            report.latency_max_us as f64 / 1000.0
+        );
+    }
+    Ok(())
+}
