@@ -236,8 +236,7 @@ impl Endpoint {
                 limit: self.params.frame_bytes_max,
             });
         }
-        let envelope: Envelope = postcard::from_bytes(frame)
-            .map_err(|error| Rejection::EnvelopeDecode(error.to_string()))?;
+        let envelope: Envelope = decode_exact(frame).map_err(Rejection::EnvelopeDecode)?;
         let from = envelope.from;
         if from == self.keys.id {
             return Err(Rejection::UnknownSender(from));
@@ -260,14 +259,22 @@ impl Endpoint {
         if !key.verify(&mac_input, tag) {
             return Err(Rejection::BadMac(from));
         }
-        let message: Message = postcard::from_bytes(&envelope.payload)
-            .map_err(|error| Rejection::MessageDecode(error.to_string()))?;
+        let message: Message = decode_exact(&envelope.payload).map_err(Rejection::MessageDecode)?;
         validate::check_message(self, from, &message).map_err(|invalid| Rejection::Invalid {
             from,
             kind: message.kind(),
             invalid,
         })?;
         Ok(Verified { from, message })
+    }
+}
+
+/// Decode `bytes` as one `T` with nothing left over: a frame has exactly one reading.
+fn decode_exact<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, String> {
+    match postcard::take_from_bytes(bytes) {
+        Ok((value, [])) => Ok(value),
+        Ok((_, rest)) => Err(format!("{} trailing bytes", rest.len())),
+        Err(error) => Err(error.to_string()),
     }
 }
 

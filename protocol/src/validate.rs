@@ -184,7 +184,7 @@ pub fn check_view_change_contents(endpoint: &Endpoint, view_change: &ViewChange)
     for cert in &view_change.prepared {
         let (seq, view) = (cert.seq(), cert.view());
         let in_range = seq > view_change.stable.seq
-            && seq.0 <= view_change.stable.seq.0 + window
+            && seq.0 - view_change.stable.seq.0 <= window
             && view < view_change.new_view
             && seqs.insert(seq);
         require(in_range, Invalid::CertificateOutOfRange { seq, view })?;
@@ -235,6 +235,7 @@ fn check_new_view(endpoint: &Endpoint, new_view: &NewView) -> Check {
             entry.pre_prepare.verify(endpoint.verifying_keys()),
             Invalid::BadSignature(primary),
         )?;
+        check_batch(endpoint, &entry.batch)?;
         require(entry.batch.digest() == header.digest, Invalid::BatchDigest)?;
     }
     Ok(())

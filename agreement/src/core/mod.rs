@@ -305,6 +305,34 @@ impl Replica {
         self.waiting.len()
     }
 
+    /// Panics if any log, table or buffer exceeds its bound. The simulator calls it after
+    /// every step: whatever Byzantine replicas send, memory stays bounded.
+    pub fn assert_bounds(&self) {
+        let window = self.config.params.window;
+        let (low, high) = (self.low_watermark(), self.high_watermark());
+        assert!(self.slots.keys().all(|seq| *seq > low && *seq <= high));
+        assert!(
+            self.checkpoint_votes
+                .keys()
+                .all(|seq| *seq > low && *seq <= high)
+        );
+        assert!(self.fetched.keys().all(|seq| *seq > low && *seq <= high));
+        assert!(
+            self.own_checkpoints.len() as u64
+                <= window / self.config.params.checkpoint_interval + 1
+        );
+        let replicas = self.config.params.replica_count();
+        assert!(self.view_changes.len() <= replicas);
+        assert!(self.peer_status.len() < replicas);
+        assert!(self.future.len() <= FUTURE_MESSAGES_MAX);
+        assert!(self.waiting.len() <= WAITING_CLIENTS_MAX);
+        assert!(self.arrivals.len() <= 2 * WAITING_CLIENTS_MAX + 1);
+        assert!(self.exec.seq >= self.stable.seq && self.exec.seq <= high);
+        for slot in self.slots.values() {
+            assert!(slot.prepares.len() <= replicas && slot.commits.len() <= replicas);
+        }
+    }
+
     /// The next output to carry out, if any.
     pub fn poll_output(&mut self) -> Option<Output> {
         self.outputs.pop_front()
@@ -477,6 +505,15 @@ impl Replica {
                 return;
             }
             if self.is_primary() && self.normal {
+                if self.arrivals.len() >= 2 * WAITING_CLIENTS_MAX {
+                    // Clients that replaced their request left stale arrivals behind.
+                    let waiting = &self.waiting;
+                    self.arrivals.retain(|(client, timestamp)| {
+                        waiting.get(client).is_some_and(|w| {
+                            w.request.request.timestamp == *timestamp && !w.proposed
+                        })
+                    });
+                }
                 self.arrivals.push_back((client, timestamp));
             }
         }

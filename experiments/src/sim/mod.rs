@@ -51,8 +51,16 @@ pub struct SimStats {
     pub state_transfers: u64,
     pub frames_rejected: u64,
     pub frames_lost: u64,
+    /// Messages the cores dropped after authentication (stale, duplicate, out of window..),
+    /// by reason, summed over the replicas running at the end.
+    pub messages_dropped: BTreeMap<&'static str, u64>,
+    /// Frames of their cores' that Byzantine replicas rewrote, forged, withheld or sent
+    /// with a replay.
+    pub byzantine_frames_altered: u64,
     pub byzantine_replicas: usize,
     pub crashes: usize,
+    /// Crashed replicas brought back from their persisted records.
+    pub restarts: u64,
     pub end_micros: u64,
 }
 
@@ -312,6 +320,9 @@ impl World {
                 self.stats.batches_ordered_max =
                     self.stats.batches_ordered_max.max(counters.batches_ordered);
                 self.stats.frames_rejected += driver.counters().rejected.values().sum::<u64>();
+                for (reason, count) in &counters.dropped {
+                    *self.stats.messages_dropped.entry(reason).or_default() += count;
+                }
             }
         }
         for (index, client) in self.clients.iter().enumerate() {
@@ -416,6 +427,7 @@ impl World {
 
     fn restart(&mut self, replica: ReplicaId) {
         if self.replicas[replica.index()].driver.is_none() {
+            self.stats.restarts += 1;
             let records = self.replicas[replica.index()].storage.records.clone();
             self.start_replica(replica, Some(records));
         }
@@ -468,6 +480,7 @@ impl World {
         let correct = self.is_correct(id);
         let sim = &mut self.replicas[id.index()];
         let driver = sim.driver.as_mut().expect("a running replica");
+        driver.replica().assert_bounds();
         let deliveries = driver.take_deliveries();
         let stable = driver.replica().stable_checkpoint();
         let frames = sim.bus.drain();
@@ -552,7 +565,14 @@ impl World {
     fn route(&mut self, from: NodeId, to: NodeId, frame: Bytes) {
         let frames = match from {
             NodeId::Replica(replica) => match self.replicas[replica.index()].byzantine.as_mut() {
-                Some(byzantine) => byzantine.mutate(&mut self.rng, to, frame),
+                Some(byzantine) => {
+                    let honest = (to, frame.clone());
+                    let sent = byzantine.mutate(&mut self.rng, to, frame);
+                    if sent.len() != 1 || sent[0] != honest {
+                        self.stats.byzantine_frames_altered += 1;
+                    }
+                    sent
+                }
                 None => vec![(to, frame)],
             },
             NodeId::Client(_) => vec![(to, frame)],
