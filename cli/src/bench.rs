@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-use zz_client::Client;
+use zz_client::ClientPool;
 use zz_protocol::config::ClusterConfig;
 use zz_protocol::{AppId, ClientId};
 
@@ -58,9 +58,10 @@ pub async fn run(args: &BenchArgs) -> Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     let errors = Arc::new(AtomicU64::new(0));
     let mut workers = Vec::new();
-    for id in 0..args.clients {
-        let client = Client::connect(&args.dir, ClientId(id))
-            .with_context(|| format!("cannot start client {id}"))?;
+    let pool = ClientPool::connect(&args.dir, ClientId(0), args.clients as u32)
+        .context("cannot start the clients")?;
+    for index in 0..args.clients as u32 {
+        let client = pool.client(index);
         let (measuring, stop, errors) = (measuring.clone(), stop.clone(), errors.clone());
         let payload = vec![0u8; args.payload];
         workers.push(tokio::spawn(async move {

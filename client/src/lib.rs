@@ -6,4 +6,4 @@ pub mod core;
 pub mod remote;
 
 pub use core::{Accepted, ClientCore, Destination};
-pub use remote::{Client, ClientError};
+pub use remote::{Client, ClientError, ClientPool};

@@ -1,21 +1,28 @@
-//! The async client over QUIC: a task that owns a [`ClientCore`], the client's endpoint and
-//! its bus, and answers [`Client::invoke`] calls one at a time.
+//! The async client over QUIC. A [`ClientPool`] speaks for a range of client ids over one
+//! connection per replica (so replies to many clients travel together); a task owns one
+//! [`ClientCore`] per id and answers [`Client::invoke`] calls, one at a time per client.
 
 use crate::core::{ClientCore, Destination};
 use bytes::Bytes;
+use std::collections::VecDeque;
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::{mpsc, oneshot};
 use zz_protocol::bus::MessageBus;
 use zz_protocol::config::{ConfigError, endpoint_for_client};
+use zz_protocol::envelope::Envelope;
 use zz_protocol::messages::{Message, Request};
 use zz_protocol::quic::{QuicBus, QuicError};
-use zz_protocol::{AppId, ClientId, NodeId, ReplicaId, Time};
+use zz_protocol::{AppId, ClientId, Endpoint, NodeId, ReplicaId, Time};
 
 /// How long a client waits for f+1 matching replies before it asks every replica.
 pub const RETRANSMIT_TIMEOUT: Duration = Duration::from_millis(500);
 /// How long [`Client::invoke`] waits for a result by default.
 pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(10);
+/// How often the pool checks retransmission timers and deadlines.
+const TICK: Duration = Duration::from_millis(20);
+/// Invocations queued per pool at most before callers wait.
+const COMMANDS_QUEUED_MAX: usize = 4096;
 
 /// Why a request got no result.
 #[derive(Debug, thiserror::Error)]
@@ -31,38 +38,93 @@ pub enum ClientError {
 }
 
 struct Invoke {
+    client: ClientId,
     app: AppId,
     op: Vec<u8>,
     deadline: Duration,
     result: oneshot::Sender<Result<Vec<u8>, ClientError>>,
 }
 
-/// A connected client. Requests from one client are ordered one at a time (PBFT's clients
-/// have one outstanding request); use several clients for concurrency.
+/// Clients `first..first + count` of a cluster, sharing one connection per replica.
+pub struct ClientPool {
+    first: ClientId,
+    count: u32,
+    commands: mpsc::Sender<Invoke>,
+}
+
+/// One client of a pool. Its requests are ordered one at a time (PBFT's clients have one
+/// outstanding request); use several clients for concurrency.
+#[derive(Clone)]
 pub struct Client {
     id: ClientId,
     commands: mpsc::Sender<Invoke>,
 }
 
-impl Client {
-    /// Connect client `id` to the cluster in `dir`. Must be called inside a tokio runtime.
-    pub fn connect(dir: &Path, id: ClientId) -> Result<Client, ClientError> {
+impl ClientPool {
+    /// Connect clients `first..first + count` to the cluster in `dir`. Must be called inside
+    /// a tokio runtime.
+    pub fn connect(dir: &Path, first: ClientId, count: u32) -> Result<ClientPool, ClientError> {
         zz_protocol::quic::install_crypto_provider();
-        let (cluster, endpoint) = endpoint_for_client(dir, id)?;
-        let (bus, inbox) = QuicBus::start_node(dir, &cluster, NodeId::Client(id))?;
-        let (commands, receiver) = mpsc::channel(1);
-        let core = ClientCore::new(cluster.protocol.f, RETRANSMIT_TIMEOUT.as_micros() as u64);
-        let task = ClientTask {
-            id,
-            core,
-            endpoint,
+        let mut endpoints = Vec::with_capacity(count as usize);
+        let mut cluster = None;
+        for offset in 0..count as u64 {
+            let (config, endpoint) = endpoint_for_client(dir, ClientId(first.0 + offset))?;
+            endpoints.push(endpoint);
+            cluster = Some(config);
+        }
+        let Some(cluster) = cluster else {
+            return Err(ConfigError::UnknownClient {
+                client: first,
+                clients: 0,
+            }
+            .into());
+        };
+        let (bus, inbox) = QuicBus::start_client_host(dir, &cluster, first, count)?;
+        let (commands, receiver) = mpsc::channel(COMMANDS_QUEUED_MAX);
+        let retransmit_micros = RETRANSMIT_TIMEOUT.as_micros() as u64;
+        let clients = endpoints
+            .into_iter()
+            .map(|endpoint| ClientState {
+                core: ClientCore::new(cluster.protocol.f, retransmit_micros),
+                endpoint,
+                pending: None,
+                queued: VecDeque::new(),
+                last_timestamp: 0,
+            })
+            .collect();
+        let task = PoolTask {
+            first,
+            clients,
             bus,
             replica_count: cluster.replica_count() as u32,
             started: Instant::now(),
-            last_timestamp: 0,
         };
         tokio::spawn(task.run(receiver, inbox));
-        Ok(Client { id, commands })
+        Ok(ClientPool {
+            first,
+            count,
+            commands,
+        })
+    }
+
+    /// The pool's `index`-th client.
+    pub fn client(&self, index: u32) -> Client {
+        assert!(
+            index < self.count,
+            "client {index} of a pool of {}",
+            self.count
+        );
+        Client {
+            id: ClientId(self.first.0 + index as u64),
+            commands: self.commands.clone(),
+        }
+    }
+}
+
+impl Client {
+    /// Connect client `id` alone (a pool of one).
+    pub fn connect(dir: &Path, id: ClientId) -> Result<Client, ClientError> {
+        Ok(ClientPool::connect(dir, id, 1)?.client(0))
     }
 
     pub fn id(&self) -> ClientId {
@@ -82,6 +144,7 @@ impl Client {
     ) -> Result<Vec<u8>, ClientError> {
         let (result, receiver) = oneshot::channel();
         let invoke = Invoke {
+            client: self.id,
             app,
             op,
             deadline,
@@ -95,35 +158,36 @@ impl Client {
     }
 }
 
-struct ClientTask {
-    id: ClientId,
-    core: ClientCore,
-    endpoint: zz_protocol::Endpoint,
-    bus: QuicBus,
-    replica_count: u32,
-    started: Instant,
-    last_timestamp: u64,
-}
-
 struct Pending {
     deadline: Instant,
     timeout: Duration,
     result: oneshot::Sender<Result<Vec<u8>, ClientError>>,
 }
 
-impl ClientTask {
+struct ClientState {
+    core: ClientCore,
+    endpoint: Endpoint,
+    pending: Option<Pending>,
+    queued: VecDeque<Invoke>,
+    last_timestamp: u64,
+}
+
+struct PoolTask {
+    first: ClientId,
+    clients: Vec<ClientState>,
+    bus: QuicBus,
+    replica_count: u32,
+    started: Instant,
+}
+
+impl PoolTask {
     fn now(&self) -> Time {
         Time(self.started.elapsed().as_micros() as u64)
     }
 
-    /// Timestamps must grow across restarts of the same client id, or replicas would take
-    /// new requests for old ones: start from the wall clock.
-    fn next_timestamp(&mut self) -> u64 {
-        let wall = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |elapsed| elapsed.as_micros() as u64);
-        self.last_timestamp = wall.max(self.last_timestamp + 1);
-        self.last_timestamp
+    fn index(&self, client: ClientId) -> Option<usize> {
+        let index = client.0.checked_sub(self.first.0)? as usize;
+        (index < self.clients.len()).then_some(index)
     }
 
     async fn run(
@@ -131,74 +195,127 @@ impl ClientTask {
         mut commands: mpsc::Receiver<Invoke>,
         mut inbox: zz_protocol::bus::Inbox,
     ) {
-        let mut pending: Option<Pending> = None;
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            let wake = match (&pending, self.core.poll_timeout()) {
-                (Some(pending), Some(retransmit)) => pending
-                    .deadline
-                    .min(self.started + Duration::from_micros(retransmit.as_micros())),
-                (Some(pending), None) => pending.deadline,
-                _ => Instant::now() + Duration::from_secs(3600),
-            };
             tokio::select! {
-                command = commands.recv(), if pending.is_none() => {
+                command = commands.recv() => {
                     let Some(invoke) = command else { break };
-                    let request = Request {
-                        app: invoke.app,
-                        client: self.id,
-                        timestamp: self.next_timestamp(),
-                        op: invoke.op,
-                    };
-                    let request = self.endpoint.authenticate_request(request);
-                    self.core.submit(self.now(), request);
-                    pending = Some(Pending {
-                        deadline: Instant::now() + invoke.deadline,
-                        timeout: invoke.deadline,
-                        result: invoke.result,
-                    });
+                    self.handle_invoke(invoke);
                 }
                 frame = inbox.recv() => {
                     let Some(frame) = frame else { break };
-                    if let Some(result) = self.handle_frame(&frame)
-                        && let Some(pending) = pending.take()
-                    {
-                        let _ = pending.result.send(Ok(result));
-                    }
+                    self.handle_frame(&frame);
                 }
-                () = tokio::time::sleep_until(wake.into()) => {
-                    let now = self.now();
-                    self.core.handle_timeout(now);
-                    if pending.as_ref().is_some_and(|pending| Instant::now() >= pending.deadline) {
-                        let pending = pending.take().expect("checked above");
-                        self.core.abandon();
-                        let _ = pending.result.send(Err(ClientError::Deadline(pending.timeout)));
-                    }
-                }
+                _ = tick.tick() => self.handle_tick(),
             }
-            self.flush();
         }
         self.bus.shutdown().await;
     }
 
-    fn handle_frame(&mut self, frame: &[u8]) -> Option<Vec<u8>> {
-        let verified = match self.endpoint.open(frame) {
-            Ok(verified) => verified,
-            Err(rejection) => {
-                tracing::debug!(client = %self.id, %rejection, "rejected frame");
-                return None;
-            }
+    fn handle_invoke(&mut self, invoke: Invoke) {
+        let Some(index) = self.index(invoke.client) else {
+            let _ = invoke.result.send(Err(ClientError::Closed));
+            return;
         };
-        match verified.into_parts() {
-            (NodeId::Replica(replica), Message::Reply(reply)) => self
-                .core
-                .handle_reply(replica, reply)
-                .map(|accepted| accepted.result),
-            _ => None,
+        let client = &mut self.clients[index];
+        if client.pending.is_some() {
+            client.queued.push_back(invoke);
+        } else {
+            self.submit(index, invoke);
         }
     }
 
-    fn flush(&mut self) {
-        for (destination, request) in self.core.poll_send() {
+    fn submit(&mut self, index: usize, invoke: Invoke) {
+        let now = self.now();
+        let id = ClientId(self.first.0 + index as u64);
+        let client = &mut self.clients[index];
+        // Timestamps must grow across restarts of the same client id, or replicas would
+        // take new requests for old ones: start from the wall clock.
+        let wall = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |elapsed| elapsed.as_micros() as u64);
+        client.last_timestamp = wall.max(client.last_timestamp + 1);
+        let request = Request {
+            app: invoke.app,
+            client: id,
+            timestamp: client.last_timestamp,
+            op: invoke.op,
+        };
+        let request = client.endpoint.authenticate_request(request);
+        client.core.submit(now, request);
+        client.pending = Some(Pending {
+            deadline: Instant::now() + invoke.deadline,
+            timeout: invoke.deadline,
+            result: invoke.result,
+        });
+        self.flush(index);
+    }
+
+    /// Replies are sealed for one client each: find which before checking the MAC.
+    fn handle_frame(&mut self, frame: &[u8]) {
+        let addressee = postcard::from_bytes::<Envelope>(frame)
+            .ok()
+            .and_then(|envelope| postcard::from_bytes::<Message>(&envelope.payload).ok())
+            .and_then(|message| match message {
+                Message::Reply(reply) => self.index(reply.client),
+                _ => None,
+            });
+        let Some(index) = addressee else {
+            tracing::debug!("dropped a frame that is no reply to a client of this pool");
+            return;
+        };
+        let client = &mut self.clients[index];
+        let verified = match client.endpoint.open(frame) {
+            Ok(verified) => verified,
+            Err(rejection) => {
+                tracing::debug!(%rejection, "rejected frame");
+                return;
+            }
+        };
+        let (NodeId::Replica(replica), Message::Reply(reply)) = verified.into_parts() else {
+            return;
+        };
+        if let Some(accepted) = client.core.handle_reply(replica, reply)
+            && let Some(pending) = client.pending.take()
+        {
+            let _ = pending.result.send(Ok(accepted.result));
+            if let Some(next) = client.queued.pop_front() {
+                self.submit(index, next);
+            }
+        }
+    }
+
+    fn handle_tick(&mut self) {
+        let now = self.now();
+        let instant = Instant::now();
+        for index in 0..self.clients.len() {
+            let client = &mut self.clients[index];
+            if client.pending.is_none() {
+                continue;
+            }
+            client.core.handle_timeout(now);
+            if client
+                .pending
+                .as_ref()
+                .is_some_and(|pending| instant >= pending.deadline)
+            {
+                let pending = client.pending.take().expect("checked above");
+                client.core.abandon();
+                let _ = pending
+                    .result
+                    .send(Err(ClientError::Deadline(pending.timeout)));
+                if let Some(next) = client.queued.pop_front() {
+                    self.submit(index, next);
+                }
+            }
+            self.flush(index);
+        }
+    }
+
+    fn flush(&mut self, index: usize) {
+        let client = &mut self.clients[index];
+        for (destination, request) in client.core.poll_send() {
             let message = Message::Request(request);
             let targets: Vec<ReplicaId> = match destination {
                 Destination::Replica(replica) => vec![replica],
@@ -206,7 +323,7 @@ impl ClientTask {
             };
             for target in targets {
                 let to = NodeId::Replica(target);
-                if let Some(frame) = self.endpoint.seal(to, &message) {
+                if let Some(frame) = client.endpoint.seal(to, &message) {
                     self.bus.send(to, Bytes::from(frame));
                 }
             }

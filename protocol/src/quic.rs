@@ -55,6 +55,8 @@ pub const PEER_QUEUE_FRAMES_MAX: usize = 4096;
 /// Incoming connections (established or in their handshake) a replica keeps at most; each
 /// client holds one.
 pub const INCOMING_CONNECTIONS_MAX: usize = 4096;
+/// Client ids one connection may speak for at most (bounds the route table per hello).
+pub const CLIENTS_PER_CONNECTION_MAX: u32 = 65_536;
 /// First wait before redialing a peer that could not be reached; doubles up to the max.
 pub const RECONNECT_BACKOFF_MIN: Duration = Duration::from_millis(50);
 /// Longest wait between dials to an unreachable peer.
@@ -84,6 +86,9 @@ pub struct QuicIdentity {
     pub id: NodeId,
     /// Some for a replica (it listens), None for a client (it binds 127.0.0.1:0 and dials).
     pub listen: Option<ListenIdentity>,
+    /// For a client host: how many consecutive client ids from `id` it speaks for; 0 for
+    /// a replica.
+    pub client_count: u32,
 }
 
 /// How to reach one replica.
@@ -125,14 +130,23 @@ impl QuicIdentity {
                 certificate,
                 private_key,
             }),
+            client_count: 0,
         })
     }
 
     /// A client's identity: it does not listen.
     pub fn client(id: ClientId) -> QuicIdentity {
+        QuicIdentity::client_host(id, 1)
+    }
+
+    /// A process that speaks for clients `first..first + count` over one connection per
+    /// replica (a load generator, a gateway): replies to all of them share that connection.
+    pub fn client_host(first: ClientId, count: u32) -> QuicIdentity {
+        assert!((1..=CLIENTS_PER_CONNECTION_MAX).contains(&count));
         QuicIdentity {
-            id: NodeId::Client(id),
+            id: NodeId::Client(first),
             listen: None,
+            client_count: count,
         }
     }
 }
@@ -200,6 +214,8 @@ struct Route {
 /// What the bus's tasks share.
 struct Shared {
     id: NodeId,
+    /// For a client host: how many consecutive client ids from `id` it speaks for.
+    client_count: u32,
     frame_bytes_max: usize,
     inbox: mpsc::Sender<Bytes>,
     routes: Mutex<HashMap<ClientId, Route>>,
@@ -316,6 +332,7 @@ impl QuicBus {
         let (inbox, inbox_receiver) = mpsc::channel(INBOX_FRAMES_MAX);
         let shared = Arc::new(Shared {
             id: local.id,
+            client_count: local.client_count,
             frame_bytes_max: peers.frame_bytes_max,
             inbox,
             routes: Mutex::new(HashMap::new()),
@@ -360,12 +377,26 @@ impl QuicBus {
     ) -> Result<(QuicBus, Inbox), QuicError> {
         let identity = match id {
             NodeId::Replica(replica) => QuicIdentity::replica(dir, config, replica)?,
-            NodeId::Client(client) if client.0 < config.clients => QuicIdentity::client(client),
-            NodeId::Client(client) => {
-                let clients = config.clients;
-                return Err(ConfigError::UnknownClient { client, clients }.into());
-            }
+            NodeId::Client(client) => return QuicBus::start_client_host(dir, config, client, 1),
         };
+        QuicBus::start(identity, QuicPeers::from_config(dir, config)?)
+    }
+
+    /// A bus for a process that speaks for clients `first..first + count` of the cluster in
+    /// `dir`, with one connection per replica for all of them.
+    pub fn start_client_host(
+        dir: &Path,
+        config: &ClusterConfig,
+        first: ClientId,
+        count: u32,
+    ) -> Result<(QuicBus, Inbox), QuicError> {
+        let clients = config.clients;
+        let last = first.0.saturating_add(count as u64);
+        if count == 0 || count > CLIENTS_PER_CONNECTION_MAX || last > clients {
+            let client = ClientId(last.saturating_sub(1).max(first.0));
+            return Err(ConfigError::UnknownClient { client, clients }.into());
+        }
+        let identity = QuicIdentity::client_host(first, count);
         QuicBus::start(identity, QuicPeers::from_config(dir, config)?)
     }
 

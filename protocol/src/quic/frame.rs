@@ -9,7 +9,7 @@ use bytes::{Buf as _, Bytes, BytesMut};
 use quinn::RecvStream;
 
 /// Bytes in a hello frame at most; a postcard `NodeId` takes at most 11.
-pub(super) const HELLO_BYTES_MAX: usize = 16;
+pub(super) const HELLO_BYTES_MAX: usize = 24;
 /// Bytes asked of quinn per read; a chunk may hold many small frames.
 const READ_CHUNK_BYTES_MAX: usize = 64 * 1024;
 /// Frames gathered into one write at most, so one write call does not hold many
@@ -38,9 +38,10 @@ pub(super) fn prefix(length: usize) -> Bytes {
     Bytes::copy_from_slice(&length.to_be_bytes())
 }
 
-/// The hello frame, prefix included.
-pub(super) fn hello(id: NodeId) -> Bytes {
-    let body = postcard::to_stdvec(&id).expect("encoding a node id cannot fail");
+/// The hello frame, prefix included: the sender's id and, for a client host, how many
+/// consecutive client ids (starting at `id`) it speaks for.
+pub(super) fn hello(id: NodeId, clients: u32) -> Bytes {
+    let body = postcard::to_stdvec(&(id, clients)).expect("encoding a hello cannot fail");
     assert!(body.len() <= HELLO_BYTES_MAX);
     let mut frame = Vec::with_capacity(PREFIX_BYTES + body.len());
     frame.extend_from_slice(&(body.len() as u32).to_be_bytes());
@@ -48,10 +49,10 @@ pub(super) fn hello(id: NodeId) -> Bytes {
     Bytes::from(frame)
 }
 
-/// The node id a hello frame names, if it is one.
-pub(super) fn parse_hello(frame: &[u8]) -> Option<NodeId> {
-    match postcard::take_from_bytes::<NodeId>(frame) {
-        Ok((id, [])) => Some(id),
+/// The node id and client count a hello frame names, if it is one.
+pub(super) fn parse_hello(frame: &[u8]) -> Option<(NodeId, u32)> {
+    match postcard::take_from_bytes::<(NodeId, u32)>(frame) {
+        Ok((hello, [])) => Some(hello),
         _ => None,
     }
 }
@@ -118,13 +119,13 @@ mod tests {
             NodeId::Replica(ReplicaId(3)),
             NodeId::Client(ClientId(u64::MAX)),
         ] {
-            let frame = hello(id);
+            let frame = hello(id, 1);
             assert!(frame.len() <= PREFIX_BYTES + HELLO_BYTES_MAX);
-            assert_eq!(parse_hello(&frame[PREFIX_BYTES..]), Some(id));
+            assert_eq!(parse_hello(&frame[PREFIX_BYTES..]), Some((id, 1)));
         }
         assert_eq!(parse_hello(&[]), None);
         assert_eq!(parse_hello(&[9, 9, 9]), None);
-        let mut trailing = hello(NodeId::Replica(ReplicaId(1)))[PREFIX_BYTES..].to_vec();
+        let mut trailing = hello(NodeId::Replica(ReplicaId(1)), 0)[PREFIX_BYTES..].to_vec();
         trailing.push(0);
         assert_eq!(parse_hello(&trailing), None);
     }

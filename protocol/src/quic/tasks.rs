@@ -83,7 +83,7 @@ pub(super) async fn serve_connection(shared: Arc<Shared>, connection: Connection
                 );
             }
         };
-        let Some(id) = frame::parse_hello(&hello) else {
+        let Some((id, clients)) = frame::parse_hello(&hello) else {
             return reject(
                 &shared,
                 &connection,
@@ -99,8 +99,12 @@ pub(super) async fn serve_connection(shared: Arc<Shared>, connection: Connection
             Some(_) => {}
             None => {
                 peer = Some(id);
-                if let (true, NodeId::Client(client)) = (accepted, id) {
-                    register_route(&shared, &connection, client);
+                if let (true, NodeId::Client(first)) = (accepted, id) {
+                    if clients == 0 || clients > super::CLIENTS_PER_CONNECTION_MAX {
+                        let problem = format!("hello speaks for {clients} clients");
+                        return reject(&shared, &connection, CLOSE_BAD_HELLO, &problem);
+                    }
+                    register_routes(&shared, &connection, first, clients);
                 }
             }
         }
@@ -127,58 +131,66 @@ pub(super) async fn serve_connection(shared: Arc<Shared>, connection: Connection
     }
 }
 
-/// Make `connection` the route to `client`, replacing any older one (a client that
-/// reconnects is reached over its newest connection).
-fn register_route(shared: &Arc<Shared>, connection: &Connection, client: ClientId) {
+/// Make `connection` the route to clients `first..first + count`, replacing older routes
+/// (a client that reconnects is reached over its newest connection). The clients of one
+/// connection share one queue and one stream, so replies to them travel together.
+fn register_routes(shared: &Arc<Shared>, connection: &Connection, first: ClientId, count: u32) {
     let (queue, frames) = mpsc::channel(PEER_QUEUE_FRAMES_MAX);
-    let route = Route {
-        connection_id: connection.stable_id(),
-        queue,
-    };
-    shared.routes().insert(client, route);
+    {
+        let mut routes = shared.routes();
+        for client in first.0..first.0.saturating_add(count as u64) {
+            let route = Route {
+                connection_id: connection.stable_id(),
+                queue: queue.clone(),
+            };
+            routes.insert(ClientId(client), route);
+        }
+    }
     tokio::spawn(route_writer(
         Arc::clone(shared),
         connection.clone(),
-        client,
+        (first, count),
         frames,
     ));
 }
 
-/// Write frames to `client` over the connection it opened; the stream is opened on the
-/// first frame. Ends, and removes the route if it is still this connection's, when the
-/// connection closes or the route is replaced.
+/// Write frames to the clients of one connection, over the connection they opened; the
+/// stream is opened on the first frame. Ends, and removes the routes that are still this
+/// connection's, when the connection closes.
 async fn route_writer(
     shared: Arc<Shared>,
     connection: Connection,
-    client: ClientId,
+    (first, count): (ClientId, u32),
     mut frames: mpsc::Receiver<Bytes>,
 ) {
-    let first = tokio::select! {
+    let first_frame = tokio::select! {
         frame = frames.recv() => frame,
         _ = connection.closed() => None,
     };
-    if let Some(first) = first {
+    if let Some(first_frame) = first_frame {
         match open_stream(&shared, &connection).await {
             Ok(mut send) => {
                 if let WriteEnd::ConnectionLost { frames_lost } =
-                    write_frames(&mut send, &connection, Some(first), &mut frames).await
+                    write_frames(&mut send, &connection, Some(first_frame), &mut frames).await
                 {
                     shared.count_dropped_send(frames_lost);
                 }
             }
             Err(problem) => {
-                tracing::debug!(%client, problem, "reply stream failed");
+                tracing::debug!(%first, count, problem, "reply stream failed");
                 shared.count_dropped_send(1);
             }
         }
     }
     {
         let mut routes = shared.routes();
-        if routes
-            .get(&client)
-            .is_some_and(|route| route.connection_id == connection.stable_id())
-        {
-            routes.remove(&client);
+        for client in first.0..first.0.saturating_add(count as u64) {
+            if routes
+                .get(&ClientId(client))
+                .is_some_and(|route| route.connection_id == connection.stable_id())
+            {
+                routes.remove(&ClientId(client));
+            }
         }
     }
     shared.count_dropped_send(drain(&mut frames));
@@ -190,7 +202,7 @@ async fn open_stream(shared: &Shared, connection: &Connection) -> Result<SendStr
         .open_uni()
         .await
         .map_err(|error| error.to_string())?;
-    send.write_all(&frame::hello(shared.id))
+    send.write_all(&frame::hello(shared.id, shared.client_count))
         .await
         .map_err(|error| error.to_string())?;
     Ok(send)

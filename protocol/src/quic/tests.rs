@@ -151,7 +151,7 @@ async fn oversized_length_prefix_is_rejected_and_counted() {
 
         let connection = dial().await;
         let mut send = connection.open_uni().await.unwrap();
-        send.write_all(&frame::hello(C0)).await.unwrap();
+        send.write_all(&frame::hello(C0, 1)).await.unwrap();
         send.write_all(&u32::MAX.to_be_bytes()).await.unwrap();
         let closed = connection.closed().await;
         assert!(
@@ -170,7 +170,7 @@ async fn oversized_length_prefix_is_rejected_and_counted() {
         // A well-behaved stranger still gets through to the inbox (the MAC check is above).
         let connection = dial().await;
         let mut send = connection.open_uni().await.unwrap();
-        send.write_all(&frame::hello(C0)).await.unwrap();
+        send.write_all(&frame::hello(C0, 1)).await.unwrap();
         send.write_all(&3u32.to_be_bytes()).await.unwrap();
         send.write_all(b"abc").await.unwrap();
         assert_eq!(inbox0.recv().await.unwrap().as_ref(), b"abc");
@@ -252,6 +252,39 @@ async fn unroutable_frames_are_dropped_and_counted() {
             .err()
             .expect("client 4 is not provisioned");
         assert!(error.to_string().contains("client c4"), "{error}");
+    })
+    .await;
+}
+
+/// A client host speaks for several client ids over one connection: a replica's replies to
+/// each of them come back over it, and a hello claiming too many clients is refused.
+#[tokio::test]
+async fn a_client_host_receives_replies_for_each_of_its_clients() {
+    within(async {
+        let (dir, config) = cluster("quic-client-host");
+        let (bus0, mut inbox0) = start(&dir, &config, R0);
+        let (host, mut host_inbox) =
+            QuicBus::start_client_host(&dir.0, &config, ClientId(0), 2).unwrap();
+        let (_, endpoint0) = endpoint_for_replica(&dir.0, ReplicaId(0)).unwrap();
+        let (_, client0) = endpoint_for_client(&dir.0, ClientId(0)).unwrap();
+        let (_, client1) = endpoint_for_client(&dir.0, ClientId(1)).unwrap();
+        // The replica learns the route from the host's first frame.
+        host.send(R0, client0.seal(R0, &status(1)).unwrap().into());
+        inbox0.recv().await.unwrap();
+        for (id, endpoint) in [(ClientId(0), &client0), (ClientId(1), &client1)] {
+            let reply = Message::Reply(Reply {
+                view: View(0),
+                client: id,
+                timestamp: 7,
+                result: vec![],
+            });
+            let to = NodeId::Client(id);
+            bus0.send(to, endpoint0.seal(to, &reply).unwrap().into());
+            let frame = host_inbox.recv().await.unwrap();
+            assert_eq!(endpoint.open(&frame).unwrap().message(), &reply);
+        }
+        let too_many = config.clients as u32 + 1;
+        assert!(QuicBus::start_client_host(&dir.0, &config, ClientId(0), too_many).is_err());
     })
     .await;
 }
