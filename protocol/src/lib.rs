@@ -10,6 +10,7 @@
 
 pub mod bus;
 pub mod crypto;
+pub mod derived_keys;
 pub mod envelope;
 pub mod ids;
 pub mod messages;

@@ -14,9 +14,9 @@ use proptest::test_runner::TestRunner;
 use std::collections::BTreeSet;
 use std::sync::OnceLock;
 use zz_protocol::crypto::{
-    Authenticator, Ed25519SigningKey, Mac, NodeKeys, ReplicaVerifyingKeys, SessionKey, Signature,
-    Signed, client_key, signing_key_from_bytes,
+    Authenticator, Ed25519SigningKey, Mac, ReplicaVerifyingKeys, Signature, Signed,
 };
+use zz_protocol::derived_keys::DerivedKeys;
 use zz_protocol::envelope::{Auth, Envelope, encode_envelope};
 use zz_protocol::messages::{
     AuthenticatedRequest, Batch, Batches, Checkpoint, CheckpointCertificate, CheckpointState,
@@ -35,67 +35,11 @@ const CASES: u32 = 64;
 const COLLECTION_SIZE_MAX: usize = 4;
 
 // ---------------------------------------------------------------------------------------
-// Keys: a 4-replica cluster, derived from a fixed label as in experiments/src/sim/keys.rs.
+// Keys: a 4-replica cluster with keys derived from a fixed seed.
 // ---------------------------------------------------------------------------------------
-
-fn derive(label: &[u8], a: u64, b: u64) -> [u8; 32] {
-    Digest::of(&[
-        b"zz roundtrip test key",
-        label,
-        &a.to_le_bytes(),
-        &b.to_le_bytes(),
-    ])
-    .0
-}
 
 fn params() -> ProtocolParams {
     ProtocolParams::default()
-}
-
-fn client_master(replica: ReplicaId) -> SessionKey {
-    SessionKey(derive(b"client master", replica.0 as u64, 0))
-}
-
-fn replica_keys(replica: ReplicaId) -> NodeKeys {
-    let replica_count = params().replica_count() as u32;
-    let peer_keys = (0..replica_count)
-        .map(ReplicaId)
-        .filter(|peer| *peer != replica)
-        .map(|peer| {
-            let (low, high) = (replica.0.min(peer.0), replica.0.max(peer.0));
-            let key = SessionKey(derive(b"pair", low as u64, high as u64));
-            (NodeId::Replica(peer), key)
-        })
-        .collect();
-    NodeKeys {
-        id: NodeId::Replica(replica),
-        peer_keys,
-        client_master: Some(client_master(replica)),
-        signing_key: Some(signing_key_from_bytes(derive(
-            b"signing",
-            replica.0 as u64,
-            0,
-        ))),
-    }
-}
-
-fn client_keys(client: ClientId) -> NodeKeys {
-    let replica_count = params().replica_count() as u32;
-    let peer_keys = (0..replica_count)
-        .map(ReplicaId)
-        .map(|replica| {
-            (
-                NodeId::Replica(replica),
-                client_key(&client_master(replica), client),
-            )
-        })
-        .collect();
-    NodeKeys {
-        id: NodeId::Client(client),
-        peer_keys,
-        client_master: None,
-        signing_key: None,
-    }
 }
 
 /// The fixed cluster every sealing test uses: one endpoint per replica, one client.
@@ -110,24 +54,14 @@ const CLIENT: ClientId = ClientId(7);
 fn cluster() -> &'static Cluster {
     static CLUSTER: OnceLock<Cluster> = OnceLock::new();
     CLUSTER.get_or_init(|| {
+        let keys = DerivedKeys::new(0, &params());
         let replica_count = params().replica_count() as u32;
-        let verifying_keys = ReplicaVerifyingKeys(
-            (0..replica_count)
-                .map(|replica| {
-                    replica_keys(ReplicaId(replica))
-                        .signing_key
-                        .expect("replicas sign")
-                        .verifying_key()
-                })
-                .collect(),
-        );
-        let endpoint = |keys| Endpoint::new(keys, verifying_keys.clone(), params());
         Cluster {
             replicas: (0..replica_count)
-                .map(|replica| endpoint(replica_keys(ReplicaId(replica))))
+                .map(|replica| keys.replica_endpoint(ReplicaId(replica)))
                 .collect(),
-            client: endpoint(client_keys(CLIENT)),
-            verifying_keys,
+            client: keys.client_endpoint(CLIENT),
+            verifying_keys: keys.verifying_keys(),
         }
     })
 }

@@ -10,13 +10,11 @@
 //! only what a correct replica ordered. At the end every client request must be accepted.
 
 pub mod byzantine;
-pub mod keys;
 pub mod rng;
 pub mod scenario;
 
 use bytes::Bytes;
 use byzantine::Byzantine;
-use keys::SimKeys;
 use rng::SimRng;
 use scenario::Scenario;
 use std::collections::{BTreeMap, BTreeSet};
@@ -201,7 +199,7 @@ struct World {
 impl World {
     fn new(seed: u64, scenario: Scenario) -> World {
         let mut rng = SimRng::new(seed).fork();
-        let keys = SimKeys::new(seed, &scenario.params);
+        let keys = zz_protocol::derived_keys::DerivedKeys::new(seed, &scenario.params);
         let f = scenario.params.f;
         let verifying = keys.verifying_keys();
         let replica_count = scenario.params.replica_count() as u32;

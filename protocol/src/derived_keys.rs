@@ -1,14 +1,15 @@
-//! Deterministic keys for a simulated cluster, derived from the seed.
+//! Keys derived from a seed: every key of a cluster, reproducibly, for the simulator,
+//! property tests and fuzz targets. Never for a real cluster (`zz init` draws random keys).
 
-use std::collections::BTreeMap;
-use zz_protocol::crypto::{
+use crate::crypto::{
     NodeKeys, ReplicaVerifyingKeys, SessionKey, client_key, signing_key_from_bytes,
 };
-use zz_protocol::{ClientId, Digest, NodeId, ProtocolParams, ReplicaId};
+use crate::{ClientId, Digest, Endpoint, NodeId, ProtocolParams, ReplicaId};
+use std::collections::BTreeMap;
 
 fn derive(seed: u64, label: &[u8], a: u64, b: u64) -> [u8; 32] {
     Digest::of(&[
-        b"zz sim key",
+        b"zz derived key",
         &seed.to_le_bytes(),
         label,
         &a.to_le_bytes(),
@@ -17,18 +18,22 @@ fn derive(seed: u64, label: &[u8], a: u64, b: u64) -> [u8; 32] {
     .0
 }
 
-/// Every key of a simulated cluster.
-pub struct SimKeys {
+/// Every key of a cluster of `params.replica_count()` replicas, derived from `seed`.
+pub struct DerivedKeys {
     seed: u64,
-    replica_count: usize,
+    params: ProtocolParams,
 }
 
-impl SimKeys {
-    pub fn new(seed: u64, params: &ProtocolParams) -> SimKeys {
-        SimKeys {
+impl DerivedKeys {
+    pub fn new(seed: u64, params: &ProtocolParams) -> DerivedKeys {
+        DerivedKeys {
             seed,
-            replica_count: params.replica_count(),
+            params: params.clone(),
         }
+    }
+
+    fn replica_count(&self) -> u32 {
+        self.params.replica_count() as u32
     }
 
     fn client_master(&self, replica: ReplicaId) -> SessionKey {
@@ -36,7 +41,7 @@ impl SimKeys {
     }
 
     pub fn replica(&self, replica: ReplicaId) -> NodeKeys {
-        let peer_keys = (0..self.replica_count as u32)
+        let peer_keys = (0..self.replica_count())
             .map(ReplicaId)
             .filter(|peer| *peer != replica)
             .map(|peer| {
@@ -59,7 +64,7 @@ impl SimKeys {
     }
 
     pub fn client(&self, client: ClientId) -> NodeKeys {
-        let peer_keys: BTreeMap<NodeId, SessionKey> = (0..self.replica_count as u32)
+        let peer_keys: BTreeMap<NodeId, SessionKey> = (0..self.replica_count())
             .map(ReplicaId)
             .map(|replica| {
                 (
@@ -78,7 +83,7 @@ impl SimKeys {
 
     pub fn verifying_keys(&self) -> ReplicaVerifyingKeys {
         ReplicaVerifyingKeys(
-            (0..self.replica_count as u32)
+            (0..self.replica_count())
                 .map(|replica| {
                     self.replica(ReplicaId(replica))
                         .signing_key
@@ -87,5 +92,17 @@ impl SimKeys {
                 })
                 .collect(),
         )
+    }
+}
+
+impl DerivedKeys {
+    /// Replica `id`'s endpoint.
+    pub fn replica_endpoint(&self, id: ReplicaId) -> Endpoint {
+        Endpoint::new(self.replica(id), self.verifying_keys(), self.params.clone())
+    }
+
+    /// Client `id`'s endpoint.
+    pub fn client_endpoint(&self, id: ClientId) -> Endpoint {
+        Endpoint::new(self.client(id), self.verifying_keys(), self.params.clone())
     }
 }
