@@ -208,15 +208,19 @@ pub fn read_status(dir: &Path, id: ReplicaId) -> Option<NodeStatus> {
     serde_json::from_slice(&bytes).ok()
 }
 
+/// The status table; written in one go, and a closed pipe (`| head`) is not an error.
 pub fn print_status(dir: &Path, config: &ClusterConfig) -> Result<()> {
+    use std::fmt::Write as _;
+    let mut table = String::new();
     let running: Vec<u32> = running_replicas(dir, config)
         .iter()
         .map(|(id, _)| *id)
         .collect();
-    println!(
+    writeln!(
+        table,
         "{:<10} {:<22} {:<8} {:>8} {:>6} {:>9} {:>9} {:>9}",
         "node", "address", "state", "pid", "view", "executed", "stable", "rejected"
-    );
+    )?;
     for replica in &config.replicas {
         let status = read_status(dir, replica.id);
         let state = match (&status, running.contains(&replica.id.0)) {
@@ -235,7 +239,8 @@ pub fn print_status(dir: &Path, config: &ClusterConfig) -> Result<()> {
             ),
             None => Default::default(),
         };
-        println!(
+        writeln!(
+            table,
             "{:<10} {:<22} {:<8} {:>8} {:>6} {:>9} {:>9} {:>9}",
             format!("replica {}", replica.id.0),
             replica.address,
@@ -245,8 +250,9 @@ pub fn print_status(dir: &Path, config: &ClusterConfig) -> Result<()> {
             executed,
             stable,
             rejected
-        );
+        )?;
     }
+    let _ = std::io::Write::write_all(&mut std::io::stdout(), table.as_bytes());
     Ok(())
 }
 

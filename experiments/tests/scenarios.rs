@@ -1,0 +1,424 @@
+//! Scenario tests: each pins one fault on the simulator (a crashed primary, an equivocating
+//! primary, lying backups, forged frames, a partition, crashes under loss) and leaves the
+//! rest controlled, then runs a dozen seeds so that no single lucky draw passes. Every run
+//! must keep the simulator's invariants and accept every client request; each test then
+//! checks, in the run's statistics, that its fault really happened and mattered.
+//!
+//! A failing seed replays with
+//! `cargo test -p zz-experiments --test scenarios <test name> -- --nocapture`.
+
+use std::ops::Range;
+use zz_experiments::sim::byzantine::Behaviours;
+use zz_experiments::sim::rng::SimRng;
+use zz_experiments::sim::scenario::Scenario;
+use zz_experiments::sim::{SimOutcome, SimStats, run_scenario};
+use zz_protocol::ReplicaId;
+
+/// Seeds each scenario runs by default.
+const SEEDS_DEFAULT: u64 = 12;
+
+/// Seeds `0..SEEDS_DEFAULT`, or `0..N` with `ZZ_SCENARIO_SEEDS=N` for a deeper search.
+fn seeds() -> Range<u64> {
+    let count = std::env::var("ZZ_SCENARIO_SEEDS")
+        .ok()
+        .map(|count| count.parse().expect("ZZ_SCENARIO_SEEDS is a seed count"))
+        .unwrap_or(SEEDS_DEFAULT);
+    0..count
+}
+
+/// One seed's scenario and what came of it.
+struct Run {
+    scenario: Scenario,
+    outcome: SimOutcome,
+}
+
+impl Run {
+    fn stats(&self) -> &SimStats {
+        &self.outcome.stats
+    }
+
+    fn all_requests_accepted(&self) -> bool {
+        self.stats().requests_accepted == self.scenario.clients * self.scenario.requests_per_client
+    }
+}
+
+/// The seed's generated scenario with every fault removed: no loss, no duplicates, no
+/// partitions, no crashes, no Byzantine replicas. Parameters, delays and the workload stay
+/// as the seed drew them. The generator comes back too, to draw the pinned fault from.
+fn calm(seed: u64, f: usize) -> (Scenario, SimRng) {
+    let mut rng = SimRng::new(seed);
+    let mut scenario = Scenario::generate(&mut rng, f);
+    scenario.drop_per_mille = 0;
+    scenario.duplicate_per_mille = 0;
+    scenario.partitions.clear();
+    scenario.crashes.clear();
+    scenario.byzantine.clear();
+    (scenario, rng)
+}
+
+/// A backup of view 0, drawn from the generator.
+fn some_backup(rng: &mut SimRng, scenario: &Scenario) -> ReplicaId {
+    let replica_count = scenario.params.replica_count() as u64;
+    ReplicaId(rng.range(1, replica_count - 1) as u32)
+}
+
+fn summary(stats: &SimStats) -> String {
+    format!(
+        "accepted {}, batches {}, view changes {}, state transfers {}, rejected {}, dropped {:?}, \
+         altered {}, lost {}, restarts {}, events {}, end {:.1}s",
+        stats.requests_accepted,
+        stats.batches_ordered_max,
+        stats.view_changes,
+        stats.state_transfers,
+        stats.frames_rejected,
+        stats.messages_dropped,
+        stats.byzantine_frames_altered,
+        stats.frames_lost,
+        stats.restarts,
+        stats.events,
+        stats.end_micros as f64 / 1e6,
+    )
+}
+
+/// Run `build(seed)` for every seed; fail with each violation, its seed and its scenario.
+fn run_seeds(test: &str, seeds: Range<u64>, build: impl Fn(u64) -> Scenario) -> Vec<Run> {
+    let mut runs = Vec::new();
+    let mut failures = Vec::new();
+    for seed in seeds {
+        let scenario = build(seed);
+        let outcome = run_scenario(seed, scenario.clone());
+        println!("{test} seed {seed}: {}", summary(&outcome.stats));
+        if let Some(violation) = &outcome.violation {
+            failures.push(format!(
+                "seed {seed}: {violation}\n  scenario: {scenario:?}"
+            ));
+        }
+        runs.push(Run { scenario, outcome });
+    }
+    assert!(
+        failures.is_empty(),
+        "{test}: {} of {} seeds broke an invariant \
+         (replay: cargo test -p zz-experiments --test scenarios {test} -- --nocapture)\n{}",
+        failures.len(),
+        runs.len(),
+        failures.join("\n")
+    );
+    runs
+}
+
+/// Fail, naming the seeds, unless `holds` is true of every run.
+fn assert_each(runs: &[Run], what: &str, holds: impl Fn(&Run) -> bool) {
+    let failing: Vec<String> = runs
+        .iter()
+        .filter(|run| !holds(run))
+        .map(|run| format!("seed {}: {}", run.outcome.seed, summary(run.stats())))
+        .collect();
+    assert!(
+        failing.is_empty(),
+        "expected {what} in every seed; it did not hold in:\n{}",
+        failing.join("\n")
+    );
+}
+
+#[test]
+fn normal_case_f1_orders_every_request_without_a_view_change() {
+    // Goal: with no faults the normal case (PBFT section 4.2) orders every request in
+    // view 0, never suspecting the primary.
+    let runs = run_seeds(
+        "normal_case_f1_orders_every_request_without_a_view_change",
+        seeds(),
+        |seed| calm(seed, 1).0,
+    );
+    assert_each(&runs, "every request accepted", Run::all_requests_accepted);
+    assert_each(&runs, "no view change", |run| run.stats().view_changes == 0);
+    assert_each(&runs, "no state transfer", |run| {
+        run.stats().state_transfers == 0
+    });
+    assert_each(&runs, "no rejected frame", |run| {
+        run.stats().frames_rejected == 0
+    });
+}
+
+#[test]
+fn view_change_primary_crashes_f1() {
+    // Goal: when the primary of view 0 crashes early and stays down for the whole safety
+    // phase, the backups' timers expire and they move to a new view (PBFT section 4.4) in
+    // which every request is still ordered.
+    let runs = run_seeds("view_change_primary_crashes_f1", seeds(), |seed| {
+        let (mut scenario, mut rng) = calm(seed, 1);
+        let crash_at = rng.range(10_000, 300_000);
+        scenario.crashes = vec![(crash_at, scenario.safety_micros, ReplicaId(0))];
+        scenario
+    });
+    assert_each(&runs, "every request accepted", Run::all_requests_accepted);
+    assert_each(&runs, "a view change", |run| run.stats().view_changes > 0);
+}
+
+#[test]
+fn view_change_primary_equivocates_f1() {
+    // Goal: a primary that sends different batches for one (view, seq) to different backups
+    // gets no batch prepared by a quorum, so the backups replace it by a view change (PBFT
+    // section 4.4) and order every request without disagreeing.
+    let runs = run_seeds("view_change_primary_equivocates_f1", seeds(), |seed| {
+        let (mut scenario, _) = calm(seed, 1);
+        let equivocate = Behaviours {
+            equivocate: 1000,
+            ..Default::default()
+        };
+        scenario.byzantine.insert(ReplicaId(0), equivocate);
+        scenario
+    });
+    assert_each(&runs, "every request accepted", Run::all_requests_accepted);
+    assert_each(&runs, "an equivocation", |run| {
+        run.stats().byzantine_frames_altered > 0
+    });
+    assert_each(&runs, "a view change", |run| run.stats().view_changes > 0);
+}
+
+/// A backup that votes for random digests in prepares and commits, and signs false
+/// checkpoint digests, on every message.
+fn conflicting_voter() -> Behaviours {
+    Behaviours {
+        conflicting_votes: 1000,
+        false_checkpoint: 1000,
+        ..Default::default()
+    }
+}
+
+#[test]
+fn byzantine_backup_sends_conflicting_votes_and_false_checkpoints_f1() {
+    // Goal: one backup's conflicting prepares and commits and false checkpoint digests never
+    // make a quorum (PBFT sections 4.2 and 4.3), so the correct replicas agree, their stable
+    // checkpoints match, and every request is ordered.
+    let runs = run_seeds(
+        "byzantine_backup_sends_conflicting_votes_and_false_checkpoints_f1",
+        seeds(),
+        |seed| {
+            let (mut scenario, mut rng) = calm(seed, 1);
+            let liar = some_backup(&mut rng, &scenario);
+            scenario.byzantine.insert(liar, conflicting_voter());
+            scenario
+        },
+    );
+    assert_each(&runs, "every request accepted", Run::all_requests_accepted);
+    assert_each(&runs, "lies told", |run| {
+        run.stats().byzantine_frames_altered > 0
+    });
+}
+
+#[test]
+fn two_byzantine_backups_send_conflicting_votes_and_false_checkpoints_f2() {
+    // Goal: with f=2, two backups lying in prepares, commits and checkpoints together still
+    // fall short of a quorum (PBFT sections 4.2 and 4.3), so the five correct replicas agree
+    // and order every request.
+    let runs = run_seeds(
+        "two_byzantine_backups_send_conflicting_votes_and_false_checkpoints_f2",
+        seeds(),
+        |seed| {
+            let (mut scenario, mut rng) = calm(seed, 2);
+            while scenario.byzantine.len() < 2 {
+                let liar = some_backup(&mut rng, &scenario);
+                scenario.byzantine.insert(liar, conflicting_voter());
+            }
+            scenario
+        },
+    );
+    assert_each(&runs, "every request accepted", Run::all_requests_accepted);
+    assert_each(&runs, "lies told", |run| {
+        run.stats().byzantine_frames_altered > 0
+    });
+}
+
+#[test]
+fn forged_macs_absurd_views_and_replays_are_dropped_and_counted_f1() {
+    // Goal: frames with forged MACs are rejected at the boundary and messages for absurd
+    // views or replayed from the past are dropped by the core (PBFT section 4.2's acceptance
+    // checks), each counted, without costing safety or liveness.
+    let runs = run_seeds(
+        "forged_macs_absurd_views_and_replays_are_dropped_and_counted_f1",
+        seeds(),
+        |seed| {
+            let (mut scenario, _) = calm(seed, 1);
+            // Any replica, the primary of view 0 included.
+            let forger = ReplicaId((seed % scenario.params.replica_count() as u64) as u32);
+            let behaviours = Behaviours {
+                forge_mac: 300,
+                absurd: 200,
+                replay: 200,
+                ..Default::default()
+            };
+            scenario.byzantine.insert(forger, behaviours);
+            scenario
+        },
+    );
+    let dropped = |run: &Run, reason: &str| {
+        run.stats()
+            .messages_dropped
+            .get(reason)
+            .copied()
+            .unwrap_or(0)
+    };
+    assert_each(&runs, "every request accepted", Run::all_requests_accepted);
+    assert_each(&runs, "forged frames rejected", |run| {
+        run.stats().frames_rejected > 0
+    });
+    assert_each(&runs, "absurd views dropped", |run| {
+        dropped(run, "future-view") > 0
+    });
+    // A replayed message is a duplicate, from a view left behind, or below the window by
+    // now; the last also happens without faults, the first two do not (see the normal case).
+    assert_each(&runs, "replays dropped", |run| {
+        dropped(run, "duplicate") + dropped(run, "stale-view") + dropped(run, "outside-window") > 0
+    });
+    let replays_recognised: u64 = runs
+        .iter()
+        .map(|run| dropped(run, "duplicate") + dropped(run, "stale-view"))
+        .sum();
+    assert!(
+        replays_recognised > 0,
+        "replays dropped as duplicate or stale"
+    );
+}
+
+#[test]
+fn partitioned_replica_catches_up_by_state_transfer_f1() {
+    // Goal: a backup cut off for most of the safety phase, while the others move several
+    // checkpoints past its window, catches up after the partition heals by fetching a stable
+    // checkpoint's state (PBFT section 4.3).
+    let runs = run_seeds(
+        "partitioned_replica_catches_up_by_state_transfer_f1",
+        seeds(),
+        |seed| {
+            let (mut scenario, mut rng) = calm(seed, 1);
+            scenario.params.checkpoint_interval = 2;
+            scenario.params.window = 4;
+            scenario.params.pipeline_max = scenario.params.pipeline_max.min(4);
+            scenario.params.batch_size_max = 2;
+            scenario.clients = 3;
+            scenario.requests_per_client = 20;
+            scenario.safety_micros = 6_000_000;
+            let isolated = some_backup(&mut rng, &scenario);
+            // Healed a second before the safety phase ends, so it catches up while the
+            // workload may still be running.
+            scenario.partitions = vec![(100_000, 5_000_000, vec![isolated])];
+            scenario
+        },
+    );
+    assert_each(&runs, "every request accepted", Run::all_requests_accepted);
+    assert_each(&runs, "the others several checkpoints ahead", |run| {
+        run.stats().batches_ordered_max >= 2 * run.scenario.params.window
+    });
+    assert_each(&runs, "a state transfer", |run| {
+        run.stats().state_transfers > 0
+    });
+}
+
+#[test]
+fn correct_replicas_restart_from_persisted_records_under_heavy_drops_f1() {
+    // Goal: two correct replicas (the primary possibly among them) crash one after the other
+    // while a fifth of all frames is lost, and each comes back from the records it persisted
+    // before sending anything derived from them, without a safety violation, and every
+    // request is still ordered.
+    let runs = run_seeds(
+        "correct_replicas_restart_from_persisted_records_under_heavy_drops_f1",
+        seeds(),
+        |seed| {
+            let (mut scenario, mut rng) = calm(seed, 1);
+            scenario.drop_per_mille = 200;
+            scenario.duplicate_per_mille = 30;
+            scenario.safety_micros = 6_000_000;
+            let replica_count = scenario.params.replica_count() as u64;
+            let first = ReplicaId(rng.range(0, replica_count - 1) as u32);
+            let second = ReplicaId(
+                ((first.0 as u64 + rng.range(1, replica_count - 1)) % replica_count) as u32,
+            );
+            let first_at = rng.range(200_000, 1_500_000);
+            let first_restart = first_at + rng.range(300_000, 1_500_000);
+            let second_at = first_restart + rng.range(200_000, 1_000_000);
+            let second_restart = second_at + rng.range(300_000, 1_500_000);
+            scenario.crashes = vec![
+                (first_at, first_restart, first),
+                (second_at, second_restart, second),
+            ];
+            scenario
+        },
+    );
+    assert_each(&runs, "every request accepted", Run::all_requests_accepted);
+    assert_each(&runs, "heavy loss", |run| run.stats().frames_lost > 0);
+    assert_each(&runs, "two restarts from persisted records", |run| {
+        run.stats().restarts == 2
+    });
+}
+
+#[test]
+fn hidden_prepared_certificates_with_primary_crash_stay_safe_f1() {
+    // Goal: when the primary crashes and one of the three remaining replicas leaves its
+    // prepared certificates out of its view changes, the two correct view changes in any
+    // quorum still carry every batch that may have committed (PBFT section 4.4), so the new
+    // view re-proposes it and no correct replicas disagree.
+    let runs = run_seeds(
+        "hidden_prepared_certificates_with_primary_crash_stay_safe_f1",
+        seeds(),
+        |seed| {
+            let (mut scenario, mut rng) = calm(seed, 1);
+            // A long checkpoint interval keeps every executed batch's prepared certificate
+            // in the view changes, so there is something to hide; enough requests that the
+            // workload outlasts the primary.
+            scenario.params.checkpoint_interval = 16;
+            scenario.params.window = 32;
+            scenario.clients = scenario.clients.max(2);
+            scenario.requests_per_client = 40;
+            let hider = some_backup(&mut rng, &scenario);
+            let hide = Behaviours {
+                hide_certificates: 1000,
+                ..Default::default()
+            };
+            scenario.byzantine.insert(hider, hide);
+            let crash_at = rng.range(200_000, 500_000);
+            scenario.crashes = vec![(crash_at, scenario.safety_micros, ReplicaId(0))];
+            scenario
+        },
+    );
+    assert_each(&runs, "every request accepted", Run::all_requests_accepted);
+    assert_each(&runs, "a view change", |run| run.stats().view_changes > 0);
+    assert_each(&runs, "view changes rewritten by the hider", |run| {
+        run.stats().byzantine_frames_altered > 0
+    });
+}
+
+#[test]
+fn restarted_backups_keep_their_votes_against_an_equivocating_primary_f1() {
+    // Goal: backups that crash and come back while the primary equivocates still refuse a
+    // second digest for a (view, seq) they accepted before the crash, because the pre-prepare
+    // and prepared certificate they persisted come back with them (PBFT section 4.2).
+    let runs = run_seeds(
+        "restarted_backups_keep_their_votes_against_an_equivocating_primary_f1",
+        seeds(),
+        |seed| {
+            let (mut scenario, mut rng) = calm(seed, 1);
+            let equivocate = Behaviours {
+                equivocate: 1000,
+                ..Default::default()
+            };
+            scenario.byzantine.insert(ReplicaId(0), equivocate);
+            let safety_micros = scenario.safety_micros;
+            scenario.crashes = (0..4)
+                .map(|_| {
+                    let backup = some_backup(&mut rng, &scenario);
+                    let at = rng.range(0, safety_micros - 200_000);
+                    let restart = (at + rng.range(50_000, 1_000_000)).min(safety_micros);
+                    (at, restart, backup)
+                })
+                .collect();
+            scenario
+        },
+    );
+    assert_each(&runs, "every request accepted", Run::all_requests_accepted);
+    assert_each(&runs, "restarts from persisted records", |run| {
+        run.stats().restarts > 0
+    });
+    // Not a view change in every seed: a restarted replica's counters start again at zero.
+    assert_each(&runs, "an equivocation", |run| {
+        run.stats().byzantine_frames_altered > 0
+    });
+}
