@@ -3,12 +3,14 @@
 //! size check before decoding, MAC check, then the signature and certificate checks of
 //! [`crate::validate`]. Only what passes all of them comes out, as a [`Verified`] message.
 
-use crate::crypto::{Authenticator, Mac, NodeKeys, ReplicaVerifyingKeys};
-use crate::ids::{NodeId, ReplicaId};
+use crate::crypto::{Authenticator, Mac, MacKey, NodeKeys, ReplicaVerifyingKeys};
+use crate::ids::{ClientId, NodeId, ReplicaId};
 use crate::messages::{AuthenticatedRequest, Message, Request};
 use crate::params::ProtocolParams;
 use crate::validate::{self, Invalid};
 use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Mutex, PoisonError};
 
 /// How an envelope is authenticated.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -88,12 +90,29 @@ impl Rejection {
     }
 }
 
+/// Derived client keys kept per endpoint at most; past that the cache starts over.
+const CLIENT_KEY_CACHE_MAX: usize = 65_536;
+
+/// Keys derived for clients; a clone starts empty (it is only a cache).
+#[derive(Debug, Default)]
+struct ClientKeyCache(Mutex<HashMap<ClientId, MacKey>>);
+
+impl Clone for ClientKeyCache {
+    fn clone(&self) -> Self {
+        ClientKeyCache::default()
+    }
+}
+
 /// One node's view of the network's security: its keys and everyone's public keys.
 #[derive(Clone, Debug)]
 pub struct Endpoint {
     keys: NodeKeys,
     verifying_keys: ReplicaVerifyingKeys,
     params: ProtocolParams,
+    /// Keyed HMAC state for every peer key this node holds.
+    peer_macs: BTreeMap<NodeId, MacKey>,
+    /// Keys derived for clients (a replica derives one per client it hears from).
+    client_macs: ClientKeyCache,
 }
 
 fn envelope_mac_input<'a>(from: &'a [u8], to: &'a [u8], payload: &'a [u8]) -> [&'a [u8]; 4] {
@@ -126,10 +145,44 @@ impl Endpoint {
         params: ProtocolParams,
     ) -> Self {
         assert_eq!(verifying_keys.0.len(), params.replica_count());
+        let peer_macs = keys
+            .peer_keys
+            .iter()
+            .map(|(peer, key)| (*peer, MacKey::new(key)))
+            .collect();
         Endpoint {
             keys,
             verifying_keys,
             params,
+            peer_macs,
+            client_macs: ClientKeyCache::default(),
+        }
+    }
+
+    /// The keyed MAC state this node shares with `peer`, if any.
+    fn mac_key(&self, peer: NodeId) -> Option<MacKey> {
+        match peer {
+            NodeId::Replica(_) => self.peer_macs.get(&peer).cloned(),
+            NodeId::Client(client) => {
+                if let Some(key) = self.peer_macs.get(&peer) {
+                    return Some(key.clone());
+                }
+                // A poisoned cache is only a cache: keep using it.
+                let mut cache = self
+                    .client_macs
+                    .0
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
+                if let Some(key) = cache.get(&client) {
+                    return Some(key.clone());
+                }
+                let key = MacKey::new(&self.keys.key_for(peer)?);
+                if cache.len() >= CLIENT_KEY_CACHE_MAX {
+                    cache.clear();
+                }
+                cache.insert(client, key.clone());
+                Some(key)
+            }
         }
     }
 
@@ -155,7 +208,7 @@ impl Endpoint {
 
     /// Seal `message` for one receiver. Returns None when this node shares no key with `to`.
     pub fn seal(&self, to: NodeId, message: &Message) -> Option<Vec<u8>> {
-        let key = self.keys.key_for(to)?;
+        let key = self.mac_key(to)?;
         let payload = postcard::to_stdvec(message).expect("encoding a message cannot fail");
         let mac = key.mac(&envelope_mac_input(
             &node_bytes(self.keys.id),
@@ -178,7 +231,7 @@ impl Endpoint {
             .replicas()
             .map(|replica| {
                 let to = NodeId::Replica(replica);
-                match self.keys.key_for(to) {
+                match self.mac_key(to) {
                     Some(key) if to != self.keys.id => {
                         key.mac(&envelope_mac_input(&from, &node_bytes(to), &payload))
                     }
@@ -198,12 +251,10 @@ impl Endpoint {
         let bytes = postcard::to_stdvec(&request).expect("encoding a request cannot fail");
         let macs = self
             .replicas()
-            .map(
-                |replica| match self.keys.key_for(NodeId::Replica(replica)) {
-                    Some(key) => key.mac(&request_mac_input(&bytes)),
-                    None => [0u8; 32],
-                },
-            )
+            .map(|replica| match self.mac_key(NodeId::Replica(replica)) {
+                Some(key) => key.mac(&request_mac_input(&bytes)),
+                None => [0u8; 32],
+            })
             .collect();
         AuthenticatedRequest {
             request,
@@ -221,7 +272,7 @@ impl Endpoint {
         {
             return false;
         }
-        let Some(key) = self.keys.key_for(NodeId::Client(request.request.client)) else {
+        let Some(key) = self.mac_key(NodeId::Client(request.request.client)) else {
             return false;
         };
         let bytes = postcard::to_stdvec(&request.request).expect("encoding a request cannot fail");
@@ -241,10 +292,7 @@ impl Endpoint {
         if from == self.keys.id {
             return Err(Rejection::UnknownSender(from));
         }
-        let key = self
-            .keys
-            .key_for(from)
-            .ok_or(Rejection::UnknownSender(from))?;
+        let key = self.mac_key(from).ok_or(Rejection::UnknownSender(from))?;
         let tag = match &envelope.auth {
             Auth::Mac(tag) => tag,
             Auth::Authenticator(Authenticator(macs)) => {

@@ -76,7 +76,9 @@ impl Replica {
             self.slots.range(first..first)
         };
         for (seq, slot) in committed {
-            let Some(batch) = &slot.committed else { break };
+            let Some((_, batch)) = &slot.committed else {
+                break;
+            };
             bytes += batch
                 .requests
                 .iter()
@@ -124,12 +126,11 @@ impl Replica {
             let batch = agreeing[0].1.clone();
             let slot = self.slots.entry(seq).or_default();
             match &slot.committed {
-                Some(existing) => assert_eq!(
-                    existing.digest(),
-                    digest,
+                Some((existing, _)) => assert_eq!(
+                    *existing, digest,
                     "safety: f+1 replicas vouch for a batch other than the one committed here"
                 ),
-                None => slot.committed = Some(batch),
+                None => slot.committed = Some((digest, batch)),
             }
         }
         self.try_execute();

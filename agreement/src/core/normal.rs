@@ -314,13 +314,12 @@ impl Replica {
             return;
         };
         match &slot.committed {
-            Some(existing) => assert_eq!(
-                existing.digest(),
-                header.body.digest,
+            Some((existing, _)) => assert_eq!(
+                *existing, header.body.digest,
                 "safety: {seq} committed with two digests at replica {}",
                 self.config.id
             ),
-            None => slot.committed = Some(batch.clone()),
+            None => slot.committed = Some((header.body.digest, batch.clone())),
         }
     }
 
@@ -378,17 +377,17 @@ impl Replica {
             let Some(slot) = self.slots.get(&seq) else {
                 return;
             };
-            let Some(batch) = slot.committed.clone() else {
+            let Some((digest, batch)) = slot.committed.clone() else {
                 return;
             };
             let view = slot.view;
-            self.execute(seq, view, batch);
+            self.execute(seq, view, digest, batch);
         }
     }
 
-    fn execute(&mut self, seq: Seq, view: View, batch: Batch) {
+    fn execute(&mut self, seq: Seq, view: View, digest: Digest, batch: Batch) {
         assert_eq!(seq, self.exec.seq.next(), "execution is gap-free");
-        let digest = batch.digest();
+        debug_assert_eq!(digest, batch.digest());
         self.exec.chain = Digest::of(&[&self.exec.chain.0, &seq.0.to_le_bytes(), &digest.0]);
         for request in &batch.requests {
             let client = request.request.client;

@@ -19,8 +19,9 @@ pub(crate) struct Slot {
     pub commits: BTreeMap<ReplicaId, Commit>,
     /// Whether this replica sent its commit in `view`.
     pub commit_sent: bool,
-    /// The batch that committed here (committed-local, or fetched with f+1 matching answers).
-    pub committed: Option<Batch>,
+    /// The batch that committed here (committed-local, or fetched with f+1 matching
+    /// answers), with its digest.
+    pub committed: Option<(Digest, Batch)>,
     /// When this replica last sent its votes for this slot, for retransmission.
     pub last_sent: Time,
     /// The prepared certificate from the highest view this replica prepared in.

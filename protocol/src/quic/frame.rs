@@ -15,7 +15,7 @@ const READ_CHUNK_BYTES_MAX: usize = 64 * 1024;
 /// Frames gathered into one write at most, so one write call does not hold many
 /// frames hostage while a slow peer's flow control opens.
 pub(super) const WRITE_BATCH_FRAMES_MAX: usize = 64;
-const PREFIX_BYTES: usize = 4;
+pub(super) const PREFIX_BYTES: usize = 4;
 
 /// Why a stream stopped yielding frames.
 #[derive(Debug, thiserror::Error)]
