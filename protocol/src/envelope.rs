@@ -159,29 +159,26 @@ impl Endpoint {
         }
     }
 
-    /// The keyed MAC state this node shares with `peer`, if any.
-    fn mac_key(&self, peer: NodeId) -> Option<MacKey> {
+    /// Run `use_key` with the keyed MAC state this node shares with `peer`, if any. Client
+    /// keys are derived once and cached; the cache lock is held only for the call.
+    fn with_mac_key<R>(&self, peer: NodeId, use_key: impl FnOnce(&MacKey) -> R) -> Option<R> {
         match peer {
-            NodeId::Replica(_) => self.peer_macs.get(&peer).cloned(),
+            NodeId::Replica(_) => self.peer_macs.get(&peer).map(use_key),
             NodeId::Client(client) => {
-                if let Some(key) = self.peer_macs.get(&peer) {
-                    return Some(key.clone());
-                }
                 // A poisoned cache is only a cache: keep using it.
                 let mut cache = self
                     .client_macs
                     .0
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner);
-                if let Some(key) = cache.get(&client) {
-                    return Some(key.clone());
+                if !cache.contains_key(&client) {
+                    let key = MacKey::new(&self.keys.key_for(peer)?);
+                    if cache.len() >= CLIENT_KEY_CACHE_MAX {
+                        cache.clear();
+                    }
+                    cache.insert(client, key);
                 }
-                let key = MacKey::new(&self.keys.key_for(peer)?);
-                if cache.len() >= CLIENT_KEY_CACHE_MAX {
-                    cache.clear();
-                }
-                cache.insert(client, key.clone());
-                Some(key)
+                cache.get(&client).map(use_key)
             }
         }
     }
@@ -208,13 +205,11 @@ impl Endpoint {
 
     /// Seal `message` for one receiver. Returns None when this node shares no key with `to`.
     pub fn seal(&self, to: NodeId, message: &Message) -> Option<Vec<u8>> {
-        let key = self.mac_key(to)?;
         let payload = postcard::to_stdvec(message).expect("encoding a message cannot fail");
-        let mac = key.mac(&envelope_mac_input(
-            &node_bytes(self.keys.id),
-            &node_bytes(to),
-            &payload,
-        ));
+        let (from_bytes, to_bytes) = (node_bytes(self.keys.id), node_bytes(to));
+        let mac = self.with_mac_key(to, |key| {
+            key.mac(&envelope_mac_input(&from_bytes, &to_bytes, &payload))
+        })?;
         Some(encode_envelope(&Envelope {
             from: self.keys.id,
             auth: Auth::Mac(mac),
@@ -231,12 +226,13 @@ impl Endpoint {
             .replicas()
             .map(|replica| {
                 let to = NodeId::Replica(replica);
-                match self.mac_key(to) {
-                    Some(key) if to != self.keys.id => {
-                        key.mac(&envelope_mac_input(&from, &node_bytes(to), &payload))
-                    }
-                    _ => [0u8; 32],
-                }
+                let to_bytes = node_bytes(to);
+                let mac = (to != self.keys.id).then(|| {
+                    self.with_mac_key(to, |key| {
+                        key.mac(&envelope_mac_input(&from, &to_bytes, &payload))
+                    })
+                });
+                mac.flatten().unwrap_or([0u8; 32])
             })
             .collect();
         encode_envelope(&Envelope {
@@ -251,9 +247,11 @@ impl Endpoint {
         let bytes = postcard::to_stdvec(&request).expect("encoding a request cannot fail");
         let macs = self
             .replicas()
-            .map(|replica| match self.mac_key(NodeId::Replica(replica)) {
-                Some(key) => key.mac(&request_mac_input(&bytes)),
-                None => [0u8; 32],
+            .map(|replica| {
+                self.with_mac_key(NodeId::Replica(replica), |key| {
+                    key.mac(&request_mac_input(&bytes))
+                })
+                .unwrap_or([0u8; 32])
             })
             .collect();
         AuthenticatedRequest {
@@ -272,11 +270,12 @@ impl Endpoint {
         {
             return false;
         }
-        let Some(key) = self.mac_key(NodeId::Client(request.request.client)) else {
-            return false;
-        };
         let bytes = postcard::to_stdvec(&request.request).expect("encoding a request cannot fail");
-        key.verify(&request_mac_input(&bytes), &request.auth.0[me.index()])
+        let tag = &request.auth.0[me.index()];
+        self.with_mac_key(NodeId::Client(request.request.client), |key| {
+            key.verify(&request_mac_input(&bytes), tag)
+        })
+        .unwrap_or(false)
     }
 
     /// Open one frame: every check, in order of cost. Never panics on any input.
@@ -292,7 +291,6 @@ impl Endpoint {
         if from == self.keys.id {
             return Err(Rejection::UnknownSender(from));
         }
-        let key = self.mac_key(from).ok_or(Rejection::UnknownSender(from))?;
         let tag = match &envelope.auth {
             Auth::Mac(tag) => tag,
             Auth::Authenticator(Authenticator(macs)) => {
@@ -304,8 +302,10 @@ impl Endpoint {
         };
         let (from_bytes, to_bytes) = (node_bytes(from), node_bytes(self.keys.id));
         let mac_input = envelope_mac_input(&from_bytes, &to_bytes, &envelope.payload);
-        if !key.verify(&mac_input, tag) {
-            return Err(Rejection::BadMac(from));
+        match self.with_mac_key(from, |key| key.verify(&mac_input, tag)) {
+            None => return Err(Rejection::UnknownSender(from)),
+            Some(false) => return Err(Rejection::BadMac(from)),
+            Some(true) => {}
         }
         let message: Message = decode_exact(&envelope.payload).map_err(Rejection::MessageDecode)?;
         validate::check_message(self, from, &message).map_err(|invalid| Rejection::Invalid {
