@@ -39,7 +39,7 @@ impl Default for ProtocolParams {
             checkpoint_interval: 64,
             window: 128,
             batch_size_max: 512,
-            pipeline_max: 8,
+            pipeline_max: 4,
             request_bytes_max: 64 * 1024,
             frame_bytes_max: 64 * 1024 * 1024,
             view_change_timeout_ms: 1000,
