@@ -101,7 +101,7 @@ impl<B: MessageBus, S: Storage> ReplicaDriver<B, S> {
         while let Some(output) = self.replica.poll_output() {
             match output {
                 Output::Persist(record) => self.storage.append(&record),
-                Output::Compact(records) => self.storage.replace(&records),
+                Output::Compact(records) => self.storage.compact(&records),
                 Output::Send { to, message } => self.send(NodeId::Replica(to), &message),
                 Output::Broadcast(message) => self.broadcast(&message),
                 Output::Order(order) => {

@@ -11,6 +11,12 @@ pub trait Storage {
     fn append(&mut self, record: &Record);
     /// Replace every record with `records`.
     fn replace(&mut self, records: &[Record]);
+    /// `records` say all that matters now; the storage may replace what it holds with them,
+    /// or keep appending if rewriting costs more than it saves (the fold of the longer log
+    /// gives the same replica).
+    fn compact(&mut self, records: &[Record]) {
+        self.replace(records);
+    }
 }
 
 /// Records kept in memory; the simulator keeps it across a simulated crash.
@@ -34,7 +40,13 @@ impl Storage for MemoryStorage {
 pub struct FileStorage {
     path: PathBuf,
     file: File,
+    /// Bytes appended since the file was last rewritten.
+    appended_bytes: u64,
 }
+
+/// A record file is rewritten (compacted) only once this much was appended since the last
+/// rewrite: compacting at every stable checkpoint would rewrite the whole window each time.
+const COMPACT_AFTER_BYTES: u64 = 64 * 1024 * 1024;
 
 /// A record file that could not be read or written.
 #[derive(Debug, thiserror::Error)]
@@ -84,6 +96,7 @@ impl FileStorage {
                 .append(true)
                 .open(path)
                 .map_err(error)?,
+            appended_bytes: 0,
         };
         // Rewrite so that a torn tail is gone before anything is appended after it.
         storage.replace(&records);
@@ -104,6 +117,7 @@ impl FileStorage {
 impl Storage for FileStorage {
     fn append(&mut self, record: &Record) {
         let bytes = FileStorage::encode(std::slice::from_ref(record));
+        self.appended_bytes += bytes.len() as u64;
         // A replica that cannot persist its votes must not go on voting.
         self.file
             .write_all(&bytes)
@@ -116,8 +130,17 @@ impl Storage for FileStorage {
             .and_then(|()| std::fs::rename(&temporary, &self.path))
             .and_then(|()| OpenOptions::new().append(true).open(&self.path));
         match result {
-            Ok(file) => self.file = file,
+            Ok(file) => {
+                self.file = file;
+                self.appended_bytes = 0;
+            }
             Err(error) => panic!("cannot rewrite {}: {error}", self.path.display()),
+        }
+    }
+
+    fn compact(&mut self, records: &[Record]) {
+        if self.appended_bytes >= COMPACT_AFTER_BYTES {
+            self.replace(records);
         }
     }
 }
