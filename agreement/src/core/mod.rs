@@ -12,7 +12,7 @@
 mod catch_up;
 mod normal;
 mod slot;
-mod view_change;
+pub mod view_change;
 
 use crate::persist::Record;
 use slot::Slot;
@@ -615,3 +615,6 @@ impl Replica {
         Signed::sign(body, self.config.id, &self.config.signing_key)
     }
 }
+
+#[cfg(test)]
+mod tests;

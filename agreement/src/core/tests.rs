@@ -1,0 +1,232 @@
+//! Unit tests of the replica core, message by message. The simulator tests whole clusters
+//! under faults; these pin single rules of the paper.
+
+use super::*;
+use crate::persist::Record;
+use zz_protocol::derived_keys::DerivedKeys;
+use zz_protocol::messages::{
+    Batch, Commit, NonDet, PrePrepareHeader, Prepare, PreparedCertificate, Request,
+};
+use zz_protocol::{AppId, ClientId};
+
+const WALL_CLOCK_AT_ZERO_MS: u64 = 1_800_000_000_000;
+
+fn params() -> ProtocolParams {
+    ProtocolParams {
+        checkpoint_interval: 4,
+        window: 8,
+        ..ProtocolParams::default()
+    }
+}
+
+fn keys() -> DerivedKeys {
+    DerivedKeys::new(7, &params())
+}
+
+fn signing_key(id: u32) -> Ed25519SigningKey {
+    keys()
+        .replica(ReplicaId(id))
+        .signing_key
+        .expect("replicas sign")
+}
+
+fn config(id: u32) -> ReplicaConfig {
+    ReplicaConfig {
+        id: ReplicaId(id),
+        params: params(),
+        signing_key: signing_key(id),
+        wall_clock_at_zero_ms: WALL_CLOCK_AT_ZERO_MS,
+        seed: 1,
+    }
+}
+
+fn batch(timestamp: u64) -> Batch {
+    let client = keys().client_endpoint(ClientId(1));
+    let request = client.authenticate_request(Request {
+        app: AppId(0),
+        client: ClientId(1),
+        timestamp,
+        op: vec![1, 2, 3],
+    });
+    Batch {
+        requests: vec![request],
+        nondet: NonDet {
+            timestamp_ms: WALL_CLOCK_AT_ZERO_MS,
+            seed: timestamp,
+        },
+    }
+}
+
+fn from(id: u32, message: Message) -> Verified {
+    Verified::assume_verified(NodeId::Replica(ReplicaId(id)), message)
+}
+
+fn pre_prepare(view: u64, seq: u64, batch: &Batch) -> Message {
+    let header = PrePrepareHeader {
+        view: View(view),
+        seq: Seq(seq),
+        digest: batch.digest(),
+    };
+    let primary = View(view).primary(params().replica_count()).0;
+    Message::PrePrepare {
+        pre_prepare: Signed::sign(header, ReplicaId(primary), &signing_key(primary)),
+        batch: batch.clone(),
+    }
+}
+
+fn prepare(view: u64, seq: u64, batch: &Batch, by: u32) -> Message {
+    let body = Prepare {
+        view: View(view),
+        seq: Seq(seq),
+        digest: batch.digest(),
+    };
+    Message::Prepare(Signed::sign(body, ReplicaId(by), &signing_key(by)))
+}
+
+fn commit(view: u64, seq: u64, batch: &Batch) -> Message {
+    Message::Commit(Commit {
+        view: View(view),
+        seq: Seq(seq),
+        digest: batch.digest(),
+    })
+}
+
+fn drain(replica: &mut Replica) -> Vec<Output> {
+    std::iter::from_fn(|| replica.poll_output()).collect()
+}
+
+fn orders(outputs: &[Output]) -> Vec<u64> {
+    outputs
+        .iter()
+        .filter_map(|output| match output {
+            Output::Order(order) => Some(order.seq.0),
+            _ => None,
+        })
+        .collect()
+}
+
+fn broadcasts_prepare(outputs: &[Output]) -> bool {
+    outputs
+        .iter()
+        .any(|output| matches!(output, Output::Broadcast(Message::Prepare(_))))
+}
+
+/// Section 4.2: a backup prepares, commits, and orders batches strictly in sequence order,
+/// even when a later one commits first.
+#[test]
+fn a_backup_orders_committed_batches_in_sequence_order() {
+    let mut backup = Replica::new(config(1), Time(0));
+    let (first, second) = (batch(1), batch(2));
+    for (seq, batch) in [(2, &second), (1, &first)] {
+        backup.handle_message(Time(1), from(0, pre_prepare(0, seq, batch)));
+        backup.handle_message(Time(1), from(2, prepare(0, seq, batch, 2)));
+    }
+    drain(&mut backup);
+    backup.handle_message(Time(2), from(0, commit(0, 2, &second)));
+    backup.handle_message(Time(2), from(2, commit(0, 2, &second)));
+    assert!(
+        orders(&drain(&mut backup)).is_empty(),
+        "seq 2 waits for seq 1"
+    );
+    backup.handle_message(Time(3), from(0, commit(0, 1, &first)));
+    backup.handle_message(Time(3), from(3, commit(0, 1, &first)));
+    assert_eq!(orders(&drain(&mut backup)), vec![1, 2]);
+    assert_eq!(backup.last_executed(), Seq(2));
+}
+
+/// Section 4.2: a pre-prepare above the high watermark is dropped, and counted.
+#[test]
+fn a_pre_prepare_outside_the_watermarks_is_dropped_and_counted() {
+    let mut backup = Replica::new(config(1), Time(0));
+    let beyond = params().window + 1;
+    backup.handle_message(Time(1), from(0, pre_prepare(0, beyond, &batch(1))));
+    assert!(!broadcasts_prepare(&drain(&mut backup)));
+    assert_eq!(backup.counters().dropped.get("outside-window"), Some(&1));
+}
+
+/// A backup never accepts two digests for one (view, seq), and a restart from its records
+/// does not make it forget which one it accepted.
+#[test]
+fn a_restarted_replica_refuses_a_conflicting_pre_prepare_for_a_slot_it_voted_on() {
+    let mut backup = Replica::new(config(1), Time(0));
+    backup.handle_message(Time(1), from(0, pre_prepare(0, 1, &batch(1))));
+    let outputs = drain(&mut backup);
+    assert!(broadcasts_prepare(&outputs));
+    let accepted = outputs.iter().position(|o| matches!(o, Output::Persist(_)));
+    let prepared = outputs
+        .iter()
+        .position(|o| matches!(o, Output::Broadcast(_)));
+    assert!(
+        accepted < prepared,
+        "the vote is persisted before it is sent"
+    );
+    let records: Vec<Record> = outputs
+        .into_iter()
+        .filter_map(|output| match output {
+            Output::Persist(record) => Some(record),
+            _ => None,
+        })
+        .collect();
+
+    let mut restarted = Replica::restore(config(1), records, Time(2));
+    restarted.handle_message(Time(3), from(0, pre_prepare(0, 1, &batch(9))));
+    assert!(!broadcasts_prepare(&drain(&mut restarted)));
+    assert_eq!(
+        restarted.counters().dropped.get("conflicting-pre-prepare"),
+        Some(&1)
+    );
+}
+
+fn certificate(view: u64, seq: u64, batch: &Batch) -> PreparedCertificate {
+    let Message::PrePrepare { pre_prepare, .. } = pre_prepare(view, seq, batch) else {
+        unreachable!()
+    };
+    let primary = pre_prepare.signer.0;
+    let prepares = (0..4)
+        .filter(|id| *id != primary)
+        .take(2)
+        .map(|id| match prepare(view, seq, batch, id) {
+            Message::Prepare(prepare) => prepare,
+            _ => unreachable!(),
+        })
+        .collect();
+    PreparedCertificate {
+        pre_prepare,
+        prepares,
+        batch: batch.clone(),
+    }
+}
+
+fn view_change(by: u32, prepared: Vec<PreparedCertificate>) -> Signed<ViewChange> {
+    let body = ViewChange {
+        new_view: View(3),
+        stable: CheckpointCertificate {
+            seq: Seq(0),
+            digest: genesis_checkpoint().digest(),
+            votes: Vec::new(),
+        },
+        prepared,
+    };
+    Signed::sign(body, ReplicaId(by), &signing_key(by))
+}
+
+/// Section 4.4: O re-proposes, for each sequence number, the batch prepared in the highest
+/// view, and a null batch where nobody prepared anything.
+#[test]
+fn new_view_entries_take_the_highest_view_certificate_and_fill_gaps_with_null() {
+    let (old, new, third) = (batch(1), batch(2), batch(3));
+    let view_changes = vec![
+        view_change(1, vec![certificate(0, 1, &old)]),
+        view_change(2, vec![certificate(1, 1, &new), certificate(1, 3, &third)]),
+        view_change(3, vec![]),
+    ];
+    let (stable, entries) = view_change::compute_new_view_entries(&view_changes);
+    assert_eq!(stable.seq, Seq(0));
+    let digests: Vec<(u64, bool)> = entries
+        .iter()
+        .map(|(seq, batch)| (seq.0, batch.is_null()))
+        .collect();
+    assert_eq!(digests, vec![(1, false), (2, true), (3, false)]);
+    assert_eq!(entries[0].1.digest(), new.digest());
+    assert_eq!(entries[2].1.digest(), third.digest());
+}
