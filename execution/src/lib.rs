@@ -1,0 +1,7 @@
+//! zz-execution: execution replicas (agreement separated from execution, Yin et al. SOSP
+//! 2003; f+1 active replicas, Wood et al. EuroSys 2011). [`app`] holds the [`app::App`]
+//! trait applications implement and the state access they get.
+
+pub mod app;
+
+pub use app::{App, ExecContext, StateAccess};
