@@ -15,6 +15,9 @@ pub const CLIENT_KEY_PREFIX: &[u8] = b"c/";
 /// Objects one scan returns at most.
 pub const SCAN_COUNT_MAX: usize = 10_000;
 
+/// An object as a scan returns it: (key, value), owned.
+pub type Object = (Vec<u8>, Vec<u8>);
+
 /// What one request gets from the agreement cluster besides its operation: the batch's
 /// agreed timestamp, and a seed of its own derived from the batch's agreed seed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -74,7 +77,7 @@ impl<'a> StateAccess<'a> {
         start: &[u8],
         end: &[u8],
         count_max: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, NotFetched> {
+    ) -> Result<Vec<Object>, NotFetched> {
         let count_max = count_max.min(SCAN_COUNT_MAX);
         let low = app_key(start);
         let high = if end.is_empty() {
