@@ -5,3 +5,6 @@
 pub mod app;
 
 pub use app::{App, ExecContext, StateAccess};
+pub mod core;
+
+pub use core::{ExecCounters, ExecOutput, ExecutionConfig, ExecutionReplica};

@@ -244,3 +244,42 @@ impl Message {
         }
     }
 }
+
+/// A committed batch of one app's requests, in that app's own gap-free sequence, so an
+/// execution group never waits on another app's traffic. Agreement replicas send it to
+/// the app's execution replicas, which act on f+1 matching copies.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppOrder {
+    pub app: AppId,
+    /// The app's own sequence number.
+    pub seq: Seq,
+    /// The agreement sequence number the requests were committed at.
+    pub agreement_seq: Seq,
+    /// Never decreases along the app's sequence.
+    pub nondet: NonDet,
+    pub requests: Vec<AuthenticatedRequest>,
+}
+
+impl AppOrder {
+    pub fn digest(&self) -> Digest {
+        let bytes = postcard::to_stdvec(self).expect("encoding an order cannot fail");
+        Digest::of(&[b"zz app order", &bytes])
+    }
+}
+
+/// An execution replica's account of one app sequence number: a digest over the replies
+/// it produced, which agreement replicas compare across the active replicas.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Executed {
+    pub app: AppId,
+    pub seq: Seq,
+    pub replies: Digest,
+}
+
+/// An execution replica's state root after executing `seq` (every K app sequence numbers).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecutionCheckpoint {
+    pub app: AppId,
+    pub seq: Seq,
+    pub root: Digest,
+}

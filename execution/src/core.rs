@@ -1,0 +1,294 @@
+//! The sans-IO execution replica. It executes an app's sequence number only after f+1
+//! matching orders from distinct agreement replicas (at least one of them correct), strictly
+//! in sequence order; answers each request once (a retransmission gets the cached reply);
+//! reports a digest of each batch's replies; and every K sequence numbers reports its
+//! state's Merkle root.
+//!
+//! Calling protocol: feed orders with [`ExecutionReplica::handle_order`]; after each call
+//! drain [`ExecutionReplica::poll_output`] and send what it says. If an output is
+//! [`ExecOutput::NeedBucket`], execution is parked until the driver installs that bucket
+//! with [`ExecutionReplica::install_bucket`].
+
+use crate::app::{App, CLIENT_KEY_PREFIX, ExecContext, StateAccess};
+use std::collections::{BTreeMap, VecDeque};
+use zz_protocol::messages::{AppOrder, Executed, ExecutionCheckpoint, Reply};
+use zz_protocol::{AppId, ClientId, Digest, ReplicaId, Seq, View};
+use zz_state_fetch::{BucketIndex, BucketProof, NotFetched, ObjectStore, StateError};
+
+/// What an execution replica needs to know.
+#[derive(Clone, Debug)]
+pub struct ExecutionConfig {
+    pub app: AppId,
+    /// The agreement cluster's f: an order is trusted once f+1 agreement replicas send it.
+    pub f: usize,
+    /// Agreement replicas in the cluster (3f+1); orders from others are dropped.
+    pub agreement_replicas: usize,
+    /// K: a state root every K sequence numbers.
+    pub checkpoint_interval: u64,
+    /// Orders buffered ahead of the next sequence number at most.
+    pub window: u64,
+}
+
+/// Work for the driver.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ExecOutput {
+    /// Send to the client that made the request.
+    Reply(Reply),
+    /// Send to every agreement replica.
+    Executed(Executed),
+    /// Send to every agreement replica.
+    Checkpoint(ExecutionCheckpoint),
+    /// Execution is parked until this bucket of the pinned checkpoint is installed.
+    NeedBucket(BucketIndex),
+}
+
+/// Dropped inputs, by reason.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ExecCounters {
+    pub dropped: BTreeMap<&'static str, u64>,
+    pub batches_executed: u64,
+    pub requests_executed: u64,
+    pub replies_resent: u64,
+}
+
+/// A batch being executed: requests before `next_index` are applied.
+struct InProgress {
+    order: AppOrder,
+    next_index: usize,
+    replies: Digest,
+}
+
+/// One execution replica of one app. See the module documentation.
+pub struct ExecutionReplica {
+    config: ExecutionConfig,
+    app: Box<dyn App>,
+    store: ObjectStore,
+    /// The next sequence number to execute.
+    next_seq: Seq,
+    /// Orders for sequence numbers from `next_seq` on: seq -> agreement replica -> order.
+    orders: BTreeMap<Seq, BTreeMap<ReplicaId, AppOrder>>,
+    in_progress: Option<InProgress>,
+    outputs: VecDeque<ExecOutput>,
+    counters: ExecCounters,
+}
+
+/// The reply cache entry for `client`: (timestamp, result) of its last executed request.
+fn client_key(client: ClientId) -> Vec<u8> {
+    let mut key = CLIENT_KEY_PREFIX.to_vec();
+    key.extend_from_slice(&client.0.to_be_bytes());
+    key
+}
+
+fn encode_cached(timestamp: u64, result: &[u8]) -> Vec<u8> {
+    let mut value = timestamp.to_le_bytes().to_vec();
+    value.extend_from_slice(result);
+    value
+}
+
+fn decode_cached(value: &[u8]) -> (u64, &[u8]) {
+    assert!(
+        value.len() >= 8,
+        "reply cache entries are written by this module"
+    );
+    let (timestamp, result) = value.split_at(8);
+    (
+        u64::from_le_bytes(timestamp.try_into().expect("8 bytes")),
+        result,
+    )
+}
+
+impl ExecutionReplica {
+    /// A replica with `store` as its state after `executed` (Seq(0) for a fresh app).
+    pub fn new(
+        config: ExecutionConfig,
+        app: Box<dyn App>,
+        store: ObjectStore,
+        executed: Seq,
+    ) -> Self {
+        assert!(config.checkpoint_interval > 0 && config.window > 0);
+        assert_eq!(config.agreement_replicas, 3 * config.f + 1);
+        ExecutionReplica {
+            config,
+            app,
+            store,
+            next_seq: executed.next(),
+            orders: BTreeMap::new(),
+            in_progress: None,
+            outputs: VecDeque::new(),
+            counters: ExecCounters::default(),
+        }
+    }
+
+    pub fn last_executed(&self) -> Seq {
+        Seq(self.next_seq.0 - 1)
+    }
+    pub fn store(&self) -> &ObjectStore {
+        &self.store
+    }
+    pub fn store_mut(&mut self) -> &mut ObjectStore {
+        &mut self.store
+    }
+    pub fn counters(&self) -> &ExecCounters {
+        &self.counters
+    }
+    pub fn poll_output(&mut self) -> Option<ExecOutput> {
+        self.outputs.pop_front()
+    }
+
+    fn drop_input(&mut self, reason: &'static str) {
+        tracing::debug!(app = %self.config.app, reason, "dropped order");
+        *self.counters.dropped.entry(reason).or_default() += 1;
+    }
+
+    /// An order from agreement replica `from` (already authenticated).
+    pub fn handle_order(&mut self, from: ReplicaId, order: AppOrder) {
+        if from.index() >= self.config.agreement_replicas {
+            return self.drop_input("unknown-replica");
+        }
+        if order.app != self.config.app {
+            return self.drop_input("other-app");
+        }
+        if order.seq < self.next_seq {
+            return self.drop_input("stale");
+        }
+        if order.seq.0 - self.next_seq.0 >= self.config.window {
+            return self.drop_input("outside-window");
+        }
+        let from_replica = self.orders.entry(order.seq).or_default();
+        if from_replica.contains_key(&from) {
+            return self.drop_input("duplicate");
+        }
+        from_replica.insert(from, order);
+        self.run();
+    }
+
+    /// Install a fetched bucket (verified against the pinned root) and resume.
+    pub fn install_bucket(&mut self, proof: BucketProof) -> Result<(), StateError> {
+        self.store.install_bucket(proof)?;
+        self.run();
+        Ok(())
+    }
+
+    /// Execute whatever is ready: the batch in progress, then every next sequence number
+    /// that f+1 agreement replicas sent the same order for.
+    fn run(&mut self) {
+        loop {
+            if self.in_progress.is_none() {
+                let Some(order) = self.trusted_order(self.next_seq) else {
+                    return;
+                };
+                self.orders.remove(&self.next_seq);
+                self.in_progress = Some(InProgress {
+                    order,
+                    next_index: 0,
+                    replies: Digest::default(),
+                });
+            }
+            if let Err(missing) = self.continue_batch() {
+                self.outputs
+                    .push_back(ExecOutput::NeedBucket(missing.bucket));
+                return;
+            }
+        }
+    }
+
+    /// The order f+1 distinct agreement replicas agree on for `seq`, if any.
+    fn trusted_order(&self, seq: Seq) -> Option<AppOrder> {
+        let copies = self.orders.get(&seq)?;
+        let mut by_digest: BTreeMap<Digest, (usize, &AppOrder)> = BTreeMap::new();
+        for order in copies.values() {
+            by_digest.entry(order.digest()).or_insert((0, order)).0 += 1;
+        }
+        by_digest
+            .into_values()
+            .find(|(count, _)| *count > self.config.f)
+            .map(|(_, order)| order.clone())
+    }
+
+    /// Execute the batch in progress from where it stopped; Err when a bucket is missing.
+    fn continue_batch(&mut self) -> Result<(), NotFetched> {
+        let progress = self.in_progress.as_ref().expect("a batch in progress");
+        let order = progress.order.clone();
+        for index in progress.next_index..order.requests.len() {
+            let request = &order.requests[index].request;
+            let key = client_key(request.client);
+            let cached = self.store.get(&key)?.map(|value| {
+                let (timestamp, result) = decode_cached(value);
+                (timestamp, result.to_vec())
+            });
+            let result = match cached {
+                Some((timestamp, result)) if timestamp == request.timestamp => {
+                    self.counters.replies_resent += 1;
+                    Some(result)
+                }
+                Some((timestamp, _)) if timestamp > request.timestamp => None,
+                _ => {
+                    let context = ExecContext {
+                        app: order.app,
+                        client: request.client,
+                        timestamp_ms: order.nondet.timestamp_ms,
+                        seed: request_seed(order.nondet.seed, order.seq, index),
+                    };
+                    let mut access = StateAccess::new(&self.store);
+                    let result = self.app.execute(&context, &mut access, &request.op)?;
+                    let mut writes = access.into_writes();
+                    writes.push((key, Some(encode_cached(request.timestamp, &result))));
+                    self.store.apply(writes)?;
+                    self.counters.requests_executed += 1;
+                    Some(result)
+                }
+            };
+            let progress = self.in_progress.as_mut().expect("a batch in progress");
+            progress.next_index = index + 1;
+            if let Some(result) = result {
+                progress.replies = Digest::of(&[
+                    &progress.replies.0,
+                    &request.client.0.to_le_bytes(),
+                    &request.timestamp.to_le_bytes(),
+                    &(result.len() as u64).to_le_bytes(),
+                    &result,
+                ]);
+                self.outputs.push_back(ExecOutput::Reply(Reply {
+                    view: View(0),
+                    client: request.client,
+                    timestamp: request.timestamp,
+                    result,
+                }));
+            }
+        }
+        let progress = self.in_progress.take().expect("a batch in progress");
+        let seq = progress.order.seq;
+        assert_eq!(seq, self.next_seq, "execution is gap-free");
+        self.next_seq = seq.next();
+        self.counters.batches_executed += 1;
+        self.outputs.push_back(ExecOutput::Executed(Executed {
+            app: self.config.app,
+            seq,
+            replies: progress.replies,
+        }));
+        if seq.0.is_multiple_of(self.config.checkpoint_interval) {
+            let root = self.store.checkpoint(seq);
+            self.outputs
+                .push_back(ExecOutput::Checkpoint(ExecutionCheckpoint {
+                    app: self.config.app,
+                    seq,
+                    root,
+                }));
+        }
+        Ok(())
+    }
+}
+
+/// Each request of a batch gets its own seed from the batch's agreed one.
+fn request_seed(batch_seed: u64, seq: Seq, index: usize) -> u64 {
+    let digest = Digest::of(&[
+        b"zz request seed",
+        &batch_seed.to_le_bytes(),
+        &seq.0.to_le_bytes(),
+        &(index as u64).to_le_bytes(),
+    ]);
+    u64::from_le_bytes(digest.0[..8].try_into().expect("8 bytes"))
+}
+
+#[cfg(test)]
+mod tests;
