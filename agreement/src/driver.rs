@@ -8,13 +8,15 @@ use crate::storage::Storage;
 use bytes::Bytes;
 use std::collections::BTreeMap;
 use zz_protocol::bus::MessageBus;
-use zz_protocol::messages::{Message, Order, Reply};
+use zz_protocol::messages::{AppOrder, Message, Order, Reply};
 use zz_protocol::{ClientId, Endpoint, NodeId, ReplicaId, Seq, Time, View};
 
 /// What the driver hands up to whoever consumes ordered batches.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Delivery {
     Order(Order),
+    /// One app's share of the last [`Delivery::Order`], in that app's sequence.
+    AppOrder(AppOrder),
     /// Sequence numbers up to this one were skipped by a state transfer.
     Skipped(Seq),
 }
@@ -110,6 +112,7 @@ impl<B: MessageBus, S: Storage> ReplicaDriver<B, S> {
                     }
                     self.deliveries.push(Delivery::Order(order));
                 }
+                Output::AppOrder(order) => self.deliveries.push(Delivery::AppOrder(order)),
                 Output::Skipped { to } => self.deliveries.push(Delivery::Skipped(to)),
                 Output::AlreadyOrdered { client, timestamp } => {
                     if self.reply_to_clients {

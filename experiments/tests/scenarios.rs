@@ -137,6 +137,9 @@ fn normal_case_f1_orders_every_request_without_a_view_change() {
     assert_each(&runs, "no rejected frame", |run| {
         run.stats().frames_rejected == 0
     });
+    assert_each(&runs, "per-app orders checked", |run| {
+        run.stats().app_orders_checked > 0
+    });
 }
 
 #[test]

@@ -154,6 +154,8 @@ pub struct CheckpointState {
     pub last_timestamp_ms: u64,
     /// Sorted by client id.
     pub clients: Vec<(ClientId, u64)>,
+    /// The last sequence number each app's orders reached, sorted by app id.
+    pub apps: Vec<(AppId, Seq)>,
 }
 
 impl CheckpointState {

@@ -258,8 +258,9 @@ prop_compose! {
         chain in digest(),
         last_timestamp_ms in any_u64(),
         clients in vec((client_id(), any_u64()), 0..COLLECTION_SIZE_MAX),
+        apps in vec((app_id(), seq()), 0..COLLECTION_SIZE_MAX),
     ) -> CheckpointState {
-        CheckpointState { seq, chain, last_timestamp_ms, clients }
+        CheckpointState { seq, chain, last_timestamp_ms, clients, apps }
     }
 }
 

@@ -19,11 +19,13 @@ use slot::Slot;
 use std::collections::{BTreeMap, VecDeque};
 use zz_protocol::crypto::{Ed25519SigningKey, Signed};
 use zz_protocol::messages::{
-    AuthenticatedRequest, CheckpointCertificate, CheckpointState, Message, NewView, Order, Status,
-    ViewChange,
+    AppOrder, AuthenticatedRequest, CheckpointCertificate, CheckpointState, Message, NewView,
+    Order, Status, ViewChange,
 };
 use zz_protocol::validate::genesis_checkpoint;
-use zz_protocol::{ClientId, Digest, NodeId, ProtocolParams, ReplicaId, Seq, Time, Verified, View};
+use zz_protocol::{
+    AppId, ClientId, Digest, NodeId, ProtocolParams, ReplicaId, Seq, Time, Verified, View,
+};
 
 /// Messages for views this replica has not entered yet, kept until it enters them.
 pub const FUTURE_MESSAGES_MAX: usize = 1024;
@@ -58,6 +60,9 @@ pub enum Output {
     Compact(Vec<Record>),
     /// A committed batch; emitted strictly in sequence order, each sequence number once.
     Order(Order),
+    /// The same batch's requests for one app, numbered in that app's own gap-free
+    /// sequence; emitted right after the batch's [`Output::Order`], one per app in it.
+    AppOrder(AppOrder),
     /// The replica jumped to a checkpoint: sequence numbers up to `to` will never be ordered
     /// here; whoever consumes orders must fetch that state elsewhere.
     Skipped { to: Seq },
@@ -91,6 +96,8 @@ struct ExecState {
     chain: Digest,
     last_timestamp_ms: u64,
     clients: BTreeMap<ClientId, u64>,
+    /// Each app's own gap-free sequence: the last number its orders reached.
+    apps: BTreeMap<AppId, Seq>,
 }
 
 impl ExecState {
@@ -100,6 +107,7 @@ impl ExecState {
             chain: self.chain,
             last_timestamp_ms: self.last_timestamp_ms,
             clients: self.clients.iter().map(|(c, t)| (*c, *t)).collect(),
+            apps: self.apps.iter().map(|(app, seq)| (*app, *seq)).collect(),
         }
     }
 
@@ -109,6 +117,7 @@ impl ExecState {
             chain: state.chain,
             last_timestamp_ms: state.last_timestamp_ms,
             clients: state.clients.iter().copied().collect(),
+            apps: state.apps.iter().copied().collect(),
         }
     }
 }

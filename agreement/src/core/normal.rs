@@ -3,12 +3,13 @@
 
 use super::{Output, Replica, Waiting};
 use crate::persist::Record;
+use std::collections::BTreeMap;
 use zz_protocol::crypto::Signed;
 use zz_protocol::messages::{
-    AuthenticatedRequest, Batch, Checkpoint, CheckpointCertificate, Commit, Message, NonDet, Order,
-    PrePrepareHeader, Prepare, PreparedCertificate,
+    AppOrder, AuthenticatedRequest, Batch, Checkpoint, CheckpointCertificate, Commit, Message,
+    NonDet, Order, PrePrepareHeader, Prepare, PreparedCertificate,
 };
-use zz_protocol::{Digest, ReplicaId, Seq, View};
+use zz_protocol::{AppId, Digest, ReplicaId, Seq, View};
 
 /// Where a normal-case message stands relative to this replica's view.
 pub(super) enum ViewFit {
@@ -412,11 +413,44 @@ impl Replica {
         self.exec.seq = seq;
         self.counters.batches_ordered += 1;
         self.fetched.remove(&seq);
+        let app_orders = self.split_by_app(seq, &batch);
         self.outputs
             .push_back(Output::Order(Order { view, seq, batch }));
+        self.outputs
+            .extend(app_orders.into_iter().map(Output::AppOrder));
         if seq.0.is_multiple_of(self.config.params.checkpoint_interval) {
             self.take_checkpoint(seq);
         }
+    }
+
+    /// The batch's requests for each app, in batch order, as that app's next order: each
+    /// execution group sees only its own traffic, with gap-free sequence numbers.
+    fn split_by_app(&mut self, seq: Seq, batch: &Batch) -> Vec<AppOrder> {
+        let mut by_app: BTreeMap<AppId, Vec<AuthenticatedRequest>> = BTreeMap::new();
+        for request in &batch.requests {
+            by_app
+                .entry(request.request.app)
+                .or_default()
+                .push(request.clone());
+        }
+        let nondet = NonDet {
+            timestamp_ms: self.exec.last_timestamp_ms,
+            seed: batch.nondet.seed,
+        };
+        by_app
+            .into_iter()
+            .map(|(app, requests)| {
+                let app_seq = self.exec.apps.entry(app).or_default();
+                *app_seq = app_seq.next();
+                AppOrder {
+                    app,
+                    seq: *app_seq,
+                    agreement_seq: seq,
+                    nondet,
+                    requests,
+                }
+            })
+            .collect()
     }
 
     /// Section 4.3: every K sequence numbers, multicast a signed digest of the state.

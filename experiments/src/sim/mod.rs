@@ -59,6 +59,8 @@ pub struct SimStats {
     pub crashes: usize,
     /// Crashed replicas brought back from their persisted records.
     pub restarts: u64,
+    /// Per-app orders from correct replicas that the checker compared.
+    pub app_orders_checked: u64,
     pub end_micros: u64,
 }
 
@@ -168,6 +170,8 @@ struct SimReplica {
     byzantine: Option<Byzantine>,
     timer_generation: u64,
     last_delivered: Seq,
+    /// The last order delivered per app; empty after a state transfer.
+    last_app_delivered: BTreeMap<AppId, Seq>,
 }
 
 struct SimClient {
@@ -190,6 +194,8 @@ struct World {
     clients: Vec<SimClient>,
     /// seq -> (digest, first correct replica that ordered it)
     committed: BTreeMap<Seq, (Digest, ReplicaId)>,
+    /// (app, app seq) -> (order digest, first correct replica that ordered it)
+    app_committed: BTreeMap<(AppId, Seq), (Digest, ReplicaId)>,
     /// (client, timestamp) ordered by some correct replica.
     ordered_requests: BTreeSet<(ClientId, u64)>,
     stable_digests: BTreeMap<Seq, Digest>,
@@ -228,6 +234,7 @@ impl World {
                     byzantine,
                     timer_generation: 0,
                     last_delivered: Seq(0),
+                    last_app_delivered: BTreeMap::new(),
                 }
             })
             .collect();
@@ -260,6 +267,7 @@ impl World {
             replicas,
             clients,
             committed: BTreeMap::new(),
+            app_committed: BTreeMap::new(),
             ordered_requests: BTreeSet::new(),
             stable_digests: BTreeMap::new(),
             stats,
@@ -443,6 +451,7 @@ impl World {
             None => Replica::new(sim.config.clone(), now),
         };
         sim.last_delivered = replica.last_executed();
+        sim.last_app_delivered.clear();
         let storage = std::mem::take(&mut sim.storage);
         sim.driver = Some(ReplicaDriver::new(
             replica,
@@ -501,6 +510,34 @@ impl World {
         match delivery {
             Delivery::Skipped(to) => {
                 sim.last_delivered = sim.last_delivered.max(to);
+                // The per-app sequences jumped too, to numbers the state transfer carried.
+                sim.last_app_delivered.clear();
+            }
+            Delivery::AppOrder(order) => {
+                if let Some(last) = sim.last_app_delivered.get(&order.app)
+                    && order.seq != last.next()
+                {
+                    return Err(format!(
+                        "gap: {id} ordered {} of {} after {last}",
+                        order.seq, order.app
+                    ));
+                }
+                sim.last_app_delivered.insert(order.app, order.seq);
+                self.stats.app_orders_checked += 1;
+                let digest = order.digest();
+                match self.app_committed.get(&(order.app, order.seq)) {
+                    Some((existing, first)) if *existing != digest => {
+                        return Err(format!(
+                            "safety: {first} and {id} ordered different requests at {} of {}",
+                            order.seq, order.app
+                        ));
+                    }
+                    Some(_) => {}
+                    None => {
+                        self.app_committed
+                            .insert((order.app, order.seq), (digest, id));
+                    }
+                }
             }
             Delivery::Order(order) => {
                 if order.seq != sim.last_delivered.next() {
@@ -642,7 +679,8 @@ impl World {
             client.next_submit_at = None;
             client.remaining -= 1;
             let request = Request {
-                app: AppId(0),
+                // Two apps, so per-app sequencing is exercised.
+                app: AppId((id.0 % 2) as u32),
                 client: id,
                 timestamp: client.next_timestamp,
                 op: client.next_timestamp.to_le_bytes().to_vec(),
