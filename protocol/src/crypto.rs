@@ -186,7 +186,7 @@ impl NodeKeys {
                 .client_master
                 .as_ref()
                 .map(|master| client_key(master, client)),
-            NodeId::Replica(_) => self.peer_keys.get(&peer).copied(),
+            NodeId::Replica(_) | NodeId::Execution(_) => self.peer_keys.get(&peer).copied(),
         }
     }
 }

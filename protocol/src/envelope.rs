@@ -130,6 +130,10 @@ fn node_bytes(node: NodeId) -> [u8; 9] {
             bytes[0] = 2;
             bytes[1..9].copy_from_slice(&client.0.to_le_bytes());
         }
+        NodeId::Execution(execution) => {
+            bytes[0] = 3;
+            bytes[1..5].copy_from_slice(&execution.0.to_le_bytes());
+        }
     }
     bytes
 }
@@ -163,7 +167,7 @@ impl Endpoint {
     /// keys are derived once and cached; the cache lock is held only for the call.
     fn with_mac_key<R>(&self, peer: NodeId, use_key: impl FnOnce(&MacKey) -> R) -> Option<R> {
         match peer {
-            NodeId::Replica(_) => self.peer_macs.get(&peer).map(use_key),
+            NodeId::Replica(_) | NodeId::Execution(_) => self.peer_macs.get(&peer).map(use_key),
             NodeId::Client(client) => {
                 // A poisoned cache is only a cache: keep using it.
                 let mut cache = self

@@ -40,6 +40,10 @@ id_newtype!(
     /// An application hosted by the platform.
     AppId(u32), "app"
 );
+id_newtype!(
+    /// An execution replica (active or standby), numbered across all apps.
+    ExecutionId(u32), "e"
+);
 
 impl View {
     /// The replica that is primary in this view, for a cluster of `replica_count` replicas.
@@ -70,6 +74,7 @@ impl ReplicaId {
 pub enum NodeId {
     Replica(ReplicaId),
     Client(ClientId),
+    Execution(ExecutionId),
 }
 
 impl fmt::Display for NodeId {
@@ -77,6 +82,7 @@ impl fmt::Display for NodeId {
         match self {
             NodeId::Replica(r) => write!(f, "{r}"),
             NodeId::Client(c) => write!(f, "{c}"),
+            NodeId::Execution(e) => write!(f, "{e}"),
         }
     }
 }

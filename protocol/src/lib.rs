@@ -18,7 +18,7 @@ pub mod params;
 pub mod validate;
 
 pub use envelope::{Endpoint, Rejection, Verified};
-pub use ids::{AppId, ClientId, Digest, NodeId, ReplicaId, Seq, Time, View};
+pub use ids::{AppId, ClientId, Digest, ExecutionId, NodeId, ReplicaId, Seq, Time, View};
 pub use params::ProtocolParams;
 pub mod config;
 pub mod quic;

@@ -225,6 +225,9 @@ pub enum Message {
     Batches(Batches),
     Order(Order),
     Reply(Reply),
+    AppOrder(AppOrder),
+    Executed(Executed),
+    ExecutionCheckpoint(ExecutionCheckpoint),
 }
 
 impl Message {
@@ -243,6 +246,9 @@ impl Message {
             Message::Batches(_) => "batches",
             Message::Order(_) => "order",
             Message::Reply(_) => "reply",
+            Message::AppOrder(_) => "app-order",
+            Message::Executed(_) => "executed",
+            Message::ExecutionCheckpoint(_) => "execution-checkpoint",
         }
     }
 }

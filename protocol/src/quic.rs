@@ -291,6 +291,10 @@ impl QuicBus {
             (NodeId::Client(id), Some(_)) => {
                 return Err(QuicError::Identity(format!("client {id} does not listen")));
             }
+            (NodeId::Execution(id), _) => {
+                let problem = format!("execution replica {id}: not carried over QUIC yet");
+                return Err(QuicError::Identity(problem));
+            }
         }
         // Every fallible step before the first task is spawned, so a failure leaks nothing.
         let mut targets = Vec::with_capacity(peers.replicas.len());
@@ -378,6 +382,10 @@ impl QuicBus {
         let identity = match id {
             NodeId::Replica(replica) => QuicIdentity::replica(dir, config, replica)?,
             NodeId::Client(client) => return QuicBus::start_client_host(dir, config, client, 1),
+            NodeId::Execution(execution) => {
+                let problem = format!("execution replica {execution}: not carried over QUIC yet");
+                return Err(QuicError::Identity(problem));
+            }
         };
         QuicBus::start(identity, QuicPeers::from_config(dir, config)?)
     }
@@ -461,6 +469,8 @@ impl MessageBus for QuicBus {
                 Some(route) => route.queue.try_send(frame).is_ok(),
                 None => false,
             },
+            // No route to execution replicas yet: dropped and counted like any unroutable frame.
+            NodeId::Execution(_) => false,
         };
         if !queued {
             self.shared.count_dropped_send(1);

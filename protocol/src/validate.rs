@@ -259,17 +259,48 @@ fn check_batches(endpoint: &Endpoint, batches: &Batches) -> Check {
 /// Every check for one message from `from` (already MAC-authenticated).
 pub fn check_message(endpoint: &Endpoint, from: NodeId, message: &Message) -> Check {
     let from_replica = matches!(from, NodeId::Replica(_));
+    let from_execution = matches!(from, NodeId::Execution(_));
     let to_replica = matches!(endpoint.id(), NodeId::Replica(_));
+    let to_execution = matches!(endpoint.id(), NodeId::Execution(_));
+    let to_client = matches!(endpoint.id(), NodeId::Client(_));
     match message {
         Message::Request(request) => {
             let own_request = from == NodeId::Client(request.request.client);
+            if to_execution {
+                // A client's retransmission straight to an execution replica, which only
+                // answers it from its reply cache: the envelope MAC is the client's proof.
+                return require(
+                    own_request && request.request.op.len() <= endpoint.params().request_bytes_max,
+                    Invalid::WrongSender(from),
+                );
+            }
             require(
                 to_replica && (own_request || from_replica),
                 Invalid::WrongSender(from),
             )?;
             require(endpoint.check_request(request), Invalid::BadRequest(from))
         }
-        Message::Reply(_) => require(from_replica && !to_replica, Invalid::WrongSender(from)),
+        Message::Reply(_) => require(
+            (from_replica || from_execution) && to_client,
+            Invalid::WrongSender(from),
+        ),
+        // Orders go from agreement to execution; execution reports go back. The requests
+        // inside an order are trusted through f+1 matching orders, not their authenticators
+        // (an execution replica holds no agreement replica's client keys).
+        Message::AppOrder(order) => {
+            require(from_replica && to_execution, Invalid::WrongSender(from))?;
+            let limit = endpoint.params().batch_size_max;
+            require(
+                order.requests.len() <= limit,
+                Invalid::BatchTooLarge {
+                    count: order.requests.len(),
+                    limit,
+                },
+            )
+        }
+        Message::Executed(_) | Message::ExecutionCheckpoint(_) => {
+            require(from_execution && to_replica, Invalid::WrongSender(from))
+        }
         _ if !(from_replica && to_replica) => Err(Invalid::WrongSender(from)),
         Message::PrePrepare { pre_prepare, batch } => {
             signed_by_sender(endpoint, from, pre_prepare)?;

@@ -19,12 +19,13 @@ use zz_protocol::crypto::{
 use zz_protocol::derived_keys::DerivedKeys;
 use zz_protocol::envelope::{Auth, Envelope, encode_envelope};
 use zz_protocol::messages::{
-    AuthenticatedRequest, Batch, Batches, Checkpoint, CheckpointCertificate, CheckpointState,
-    Commit, FetchBatches, Message, NewView, NewViewEntry, NonDet, Order, PrePrepareHeader, Prepare,
-    PreparedCertificate, Reply, Request, Status, ViewChange,
+    AppOrder, AuthenticatedRequest, Batch, Batches, Checkpoint, CheckpointCertificate,
+    CheckpointState, Commit, Executed, ExecutionCheckpoint, FetchBatches, Message, NewView,
+    NewViewEntry, NonDet, Order, PrePrepareHeader, Prepare, PreparedCertificate, Reply, Request,
+    Status, ViewChange,
 };
 use zz_protocol::{
-    AppId, ClientId, Digest, Endpoint, NodeId, ProtocolParams, ReplicaId, Seq, View,
+    AppId, ClientId, Digest, Endpoint, ExecutionId, NodeId, ProtocolParams, ReplicaId, Seq, View,
 };
 
 /// Cases per property: enough to reach the corners of the encoding, few enough that the
@@ -120,6 +121,7 @@ fn node_id() -> impl Strategy<Value = NodeId> {
     prop_oneof![
         replica_id().prop_map(NodeId::Replica),
         client_id().prop_map(NodeId::Client),
+        any_u32().prop_map(|id| NodeId::Execution(ExecutionId(id))),
     ]
 }
 
@@ -298,6 +300,31 @@ prop_compose! {
     }
 }
 
+prop_compose! {
+    fn app_order()(
+        app in app_id(),
+        seq in seq(),
+        agreement_seq in seq(),
+        nondet in nondet(),
+        requests in vec(authenticated_request(), 0..COLLECTION_SIZE_MAX),
+    ) -> AppOrder {
+        AppOrder { app, seq, agreement_seq, nondet, requests }
+    }
+}
+
+prop_compose! {
+    fn executed()(app in app_id(), seq in seq(), replies in digest()) -> Executed {
+        Executed { app, seq, replies }
+    }
+}
+
+prop_compose! {
+    fn execution_checkpoint()(app in app_id(), seq in seq(), root in digest())
+        -> ExecutionCheckpoint {
+        ExecutionCheckpoint { app, seq, root }
+    }
+}
+
 /// Every variant of [`Message`]; [`variant_index`] keeps this list complete.
 fn message() -> impl Strategy<Value = Message> {
     prop_oneof![
@@ -314,12 +341,15 @@ fn message() -> impl Strategy<Value = Message> {
         batches().prop_map(Message::Batches),
         order().prop_map(Message::Order),
         reply().prop_map(Message::Reply),
+        app_order().prop_map(Message::AppOrder),
+        executed().prop_map(Message::Executed),
+        execution_checkpoint().prop_map(Message::ExecutionCheckpoint),
     ]
 }
 
 /// The variants of [`Message`], in declaration order. The match is exhaustive, so a new
 /// variant fails to compile here until [`message`] generates it too.
-const VARIANT_COUNT: usize = 12;
+const VARIANT_COUNT: usize = 15;
 
 fn variant_index(message: &Message) -> usize {
     match message {
@@ -335,6 +365,9 @@ fn variant_index(message: &Message) -> usize {
         Message::Batches(_) => 9,
         Message::Order(_) => 10,
         Message::Reply(_) => 11,
+        Message::AppOrder(_) => 12,
+        Message::Executed(_) => 13,
+        Message::ExecutionCheckpoint(_) => 14,
     }
 }
 

@@ -367,6 +367,12 @@ impl Replica {
                 return;
             }
             NodeId::Client(_) => None,
+            NodeId::Execution(_) => {
+                // Execution reports (Executed, checkpoint roots) feed divergence detection,
+                // which the activator work adds; the ordering core does not use them.
+                self.drop_message("execution-report");
+                return;
+            }
         };
         match (body, sender) {
             (Message::Request(request), _) => self.handle_request(from, request),
@@ -408,9 +414,12 @@ impl Replica {
             Message::Status(status) => self.handle_status(sender, status),
             Message::FetchBatches(fetch) => self.handle_fetch(sender, fetch),
             Message::Batches(batches) => self.handle_batches(sender, batches),
-            Message::Request(_) | Message::Order(_) | Message::Reply(_) => {
-                self.drop_message("unexpected-kind")
-            }
+            Message::Request(_)
+            | Message::Order(_)
+            | Message::Reply(_)
+            | Message::AppOrder(_)
+            | Message::Executed(_)
+            | Message::ExecutionCheckpoint(_) => self.drop_message("unexpected-kind"),
         }
     }
 

@@ -392,6 +392,9 @@ impl World {
                     self.after_replica_step(replica)?;
                 }
                 NodeId::Client(client) => self.deliver_to_client(from, client, &frame)?,
+                // The simulated cluster has no execution replicas yet: agreement replicas
+                // answer clients themselves, and nothing is addressed to execution replicas.
+                NodeId::Execution(_) => {}
             },
             Event::ReplicaTimer {
                 replica,
@@ -610,7 +613,7 @@ impl World {
                 }
                 None => vec![(to, frame)],
             },
-            NodeId::Client(_) => vec![(to, frame)],
+            NodeId::Client(_) | NodeId::Execution(_) => vec![(to, frame)],
         };
         for (to, frame) in frames {
             if !self.healed
