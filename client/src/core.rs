@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 use zz_protocol::messages::{AuthenticatedRequest, Reply};
-use zz_protocol::{ReplicaId, Time, View};
+use zz_protocol::{NodeId, ReplicaId, Time, View};
 
 /// Where a request goes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -28,13 +28,17 @@ pub struct Accepted {
 struct Outstanding {
     request: AuthenticatedRequest,
     retransmit_at: Time,
-    /// At most one reply per replica: the latest it sent.
-    replies: BTreeMap<ReplicaId, Vec<u8>>,
+    /// At most one reply per voter: the latest it sent.
+    replies: BTreeMap<NodeId, Vec<u8>>,
 }
 
 /// The client's state machine. See the module documentation.
 pub struct ClientCore {
     replica_count: usize,
+    /// The nodes whose replies count: the app's execution replicas, or the agreement
+    /// replicas for an app they answer themselves. Votes from anyone else are ignored, so
+    /// faulty nodes of two kinds can never add up to f+1.
+    voters: Vec<NodeId>,
     weak_quorum: usize,
     retransmit_micros: u64,
     view_guess: View,
@@ -43,9 +47,11 @@ pub struct ClientCore {
 }
 
 impl ClientCore {
-    pub fn new(f: usize, retransmit_micros: u64) -> ClientCore {
+    /// A client whose results need f+1 matching replies from `voters`.
+    pub fn new(f: usize, retransmit_micros: u64, voters: Vec<NodeId>) -> ClientCore {
         ClientCore {
             replica_count: 3 * f + 1,
+            voters,
             weak_quorum: f + 1,
             retransmit_micros,
             view_guess: View(0),
@@ -79,15 +85,18 @@ impl ClientCore {
         self.outstanding = None;
     }
 
-    /// A reply from `replica`; returns the result once f+1 replicas agree on it.
-    pub fn handle_reply(&mut self, replica: ReplicaId, reply: Reply) -> Option<Accepted> {
+    /// A reply from `from`; returns the result once f+1 voters agree on it.
+    pub fn handle_reply(&mut self, from: NodeId, reply: Reply) -> Option<Accepted> {
+        if !self.voters.contains(&from) {
+            return None;
+        }
         let outstanding = self.outstanding.as_mut()?;
         let request = &outstanding.request.request;
         if reply.client != request.client || reply.timestamp != request.timestamp {
             return None;
         }
         self.view_guess = self.view_guess.max(reply.view);
-        outstanding.replies.insert(replica, reply.result.clone());
+        outstanding.replies.insert(from, reply.result.clone());
         let matching = outstanding
             .replies
             .values()
@@ -155,25 +164,36 @@ mod tests {
         }
     }
 
+    fn agreement_voters() -> Vec<NodeId> {
+        (0..4).map(|r| NodeId::Replica(ReplicaId(r))).collect()
+    }
+
+    fn r(id: u32) -> NodeId {
+        NodeId::Replica(ReplicaId(id))
+    }
+
     #[test]
     fn a_result_needs_f_plus_one_distinct_matching_replies() {
-        let mut client = ClientCore::new(1, 1000);
+        let mut client = ClientCore::new(1, 1000, agreement_voters());
         client.submit(Time(0), request(1));
-        assert_eq!(client.handle_reply(ReplicaId(0), reply(1, b"x")), None);
+        assert_eq!(client.handle_reply(r(0), reply(1, b"x")), None);
         // The same replica again does not count twice.
-        assert_eq!(client.handle_reply(ReplicaId(0), reply(1, b"x")), None);
+        assert_eq!(client.handle_reply(r(0), reply(1, b"x")), None);
         // A different result does not match.
-        assert_eq!(client.handle_reply(ReplicaId(1), reply(1, b"y")), None);
+        assert_eq!(client.handle_reply(r(1), reply(1, b"y")), None);
         // A reply to another timestamp is ignored.
-        assert_eq!(client.handle_reply(ReplicaId(2), reply(2, b"x")), None);
-        let accepted = client.handle_reply(ReplicaId(3), reply(1, b"x")).unwrap();
+        assert_eq!(client.handle_reply(r(2), reply(2, b"x")), None);
+        // A node that is not a voter does not count.
+        let outsider = NodeId::Execution(zz_protocol::ExecutionId(0));
+        assert_eq!(client.handle_reply(outsider, reply(1, b"x")), None);
+        let accepted = client.handle_reply(r(3), reply(1, b"x")).unwrap();
         assert_eq!(accepted.result, b"x");
         assert!(!client.is_busy());
     }
 
     #[test]
     fn retransmits_to_all_replicas_after_the_timeout() {
-        let mut client = ClientCore::new(1, 1000);
+        let mut client = ClientCore::new(1, 1000, agreement_voters());
         client.submit(Time(0), request(1));
         assert_eq!(client.poll_send()[0].0, Destination::Replica(ReplicaId(0)));
         client.handle_timeout(Time(999));

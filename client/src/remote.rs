@@ -85,7 +85,14 @@ impl ClientPool {
         let clients = endpoints
             .into_iter()
             .map(|endpoint| ClientState {
-                core: ClientCore::new(cluster.protocol.f, retransmit_micros),
+                // Today the agreement replicas answer every request themselves.
+                core: ClientCore::new(
+                    cluster.protocol.f,
+                    retransmit_micros,
+                    (0..cluster.replica_count() as u32)
+                        .map(|replica| NodeId::Replica(ReplicaId(replica)))
+                        .collect(),
+                ),
                 endpoint,
                 pending: None,
                 queued: VecDeque::new(),
@@ -273,10 +280,10 @@ impl PoolTask {
                 return;
             }
         };
-        let (NodeId::Replica(replica), Message::Reply(reply)) = verified.into_parts() else {
+        let (from, Message::Reply(reply)) = verified.into_parts() else {
             return;
         };
-        if let Some(accepted) = client.core.handle_reply(replica, reply)
+        if let Some(accepted) = client.core.handle_reply(from, reply)
             && let Some(pending) = client.pending.take()
         {
             let _ = pending.result.send(Ok(accepted.result));

@@ -240,7 +240,13 @@ impl World {
             .collect();
         let clients = (0..scenario.clients)
             .map(|client| SimClient {
-                core: ClientCore::new(f, scenario.client_retransmit_micros),
+                core: ClientCore::new(
+                    f,
+                    scenario.client_retransmit_micros,
+                    (0..replica_count)
+                        .map(|r| NodeId::Replica(ReplicaId(r)))
+                        .collect(),
+                ),
                 endpoint: Endpoint::new(
                     keys.client(ClientId(client)),
                     verifying.clone(),
@@ -649,11 +655,11 @@ impl World {
         let Ok(verified) = client.endpoint.open(frame) else {
             return Ok(());
         };
-        let (NodeId::Replica(replica), Message::Reply(reply)) = verified.into_parts() else {
+        let (replier, Message::Reply(reply)) = verified.into_parts() else {
             return Ok(());
         };
-        debug_assert_eq!(from, NodeId::Replica(replica));
-        if let Some(accepted) = client.core.handle_reply(replica, reply) {
+        debug_assert_eq!(from, replier);
+        if let Some(accepted) = client.core.handle_reply(replier, reply) {
             if !self.ordered_requests.contains(&(id, accepted.timestamp)) {
                 return Err(format!(
                     "client {id} accepted timestamp {} that no correct replica ordered",
