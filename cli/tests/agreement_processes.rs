@@ -150,10 +150,13 @@ async fn replicas_order_survive_a_primary_crash_and_the_crashed_one_catches_up()
     tokio::time::timeout(Duration::from_secs(60), order(&dir, 5, 200, 10))
         .await
         .expect("200 more requests ordered after the primary died");
-    for id in 1..4 {
-        let status = cluster.status(id).unwrap();
-        assert!(status.view >= 1, "replica {id} still in view 0: {status:?}");
-    }
+    // Status files are rewritten every 250 ms, so give them a moment to show the new view.
+    wait_for(
+        "the survivors to report a view past 0",
+        Duration::from_secs(5),
+        || (1..4).all(|id| cluster.status(id).is_some_and(|s| s.view >= 1)),
+    )
+    .await;
 
     // Restart the killed replica: it restores from its records and catches up.
     cluster.start_replica(0);
