@@ -4,6 +4,7 @@
 //! node and the simulator run exactly the same code around the core.
 
 use crate::core::{Output, Replica};
+use crate::orders::{ExecutionGroups, OrderRouter};
 use crate::storage::Storage;
 use bytes::Bytes;
 use std::collections::BTreeMap;
@@ -34,9 +35,9 @@ pub struct ReplicaDriver<B, S> {
     endpoint: Endpoint,
     bus: B,
     storage: S,
-    /// Answer clients directly for every ordered request (the null service), as long as no
-    /// execution replicas are configured.
-    reply_to_clients: bool,
+    /// Sends each app's orders to its execution replicas; apps without any are answered
+    /// by the agreement replicas themselves (the null service).
+    orders: OrderRouter,
     counters: DriverCounters,
     deliveries: Vec<Delivery>,
 }
@@ -49,10 +50,16 @@ impl<B: MessageBus, S: Storage> ReplicaDriver<B, S> {
             endpoint,
             bus,
             storage,
-            reply_to_clients: true,
+            orders: OrderRouter::default(),
             counters: DriverCounters::default(),
             deliveries: Vec::new(),
         }
+    }
+
+    /// Send each app's orders to these execution replicas.
+    pub fn with_execution_groups(mut self, groups: ExecutionGroups) -> Self {
+        self.orders = OrderRouter::new(groups);
+        self
     }
 
     pub fn replica(&self) -> &Replica {
@@ -72,7 +79,14 @@ impl<B: MessageBus, S: Storage> ReplicaDriver<B, S> {
     pub fn handle_frame(&mut self, now: Time, frame: &[u8]) {
         self.counters.frames_received += 1;
         match self.endpoint.open(frame) {
-            Ok(verified) => self.replica.handle_message(now, verified),
+            Ok(verified) => match verified.into_parts() {
+                (NodeId::Execution(from), Message::Executed(executed)) => {
+                    self.orders.handle_executed(from, executed)
+                }
+                (from, message) => self
+                    .replica
+                    .handle_message(now, zz_protocol::Verified::assume_verified(from, message)),
+            },
             Err(rejection) => {
                 tracing::debug!(replica = %self.replica.id(), %rejection, "rejected frame");
                 *self
@@ -87,6 +101,10 @@ impl<B: MessageBus, S: Storage> ReplicaDriver<B, S> {
 
     pub fn handle_timeout(&mut self, now: Time) {
         self.replica.handle_timeout(now);
+        let interval = self.replica.params().status_interval_ms * 1000;
+        for (member, order) in self.orders.resend(now, interval) {
+            self.send(NodeId::Execution(member), &Message::AppOrder(order));
+        }
         self.flush();
     }
 
@@ -107,15 +125,23 @@ impl<B: MessageBus, S: Storage> ReplicaDriver<B, S> {
                 Output::Send { to, message } => self.send(NodeId::Replica(to), &message),
                 Output::Broadcast(message) => self.broadcast(&message),
                 Output::Order(order) => {
-                    if self.reply_to_clients {
-                        self.reply_for_order(&order);
-                    }
+                    self.reply_for_order(&order);
                     self.deliveries.push(Delivery::Order(order));
                 }
-                Output::AppOrder(order) => self.deliveries.push(Delivery::AppOrder(order)),
+                Output::AppOrder(order) => {
+                    for (member, order) in self.orders.route(order.clone()) {
+                        self.send(NodeId::Execution(member), &Message::AppOrder(order));
+                    }
+                    self.deliveries.push(Delivery::AppOrder(order));
+                }
                 Output::Skipped { to } => self.deliveries.push(Delivery::Skipped(to)),
-                Output::AlreadyOrdered { client, timestamp } => {
-                    if self.reply_to_clients {
+                Output::AlreadyOrdered {
+                    app,
+                    client,
+                    timestamp,
+                } => {
+                    // An app with execution replicas answers retransmissions itself.
+                    if !self.orders.has_group(app) {
                         let view = self.replica.view();
                         self.reply(view, client, timestamp);
                     }

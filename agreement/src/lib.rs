@@ -12,4 +12,5 @@ pub mod persist;
 pub use core::{Output, Replica, ReplicaConfig};
 pub mod driver;
 pub mod node;
+pub mod orders;
 pub mod storage;

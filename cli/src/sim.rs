@@ -53,10 +53,11 @@ pub fn run(args: &SimArgs) -> u64 {
         let seed = outcome.seed;
         if args.verbose || args.seed.is_some() {
             println!(
-                "seed {seed}: events {}, accepted {}, batches {}, view changes {}, state transfers {}, rejected {}, lost {}, byzantine {}, crashes {}, end {:.1}s",
+                "seed {seed}: events {}, accepted {}, batches {}, execution checkpoints {}, view changes {}, state transfers {}, rejected {}, lost {}, byzantine {}, crashes {}, end {:.1}s",
                 stats.events,
                 stats.requests_accepted,
                 stats.batches_ordered_max,
+                stats.execution_checkpoints,
                 stats.view_changes,
                 stats.state_transfers,
                 stats.frames_rejected,

@@ -162,6 +162,24 @@ impl ExecutionReplica {
         self.run();
     }
 
+    /// The reply this replica gave `client`'s request `timestamp`, if that was the client's
+    /// last executed request: how a client's retransmission is answered without ordering
+    /// it again. None too while the client's reply cache bucket is not fetched yet.
+    pub fn cached_reply(&self, client: ClientId, timestamp: u64) -> Option<Reply> {
+        let value = self.store.get(&client_key(client)).ok()??;
+        let (cached_timestamp, result) = decode_cached(value);
+        (cached_timestamp == timestamp).then(|| Reply {
+            view: View(0),
+            client,
+            timestamp,
+            result: result.to_vec(),
+        })
+    }
+
+    pub fn app(&self) -> AppId {
+        self.config.app
+    }
+
     /// Install a fetched bucket (verified against the pinned root) and resume.
     pub fn install_bucket(&mut self, proof: BucketProof) -> Result<(), StateError> {
         self.store.install_bucket(proof)?;

@@ -8,3 +8,6 @@ pub use app::{App, ExecContext, StateAccess};
 pub mod core;
 
 pub use core::{ExecCounters, ExecOutput, ExecutionConfig, ExecutionReplica};
+pub mod driver;
+
+pub use driver::ExecutionDriver;

@@ -4,7 +4,7 @@
 use crate::crypto::{
     NodeKeys, ReplicaVerifyingKeys, SessionKey, client_key, signing_key_from_bytes,
 };
-use crate::{ClientId, Digest, Endpoint, NodeId, ProtocolParams, ReplicaId};
+use crate::{ClientId, Digest, Endpoint, ExecutionId, NodeId, ProtocolParams, ReplicaId};
 use std::collections::BTreeMap;
 
 fn derive(seed: u64, label: &[u8], a: u64, b: u64) -> [u8; 32] {
@@ -18,10 +18,12 @@ fn derive(seed: u64, label: &[u8], a: u64, b: u64) -> [u8; 32] {
     .0
 }
 
-/// Every key of a cluster of `params.replica_count()` replicas, derived from `seed`.
+/// Every key of a cluster of `params.replica_count()` agreement replicas and
+/// `execution_count` execution replicas, derived from `seed`.
 pub struct DerivedKeys {
     seed: u64,
     params: ProtocolParams,
+    execution_count: u32,
 }
 
 impl DerivedKeys {
@@ -29,19 +31,50 @@ impl DerivedKeys {
         DerivedKeys {
             seed,
             params: params.clone(),
+            execution_count: 0,
         }
+    }
+
+    /// The same cluster with execution replicas 0..count.
+    pub fn with_executions(mut self, count: u32) -> DerivedKeys {
+        self.execution_count = count;
+        self
     }
 
     fn replica_count(&self) -> u32 {
         self.params.replica_count() as u32
     }
 
-    fn client_master(&self, replica: ReplicaId) -> SessionKey {
-        SessionKey(derive(self.seed, b"client master", replica.0 as u64, 0))
+    fn executions(&self) -> impl Iterator<Item = ExecutionId> + use<> {
+        (0..self.execution_count).map(ExecutionId)
+    }
+
+    fn client_master(&self, node: NodeId) -> SessionKey {
+        match node {
+            NodeId::Replica(replica) => {
+                SessionKey(derive(self.seed, b"client master", replica.0 as u64, 0))
+            }
+            NodeId::Execution(execution) => SessionKey(derive(
+                self.seed,
+                b"execution client master",
+                execution.0 as u64,
+                0,
+            )),
+            NodeId::Client(_) => unreachable!("clients derive no client keys"),
+        }
+    }
+
+    fn replica_execution_key(&self, replica: ReplicaId, execution: ExecutionId) -> SessionKey {
+        SessionKey(derive(
+            self.seed,
+            b"replica-execution",
+            replica.0 as u64,
+            execution.0 as u64,
+        ))
     }
 
     pub fn replica(&self, replica: ReplicaId) -> NodeKeys {
-        let peer_keys = (0..self.replica_count())
+        let mut peer_keys: BTreeMap<NodeId, SessionKey> = (0..self.replica_count())
             .map(ReplicaId)
             .filter(|peer| *peer != replica)
             .map(|peer| {
@@ -50,10 +83,14 @@ impl DerivedKeys {
                 (NodeId::Replica(peer), key)
             })
             .collect();
+        for execution in self.executions() {
+            let key = self.replica_execution_key(replica, execution);
+            peer_keys.insert(NodeId::Execution(execution), key);
+        }
         NodeKeys {
             id: NodeId::Replica(replica),
             peer_keys,
-            client_master: Some(self.client_master(replica)),
+            client_master: Some(self.client_master(NodeId::Replica(replica))),
             signing_key: Some(signing_key_from_bytes(derive(
                 self.seed,
                 b"signing",
@@ -63,15 +100,30 @@ impl DerivedKeys {
         }
     }
 
-    pub fn client(&self, client: ClientId) -> NodeKeys {
-        let peer_keys: BTreeMap<NodeId, SessionKey> = (0..self.replica_count())
+    /// An execution replica's keys: one per agreement replica, and its client master.
+    pub fn execution(&self, execution: ExecutionId) -> NodeKeys {
+        assert!(execution.0 < self.execution_count);
+        let peer_keys = (0..self.replica_count())
             .map(ReplicaId)
             .map(|replica| {
-                (
-                    NodeId::Replica(replica),
-                    client_key(&self.client_master(replica), client),
-                )
+                let key = self.replica_execution_key(replica, execution);
+                (NodeId::Replica(replica), key)
             })
+            .collect();
+        NodeKeys {
+            id: NodeId::Execution(execution),
+            peer_keys,
+            client_master: Some(self.client_master(NodeId::Execution(execution))),
+            signing_key: None,
+        }
+    }
+
+    pub fn client(&self, client: ClientId) -> NodeKeys {
+        let replicas = (0..self.replica_count()).map(|r| NodeId::Replica(ReplicaId(r)));
+        let executions = self.executions().map(NodeId::Execution);
+        let peer_keys = replicas
+            .chain(executions)
+            .map(|node| (node, client_key(&self.client_master(node), client)))
             .collect();
         NodeKeys {
             id: NodeId::Client(client),
@@ -93,12 +145,19 @@ impl DerivedKeys {
                 .collect(),
         )
     }
-}
 
-impl DerivedKeys {
     /// Replica `id`'s endpoint.
     pub fn replica_endpoint(&self, id: ReplicaId) -> Endpoint {
         Endpoint::new(self.replica(id), self.verifying_keys(), self.params.clone())
+    }
+
+    /// Execution replica `id`'s endpoint.
+    pub fn execution_endpoint(&self, id: ExecutionId) -> Endpoint {
+        Endpoint::new(
+            self.execution(id),
+            self.verifying_keys(),
+            self.params.clone(),
+        )
     }
 
     /// Client `id`'s endpoint.

@@ -67,7 +67,11 @@ pub enum Output {
     /// here; whoever consumes orders must fetch that state elsewhere.
     Skipped { to: Seq },
     /// A client retransmitted the request that was ordered last for it.
-    AlreadyOrdered { client: ClientId, timestamp: u64 },
+    AlreadyOrdered {
+        app: AppId,
+        client: ClientId,
+        timestamp: u64,
+    },
 }
 
 /// Why messages were dropped, by reason; for logs, status and metrics.
@@ -506,8 +510,11 @@ impl Replica {
             && timestamp <= last
         {
             if timestamp == last {
-                self.outputs
-                    .push_back(Output::AlreadyOrdered { client, timestamp });
+                self.outputs.push_back(Output::AlreadyOrdered {
+                    app: request.request.app,
+                    client,
+                    timestamp,
+                });
             } else {
                 self.drop_message("stale-request");
             }

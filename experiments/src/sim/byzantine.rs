@@ -1,8 +1,9 @@
 //! Byzantine agreement replicas. A Byzantine replica runs a real core, but everything it
 //! sends passes through [`Byzantine::mutate`], which lies the ways a compromised replica
 //! can with its own keys: equivocating pre-prepares, conflicting prepares and commits,
-//! false checkpoints, view changes that hide prepared certificates, absurd views and
-//! sequence numbers, replays of its old messages, forged MACs, and silence.
+//! false checkpoints, forged orders to execution replicas, view changes that hide prepared
+//! certificates, absurd views and sequence numbers, replays of its old messages, forged
+//! MACs, and silence.
 
 use super::rng::SimRng;
 use bytes::Bytes;
@@ -153,6 +154,14 @@ impl Byzantine {
                 let mut body = checkpoint.body;
                 body.digest = Self::random_digest(rng);
                 Some(Message::Checkpoint(self.sign(body)))
+            }
+            // An order to execution replicas with other contents: alone (f of them at
+            // most) it can never gather the f+1 matching copies execution waits for.
+            Message::AppOrder(order) if rng.chance(b.conflicting_votes) => {
+                let mut forged = order.clone();
+                forged.nondet.seed = rng.next_u64();
+                forged.requests.pop();
+                Some(Message::AppOrder(forged))
             }
             Message::ViewChange(view_change) if rng.chance(b.hide_certificates) => {
                 let mut body = view_change.body.clone();

@@ -3,11 +3,17 @@
 //! are Byzantine and how they lie. Real agreement drivers (core, frame sealing and opening,
 //! persistence) run on a virtual network with a virtual clock that jumps to the next event.
 //!
+//! Each cluster hosts two apps (kv and null), each with f+1 execution replicas that get
+//! their app's orders from the agreement replicas and answer the clients; clients accept a
+//! result only when f+1 of their app's execution replicas vouch for it.
+//!
 //! A run has a safety phase, with faults, then a liveness phase on a healed network
 //! (crashed replicas restarted; Byzantine replicas go on lying). After every step the
 //! checker verifies: no two correct replicas order different batches at one sequence
-//! number; each correct replica orders gap-free; stable checkpoints agree; a client accepts
-//! only what a correct replica ordered. At the end every client request must be accepted.
+//! number, or different requests at one app sequence number; each correct replica orders
+//! gap-free; stable checkpoints agree; execution replicas report equal replies digests and
+//! equal state roots at equal sequence numbers; a client accepts only what a correct
+//! replica ordered. At the end every client request must be accepted.
 
 pub mod byzantine;
 pub mod rng;
@@ -20,12 +26,21 @@ use scenario::Scenario;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use zz_agreement::driver::{Delivery, ReplicaDriver};
+use zz_agreement::orders::ExecutionGroups;
 use zz_agreement::storage::MemoryStorage;
 use zz_agreement::{Replica, ReplicaConfig};
 use zz_client::{ClientCore, Destination};
+use zz_execution::{ExecOutput, ExecutionConfig, ExecutionDriver, ExecutionReplica};
 use zz_protocol::bus::MessageBus;
 use zz_protocol::messages::{Message, Request};
-use zz_protocol::{AppId, ClientId, Digest, Endpoint, NodeId, ReplicaId, Seq, Time};
+use zz_protocol::{AppId, ClientId, Digest, Endpoint, ExecutionId, NodeId, ReplicaId, Seq, Time};
+use zz_state_fetch::{ObjectStore, StateParams};
+
+/// Apps in every simulated cluster: app 0 runs kv, app 1 runs null; each has f+1
+/// execution replicas.
+const APPS: [&str; 2] = ["kv", "null"];
+/// Merkle buckets of a simulated app's state (small, so checkpoints stay cheap).
+const SIM_BUCKET_BITS: u8 = 4;
 
 /// Events one run may process at most; more means something spins.
 const EVENTS_MAX: u64 = 5_000_000;
@@ -59,6 +74,8 @@ pub struct SimStats {
     pub crashes: usize,
     /// Crashed replicas brought back from their persisted records.
     pub restarts: u64,
+    /// Execution checkpoints (app, seq) whose roots the checker compared.
+    pub execution_checkpoints: u64,
     /// Per-app orders from correct replicas that the checker compared.
     pub app_orders_checked: u64,
     pub end_micros: u64,
@@ -174,6 +191,12 @@ struct SimReplica {
     last_app_delivered: BTreeMap<AppId, Seq>,
 }
 
+struct SimExecution {
+    app: AppId,
+    bus: SimBus,
+    driver: ExecutionDriver<SimBus>,
+}
+
 struct SimClient {
     core: ClientCore,
     endpoint: Endpoint,
@@ -191,7 +214,13 @@ struct World {
     event_counter: u64,
     healed: bool,
     replicas: Vec<SimReplica>,
+    executions: Vec<SimExecution>,
+    groups: ExecutionGroups,
     clients: Vec<SimClient>,
+    /// (app, seq) -> replies digest the first execution replica reported.
+    executed: BTreeMap<(AppId, Seq), Digest>,
+    /// (app, seq) -> state root the first execution replica reported.
+    execution_roots: BTreeMap<(AppId, Seq), Digest>,
     /// seq -> (digest, first correct replica that ordered it)
     committed: BTreeMap<Seq, (Digest, ReplicaId)>,
     /// (app, app seq) -> (order digest, first correct replica that ordered it)
@@ -205,8 +234,19 @@ struct World {
 impl World {
     fn new(seed: u64, scenario: Scenario) -> World {
         let mut rng = SimRng::new(seed).fork();
-        let keys = zz_protocol::derived_keys::DerivedKeys::new(seed, &scenario.params);
         let f = scenario.params.f;
+        let group_size = (f + 1) as u32;
+        let execution_count = APPS.len() as u32 * group_size;
+        let keys = zz_protocol::derived_keys::DerivedKeys::new(seed, &scenario.params)
+            .with_executions(execution_count);
+        let groups: ExecutionGroups = (0..APPS.len() as u32)
+            .map(|app| {
+                let members = (0..group_size)
+                    .map(|i| ExecutionId(app * group_size + i))
+                    .collect();
+                (AppId(app), members)
+            })
+            .collect();
         let verifying = keys.verifying_keys();
         let replica_count = scenario.params.replica_count() as u32;
         let replicas = (0..replica_count)
@@ -238,13 +278,36 @@ impl World {
                 }
             })
             .collect();
+        let executions = groups
+            .iter()
+            .flat_map(|(app, members)| members.iter().map(move |member| (*app, *member)))
+            .map(|(app, member)| {
+                let config = ExecutionConfig {
+                    app,
+                    f,
+                    agreement_replicas: replica_count as usize,
+                    checkpoint_interval: scenario.params.checkpoint_interval,
+                    window: scenario.params.window * 4,
+                };
+                let state = StateParams::new(SIM_BUCKET_BITS).expect("valid bucket bits");
+                let program = zz_apps::app_by_name(APPS[app.0 as usize]).expect("known app");
+                let replica =
+                    ExecutionReplica::new(config, program, ObjectStore::new(state), Seq(0));
+                let bus = SimBus::default();
+                let endpoint = keys.execution_endpoint(member);
+                let driver = ExecutionDriver::new(replica, endpoint, bus.clone(), replica_count);
+                SimExecution { app, bus, driver }
+            })
+            .collect();
         let clients = (0..scenario.clients)
             .map(|client| SimClient {
+                // Only the client's app's execution replicas vote on its results.
                 core: ClientCore::new(
                     f,
                     scenario.client_retransmit_micros,
-                    (0..replica_count)
-                        .map(|r| NodeId::Replica(ReplicaId(r)))
+                    groups[&client_app(ClientId(client))]
+                        .iter()
+                        .map(|member| NodeId::Execution(*member))
                         .collect(),
                 ),
                 endpoint: Endpoint::new(
@@ -271,7 +334,11 @@ impl World {
             event_counter: 0,
             healed: false,
             replicas,
+            executions,
+            groups,
             clients,
+            executed: BTreeMap::new(),
+            execution_roots: BTreeMap::new(),
             committed: BTreeMap::new(),
             app_committed: BTreeMap::new(),
             ordered_requests: BTreeSet::new(),
@@ -398,9 +465,12 @@ impl World {
                     self.after_replica_step(replica)?;
                 }
                 NodeId::Client(client) => self.deliver_to_client(from, client, &frame)?,
-                // The simulated cluster has no execution replicas yet: agreement replicas
-                // answer clients themselves, and nothing is addressed to execution replicas.
-                NodeId::Execution(_) => {}
+                NodeId::Execution(execution) => {
+                    self.executions[execution.0 as usize]
+                        .driver
+                        .handle_frame(&frame);
+                    self.after_execution_step(execution)?;
+                }
             },
             Event::ReplicaTimer {
                 replica,
@@ -462,12 +532,10 @@ impl World {
         sim.last_delivered = replica.last_executed();
         sim.last_app_delivered.clear();
         let storage = std::mem::take(&mut sim.storage);
-        sim.driver = Some(ReplicaDriver::new(
-            replica,
-            sim.endpoint.clone(),
-            sim.bus.clone(),
-            storage,
-        ));
+        sim.driver = Some(
+            ReplicaDriver::new(replica, sim.endpoint.clone(), sim.bus.clone(), storage)
+                .with_execution_groups(self.groups.clone()),
+        );
         self.reschedule_replica(id);
     }
 
@@ -510,6 +578,50 @@ impl World {
             self.route(NodeId::Replica(id), to, frame);
         }
         self.reschedule_replica(id);
+        Ok(())
+    }
+
+    /// Execution replicas (all correct here) must agree on every replies digest and every
+    /// state root they report at equal sequence numbers.
+    fn after_execution_step(&mut self, id: ExecutionId) -> Result<(), String> {
+        let sim = &mut self.executions[id.0 as usize];
+        let app = sim.app;
+        let reports = sim.driver.take_reports();
+        let frames = sim.bus.drain();
+        for report in reports {
+            let (table, seq, digest, what) = match report {
+                ExecOutput::Executed(executed) => (
+                    &mut self.executed,
+                    executed.seq,
+                    executed.replies,
+                    "replies",
+                ),
+                ExecOutput::Checkpoint(checkpoint) => (
+                    &mut self.execution_roots,
+                    checkpoint.seq,
+                    checkpoint.root,
+                    "state roots",
+                ),
+                ExecOutput::Reply(_) | ExecOutput::NeedBucket(_) => continue,
+            };
+            match table.get(&(app, seq)) {
+                Some(existing) if *existing != digest => {
+                    return Err(format!(
+                        "execution: {id} reports different {what} at {seq} of {app}"
+                    ));
+                }
+                Some(_) => {}
+                None => {
+                    table.insert((app, seq), digest);
+                    if what == "state roots" {
+                        self.stats.execution_checkpoints += 1;
+                    }
+                }
+            }
+        }
+        for (to, frame) in frames {
+            self.route(NodeId::Execution(id), to, frame);
+        }
         Ok(())
     }
 
@@ -687,12 +799,13 @@ impl World {
         {
             client.next_submit_at = None;
             client.remaining -= 1;
+            let app = client_app(id);
+            let timestamp = client.next_timestamp;
             let request = Request {
-                // Two apps, so per-app sequencing is exercised.
-                app: AppId((id.0 % 2) as u32),
+                app,
                 client: id,
-                timestamp: client.next_timestamp,
-                op: client.next_timestamp.to_le_bytes().to_vec(),
+                timestamp,
+                op: client_op(app, id, timestamp),
             };
             client.next_timestamp += 1;
             let request = client.endpoint.authenticate_request(request);
@@ -712,9 +825,20 @@ impl World {
                 Destination::Replica(replica) => vec![replica],
                 Destination::AllReplicas => (0..replica_count).map(ReplicaId).collect(),
             };
+            // A retransmission also asks the app's execution replicas, which answer it
+            // from their reply caches if they executed it already.
+            let retransmission = targets.len() > 1;
+            let executions: Vec<NodeId> = if retransmission {
+                self.groups[&request.request.app]
+                    .iter()
+                    .map(|member| NodeId::Execution(*member))
+                    .collect()
+            } else {
+                Vec::new()
+            };
             let message = Message::Request(request);
-            for target in targets {
-                let to = NodeId::Replica(target);
+            let destinations = targets.into_iter().map(NodeId::Replica).chain(executions);
+            for to in destinations {
                 if let Some(frame) = client.endpoint.seal(to, &message) {
                     frames.push((to, Bytes::from(frame)));
                 }
@@ -767,4 +891,29 @@ pub fn sweep(first: u64, count: u64, f: usize, jobs: usize) -> Vec<SimOutcome> {
     });
     outcomes.sort_by_key(|outcome| outcome.seed);
     outcomes
+}
+
+/// Which app a simulated client uses: both apps get traffic.
+fn client_app(client: ClientId) -> AppId {
+    AppId((client.0 % APPS.len() as u64) as u32)
+}
+
+/// A deterministic operation for `app`: kv clients write and read a few shared keys, so
+/// results depend on the order of execution; null clients send a small payload.
+fn client_op(app: AppId, client: ClientId, timestamp: u64) -> Vec<u8> {
+    match APPS[app.0 as usize] {
+        "kv" => {
+            let key = format!("k{}", (client.0 + timestamp) % 3).into_bytes();
+            let op = if timestamp.is_multiple_of(3) {
+                zz_apps::kv::Op::Get { key }
+            } else {
+                zz_apps::kv::Op::Put {
+                    key,
+                    value: timestamp.to_le_bytes().to_vec(),
+                }
+            };
+            zz_apps::kv::encode_op(&op)
+        }
+        _ => timestamp.to_le_bytes().to_vec(),
+    }
 }

@@ -1,0 +1,139 @@
+//! The execution driver: an [`ExecutionReplica`] with its endpoint and bus. It opens
+//! incoming frames (dropping and counting what fails), feeds orders to the core, answers
+//! clients' retransmissions from the reply cache, and sends the core's outputs: replies to
+//! clients, reports to every agreement replica. No clock, no tasks: the node and the
+//! simulator run the same code.
+
+use crate::core::{ExecOutput, ExecutionReplica};
+use bytes::Bytes;
+use std::collections::BTreeMap;
+use zz_protocol::bus::MessageBus;
+use zz_protocol::messages::Message;
+use zz_protocol::{Endpoint, NodeId, ReplicaId};
+use zz_state_fetch::BucketIndex;
+
+/// Frames rejected before the core saw them, by reason.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ExecutionDriverCounters {
+    pub frames_received: u64,
+    pub rejected: BTreeMap<&'static str, u64>,
+}
+
+/// See the module documentation.
+pub struct ExecutionDriver<B> {
+    replica: ExecutionReplica,
+    endpoint: Endpoint,
+    bus: B,
+    agreement_replicas: u32,
+    counters: ExecutionDriverCounters,
+    /// Executed and checkpoint reports since the last [`ExecutionDriver::take_reports`].
+    reports: Vec<ExecOutput>,
+    /// Buckets the core is waiting for (the lazy fetch path drains these).
+    needed: Vec<BucketIndex>,
+}
+
+impl<B: MessageBus> ExecutionDriver<B> {
+    pub fn new(
+        replica: ExecutionReplica,
+        endpoint: Endpoint,
+        bus: B,
+        agreement_replicas: u32,
+    ) -> Self {
+        assert!(matches!(endpoint.id(), NodeId::Execution(_)));
+        ExecutionDriver {
+            replica,
+            endpoint,
+            bus,
+            agreement_replicas,
+            counters: ExecutionDriverCounters::default(),
+            reports: Vec::new(),
+            needed: Vec::new(),
+        }
+    }
+
+    pub fn replica(&self) -> &ExecutionReplica {
+        &self.replica
+    }
+    pub fn counters(&self) -> &ExecutionDriverCounters {
+        &self.counters
+    }
+
+    /// The Executed and checkpoint reports sent since the last call, in order.
+    pub fn take_reports(&mut self) -> Vec<ExecOutput> {
+        std::mem::take(&mut self.reports)
+    }
+
+    /// Buckets execution is parked on, since the last call.
+    pub fn take_needed_buckets(&mut self) -> Vec<BucketIndex> {
+        std::mem::take(&mut self.needed)
+    }
+
+    fn reject(&mut self, reason: &'static str) {
+        *self.counters.rejected.entry(reason).or_default() += 1;
+    }
+
+    pub fn handle_frame(&mut self, frame: &[u8]) {
+        self.counters.frames_received += 1;
+        let verified = match self.endpoint.open(frame) {
+            Ok(verified) => verified,
+            Err(rejection) => {
+                tracing::debug!(app = %self.replica.app(), %rejection, "rejected frame");
+                return self.reject(rejection.reason());
+            }
+        };
+        match verified.into_parts() {
+            (NodeId::Replica(from), Message::AppOrder(order)) => {
+                self.replica.handle_order(from, order)
+            }
+            (NodeId::Client(client), Message::Request(request)) => {
+                let timestamp = request.request.timestamp;
+                match self.replica.cached_reply(client, timestamp) {
+                    Some(reply) => self.send(NodeId::Client(client), &Message::Reply(reply)),
+                    // Not executed yet (or long superseded): the order will bring it.
+                    None => self.reject("retransmission-not-cached"),
+                }
+            }
+            _ => self.reject("unexpected-kind"),
+        }
+        self.flush();
+    }
+
+    fn flush(&mut self) {
+        while let Some(output) = self.replica.poll_output() {
+            match output {
+                ExecOutput::Reply(reply) => {
+                    let to = NodeId::Client(reply.client);
+                    self.send(to, &Message::Reply(reply));
+                }
+                ExecOutput::Executed(executed) => {
+                    self.broadcast(&Message::Executed(executed));
+                    self.reports.push(ExecOutput::Executed(executed));
+                }
+                ExecOutput::Checkpoint(checkpoint) => {
+                    self.broadcast(&Message::ExecutionCheckpoint(checkpoint));
+                    self.reports.push(ExecOutput::Checkpoint(checkpoint));
+                }
+                ExecOutput::NeedBucket(bucket) => {
+                    if !self.needed.contains(&bucket) {
+                        self.needed.push(bucket);
+                    }
+                }
+            }
+        }
+    }
+
+    fn send(&mut self, to: NodeId, message: &Message) {
+        if let Some(frame) = self.endpoint.seal(to, message) {
+            self.bus.send(to, Bytes::from(frame));
+        }
+    }
+
+    /// To every agreement replica, with one authenticator.
+    fn broadcast(&mut self, message: &Message) {
+        let frame = Bytes::from(self.endpoint.seal_multicast(message));
+        for replica in 0..self.agreement_replicas {
+            self.bus
+                .send(NodeId::Replica(ReplicaId(replica)), frame.clone());
+        }
+    }
+}
