@@ -166,7 +166,8 @@ pub async fn run_agreement_node(
         stable = %replica.stable_seq(),
         "agreement replica started"
     );
-    let mut driver = ReplicaDriver::new(replica, endpoint, bus, storage);
+    let mut driver = ReplicaDriver::new(replica, endpoint, bus, storage)
+        .with_execution_groups(cluster.execution_groups());
     let mut status_tick = tokio::time::interval(STATUS_FILE_INTERVAL);
     let mut ordered_since_log = 0u64;
     tokio::pin!(shutdown);

@@ -4,6 +4,7 @@
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use hdrhistogram::Histogram;
+use indicatif::{ProgressBar, ProgressStyle};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -23,9 +24,14 @@ pub struct BenchArgs {
     /// Seconds to measure, after one second of warm-up.
     #[arg(long, default_value_t = 10)]
     pub duration: u64,
-    /// Bytes of operation payload per request.
+    /// Bytes of operation payload per request (the value written, for kv).
     #[arg(long, default_value_t = 0)]
     pub payload: usize,
+    /// The hosted app to load: `null` (empty operations) or `kv` (puts). Without it,
+    /// requests name an app no execution replica runs, so the agreement replicas answer
+    /// them themselves: ordering alone.
+    #[arg(long)]
+    pub app: Option<String>,
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
@@ -33,6 +39,7 @@ pub struct BenchArgs {
 
 #[derive(serde::Serialize)]
 struct BenchReport {
+    app: String,
     clients: u64,
     payload_bytes: usize,
     duration_s: f64,
@@ -45,6 +52,36 @@ struct BenchReport {
     latency_max_us: u64,
 }
 
+/// Builds client `index`'s operation.
+type MakeOp = Box<dyn Fn(u32) -> Vec<u8>>;
+
+/// Which app to address, and each client's operation.
+fn operations(config: &ClusterConfig, args: &BenchArgs) -> Result<(AppId, MakeOp)> {
+    let payload = args.payload;
+    let Some(name) = args.app.as_deref() else {
+        // No app has this id, so no execution replica runs it.
+        return Ok((AppId(u32::MAX), Box::new(move |_| vec![0u8; payload])));
+    };
+    let Some(app) = config.app_by_name(name) else {
+        bail!("--app {name}: {} hosts no such app", args.dir.display());
+    };
+    let make_op: MakeOp = match name {
+        "null" => Box::new(move |_| {
+            zz_apps::null::encode_op(&zz_apps::null::Op {
+                payload: vec![0u8; payload],
+            })
+        }),
+        "kv" => Box::new(move |index| {
+            zz_apps::kv::encode_op(&zz_apps::kv::Op::Put {
+                key: format!("bench-{index}").into_bytes(),
+                value: vec![0u8; payload],
+            })
+        }),
+        other => bail!("--app {other}: zz bench loads null or kv"),
+    };
+    Ok((app.id, make_op))
+}
+
 pub async fn run(args: &BenchArgs) -> Result<()> {
     let config = ClusterConfig::load(&args.dir)?;
     if args.clients == 0 || args.clients > config.clients {
@@ -54,6 +91,7 @@ pub async fn run(args: &BenchArgs) -> Result<()> {
             args.dir.display()
         );
     }
+    let (app, make_op) = operations(&config, args)?;
     let measuring = Arc::new(AtomicBool::new(false));
     let stop = Arc::new(AtomicBool::new(false));
     let errors = Arc::new(AtomicU64::new(0));
@@ -63,12 +101,12 @@ pub async fn run(args: &BenchArgs) -> Result<()> {
     for index in 0..args.clients as u32 {
         let client = pool.client(index);
         let (measuring, stop, errors) = (measuring.clone(), stop.clone(), errors.clone());
-        let payload = vec![0u8; args.payload];
+        let op = make_op(index);
         workers.push(tokio::spawn(async move {
             let mut histogram = Histogram::<u64>::new(3).expect("valid histogram precision");
             while !stop.load(Ordering::Relaxed) {
                 let started = Instant::now();
-                match client.invoke(AppId(0), payload.clone()).await {
+                match client.invoke(app, op.clone()).await {
                     Ok(_) if measuring.load(Ordering::Relaxed) => {
                         let micros = started.elapsed().as_micros() as u64;
                         histogram
@@ -88,23 +126,28 @@ pub async fn run(args: &BenchArgs) -> Result<()> {
     tokio::time::sleep(Duration::from_secs(1)).await;
     measuring.store(true, Ordering::Relaxed);
     let started = Instant::now();
-    for second in 1..=args.duration {
+    let progress = if args.json {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(args.duration).with_style(
+            ProgressStyle::with_template("measuring {bar:30} {pos}/{len} s")
+                .expect("a valid progress template"),
+        )
+    };
+    for _ in 0..args.duration {
         tokio::time::sleep(Duration::from_secs(1)).await;
-        if !args.json {
-            eprint!("\rmeasuring: {second}/{}s", args.duration);
-        }
+        progress.inc(1);
     }
+    progress.finish_and_clear();
     measuring.store(false, Ordering::Relaxed);
     let elapsed = started.elapsed().as_secs_f64();
     stop.store(true, Ordering::Relaxed);
-    if !args.json {
-        eprintln!();
-    }
     let mut histogram = Histogram::<u64>::new(3).expect("valid histogram precision");
     for worker in workers {
         histogram.add(worker.await?)?;
     }
     let report = BenchReport {
+        app: args.app.clone().unwrap_or_else(|| "ordering only".into()),
         clients: args.clients,
         payload_bytes: args.payload,
         duration_s: elapsed,
@@ -120,8 +163,13 @@ pub async fn run(args: &BenchArgs) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         println!(
-            "{} clients, {} B payload, {:.1} s: {} requests ordered ({} errors)",
-            report.clients, report.payload_bytes, report.duration_s, report.requests, report.errors
+            "{}: {} clients, {} B payload, {:.1} s: {} requests answered ({} errors)",
+            report.app,
+            report.clients,
+            report.payload_bytes,
+            report.duration_s,
+            report.requests,
+            report.errors
         );
         println!("throughput: {:.0} requests/s", report.throughput_rps);
         println!(

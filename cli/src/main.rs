@@ -1,6 +1,8 @@
 //! `zz`: the operator CLI and every node's entry point.
 
+mod apps;
 mod bench;
+mod freeze;
 mod platform;
 mod sim;
 
@@ -8,7 +10,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use zz_protocol::ReplicaId;
+use zz_protocol::{ExecutionId, ReplicaId};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -25,12 +27,16 @@ struct Cli {
 enum Command {
     /// Write a cluster directory (configuration, keys, certificates) for local use.
     Init(platform::InitArgs),
-    /// Start the agreement cluster on 127.0.0.1 (initialising the directory if needed).
+    /// Start the platform on 127.0.0.1 (initialising the directory if needed).
     Up(platform::UpArgs),
     /// Stop every process of a platform started with `zz up`.
     Down(platform::DirArgs),
-    /// Show each replica's role, process, view and progress.
-    Status(platform::DirArgs),
+    /// Show each node's role, app, state (active, paused), process and progress.
+    Status(platform::StatusArgs),
+    /// Use the kv app: put, get, del, scan.
+    Kv(apps::KvArgs),
+    /// Use the bank app: open, deposit, transfer, balance, audit.
+    Bank(apps::BankArgs),
     /// Measure ordering throughput and latency against a running platform.
     Bench(bench::BenchArgs),
     /// Run one node of a cluster (what `zz up` starts).
@@ -48,6 +54,15 @@ enum NodeCommand {
         #[arg(long)]
         cluster: PathBuf,
         /// This replica's id.
+        #[arg(long)]
+        id: u32,
+    },
+    /// An execution replica.
+    Execution {
+        /// The cluster directory.
+        #[arg(long)]
+        cluster: PathBuf,
+        /// This execution replica's id.
         #[arg(long)]
         id: u32,
     },
@@ -102,6 +117,33 @@ fn run(command: Command) -> Result<ExitCode> {
         Command::Down(args) => platform::down(&args)?,
         Command::Status(args) => platform::status(&args)?,
         Command::Bench(args) => runtime()?.block_on(bench::run(&args))?,
+        Command::Kv(args) => runtime()?.block_on(apps::run_kv(&args))?,
+        Command::Bank(args) => runtime()?.block_on(apps::run_bank(&args))?,
+        Command::Node(NodeCommand::Execution { cluster, id }) => {
+            let config = zz_protocol::config::ClusterConfig::load(&cluster)?;
+            let id = ExecutionId(id);
+            let member = config
+                .execution(id)
+                .with_context(|| format!("execution replica {id} is not in the cluster"))?;
+            let name = config
+                .apps
+                .iter()
+                .find(|app| app.id == member.app)
+                .map(|app| app.name.clone())
+                .with_context(|| format!("execution replica {id} runs an unknown app"))?;
+            let app = zz_apps::app_by_name(&name)
+                .with_context(|| format!("zz has no app named {name:?}"))?;
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("cannot start the async runtime")?;
+            runtime.block_on(zz_execution::node::run_execution_node(
+                &cluster,
+                id,
+                app,
+                shutdown_signal(),
+            ))?;
+        }
         Command::Node(NodeCommand::Agreement { cluster, id }) => {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()

@@ -9,13 +9,38 @@
 
 use std::collections::BTreeMap;
 use zz_protocol::messages::{AuthenticatedRequest, Reply};
-use zz_protocol::{NodeId, ReplicaId, Time, View};
+use zz_protocol::{AppId, NodeId, ReplicaId, Time, View};
 
 /// Where a request goes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Destination {
     Replica(ReplicaId),
     AllReplicas,
+}
+
+/// Whose replies count, per app: the app's execution replicas, or the agreement replicas
+/// for an app they answer themselves (one without execution replicas). Votes from anyone
+/// else are ignored, so faulty nodes of two kinds can never add up to f+1.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Voters {
+    pub agreement: Vec<NodeId>,
+    pub groups: BTreeMap<AppId, Vec<NodeId>>,
+}
+
+impl Voters {
+    /// Agreement replicas 0..n answer for every app.
+    pub fn agreement_only(replica_count: usize) -> Voters {
+        Voters {
+            agreement: (0..replica_count as u32)
+                .map(|replica| NodeId::Replica(ReplicaId(replica)))
+                .collect(),
+            groups: BTreeMap::new(),
+        }
+    }
+
+    pub fn for_app(&self, app: AppId) -> &[NodeId] {
+        self.groups.get(&app).unwrap_or(&self.agreement)
+    }
 }
 
 /// A result f+1 replicas vouched for.
@@ -35,10 +60,7 @@ struct Outstanding {
 /// The client's state machine. See the module documentation.
 pub struct ClientCore {
     replica_count: usize,
-    /// The nodes whose replies count: the app's execution replicas, or the agreement
-    /// replicas for an app they answer themselves. Votes from anyone else are ignored, so
-    /// faulty nodes of two kinds can never add up to f+1.
-    voters: Vec<NodeId>,
+    voters: Voters,
     weak_quorum: usize,
     retransmit_micros: u64,
     view_guess: View,
@@ -47,8 +69,8 @@ pub struct ClientCore {
 }
 
 impl ClientCore {
-    /// A client whose results need f+1 matching replies from `voters`.
-    pub fn new(f: usize, retransmit_micros: u64, voters: Vec<NodeId>) -> ClientCore {
+    /// A client whose results need f+1 matching replies from the request's app's voters.
+    pub fn new(f: usize, retransmit_micros: u64, voters: Voters) -> ClientCore {
         ClientCore {
             replica_count: 3 * f + 1,
             voters,
@@ -87,10 +109,14 @@ impl ClientCore {
 
     /// A reply from `from`; returns the result once f+1 voters agree on it.
     pub fn handle_reply(&mut self, from: NodeId, reply: Reply) -> Option<Accepted> {
-        if !self.voters.contains(&from) {
+        let outstanding = self.outstanding.as_mut()?;
+        if !self
+            .voters
+            .for_app(outstanding.request.request.app)
+            .contains(&from)
+        {
             return None;
         }
-        let outstanding = self.outstanding.as_mut()?;
         let request = &outstanding.request.request;
         if reply.client != request.client || reply.timestamp != request.timestamp {
             return None;
@@ -122,6 +148,10 @@ impl ClientCore {
             self.sends
                 .push((Destination::AllReplicas, outstanding.request.clone()));
         }
+    }
+
+    pub fn voters(&self) -> &Voters {
+        &self.voters
     }
 
     pub fn poll_timeout(&self) -> Option<Time> {
@@ -164,8 +194,8 @@ mod tests {
         }
     }
 
-    fn agreement_voters() -> Vec<NodeId> {
-        (0..4).map(|r| NodeId::Replica(ReplicaId(r))).collect()
+    fn agreement_voters() -> Voters {
+        Voters::agreement_only(4)
     }
 
     fn r(id: u32) -> NodeId {

@@ -5,5 +5,5 @@
 pub mod core;
 pub mod remote;
 
-pub use core::{Accepted, ClientCore, Destination};
+pub use core::{Accepted, ClientCore, Destination, Voters};
 pub use remote::{Client, ClientError, ClientPool};

@@ -2,7 +2,7 @@
 //! connection per replica (so replies to many clients travel together); a task owns one
 //! [`ClientCore`] per id and answers [`Client::invoke`] calls, one at a time per client.
 
-use crate::core::{ClientCore, Destination};
+use crate::core::{ClientCore, Destination, Voters};
 use bytes::Bytes;
 use std::collections::VecDeque;
 use std::path::Path;
@@ -82,17 +82,24 @@ impl ClientPool {
         let (bus, inbox) = QuicBus::start_client_host(dir, &cluster, first, count)?;
         let (commands, receiver) = mpsc::channel(COMMANDS_QUEUED_MAX);
         let retransmit_micros = RETRANSMIT_TIMEOUT.as_micros() as u64;
+        // An app with execution replicas is answered by them; the rest by the agreement
+        // replicas themselves.
+        let voters = Voters {
+            groups: cluster
+                .execution_groups()
+                .into_iter()
+                .map(|(app, members)| {
+                    let members = members.into_iter().map(NodeId::Execution).collect();
+                    (app, members)
+                })
+                .collect(),
+            ..Voters::agreement_only(cluster.replica_count())
+        };
         let clients = endpoints
             .into_iter()
             .map(|endpoint| ClientState {
                 // Today the agreement replicas answer every request themselves.
-                core: ClientCore::new(
-                    cluster.protocol.f,
-                    retransmit_micros,
-                    (0..cluster.replica_count() as u32)
-                        .map(|replica| NodeId::Replica(ReplicaId(replica)))
-                        .collect(),
-                ),
+                core: ClientCore::new(cluster.protocol.f, retransmit_micros, voters.clone()),
                 endpoint,
                 pending: None,
                 queued: VecDeque::new(),
@@ -323,13 +330,25 @@ impl PoolTask {
     fn flush(&mut self, index: usize) {
         let client = &mut self.clients[index];
         for (destination, request) in client.core.poll_send() {
-            let message = Message::Request(request);
-            let targets: Vec<ReplicaId> = match destination {
-                Destination::Replica(replica) => vec![replica],
-                Destination::AllReplicas => (0..self.replica_count).map(ReplicaId).collect(),
+            let targets: Vec<NodeId> = match destination {
+                Destination::Replica(replica) => vec![NodeId::Replica(replica)],
+                // A retransmission goes to every agreement replica and to the app's
+                // execution replicas, which answer it from their reply caches.
+                Destination::AllReplicas => (0..self.replica_count)
+                    .map(|replica| NodeId::Replica(ReplicaId(replica)))
+                    .chain(
+                        client
+                            .core
+                            .voters()
+                            .for_app(request.request.app)
+                            .iter()
+                            .copied()
+                            .filter(|node| matches!(node, NodeId::Execution(_))),
+                    )
+                    .collect(),
             };
-            for target in targets {
-                let to = NodeId::Replica(target);
+            let message = Message::Request(request);
+            for to in targets {
                 if let Some(frame) = client.endpoint.seal(to, &message) {
                     self.bus.send(to, Bytes::from(frame));
                 }

@@ -9,5 +9,6 @@ pub mod core;
 
 pub use core::{ExecCounters, ExecOutput, ExecutionConfig, ExecutionReplica};
 pub mod driver;
+pub mod node;
 
 pub use driver::ExecutionDriver;

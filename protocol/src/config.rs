@@ -4,30 +4,46 @@
 //! A cluster directory looks like this (all paths relative to it):
 //!
 //! ```text
-//! cluster.toml             public: protocol parameters, replicas, apps, client count
-//! certs/replica-<i>.pem    public: replica i's self-signed TLS certificate (pinned by dialers)
-//! keys/replica-<i>.toml    secret: replica i's signing key, client master and pairwise keys
-//! keys/replica-<i>.key.pem secret: replica i's TLS private key
-//! keys/clients.toml        secret: every replica's client master (provisions all clients)
+//! cluster.toml               public: protocol parameters, replicas, apps, execution
+//!                            replicas, client count
+//! certs/replica-<i>.pem      public: replica i's self-signed TLS certificate (pinned by dialers)
+//! certs/execution-<i>.pem    public: execution replica i's self-signed TLS certificate
+//! keys/replica-<i>.toml      secret: replica i's signing key, client master and pairwise keys
+//!                            (with every other replica and every execution replica)
+//! keys/replica-<i>.key.pem   secret: replica i's TLS private key
+//! keys/execution-<i>.toml    secret: execution replica i's client master and its pairwise
+//!                            key with each agreement replica (it signs nothing)
+//! keys/execution-<i>.key.pem secret: execution replica i's TLS private key
+//! keys/clients.toml          secret: every replica's and execution replica's client master
+//!                            (provisions all clients)
 //! ```
 //!
 //! Calling protocol: [`init_cluster`] once; then each node calls [`ClusterConfig::load`] and
-//! [`load_replica_keys`] or [`load_client_keys`] (or the [`endpoint_for_replica`] and
-//! [`endpoint_for_client`] shortcuts). Loading validates everything it reads, and every error
+//! [`load_replica_keys`], [`load_execution_keys`] or [`load_client_keys`] (or the
+//! [`endpoint_for_replica`], [`endpoint_for_execution`] and [`endpoint_for_client`]
+//! shortcuts). Loading validates everything it reads, and every error
 //! names the file and the field at fault, e.g. `cluster.toml: replicas[2].address: duplicate
 //! address 127.0.0.1:7002`.
 
+mod execution;
+#[cfg(test)]
+mod execution_tests;
 mod init;
 mod keys;
 #[cfg(test)]
 pub(crate) mod tests;
 
+pub use execution::{
+    ExecutionReplicaConfig, HOST_LABEL_BYTES_MAX, endpoint_for_execution, execution_keys_file,
+};
 pub use init::{InitOptions, init_cluster};
-pub use keys::{load_client_keys, load_replica_keys, load_tls_key};
+pub use keys::{
+    load_client_keys, load_execution_keys, load_execution_tls_key, load_replica_keys, load_tls_key,
+};
 
 use crate::crypto::{Ed25519VerifyingKey, ReplicaVerifyingKeys};
 use crate::envelope::Endpoint;
-use crate::ids::{AppId, ClientId, ReplicaId};
+use crate::ids::{AppId, ClientId, ExecutionId, ReplicaId};
 use crate::params::ProtocolParams;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject as _;
@@ -58,6 +74,11 @@ pub struct ClusterConfig {
     /// The hosted applications, one `[[apps]]` entry each.
     #[serde(default)]
     pub apps: Vec<AppConfig>,
+    /// The execution replicas of every app, one `[[executions]]` entry each; sorted by id
+    /// once loaded. Left out of the file when there are none, as in files written before
+    /// execution replicas were configured.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub executions: Vec<ExecutionReplicaConfig>,
 }
 
 /// One `[[replicas]]` entry.
@@ -118,6 +139,20 @@ pub enum ConfigError {
     /// Generating a TLS certificate failed.
     #[error("generating the TLS certificate of replica {replica}: {problem}")]
     Certificate { replica: ReplicaId, problem: String },
+    /// An execution replica id outside the configured `[[executions]]`.
+    #[error(
+        "execution replica {execution} is not in the cluster of {execution_count} execution replicas"
+    )]
+    UnknownExecution {
+        execution: ExecutionId,
+        execution_count: usize,
+    },
+    /// Generating an execution replica's TLS certificate failed.
+    #[error("generating the TLS certificate of execution replica {execution}: {problem}")]
+    ExecutionCertificate {
+        execution: ExecutionId,
+        problem: String,
+    },
 }
 
 impl ConfigError {
@@ -213,17 +248,21 @@ pub fn replica_keys_file(replica: ReplicaId) -> PathBuf {
 
 impl ClusterConfig {
     /// Read `dir/cluster.toml` and validate it (see [`ClusterConfig::validate`]). The
-    /// replicas come back sorted by id, so `replicas[i].id == ReplicaId(i)`.
+    /// replicas and execution replicas come back sorted by id, so
+    /// `replicas[i].id == ReplicaId(i)` and `executions[i].id == ExecutionId(i)`.
     pub fn load(dir: &Path) -> Result<ClusterConfig, ConfigError> {
         let mut config: ClusterConfig = read_toml(&dir.join(CLUSTER_FILE))?;
         config.validate(dir)?;
         config.replicas.sort_by_key(|replica| replica.id);
+        config.executions.sort_by_key(|execution| execution.id);
         Ok(config)
     }
 
     /// Check every rule: the protocol parameters; exactly 3f+1 replicas with ids 0..n, each
     /// once; distinct, dialable addresses; verifying keys that decode; certificate files that
-    /// hold a PEM certificate; unique app ids and names of `[a-z0-9-]`; at least one client.
+    /// hold a PEM certificate; unique app ids and names of `[a-z0-9-]`; at least one client;
+    /// and the `[[executions]]` rules (ids 0..m, apps that exist, addresses no other node
+    /// uses, host labels, f+1 active replicas per app that has any).
     pub fn validate(&self, dir: &Path) -> Result<(), ConfigError> {
         self.validate_contents(dir)?;
         let path = dir.join(CLUSTER_FILE);
@@ -234,7 +273,7 @@ impl ClusterConfig {
                 return Err(ConfigError::invalid(&path, field, problem));
             }
         }
-        Ok(())
+        self.validate_execution_certificates(dir, &path)
     }
 
     /// Every rule that needs no other file; `init_cluster` checks these before writing.
@@ -302,7 +341,7 @@ impl ClusterConfig {
                 return Err(ConfigError::invalid(&path, field, problem));
             }
         }
-        Ok(())
+        self.validate_executions(&path)
     }
 
     /// n = 3f+1.

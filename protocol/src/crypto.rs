@@ -2,10 +2,11 @@
 //! Ed25519 signatures for the rare messages that must convince third parties.
 //!
 //! Key distribution: every pair of agreement replicas shares a random key written by
-//! `zz init`. Each replica also holds a client master secret; the key it shares with client
-//! `c` is HMAC(master, c), so a replica derives any client's key without a table, and a
-//! client is provisioned with the keys for its own id. A replica never learns the keys that
-//! two other nodes share, so it cannot forge their messages.
+//! `zz init`, and so does every (agreement replica, execution replica) pair. Each replica
+//! and each execution replica also holds a client master secret; the key it shares with
+//! client `c` is HMAC(master, c), so it derives any client's key without a table, and a
+//! client is provisioned with the keys for its own id. No node learns the keys that two
+//! other nodes share, so it cannot forge their messages.
 
 use crate::ids::{ClientId, NodeId, ReplicaId};
 use ed25519_dalek::{Signer as _, SigningKey, Verifier as _, VerifyingKey};
@@ -82,7 +83,8 @@ impl std::fmt::Debug for MacKey {
     }
 }
 
-/// The key replica `replica` shares with `client`, derived from the replica's client master.
+/// The key a replica or an execution replica shares with `client`, derived from that
+/// node's client master.
 pub fn client_key(client_master: &SessionKey, client: ClientId) -> SessionKey {
     SessionKey(client_master.mac(&[b"zz client key", &client.0.to_le_bytes()]))
 }
@@ -170,9 +172,11 @@ pub struct ReplicaVerifyingKeys(pub Vec<VerifyingKey>);
 #[derive(Clone, Debug)]
 pub struct NodeKeys {
     pub id: NodeId,
-    /// Keys shared with other agreement replicas (and, for a client, with each replica).
+    /// Pairwise keys. A replica holds one per other replica and per execution replica; an
+    /// execution replica one per replica; a client one per replica and per execution
+    /// replica (derived from their client masters).
     pub peer_keys: BTreeMap<NodeId, SessionKey>,
-    /// For a replica: the master from which client keys are derived.
+    /// For a replica or an execution replica: the master from which client keys are derived.
     pub client_master: Option<SessionKey>,
     /// For a replica: its signing key.
     pub signing_key: Option<SigningKey>,

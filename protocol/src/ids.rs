@@ -69,6 +69,12 @@ impl ReplicaId {
     }
 }
 
+impl ExecutionId {
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
 /// Any node that can send or receive a message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum NodeId {

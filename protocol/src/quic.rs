@@ -2,13 +2,18 @@
 //! from the cluster configuration.
 //!
 //! Shape:
-//! - A replica listens on its configured address; a client binds 127.0.0.1:0 and only dials.
-//! - Frames to a replica go over one long-lived connection this node dials, lazily on the
-//!   first frame, with one long-lived unidirectional stream carrying length-prefixed frames
-//!   (u32 big-endian length, then the bytes). A writer task per peer drains a bounded queue
-//!   into that stream and redials with backoff when the connection is lost.
+//! - Peers are the nodes with an address: agreement replicas and execution replicas. Each
+//!   listens on its configured address; a client binds 127.0.0.1:0 and only dials.
+//! - Frames to a peer go over one long-lived connection this node dials, with one
+//!   long-lived unidirectional stream carrying length-prefixed frames (u32 big-endian
+//!   length, then the bytes). A writer task per peer drains a bounded queue into that
+//!   stream and redials with backoff when the connection is lost. Replicas and execution
+//!   replicas dial lazily, on the first frame, so a node that never talks to a peer never
+//!   connects to it. A client host dials every peer at once, and keeps redialing: execution
+//!   replicas answer clients they may never have heard from (a client only sends to them
+//!   when it retransmits), so the client's route must be registered everywhere up front.
 //! - Frames to a client go back over the connection the client opened: every stream starts
-//!   with a hello frame naming its sender, and a replica that accepts a connection whose
+//!   with a hello frame naming its sender, and a node that accepts a connection whose
 //!   hello names a client records that connection as the route to the client. The hello is
 //!   unauthenticated routing information only: every message is MAC-checked by the
 //!   [`crate::Endpoint`] above the bus, so a false hello can misroute replies (which the client
@@ -22,23 +27,25 @@
 //!
 //! Calling protocol: [`install_crypto_provider`] at start-up (optional; [`QuicBus::start`]
 //! does it too); build a [`QuicIdentity`] and [`QuicPeers`] (from a cluster directory with
-//! [`QuicIdentity::replica`], [`QuicIdentity::client`] and [`QuicPeers::from_config`]);
+//! [`QuicIdentity::replica`], [`QuicIdentity::execution`], [`QuicIdentity::client`] and
+//! [`QuicPeers::from_config`]), or let [`QuicBus::start_node`] do it;
 //! [`QuicBus::start`] inside a tokio runtime; `send` from anywhere; read the inbox; finally
 //! [`QuicBus::shutdown`] (or drop the bus).
 
 mod frame;
+mod identity;
 mod tasks;
 #[cfg(test)]
 mod tests;
 mod tls;
 
+pub use identity::{ListenIdentity, QuicIdentity, QuicPeers, ReplicaPeer};
 pub use tls::{ALPN, install_crypto_provider};
 
 use crate::bus::{Inbox, MessageBus};
-use crate::config::{ClusterConfig, ConfigError, load_tls_key};
-use crate::ids::{ClientId, NodeId, ReplicaId};
+use crate::config::{ClusterConfig, ConfigError};
+use crate::ids::{ClientId, NodeId};
 use bytes::Bytes;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
@@ -52,8 +59,8 @@ use tokio::task::JoinHandle;
 pub const INBOX_FRAMES_MAX: usize = 8192;
 /// Frames queued for one peer and not yet written, at most.
 pub const PEER_QUEUE_FRAMES_MAX: usize = 4096;
-/// Incoming connections (established or in their handshake) a replica keeps at most; each
-/// client holds one.
+/// Incoming connections (established or in their handshake) a listening node keeps at
+/// most; each client host holds one.
 pub const INCOMING_CONNECTIONS_MAX: usize = 4096;
 /// Client ids one connection may speak for at most (bounds the route table per hello).
 pub const CLIENTS_PER_CONNECTION_MAX: u32 = 65_536;
@@ -70,106 +77,6 @@ pub const SHUTDOWN_WAIT: Duration = Duration::from_secs(1);
 const _: () = assert!(frame::WRITE_BATCH_FRAMES_MAX <= PEER_QUEUE_FRAMES_MAX);
 const _: () = assert!(PEER_QUEUE_FRAMES_MAX <= INBOX_FRAMES_MAX);
 const _: () = assert!(RECONNECT_BACKOFF_MIN.as_millis() < RECONNECT_BACKOFF_MAX.as_millis());
-
-/// What a listening node presents.
-#[derive(Debug)]
-pub struct ListenIdentity {
-    pub address: SocketAddr,
-    /// This node's certificate, as its dialers pin it.
-    pub certificate: CertificateDer<'static>,
-    pub private_key: PrivateKeyDer<'static>,
-}
-
-/// Who this node is on the network.
-#[derive(Debug)]
-pub struct QuicIdentity {
-    pub id: NodeId,
-    /// Some for a replica (it listens), None for a client (it binds 127.0.0.1:0 and dials).
-    pub listen: Option<ListenIdentity>,
-    /// For a client host: how many consecutive client ids from `id` it speaks for; 0 for
-    /// a replica.
-    pub client_count: u32,
-}
-
-/// How to reach one replica.
-#[derive(Clone, Debug)]
-pub struct ReplicaPeer {
-    pub address: SocketAddr,
-    /// The certificate the replica must present, exactly.
-    pub certificate: CertificateDer<'static>,
-}
-
-/// Every replica of the cluster, and the frame size limit.
-#[derive(Clone, Debug)]
-pub struct QuicPeers {
-    /// Indexed by replica id.
-    pub replicas: Vec<ReplicaPeer>,
-    /// Bytes in one frame at most, both ways (the cluster's `frame_bytes_max`).
-    pub frame_bytes_max: usize,
-}
-
-impl QuicIdentity {
-    /// Replica `id`'s identity: its configured address, certificate and TLS key.
-    pub fn replica(
-        dir: &Path,
-        config: &ClusterConfig,
-        id: ReplicaId,
-    ) -> Result<QuicIdentity, ConfigError> {
-        let certificate = config.load_certificate(dir, id)?;
-        let private_key = load_tls_key(dir, config, id)?;
-        let address = config.replica(id).map(|replica| replica.address).ok_or(
-            ConfigError::UnknownReplica {
-                replica: id,
-                replica_count: config.replica_count(),
-            },
-        )?;
-        Ok(QuicIdentity {
-            id: NodeId::Replica(id),
-            listen: Some(ListenIdentity {
-                address,
-                certificate,
-                private_key,
-            }),
-            client_count: 0,
-        })
-    }
-
-    /// A client's identity: it does not listen.
-    pub fn client(id: ClientId) -> QuicIdentity {
-        QuicIdentity::client_host(id, 1)
-    }
-
-    /// A process that speaks for clients `first..first + count` over one connection per
-    /// replica (a load generator, a gateway): replies to all of them share that connection.
-    pub fn client_host(first: ClientId, count: u32) -> QuicIdentity {
-        assert!((1..=CLIENTS_PER_CONNECTION_MAX).contains(&count));
-        QuicIdentity {
-            id: NodeId::Client(first),
-            listen: None,
-            client_count: count,
-        }
-    }
-}
-
-impl QuicPeers {
-    /// Every replica's address and pinned certificate, from a loaded configuration.
-    pub fn from_config(dir: &Path, config: &ClusterConfig) -> Result<QuicPeers, ConfigError> {
-        let replicas = config
-            .replicas
-            .iter()
-            .map(|replica| {
-                Ok(ReplicaPeer {
-                    address: replica.address,
-                    certificate: config.load_certificate(dir, replica.id)?,
-                })
-            })
-            .collect::<Result<_, ConfigError>>()?;
-        Ok(QuicPeers {
-            replicas,
-            frame_bytes_max: config.protocol.frame_bytes_max,
-        })
-    }
-}
 
 /// Why the bus could not start.
 #[derive(Debug, thiserror::Error)]
@@ -261,15 +168,17 @@ pub struct QuicBus {
     shared: Arc<Shared>,
     endpoint: quinn::Endpoint,
     local_addr: SocketAddr,
-    /// Indexed by replica id; None for this node itself.
-    replica_queues: Vec<Option<mpsc::Sender<Bytes>>>,
-    /// The accept loop and the per-replica writers; aborted when the bus goes.
+    /// The queue of the dial-writer for each peer node (replica or execution replica),
+    /// this node itself excepted.
+    peer_queues: HashMap<NodeId, mpsc::Sender<Bytes>>,
+    /// The accept loop and the per-peer writers; aborted when the bus goes.
     tasks: Vec<JoinHandle<()>>,
 }
 
 impl QuicBus {
-    /// Bind, start listening (a replica) and start a writer per replica, each of which dials
-    /// on its first frame. Must be called from within a tokio runtime.
+    /// Bind, start listening (a replica or an execution replica) and start a writer per
+    /// peer, which dials on its first frame, or at once on a client host. Must be called
+    /// from within a tokio runtime.
     pub fn start(local: QuicIdentity, peers: QuicPeers) -> Result<(QuicBus, Inbox), QuicError> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| QuicError::NoRuntime)?;
         install_crypto_provider();
@@ -280,35 +189,33 @@ impl QuicBus {
             );
             return Err(QuicError::Identity(problem));
         }
-        match (local.id, &local.listen) {
-            (NodeId::Replica(id), Some(_)) if id.index() < peers.replicas.len() => {}
-            (NodeId::Replica(id), _) => {
-                let problem =
-                    format!("replica {id} needs a listen identity and a place among the peers");
+        let id = local.id;
+        match (id, &local.listen) {
+            (NodeId::Replica(_) | NodeId::Execution(_), Some(_)) if peers.get(id).is_some() => {}
+            (NodeId::Replica(_) | NodeId::Execution(_), _) => {
+                let problem = format!("{id} needs a listen identity and a place among the peers");
                 return Err(QuicError::Identity(problem));
             }
             (NodeId::Client(_), None) => {}
-            (NodeId::Client(id), Some(_)) => {
+            (NodeId::Client(_), Some(_)) => {
                 return Err(QuicError::Identity(format!("client {id} does not listen")));
             }
-            (NodeId::Execution(id), _) => {
-                let problem = format!("execution replica {id}: not carried over QUIC yet");
-                return Err(QuicError::Identity(problem));
-            }
         }
+        // A client host registers its route with every peer at once (see the module doc).
+        let eager = matches!(id, NodeId::Client(_));
         // Every fallible step before the first task is spawned, so a failure leaks nothing.
-        let mut targets = Vec::with_capacity(peers.replicas.len());
-        for (index, peer) in peers.replicas.into_iter().enumerate() {
-            let replica = ReplicaId(index as u32);
-            if local.id == NodeId::Replica(replica) {
-                targets.push(None);
+        let mut targets = Vec::with_capacity(peers.replicas.len() + peers.executions.len());
+        let frame_bytes_max = peers.frame_bytes_max;
+        for (peer, how) in peers.into_nodes() {
+            if peer == id {
                 continue;
             }
-            targets.push(Some(tasks::DialTarget {
-                replica,
-                address: peer.address,
-                config: tls::client_config(peer.certificate)?,
-            }));
+            targets.push(tasks::DialTarget {
+                peer,
+                address: how.address,
+                config: tls::client_config(how.certificate)?,
+                eager,
+            });
         }
         let listening = local.listen.is_some();
         let endpoint = match local.listen {
@@ -337,7 +244,7 @@ impl QuicBus {
         let shared = Arc::new(Shared {
             id: local.id,
             client_count: local.client_count,
-            frame_bytes_max: peers.frame_bytes_max,
+            frame_bytes_max,
             inbox,
             routes: Mutex::new(HashMap::new()),
             dropped_send: AtomicU64::new(0),
@@ -350,15 +257,15 @@ impl QuicBus {
             let accept = tasks::accept_loop(Arc::clone(&shared), endpoint.clone());
             task_handles.push(runtime.spawn(accept));
         }
-        let replica_queues = targets
+        let peer_queues = targets
             .into_iter()
             .map(|target| {
-                let target = target?;
+                let peer = target.peer;
                 let (queue, frames) = mpsc::channel(PEER_QUEUE_FRAMES_MAX);
                 let writer =
                     tasks::dial_writer(Arc::clone(&shared), endpoint.clone(), target, frames);
                 task_handles.push(runtime.spawn(writer));
-                Some(queue)
+                (peer, queue)
             })
             .collect();
         tracing::debug!(id = %local.id, %local_addr, "quic bus started");
@@ -366,14 +273,14 @@ impl QuicBus {
             shared,
             endpoint,
             local_addr,
-            replica_queues,
+            peer_queues,
             tasks: task_handles,
         };
         Ok((bus, inbox_receiver))
     }
 
-    /// A bus for node `id` of the cluster in `dir`: a replica listens on its configured
-    /// address, a client dials only.
+    /// A bus for node `id` of the cluster in `dir`: a replica or an execution replica
+    /// listens on its configured address, a client dials only.
     pub fn start_node(
         dir: &Path,
         config: &ClusterConfig,
@@ -381,17 +288,15 @@ impl QuicBus {
     ) -> Result<(QuicBus, Inbox), QuicError> {
         let identity = match id {
             NodeId::Replica(replica) => QuicIdentity::replica(dir, config, replica)?,
+            NodeId::Execution(execution) => QuicIdentity::execution(dir, config, execution)?,
             NodeId::Client(client) => return QuicBus::start_client_host(dir, config, client, 1),
-            NodeId::Execution(execution) => {
-                let problem = format!("execution replica {execution}: not carried over QUIC yet");
-                return Err(QuicError::Identity(problem));
-            }
         };
         QuicBus::start(identity, QuicPeers::from_config(dir, config)?)
     }
 
     /// A bus for a process that speaks for clients `first..first + count` of the cluster in
-    /// `dir`, with one connection per replica for all of them.
+    /// `dir`, with one connection per peer (replica or execution replica) for all of them,
+    /// dialed at once so that every peer can answer any of these clients.
     pub fn start_client_host(
         dir: &Path,
         config: &ClusterConfig,
@@ -451,9 +356,11 @@ impl Drop for QuicBus {
 }
 
 impl MessageBus for QuicBus {
-    /// Queue `frame` for `to` without waiting. Dropped and counted: a frame above the size
-    /// limit, a frame to this node itself or to a client with no open connection here, and
-    /// a frame whose peer queue is full.
+    /// Queue `frame` for `to` without waiting: to a replica or an execution replica over
+    /// the connection this node dials, to a client over the connection it opened. Dropped
+    /// and counted: a frame above the size limit, a frame to this node itself, to a node
+    /// outside the cluster or to a client with no open connection here, and a frame whose
+    /// peer queue is full.
     fn send(&self, to: NodeId, frame: Bytes) {
         if frame.len() > self.shared.frame_bytes_max {
             tracing::debug!(%to, size = frame.len(), "outgoing frame above the limit, dropped");
@@ -461,16 +368,14 @@ impl MessageBus for QuicBus {
             return;
         }
         let queued = match to {
-            NodeId::Replica(replica) => match self.replica_queues.get(replica.index()) {
-                Some(Some(queue)) => queue.try_send(frame).is_ok(),
-                _ => false,
+            NodeId::Replica(_) | NodeId::Execution(_) => match self.peer_queues.get(&to) {
+                Some(queue) => queue.try_send(frame).is_ok(),
+                None => false,
             },
             NodeId::Client(client) => match self.shared.routes().get(&client) {
                 Some(route) => route.queue.try_send(frame).is_ok(),
                 None => false,
             },
-            // No route to execution replicas yet: dropped and counted like any unroutable frame.
-            NodeId::Execution(_) => false,
         };
         if !queued {
             self.shared.count_dropped_send(1);

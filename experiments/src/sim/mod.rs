@@ -301,14 +301,11 @@ impl World {
             .collect();
         let clients = (0..scenario.clients)
             .map(|client| SimClient {
-                // Only the client's app's execution replicas vote on its results.
+                // Only an app's execution replicas vote on its results.
                 core: ClientCore::new(
                     f,
                     scenario.client_retransmit_micros,
-                    groups[&client_app(ClientId(client))]
-                        .iter()
-                        .map(|member| NodeId::Execution(*member))
-                        .collect(),
+                    voters(replica_count as usize, &groups),
                 ),
                 endpoint: Endpoint::new(
                     keys.client(ClientId(client)),
@@ -891,6 +888,22 @@ pub fn sweep(first: u64, count: u64, f: usize, jobs: usize) -> Vec<SimOutcome> {
     });
     outcomes.sort_by_key(|outcome| outcome.seed);
     outcomes
+}
+
+/// Agreement replicas vote for nothing here: every app has execution replicas.
+fn voters(replica_count: usize, groups: &ExecutionGroups) -> zz_client::Voters {
+    zz_client::Voters {
+        groups: groups
+            .iter()
+            .map(|(app, members)| {
+                (
+                    *app,
+                    members.iter().map(|m| NodeId::Execution(*m)).collect(),
+                )
+            })
+            .collect(),
+        ..zz_client::Voters::agreement_only(replica_count)
+    }
 }
 
 /// Which app a simulated client uses: both apps get traffic.

@@ -1,12 +1,13 @@
 //! Writing a fresh cluster directory: every secret is drawn here, once.
 
-use super::keys::{ClientKeyFile, PeerKey, ReplicaKeyFile};
+use super::execution::{ExecutionReplicaConfig, execution_keys_file};
+use super::keys::{ClientKeyFile, ExecutionKeyFile, ExecutionPeerKey, PeerKey, ReplicaKeyFile};
 use super::{
     AppConfig, CLIENT_KEYS_FILE, CLUSTER_FILE, ClusterConfig, ConfigError, ReplicaConfig,
     hex_encode, replica_keys_file,
 };
 use crate::crypto::signing_key_from_bytes;
-use crate::ids::{AppId, ReplicaId};
+use crate::ids::{AppId, ExecutionId, ReplicaId};
 use crate::params::ProtocolParams;
 use rand::RngExt as _;
 use std::collections::BTreeMap;
@@ -18,12 +19,17 @@ use std::path::{Path, PathBuf};
 pub struct InitOptions {
     /// Faults tolerated; overrides `params.f`. The cluster gets 3f+1 replicas.
     pub f: usize,
-    /// Replica i listens on 127.0.0.1:(base_port + i).
+    /// Replica i listens on 127.0.0.1:(base_port + i), execution replica i on
+    /// 127.0.0.1:(base_port + n + i) where n = 3f+1.
     pub base_port: u16,
     /// Client ids to provision: 0..clients.
     pub clients: u64,
     /// App names, given ids 0.. in this order.
     pub apps: Vec<String>,
+    /// Active execution replicas per app; 0 means f+1 (the least a client can vote with).
+    pub executions_per_app: usize,
+    /// Paused standby execution replicas per app, on top of the active ones.
+    pub standbys_per_app: usize,
     /// The remaining protocol parameters.
     pub params: ProtocolParams,
 }
@@ -35,6 +41,8 @@ impl Default for InitOptions {
             base_port: 7000,
             clients: 16,
             apps: Vec::new(),
+            executions_per_app: 0,
+            standbys_per_app: 0,
             params: ProtocolParams::default(),
         }
     }
@@ -107,8 +115,116 @@ fn to_toml<T: serde::Serialize>(path: &Path, value: &T) -> Result<String, Config
     })
 }
 
+/// Every secret of a new cluster, drawn once.
+struct Secrets {
+    /// Indexed by replica id.
+    signing_seeds: Vec<[u8; 32]>,
+    /// Indexed by replica id.
+    client_masters: Vec<[u8; 32]>,
+    /// Indexed by execution id.
+    execution_client_masters: Vec<[u8; 32]>,
+    /// One per unordered pair of replicas, keyed (lower id, higher id); each goes into both
+    /// replicas' files.
+    pair_keys: BTreeMap<(usize, usize), [u8; 32]>,
+    /// One per (replica, execution replica); each goes into both nodes' files.
+    execution_keys: BTreeMap<(usize, usize), [u8; 32]>,
+}
+
+impl Secrets {
+    fn draw(replica_count: usize, execution_count: usize) -> Secrets {
+        let mut rng = rand::rng();
+        let mut keys =
+            |count: usize| -> Vec<[u8; 32]> { (0..count).map(|_| random_key(&mut rng)).collect() };
+        let signing_seeds = keys(replica_count);
+        let client_masters = keys(replica_count);
+        let execution_client_masters = keys(execution_count);
+        let mut pair_keys = BTreeMap::new();
+        for low in 0..replica_count {
+            for high in low + 1..replica_count {
+                pair_keys.insert((low, high), random_key(&mut rng));
+            }
+        }
+        let mut execution_keys = BTreeMap::new();
+        for replica in 0..replica_count {
+            for execution in 0..execution_count {
+                execution_keys.insert((replica, execution), random_key(&mut rng));
+            }
+        }
+        Secrets {
+            signing_seeds,
+            client_masters,
+            execution_client_masters,
+            pair_keys,
+            execution_keys,
+        }
+    }
+}
+
+/// The `[[executions]]` entries init writes: for each app in order, `active_per_app` active
+/// then `standbys_per_app` standby replicas, ids consecutive across apps, listening after
+/// the agreement replicas. Host labels differ within an app so that its replicas count as
+/// distinct failure domains.
+fn plan_executions(
+    options: &InitOptions,
+    active_per_app: usize,
+    replica_count: usize,
+) -> Vec<ExecutionReplicaConfig> {
+    let per_app = active_per_app + options.standbys_per_app;
+    let mut executions = Vec::with_capacity(options.apps.len() * per_app);
+    for app in 0..options.apps.len() {
+        for slot in 0..per_app {
+            let index = executions.len();
+            // Fits: init checked that every node's port lies in 1..=65535.
+            let port = usize::from(options.base_port) + replica_count + index;
+            executions.push(ExecutionReplicaConfig {
+                id: ExecutionId(index as u32),
+                app: AppId(app as u32),
+                address: SocketAddr::from((Ipv4Addr::LOCALHOST, port as u16)),
+                certificate: PathBuf::from(format!("certs/execution-{index}.pem")),
+                host: format!("local-{slot}"),
+                standby: slot >= active_per_app,
+            });
+        }
+    }
+    executions
+}
+
+/// Draw a self-signed TLS certificate and its key; write the certificate (public) and the
+/// key (secret). `rcgen_error` turns a generation failure into the node's error.
+fn write_tls_identity(
+    dir: &Path,
+    certificate: &Path,
+    tls_key: &Path,
+    rcgen_error: impl FnOnce(String) -> ConfigError,
+) -> Result<(), ConfigError> {
+    // Dialers pin the certificate itself, so the names only need to satisfy TLS.
+    let names = vec!["localhost".to_string(), Ipv4Addr::LOCALHOST.to_string()];
+    let certified = rcgen::generate_simple_self_signed(names)
+        .map_err(|error| rcgen_error(error.to_string()))?;
+    write_file(
+        &dir.join(certificate),
+        certified.cert.pem().as_bytes(),
+        false,
+    )?;
+    write_file(
+        &dir.join(tls_key),
+        certified.signing_key.serialize_pem().as_bytes(),
+        true,
+    )
+}
+
+/// Write `value` as a secret key file, under the warning header.
+fn write_key_file<T: serde::Serialize>(path: &Path, value: &T) -> Result<(), ConfigError> {
+    let text = format!("{KEY_FILE_HEADER}\n{}", to_toml(path, value)?);
+    write_file(path, text.as_bytes(), true)
+}
+
 /// Create a new cluster in `dir`: draw every secret, write the certificates, the key files
 /// and `cluster.toml`, and return the configuration as loaded back from disk.
+///
+/// Each app in `options.apps` gets `executions_per_app` (f+1 when 0) active and
+/// `standbys_per_app` standby execution replicas. Every replica shares a fresh random key
+/// with every other replica and with every execution replica.
 ///
 /// Refuses if `dir/cluster.toml` exists, so an existing cluster's keys are never replaced.
 /// `cluster.toml` is written last: a directory without it holds no usable cluster, and a
@@ -120,35 +236,47 @@ pub fn init_cluster(dir: &Path, options: InitOptions) -> Result<ClusterConfig, C
     }
     let protocol = ProtocolParams {
         f: options.f,
-        ..options.params
+        ..options.params.clone()
     };
     let replica_count = protocol.replica_count();
-    let last_port = u32::from(options.base_port) + replica_count as u32 - 1;
-    if options.base_port == 0 || last_port > u32::from(u16::MAX) {
+    let active_per_app = match options.executions_per_app {
+        0 => protocol.weak_quorum(),
+        count => count,
+    };
+    if active_per_app < protocol.weak_quorum() {
         let problem = format!(
-            "{} replicas need ports {}..={last_port}, which must lie in 1..=65535",
-            replica_count, options.base_port
+            "{active_per_app} active execution replicas per app are too few: a client needs \
+             f + 1 = {} matching replies",
+            protocol.weak_quorum()
+        );
+        return Err(ConfigError::invalid(
+            &cluster_path,
+            "executions_per_app",
+            problem,
+        ));
+    }
+    // Counted in u128 so that no option, however large, overflows before it is refused.
+    let execution_count_wide =
+        options.apps.len() as u128 * (active_per_app as u128 + options.standbys_per_app as u128);
+    let last_port =
+        u128::from(options.base_port) + replica_count as u128 + execution_count_wide - 1;
+    if options.base_port == 0 || last_port > u128::from(u16::MAX) {
+        let problem = format!(
+            "{replica_count} replicas and {execution_count_wide} execution replicas need ports \
+             {}..={last_port}, which must lie in 1..=65535",
+            options.base_port
         );
         return Err(ConfigError::invalid(&cluster_path, "base_port", problem));
     }
-
-    let mut rng = rand::rng();
-    let signing_seeds: Vec<[u8; 32]> = (0..replica_count).map(|_| random_key(&mut rng)).collect();
-    let client_masters: Vec<[u8; 32]> = (0..replica_count).map(|_| random_key(&mut rng)).collect();
-    // One key per unordered pair, written into both replicas' files.
-    let mut pair_keys = BTreeMap::new();
-    for low in 0..replica_count {
-        for high in low + 1..replica_count {
-            pair_keys.insert((low, high), random_key(&mut rng));
-        }
-    }
+    let executions = plan_executions(&options, active_per_app, replica_count);
+    let secrets = Secrets::draw(replica_count, executions.len());
 
     let replicas: Vec<ReplicaConfig> = (0..replica_count)
         .map(|index| ReplicaConfig {
             id: ReplicaId(index as u32),
             address: SocketAddr::from((Ipv4Addr::LOCALHOST, options.base_port + index as u16)),
             verifying_key: hex_encode(
-                signing_key_from_bytes(signing_seeds[index])
+                signing_key_from_bytes(secrets.signing_seeds[index])
                     .verifying_key()
                     .as_bytes(),
             ),
@@ -168,6 +296,7 @@ pub fn init_cluster(dir: &Path, options: InitOptions) -> Result<ClusterConfig, C
                 name: name.clone(),
             })
             .collect(),
+        executions,
     };
     // Reject a bad option before anything is written.
     config.validate_contents(dir)?;
@@ -175,57 +304,21 @@ pub fn init_cluster(dir: &Path, options: InitOptions) -> Result<ClusterConfig, C
     create_dir(dir, false)?;
     create_dir(&dir.join("certs"), false)?;
     create_dir(&dir.join("keys"), true)?;
-    for (index, replica) in config.replicas.iter().enumerate() {
-        // Dialers pin the certificate itself, so the names only need to satisfy TLS.
-        let names = vec!["localhost".to_string(), Ipv4Addr::LOCALHOST.to_string()];
-        let certified = rcgen::generate_simple_self_signed(names).map_err(|error| {
-            ConfigError::Certificate {
-                replica: replica.id,
-                problem: error.to_string(),
-            }
-        })?;
-        write_file(
-            &dir.join(&replica.certificate),
-            certified.cert.pem().as_bytes(),
-            false,
-        )?;
-        let tls_key = PathBuf::from(format!("keys/replica-{index}.key.pem"));
-        write_file(
-            &dir.join(&tls_key),
-            certified.signing_key.serialize_pem().as_bytes(),
-            true,
-        )?;
-
-        let peers = (0..replica_count)
-            .filter(|&peer| peer != index)
-            .map(|peer| PeerKey {
-                replica: ReplicaId(peer as u32),
-                key: hex_encode(&pair_keys[&(index.min(peer), index.max(peer))]),
-            })
-            .collect();
-        let key_file = ReplicaKeyFile {
-            replica: replica.id,
-            signing_key: hex_encode(&signing_seeds[index]),
-            client_master: hex_encode(&client_masters[index]),
-            tls_key,
-            peers,
-        };
-        let path = dir.join(replica_keys_file(replica.id));
-        let text = format!("{KEY_FILE_HEADER}\n{}", to_toml(&path, &key_file)?);
-        write_file(&path, text.as_bytes(), true)?;
-    }
-    let clients_path = dir.join(CLIENT_KEYS_FILE);
+    write_replica_files(dir, &config, &secrets)?;
+    write_execution_files(dir, &config, &secrets)?;
     let client_file = ClientKeyFile {
-        client_masters: client_masters
+        client_masters: secrets
+            .client_masters
+            .iter()
+            .map(|m| hex_encode(m))
+            .collect(),
+        execution_client_masters: secrets
+            .execution_client_masters
             .iter()
             .map(|master| hex_encode(master))
             .collect(),
     };
-    let text = format!(
-        "{KEY_FILE_HEADER}\n{}",
-        to_toml(&clients_path, &client_file)?
-    );
-    write_file(&clients_path, text.as_bytes(), true)?;
+    write_key_file(&dir.join(CLIENT_KEYS_FILE), &client_file)?;
 
     let text = format!(
         "{CLUSTER_FILE_HEADER}\n{}",
@@ -233,4 +326,76 @@ pub fn init_cluster(dir: &Path, options: InitOptions) -> Result<ClusterConfig, C
     );
     write_file(&cluster_path, text.as_bytes(), false)?;
     ClusterConfig::load(dir)
+}
+
+/// Each agreement replica's certificate, TLS key and key file.
+fn write_replica_files(
+    dir: &Path,
+    config: &ClusterConfig,
+    secrets: &Secrets,
+) -> Result<(), ConfigError> {
+    let replica_count = config.replica_count();
+    for (index, replica) in config.replicas.iter().enumerate() {
+        let tls_key = PathBuf::from(format!("keys/replica-{index}.key.pem"));
+        write_tls_identity(dir, &replica.certificate, &tls_key, |problem| {
+            ConfigError::Certificate {
+                replica: replica.id,
+                problem,
+            }
+        })?;
+        let peers = (0..replica_count)
+            .filter(|&peer| peer != index)
+            .map(|peer| PeerKey {
+                replica: ReplicaId(peer as u32),
+                key: hex_encode(&secrets.pair_keys[&(index.min(peer), index.max(peer))]),
+            })
+            .collect();
+        let execution_peers = (0..config.execution_count())
+            .map(|execution| ExecutionPeerKey {
+                execution: ExecutionId(execution as u32),
+                key: hex_encode(&secrets.execution_keys[&(index, execution)]),
+            })
+            .collect();
+        let key_file = ReplicaKeyFile {
+            replica: replica.id,
+            signing_key: hex_encode(&secrets.signing_seeds[index]),
+            client_master: hex_encode(&secrets.client_masters[index]),
+            tls_key,
+            peers,
+            execution_peers,
+        };
+        write_key_file(&dir.join(replica_keys_file(replica.id)), &key_file)?;
+    }
+    Ok(())
+}
+
+/// Each execution replica's certificate, TLS key and key file.
+fn write_execution_files(
+    dir: &Path,
+    config: &ClusterConfig,
+    secrets: &Secrets,
+) -> Result<(), ConfigError> {
+    for (index, execution) in config.executions.iter().enumerate() {
+        let tls_key = PathBuf::from(format!("keys/execution-{index}.key.pem"));
+        write_tls_identity(dir, &execution.certificate, &tls_key, |problem| {
+            ConfigError::ExecutionCertificate {
+                execution: execution.id,
+                problem,
+            }
+        })?;
+        let peers = (0..config.replica_count())
+            .map(|replica| PeerKey {
+                replica: ReplicaId(replica as u32),
+                key: hex_encode(&secrets.execution_keys[&(replica, index)]),
+            })
+            .collect();
+        let key_file = ExecutionKeyFile {
+            execution: execution.id,
+            client_master: hex_encode(&secrets.execution_client_masters[index]),
+            tls_key,
+            peers,
+        };
+        write_key_file(&dir.join(execution_keys_file(execution.id)), &key_file)?;
+    }
+    Ok(())
 }

@@ -2,15 +2,19 @@
 //!
 //! `keys/replica-<i>.toml` holds what replica i alone knows: its Ed25519 signing key, its
 //! client master (from which it derives any client's key), one pairwise session key per
-//! other replica, and the path of its TLS private key. `keys/clients.toml` holds every
-//! replica's client master, indexed by replica id, so that a client process can derive its
-//! keys with each replica. Whoever reads `clients.toml` can act as any client: it is the
-//! provisioning secret of a local platform, not something to hand to an untrusted client
-//! (which should instead be given only the keys derived for its own id).
+//! other replica and per execution replica, and the path of its TLS private key.
+//! `keys/execution-<i>.toml` holds the same for execution replica i, less the signing key
+//! (an execution replica's word counts through f+1 matching copies, never a signature):
+//! its client master and one pairwise key per agreement replica. `keys/clients.toml` holds
+//! every replica's and execution replica's client master, indexed by id, so that a client
+//! process can derive its keys with each of them. Whoever reads `clients.toml` can act as
+//! any client: it is the provisioning secret of a local platform, not something to hand to
+//! an untrusted client (which should instead be given only the keys derived for its own id).
 
+use super::execution::execution_keys_file;
 use super::{CLIENT_KEYS_FILE, ClusterConfig, ConfigError, hex_decode_32, read_toml};
 use crate::crypto::{NodeKeys, SessionKey, client_key, signing_key_from_bytes};
-use crate::ids::{ClientId, NodeId, ReplicaId};
+use crate::ids::{ClientId, ExecutionId, NodeId, ReplicaId};
 use rustls::pki_types::PrivateKeyDer;
 use rustls::pki_types::pem::PemObject as _;
 use serde::{Deserialize, Serialize};
@@ -31,9 +35,36 @@ pub(crate) struct ReplicaKeyFile {
     pub tls_key: PathBuf,
     /// One `[[peers]]` entry per other replica.
     pub peers: Vec<PeerKey>,
+    /// One `[[execution_peers]]` entry per execution replica; absent from files written
+    /// before execution replicas were configured.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub execution_peers: Vec<ExecutionPeerKey>,
 }
 
-/// The session key shared with one other replica.
+/// The contents of `keys/execution-<i>.toml`.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ExecutionKeyFile {
+    /// Whose keys these are; must match the file name.
+    pub execution: ExecutionId,
+    /// Hex of the 32-byte client master.
+    pub client_master: String,
+    /// The PEM TLS private key, relative to the cluster directory.
+    pub tls_key: PathBuf,
+    /// One `[[peers]]` entry per agreement replica.
+    pub peers: Vec<PeerKey>,
+}
+
+/// The session key a replica shares with one execution replica.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ExecutionPeerKey {
+    pub execution: ExecutionId,
+    /// Hex of the 32-byte pairwise key; the execution replica's file holds the same key.
+    pub key: String,
+}
+
+/// The session key shared with one (agreement) replica.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct PeerKey {
@@ -48,6 +79,9 @@ pub(crate) struct PeerKey {
 pub(crate) struct ClientKeyFile {
     /// Hex of each replica's 32-byte client master, indexed by replica id.
     pub client_masters: Vec<String>,
+    /// Hex of each execution replica's 32-byte client master, indexed by execution id.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub execution_client_masters: Vec<String>,
 }
 
 fn key_at(path: &Path, field: &str, hex: &str) -> Result<[u8; 32], ConfigError> {
@@ -122,6 +156,32 @@ pub(crate) fn replica_keys(
         );
         return Err(ConfigError::invalid(&path, "peers", problem));
     }
+    let execution_count = config.execution_count();
+    for (index, peer) in file.execution_peers.iter().enumerate() {
+        let field = |name: &str| format!("execution_peers[{index}].{name}");
+        if peer.execution.index() >= execution_count {
+            let problem = format!(
+                "{} is not an execution replica of this cluster (0..{execution_count})",
+                peer.execution.0
+            );
+            return Err(ConfigError::invalid(&path, field("execution"), problem));
+        }
+        let key = SessionKey(key_at(&path, &field("key"), &peer.key)?);
+        if peer_keys
+            .insert(NodeId::Execution(peer.execution), key)
+            .is_some()
+        {
+            let problem = format!("duplicate execution replica {}", peer.execution.0);
+            return Err(ConfigError::invalid(&path, field("execution"), problem));
+        }
+    }
+    if file.execution_peers.len() != execution_count {
+        let problem = format!(
+            "needs a key for each of the {execution_count} execution replicas, found {}",
+            file.execution_peers.len()
+        );
+        return Err(ConfigError::invalid(&path, "execution_peers", problem));
+    }
     Ok(NodeKeys {
         id: NodeId::Replica(id),
         peer_keys,
@@ -130,7 +190,80 @@ pub(crate) fn replica_keys(
     })
 }
 
-/// Client `id`'s keys: one per replica, derived from that replica's client master.
+fn check_execution(config: &ClusterConfig, id: ExecutionId) -> Result<(), ConfigError> {
+    if id.index() >= config.execution_count() {
+        return Err(ConfigError::UnknownExecution {
+            execution: id,
+            execution_count: config.execution_count(),
+        });
+    }
+    Ok(())
+}
+
+fn read_execution_file(
+    dir: &Path,
+    config: &ClusterConfig,
+    id: ExecutionId,
+) -> Result<(PathBuf, ExecutionKeyFile), ConfigError> {
+    check_execution(config, id)?;
+    let path = dir.join(execution_keys_file(id));
+    let file: ExecutionKeyFile = read_toml(&path)?;
+    if file.execution != id {
+        let problem = format!(
+            "file is for execution replica {}, expected {}",
+            file.execution.0, id.0
+        );
+        return Err(ConfigError::invalid(&path, "execution", problem));
+    }
+    Ok((path, file))
+}
+
+/// Execution replica `id`'s secret keys, checked against `config`: its client master and
+/// exactly one key per agreement replica. It holds no signing key.
+pub(crate) fn execution_keys(
+    dir: &Path,
+    config: &ClusterConfig,
+    id: ExecutionId,
+) -> Result<NodeKeys, ConfigError> {
+    let (path, file) = read_execution_file(dir, config, id)?;
+    let client_master = SessionKey(key_at(&path, "client_master", &file.client_master)?);
+    let replica_count = config.replica_count();
+    let mut peer_keys = BTreeMap::new();
+    for (index, peer) in file.peers.iter().enumerate() {
+        let field = |name: &str| format!("peers[{index}].{name}");
+        if peer.replica.index() >= replica_count {
+            let problem = format!(
+                "{} is not a replica of this cluster (0..{replica_count})",
+                peer.replica.0
+            );
+            return Err(ConfigError::invalid(&path, field("replica"), problem));
+        }
+        let key = SessionKey(key_at(&path, &field("key"), &peer.key)?);
+        if peer_keys
+            .insert(NodeId::Replica(peer.replica), key)
+            .is_some()
+        {
+            let problem = format!("duplicate replica {}", peer.replica.0);
+            return Err(ConfigError::invalid(&path, field("replica"), problem));
+        }
+    }
+    if peer_keys.len() != replica_count {
+        let problem = format!(
+            "needs a key for each of the {replica_count} replicas, found {}",
+            peer_keys.len()
+        );
+        return Err(ConfigError::invalid(&path, "peers", problem));
+    }
+    Ok(NodeKeys {
+        id: NodeId::Execution(id),
+        peer_keys,
+        client_master: Some(client_master),
+        signing_key: None,
+    })
+}
+
+/// Client `id`'s keys: one per replica and one per execution replica, each derived from
+/// that node's client master.
 pub(crate) fn client_keys(
     dir: &Path,
     config: &ClusterConfig,
@@ -152,11 +285,29 @@ pub(crate) fn client_keys(
         );
         return Err(ConfigError::invalid(&path, "client_masters", problem));
     }
+    if file.execution_client_masters.len() != config.execution_count() {
+        let problem = format!(
+            "needs one master per execution replica ({}), found {}",
+            config.execution_count(),
+            file.execution_client_masters.len()
+        );
+        return Err(ConfigError::invalid(
+            &path,
+            "execution_client_masters",
+            problem,
+        ));
+    }
     let mut peer_keys = BTreeMap::new();
     for (index, hex) in file.client_masters.iter().enumerate() {
         let master = SessionKey(key_at(&path, &format!("client_masters[{index}]"), hex)?);
         let replica = ReplicaId(index as u32);
         peer_keys.insert(NodeId::Replica(replica), client_key(&master, id));
+    }
+    for (index, hex) in file.execution_client_masters.iter().enumerate() {
+        let field = format!("execution_client_masters[{index}]");
+        let master = SessionKey(key_at(&path, &field, hex)?);
+        let execution = ExecutionId(index as u32);
+        peer_keys.insert(NodeId::Execution(execution), client_key(&master, id));
     }
     Ok(NodeKeys {
         id: NodeId::Client(id),
@@ -174,6 +325,14 @@ pub fn load_replica_keys(dir: &Path, id: ReplicaId) -> Result<NodeKeys, ConfigEr
     replica_keys(dir, &config, id)
 }
 
+/// Execution replica `id`'s secret keys from `dir/keys/execution-<id>.toml`, checked
+/// against the cluster's configuration (it must hold a key for every agreement replica).
+/// Execution replicas have no signing key.
+pub fn load_execution_keys(dir: &Path, id: ExecutionId) -> Result<NodeKeys, ConfigError> {
+    let config = ClusterConfig::load(dir)?;
+    execution_keys(dir, &config, id)
+}
+
 /// Client `id`'s keys, derived from `dir/keys/clients.toml`. Fails for an id at or above the
 /// configured number of clients.
 pub fn load_client_keys(dir: &Path, id: ClientId) -> Result<NodeKeys, ConfigError> {
@@ -188,10 +347,29 @@ pub fn load_tls_key(
     id: ReplicaId,
 ) -> Result<PrivateKeyDer<'static>, ConfigError> {
     let (path, file) = read_replica_file(dir, config, id)?;
-    let key_path = dir.join(&file.tls_key);
+    read_tls_key(dir, &path, &file.tls_key)
+}
+
+/// Execution replica `id`'s TLS private key, from the path its key file names.
+pub fn load_execution_tls_key(
+    dir: &Path,
+    config: &ClusterConfig,
+    id: ExecutionId,
+) -> Result<PrivateKeyDer<'static>, ConfigError> {
+    let (path, file) = read_execution_file(dir, config, id)?;
+    read_tls_key(dir, &path, &file.tls_key)
+}
+
+/// The PEM private key at `tls_key` (relative to `dir`), named by the key file `key_file`.
+fn read_tls_key(
+    dir: &Path,
+    key_file: &Path,
+    tls_key: &Path,
+) -> Result<PrivateKeyDer<'static>, ConfigError> {
+    let key_path = dir.join(tls_key);
     let pem = std::fs::read(&key_path).map_err(|source| ConfigError::io(&key_path, source))?;
     PrivateKeyDer::from_pem_slice(&pem).map_err(|error| {
         let problem = format!("{}: no PEM private key: {error}", key_path.display());
-        ConfigError::invalid(&path, "tls_key", problem)
+        ConfigError::invalid(key_file, "tls_key", problem)
     })
 }

@@ -111,8 +111,10 @@ fn init_then_load_gives_keys_that_authenticate_both_ways() {
     let frame = replica1.seal(NodeId::Client(ClientId(3)), &reply).unwrap();
     assert_eq!(client.open(&frame).unwrap().message(), &reply);
 
+    // One key per replica and one per execution replica (f + 1 = 2 for each of two apps).
+    assert_eq!(config.execution_count(), 4);
     let keys = load_client_keys(&dir.0, ClientId(0)).unwrap();
-    assert_eq!(keys.peer_keys.len(), 4);
+    assert_eq!(keys.peer_keys.len(), 4 + 4);
     assert!(keys.client_master.is_none() && keys.signing_key.is_none());
     load_tls_key(&dir.0, &config, ReplicaId(3)).unwrap();
 }

@@ -111,13 +111,14 @@ impl FrameReader {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ids::{ClientId, ReplicaId};
+    use crate::ids::{ClientId, ExecutionId, ReplicaId};
 
     #[test]
     fn hello_round_trips_and_garbage_is_not_a_hello() {
         for id in [
             NodeId::Replica(ReplicaId(3)),
             NodeId::Client(ClientId(u64::MAX)),
+            NodeId::Execution(ExecutionId(u32::MAX)),
         ] {
             let frame = hello(id, 1);
             assert!(frame.len() <= PREFIX_BYTES + HELLO_BYTES_MAX);

@@ -1,4 +1,4 @@
-//! The bus's tasks: the accept loop, a reader per connection, a writer per replica peer (it
+//! The bus's tasks: the accept loop, a reader per connection, a writer per peer node (it
 //! dials and redials), and a writer per client route (it answers over the client's
 //! connection). Every one ends when its connection or queue does.
 
@@ -8,7 +8,7 @@ use super::{
     CONNECT_TIMEOUT, INCOMING_CONNECTIONS_MAX, PEER_QUEUE_FRAMES_MAX, RECONNECT_BACKOFF_MAX,
     RECONNECT_BACKOFF_MIN, Route, Shared,
 };
-use crate::ids::{ClientId, NodeId, ReplicaId};
+use crate::ids::{ClientId, NodeId};
 use bytes::{Bytes, BytesMut};
 use quinn::{Connection, Endpoint, SendStream, VarInt};
 use std::net::SocketAddr;
@@ -22,12 +22,16 @@ pub(super) const CLOSE_SHUTDOWN: VarInt = VarInt::from_u32(0);
 pub(super) const CLOSE_FRAMING: VarInt = VarInt::from_u32(1);
 pub(super) const CLOSE_BAD_HELLO: VarInt = VarInt::from_u32(2);
 
-/// One replica this node dials.
+/// One peer (replica or execution replica) this node dials.
 pub(super) struct DialTarget {
-    pub replica: ReplicaId,
+    pub peer: NodeId,
     pub address: SocketAddr,
-    /// Pins that replica's certificate.
+    /// Pins that peer's certificate.
     pub config: quinn::ClientConfig,
+    /// Dial at once and redial whenever the connection is lost, rather than on the next
+    /// frame: a client host does, so that its hello registers its route with the peer
+    /// before the peer has anything to answer.
+    pub eager: bool,
 }
 
 /// Accept connections until the endpoint closes. Handshakes run in their own tasks so a
@@ -234,10 +238,11 @@ fn drain(frames: &mut mpsc::Receiver<Bytes>) -> u64 {
     count
 }
 
-/// The writer for one replica peer. It dials on the first frame (so a node that never
-/// talks to a peer never connects to it), writes until the connection is lost, and redials
-/// on the next frame. While the peer cannot be reached, queued frames are dropped rather
-/// than kept: they would be stale by the time it is back, and the protocol retransmits.
+/// The writer for one peer node. It dials on the first frame (so a node that never talks
+/// to a peer never connects to it), writes until the connection is lost, and redials on the
+/// next frame; an eager writer dials at once and redials without waiting for a frame. While
+/// the peer cannot be reached, queued frames are dropped rather than kept: they would be
+/// stale by the time it is back, and the protocol retransmits.
 pub(super) async fn dial_writer(
     shared: Arc<Shared>,
     endpoint: Endpoint,
@@ -247,7 +252,11 @@ pub(super) async fn dial_writer(
     let mut backoff = RECONNECT_BACKOFF_MIN;
     let mut next: Option<Bytes> = None;
     loop {
-        if next.is_none() {
+        if target.eager {
+            if frames.is_closed() && frames.is_empty() {
+                return;
+            }
+        } else if next.is_none() {
             match frames.recv().await {
                 Some(frame) => next = Some(frame),
                 None => return,
@@ -279,7 +288,7 @@ pub(super) async fn dial_writer(
                 }
             }
             Err(problem) => {
-                tracing::debug!(peer = %target.replica, address = %target.address, problem, "dial failed");
+                tracing::debug!(peer = %target.peer, address = %target.address, problem, "dial failed");
                 shared.count_dropped_send(u64::from(next.take().is_some()) + drain(&mut frames));
             }
         }

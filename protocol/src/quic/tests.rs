@@ -2,27 +2,33 @@
 
 use super::*;
 use crate::config::tests::{TempDir, init_test_cluster};
-use crate::config::{endpoint_for_client, endpoint_for_replica};
-use crate::ids::{AppId, Seq, View};
-use crate::messages::{Message, Reply, Request, Status};
+use crate::config::{endpoint_for_client, endpoint_for_execution, endpoint_for_replica};
+use crate::ids::{AppId, Digest, ExecutionId, ReplicaId, Seq, View};
+use crate::messages::{AppOrder, Executed, Message, NonDet, Reply, Request, Status};
 use std::net::UdpSocket;
 
 const TEST_TIMEOUT: Duration = Duration::from_secs(10);
 const R0: NodeId = NodeId::Replica(ReplicaId(0));
 const R1: NodeId = NodeId::Replica(ReplicaId(1));
 const C0: NodeId = NodeId::Client(ClientId(0));
+const E0: NodeId = NodeId::Execution(ExecutionId(0));
 
-/// A base port with 4 consecutive free UDP ports on 127.0.0.1, so parallel tests (and other
-/// test binaries) do not collide on fixed ports.
+/// Ports one test cluster may use: 4 replicas, then 2 execution replicas for each of its
+/// 2 apps, with room to spare.
+const CLUSTER_PORTS: u16 = 16;
+
+/// A base port with [`CLUSTER_PORTS`] consecutive free UDP ports on 127.0.0.1, so parallel
+/// tests (and other test binaries) do not collide on fixed ports.
 fn free_base_port() -> u16 {
     use std::sync::atomic::AtomicU32;
     static NEXT: AtomicU32 = AtomicU32::new(0);
     let seed = std::process::id();
+    let stride = u32::from(CLUSTER_PORTS);
     for _ in 0..1000 {
         let attempt = NEXT.fetch_add(1, Ordering::Relaxed);
-        let base = 20_000 + ((seed.wrapping_mul(7919) + attempt * 10) % 40_000) as u16;
-        let free =
-            (0..4).all(|offset| UdpSocket::bind((Ipv4Addr::LOCALHOST, base + offset)).is_ok());
+        let base = 20_000 + ((seed.wrapping_mul(7919) + attempt * stride) % 40_000) as u16;
+        let free = (0..CLUSTER_PORTS)
+            .all(|offset| UdpSocket::bind((Ipv4Addr::LOCALHOST, base + offset)).is_ok());
         if free {
             return base;
         }
@@ -245,13 +251,21 @@ async fn unroutable_frames_are_dropped_and_counted() {
         bus0.send(NodeId::Client(ClientId(3)), Bytes::from_static(b"x"));
         bus0.send(R0, Bytes::from_static(b"x"));
         bus0.send(NodeId::Replica(ReplicaId(9)), Bytes::from_static(b"x"));
+        bus0.send(NodeId::Execution(ExecutionId(9)), Bytes::from_static(b"x"));
         let oversized = Bytes::from(vec![0u8; config.protocol.frame_bytes_max + 1]);
         bus0.send(R1, oversized);
-        assert_eq!(bus0.dropped_frames(), 4);
+        assert_eq!(bus0.dropped_frames(), 5);
         let error = QuicBus::start_node(&dir.0, &config, NodeId::Client(ClientId(4)))
             .err()
             .expect("client 4 is not provisioned");
         assert!(error.to_string().contains("client c4"), "{error}");
+        let error = QuicBus::start_node(&dir.0, &config, NodeId::Execution(ExecutionId(9)))
+            .err()
+            .expect("execution replica 9 is not configured");
+        assert!(
+            error.to_string().contains("execution replica e9"),
+            "{error}"
+        );
     })
     .await;
 }
@@ -268,7 +282,8 @@ async fn a_client_host_receives_replies_for_each_of_its_clients() {
         let (_, endpoint0) = endpoint_for_replica(&dir.0, ReplicaId(0)).unwrap();
         let (_, client0) = endpoint_for_client(&dir.0, ClientId(0)).unwrap();
         let (_, client1) = endpoint_for_client(&dir.0, ClientId(1)).unwrap();
-        // The replica learns the route from the host's first frame.
+        // The host's hello registered its route at start; a frame that has arrived shows
+        // the connection (and so the route) is up.
         host.send(R0, client0.seal(R0, &status(1)).unwrap().into());
         inbox0.recv().await.unwrap();
         for (id, endpoint) in [(ClientId(0), &client0), (ClientId(1), &client1)] {
@@ -285,6 +300,93 @@ async fn a_client_host_receives_replies_for_each_of_its_clients() {
         }
         let too_many = config.clients as u32 + 1;
         assert!(QuicBus::start_client_host(&dir.0, &config, ClientId(0), too_many).is_err());
+    })
+    .await;
+}
+
+fn app_order() -> Message {
+    Message::AppOrder(AppOrder {
+        app: AppId(0),
+        seq: Seq(1),
+        agreement_seq: Seq(1),
+        nondet: NonDet::default(),
+        requests: Vec::new(),
+    })
+}
+
+/// An agreement replica's order reaches an execution replica over the connection the
+/// replica dials, and the execution replica's report reaches the replica over its own.
+#[tokio::test]
+async fn replicas_and_execution_replicas_exchange_sealed_frames() {
+    within(async {
+        let (dir, config) = cluster("quic-execution");
+        let (bus0, mut inbox0) = start(&dir, &config, R0);
+        let (execution, mut execution_inbox) = start(&dir, &config, E0);
+        assert_eq!(execution.local_addr(), config.executions[0].address);
+        let (_, endpoint0) = endpoint_for_replica(&dir.0, ReplicaId(0)).unwrap();
+        let (_, execution_endpoint) = endpoint_for_execution(&dir.0, ExecutionId(0)).unwrap();
+
+        bus0.send(E0, endpoint0.seal(E0, &app_order()).unwrap().into());
+        let frame = execution_inbox.recv().await.unwrap();
+        let opened = execution_endpoint.open(&frame).unwrap();
+        assert_eq!((opened.from(), opened.message()), (R0, &app_order()));
+
+        let executed = Message::Executed(Executed {
+            app: AppId(0),
+            seq: Seq(1),
+            replies: Digest([1; 32]),
+        });
+        execution.send(R0, execution_endpoint.seal_multicast(&executed).into());
+        let frame = inbox0.recv().await.unwrap();
+        let opened = endpoint0.open(&frame).unwrap();
+        assert_eq!((opened.from(), opened.message()), (E0, &executed));
+
+        for bus in [&bus0, &execution] {
+            assert_eq!(bus.dropped_frames(), 0);
+            assert_eq!(bus.rejected_frames(), 0);
+        }
+        execution.shutdown().await;
+        bus0.shutdown().await;
+    })
+    .await;
+}
+
+/// A client host dials every peer when it starts, so an execution replica can answer one
+/// of its clients though the host never wrote to that execution replica: the replies of the
+/// normal case go straight from execution replicas to clients.
+#[tokio::test]
+async fn a_client_host_hears_from_an_execution_replica_it_never_wrote_to() {
+    within(async {
+        let (dir, config) = cluster("quic-execution-reply");
+        let (execution, _execution_inbox) = start(&dir, &config, E0);
+        let (host, mut host_inbox) =
+            QuicBus::start_client_host(&dir.0, &config, ClientId(0), 2).unwrap();
+        let (_, execution_endpoint) = endpoint_for_execution(&dir.0, ExecutionId(0)).unwrap();
+        let (_, client1) = endpoint_for_client(&dir.0, ClientId(1)).unwrap();
+        let to = NodeId::Client(ClientId(1));
+        let reply = Message::Reply(Reply {
+            view: View(0),
+            client: ClientId(1),
+            timestamp: 3,
+            result: b"ok".to_vec(),
+        });
+        let sealed = Bytes::from(execution_endpoint.seal(to, &reply).unwrap());
+        // The host's hello may still be on its way when the first copy goes: resend until
+        // the route exists, as an execution replica answering a retransmission would.
+        let frame = loop {
+            execution.send(to, sealed.clone());
+            if let Ok(Some(frame)) =
+                tokio::time::timeout(Duration::from_millis(100), host_inbox.recv()).await
+            {
+                break frame;
+            }
+        };
+        let opened = client1.open(&frame).unwrap();
+        assert_eq!((opened.from(), opened.message()), (E0, &reply));
+        assert_eq!(host.stats().dropped_send, 0, "the host sent nothing");
+        assert_eq!(execution.stats().connections_incoming, 1);
+        host.shutdown().await;
+        execution.shutdown().await;
     })
     .await;
 }

@@ -1,0 +1,210 @@
+//! The whole platform as real processes: `zz up --detach` with kv and bank (agreement
+//! replicas, f+1 execution replicas per app, a paused standby each), concurrent bank
+//! transfers from several clients, then `zz down`. Every acknowledged transfer is applied
+//! exactly once and money is conserved.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+use zz_apps::bank::{self, Op, Outcome};
+use zz_client::ClientPool;
+use zz_protocol::ClientId;
+use zz_protocol::config::ClusterConfig;
+
+const ZZ: &str = env!("CARGO_BIN_EXE_zz");
+const ACCOUNTS: u64 = 4;
+const OPENING_DEPOSIT: u64 = 1_000;
+const TRANSFERS_PER_CLIENT: u64 = 40;
+
+/// `zz COMMAND --dir DIR REST...`
+fn zz(args: &[&str], dir: &Path) -> std::process::Output {
+    Command::new(ZZ)
+        .arg(args[0])
+        .arg("--dir")
+        .arg(dir)
+        .args(&args[1..])
+        .output()
+        .expect("run zz")
+}
+
+/// Stops the platform however the test ends.
+struct Platform<'a>(&'a Path);
+
+impl Drop for Platform<'_> {
+    fn drop(&mut self) {
+        let _ = zz(&["down"], self.0);
+        let _ = std::fs::remove_dir_all(self.0);
+    }
+}
+
+fn free_base_port() -> u16 {
+    let seed = std::process::id() as u16;
+    for attempt in 0..200u16 {
+        let base = 20_000 + (seed.wrapping_mul(13).wrapping_add(attempt * 53)) % 40_000;
+        let free = (0..16).all(|i| std::net::UdpSocket::bind(("127.0.0.1", base + i)).is_ok());
+        if free {
+            return base;
+        }
+    }
+    panic!("no free ports on 127.0.0.1");
+}
+
+async fn call(pool: &ClientPool, index: u32, app: zz_protocol::AppId, op: Op) -> Outcome {
+    let result = pool
+        .client(index)
+        .invoke_with_deadline(app, bank::encode_op(&op), Duration::from_secs(20))
+        .await
+        .unwrap_or_else(|error| panic!("{op:?}: {error}"));
+    bank::decode_result(&result).expect("a bank outcome")
+}
+
+fn account(index: u64) -> String {
+    format!("a{index}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_transfers_conserve_money_and_apply_exactly_once() {
+    let dir = std::env::temp_dir().join(format!("zz-platform-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let port = free_base_port().to_string();
+    let up = Command::new(ZZ)
+        .args([
+            "up",
+            "--apps",
+            "kv,bank",
+            "--standbys",
+            "1",
+            "--base-port",
+            &port,
+        ])
+        .args(["--clients", "16", "--detach", "--dir"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let _platform = Platform(&dir);
+    assert!(up.status.success(), "zz up: {up:?}");
+
+    // Roles: 4 agreement replicas; per app 2 active execution replicas and 1 paused standby.
+    let status = zz(&["status", "--json"], &dir);
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&status.stdout).unwrap();
+    let count = |role: &str, state: &str| {
+        rows.iter()
+            .filter(|row| row["role"] == role && row["state"] == state)
+            .count()
+    };
+    assert_eq!(rows.len(), 4 + 2 * 3, "{rows:?}");
+    assert_eq!(count("execution", "active"), 4, "{rows:?}");
+    assert_eq!(count("standby", "paused"), 2, "{rows:?}");
+
+    // kv through the CLI.
+    let put = zz(&["kv", "put", "hello", "world"], &dir);
+    assert!(put.status.success(), "{put:?}");
+    let get = zz(&["kv", "get", "hello"], &dir);
+    assert_eq!(
+        String::from_utf8_lossy(&get.stdout).trim(),
+        "world",
+        "{get:?}"
+    );
+
+    let config = ClusterConfig::load(&dir).unwrap();
+    let app = config.app_by_name("bank").unwrap().id;
+    let pool = ClientPool::connect(&dir, ClientId(0), 8).unwrap();
+    for index in 0..ACCOUNTS {
+        let opened = call(
+            &pool,
+            0,
+            app,
+            Op::Open {
+                account: account(index),
+            },
+        )
+        .await;
+        assert_eq!(opened, Outcome::Opened);
+        let deposit = Op::Deposit {
+            account: account(index),
+            amount: OPENING_DEPOSIT,
+        };
+        assert!(matches!(
+            call(&pool, 0, app, deposit).await,
+            Outcome::Deposited { .. }
+        ));
+    }
+
+    // Concurrent transfers; each client remembers the ones acknowledged as done.
+    let mut tasks = Vec::new();
+    for client in 1..=4u32 {
+        let pool_client = pool.client(client);
+        tasks.push(tokio::spawn(async move {
+            let mut net: BTreeMap<u64, i64> = BTreeMap::new();
+            for i in 0..TRANSFERS_PER_CLIENT {
+                let from = (client as u64 + i) % ACCOUNTS;
+                let to = (from + 1 + i % (ACCOUNTS - 1)) % ACCOUNTS;
+                let amount = 1 + (i * 7 + client as u64) % 50;
+                let op = Op::Transfer {
+                    from: account(from),
+                    to: account(to),
+                    amount,
+                };
+                let result = pool_client
+                    .invoke_with_deadline(app, bank::encode_op(&op), Duration::from_secs(20))
+                    .await
+                    .unwrap_or_else(|error| panic!("transfer: {error}"));
+                if let Outcome::Transferred { .. } = bank::decode_result(&result).unwrap() {
+                    *net.entry(from).or_default() -= amount as i64;
+                    *net.entry(to).or_default() += amount as i64;
+                }
+            }
+            net
+        }));
+    }
+    let mut expected: BTreeMap<u64, i64> = (0..ACCOUNTS)
+        .map(|index| (index, OPENING_DEPOSIT as i64))
+        .collect();
+    for task in tasks {
+        for (index, change) in task.await.unwrap() {
+            *expected.get_mut(&index).unwrap() += change;
+        }
+    }
+    for index in 0..ACCOUNTS {
+        let balance = call(
+            &pool,
+            5,
+            app,
+            Op::Balance {
+                account: account(index),
+            },
+        )
+        .await;
+        assert_eq!(
+            balance,
+            Outcome::Balance(expected[&index] as u64),
+            "account {index}"
+        );
+    }
+    let Outcome::Audit(audit) = call(&pool, 5, app, Op::Audit).await else {
+        panic!("audit failed")
+    };
+    assert_eq!(audit.deposit_total, ACCOUNTS * OPENING_DEPOSIT);
+    assert_eq!(audit.balance_sum, (ACCOUNTS * OPENING_DEPOSIT) as u128);
+
+    // `zz down` leaves no process behind.
+    let pids: Vec<u32> = std::fs::read_dir(dir.join("run"))
+        .unwrap()
+        .filter_map(|entry| {
+            let path = entry.ok()?.path();
+            (path.extension()? == "pid")
+                .then(|| std::fs::read_to_string(&path).ok()?.trim().parse().ok())?
+        })
+        .collect();
+    assert_eq!(pids.len(), 10);
+    let down = zz(&["down"], &dir);
+    assert!(down.status.success(), "{down:?}");
+    for pid in pids {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        assert!(
+            stat.is_empty() || stat.contains(") Z "),
+            "process {pid} still running"
+        );
+    }
+}

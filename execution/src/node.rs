@@ -1,0 +1,153 @@
+//! The execution node: one execution replica over QUIC in a tokio process, with its status
+//! file. It owns the I/O the core does not: sockets, the clock, files.
+
+use crate::app::App;
+use crate::core::{ExecutionConfig, ExecutionReplica};
+use crate::driver::ExecutionDriver;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use zz_protocol::config::{ConfigError, endpoint_for_execution};
+use zz_protocol::quic::{QuicBus, QuicError};
+use zz_protocol::{ExecutionId, NodeId, Seq};
+use zz_state_fetch::{ObjectStore, StateParams};
+
+/// Frames handled in one go before the node looks at its timers again.
+const FRAMES_PER_TURN_MAX: usize = 256;
+/// How often the node rewrites its status file.
+const STATUS_FILE_INTERVAL: Duration = Duration::from_millis(250);
+
+/// Why an execution node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecutionNodeError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Quic(#[from] QuicError),
+    #[error("execution replica {id} is not in the cluster configuration")]
+    Unknown { id: ExecutionId },
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+/// Where execution replica `id` writes its status inside the cluster directory.
+pub fn execution_status_path(dir: &Path, id: ExecutionId) -> PathBuf {
+    dir.join("run").join(format!("execution-{}.json", id.0))
+}
+
+/// What `run/execution-<i>.json` holds.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ExecutionStatus {
+    pub id: u32,
+    pub app: u32,
+    pub pid: u32,
+    pub last_executed: u64,
+    pub last_checkpoint: Option<u64>,
+    pub requests_executed: u64,
+    pub replies_resent: u64,
+    pub dropped: BTreeMap<String, u64>,
+    pub rejected: BTreeMap<String, u64>,
+    pub updated_unix_ms: u64,
+}
+
+fn write_status<B: zz_protocol::bus::MessageBus>(
+    dir: &Path,
+    id: ExecutionId,
+    driver: &ExecutionDriver<B>,
+) -> Result<(), ExecutionNodeError> {
+    let replica = driver.replica();
+    let counters = replica.counters();
+    let status = ExecutionStatus {
+        id: id.0,
+        app: replica.app().0,
+        pid: std::process::id(),
+        last_executed: replica.last_executed().0,
+        last_checkpoint: replica.store().last_checkpoint().map(|(seq, _)| seq.0),
+        requests_executed: counters.requests_executed,
+        replies_resent: counters.replies_resent,
+        dropped: counters
+            .dropped
+            .iter()
+            .map(|(reason, count)| (reason.to_string(), *count))
+            .collect(),
+        rejected: driver
+            .counters()
+            .rejected
+            .iter()
+            .map(|(reason, count)| (reason.to_string(), *count))
+            .collect(),
+        updated_unix_ms: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |elapsed| elapsed.as_millis() as u64),
+    };
+    let path = execution_status_path(dir, id);
+    let temporary = path.with_extension("json.tmp");
+    let json = serde_json::to_vec_pretty(&status).expect("status serialises");
+    std::fs::write(&temporary, json)
+        .and_then(|()| std::fs::rename(&temporary, &path))
+        .map_err(|source| ExecutionNodeError::Io {
+            path: path.display().to_string(),
+            source,
+        })
+}
+
+/// Run execution replica `id` of the cluster in `dir`, executing `app`, until `shutdown`.
+pub async fn run_execution_node(
+    dir: &Path,
+    id: ExecutionId,
+    app: Box<dyn App>,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), ExecutionNodeError> {
+    zz_protocol::quic::install_crypto_provider();
+    let (cluster, endpoint) = endpoint_for_execution(dir, id)?;
+    let member = cluster
+        .execution(id)
+        .ok_or(ExecutionNodeError::Unknown { id })?;
+    let run_dir = dir.join("run");
+    std::fs::create_dir_all(&run_dir).map_err(|source| ExecutionNodeError::Io {
+        path: run_dir.display().to_string(),
+        source,
+    })?;
+    let config = ExecutionConfig {
+        app: member.app,
+        f: cluster.protocol.f,
+        agreement_replicas: cluster.replica_count(),
+        checkpoint_interval: cluster.protocol.checkpoint_interval,
+        window: cluster.protocol.window * 4,
+    };
+    let store = ObjectStore::new(StateParams::default());
+    let replica = ExecutionReplica::new(config, app, store, Seq(0));
+    let (bus, mut inbox) = QuicBus::start_node(dir, &cluster, NodeId::Execution(id))?;
+    tracing::info!(execution = %id, app = %member.app, address = %bus.local_addr(), "execution replica started");
+    let mut driver = ExecutionDriver::new(replica, endpoint, bus, cluster.replica_count() as u32);
+    let mut status_tick = tokio::time::interval(STATUS_FILE_INTERVAL);
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            frame = inbox.recv() => {
+                let Some(frame) = frame else { break };
+                driver.handle_frame(&frame);
+                for _ in 1..FRAMES_PER_TURN_MAX {
+                    let Ok(frame) = inbox.try_recv() else { break };
+                    driver.handle_frame(&frame);
+                }
+                // Reports go to the agreement replicas as they are made; here they are
+                // only drained so they do not pile up.
+                driver.take_reports();
+            }
+            _ = status_tick.tick() => {
+                if let Err(error) = write_status(dir, id, &driver) {
+                    tracing::warn!(%error, "cannot write status file");
+                }
+            }
+            () = &mut shutdown => break,
+        }
+    }
+    let _ = write_status(dir, id, &driver);
+    tracing::info!(execution = %id, "execution replica stopped");
+    Ok(())
+}
