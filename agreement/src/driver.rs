@@ -74,6 +74,10 @@ impl<B: MessageBus, S: Storage> ReplicaDriver<B, S> {
     pub fn bus(&self) -> &B {
         &self.bus
     }
+    /// Per-app orders on their way to execution replicas.
+    pub fn orders(&self) -> &OrderRouter {
+        &self.orders
+    }
 
     /// Open one incoming frame and feed it to the core.
     pub fn handle_frame(&mut self, now: Time, frame: &[u8]) {
@@ -82,6 +86,9 @@ impl<B: MessageBus, S: Storage> ReplicaDriver<B, S> {
             Ok(verified) => match verified.into_parts() {
                 (NodeId::Execution(from), Message::Executed(executed)) => {
                     self.orders.handle_executed(from, executed)
+                }
+                (NodeId::Execution(from), Message::ExecutionCheckpoint(checkpoint)) => {
+                    self.orders.handle_checkpoint(from, checkpoint)
                 }
                 (from, message) => self
                     .replica

@@ -1,14 +1,18 @@
 //! Per-app orders on their way to execution replicas. Each app with an execution group gets
-//! its orders sent to every member; the last orders are retained, and a member that reports
-//! (through `Executed`) being behind gets the missing ones again, so a lost order costs a
-//! resend rather than a stuck replica.
+//! its orders sent to every member. The orders since the app's last stable execution
+//! checkpoint (one whose root every active member reported alike) are retained, and a
+//! member that reports (through `Executed`) being behind gets the missing ones again, so a
+//! lost order costs a resend rather than a stuck replica.
 
 use std::collections::BTreeMap;
-use zz_protocol::messages::{AppOrder, Executed};
-use zz_protocol::{AppId, ExecutionId, Seq, Time};
+use zz_protocol::messages::{AppOrder, Executed, ExecutionCheckpoint};
+use zz_protocol::{AppId, Digest, ExecutionId, Seq, Time};
 
-/// Orders retained per app for resending, at most (the oldest go first).
-pub const ORDERS_RETAINED_MAX: usize = 1024;
+/// Orders retained per app for resending, at most (the oldest go first, even if no
+/// checkpoint after them is stable yet).
+pub const ORDERS_RETAINED_MAX: usize = 4096;
+/// Execution checkpoints tracked per app while waiting to become stable, at most.
+pub const CHECKPOINTS_TRACKED_MAX: usize = 64;
 /// Orders resent to one execution replica per resend round, at most.
 pub const ORDERS_RESENT_PER_ROUND_MAX: usize = 64;
 
@@ -24,6 +28,10 @@ pub struct OrderRouter {
     retained: BTreeMap<AppId, BTreeMap<Seq, AppOrder>>,
     /// The last sequence number each execution replica reported executing.
     progress: BTreeMap<ExecutionId, Seq>,
+    /// Roots reported per app and sequence number, by member, until stable.
+    checkpoints: BTreeMap<AppId, BTreeMap<Seq, BTreeMap<ExecutionId, Digest>>>,
+    /// Each app's last stable execution checkpoint.
+    stable: BTreeMap<AppId, (Seq, Digest)>,
     next_resend_at: Time,
 }
 
@@ -68,6 +76,51 @@ impl OrderRouter {
             let progress = self.progress.entry(from).or_default();
             *progress = (*progress).max(executed.seq);
         }
+    }
+
+    /// An execution replica's checkpoint root. When every active member of the app reported
+    /// the same root for a sequence number, that checkpoint is stable: orders up to it are
+    /// no longer needed for replay and are dropped.
+    pub fn handle_checkpoint(&mut self, from: ExecutionId, checkpoint: ExecutionCheckpoint) {
+        let app = checkpoint.app;
+        if self.members.get(&from) != Some(&app) {
+            return;
+        }
+        let stable_seq = self.stable.get(&app).map_or(Seq(0), |(seq, _)| *seq);
+        if checkpoint.seq <= stable_seq {
+            return;
+        }
+        let tracked = self.checkpoints.entry(app).or_default();
+        tracked
+            .entry(checkpoint.seq)
+            .or_default()
+            .insert(from, checkpoint.root);
+        while tracked.len() > CHECKPOINTS_TRACKED_MAX {
+            tracked.pop_first();
+        }
+        let members = &self.groups[&app];
+        let roots = &tracked[&checkpoint.seq];
+        let unanimous = members.len() == roots.len()
+            && members
+                .iter()
+                .all(|member| roots.get(member) == Some(&checkpoint.root));
+        if unanimous {
+            self.stable.insert(app, (checkpoint.seq, checkpoint.root));
+            tracked.retain(|seq, _| *seq > checkpoint.seq);
+            if let Some(retained) = self.retained.get_mut(&app) {
+                retained.retain(|seq, _| *seq > checkpoint.seq);
+            }
+        }
+    }
+
+    /// The app's last stable execution checkpoint.
+    pub fn stable_checkpoint(&self, app: AppId) -> Option<(Seq, Digest)> {
+        self.stable.get(&app).copied()
+    }
+
+    /// Orders retained for `app` (those after its last stable checkpoint, bounded).
+    pub fn retained_count(&self, app: AppId) -> usize {
+        self.retained.get(&app).map_or(0, BTreeMap::len)
     }
 
     /// Orders to send again: for each member behind the latest retained order, the next
@@ -134,5 +187,30 @@ mod tests {
         let to: Vec<(u32, u64)> = resent.iter().map(|(e, o)| (e.0, o.seq.0)).collect();
         assert_eq!(to, vec![(1, 1), (1, 2)]);
         assert!(router.resend(Time(999), 1000).is_empty(), "rate limited");
+    }
+
+    #[test]
+    fn a_checkpoint_every_active_member_agrees_on_releases_the_orders_before_it() {
+        let groups = BTreeMap::from([(AppId(0), vec![ExecutionId(0), ExecutionId(1)])]);
+        let mut router = OrderRouter::new(groups);
+        for seq in 1..=4 {
+            router.route(order(0, seq));
+        }
+        let checkpoint = |seq, root: u8| ExecutionCheckpoint {
+            app: AppId(0),
+            seq: Seq(seq),
+            root: Digest([root; 32]),
+        };
+        router.handle_checkpoint(ExecutionId(0), checkpoint(2, 1));
+        router.handle_checkpoint(ExecutionId(1), checkpoint(2, 9));
+        assert_eq!(router.stable_checkpoint(AppId(0)), None, "roots differ");
+        assert_eq!(router.retained_count(AppId(0)), 4);
+        router.handle_checkpoint(ExecutionId(0), checkpoint(4, 5));
+        router.handle_checkpoint(ExecutionId(1), checkpoint(4, 5));
+        assert_eq!(
+            router.stable_checkpoint(AppId(0)),
+            Some((Seq(4), Digest([5; 32])))
+        );
+        assert_eq!(router.retained_count(AppId(0)), 0);
     }
 }
