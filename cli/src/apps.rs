@@ -86,12 +86,7 @@ async fn invoke(dir: &Path, app_name: &str, op: Vec<u8>) -> Result<Vec<u8>> {
         .client(0)
         .invoke_with_deadline(app, op, REQUEST_DEADLINE)
         .await
-        .with_context(|| {
-            format!(
-                "no answer from {} (is the platform running? zz up --dir {0})",
-                dir.display()
-            )
-        })?;
+        .with_context(|| format!("no answer from {}", dir.display()))?;
     Ok(result)
 }
 
