@@ -88,7 +88,10 @@ impl<B: MessageBus, S: Storage> ReplicaDriver<B, S> {
                     self.orders.handle_executed(from, executed)
                 }
                 (NodeId::Execution(from), Message::ExecutionCheckpoint(checkpoint)) => {
-                    self.orders.handle_checkpoint(from, checkpoint)
+                    for member in self.orders.handle_checkpoint(from, checkpoint) {
+                        let notice = Message::ExecutionStable(checkpoint);
+                        self.send(NodeId::Execution(member), &notice);
+                    }
                 }
                 (from, message) => self
                     .replica

@@ -81,14 +81,19 @@ impl OrderRouter {
     /// An execution replica's checkpoint root. When every active member of the app reported
     /// the same root for a sequence number, that checkpoint is stable: orders up to it are
     /// no longer needed for replay and are dropped.
-    pub fn handle_checkpoint(&mut self, from: ExecutionId, checkpoint: ExecutionCheckpoint) {
+    /// Returns the members to tell when this report made the checkpoint stable.
+    pub fn handle_checkpoint(
+        &mut self,
+        from: ExecutionId,
+        checkpoint: ExecutionCheckpoint,
+    ) -> Vec<ExecutionId> {
         let app = checkpoint.app;
         if self.members.get(&from) != Some(&app) {
-            return;
+            return Vec::new();
         }
         let stable_seq = self.stable.get(&app).map_or(Seq(0), |(seq, _)| *seq);
         if checkpoint.seq <= stable_seq {
-            return;
+            return Vec::new();
         }
         let tracked = self.checkpoints.entry(app).or_default();
         tracked
@@ -104,13 +109,16 @@ impl OrderRouter {
             && members
                 .iter()
                 .all(|member| roots.get(member) == Some(&checkpoint.root));
-        if unanimous {
-            self.stable.insert(app, (checkpoint.seq, checkpoint.root));
-            tracked.retain(|seq, _| *seq > checkpoint.seq);
-            if let Some(retained) = self.retained.get_mut(&app) {
-                retained.retain(|seq, _| *seq > checkpoint.seq);
-            }
+        if !unanimous {
+            return Vec::new();
         }
+        let members = members.clone();
+        self.stable.insert(app, (checkpoint.seq, checkpoint.root));
+        tracked.retain(|seq, _| *seq > checkpoint.seq);
+        if let Some(retained) = self.retained.get_mut(&app) {
+            retained.retain(|seq, _| *seq > checkpoint.seq);
+        }
+        members
     }
 
     /// The app's last stable execution checkpoint.

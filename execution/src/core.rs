@@ -51,6 +51,9 @@ pub struct ExecCounters {
     pub replies_resent: u64,
 }
 
+/// Stable-checkpoint notices tracked at most (the oldest sequence numbers go first).
+const STABLE_NOTICES_TRACKED_MAX: usize = 64;
+
 /// A batch being executed: requests before `next_index` are applied.
 struct InProgress {
     order: AppOrder,
@@ -68,6 +71,8 @@ pub struct ExecutionReplica {
     /// Orders for sequence numbers from `next_seq` on: seq -> agreement replica -> order.
     orders: BTreeMap<Seq, BTreeMap<ReplicaId, AppOrder>>,
     in_progress: Option<InProgress>,
+    /// Notices that a checkpoint became stable: (seq, root) -> agreement replicas saying so.
+    stable_notices: BTreeMap<(Seq, Digest), std::collections::BTreeSet<ReplicaId>>,
     outputs: VecDeque<ExecOutput>,
     counters: ExecCounters,
 }
@@ -114,6 +119,7 @@ impl ExecutionReplica {
             next_seq: executed.next(),
             orders: BTreeMap::new(),
             in_progress: None,
+            stable_notices: BTreeMap::new(),
             outputs: VecDeque::new(),
             counters: ExecCounters::default(),
         }
@@ -178,6 +184,48 @@ impl ExecutionReplica {
 
     pub fn app(&self) -> AppId {
         self.config.app
+    }
+
+    /// An agreement replica's notice that `checkpoint` became stable. On f+1 matching
+    /// notices from distinct agreement replicas (one of them correct) the store keeps that
+    /// snapshot as stable and drops older ones.
+    pub fn handle_stable(&mut self, from: ReplicaId, checkpoint: ExecutionCheckpoint) {
+        if from.index() >= self.config.agreement_replicas || checkpoint.app != self.config.app {
+            return self.drop_input("bad-stable-notice");
+        }
+        let latest = self.store.latest_stable().unwrap_or(Seq(0));
+        if checkpoint.seq <= latest {
+            return self.drop_input("stale");
+        }
+        let key = (checkpoint.seq, checkpoint.root);
+        let senders = self.stable_notices.entry(key).or_default();
+        senders.insert(from);
+        if senders.len() <= self.config.f {
+            while self.stable_notices.len() > STABLE_NOTICES_TRACKED_MAX {
+                self.stable_notices.pop_first();
+            }
+            return;
+        }
+        self.stable_notices
+            .retain(|(seq, _), _| *seq > checkpoint.seq);
+        match self
+            .store
+            .snapshot(checkpoint.seq)
+            .map(|snapshot| snapshot.root())
+        {
+            Some(root) if root == checkpoint.root => {
+                self.store
+                    .mark_stable(checkpoint.seq)
+                    .expect("a kept snapshot newer than the latest stable one");
+            }
+            Some(_) => {
+                // The active replicas agreed on a root this replica did not compute: it
+                // diverged. Detection and replacement act on that; it keeps its state.
+                tracing::warn!(app = %self.config.app, seq = %checkpoint.seq, "state root differs from the stable one");
+                self.drop_input("diverged-from-stable");
+            }
+            None => self.drop_input("stable-snapshot-not-kept"),
+        }
     }
 
     /// Install a fetched bucket (verified against the pinned root) and resume.

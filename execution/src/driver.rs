@@ -85,6 +85,9 @@ impl<B: MessageBus> ExecutionDriver<B> {
             (NodeId::Replica(from), Message::AppOrder(order)) => {
                 self.replica.handle_order(from, order)
             }
+            (NodeId::Replica(from), Message::ExecutionStable(checkpoint)) => {
+                self.replica.handle_stable(from, checkpoint)
+            }
             (NodeId::Client(client), Message::Request(request)) => {
                 let timestamp = request.request.timestamp;
                 match self.replica.cached_reply(client, timestamp) {

@@ -228,6 +228,10 @@ pub enum Message {
     AppOrder(AppOrder),
     Executed(Executed),
     ExecutionCheckpoint(ExecutionCheckpoint),
+    /// From an agreement replica to an app's execution replicas: this checkpoint became
+    /// stable (every active replica reported this root). On f+1 matching notices an
+    /// execution replica keeps its snapshot as a stable one and drops older snapshots.
+    ExecutionStable(ExecutionCheckpoint),
 }
 
 impl Message {
@@ -249,6 +253,7 @@ impl Message {
             Message::AppOrder(_) => "app-order",
             Message::Executed(_) => "executed",
             Message::ExecutionCheckpoint(_) => "execution-checkpoint",
+            Message::ExecutionStable(_) => "execution-stable",
         }
     }
 }

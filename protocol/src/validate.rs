@@ -301,6 +301,9 @@ pub fn check_message(endpoint: &Endpoint, from: NodeId, message: &Message) -> Ch
         Message::Executed(_) | Message::ExecutionCheckpoint(_) => {
             require(from_execution && to_replica, Invalid::WrongSender(from))
         }
+        Message::ExecutionStable(_) => {
+            require(from_replica && to_execution, Invalid::WrongSender(from))
+        }
         _ if !(from_replica && to_replica) => Err(Invalid::WrongSender(from)),
         Message::PrePrepare { pre_prepare, batch } => {
             signed_by_sender(endpoint, from, pre_prepare)?;

@@ -344,12 +344,13 @@ fn message() -> impl Strategy<Value = Message> {
         app_order().prop_map(Message::AppOrder),
         executed().prop_map(Message::Executed),
         execution_checkpoint().prop_map(Message::ExecutionCheckpoint),
+        execution_checkpoint().prop_map(Message::ExecutionStable),
     ]
 }
 
 /// The variants of [`Message`], in declaration order. The match is exhaustive, so a new
 /// variant fails to compile here until [`message`] generates it too.
-const VARIANT_COUNT: usize = 15;
+const VARIANT_COUNT: usize = 16;
 
 fn variant_index(message: &Message) -> usize {
     match message {
@@ -368,6 +369,7 @@ fn variant_index(message: &Message) -> usize {
         Message::AppOrder(_) => 12,
         Message::Executed(_) => 13,
         Message::ExecutionCheckpoint(_) => 14,
+        Message::ExecutionStable(_) => 15,
     }
 }
 

@@ -423,7 +423,8 @@ impl Replica {
             | Message::Reply(_)
             | Message::AppOrder(_)
             | Message::Executed(_)
-            | Message::ExecutionCheckpoint(_) => self.drop_message("unexpected-kind"),
+            | Message::ExecutionCheckpoint(_)
+            | Message::ExecutionStable(_) => self.drop_message("unexpected-kind"),
         }
     }
 

@@ -217,3 +217,38 @@ fn a_pinned_replica_parks_on_missing_buckets_and_catches_up_identically() {
     assert_eq!(produced, expected);
     assert_eq!(pinned.last_executed(), Seq(6));
 }
+
+/// A checkpoint counts as stable at an execution replica only on f+1 matching notices from
+/// distinct agreement replicas, and only if the replica computed that same root.
+#[test]
+fn stable_notices_need_f_plus_one_agreement_replicas_and_the_same_root() {
+    let mut replica = replica();
+    let out = run_to(&mut replica, &workload());
+    let (seq, root) = roots(&out)[1];
+    let notice = |root| ExecutionCheckpoint {
+        app: AppId(0),
+        seq: Seq(seq),
+        root,
+    };
+    replica.handle_stable(ReplicaId(0), notice(root));
+    replica.handle_stable(ReplicaId(0), notice(root));
+    assert_eq!(
+        replica.store().latest_stable(),
+        None,
+        "one replica is not enough"
+    );
+    replica.handle_stable(ReplicaId(2), notice(root));
+    assert_eq!(replica.store().latest_stable(), Some(Seq(seq)));
+
+    // Agreement on a root this replica did not compute: it diverged, and keeps its state.
+    let mut other = self::replica();
+    run_to(&mut other, &workload());
+    let wrong = Digest([7; 32]);
+    other.handle_stable(ReplicaId(1), notice(wrong));
+    other.handle_stable(ReplicaId(3), notice(wrong));
+    assert_eq!(other.store().latest_stable(), None);
+    assert_eq!(
+        other.counters().dropped.get("diverged-from-stable"),
+        Some(&1)
+    );
+}
