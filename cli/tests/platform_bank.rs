@@ -15,7 +15,8 @@ use zz_protocol::config::ClusterConfig;
 const ZZ: &str = env!("CARGO_BIN_EXE_zz");
 const ACCOUNTS: u64 = 4;
 const OPENING_DEPOSIT: u64 = 1_000;
-const TRANSFERS_PER_CLIENT: u64 = 40;
+/// Enough that even four requests per batch pass a checkpoint (every 64 app sequence numbers).
+const TRANSFERS_PER_CLIENT: u64 = 80;
 
 /// `zz COMMAND --dir DIR REST...`
 fn zz(args: &[&str], dir: &Path) -> std::process::Output {
@@ -187,6 +188,32 @@ async fn concurrent_transfers_conserve_money_and_apply_exactly_once() {
     };
     assert_eq!(audit.deposit_total, ACCOUNTS * OPENING_DEPOSIT);
     assert_eq!(audit.balance_sum, (ACCOUNTS * OPENING_DEPOSIT) as u128);
+
+    // The active bank replicas ran past a checkpoint, and learned that it became stable
+    // (every active replica reported the same root).
+    let bank_replicas: Vec<_> = config
+        .execution_groups()
+        .remove(&app)
+        .unwrap()
+        .into_iter()
+        .map(|id| dir.join("run").join(format!("execution-{}.json", id.0)))
+        .collect();
+    let stable = || {
+        bank_replicas.iter().all(|path| {
+            std::fs::read(path)
+                .ok()
+                .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
+                .is_some_and(|status| status["last_stable"].as_u64().is_some())
+        })
+    };
+    let started = std::time::Instant::now();
+    while !stable() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no stable execution checkpoint"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     // `zz down` leaves no process behind.
     let pids: Vec<u32> = std::fs::read_dir(dir.join("run"))

@@ -47,6 +47,8 @@ pub struct ExecutionStatus {
     pub pid: u32,
     pub last_executed: u64,
     pub last_checkpoint: Option<u64>,
+    /// The last checkpoint f+1 agreement replicas said every active replica agreed on.
+    pub last_stable: Option<u64>,
     pub requests_executed: u64,
     pub replies_resent: u64,
     pub dropped: BTreeMap<String, u64>,
@@ -67,6 +69,7 @@ fn write_status<B: zz_protocol::bus::MessageBus>(
         pid: std::process::id(),
         last_executed: replica.last_executed().0,
         last_checkpoint: replica.store().last_checkpoint().map(|(seq, _)| seq.0),
+        last_stable: replica.store().latest_stable().map(|seq| seq.0),
         requests_executed: counters.requests_executed,
         replies_resent: counters.replies_resent,
         dropped: counters
