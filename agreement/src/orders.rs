@@ -11,8 +11,6 @@ use zz_protocol::{AppId, Digest, ExecutionId, Seq, Time};
 /// Orders retained per app for resending, at most (the oldest go first, even if no
 /// checkpoint after them is stable yet).
 pub const ORDERS_RETAINED_MAX: usize = 4096;
-/// Execution checkpoints tracked per app while waiting to become stable, at most.
-pub const CHECKPOINTS_TRACKED_MAX: usize = 64;
 /// Orders resent to one execution replica per resend round, at most.
 pub const ORDERS_RESENT_PER_ROUND_MAX: usize = 64;
 
@@ -32,6 +30,8 @@ pub struct OrderRouter {
     checkpoints: BTreeMap<AppId, BTreeMap<Seq, BTreeMap<ExecutionId, Digest>>>,
     /// Each app's last stable execution checkpoint.
     stable: BTreeMap<AppId, (Seq, Digest)>,
+    /// Each app's highest routed order.
+    routed: BTreeMap<AppId, Seq>,
     next_resend_at: Time,
 }
 
@@ -62,6 +62,8 @@ impl OrderRouter {
             .iter()
             .map(|member| (*member, order.clone()))
             .collect();
+        let routed = self.routed.entry(order.app).or_default();
+        *routed = (*routed).max(order.seq);
         let retained = self.retained.entry(order.app).or_default();
         retained.insert(order.seq, order);
         while retained.len() > ORDERS_RETAINED_MAX {
@@ -72,10 +74,16 @@ impl OrderRouter {
 
     /// An execution replica's report; only its own app's reports count.
     pub fn handle_executed(&mut self, from: ExecutionId, executed: Executed) {
-        if self.members.get(&from) == Some(&executed.app) {
-            let progress = self.progress.entry(from).or_default();
-            *progress = (*progress).max(executed.seq);
+        if self.members.get(&from) != Some(&executed.app) {
+            return;
         }
+        // A report beyond anything routed is a lie; it must not stop resends to others.
+        let routed = self.routed.get(&executed.app).copied().unwrap_or_default();
+        if executed.seq > routed {
+            return;
+        }
+        let progress = self.progress.entry(from).or_default();
+        *progress = (*progress).max(executed.seq);
     }
 
     /// An execution replica's checkpoint root. When every active member of the app reported
@@ -92,19 +100,26 @@ impl OrderRouter {
             return Vec::new();
         }
         let stable_seq = self.stable.get(&app).map_or(Seq(0), |(seq, _)| *seq);
-        if checkpoint.seq <= stable_seq {
+        let routed = self.routed.get(&app).copied().unwrap_or_default();
+        // Only checkpoints of orders actually routed: a member cannot park claims far ahead.
+        if checkpoint.seq <= stable_seq || checkpoint.seq > routed {
             return Vec::new();
         }
         let tracked = self.checkpoints.entry(app).or_default();
+        // One pending root per member: its latest report replaces its earlier ones, so
+        // the table holds at most one entry per member.
+        for roots in tracked.values_mut() {
+            roots.remove(&from);
+        }
+        tracked.retain(|_, roots| !roots.is_empty());
         tracked
             .entry(checkpoint.seq)
             .or_default()
             .insert(from, checkpoint.root);
-        while tracked.len() > CHECKPOINTS_TRACKED_MAX {
-            tracked.pop_first();
-        }
         let members = &self.groups[&app];
-        let roots = &tracked[&checkpoint.seq];
+        let Some(roots) = tracked.get(&checkpoint.seq) else {
+            return Vec::new();
+        };
         let unanimous = members.len() == roots.len()
             && members
                 .iter()
@@ -145,7 +160,7 @@ impl OrderRouter {
             };
             let done = self.progress.get(member).copied().unwrap_or_default();
             let behind = retained
-                .range(done.next()..)
+                .range(Seq(done.0.saturating_add(1))..)
                 .take(ORDERS_RESENT_PER_ROUND_MAX)
                 .map(|(_, order)| (*member, order.clone()));
             sends.extend(behind);
@@ -195,6 +210,47 @@ mod tests {
         let to: Vec<(u32, u64)> = resent.iter().map(|(e, o)| (e.0, o.seq.0)).collect();
         assert_eq!(to, vec![(1, 1), (1, 2)]);
         assert!(router.resend(Time(999), 1000).is_empty(), "rate limited");
+    }
+
+    /// A Byzantine member's reports (absurd sequence numbers, floods of checkpoints) are
+    /// ignored or replace its own earlier ones; they never panic the agreement replica or
+    /// stop resends to the others.
+    #[test]
+    fn a_lying_member_cannot_crash_the_router_or_block_the_others() {
+        let groups = BTreeMap::from([(AppId(0), vec![ExecutionId(0), ExecutionId(1)])]);
+        let mut router = OrderRouter::new(groups);
+        for seq in 1..=3 {
+            router.route(order(0, seq));
+        }
+        let liar = ExecutionId(0);
+        router.handle_executed(
+            liar,
+            Executed {
+                app: AppId(0),
+                seq: Seq(u64::MAX),
+                replies: Digest::default(),
+            },
+        );
+        for seq in (1..100).map(|i| i * 1000) {
+            let checkpoint = ExecutionCheckpoint {
+                app: AppId(0),
+                seq: Seq(seq),
+                root: Digest([1; 32]),
+            };
+            assert!(router.handle_checkpoint(liar, checkpoint).is_empty());
+        }
+        let honest = ExecutionCheckpoint {
+            app: AppId(0),
+            seq: Seq(2),
+            root: Digest([2; 32]),
+        };
+        assert!(router.handle_checkpoint(ExecutionId(1), honest).is_empty());
+        let resent = router.resend(Time(0), 1000);
+        assert_eq!(
+            resent.len(),
+            6,
+            "both members still get every retained order"
+        );
     }
 
     #[test]

@@ -51,9 +51,6 @@ pub struct ExecCounters {
     pub replies_resent: u64,
 }
 
-/// Stable-checkpoint notices tracked at most (the oldest sequence numbers go first).
-const STABLE_NOTICES_TRACKED_MAX: usize = 64;
-
 /// A batch being executed: requests before `next_index` are applied.
 struct InProgress {
     order: AppOrder,
@@ -197,13 +194,16 @@ impl ExecutionReplica {
         if checkpoint.seq <= latest {
             return self.drop_input("stale");
         }
+        // One pending notice per agreement replica (its latest), so a Byzantine one cannot
+        // crowd out the others' notices: the table holds at most one entry per replica.
+        for senders in self.stable_notices.values_mut() {
+            senders.remove(&from);
+        }
+        self.stable_notices.retain(|_, senders| !senders.is_empty());
         let key = (checkpoint.seq, checkpoint.root);
         let senders = self.stable_notices.entry(key).or_default();
         senders.insert(from);
         if senders.len() <= self.config.f {
-            while self.stable_notices.len() > STABLE_NOTICES_TRACKED_MAX {
-                self.stable_notices.pop_first();
-            }
             return;
         }
         self.stable_notices

@@ -78,7 +78,11 @@ fn signed_by_sender<T: crate::crypto::SignedBody>(
     )
 }
 
-fn check_batch(endpoint: &Endpoint, batch: &Batch) -> Check {
+/// A batch's size only. Batches inside certificates (2f+1 replicas vouched for them) and
+/// fetched batches (kept only on f+1 matching offers) are not checked against the client
+/// authenticators again: a Byzantine client whose authenticator is valid for some replicas
+/// only must not be able to shut the others out of view changes and catch-up.
+fn check_batch_size(endpoint: &Endpoint, batch: &Batch) -> Check {
     let limit = endpoint.params().batch_size_max;
     require(
         batch.requests.len() <= limit,
@@ -86,7 +90,12 @@ fn check_batch(endpoint: &Endpoint, batch: &Batch) -> Check {
             count: batch.requests.len(),
             limit,
         },
-    )?;
+    )
+}
+
+/// A batch the primary proposes: its size, and every request's authenticator for us.
+fn check_batch(endpoint: &Endpoint, batch: &Batch) -> Check {
+    check_batch_size(endpoint, batch)?;
     for request in &batch.requests {
         let client = NodeId::Client(request.request.client);
         require(endpoint.check_request(request), Invalid::BadRequest(client))?;
@@ -171,7 +180,7 @@ pub fn check_prepared_certificate(endpoint: &Endpoint, cert: &PreparedCertificat
             needed: 2 * params.f,
         },
     )?;
-    check_batch(endpoint, &cert.batch)?;
+    check_batch_size(endpoint, &cert.batch)?;
     require(cert.batch.digest() == header.digest, Invalid::BatchDigest)
 }
 
@@ -235,7 +244,7 @@ fn check_new_view(endpoint: &Endpoint, new_view: &NewView) -> Check {
             entry.pre_prepare.verify(endpoint.verifying_keys()),
             Invalid::BadSignature(primary),
         )?;
-        check_batch(endpoint, &entry.batch)?;
+        check_batch_size(endpoint, &entry.batch)?;
         require(entry.batch.digest() == header.digest, Invalid::BatchDigest)?;
     }
     Ok(())
@@ -251,7 +260,7 @@ fn check_batches(endpoint: &Endpoint, batches: &Batches) -> Check {
         )?;
     }
     for (_, batch) in &batches.entries {
-        check_batch(endpoint, batch)?;
+        check_batch_size(endpoint, batch)?;
     }
     Ok(())
 }

@@ -223,6 +223,7 @@ impl Replica {
             replica.apply_record(record);
         }
         replica.next_seq = replica.stable.seq.next();
+        replica.reapply_new_view();
         if !replica.normal {
             // It was changing view when it stopped: its view change is resent from here.
             let view_change = replica.make_view_change(replica.view);
@@ -230,6 +231,40 @@ impl Replica {
         }
         replica.outputs.clear();
         replica
+    }
+
+    /// After a restore in a view entered through a new-view message: its re-proposals are
+    /// this view's pre-prepares for those sequence numbers (even if the replica stopped
+    /// before recording them), and nothing at or below them may be proposed or accepted
+    /// again in this view.
+    fn reapply_new_view(&mut self) {
+        let Some(new_view) = self.last_new_view.clone() else {
+            return;
+        };
+        if !self.normal || new_view.body.view != self.view {
+            return;
+        }
+        let (stable, _) = view_change::compute_new_view_entries(&new_view.body.view_changes);
+        let mut floor = stable.seq;
+        for entry in &new_view.body.entries {
+            let seq = entry.pre_prepare.body.seq;
+            floor = floor.max(seq);
+            if !self.in_window(seq) {
+                continue;
+            }
+            let view = self.view;
+            let slot = self.slots.entry(seq).or_default();
+            let accepted_here = slot
+                .pre_prepare
+                .as_ref()
+                .is_some_and(|(pre_prepare, _)| pre_prepare.body.view == view);
+            if slot.view <= view && !accepted_here {
+                slot.enter_view(view);
+                slot.pre_prepare = Some((entry.pre_prepare.clone(), entry.batch.clone()));
+            }
+        }
+        self.new_view_floor = floor;
+        self.next_seq = self.next_seq.max(floor.next());
     }
 
     fn apply_record(&mut self, record: Record) {
@@ -395,6 +430,7 @@ impl Replica {
             self.broadcast_status();
             self.resend_view_change();
             self.retransmit_stalled_slots();
+            self.resend_checkpoint_votes();
         }
         if let Some(deadline) = self.view_change_deadline()
             && self.now >= deadline
@@ -583,6 +619,20 @@ impl Replica {
             let interval = self.config.params.view_change_timeout_ms * 1000 / 2;
             self.view_change_resend_at = self.now.saturating_add_micros(interval);
             self.broadcast(Message::ViewChange(view_change));
+        }
+    }
+
+    /// Checkpoint votes get lost too; until a checkpoint is stable, resend ours, or a
+    /// window whose votes each missed someone would never move.
+    fn resend_checkpoint_votes(&mut self) {
+        let me = self.config.id;
+        let votes: Vec<_> = self
+            .checkpoint_votes
+            .values()
+            .filter_map(|votes| votes.get(&me).cloned())
+            .collect();
+        for vote in votes {
+            self.broadcast(Message::Checkpoint(vote));
         }
     }
 

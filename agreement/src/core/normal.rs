@@ -547,6 +547,12 @@ impl Replica {
         self.checkpoint_votes.retain(|s, _| *s > seq);
         self.fetched.retain(|s, _| *s > seq);
         self.counters.checkpoints_stable += 1;
+        // Appended on its own: storage may put off compacting, but a restart must find the
+        // stable checkpoint whatever it did.
+        self.persist(Record::Stable {
+            certificate: self.stable.clone(),
+            state: self.stable_state.clone(),
+        });
         self.outputs
             .push_back(Output::Compact(self.durable_records()));
     }

@@ -59,7 +59,10 @@ impl Replica {
         tracing::info!(replica = %self.config.id, from = %self.view, to = %target, "view change");
         self.view = target;
         self.normal = false;
-        self.new_view_deadline = None;
+        // Armed now, not only once 2f+1 view changes arrive: replicas that missed each
+        // other's view changes still move on (with backoff) instead of waiting forever.
+        let timeout = self.view_change_timeout_micros();
+        self.new_view_deadline = Some(self.now.saturating_add_micros(timeout));
         self.view_change_attempts = self.view_change_attempts.saturating_add(1);
         self.counters.view_changes_started += 1;
         self.persist(Record::View {
@@ -78,11 +81,12 @@ impl Replica {
 
     /// VIEW-CHANGE(target, stable checkpoint with proof, prepared certificates above it).
     pub(super) fn make_view_change(&self, target: View) -> Signed<ViewChange> {
+        let (low, high) = (self.low_watermark(), self.high_watermark());
         let prepared = self
             .slots
-            .iter()
-            .filter(|(seq, _)| **seq > self.stable.seq)
+            .range(low.next()..=high)
             .filter_map(|(_, slot)| slot.prepared_certificate.clone())
+            .filter(|certificate| certificate.view() < target)
             .collect();
         self.sign(ViewChange {
             new_view: target,
@@ -216,6 +220,7 @@ impl Replica {
         self.new_view_deadline = None;
         self.persist(Record::View { view, normal: true });
         self.persist(Record::NewView(new_view.clone()));
+        self.last_new_view = Some(new_view.clone());
         let (stable, _) = compute_new_view_entries(&new_view.body.view_changes);
         self.adopt_stable_certificate(stable.clone());
         let mut floor = stable.seq;
