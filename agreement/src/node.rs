@@ -7,9 +7,10 @@ use crate::storage::{FileStorage, StorageError};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 use zz_protocol::config::{ConfigError, endpoint_for_replica};
 use zz_protocol::quic::{QuicBus, QuicError};
+use zz_protocol::status_file::{reasons, unix_ms, write_json};
 use zz_protocol::{NodeId, ReplicaId, Time};
 
 /// Frames handled in one go before the node looks at its timers again.
@@ -70,12 +71,6 @@ pub struct NodeStatus {
     pub updated_unix_ms: u64,
 }
 
-fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_millis() as u64)
-}
-
 fn write_status(dir: &Path, driver: &ReplicaDriver<QuicBus, FileStorage>) -> Result<(), NodeError> {
     let replica = driver.replica();
     let counters = replica.counters();
@@ -93,29 +88,16 @@ fn write_status(dir: &Path, driver: &ReplicaDriver<QuicBus, FileStorage>) -> Res
         view_changes_started: counters.view_changes_started,
         state_transfers: counters.state_transfers,
         frames_received: driver.counters().frames_received,
-        dropped: counters
-            .dropped
-            .iter()
-            .map(|(reason, count)| (reason.to_string(), *count))
-            .collect(),
-        rejected: driver
-            .counters()
-            .rejected
-            .iter()
-            .map(|(reason, count)| (reason.to_string(), *count))
-            .collect(),
+        dropped: reasons(&counters.dropped),
+        rejected: reasons(&driver.counters().rejected),
         transport_dropped: zz_protocol::bus::MessageBus::dropped_frames(driver.bus()),
         updated_unix_ms: unix_ms(),
     };
     let path = status_path(dir, replica.id());
-    let temporary = path.with_extension("json.tmp");
-    let json = serde_json::to_vec_pretty(&status).expect("status serialises");
-    std::fs::write(&temporary, json)
-        .and_then(|()| std::fs::rename(&temporary, &path))
-        .map_err(|source| NodeError::Io {
-            path: path.display().to_string(),
-            source,
-        })
+    write_json(&path, &status).map_err(|source| NodeError::Io {
+        path: path.display().to_string(),
+        source,
+    })
 }
 
 fn create_dir(path: &Path) -> Result<(), NodeError> {

@@ -7,9 +7,10 @@ use crate::driver::ExecutionDriver;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use zz_protocol::config::{ConfigError, endpoint_for_execution};
 use zz_protocol::quic::{QuicBus, QuicError};
+use zz_protocol::status_file::{reasons, unix_ms, write_json};
 use zz_protocol::{ExecutionId, NodeId, Seq};
 use zz_state_fetch::{ObjectStore, StateParams};
 
@@ -72,30 +73,15 @@ fn write_status<B: zz_protocol::bus::MessageBus>(
         last_stable: replica.store().latest_stable().map(|seq| seq.0),
         requests_executed: counters.requests_executed,
         replies_resent: counters.replies_resent,
-        dropped: counters
-            .dropped
-            .iter()
-            .map(|(reason, count)| (reason.to_string(), *count))
-            .collect(),
-        rejected: driver
-            .counters()
-            .rejected
-            .iter()
-            .map(|(reason, count)| (reason.to_string(), *count))
-            .collect(),
-        updated_unix_ms: SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |elapsed| elapsed.as_millis() as u64),
+        dropped: reasons(&counters.dropped),
+        rejected: reasons(&driver.counters().rejected),
+        updated_unix_ms: unix_ms(),
     };
     let path = execution_status_path(dir, id);
-    let temporary = path.with_extension("json.tmp");
-    let json = serde_json::to_vec_pretty(&status).expect("status serialises");
-    std::fs::write(&temporary, json)
-        .and_then(|()| std::fs::rename(&temporary, &path))
-        .map_err(|source| ExecutionNodeError::Io {
-            path: path.display().to_string(),
-            source,
-        })
+    write_json(&path, &status).map_err(|source| ExecutionNodeError::Io {
+        path: path.display().to_string(),
+        source,
+    })
 }
 
 /// Run execution replica `id` of the cluster in `dir`, executing `app`, until `shutdown`.

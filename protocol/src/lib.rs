@@ -15,6 +15,7 @@ pub mod envelope;
 pub mod ids;
 pub mod messages;
 pub mod params;
+pub mod status_file;
 pub mod validate;
 
 pub use envelope::{Endpoint, Rejection, Verified};
