@@ -187,7 +187,7 @@ pub async fn run_agreement_node(
         for delivery in driver.take_deliveries() {
             match delivery {
                 Delivery::Order(_) => ordered_since_log += 1,
-                // No execution replicas yet: the agreement replicas answer clients themselves.
+                // The driver already sent it to the app's execution replicas.
                 Delivery::AppOrder(_) => {}
                 Delivery::Skipped(to) => {
                     tracing::info!(replica = %id, %to, "skipped to checkpoint")

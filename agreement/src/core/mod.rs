@@ -407,8 +407,8 @@ impl Replica {
             }
             NodeId::Client(_) => None,
             NodeId::Execution(_) => {
-                // Execution reports (Executed, checkpoint roots) feed divergence detection,
-                // which the activator work adds; the ordering core does not use them.
+                // Execution reports (Executed, checkpoint roots) are taken by the driver's
+                // order router; the ordering core itself never uses them.
                 self.drop_message("execution-report");
                 return;
             }
