@@ -4,13 +4,15 @@
 //! node and the simulator run exactly the same code around the core.
 
 use crate::core::{Output, Replica};
+use crate::detect::{Alarm, Detector, DetectorConfig};
 use crate::orders::{ExecutionGroups, OrderRouter};
 use crate::storage::Storage;
 use bytes::Bytes;
 use std::collections::BTreeMap;
 use zz_protocol::bus::MessageBus;
-use zz_protocol::messages::{AppOrder, Message, Order, Reply};
-use zz_protocol::{ClientId, Endpoint, NodeId, ReplicaId, Seq, Time, View};
+use zz_protocol::config::LOCAL_ACTIVATOR;
+use zz_protocol::messages::{AppOrder, ExecutionCheckpoint, Message, Order, Reply};
+use zz_protocol::{ClientId, Digest, Endpoint, NodeId, ReplicaId, Seq, Time, View};
 
 /// What the driver hands up to whoever consumes ordered batches.
 #[derive(Clone, Debug, PartialEq)]
@@ -38,6 +40,8 @@ pub struct ReplicaDriver<B, S> {
     /// Sends each app's orders to its execution replicas; apps without any are answered
     /// by the agreement replicas themselves (the null service).
     orders: OrderRouter,
+    /// Watches the execution replicas' reports and raises alarms for the activator.
+    detector: Detector,
     counters: DriverCounters,
     deliveries: Vec<Delivery>,
 }
@@ -51,15 +55,42 @@ impl<B: MessageBus, S: Storage> ReplicaDriver<B, S> {
             bus,
             storage,
             orders: OrderRouter::default(),
+            detector: Detector::new(
+                DetectorConfig {
+                    weak_quorum: 1,
+                    silence_micros: 1,
+                    resend_micros: 1,
+                },
+                &BTreeMap::new(),
+                &BTreeMap::new(),
+            ),
             counters: DriverCounters::default(),
             deliveries: Vec::new(),
         }
     }
 
-    /// Send each app's orders to these execution replicas.
-    pub fn with_execution_groups(mut self, groups: ExecutionGroups) -> Self {
-        self.orders = OrderRouter::new(groups);
+    /// Send each app's orders to its execution replicas: `groups` holds every configured
+    /// member, `active` those active at the start (epoch 0).
+    pub fn with_execution_groups(
+        mut self,
+        groups: ExecutionGroups,
+        active: ExecutionGroups,
+    ) -> Self {
+        let params = self.replica.params();
+        let weak_quorum = params.weak_quorum();
+        let config = DetectorConfig {
+            weak_quorum,
+            silence_micros: params.execution_silence_ms * 1000,
+            resend_micros: params.view_change_timeout_ms * 1000,
+        };
+        self.detector = Detector::new(config, &groups, &active);
+        self.orders = OrderRouter::new(groups, active, weak_quorum);
         self
+    }
+
+    /// Divergence detection.
+    pub fn detector(&self) -> &Detector {
+        &self.detector
     }
 
     pub fn replica(&self) -> &Replica {
@@ -85,12 +116,67 @@ impl<B: MessageBus, S: Storage> ReplicaDriver<B, S> {
         match self.endpoint.open(frame) {
             Ok(verified) => match verified.into_parts() {
                 (NodeId::Execution(from), Message::Executed(executed)) => {
+                    let routed = self.orders.routed(executed.app);
+                    self.detector.handle_executed(
+                        now,
+                        from,
+                        executed.app,
+                        executed.seq,
+                        executed.replies,
+                        routed,
+                    );
                     self.orders.handle_executed(from, executed)
                 }
                 (NodeId::Execution(from), Message::ExecutionCheckpoint(checkpoint)) => {
+                    let routed = self.orders.routed(checkpoint.app);
+                    self.detector.handle_root(
+                        now,
+                        from,
+                        checkpoint.app,
+                        checkpoint.seq,
+                        checkpoint.root,
+                        routed,
+                    );
                     for member in self.orders.handle_checkpoint(from, checkpoint) {
                         let notice = Message::ExecutionStable(checkpoint);
                         self.send(NodeId::Execution(member), &notice);
+                    }
+                }
+                (NodeId::Activator(_), Message::Membership(membership)) => {
+                    let app = membership.app;
+                    if self.detector.handle_membership(
+                        now,
+                        app,
+                        membership.epoch,
+                        &membership.active,
+                    ) {
+                        tracing::info!(replica = %self.replica.id(), %app, epoch = membership.epoch, active = ?membership.active, "membership");
+                        let (_, active) = self.detector.membership(app).expect("a watched app");
+                        for (member, checkpoint) in self.orders.set_active(app, &active) {
+                            self.send(
+                                NodeId::Execution(member),
+                                &Message::ExecutionStable(checkpoint),
+                            );
+                        }
+                    }
+                }
+                (NodeId::Execution(from), Message::Join(join)) => {
+                    if self.orders.is_member(from, join.app) {
+                        let (seq, root) = self
+                            .orders
+                            .stable_checkpoint(join.app)
+                            .unwrap_or((Seq(0), Digest::default()));
+                        let notice = ExecutionCheckpoint {
+                            app: join.app,
+                            seq,
+                            root,
+                        };
+                        self.send(NodeId::Execution(from), &Message::ExecutionStable(notice));
+                    }
+                }
+                (NodeId::Execution(from), Message::FetchOrders(fetch)) => {
+                    for (member, order) in self.orders.fetch_orders(from, fetch.app, fetch.after) {
+                        self.send(NodeId::Execution(member), &Message::AppOrder(order));
                     }
                 }
                 (from, message) => self
@@ -106,7 +192,7 @@ impl<B: MessageBus, S: Storage> ReplicaDriver<B, S> {
                     .or_default() += 1;
             }
         }
-        self.flush();
+        self.flush(now);
     }
 
     pub fn handle_timeout(&mut self, now: Time) {
@@ -115,7 +201,20 @@ impl<B: MessageBus, S: Storage> ReplicaDriver<B, S> {
         for (member, order) in self.orders.resend(now, interval) {
             self.send(NodeId::Execution(member), &Message::AppOrder(order));
         }
-        self.flush();
+        self.detector.handle_tick(now);
+        self.flush(now);
+    }
+
+    /// The detector's alarms go to the activator.
+    fn send_alarms(&mut self) {
+        let to = NodeId::Activator(LOCAL_ACTIVATOR);
+        for alarm in self.detector.take_alarms() {
+            let message = match alarm {
+                Alarm::Wake(wake) => Message::Wake(wake),
+                Alarm::Faulty(faulty) => Message::Faulty(faulty),
+            };
+            self.send(to, &message);
+        }
     }
 
     pub fn poll_timeout(&self) -> Option<Time> {
@@ -127,7 +226,7 @@ impl<B: MessageBus, S: Storage> ReplicaDriver<B, S> {
         std::mem::take(&mut self.deliveries)
     }
 
-    fn flush(&mut self) {
+    fn flush(&mut self, now: Time) {
         while let Some(output) = self.replica.poll_output() {
             match output {
                 Output::Persist(record) => self.storage.append(&record),
@@ -150,14 +249,19 @@ impl<B: MessageBus, S: Storage> ReplicaDriver<B, S> {
                     client,
                     timestamp,
                 } => {
-                    // An app with execution replicas answers retransmissions itself.
-                    if !self.orders.has_group(app) {
+                    // An app with execution replicas answers retransmissions itself; that
+                    // the client asks again means it lacks f+1 matching replies.
+                    if self.orders.has_group(app) {
+                        let routed = self.orders.routed(app);
+                        self.detector.handle_client_retransmit(now, app, routed);
+                    } else {
                         let view = self.replica.view();
                         self.reply(view, client, timestamp);
                     }
                 }
             }
         }
+        self.send_alarms();
     }
 
     fn send(&mut self, to: NodeId, message: &Message) {

@@ -7,6 +7,7 @@
 //! in zz-experiments drives the same driver over a virtual network.
 
 pub mod core;
+pub mod detect;
 pub mod persist;
 
 pub use core::{Output, Replica, ReplicaConfig};

@@ -149,7 +149,7 @@ pub async fn run_agreement_node(
         "agreement replica started"
     );
     let mut driver = ReplicaDriver::new(replica, endpoint, bus, storage)
-        .with_execution_groups(cluster.execution_groups());
+        .with_execution_groups(cluster.execution_groups(), cluster.active_groups());
     let mut status_tick = tokio::time::interval(STATUS_FILE_INTERVAL);
     let mut ordered_since_log = 0u64;
     tokio::pin!(shutdown);

@@ -1,8 +1,13 @@
 //! Per-app orders on their way to execution replicas. Each app with an execution group gets
-//! its orders sent to every member. The orders since the app's last stable execution
-//! checkpoint (one whose root every active member reported alike) are retained, and a
-//! member that reports (through `Executed`) being behind gets the missing ones again, so a
-//! lost order costs a resend rather than a stuck replica.
+//! its orders sent to every active member (the activator's last membership notice says
+//! who). The orders since the app's last stable execution checkpoint are retained, and a
+//! member that reports (through `Executed`) being behind, or asks (`FetchOrders`, as a
+//! woken replica does), gets the missing ones again, so a lost order costs a resend
+//! rather than a stuck replica.
+//!
+//! A checkpoint is stable when at least f+1 members reported the same root (so a correct
+//! one vouches for it, whatever the activator says) and every active member did: the
+//! orders before it are then dropped, and a woken replica starts from it.
 
 use std::collections::BTreeMap;
 use zz_protocol::messages::{AppOrder, Executed, ExecutionCheckpoint};
@@ -21,6 +26,10 @@ pub type ExecutionGroups = BTreeMap<AppId, Vec<ExecutionId>>;
 #[derive(Default)]
 pub struct OrderRouter {
     groups: ExecutionGroups,
+    /// Each app's active members: where orders go.
+    active: ExecutionGroups,
+    /// f+1: members that must report a root alike for it to be stable.
+    weak_quorum: usize,
     /// Execution replica -> its app.
     members: BTreeMap<ExecutionId, AppId>,
     retained: BTreeMap<AppId, BTreeMap<Seq, AppOrder>>,
@@ -36,16 +45,93 @@ pub struct OrderRouter {
 }
 
 impl OrderRouter {
-    pub fn new(groups: ExecutionGroups) -> OrderRouter {
+    /// A router for `groups` (every configured member per app), with `active` the members
+    /// that receive orders until told otherwise.
+    pub fn new(
+        groups: ExecutionGroups,
+        active: ExecutionGroups,
+        weak_quorum: usize,
+    ) -> OrderRouter {
+        assert!(weak_quorum >= 1);
         let members = groups
             .iter()
             .flat_map(|(app, members)| members.iter().map(move |member| (*member, *app)))
             .collect();
         OrderRouter {
             groups,
+            active,
+            weak_quorum,
             members,
             ..OrderRouter::default()
         }
+    }
+
+    /// The app's active members from now on (members outside its group are ignored).
+    /// Pending checkpoints are judged again against the new set; returns the members to
+    /// tell of a checkpoint that became stable through the change.
+    pub fn set_active(
+        &mut self,
+        app: AppId,
+        active: &[ExecutionId],
+    ) -> Vec<(ExecutionId, ExecutionCheckpoint)> {
+        let Some(group) = self.groups.get(&app) else {
+            return Vec::new();
+        };
+        let active: Vec<ExecutionId> = active
+            .iter()
+            .copied()
+            .filter(|m| group.contains(m))
+            .collect();
+        self.active.insert(app, active);
+        let pending: Vec<Seq> = self
+            .checkpoints
+            .get(&app)
+            .map(|tracked| tracked.keys().rev().copied().collect())
+            .unwrap_or_default();
+        for seq in pending {
+            let stable = self.try_stable(app, seq);
+            if !stable.is_empty() {
+                return stable;
+            }
+        }
+        Vec::new()
+    }
+
+    /// The app's active members.
+    pub fn active(&self, app: AppId) -> &[ExecutionId] {
+        self.active.get(&app).map_or(&[], Vec::as_slice)
+    }
+
+    /// The app's highest routed sequence number.
+    pub fn routed(&self, app: AppId) -> Seq {
+        self.routed.get(&app).copied().unwrap_or_default()
+    }
+
+    /// Whether `member` runs `app`.
+    pub fn is_member(&self, member: ExecutionId, app: AppId) -> bool {
+        self.members.get(&member) == Some(&app)
+    }
+
+    /// A member asks for the orders after `after` (a woken replica starting from a stable
+    /// checkpoint): its progress is set back to `after`, and the first orders go at once.
+    pub fn fetch_orders(
+        &mut self,
+        from: ExecutionId,
+        app: AppId,
+        after: Seq,
+    ) -> Vec<(ExecutionId, AppOrder)> {
+        if !self.is_member(from, app) || after > self.routed(app) {
+            return Vec::new();
+        }
+        self.progress.insert(from, after);
+        let Some(retained) = self.retained.get(&app) else {
+            return Vec::new();
+        };
+        retained
+            .range(Seq(after.0.saturating_add(1))..)
+            .take(ORDERS_RESENT_PER_ROUND_MAX)
+            .map(|(_, order)| (from, order.clone()))
+            .collect()
     }
 
     /// Whether `app` has execution replicas (otherwise agreement replicas answer clients).
@@ -55,10 +141,11 @@ impl OrderRouter {
 
     /// Where `order` goes; it is retained for resending.
     pub fn route(&mut self, order: AppOrder) -> Vec<(ExecutionId, AppOrder)> {
-        let Some(members) = self.groups.get(&order.app) else {
+        if !self.groups.contains_key(&order.app) {
             return Vec::new();
-        };
-        let sends = members
+        }
+        let sends = self
+            .active(order.app)
             .iter()
             .map(|member| (*member, order.clone()))
             .collect();
@@ -116,24 +203,47 @@ impl OrderRouter {
             .entry(checkpoint.seq)
             .or_default()
             .insert(from, checkpoint.root);
-        let members = &self.groups[&app];
-        let Some(roots) = tracked.get(&checkpoint.seq) else {
+        self.try_stable(app, checkpoint.seq)
+            .into_iter()
+            .map(|(member, _)| member)
+            .collect()
+    }
+
+    /// Whether checkpoint `seq` of `app` is now stable (f+1 members and every active one
+    /// reported one root); if so, records it and returns whom to tell.
+    fn try_stable(&mut self, app: AppId, seq: Seq) -> Vec<(ExecutionId, ExecutionCheckpoint)> {
+        let Some(roots) = self.checkpoints.get(&app).and_then(|t| t.get(&seq)) else {
             return Vec::new();
         };
-        let unanimous = members.len() == roots.len()
-            && members
-                .iter()
-                .all(|member| roots.get(member) == Some(&checkpoint.root));
-        if !unanimous {
+        let mut counts: BTreeMap<Digest, usize> = BTreeMap::new();
+        for root in roots.values() {
+            *counts.entry(*root).or_default() += 1;
+        }
+        let Some(root) = counts
+            .into_iter()
+            .find(|(_, count)| *count >= self.weak_quorum)
+            .map(|(root, _)| root)
+        else {
+            return Vec::new();
+        };
+        let active = self.active(app);
+        if !active.iter().all(|member| roots.get(member) == Some(&root)) {
             return Vec::new();
         }
-        let members = members.clone();
-        self.stable.insert(app, (checkpoint.seq, checkpoint.root));
-        tracked.retain(|seq, _| *seq > checkpoint.seq);
-        if let Some(retained) = self.retained.get_mut(&app) {
-            retained.retain(|seq, _| *seq > checkpoint.seq);
+        let checkpoint = ExecutionCheckpoint { app, seq, root };
+        let told = self.groups[&app]
+            .iter()
+            .filter(|member| roots.contains_key(member) || active.contains(member))
+            .map(|member| (*member, checkpoint))
+            .collect();
+        self.stable.insert(app, (seq, root));
+        if let Some(tracked) = self.checkpoints.get_mut(&app) {
+            tracked.retain(|s, _| *s > seq);
         }
-        members
+        if let Some(retained) = self.retained.get_mut(&app) {
+            retained.retain(|s, _| *s > seq);
+        }
+        told
     }
 
     /// The app's last stable execution checkpoint.
@@ -158,6 +268,9 @@ impl OrderRouter {
             let Some(retained) = self.retained.get(app) else {
                 continue;
             };
+            if !self.active(*app).contains(member) {
+                continue;
+            }
             let done = self.progress.get(member).copied().unwrap_or_default();
             let behind = retained
                 .range(Seq(done.0.saturating_add(1))..)
@@ -188,7 +301,7 @@ mod tests {
     #[test]
     fn orders_go_to_their_group_and_are_resent_to_members_behind() {
         let groups = BTreeMap::from([(AppId(0), vec![ExecutionId(0), ExecutionId(1)])]);
-        let mut router = OrderRouter::new(groups);
+        let mut router = OrderRouter::new(groups.clone(), groups, 2);
         assert!(router.route(order(7, 1)).is_empty(), "app 7 has no group");
         assert_eq!(router.route(order(0, 1)).len(), 2);
         assert_eq!(router.route(order(0, 2)).len(), 2);
@@ -218,7 +331,7 @@ mod tests {
     #[test]
     fn a_lying_member_cannot_crash_the_router_or_block_the_others() {
         let groups = BTreeMap::from([(AppId(0), vec![ExecutionId(0), ExecutionId(1)])]);
-        let mut router = OrderRouter::new(groups);
+        let mut router = OrderRouter::new(groups.clone(), groups, 2);
         for seq in 1..=3 {
             router.route(order(0, seq));
         }
@@ -256,7 +369,7 @@ mod tests {
     #[test]
     fn a_checkpoint_every_active_member_agrees_on_releases_the_orders_before_it() {
         let groups = BTreeMap::from([(AppId(0), vec![ExecutionId(0), ExecutionId(1)])]);
-        let mut router = OrderRouter::new(groups);
+        let mut router = OrderRouter::new(groups.clone(), groups, 2);
         for seq in 1..=4 {
             router.route(order(0, seq));
         }

@@ -8,9 +8,9 @@ use crate::core::{ExecOutput, ExecutionReplica};
 use bytes::Bytes;
 use std::collections::BTreeMap;
 use zz_protocol::bus::MessageBus;
-use zz_protocol::messages::Message;
+use zz_protocol::messages::{BucketData, Message};
 use zz_protocol::{Endpoint, NodeId, ReplicaId};
-use zz_state_fetch::BucketIndex;
+use zz_state_fetch::{BucketIndex, BucketProof};
 
 /// Frames rejected before the core saw them, by reason.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -88,6 +88,37 @@ impl<B: MessageBus> ExecutionDriver<B> {
             (NodeId::Replica(from), Message::ExecutionStable(checkpoint)) => {
                 self.replica.handle_stable(from, checkpoint)
             }
+            (NodeId::Execution(from), Message::FetchBucket(fetch)) => {
+                let proof = (fetch.app == self.replica.app())
+                    .then(|| self.replica.store().snapshot(fetch.seq))
+                    .flatten()
+                    .and_then(|snapshot| snapshot.bucket_with_proof(BucketIndex(fetch.bucket)).ok())
+                    .map(|proof| postcard::to_stdvec(&proof).expect("encoding cannot fail"));
+                let answer = BucketData {
+                    app: fetch.app,
+                    seq: fetch.seq,
+                    bucket: fetch.bucket,
+                    proof,
+                };
+                self.send(NodeId::Execution(from), &Message::BucketData(answer));
+            }
+            (NodeId::Execution(_), Message::BucketData(data)) => {
+                // Nothing in it is trusted: the proof must hold against the root this
+                // replica was pinned to, or it is dropped and counted.
+                let proof = data
+                    .proof
+                    .as_deref()
+                    .and_then(|bytes| postcard::from_bytes::<BucketProof>(bytes).ok());
+                match proof {
+                    Some(proof) if data.app == self.replica.app() => {
+                        if let Err(error) = self.replica.install_bucket(proof) {
+                            tracing::debug!(app = %self.replica.app(), %error, "bucket refused");
+                            self.reject("bad-bucket");
+                        }
+                    }
+                    _ => self.reject("bucket-missing-or-undecodable"),
+                }
+            }
             (NodeId::Client(client), Message::Request(request)) => {
                 let timestamp = request.request.timestamp;
                 match self.replica.cached_reply(client, timestamp) {
@@ -140,3 +171,6 @@ impl<B: MessageBus> ExecutionDriver<B> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -14,6 +14,8 @@
 //! keys/execution-<i>.toml    secret: execution replica i's client master and its pairwise
 //!                            key with each agreement replica (it signs nothing)
 //! keys/execution-<i>.key.pem secret: execution replica i's TLS private key
+//! certs/activator.pem        public: the activator's TLS certificate
+//! keys/activator.toml        secret: the activator's pairwise key with each agreement replica
 //! keys/clients.toml          secret: every replica's and execution replica's client master
 //!                            (provisions all clients)
 //! ```
@@ -25,6 +27,7 @@
 //! names the file and the field at fault, e.g. `cluster.toml: replicas[2].address: duplicate
 //! address 127.0.0.1:7002`.
 
+mod activator;
 mod execution;
 #[cfg(test)]
 mod execution_tests;
@@ -33,6 +36,10 @@ mod keys;
 #[cfg(test)]
 pub(crate) mod tests;
 
+pub use activator::{
+    ACTIVATOR_KEYS_FILE, ActivatorConfig, LOCAL_ACTIVATOR, endpoint_for_activator,
+    load_activator_tls_key,
+};
 pub use execution::{
     ExecutionReplicaConfig, HOST_LABEL_BYTES_MAX, endpoint_for_execution, execution_keys_file,
 };
@@ -79,6 +86,10 @@ pub struct ClusterConfig {
     /// execution replicas were configured.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub executions: Vec<ExecutionReplicaConfig>,
+    /// The host's activator, which wakes standbys; absent in clusters without standbys
+    /// management.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub activator: Option<ActivatorConfig>,
 }
 
 /// One `[[replicas]]` entry.

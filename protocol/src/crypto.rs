@@ -190,7 +190,9 @@ impl NodeKeys {
                 .client_master
                 .as_ref()
                 .map(|master| client_key(master, client)),
-            NodeId::Replica(_) | NodeId::Execution(_) => self.peer_keys.get(&peer).copied(),
+            NodeId::Replica(_) | NodeId::Execution(_) | NodeId::Activator(_) => {
+                self.peer_keys.get(&peer).copied()
+            }
         }
     }
 }

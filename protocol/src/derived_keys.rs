@@ -1,6 +1,7 @@
 //! Keys derived from a seed: every key of a cluster, reproducibly, for the simulator,
 //! property tests and fuzz targets. Never for a real cluster (`zz init` draws random keys).
 
+use crate::config::LOCAL_ACTIVATOR;
 use crate::crypto::{
     NodeKeys, ReplicaVerifyingKeys, SessionKey, client_key, signing_key_from_bytes,
 };
@@ -60,7 +61,9 @@ impl DerivedKeys {
                 execution.0 as u64,
                 0,
             )),
-            NodeId::Client(_) => unreachable!("clients derive no client keys"),
+            NodeId::Client(_) | NodeId::Activator(_) => {
+                unreachable!("clients and activators derive no client keys")
+            }
         }
     }
 
@@ -87,6 +90,10 @@ impl DerivedKeys {
             let key = self.replica_execution_key(replica, execution);
             peer_keys.insert(NodeId::Execution(execution), key);
         }
+        peer_keys.insert(
+            NodeId::Activator(LOCAL_ACTIVATOR),
+            self.activator_key(replica),
+        );
         NodeKeys {
             id: NodeId::Replica(replica),
             peer_keys,
@@ -100,16 +107,50 @@ impl DerivedKeys {
         }
     }
 
-    /// An execution replica's keys: one per agreement replica, and its client master.
+    fn activator_key(&self, replica: ReplicaId) -> SessionKey {
+        SessionKey(derive(self.seed, b"activator", replica.0 as u64, 0))
+    }
+
+    /// The activator's keys: one per agreement replica.
+    pub fn activator(&self) -> NodeKeys {
+        let peer_keys = (0..self.replica_count())
+            .map(ReplicaId)
+            .map(|replica| (NodeId::Replica(replica), self.activator_key(replica)))
+            .collect();
+        NodeKeys {
+            id: NodeId::Activator(LOCAL_ACTIVATOR),
+            peer_keys,
+            client_master: None,
+            signing_key: None,
+        }
+    }
+
+    /// The activator's endpoint.
+    pub fn activator_endpoint(&self) -> Endpoint {
+        Endpoint::new(self.activator(), self.verifying_keys(), self.params.clone())
+    }
+
+    /// An execution replica's keys: one per agreement replica, one per other execution
+    /// replica, and its client master.
     pub fn execution(&self, execution: ExecutionId) -> NodeKeys {
         assert!(execution.0 < self.execution_count);
-        let peer_keys = (0..self.replica_count())
+        let mut peer_keys: BTreeMap<NodeId, SessionKey> = (0..self.replica_count())
             .map(ReplicaId)
             .map(|replica| {
                 let key = self.replica_execution_key(replica, execution);
                 (NodeId::Replica(replica), key)
             })
             .collect();
+        for peer in self.executions().filter(|peer| *peer != execution) {
+            let (low, high) = (execution.0.min(peer.0), execution.0.max(peer.0));
+            let key = SessionKey(derive(
+                self.seed,
+                b"execution pair",
+                low as u64,
+                high as u64,
+            ));
+            peer_keys.insert(NodeId::Execution(peer), key);
+        }
         NodeKeys {
             id: NodeId::Execution(execution),
             peer_keys,

@@ -134,6 +134,10 @@ fn node_bytes(node: NodeId) -> [u8; 9] {
             bytes[0] = 3;
             bytes[1..5].copy_from_slice(&execution.0.to_le_bytes());
         }
+        NodeId::Activator(activator) => {
+            bytes[0] = 4;
+            bytes[1..5].copy_from_slice(&activator.0.to_le_bytes());
+        }
     }
     bytes
 }
@@ -167,7 +171,9 @@ impl Endpoint {
     /// keys are derived once and cached; the cache lock is held only for the call.
     fn with_mac_key<R>(&self, peer: NodeId, use_key: impl FnOnce(&MacKey) -> R) -> Option<R> {
         match peer {
-            NodeId::Replica(_) | NodeId::Execution(_) => self.peer_macs.get(&peer).map(use_key),
+            NodeId::Replica(_) | NodeId::Execution(_) | NodeId::Activator(_) => {
+                self.peer_macs.get(&peer).map(use_key)
+            }
             NodeId::Client(client) => {
                 // A poisoned cache is only a cache: keep using it.
                 let mut cache = self

@@ -44,6 +44,10 @@ id_newtype!(
     /// An execution replica (active or standby), numbered across all apps.
     ExecutionId(u32), "e"
 );
+id_newtype!(
+    /// A host's activator: the daemon that keeps its standby replicas and wakes them.
+    ActivatorId(u32), "a"
+);
 
 impl View {
     /// The replica that is primary in this view, for a cluster of `replica_count` replicas.
@@ -81,6 +85,7 @@ pub enum NodeId {
     Replica(ReplicaId),
     Client(ClientId),
     Execution(ExecutionId),
+    Activator(ActivatorId),
 }
 
 impl fmt::Display for NodeId {
@@ -89,6 +94,7 @@ impl fmt::Display for NodeId {
             NodeId::Replica(r) => write!(f, "{r}"),
             NodeId::Client(c) => write!(f, "{c}"),
             NodeId::Execution(e) => write!(f, "{e}"),
+            NodeId::Activator(a) => write!(f, "{a}"),
         }
     }
 }

@@ -19,7 +19,9 @@ pub mod status_file;
 pub mod validate;
 
 pub use envelope::{Endpoint, Rejection, Verified};
-pub use ids::{AppId, ClientId, Digest, ExecutionId, NodeId, ReplicaId, Seq, Time, View};
+pub use ids::{
+    ActivatorId, AppId, ClientId, Digest, ExecutionId, NodeId, ReplicaId, Seq, Time, View,
+};
 pub use params::ProtocolParams;
 pub mod config;
 pub mod quic;

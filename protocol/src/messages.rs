@@ -9,6 +9,12 @@ use crate::crypto::{Authenticator, Signed};
 use crate::ids::{AppId, ClientId, Digest, Seq, View};
 use serde::{Deserialize, Serialize};
 
+mod activation;
+
+pub use activation::{
+    BucketData, FaultReason, Faulty, FetchBucket, FetchOrders, Join, Membership, Wake, WakeReason,
+};
+
 /// A client's operation, as the client sent it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Request {
@@ -232,6 +238,13 @@ pub enum Message {
     /// stable (every active replica reported this root). On f+1 matching notices an
     /// execution replica keeps its snapshot as a stable one and drops older snapshots.
     ExecutionStable(ExecutionCheckpoint),
+    Wake(Wake),
+    Faulty(Faulty),
+    Membership(Membership),
+    Join(Join),
+    FetchOrders(FetchOrders),
+    FetchBucket(FetchBucket),
+    BucketData(BucketData),
 }
 
 impl Message {
@@ -254,6 +267,13 @@ impl Message {
             Message::Executed(_) => "executed",
             Message::ExecutionCheckpoint(_) => "execution-checkpoint",
             Message::ExecutionStable(_) => "execution-stable",
+            Message::Wake(_) => "wake",
+            Message::Faulty(_) => "faulty",
+            Message::Membership(_) => "membership",
+            Message::Join(_) => "join",
+            Message::FetchOrders(_) => "fetch-orders",
+            Message::FetchBucket(_) => "fetch-bucket",
+            Message::BucketData(_) => "bucket-data",
         }
     }
 }

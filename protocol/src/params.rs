@@ -30,6 +30,10 @@ pub struct ProtocolParams {
     pub status_interval_ms: u64,
     /// How far a primary's proposed timestamp may stray from a backup's clock.
     pub timestamp_skew_max_ms: u64,
+    /// How long an active execution replica may stay silent about a sequence number the
+    /// others reported before agreement replicas ask for standbys (and, once f+1 others
+    /// agree, report it faulty).
+    pub execution_silence_ms: u64,
 }
 
 impl Default for ProtocolParams {
@@ -45,6 +49,7 @@ impl Default for ProtocolParams {
             view_change_timeout_ms: 1000,
             status_interval_ms: 100,
             timestamp_skew_max_ms: 60_000,
+            execution_silence_ms: 1000,
         }
     }
 }
@@ -124,6 +129,9 @@ impl ProtocolParams {
         }
         if self.view_change_timeout_ms == 0 || self.status_interval_ms == 0 {
             return err("view_change_timeout_ms", "timeouts must be positive".into());
+        }
+        if self.execution_silence_ms == 0 {
+            return err("execution_silence_ms", "must be positive".into());
         }
         Ok(())
     }

@@ -191,8 +191,9 @@ impl QuicBus {
         }
         let id = local.id;
         match (id, &local.listen) {
-            (NodeId::Replica(_) | NodeId::Execution(_), Some(_)) if peers.get(id).is_some() => {}
-            (NodeId::Replica(_) | NodeId::Execution(_), _) => {
+            (NodeId::Replica(_) | NodeId::Execution(_) | NodeId::Activator(_), Some(_))
+                if peers.get(id).is_some() => {}
+            (NodeId::Replica(_) | NodeId::Execution(_) | NodeId::Activator(_), _) => {
                 let problem = format!("{id} needs a listen identity and a place among the peers");
                 return Err(QuicError::Identity(problem));
             }
@@ -207,7 +208,8 @@ impl QuicBus {
         let mut targets = Vec::with_capacity(peers.replicas.len() + peers.executions.len());
         let frame_bytes_max = peers.frame_bytes_max;
         for (peer, how) in peers.into_nodes() {
-            if peer == id {
+            // Clients never talk to the activator.
+            if peer == id || (eager && matches!(peer, NodeId::Activator(_))) {
                 continue;
             }
             targets.push(tasks::DialTarget {
@@ -289,6 +291,7 @@ impl QuicBus {
         let identity = match id {
             NodeId::Replica(replica) => QuicIdentity::replica(dir, config, replica)?,
             NodeId::Execution(execution) => QuicIdentity::execution(dir, config, execution)?,
+            NodeId::Activator(_) => QuicIdentity::activator(dir, config)?,
             NodeId::Client(client) => return QuicBus::start_client_host(dir, config, client, 1),
         };
         QuicBus::start(identity, QuicPeers::from_config(dir, config)?)
@@ -368,10 +371,12 @@ impl MessageBus for QuicBus {
             return;
         }
         let queued = match to {
-            NodeId::Replica(_) | NodeId::Execution(_) => match self.peer_queues.get(&to) {
-                Some(queue) => queue.try_send(frame).is_ok(),
-                None => false,
-            },
+            NodeId::Replica(_) | NodeId::Execution(_) | NodeId::Activator(_) => {
+                match self.peer_queues.get(&to) {
+                    Some(queue) => queue.try_send(frame).is_ok(),
+                    None => false,
+                }
+            }
             NodeId::Client(client) => match self.shared.routes().get(&client) {
                 Some(route) => route.queue.try_send(frame).is_ok(),
                 None => false,

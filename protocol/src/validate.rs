@@ -265,6 +265,9 @@ fn check_batches(endpoint: &Endpoint, batches: &Batches) -> Check {
     Ok(())
 }
 
+/// Execution replicas of one app in a membership notice, at most.
+pub const MEMBERSHIP_LEN_MAX: usize = 1024;
+
 /// Every check for one message from `from` (already MAC-authenticated).
 pub fn check_message(endpoint: &Endpoint, from: NodeId, message: &Message) -> Check {
     let from_replica = matches!(from, NodeId::Replica(_));
@@ -272,6 +275,8 @@ pub fn check_message(endpoint: &Endpoint, from: NodeId, message: &Message) -> Ch
     let to_replica = matches!(endpoint.id(), NodeId::Replica(_));
     let to_execution = matches!(endpoint.id(), NodeId::Execution(_));
     let to_client = matches!(endpoint.id(), NodeId::Client(_));
+    let from_activator = matches!(from, NodeId::Activator(_));
+    let to_activator = matches!(endpoint.id(), NodeId::Activator(_));
     match message {
         Message::Request(request) => {
             let own_request = from == NodeId::Client(request.request.client);
@@ -312,6 +317,27 @@ pub fn check_message(endpoint: &Endpoint, from: NodeId, message: &Message) -> Ch
         }
         Message::ExecutionStable(_) => {
             require(from_replica && to_execution, Invalid::WrongSender(from))
+        }
+        Message::Wake(_) | Message::Faulty(_) => {
+            require(from_replica && to_activator, Invalid::WrongSender(from))
+        }
+        Message::Membership(membership) => {
+            require(from_activator && to_replica, Invalid::WrongSender(from))?;
+            // No app has more replicas than there are execution ids; a longer list is junk.
+            let count = membership.active.len();
+            require(
+                count <= MEMBERSHIP_LEN_MAX,
+                Invalid::TooMany {
+                    count,
+                    limit: MEMBERSHIP_LEN_MAX,
+                },
+            )
+        }
+        Message::Join(_) | Message::FetchOrders(_) => {
+            require(from_execution && to_replica, Invalid::WrongSender(from))
+        }
+        Message::FetchBucket(_) | Message::BucketData(_) => {
+            require(from_execution && to_execution, Invalid::WrongSender(from))
         }
         _ if !(from_replica && to_replica) => Err(Invalid::WrongSender(from)),
         Message::PrePrepare { pre_prepare, batch } => {

@@ -19,10 +19,11 @@ use zz_protocol::crypto::{
 use zz_protocol::derived_keys::DerivedKeys;
 use zz_protocol::envelope::{Auth, Envelope, encode_envelope};
 use zz_protocol::messages::{
-    AppOrder, AuthenticatedRequest, Batch, Batches, Checkpoint, CheckpointCertificate,
-    CheckpointState, Commit, Executed, ExecutionCheckpoint, FetchBatches, Message, NewView,
-    NewViewEntry, NonDet, Order, PrePrepareHeader, Prepare, PreparedCertificate, Reply, Request,
-    Status, ViewChange,
+    AppOrder, AuthenticatedRequest, Batch, Batches, BucketData, Checkpoint, CheckpointCertificate,
+    CheckpointState, Commit, Executed, ExecutionCheckpoint, FaultReason, Faulty, FetchBatches,
+    FetchBucket, FetchOrders, Join, Membership, Message, NewView, NewViewEntry, NonDet, Order,
+    PrePrepareHeader, Prepare, PreparedCertificate, Reply, Request, Status, ViewChange, Wake,
+    WakeReason,
 };
 use zz_protocol::{
     AppId, ClientId, Digest, Endpoint, ExecutionId, NodeId, ProtocolParams, ReplicaId, Seq, View,
@@ -122,6 +123,7 @@ fn node_id() -> impl Strategy<Value = NodeId> {
         replica_id().prop_map(NodeId::Replica),
         client_id().prop_map(NodeId::Client),
         any_u32().prop_map(|id| NodeId::Execution(ExecutionId(id))),
+        any_u32().prop_map(|id| NodeId::Activator(zz_protocol::ActivatorId(id))),
     ]
 }
 
@@ -345,12 +347,71 @@ fn message() -> impl Strategy<Value = Message> {
         executed().prop_map(Message::Executed),
         execution_checkpoint().prop_map(Message::ExecutionCheckpoint),
         execution_checkpoint().prop_map(Message::ExecutionStable),
+        activation_message(),
+    ]
+}
+
+fn activation_message() -> impl Strategy<Value = Message> {
+    let execution = || any_u32().prop_map(ExecutionId);
+    let wake_reason = prop_oneof![
+        Just(WakeReason::RepliesDiffer),
+        Just(WakeReason::Silence),
+        Just(WakeReason::ClientRetransmit),
+        Just(WakeReason::RootsDiffer),
+    ];
+    let fault_reason = prop_oneof![
+        Just(FaultReason::WrongReplies),
+        Just(FaultReason::WrongRoot),
+        Just(FaultReason::Silent),
+    ];
+    prop_oneof![
+        (app_id(), any::<u64>(), seq(), wake_reason).prop_map(|(app, epoch, seq, reason)| {
+            Message::Wake(Wake {
+                app,
+                epoch,
+                seq,
+                reason,
+            })
+        }),
+        (app_id(), any::<u64>(), execution(), seq(), fault_reason).prop_map(
+            |(app, epoch, member, seq, reason)| {
+                Message::Faulty(Faulty {
+                    app,
+                    epoch,
+                    member,
+                    seq,
+                    reason,
+                })
+            }
+        ),
+        (app_id(), any::<u64>(), vec(execution(), 0..4)).prop_map(|(app, epoch, active)| {
+            Message::Membership(Membership { app, epoch, active })
+        }),
+        app_id().prop_map(|app| Message::Join(Join { app })),
+        (app_id(), seq()).prop_map(|(app, after)| Message::FetchOrders(FetchOrders { app, after })),
+        (app_id(), seq(), any_u32()).prop_map(|(app, seq, bucket)| {
+            Message::FetchBucket(FetchBucket { app, seq, bucket })
+        }),
+        (
+            app_id(),
+            seq(),
+            any_u32(),
+            proptest::option::of(vec(any::<u8>(), 0..64))
+        )
+            .prop_map(|(app, seq, bucket, proof)| {
+                Message::BucketData(BucketData {
+                    app,
+                    seq,
+                    bucket,
+                    proof,
+                })
+            }),
     ]
 }
 
 /// The variants of [`Message`], in declaration order. The match is exhaustive, so a new
 /// variant fails to compile here until [`message`] generates it too.
-const VARIANT_COUNT: usize = 16;
+const VARIANT_COUNT: usize = 23;
 
 fn variant_index(message: &Message) -> usize {
     match message {
@@ -370,6 +431,13 @@ fn variant_index(message: &Message) -> usize {
         Message::Executed(_) => 13,
         Message::ExecutionCheckpoint(_) => 14,
         Message::ExecutionStable(_) => 15,
+        Message::Wake(_) => 16,
+        Message::Faulty(_) => 17,
+        Message::Membership(_) => 18,
+        Message::Join(_) => 19,
+        Message::FetchOrders(_) => 20,
+        Message::FetchBucket(_) => 21,
+        Message::BucketData(_) => 22,
     }
 }
 

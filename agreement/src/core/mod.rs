@@ -406,9 +406,9 @@ impl Replica {
                 return;
             }
             NodeId::Client(_) => None,
-            NodeId::Execution(_) => {
-                // Execution reports (Executed, checkpoint roots) are taken by the driver's
-                // order router; the ordering core itself never uses them.
+            NodeId::Execution(_) | NodeId::Activator(_) => {
+                // Execution reports and the activator's notices are taken by the driver;
+                // the ordering core itself never uses them.
                 self.drop_message("execution-report");
                 return;
             }
@@ -460,7 +460,14 @@ impl Replica {
             | Message::AppOrder(_)
             | Message::Executed(_)
             | Message::ExecutionCheckpoint(_)
-            | Message::ExecutionStable(_) => self.drop_message("unexpected-kind"),
+            | Message::ExecutionStable(_)
+            | Message::Wake(_)
+            | Message::Faulty(_)
+            | Message::Membership(_)
+            | Message::Join(_)
+            | Message::FetchOrders(_)
+            | Message::FetchBucket(_)
+            | Message::BucketData(_) => self.drop_message("unexpected-kind"),
         }
     }
 

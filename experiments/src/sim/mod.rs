@@ -468,6 +468,8 @@ impl World {
                         .handle_frame(&frame);
                     self.after_execution_step(execution)?;
                 }
+                // The simulator runs no activator yet: alarms for it are dropped.
+                NodeId::Activator(_) => {}
             },
             Event::ReplicaTimer {
                 replica,
@@ -531,7 +533,7 @@ impl World {
         let storage = std::mem::take(&mut sim.storage);
         sim.driver = Some(
             ReplicaDriver::new(replica, sim.endpoint.clone(), sim.bus.clone(), storage)
-                .with_execution_groups(self.groups.clone()),
+                .with_execution_groups(self.groups.clone(), self.groups.clone()),
         );
         self.reschedule_replica(id);
     }
@@ -728,7 +730,7 @@ impl World {
                 }
                 None => vec![(to, frame)],
             },
-            NodeId::Client(_) | NodeId::Execution(_) => vec![(to, frame)],
+            NodeId::Client(_) | NodeId::Execution(_) | NodeId::Activator(_) => vec![(to, frame)],
         };
         for (to, frame) in frames {
             if !self.healed

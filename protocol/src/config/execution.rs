@@ -162,6 +162,15 @@ impl ClusterConfig {
             .collect()
     }
 
+    /// Each app's execution replicas that start active (not standbys), by id.
+    pub fn active_groups(&self) -> BTreeMap<AppId, Vec<ExecutionId>> {
+        let mut groups: BTreeMap<AppId, Vec<ExecutionId>> = BTreeMap::new();
+        for execution in self.executions_by_id().filter(|e| !e.standby) {
+            groups.entry(execution.app).or_default().push(execution.id);
+        }
+        groups
+    }
+
     /// The entries in id order, whether or not the configuration was loaded (sorted).
     fn executions_by_id(&self) -> impl Iterator<Item = &ExecutionReplicaConfig> {
         let mut sorted: Vec<&ExecutionReplicaConfig> = self.executions.iter().collect();

@@ -58,10 +58,12 @@ fn init_writes_execution_replicas_per_app() {
 
     let keys = load_execution_keys(&dir.0, ExecutionId(5)).unwrap();
     assert_eq!(keys.id, NodeId::Execution(ExecutionId(5)));
-    assert_eq!(keys.peer_keys.len(), 4);
+    // Four agreement replicas and the two other execution replicas of its app.
+    assert_eq!(keys.peer_keys.len(), 4 + 2);
     assert!(keys.signing_key.is_none() && keys.client_master.is_some());
     let keys = load_replica_keys(&dir.0, ReplicaId(2)).unwrap();
-    assert_eq!(keys.peer_keys.len(), 3 + 6);
+    // Three other replicas, six execution replicas, the activator.
+    assert_eq!(keys.peer_keys.len(), 3 + 6 + 1);
     let keys = load_client_keys(&dir.0, ClientId(1)).unwrap();
     assert_eq!(keys.peer_keys.len(), 4 + 6);
     load_execution_tls_key(&dir.0, &config, ExecutionId(5)).unwrap();
@@ -286,8 +288,59 @@ fn clusters_without_execution_replicas_keep_the_old_files() {
     assert!(config.execution_groups().is_empty());
     for file in [CLUSTER_FILE, "keys/replica-0.toml", CLIENT_KEYS_FILE] {
         let text = std::fs::read_to_string(dir.0.join(file)).unwrap();
-        assert!(!text.contains("execution"), "{file}:\n{text}");
+        for field in [
+            "[[executions",
+            "execution_peers",
+            "execution_client_masters",
+        ] {
+            assert!(!text.contains(field), "{file}:\n{text}");
+        }
     }
     endpoint_for_replica(&dir.0, ReplicaId(0)).unwrap();
     endpoint_for_client(&dir.0, ClientId(0)).unwrap();
+}
+
+/// The activator and agreement replicas share keys: a wake from a replica opens at the
+/// activator, a membership notice from the activator opens at a replica, and execution
+/// replicas of one app can talk to each other (state transfer) but not across apps.
+#[test]
+fn init_provisions_the_activator_and_execution_pairs() {
+    use crate::config::endpoint_for_activator;
+    use crate::messages::{Membership, Wake, WakeReason};
+    let dir = TempDir(temp_dir("exec-activator"));
+    let options = InitOptions {
+        base_port: 17800,
+        apps: vec!["kv".into(), "bank".into()],
+        standbys_per_app: 1,
+        params: test_params(),
+        ..InitOptions::default()
+    };
+    let config = init_cluster(&dir.0, options).unwrap();
+    let (_, activator) = endpoint_for_activator(&dir.0).unwrap();
+    let (_, replica) = endpoint_for_replica(&dir.0, ReplicaId(1)).unwrap();
+    let wake = Message::Wake(Wake {
+        app: AppId(0),
+        epoch: 0,
+        seq: Seq(3),
+        reason: WakeReason::Silence,
+    });
+    let frame = replica.seal(activator.id(), &wake).unwrap();
+    assert_eq!(activator.open(&frame).unwrap().message(), &wake);
+    let membership = Message::Membership(Membership {
+        app: AppId(0),
+        epoch: 1,
+        active: vec![ExecutionId(0), ExecutionId(2)],
+    });
+    let frame = activator.seal(replica.id(), &membership).unwrap();
+    assert_eq!(replica.open(&frame).unwrap().message(), &membership);
+    // A replica may not send a membership notice; the activator may not send orders.
+    let (_, other) = endpoint_for_replica(&dir.0, ReplicaId(2)).unwrap();
+    let frame = other.seal(replica.id(), &membership).unwrap();
+    assert!(replica.open(&frame).is_err());
+
+    let kv = config.executions_of(AppId(0));
+    let bank = config.executions_of(AppId(1));
+    let (_, first) = endpoint_for_execution(&dir.0, kv[0]).unwrap();
+    assert!(first.seal(NodeId::Execution(kv[1]), &wake).is_some());
+    assert!(first.seal(NodeId::Execution(bank[0]), &wake).is_none());
 }

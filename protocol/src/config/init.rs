@@ -1,5 +1,6 @@
 //! Writing a fresh cluster directory: every secret is drawn here, once.
 
+use super::activator::{ACTIVATOR_KEYS_FILE, ActivatorConfig, activator_key_file};
 use super::execution::{ExecutionReplicaConfig, execution_keys_file};
 use super::keys::{ClientKeyFile, ExecutionKeyFile, ExecutionPeerKey, PeerKey, ReplicaKeyFile};
 use super::{
@@ -128,6 +129,10 @@ struct Secrets {
     pair_keys: BTreeMap<(usize, usize), [u8; 32]>,
     /// One per (replica, execution replica); each goes into both nodes' files.
     execution_keys: BTreeMap<(usize, usize), [u8; 32]>,
+    /// Between two execution replicas (low id, high id).
+    execution_pair_keys: BTreeMap<(usize, usize), [u8; 32]>,
+    /// Between the activator and each replica.
+    activator_keys: Vec<[u8; 32]>,
 }
 
 impl Secrets {
@@ -150,7 +155,16 @@ impl Secrets {
                 execution_keys.insert((replica, execution), random_key(&mut rng));
             }
         }
+        let mut execution_pair_keys = BTreeMap::new();
+        for low in 0..execution_count {
+            for high in low + 1..execution_count {
+                execution_pair_keys.insert((low, high), random_key(&mut rng));
+            }
+        }
+        let activator_keys = (0..replica_count).map(|_| random_key(&mut rng)).collect();
         Secrets {
+            execution_pair_keys,
+            activator_keys,
             signing_seeds,
             client_masters,
             execution_client_masters,
@@ -258,8 +272,7 @@ pub fn init_cluster(dir: &Path, options: InitOptions) -> Result<ClusterConfig, C
     // Counted in u128 so that no option, however large, overflows before it is refused.
     let execution_count_wide =
         options.apps.len() as u128 * (active_per_app as u128 + options.standbys_per_app as u128);
-    let last_port =
-        u128::from(options.base_port) + replica_count as u128 + execution_count_wide - 1;
+    let last_port = u128::from(options.base_port) + replica_count as u128 + execution_count_wide;
     if options.base_port == 0 || last_port > u128::from(u16::MAX) {
         let problem = format!(
             "{replica_count} replicas and {execution_count_wide} execution replicas need ports \
@@ -269,6 +282,8 @@ pub fn init_cluster(dir: &Path, options: InitOptions) -> Result<ClusterConfig, C
         return Err(ConfigError::invalid(&cluster_path, "base_port", problem));
     }
     let executions = plan_executions(&options, active_per_app, replica_count);
+    // The activator listens on the port after the last execution replica's (checked above).
+    let activator_port = last_port;
     let secrets = Secrets::draw(replica_count, executions.len());
 
     let replicas: Vec<ReplicaConfig> = (0..replica_count)
@@ -296,6 +311,10 @@ pub fn init_cluster(dir: &Path, options: InitOptions) -> Result<ClusterConfig, C
                 name: name.clone(),
             })
             .collect(),
+        activator: Some(ActivatorConfig {
+            address: SocketAddr::from((Ipv4Addr::LOCALHOST, activator_port as u16)),
+            certificate: PathBuf::from("certs/activator.pem"),
+        }),
         executions,
     };
     // Reject a bad option before anything is written.
@@ -306,6 +325,7 @@ pub fn init_cluster(dir: &Path, options: InitOptions) -> Result<ClusterConfig, C
     create_dir(&dir.join("keys"), true)?;
     write_replica_files(dir, &config, &secrets)?;
     write_execution_files(dir, &config, &secrets)?;
+    write_activator_files(dir, &config, &secrets)?;
     let client_file = ClientKeyFile {
         client_masters: secrets
             .client_masters
@@ -363,6 +383,7 @@ fn write_replica_files(
             tls_key,
             peers,
             execution_peers,
+            activator_key: Some(hex_encode(&secrets.activator_keys[index])),
         };
         write_key_file(&dir.join(replica_keys_file(replica.id)), &key_file)?;
     }
@@ -389,13 +410,49 @@ fn write_execution_files(
                 key: hex_encode(&secrets.execution_keys[&(replica, index)]),
             })
             .collect();
+        let execution_peers = config
+            .executions
+            .iter()
+            .filter(|peer| peer.app == execution.app && peer.id != execution.id)
+            .map(|peer| {
+                let other = peer.id.index();
+                let pair = (index.min(other), index.max(other));
+                ExecutionPeerKey {
+                    execution: peer.id,
+                    key: hex_encode(&secrets.execution_pair_keys[&pair]),
+                }
+            })
+            .collect();
         let key_file = ExecutionKeyFile {
             execution: execution.id,
             client_master: hex_encode(&secrets.execution_client_masters[index]),
             tls_key,
             peers,
+            execution_peers,
         };
         write_key_file(&dir.join(execution_keys_file(execution.id)), &key_file)?;
     }
     Ok(())
+}
+
+/// The activator's certificate, TLS key and key file.
+fn write_activator_files(
+    dir: &Path,
+    config: &ClusterConfig,
+    secrets: &Secrets,
+) -> Result<(), ConfigError> {
+    let Some(activator) = &config.activator else {
+        return Ok(());
+    };
+    let tls_key = PathBuf::from("keys/activator.key.pem");
+    write_tls_identity(dir, &activator.certificate, &tls_key, |problem| {
+        ConfigError::invalid(&dir.join(CLUSTER_FILE), "activator.certificate", problem)
+    })?;
+    let keys: Vec<String> = secrets
+        .activator_keys
+        .iter()
+        .map(|k| hex_encode(k))
+        .collect();
+    let key_file = activator_key_file(tls_key, &keys);
+    write_key_file(&dir.join(ACTIVATOR_KEYS_FILE), &key_file)
 }

@@ -39,6 +39,9 @@ pub(crate) struct ReplicaKeyFile {
     /// before execution replicas were configured.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub execution_peers: Vec<ExecutionPeerKey>,
+    /// Hex of the key shared with the activator; absent when the cluster has none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub activator_key: Option<String>,
 }
 
 /// The contents of `keys/execution-<i>.toml`.
@@ -53,6 +56,10 @@ pub(crate) struct ExecutionKeyFile {
     pub tls_key: PathBuf,
     /// One `[[peers]]` entry per agreement replica.
     pub peers: Vec<PeerKey>,
+    /// One `[[execution_peers]]` entry per other execution replica of the same app (for
+    /// state transfer between them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub execution_peers: Vec<ExecutionPeerKey>,
 }
 
 /// The session key a replica shares with one execution replica.
@@ -84,7 +91,7 @@ pub(crate) struct ClientKeyFile {
     pub execution_client_masters: Vec<String>,
 }
 
-fn key_at(path: &Path, field: &str, hex: &str) -> Result<[u8; 32], ConfigError> {
+pub(crate) fn key_at(path: &Path, field: &str, hex: &str) -> Result<[u8; 32], ConfigError> {
     hex_decode_32(hex).map_err(|problem| ConfigError::invalid(path, field, problem))
 }
 
@@ -182,6 +189,17 @@ pub(crate) fn replica_keys(
         );
         return Err(ConfigError::invalid(&path, "execution_peers", problem));
     }
+    match (&file.activator_key, &config.activator) {
+        (Some(hex), Some(_)) => {
+            let key = SessionKey(key_at(&path, "activator_key", hex)?);
+            peer_keys.insert(NodeId::Activator(super::LOCAL_ACTIVATOR), key);
+        }
+        (None, Some(_)) => {
+            let problem = "missing, but cluster.toml configures an activator";
+            return Err(ConfigError::invalid(&path, "activator_key", problem));
+        }
+        (_, None) => {}
+    }
     Ok(NodeKeys {
         id: NodeId::Replica(id),
         peer_keys,
@@ -218,33 +236,31 @@ fn read_execution_file(
     Ok((path, file))
 }
 
-/// Execution replica `id`'s secret keys, checked against `config`: its client master and
-/// exactly one key per agreement replica. It holds no signing key.
-pub(crate) fn execution_keys(
-    dir: &Path,
+/// The `[[peers]]` of a node that shares a key with every agreement replica (an execution
+/// replica, the activator): exactly one valid key per replica.
+pub(crate) fn every_replica_key(
+    path: &Path,
     config: &ClusterConfig,
-    id: ExecutionId,
-) -> Result<NodeKeys, ConfigError> {
-    let (path, file) = read_execution_file(dir, config, id)?;
-    let client_master = SessionKey(key_at(&path, "client_master", &file.client_master)?);
+    peers: &[PeerKey],
+) -> Result<BTreeMap<NodeId, SessionKey>, ConfigError> {
     let replica_count = config.replica_count();
     let mut peer_keys = BTreeMap::new();
-    for (index, peer) in file.peers.iter().enumerate() {
+    for (index, peer) in peers.iter().enumerate() {
         let field = |name: &str| format!("peers[{index}].{name}");
         if peer.replica.index() >= replica_count {
             let problem = format!(
                 "{} is not a replica of this cluster (0..{replica_count})",
                 peer.replica.0
             );
-            return Err(ConfigError::invalid(&path, field("replica"), problem));
+            return Err(ConfigError::invalid(path, field("replica"), problem));
         }
-        let key = SessionKey(key_at(&path, &field("key"), &peer.key)?);
+        let key = SessionKey(key_at(path, &field("key"), &peer.key)?);
         if peer_keys
             .insert(NodeId::Replica(peer.replica), key)
             .is_some()
         {
             let problem = format!("duplicate replica {}", peer.replica.0);
-            return Err(ConfigError::invalid(&path, field("replica"), problem));
+            return Err(ConfigError::invalid(path, field("replica"), problem));
         }
     }
     if peer_keys.len() != replica_count {
@@ -252,7 +268,41 @@ pub(crate) fn execution_keys(
             "needs a key for each of the {replica_count} replicas, found {}",
             peer_keys.len()
         );
-        return Err(ConfigError::invalid(&path, "peers", problem));
+        return Err(ConfigError::invalid(path, "peers", problem));
+    }
+    Ok(peer_keys)
+}
+
+/// Execution replica `id`'s secret keys, checked against `config`: its client master,
+/// exactly one key per agreement replica, and one per other execution replica of its app.
+/// It holds no signing key.
+pub(crate) fn execution_keys(
+    dir: &Path,
+    config: &ClusterConfig,
+    id: ExecutionId,
+) -> Result<NodeKeys, ConfigError> {
+    let (path, file) = read_execution_file(dir, config, id)?;
+    let client_master = SessionKey(key_at(&path, "client_master", &file.client_master)?);
+    let mut peer_keys = every_replica_key(&path, config, &file.peers)?;
+    for (index, peer) in file.execution_peers.iter().enumerate() {
+        let field = |name: &str| format!("execution_peers[{index}].{name}");
+        let same_app =
+            config.execution(peer.execution).map(|e| e.app) == config.execution(id).map(|e| e.app);
+        if peer.execution == id || !same_app {
+            let problem = format!(
+                "{} is not another execution replica of the same app",
+                peer.execution.0
+            );
+            return Err(ConfigError::invalid(&path, field("execution"), problem));
+        }
+        let key = SessionKey(key_at(&path, &field("key"), &peer.key)?);
+        if peer_keys
+            .insert(NodeId::Execution(peer.execution), key)
+            .is_some()
+        {
+            let problem = format!("duplicate execution replica {}", peer.execution.0);
+            return Err(ConfigError::invalid(&path, field("execution"), problem));
+        }
     }
     Ok(NodeKeys {
         id: NodeId::Execution(id),
@@ -361,7 +411,7 @@ pub fn load_execution_tls_key(
 }
 
 /// The PEM private key at `tls_key` (relative to `dir`), named by the key file `key_file`.
-fn read_tls_key(
+pub(crate) fn read_tls_key(
     dir: &Path,
     key_file: &Path,
     tls_key: &Path,

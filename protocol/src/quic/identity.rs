@@ -2,7 +2,10 @@
 //! dials, both usually read from a cluster directory.
 
 use super::CLIENTS_PER_CONNECTION_MAX;
-use crate::config::{ClusterConfig, ConfigError, load_execution_tls_key, load_tls_key};
+use crate::config::{
+    ClusterConfig, ConfigError, LOCAL_ACTIVATOR, load_activator_tls_key, load_execution_tls_key,
+    load_tls_key,
+};
 use crate::ids::{ClientId, ExecutionId, NodeId, ReplicaId};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use std::net::SocketAddr;
@@ -45,6 +48,8 @@ pub struct QuicPeers {
     pub replicas: Vec<ReplicaPeer>,
     /// Execution replicas, indexed by execution id.
     pub executions: Vec<ReplicaPeer>,
+    /// The activator, if the cluster has one.
+    pub activator: Option<ReplicaPeer>,
     /// Bytes in one frame at most, both ways (the cluster's `frame_bytes_max`).
     pub frame_bytes_max: usize,
 }
@@ -91,6 +96,25 @@ impl QuicIdentity {
             })?;
         Ok(QuicIdentity::listening(
             NodeId::Execution(id),
+            ListenIdentity {
+                address,
+                certificate,
+                private_key,
+            },
+        ))
+    }
+
+    /// The activator's identity.
+    pub fn activator(dir: &Path, config: &ClusterConfig) -> Result<QuicIdentity, ConfigError> {
+        let certificate = config.load_activator_certificate(dir)?;
+        let private_key = load_activator_tls_key(dir)?;
+        let address = config
+            .activator
+            .as_ref()
+            .map(|activator| activator.address)
+            .expect("the certificate loaded, so the activator is configured");
+        Ok(QuicIdentity::listening(
+            NodeId::Activator(LOCAL_ACTIVATOR),
             ListenIdentity {
                 address,
                 certificate,
@@ -148,9 +172,17 @@ impl QuicPeers {
                 })
             })
             .collect::<Result<_, ConfigError>>()?;
+        let activator = match &config.activator {
+            Some(activator) => Some(ReplicaPeer {
+                address: activator.address,
+                certificate: config.load_activator_certificate(dir)?,
+            }),
+            None => None,
+        };
         Ok(QuicPeers {
             replicas,
             executions,
+            activator,
             frame_bytes_max: config.protocol.frame_bytes_max,
         })
     }
@@ -160,16 +192,19 @@ impl QuicPeers {
         match node {
             NodeId::Replica(replica) => self.replicas.get(replica.index()),
             NodeId::Execution(execution) => self.executions.get(execution.index()),
-            NodeId::Client(_) => None,
+            NodeId::Activator(activator) if activator == LOCAL_ACTIVATOR => self.activator.as_ref(),
+            NodeId::Client(_) | NodeId::Activator(_) => None,
         }
     }
 
-    /// Every peer node with its id: the replicas, then the execution replicas.
+    /// Every peer node with its id: the replicas, the execution replicas, the activator.
     pub fn into_nodes(self) -> impl Iterator<Item = (NodeId, ReplicaPeer)> {
+        let activator =
+            (self.activator.into_iter()).map(|peer| (NodeId::Activator(LOCAL_ACTIVATOR), peer));
         let replicas = (self.replicas.into_iter().enumerate())
             .map(|(index, peer)| (NodeId::Replica(ReplicaId(index as u32)), peer));
         let executions = (self.executions.into_iter().enumerate())
             .map(|(index, peer)| (NodeId::Execution(ExecutionId(index as u32)), peer));
-        replicas.chain(executions)
+        replicas.chain(executions).chain(activator)
     }
 }

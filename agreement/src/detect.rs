@@ -1,0 +1,433 @@
+//! Divergence detection, in each agreement replica: it compares what the execution
+//! replicas of each app report (`Executed` reply digests per sequence number, state roots
+//! per checkpoint) and raises alarms for the activator.
+//!
+//! - `Wake` when the active replicas disagree, when one stays silent past the timeout, or
+//!   when a client retransmits a request that was already ordered (it did not get f+1
+//!   matching replies). One wake per membership epoch, resent until the epoch changes.
+//! - `Faulty` for a replica whose digest or root differs from one f+1 replicas agree on,
+//!   or that stayed silent past the timeout while f+1 others agreed. Resent until the
+//!   membership changes.
+//!
+//! Sans-IO: time comes in with every call; alarms leave through [`Detector::take_alarms`].
+//! Nothing here decides what is correct for a client or a woken replica (they count f+1
+//! matching replicas themselves); a wrong alarm costs resources, never safety, and the
+//! activator acts only on f+1 matching alarms.
+
+use std::collections::{BTreeMap, BTreeSet};
+use zz_protocol::messages::{FaultReason, Faulty, Wake, WakeReason};
+use zz_protocol::{AppId, Digest, ExecutionId, Seq, Time};
+
+/// Sequence numbers (or checkpoints) watched per app at most; older ones are forgotten.
+pub const WATCHED_MAX: usize = 1024;
+
+/// Settings of a detector.
+#[derive(Clone, Copy, Debug)]
+pub struct DetectorConfig {
+    /// Execution replicas that must agree: f+1.
+    pub weak_quorum: usize,
+    /// How long an active replica may stay silent about a sequence number others reported.
+    pub silence_micros: u64,
+    /// How often an alarm still standing is sent again.
+    pub resend_micros: u64,
+}
+
+/// An alarm for the activator.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Alarm {
+    Wake(Wake),
+    Faulty(Faulty),
+}
+
+/// Reports about one sequence number (or one checkpoint) of one app.
+#[derive(Default)]
+struct Reports {
+    /// When the first report arrived.
+    first_at: Time,
+    /// When f+1 reports first matched.
+    agreed_at: Option<Time>,
+    by_member: BTreeMap<ExecutionId, Digest>,
+}
+
+impl Reports {
+    /// The digest at least `quorum` members reported alike.
+    fn agreed(&self, quorum: usize) -> Option<Digest> {
+        let mut counts: BTreeMap<Digest, usize> = BTreeMap::new();
+        for digest in self.by_member.values() {
+            *counts.entry(*digest).or_default() += 1;
+        }
+        counts
+            .into_iter()
+            .find(|(_, count)| *count >= quorum)
+            .map(|(digest, _)| digest)
+    }
+}
+
+/// Reports per sequence number of one kind, and the highest one settled (every active
+/// member reported alike): a report at or below it with no entry is a late echo (a woken
+/// replica replaying) and is not judged.
+#[derive(Default)]
+struct Table {
+    reports: BTreeMap<Seq, Reports>,
+    settled: Seq,
+}
+
+struct AppWatch {
+    members: BTreeSet<ExecutionId>,
+    epoch: u64,
+    active: BTreeSet<ExecutionId>,
+    /// When the current membership took effect: silence counts from then at the earliest.
+    active_since: Time,
+    executed: Table,
+    roots: Table,
+    /// The wake sent for the current epoch, and when it was last sent.
+    wake: Option<(Wake, Time)>,
+    /// Faulty reports for the current epoch, and when each was last sent.
+    faulty: BTreeMap<ExecutionId, (Faulty, Time)>,
+}
+
+/// See the module documentation.
+pub struct Detector {
+    config: DetectorConfig,
+    apps: BTreeMap<AppId, AppWatch>,
+    alarms: Vec<Alarm>,
+}
+
+/// What [`Detector::status`] shows of one app.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AppDetectorStatus {
+    pub epoch: u64,
+    pub active: Vec<ExecutionId>,
+    pub wake_pending: Option<String>,
+    pub faulty_pending: Vec<ExecutionId>,
+}
+
+impl Detector {
+    /// A detector for `groups` (every configured member of each app) with `active` the
+    /// members active at epoch 0.
+    pub fn new(
+        config: DetectorConfig,
+        groups: &BTreeMap<AppId, Vec<ExecutionId>>,
+        active: &BTreeMap<AppId, Vec<ExecutionId>>,
+    ) -> Detector {
+        assert!(config.weak_quorum >= 1);
+        let apps = groups
+            .iter()
+            .map(|(app, members)| {
+                let watch = AppWatch {
+                    members: members.iter().copied().collect(),
+                    epoch: 0,
+                    active: active.get(app).into_iter().flatten().copied().collect(),
+                    active_since: Time(0),
+                    executed: Table::default(),
+                    roots: Table::default(),
+                    wake: None,
+                    faulty: BTreeMap::new(),
+                };
+                (*app, watch)
+            })
+            .collect();
+        Detector {
+            config,
+            apps,
+            alarms: Vec::new(),
+        }
+    }
+
+    /// The app's current membership epoch and active members.
+    pub fn membership(&self, app: AppId) -> Option<(u64, Vec<ExecutionId>)> {
+        let watch = self.apps.get(&app)?;
+        Some((watch.epoch, watch.active.iter().copied().collect()))
+    }
+
+    pub fn status(&self) -> BTreeMap<AppId, AppDetectorStatus> {
+        self.apps
+            .iter()
+            .map(|(app, watch)| {
+                let status = AppDetectorStatus {
+                    epoch: watch.epoch,
+                    active: watch.active.iter().copied().collect(),
+                    wake_pending: watch.wake.map(|(wake, _)| wake.reason.name().to_string()),
+                    faulty_pending: watch.faulty.keys().copied().collect(),
+                };
+                (*app, status)
+            })
+            .collect()
+    }
+
+    /// The activator's word on who is active. Only a newer epoch counts; members outside
+    /// the app's group are ignored. Returns whether it changed anything.
+    pub fn handle_membership(
+        &mut self,
+        now: Time,
+        app: AppId,
+        epoch: u64,
+        active: &[ExecutionId],
+    ) -> bool {
+        let Some(watch) = self.apps.get_mut(&app) else {
+            return false;
+        };
+        if epoch <= watch.epoch {
+            return false;
+        }
+        watch.epoch = epoch;
+        watch.active = active
+            .iter()
+            .copied()
+            .filter(|member| watch.members.contains(member))
+            .collect();
+        watch.active_since = now;
+        watch.wake = None;
+        watch.faulty.clear();
+        // Judge the current members afresh: old reports of removed members do not count
+        // against anyone, and a silent newcomer gets its full timeout.
+        let tables = [&mut watch.executed, &mut watch.roots];
+        for reports in tables
+            .into_iter()
+            .flat_map(|table| table.reports.values_mut())
+        {
+            reports.agreed_at = reports.agreed_at.map(|at| at.max(now));
+        }
+        true
+    }
+
+    /// An `Executed` report from `from` about `seq` of `app`; `routed` is the app's
+    /// highest routed sequence number (reports beyond it are lies and ignored).
+    pub fn handle_executed(
+        &mut self,
+        now: Time,
+        from: ExecutionId,
+        app: AppId,
+        seq: Seq,
+        digest: Digest,
+        routed: Seq,
+    ) {
+        self.record(now, from, app, seq, digest, routed, Kind::Replies);
+    }
+
+    /// A checkpoint root from `from` at `seq` of `app`.
+    pub fn handle_root(
+        &mut self,
+        now: Time,
+        from: ExecutionId,
+        app: AppId,
+        seq: Seq,
+        root: Digest,
+        routed: Seq,
+    ) {
+        self.record(now, from, app, seq, root, routed, Kind::Roots);
+    }
+
+    /// A client retransmitted a request of `app` that was already ordered at or before
+    /// `seq`: it did not get f+1 matching replies.
+    pub fn handle_client_retransmit(&mut self, now: Time, app: AppId, seq: Seq) {
+        self.wake(now, app, seq, WakeReason::ClientRetransmit);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn record(
+        &mut self,
+        now: Time,
+        from: ExecutionId,
+        app: AppId,
+        seq: Seq,
+        digest: Digest,
+        routed: Seq,
+        kind: Kind,
+    ) {
+        let Some(watch) = self.apps.get_mut(&app) else {
+            return;
+        };
+        // Only active members are judged: a paused or removed one's echoes do not count.
+        if !watch.active.contains(&from) || seq > routed || seq == Seq(0) {
+            return;
+        }
+        let table = match kind {
+            Kind::Replies => &mut watch.executed,
+            Kind::Roots => &mut watch.roots,
+        };
+        if !table.reports.contains_key(&seq) && seq <= table.settled {
+            return;
+        }
+        let table = &mut table.reports;
+        if table.len() >= WATCHED_MAX
+            && table
+                .first_key_value()
+                .is_some_and(|(oldest, _)| seq < *oldest)
+        {
+            return;
+        }
+        let reports = table.entry(seq).or_insert_with(|| Reports {
+            first_at: now,
+            ..Reports::default()
+        });
+        // A member's first word about a sequence number is its word.
+        reports.by_member.entry(from).or_insert(digest);
+        while table.len() > WATCHED_MAX {
+            table.pop_first();
+        }
+        self.evaluate(now, app, seq, kind);
+    }
+
+    /// Periodic work: silence checks and resending standing alarms.
+    pub fn handle_tick(&mut self, now: Time) {
+        let apps: Vec<AppId> = self.apps.keys().copied().collect();
+        for app in apps {
+            for kind in [Kind::Replies, Kind::Roots] {
+                let seqs: Vec<Seq> = self.table(app, kind).keys().copied().collect();
+                for seq in seqs {
+                    self.evaluate(now, app, seq, kind);
+                }
+            }
+            let resend = self.config.resend_micros;
+            let watch = self.apps.get_mut(&app).expect("listed above");
+            if let Some((wake, sent_at)) = &mut watch.wake
+                && now.saturating_sub(*sent_at) >= resend
+            {
+                *sent_at = now;
+                self.alarms.push(Alarm::Wake(*wake));
+            }
+            for (faulty, sent_at) in watch.faulty.values_mut() {
+                if now.saturating_sub(*sent_at) >= resend {
+                    *sent_at = now;
+                    self.alarms.push(Alarm::Faulty(*faulty));
+                }
+            }
+        }
+    }
+
+    /// Alarms raised since the last call, to send to the activator.
+    pub fn take_alarms(&mut self) -> Vec<Alarm> {
+        std::mem::take(&mut self.alarms)
+    }
+
+    fn table(&self, app: AppId, kind: Kind) -> &BTreeMap<Seq, Reports> {
+        let watch = &self.apps[&app];
+        match kind {
+            Kind::Replies => &watch.executed.reports,
+            Kind::Roots => &watch.roots.reports,
+        }
+    }
+
+    fn evaluate(&mut self, now: Time, app: AppId, seq: Seq, kind: Kind) {
+        let quorum = self.config.weak_quorum;
+        let silence = self.config.silence_micros;
+        let watch = self.apps.get_mut(&app).expect("a watched app");
+        let active = watch.active.clone();
+        let since = watch.active_since;
+        let table = match kind {
+            Kind::Replies => &mut watch.executed,
+            Kind::Roots => &mut watch.roots,
+        };
+        let Some(reports) = table.reports.get_mut(&seq) else {
+            return;
+        };
+        let agreed = reports.agreed(quorum);
+        if agreed.is_some() && reports.agreed_at.is_none() {
+            reports.agreed_at = Some(now);
+        }
+        let all_active_reported = active.iter().all(|m| reports.by_member.contains_key(m));
+        let mut wrong = Vec::new();
+        let mut silent = Vec::new();
+        if let Some(agreed) = agreed {
+            for (member, digest) in &reports.by_member {
+                if *digest != agreed && active.contains(member) {
+                    wrong.push(*member);
+                }
+            }
+            let agreed_at = reports.agreed_at.expect("set above").max(since);
+            if now.saturating_sub(agreed_at) >= silence {
+                silent.extend(
+                    active
+                        .iter()
+                        .filter(|member| !reports.by_member.contains_key(member)),
+                );
+            }
+        }
+        let differ = {
+            let mut digests = reports
+                .by_member
+                .iter()
+                .filter(|(member, _)| active.contains(member))
+                .map(|(_, digest)| digest);
+            let first = digests.next();
+            digests.any(|digest| Some(digest) != first)
+        };
+        let waited = now.saturating_sub(reports.first_at.max(since)) >= silence;
+        let done = all_active_reported && !differ && agreed.is_some();
+        if done {
+            table.reports.remove(&seq);
+            table.settled = table.settled.max(seq);
+        }
+        let (wrong_reason, differ_reason) = match kind {
+            Kind::Replies => (FaultReason::WrongReplies, WakeReason::RepliesDiffer),
+            Kind::Roots => (FaultReason::WrongRoot, WakeReason::RootsDiffer),
+        };
+        for member in wrong {
+            self.faulty(now, app, member, seq, wrong_reason);
+        }
+        for member in silent {
+            self.faulty(now, app, member, seq, FaultReason::Silent);
+        }
+        // With f+1 in agreement the culprits are known and reported above; standbys are
+        // needed only when no f+1 agree: the actives differ, or too few of them answer.
+        if agreed.is_none() {
+            if all_active_reported && differ {
+                self.wake(now, app, seq, differ_reason);
+            } else if waited {
+                self.wake(now, app, seq, WakeReason::Silence);
+            }
+        }
+    }
+
+    fn wake(&mut self, now: Time, app: AppId, seq: Seq, reason: WakeReason) {
+        let Some(watch) = self.apps.get_mut(&app) else {
+            return;
+        };
+        if watch.wake.is_some() {
+            return;
+        }
+        let wake = Wake {
+            app,
+            epoch: watch.epoch,
+            seq,
+            reason,
+        };
+        tracing::info!(%app, epoch = watch.epoch, %seq, reason = reason.name(), "asking for standbys");
+        watch.wake = Some((wake, now));
+        self.alarms.push(Alarm::Wake(wake));
+    }
+
+    fn faulty(
+        &mut self,
+        now: Time,
+        app: AppId,
+        member: ExecutionId,
+        seq: Seq,
+        reason: FaultReason,
+    ) {
+        let watch = self.apps.get_mut(&app).expect("a watched app");
+        if watch.faulty.contains_key(&member) {
+            return;
+        }
+        let faulty = Faulty {
+            app,
+            epoch: watch.epoch,
+            member,
+            seq,
+            reason,
+        };
+        tracing::warn!(%app, epoch = watch.epoch, %member, %seq, reason = reason.name(), "reporting a faulty execution replica");
+        watch.faulty.insert(member, (faulty, now));
+        self.alarms.push(Alarm::Faulty(faulty));
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Replies,
+    Roots,
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,168 @@
+use super::*;
+
+const APP: AppId = AppId(0);
+const E0: ExecutionId = ExecutionId(0);
+const E1: ExecutionId = ExecutionId(1);
+const E2: ExecutionId = ExecutionId(2);
+const ROUTED: Seq = Seq(1000);
+const SILENCE: u64 = 1_000_000;
+
+fn detector() -> Detector {
+    let groups = BTreeMap::from([(APP, vec![E0, E1, E2])]);
+    let active = BTreeMap::from([(APP, vec![E0, E1])]);
+    let config = DetectorConfig {
+        weak_quorum: 2,
+        silence_micros: SILENCE,
+        resend_micros: 500_000,
+    };
+    Detector::new(config, &groups, &active)
+}
+
+fn digest(byte: u8) -> Digest {
+    Digest([byte; 32])
+}
+
+fn executed(detector: &mut Detector, at: u64, from: ExecutionId, seq: u64, byte: u8) {
+    detector.handle_executed(Time(at), from, APP, Seq(seq), digest(byte), ROUTED);
+}
+
+fn wakes(alarms: &[Alarm]) -> Vec<WakeReason> {
+    alarms
+        .iter()
+        .filter_map(|alarm| match alarm {
+            Alarm::Wake(wake) => Some(wake.reason),
+            Alarm::Faulty(_) => None,
+        })
+        .collect()
+}
+
+fn faulty(alarms: &[Alarm]) -> Vec<(ExecutionId, FaultReason)> {
+    alarms
+        .iter()
+        .filter_map(|alarm| match alarm {
+            Alarm::Faulty(faulty) => Some((faulty.member, faulty.reason)),
+            Alarm::Wake(_) => None,
+        })
+        .collect()
+}
+
+#[test]
+fn matching_reports_raise_nothing() {
+    let mut detector = detector();
+    for seq in 1..=50 {
+        executed(&mut detector, seq, E0, seq, 7);
+        executed(&mut detector, seq, E1, seq, 7);
+    }
+    detector.handle_tick(Time(10 * SILENCE));
+    assert!(detector.take_alarms().is_empty());
+    assert!(
+        detector.table(APP, Kind::Replies).is_empty(),
+        "settled entries are dropped"
+    );
+}
+
+#[test]
+fn differing_replies_wake_once_per_epoch_and_resend_until_the_epoch_changes() {
+    let mut detector = detector();
+    executed(&mut detector, 0, E0, 1, 1);
+    executed(&mut detector, 0, E1, 1, 2);
+    executed(&mut detector, 0, E0, 2, 1);
+    executed(&mut detector, 0, E1, 2, 2);
+    assert_eq!(
+        wakes(&detector.take_alarms()),
+        vec![WakeReason::RepliesDiffer]
+    );
+    detector.handle_tick(Time(100_000));
+    assert!(
+        detector.take_alarms().is_empty(),
+        "not resent before the interval"
+    );
+    detector.handle_tick(Time(600_000));
+    assert_eq!(
+        wakes(&detector.take_alarms()),
+        vec![WakeReason::RepliesDiffer]
+    );
+    assert!(detector.handle_membership(Time(700_000), APP, 1, &[E0, E1, E2]));
+    assert!(
+        !detector.handle_membership(Time(700_000), APP, 1, &[E0]),
+        "same epoch"
+    );
+    detector.handle_tick(Time(800_000));
+    assert!(wakes(&detector.take_alarms()).is_empty());
+}
+
+#[test]
+fn a_silent_member_wakes_standbys_then_is_reported_once_others_agree() {
+    let mut detector = detector();
+    executed(&mut detector, 0, E0, 1, 1);
+    detector.handle_tick(Time(SILENCE - 1));
+    assert!(detector.take_alarms().is_empty());
+    detector.handle_tick(Time(SILENCE));
+    assert_eq!(wakes(&detector.take_alarms()), vec![WakeReason::Silence]);
+    // The woken E2 joins and agrees with E0; E1 stays silent.
+    detector.handle_membership(Time(SILENCE + 1), APP, 1, &[E0, E1, E2]);
+    executed(&mut detector, SILENCE + 2, E2, 1, 1);
+    assert!(
+        faulty(&detector.take_alarms()).is_empty(),
+        "E1 gets its timeout"
+    );
+    detector.handle_tick(Time(2 * SILENCE + 2));
+    assert_eq!(
+        faulty(&detector.take_alarms()),
+        vec![(E1, FaultReason::Silent)]
+    );
+}
+
+#[test]
+fn the_member_against_the_f_plus_1_agreed_digest_is_reported() {
+    let mut detector = detector();
+    detector.handle_membership(Time(0), APP, 1, &[E0, E1, E2]);
+    executed(&mut detector, 1, E0, 1, 1);
+    executed(&mut detector, 1, E1, 1, 9);
+    executed(&mut detector, 1, E2, 1, 1);
+    let alarms = detector.take_alarms();
+    assert_eq!(faulty(&alarms), vec![(E1, FaultReason::WrongReplies)]);
+    let Alarm::Faulty(report) = alarms
+        .iter()
+        .find(|alarm| matches!(alarm, Alarm::Faulty(_)))
+        .unwrap()
+    else {
+        unreachable!()
+    };
+    assert_eq!(report.epoch, 1);
+    // Roots too.
+    detector.handle_root(Time(2), E0, APP, Seq(64), digest(3), ROUTED);
+    detector.handle_root(Time(2), E1, APP, Seq(64), digest(3), ROUTED);
+    detector.handle_root(Time(2), E2, APP, Seq(64), digest(4), ROUTED);
+    assert_eq!(
+        faulty(&detector.take_alarms()),
+        vec![(E2, FaultReason::WrongRoot)]
+    );
+}
+
+#[test]
+fn reports_from_inactive_members_beyond_routed_or_already_settled_are_ignored() {
+    let mut detector = detector();
+    executed(&mut detector, 0, E2, 1, 5);
+    detector.handle_executed(Time(0), E0, APP, Seq(ROUTED.0 + 1), digest(1), ROUTED);
+    detector.handle_executed(Time(0), ExecutionId(9), APP, Seq(1), digest(1), ROUTED);
+    detector.handle_tick(Time(10 * SILENCE));
+    assert!(detector.take_alarms().is_empty());
+    executed(&mut detector, 0, E0, 3, 1);
+    executed(&mut detector, 0, E1, 3, 1);
+    // E2 becomes active and replays sequence 3, long settled: not judged.
+    detector.handle_membership(Time(1), APP, 1, &[E0, E1, E2]);
+    executed(&mut detector, 2, E2, 3, 1);
+    detector.handle_tick(Time(10 * SILENCE));
+    assert!(detector.take_alarms().is_empty());
+}
+
+#[test]
+fn a_client_retransmit_wakes_standbys() {
+    let mut detector = detector();
+    detector.handle_client_retransmit(Time(5), APP, Seq(3));
+    let alarms = detector.take_alarms();
+    assert_eq!(wakes(&alarms), vec![WakeReason::ClientRetransmit]);
+    detector.handle_client_retransmit(Time(6), APP, Seq(3));
+    assert!(detector.take_alarms().is_empty(), "one wake per epoch");
+}

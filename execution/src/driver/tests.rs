@@ -1,0 +1,194 @@
+//! The driver's state transfer between execution replicas: a pinned replica fetches a
+//! bucket from another over the bus, and a forged answer is refused and counted.
+
+use super::*;
+use crate::app::{APP_KEY_PREFIX, App, ExecContext, StateAccess};
+use crate::core::ExecutionConfig;
+use zz_protocol::bus::{Inbox, MemoryNetwork};
+use zz_protocol::crypto::Authenticator;
+use zz_protocol::derived_keys::DerivedKeys;
+use zz_protocol::messages::{AppOrder, AuthenticatedRequest, FetchBucket, NonDet, Request};
+use zz_protocol::{AppId, ClientId, ExecutionId, ProtocolParams, Seq};
+use zz_state_fetch::{NotFetched, ObjectStore, StateParams};
+
+/// Stores each operation under itself.
+struct Echo;
+
+impl App for Echo {
+    fn name(&self) -> &'static str {
+        "echo"
+    }
+    fn execute(
+        &self,
+        _context: &ExecContext,
+        state: &mut StateAccess<'_>,
+        op: &[u8],
+    ) -> Result<Vec<u8>, NotFetched> {
+        state.put(op, op.to_vec());
+        Ok(op.to_vec())
+    }
+}
+
+/// Where the app's object `name` lives in the store.
+fn stored_key(name: &[u8]) -> Vec<u8> {
+    [APP_KEY_PREFIX, name].concat()
+}
+
+const A: ExecutionId = ExecutionId(0);
+const B: ExecutionId = ExecutionId(1);
+
+fn config() -> ExecutionConfig {
+    ExecutionConfig {
+        app: AppId(0),
+        f: 1,
+        agreement_replicas: 4,
+        checkpoint_interval: 2,
+        window: 16,
+    }
+}
+
+fn state_params() -> StateParams {
+    StateParams::new(3).unwrap()
+}
+
+fn order(seq: u64) -> AppOrder {
+    AppOrder {
+        app: AppId(0),
+        seq: Seq(seq),
+        agreement_seq: Seq(seq),
+        nondet: NonDet::default(),
+        requests: vec![AuthenticatedRequest {
+            request: Request {
+                app: AppId(0),
+                client: ClientId(seq),
+                timestamp: 1,
+                op: format!("object-{seq}").into_bytes(),
+            },
+            auth: Authenticator(vec![]),
+        }],
+    }
+}
+
+struct Pair {
+    keys: DerivedKeys,
+    a: ExecutionDriver<zz_protocol::bus::MemoryBus>,
+    b: ExecutionDriver<zz_protocol::bus::MemoryBus>,
+    inbox_a: Inbox,
+    inbox_b: Inbox,
+}
+
+/// A has executed sequence numbers 1..=2 (a checkpoint); B is pinned to A's root there.
+fn pair() -> Pair {
+    let params = ProtocolParams::default();
+    let keys = DerivedKeys::new(7, &params).with_executions(2);
+    let network = MemoryNetwork::new();
+    let (bus_a, inbox_a) = network.join(NodeId::Execution(A));
+    let (bus_b, inbox_b) = network.join(NodeId::Execution(B));
+    let replica_a = ExecutionReplica::new(
+        config(),
+        Box::new(Echo),
+        ObjectStore::new(state_params()),
+        Seq(0),
+    );
+    let mut a = ExecutionDriver::new(replica_a, keys.execution_endpoint(A), bus_a, 4);
+    for seq in 1..=2 {
+        for replica in 0..2 {
+            let endpoint = keys.replica_endpoint(ReplicaId(replica));
+            let frame = endpoint
+                .seal(NodeId::Execution(A), &Message::AppOrder(order(seq)))
+                .unwrap();
+            a.handle_frame(&frame);
+        }
+    }
+    assert_eq!(a.replica().last_executed(), Seq(2));
+    let (_, root) = a.replica().store().last_checkpoint().unwrap();
+    let pinned = ObjectStore::pinned(state_params(), Seq(2), root);
+    let replica_b = ExecutionReplica::new(config(), Box::new(Echo), pinned, Seq(2));
+    let b = ExecutionDriver::new(replica_b, keys.execution_endpoint(B), bus_b, 4);
+    Pair {
+        keys,
+        a,
+        b,
+        inbox_a,
+        inbox_b,
+    }
+}
+
+#[test]
+fn a_pinned_replica_installs_a_bucket_fetched_from_another() {
+    let mut pair = pair();
+    let missing = pair.b.replica().store().missing_count();
+    let bucket = state_params().bucket_of(&stored_key(b"object-1"));
+    let fetch = FetchBucket {
+        app: AppId(0),
+        seq: Seq(2),
+        bucket: bucket.0,
+    };
+    let frame = pair
+        .b
+        .endpoint
+        .seal(NodeId::Execution(A), &Message::FetchBucket(fetch))
+        .unwrap();
+    pair.a.handle_frame(&frame);
+    let answer = pair.inbox_b.try_recv().expect("A answered");
+    pair.b.handle_frame(&answer);
+    assert_eq!(pair.b.replica().store().missing_count(), missing - 1);
+    assert_eq!(
+        pair.b
+            .replica()
+            .store()
+            .get(&stored_key(b"object-1"))
+            .unwrap(),
+        Some(&b"object-1"[..])
+    );
+    assert!(pair.inbox_a.try_recv().is_err());
+}
+
+#[test]
+fn a_forged_bucket_is_refused_and_counted() {
+    let mut pair = pair();
+    let missing = pair.b.replica().store().missing_count();
+    let bucket = state_params().bucket_of(&stored_key(b"object-2"));
+    let mut proof = pair
+        .a
+        .replica()
+        .store()
+        .snapshot(Seq(2))
+        .unwrap()
+        .bucket_with_proof(bucket)
+        .unwrap();
+    proof.entries[0].1 = b"forged".to_vec();
+    let forged = BucketData {
+        app: AppId(0),
+        seq: Seq(2),
+        bucket: bucket.0,
+        proof: Some(postcard::to_stdvec(&proof).unwrap()),
+    };
+    let frame = pair
+        .a
+        .endpoint
+        .seal(NodeId::Execution(B), &Message::BucketData(forged))
+        .unwrap();
+    pair.b.handle_frame(&frame);
+    assert_eq!(pair.b.replica().store().missing_count(), missing);
+    assert_eq!(pair.b.counters().rejected.get("bad-bucket"), Some(&1));
+    // An agreement replica may not send buckets at all.
+    let rejected_before: u64 = pair.b.counters().rejected.values().sum();
+    let frame = pair
+        .keys
+        .replica_endpoint(ReplicaId(0))
+        .seal(
+            NodeId::Execution(B),
+            &Message::BucketData(BucketData {
+                app: AppId(0),
+                seq: Seq(2),
+                bucket: bucket.0,
+                proof: None,
+            }),
+        )
+        .unwrap();
+    pair.b.handle_frame(&frame);
+    let rejected_after: u64 = pair.b.counters().rejected.values().sum();
+    assert_eq!(rejected_after, rejected_before + 1);
+    assert_eq!(pair.b.replica().store().missing_count(), missing);
+}
