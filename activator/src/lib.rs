@@ -1,0 +1,7 @@
+//! zz-activator: a host's daemon that keeps paused standby execution replicas and wakes
+//! them. [`policy::Policy`] is the sans-IO decision core: agreement replicas' alarms and
+//! time in, commands for a backend (thaw, pause, destroy, start a standby) and membership
+//! notices out. It acts only on f+1 matching alarms from distinct agreement replicas, so
+//! f Byzantine agreement replicas can never wake or destroy anything.
+
+pub mod policy;

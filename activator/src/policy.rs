@@ -1,0 +1,347 @@
+//! The activator's policy, sans-IO. Per app it keeps the members' states and a membership
+//! epoch, and:
+//! - on f+1 matching `Wake`s (same app and current epoch, distinct agreement replicas) it
+//!   thaws up to f standbys, preferring hosts no active member runs on, and announces the
+//!   new membership (epoch + 1);
+//! - on f+1 matching `Faulty` reports (same app, epoch and member) it destroys that member,
+//!   starts a fresh standby in its place, and announces the membership without it;
+//! - after a quiet period with more than f+1 active members it pauses the extra ones,
+//!   most recently woken first, and the app is back to f+1 active.
+//!
+//! Calling protocol: feed alarms, backend readiness and ticks; drain
+//! [`Policy::take_commands`] after each call and carry the commands out in order.
+
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use zz_protocol::messages::{Faulty, Membership, Wake};
+use zz_protocol::{AppId, ExecutionId, ReplicaId, Time};
+
+/// Events kept for status, at most.
+pub const EVENTS_KEPT_MAX: usize = 64;
+
+/// Settings of the policy.
+#[derive(Clone, Copy, Debug)]
+pub struct PolicyConfig {
+    pub f: usize,
+    /// Agreement replicas (3f+1): alarms from others are ignored.
+    pub replica_count: usize,
+    /// How long an app must be free of alarms before extra active members are paused.
+    pub quiet_micros: u64,
+    /// How often each app's membership is announced again (lost notices cost nothing).
+    pub announce_micros: u64,
+}
+
+/// Where a member stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum MemberState {
+    Active,
+    /// Started, loaded and paused: ready to be woken.
+    Standby,
+    /// Being started as a standby; not ready yet.
+    Starting,
+}
+
+/// One configured execution replica of an app.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Member {
+    pub id: ExecutionId,
+    /// Its failure domain.
+    pub host: String,
+    pub state: MemberState,
+}
+
+/// Work for the backend, or a notice for the agreement replicas.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Command {
+    Thaw(ExecutionId),
+    Pause(ExecutionId),
+    Destroy(ExecutionId),
+    StartStandby(ExecutionId),
+    Announce(Membership),
+}
+
+struct AppPool {
+    epoch: u64,
+    members: BTreeMap<ExecutionId, Member>,
+    /// Agreement replicas that asked for standbys in the current epoch.
+    wakes: BTreeSet<ReplicaId>,
+    /// Agreement replicas that reported each member in the current epoch.
+    faulty: BTreeMap<ExecutionId, BTreeSet<ReplicaId>>,
+    /// The last time f+1 replicas raised an alarm.
+    last_trouble: Time,
+    /// Woken members, oldest first: the newest are paused first after a quiet period.
+    woken: Vec<ExecutionId>,
+    /// A wake that found no ready standby; served when one becomes ready.
+    wake_wanted: bool,
+    last_announced: Option<Time>,
+}
+
+impl AppPool {
+    fn active(&self) -> Vec<ExecutionId> {
+        self.in_state(MemberState::Active)
+    }
+
+    fn in_state(&self, state: MemberState) -> Vec<ExecutionId> {
+        (self.members.values())
+            .filter(|member| member.state == state)
+            .map(|member| member.id)
+            .collect()
+    }
+
+    fn membership(&self, app: AppId) -> Membership {
+        Membership {
+            app,
+            epoch: self.epoch,
+            active: self.active(),
+        }
+    }
+}
+
+/// What the status shows of one app.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct AppPoolStatus {
+    pub epoch: u64,
+    pub members: Vec<Member>,
+}
+
+/// See the module documentation.
+pub struct Policy {
+    config: PolicyConfig,
+    apps: BTreeMap<AppId, AppPool>,
+    commands: Vec<Command>,
+    events: VecDeque<String>,
+}
+
+impl Policy {
+    /// A policy for `apps`: each app's members as configured (Active, or Starting for
+    /// standbys the backend is about to start).
+    pub fn new(config: PolicyConfig, apps: BTreeMap<AppId, Vec<Member>>) -> Policy {
+        assert!(config.replica_count > 3 * config.f);
+        let apps = apps
+            .into_iter()
+            .map(|(app, members)| {
+                let pool = AppPool {
+                    epoch: 0,
+                    members: members.into_iter().map(|m| (m.id, m)).collect(),
+                    wakes: BTreeSet::new(),
+                    faulty: BTreeMap::new(),
+                    last_trouble: Time(0),
+                    woken: Vec::new(),
+                    wake_wanted: false,
+                    last_announced: None,
+                };
+                (app, pool)
+            })
+            .collect();
+        Policy {
+            config,
+            apps,
+            commands: Vec::new(),
+            events: VecDeque::new(),
+        }
+    }
+
+    pub fn take_commands(&mut self) -> Vec<Command> {
+        std::mem::take(&mut self.commands)
+    }
+
+    /// The latest events, oldest first.
+    pub fn events(&self) -> impl Iterator<Item = &str> {
+        self.events.iter().map(String::as_str)
+    }
+
+    pub fn status(&self) -> BTreeMap<AppId, AppPoolStatus> {
+        self.apps
+            .iter()
+            .map(|(app, pool)| {
+                let status = AppPoolStatus {
+                    epoch: pool.epoch,
+                    members: pool.members.values().cloned().collect(),
+                };
+                (*app, status)
+            })
+            .collect()
+    }
+
+    fn event(&mut self, text: String) {
+        tracing::info!("{text}");
+        self.events.push_back(text);
+        while self.events.len() > EVENTS_KEPT_MAX {
+            self.events.pop_front();
+        }
+    }
+
+    fn known(&self, from: ReplicaId) -> bool {
+        from.index() < self.config.replica_count
+    }
+
+    /// A `Wake` from agreement replica `from`.
+    pub fn handle_wake(&mut self, now: Time, from: ReplicaId, wake: Wake) {
+        let quorum = self.config.f + 1;
+        if !self.known(from) {
+            return;
+        }
+        let Some(pool) = self.apps.get_mut(&wake.app) else {
+            return;
+        };
+        if wake.epoch != pool.epoch {
+            return;
+        }
+        pool.wakes.insert(from);
+        if pool.wakes.len() == quorum {
+            pool.last_trouble = now;
+            let reason = wake.reason.name();
+            self.event(format!(
+                "{}: f+1 agreement replicas ask for standbys ({reason}, {})",
+                wake.app, wake.seq
+            ));
+            self.activate(now, wake.app);
+        }
+    }
+
+    /// A `Faulty` report from agreement replica `from`.
+    pub fn handle_faulty(&mut self, now: Time, from: ReplicaId, faulty: Faulty) {
+        let quorum = self.config.f + 1;
+        if !self.known(from) {
+            return;
+        }
+        let Some(pool) = self.apps.get_mut(&faulty.app) else {
+            return;
+        };
+        let is_active = pool
+            .members
+            .get(&faulty.member)
+            .is_some_and(|member| member.state == MemberState::Active);
+        if faulty.epoch != pool.epoch || !is_active {
+            return;
+        }
+        let reporters = pool.faulty.entry(faulty.member).or_default();
+        reporters.insert(from);
+        if reporters.len() != quorum {
+            return;
+        }
+        pool.last_trouble = now;
+        let member = pool.members.get_mut(&faulty.member).expect("checked above");
+        member.state = MemberState::Starting;
+        pool.woken.retain(|woken| *woken != faulty.member);
+        self.commands.push(Command::Destroy(faulty.member));
+        self.commands.push(Command::StartStandby(faulty.member));
+        let reason = faulty.reason.name();
+        self.event(format!(
+            "{}: {} is faulty ({reason}, {}): destroyed, a fresh standby starts in its place",
+            faulty.app, faulty.member, faulty.seq
+        ));
+        let pool = self.apps.get_mut(&faulty.app).expect("checked above");
+        if pool.active().len() <= self.config.f {
+            // Too few left to answer clients: wake replacements at once.
+            pool.wake_wanted = true;
+        }
+        self.new_epoch(now, faulty.app);
+        self.activate_if_wanted(now, faulty.app);
+    }
+
+    /// The backend reports that `member` is started and paused: a ready standby.
+    pub fn handle_ready(&mut self, now: Time, app: AppId, member: ExecutionId) {
+        let Some(pool) = self.apps.get_mut(&app) else {
+            return;
+        };
+        if let Some(entry) = pool.members.get_mut(&member)
+            && entry.state == MemberState::Starting
+        {
+            entry.state = MemberState::Standby;
+            self.activate_if_wanted(now, app);
+        }
+    }
+
+    /// Periodic work: pausing extra members after a quiet period, announcing memberships.
+    pub fn handle_tick(&mut self, now: Time) {
+        let apps: Vec<AppId> = self.apps.keys().copied().collect();
+        for app in apps {
+            let pool = &self.apps[&app];
+            let extra = pool.active().len().saturating_sub(self.config.f + 1);
+            let quiet = now.saturating_sub(pool.last_trouble) >= self.config.quiet_micros;
+            if extra > 0 && quiet && !pool.wake_wanted {
+                let pool = self.apps.get_mut(&app).expect("listed");
+                let mut paused = Vec::new();
+                while paused.len() < extra
+                    && let Some(member) = pool.woken.pop()
+                {
+                    if let Some(entry) = pool.members.get_mut(&member)
+                        && entry.state == MemberState::Active
+                    {
+                        entry.state = MemberState::Standby;
+                        paused.push(member);
+                    }
+                }
+                if !paused.is_empty() {
+                    self.commands
+                        .extend(paused.iter().map(|m| Command::Pause(*m)));
+                    self.event(format!("{app}: quiet; paused {paused:?} again"));
+                    self.new_epoch(now, app);
+                }
+            }
+            let pool = &self.apps[&app];
+            let due = pool
+                .last_announced
+                .is_none_or(|at| now.saturating_sub(at) >= self.config.announce_micros);
+            if due {
+                self.announce(now, app);
+            }
+        }
+    }
+
+    fn activate_if_wanted(&mut self, now: Time, app: AppId) {
+        if self.apps[&app].wake_wanted {
+            self.activate(now, app);
+        }
+    }
+
+    /// Thaw up to f ready standbys, preferring hosts no active member runs on.
+    fn activate(&mut self, now: Time, app: AppId) {
+        let f = self.config.f;
+        let pool = self.apps.get_mut(&app).expect("a known app");
+        let busy_hosts: BTreeSet<String> = (pool.members.values())
+            .filter(|member| member.state == MemberState::Active)
+            .map(|member| member.host.clone())
+            .collect();
+        let mut ready: Vec<&Member> = (pool.members.values())
+            .filter(|member| member.state == MemberState::Standby)
+            .collect();
+        // Standbys on other hosts first; the id keeps the choice deterministic.
+        ready.sort_by_key(|member| (busy_hosts.contains(&member.host), member.id));
+        let chosen: Vec<ExecutionId> = ready.iter().take(f).map(|member| member.id).collect();
+        if chosen.is_empty() {
+            pool.wake_wanted = true;
+            self.event(format!(
+                "{app}: no standby is ready; waking one as soon as it is"
+            ));
+            return;
+        }
+        pool.wake_wanted = false;
+        for member in &chosen {
+            pool.members.get_mut(member).expect("chosen").state = MemberState::Active;
+            pool.woken.push(*member);
+            self.commands.push(Command::Thaw(*member));
+        }
+        self.event(format!("{app}: woke {chosen:?}"));
+        self.new_epoch(now, app);
+    }
+
+    fn new_epoch(&mut self, now: Time, app: AppId) {
+        let pool = self.apps.get_mut(&app).expect("a known app");
+        pool.epoch += 1;
+        pool.wakes.clear();
+        pool.faulty.clear();
+        self.announce(now, app);
+    }
+
+    fn announce(&mut self, now: Time, app: AppId) {
+        let pool = self.apps.get_mut(&app).expect("a known app");
+        pool.last_announced = Some(now);
+        let membership = pool.membership(app);
+        self.commands.push(Command::Announce(membership));
+    }
+}
+
+#[cfg(test)]
+mod tests;
