@@ -228,6 +228,23 @@ impl ExecutionReplica {
         }
     }
 
+    /// Start over from the stable checkpoint `(seq, root)` that f+1 agreement replicas
+    /// vouched for, as a woken replica does: the state becomes a store pinned to `root`
+    /// (every bucket fetched lazily, each verified against it), and execution resumes at
+    /// `seq + 1`. Sequence 0 means no checkpoint is stable yet: start from the empty state.
+    pub fn restart_from(&mut self, seq: Seq, root: Digest) {
+        let params = self.store.params();
+        self.store = if seq == Seq(0) {
+            ObjectStore::new(params)
+        } else {
+            ObjectStore::pinned(params, seq, root)
+        };
+        self.next_seq = seq.next();
+        self.orders.clear();
+        self.in_progress = None;
+        self.stable_notices.clear();
+    }
+
     /// Install a fetched bucket (verified against the pinned root) and resume.
     pub fn install_bucket(&mut self, proof: BucketProof) -> Result<(), StateError> {
         self.store.install_bucket(proof)?;

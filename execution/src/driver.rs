@@ -8,8 +8,8 @@ use crate::core::{ExecOutput, ExecutionReplica};
 use bytes::Bytes;
 use std::collections::BTreeMap;
 use zz_protocol::bus::MessageBus;
-use zz_protocol::messages::{BucketData, Message};
-use zz_protocol::{Endpoint, NodeId, ReplicaId};
+use zz_protocol::messages::{BucketData, ExecutionCheckpoint, FetchOrders, Join, Message};
+use zz_protocol::{Digest, Endpoint, NodeId, ReplicaId, Seq};
 use zz_state_fetch::{BucketIndex, BucketProof};
 
 /// Frames rejected before the core saw them, by reason.
@@ -30,6 +30,9 @@ pub struct ExecutionDriver<B> {
     reports: Vec<ExecOutput>,
     /// Buckets the core is waiting for (the lazy fetch path drains these).
     needed: Vec<BucketIndex>,
+    /// While joining (woken): the stable checkpoints agreement replicas answered, by
+    /// replica. None when not joining.
+    joining: Option<BTreeMap<ReplicaId, (Seq, Digest)>>,
 }
 
 impl<B: MessageBus> ExecutionDriver<B> {
@@ -48,6 +51,7 @@ impl<B: MessageBus> ExecutionDriver<B> {
             counters: ExecutionDriverCounters::default(),
             reports: Vec::new(),
             needed: Vec::new(),
+            joining: None,
         }
     }
 
@@ -68,6 +72,50 @@ impl<B: MessageBus> ExecutionDriver<B> {
         std::mem::take(&mut self.needed)
     }
 
+    /// Start joining, as a woken replica does: ask every agreement replica for the app's
+    /// stable checkpoint. Once f+1 answer alike the replica restarts from it (its state
+    /// pinned to that root) and asks for the orders after it.
+    pub fn join(&mut self) {
+        self.joining = Some(BTreeMap::new());
+        let join = Message::Join(Join {
+            app: self.replica.app(),
+        });
+        self.broadcast(&join);
+    }
+
+    /// Whether the replica is still waiting for f+1 matching stable checkpoints.
+    pub fn is_joining(&self) -> bool {
+        self.joining.is_some()
+    }
+
+    /// An agreement replica's answer to [`join`](Self::join).
+    fn handle_join_answer(&mut self, from: ReplicaId, checkpoint: ExecutionCheckpoint) {
+        let weak_quorum = self.endpoint.params().weak_quorum();
+        let Some(answers) = self.joining.as_mut() else {
+            return;
+        };
+        if checkpoint.app != self.replica.app() {
+            return self.reject("other-app");
+        }
+        answers.insert(from, (checkpoint.seq, checkpoint.root));
+        let agreed = answers
+            .values()
+            .find(|answer| answers.values().filter(|other| other == answer).count() >= weak_quorum)
+            .copied();
+        let Some((seq, root)) = agreed else {
+            return;
+        };
+        self.joining = None;
+        tracing::info!(app = %self.replica.app(), %seq, "joining from the stable checkpoint");
+        self.replica.restart_from(seq, root);
+        self.needed.clear();
+        let fetch = Message::FetchOrders(FetchOrders {
+            app: self.replica.app(),
+            after: seq,
+        });
+        self.broadcast(&fetch);
+    }
+
     fn reject(&mut self, reason: &'static str) {
         *self.counters.rejected.entry(reason).or_default() += 1;
     }
@@ -84,6 +132,11 @@ impl<B: MessageBus> ExecutionDriver<B> {
         match verified.into_parts() {
             (NodeId::Replica(from), Message::AppOrder(order)) => {
                 self.replica.handle_order(from, order)
+            }
+            (NodeId::Replica(from), Message::ExecutionStable(checkpoint))
+                if self.joining.is_some() =>
+            {
+                self.handle_join_answer(from, checkpoint)
             }
             (NodeId::Replica(from), Message::ExecutionStable(checkpoint)) => {
                 self.replica.handle_stable(from, checkpoint)

@@ -192,3 +192,74 @@ fn a_forged_bucket_is_refused_and_counted() {
     assert_eq!(rejected_after, rejected_before + 1);
     assert_eq!(pair.b.replica().store().missing_count(), missing);
 }
+
+/// A woken replica restarts from the checkpoint f+1 agreement replicas name alike (never
+/// from one replica's word), then parks on the buckets its next order touches.
+#[test]
+fn a_joining_replica_restarts_from_the_checkpoint_f_plus_1_replicas_name() {
+    let mut pair = pair();
+    let (_, root) = pair.a.replica().store().last_checkpoint().unwrap();
+    // B starts as a fresh standby would: empty state at sequence 0.
+    let fresh = ExecutionReplica::new(
+        config(),
+        Box::new(Echo),
+        ObjectStore::new(state_params()),
+        Seq(0),
+    );
+    let network = MemoryNetwork::new();
+    let (bus, _inbox) = network.join(NodeId::Execution(B));
+    let mut b = ExecutionDriver::new(fresh, pair.keys.execution_endpoint(B), bus, 4);
+    b.join();
+    assert!(b.is_joining());
+    let answer = |replica: u32, seq: u64, root: Digest| {
+        pair.keys
+            .replica_endpoint(ReplicaId(replica))
+            .seal(
+                NodeId::Execution(B),
+                &Message::ExecutionStable(ExecutionCheckpoint {
+                    app: AppId(0),
+                    seq: Seq(seq),
+                    root,
+                }),
+            )
+            .unwrap()
+    };
+    // A lying replica, and one honest answer: not f+1 alike yet.
+    b.handle_frame(&answer(3, 9, Digest([7; 32])));
+    b.handle_frame(&answer(0, 2, root));
+    assert!(b.is_joining());
+    assert_eq!(b.replica().last_executed(), Seq(0));
+    b.handle_frame(&answer(1, 2, root));
+    assert!(!b.is_joining());
+    assert_eq!(b.replica().last_executed(), Seq(2));
+    assert_eq!(b.replica().store().pin(), Some((Seq(2), root)));
+    for replica in 0..2 {
+        let frame = pair
+            .keys
+            .replica_endpoint(ReplicaId(replica))
+            .seal(NodeId::Execution(B), &Message::AppOrder(order(3)))
+            .unwrap();
+        b.handle_frame(&frame);
+    }
+    assert_eq!(
+        b.replica().last_executed(),
+        Seq(2),
+        "parked on a missing bucket"
+    );
+    let needed = b.take_needed_buckets();
+    assert_eq!(needed.len(), 1);
+    // The bucket comes from A, verified, and execution resumes.
+    let fetch = FetchBucket {
+        app: AppId(0),
+        seq: Seq(2),
+        bucket: needed[0].0,
+    };
+    let frame = b
+        .endpoint
+        .seal(NodeId::Execution(A), &Message::FetchBucket(fetch))
+        .unwrap();
+    pair.a.handle_frame(&frame);
+    let bucket = pair.inbox_b.try_recv().expect("A answered");
+    b.handle_frame(&bucket);
+    assert_eq!(b.replica().last_executed(), Seq(3));
+}
