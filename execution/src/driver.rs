@@ -1,15 +1,19 @@
 //! The execution driver: an [`ExecutionReplica`] with its endpoint and bus. It opens
 //! incoming frames (dropping and counting what fails), feeds orders to the core, answers
 //! clients' retransmissions from the reply cache, and sends the core's outputs: replies to
-//! clients, reports to every agreement replica. No clock, no tasks: the node and the
-//! simulator run the same code.
+//! clients, reports to every agreement replica. A woken replica joins through it (restart
+//! from the stable checkpoint f+1 agreement replicas name) and fetches buckets from the
+//! app's other replicas, lazily and in the background. No clock, no tasks: time comes in
+//! as an argument, so the node and the simulator run the same code.
 
 use crate::core::{ExecOutput, ExecutionReplica};
 use bytes::Bytes;
 use std::collections::BTreeMap;
 use zz_protocol::bus::MessageBus;
-use zz_protocol::messages::{BucketData, ExecutionCheckpoint, FetchOrders, Join, Message};
-use zz_protocol::{Digest, Endpoint, NodeId, ReplicaId, Seq};
+use zz_protocol::messages::{
+    BucketData, ExecutionCheckpoint, FetchBucket, FetchOrders, Join, Message,
+};
+use zz_protocol::{Digest, Endpoint, ExecutionId, NodeId, ReplicaId, Seq, Time};
 use zz_state_fetch::{BucketIndex, BucketProof};
 
 /// Frames rejected before the core saw them, by reason.
@@ -33,7 +37,15 @@ pub struct ExecutionDriver<B> {
     /// While joining (woken): the stable checkpoints agreement replicas answered, by
     /// replica. None when not joining.
     joining: Option<BTreeMap<ReplicaId, (Seq, Digest)>>,
+    /// The app's other execution replicas: where buckets are fetched from.
+    peers: Vec<ExecutionId>,
+    /// Buckets asked for and not installed yet: how many asks so far (which peer is next)
+    /// and when the last one went out.
+    fetches: BTreeMap<BucketIndex, (usize, Time)>,
 }
+
+/// Bucket fetches in flight at most, counting those execution waits on.
+pub const FETCHES_IN_FLIGHT_MAX: usize = 16;
 
 impl<B: MessageBus> ExecutionDriver<B> {
     pub fn new(
@@ -52,6 +64,8 @@ impl<B: MessageBus> ExecutionDriver<B> {
             reports: Vec::new(),
             needed: Vec::new(),
             joining: None,
+            peers: Vec::new(),
+            fetches: BTreeMap::new(),
         }
     }
 
@@ -70,6 +84,71 @@ impl<B: MessageBus> ExecutionDriver<B> {
     /// Buckets execution is parked on, since the last call.
     pub fn take_needed_buckets(&mut self) -> Vec<BucketIndex> {
         std::mem::take(&mut self.needed)
+    }
+
+    /// Fetch buckets from these execution replicas (the app's other members).
+    pub fn with_peers(mut self, peers: Vec<ExecutionId>) -> Self {
+        self.peers = peers;
+        self
+    }
+
+    /// Lazy and background state fetch, called periodically. Buckets execution waits on
+    /// are asked for first; then, while the store still misses buckets, more of them in
+    /// the background, so the replica soon owns the whole state. An ask unanswered after
+    /// `retry_micros` goes to the next peer.
+    pub fn fetch_buckets(&mut self, now: Time, retry_micros: u64) {
+        let Some((seq, _)) = self.replica.store().pin() else {
+            return;
+        };
+        if self.peers.is_empty() || self.replica.store().is_complete() {
+            self.fetches.clear();
+            return;
+        }
+        let waited_on = std::mem::take(&mut self.needed);
+        let room = FETCHES_IN_FLIGHT_MAX.saturating_sub(self.fetches.len());
+        let background: Vec<BucketIndex> = self
+            .replica
+            .store()
+            .missing_buckets()
+            .filter(|bucket| !self.fetches.contains_key(bucket) && !waited_on.contains(bucket))
+            .take(room)
+            .collect();
+        for bucket in waited_on.into_iter().chain(background) {
+            let due = match self.fetches.get(&bucket) {
+                None => true,
+                Some((_, sent_at)) => now.saturating_sub(*sent_at) >= retry_micros,
+            };
+            if due {
+                self.ask(now, seq, bucket);
+            }
+        }
+        let stale: Vec<BucketIndex> = self
+            .fetches
+            .iter()
+            .filter(|(_, (_, sent_at))| now.saturating_sub(*sent_at) >= retry_micros)
+            .map(|(bucket, _)| *bucket)
+            .collect();
+        for bucket in stale {
+            self.ask(now, seq, bucket);
+        }
+    }
+
+    /// Ask the next peer for `bucket` of checkpoint `seq`.
+    fn ask(&mut self, now: Time, seq: Seq, bucket: BucketIndex) {
+        let asks = self.fetches.get(&bucket).map_or(0, |(asks, _)| *asks);
+        let peer = self.peers[asks % self.peers.len()];
+        self.fetches.insert(bucket, (asks + 1, now));
+        let fetch = Message::FetchBucket(FetchBucket {
+            app: self.replica.app(),
+            seq,
+            bucket: bucket.0,
+        });
+        self.send(NodeId::Execution(peer), &fetch);
+    }
+
+    /// Buckets asked for and not installed yet.
+    pub fn fetches_in_flight(&self) -> usize {
+        self.fetches.len()
     }
 
     /// Start joining, as a woken replica does: ask every agreement replica for the app's
@@ -109,6 +188,7 @@ impl<B: MessageBus> ExecutionDriver<B> {
         tracing::info!(app = %self.replica.app(), %seq, "joining from the stable checkpoint");
         self.replica.restart_from(seq, root);
         self.needed.clear();
+        self.fetches.clear();
         let fetch = Message::FetchOrders(FetchOrders {
             app: self.replica.app(),
             after: seq,
@@ -162,14 +242,31 @@ impl<B: MessageBus> ExecutionDriver<B> {
                     .proof
                     .as_deref()
                     .and_then(|bytes| postcard::from_bytes::<BucketProof>(bytes).ok());
-                match proof {
-                    Some(proof) if data.app == self.replica.app() => {
-                        if let Err(error) = self.replica.install_bucket(proof) {
-                            tracing::debug!(app = %self.replica.app(), %error, "bucket refused");
-                            self.reject("bad-bucket");
+                let bucket = BucketIndex(data.bucket);
+                let installed = match proof {
+                    Some(proof) if data.app == self.replica.app() && proof.index == bucket => {
+                        match self.replica.install_bucket(proof) {
+                            Ok(()) => true,
+                            Err(error) => {
+                                tracing::debug!(app = %self.replica.app(), %error, "bucket refused");
+                                self.reject("bad-bucket");
+                                false
+                            }
                         }
                     }
-                    _ => self.reject("bucket-missing-or-undecodable"),
+                    _ => {
+                        self.reject("bucket-missing-or-undecodable");
+                        false
+                    }
+                };
+                if installed {
+                    self.fetches.remove(&bucket);
+                } else if self.fetches.contains_key(&bucket)
+                    && let Some((seq, _)) = self.replica.store().pin()
+                {
+                    // Discard the answer and ask the next replica at once.
+                    let sent_at = self.fetches[&bucket].1;
+                    self.ask(sent_at, seq, bucket);
                 }
             }
             (NodeId::Client(client), Message::Request(request)) => {

@@ -263,3 +263,48 @@ fn a_joining_replica_restarts_from_the_checkpoint_f_plus_1_replicas_name() {
     b.handle_frame(&bucket);
     assert_eq!(b.replica().last_executed(), Seq(3));
 }
+
+/// The background fetch brings the whole state; an ask lost on a silent peer goes to the
+/// next one after the retry interval.
+#[test]
+fn the_background_fetch_completes_the_state_from_the_peer_that_answers() {
+    let pair = pair();
+    let Pair {
+        mut a,
+        b,
+        mut inbox_a,
+        mut inbox_b,
+        ..
+    } = pair;
+    // Peer 5 is not on the network: asks to it are lost.
+    let mut b = b.with_peers(vec![ExecutionId(5), A]);
+    let buckets = b.replica().store().missing_count();
+    assert_eq!(buckets, state_params().bucket_count());
+    b.fetch_buckets(Time(0), 1000);
+    assert_eq!(b.fetches_in_flight(), buckets);
+    assert!(
+        inbox_a.try_recv().is_err(),
+        "every first ask went to peer 5"
+    );
+    b.fetch_buckets(Time(500), 1000);
+    assert!(
+        inbox_a.try_recv().is_err(),
+        "not retried before the interval"
+    );
+    b.fetch_buckets(Time(1000), 1000);
+    let mut answered = 0;
+    while let Ok(ask) = inbox_a.try_recv() {
+        a.handle_frame(&ask);
+        answered += 1;
+    }
+    assert_eq!(answered, buckets);
+    while let Ok(answer) = inbox_b.try_recv() {
+        b.handle_frame(&answer);
+    }
+    assert!(b.replica().store().is_complete());
+    assert_eq!(b.fetches_in_flight(), 0);
+    assert_eq!(
+        b.replica().store().get(&stored_key(b"object-2")).unwrap(),
+        Some(&b"object-2"[..])
+    );
+}
