@@ -247,6 +247,11 @@ impl<B: MessageBus> ExecutionDriver<B> {
                     Some(proof) if data.app == self.replica.app() && proof.index == bucket => {
                         match self.replica.install_bucket(proof) {
                             Ok(()) => true,
+                            // A second answer to an ask that was retried: harmless.
+                            Err(zz_state_fetch::StateError::BucketPresent { .. }) => {
+                                self.reject("bucket-already-present");
+                                true
+                            }
                             Err(error) => {
                                 tracing::debug!(app = %self.replica.app(), %error, "bucket refused");
                                 self.reject("bad-bucket");

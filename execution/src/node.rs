@@ -11,11 +11,15 @@ use std::time::Duration;
 use zz_protocol::config::{ConfigError, endpoint_for_execution};
 use zz_protocol::quic::{QuicBus, QuicError};
 use zz_protocol::status_file::{reasons, unix_ms, write_json};
-use zz_protocol::{ExecutionId, NodeId, Seq};
+use zz_protocol::{ExecutionId, NodeId, Seq, Time};
 use zz_state_fetch::{ObjectStore, StateParams};
 
 /// Frames handled in one go before the node looks at its timers again.
 const FRAMES_PER_TURN_MAX: usize = 256;
+/// How often the node sends bucket fetches (lazy and background).
+const FETCH_INTERVAL: Duration = Duration::from_millis(10);
+/// How long a bucket fetch waits for an answer before the next replica is asked.
+const FETCH_RETRY: Duration = Duration::from_millis(200);
 /// How often the node rewrites its status file.
 const STATUS_FILE_INTERVAL: Duration = Duration::from_millis(250);
 
@@ -52,6 +56,12 @@ pub struct ExecutionStatus {
     pub last_stable: Option<u64>,
     pub requests_executed: u64,
     pub replies_resent: u64,
+    /// Waiting for f+1 agreement replicas to name the stable checkpoint to start from.
+    #[serde(default)]
+    pub joining: bool,
+    /// Buckets of the pinned checkpoint not fetched yet (0 once the state is whole).
+    #[serde(default)]
+    pub missing_buckets: usize,
     pub dropped: BTreeMap<String, u64>,
     pub rejected: BTreeMap<String, u64>,
     pub updated_unix_ms: u64,
@@ -73,6 +83,8 @@ fn write_status<B: zz_protocol::bus::MessageBus>(
         last_stable: replica.store().latest_stable().map(|seq| seq.0),
         requests_executed: counters.requests_executed,
         replies_resent: counters.replies_resent,
+        joining: driver.is_joining(),
+        missing_buckets: replica.store().missing_count(),
         dropped: reasons(&counters.dropped),
         rejected: reasons(&driver.counters().rejected),
         updated_unix_ms: unix_ms(),
@@ -112,11 +124,32 @@ pub async fn run_execution_node(
     let replica = ExecutionReplica::new(config, app, store, Seq(0));
     let (bus, mut inbox) = QuicBus::start_node(dir, &cluster, NodeId::Execution(id))?;
     tracing::info!(execution = %id, app = %member.app, address = %bus.local_addr(), "execution replica started");
-    let mut driver = ExecutionDriver::new(replica, endpoint, bus, cluster.replica_count() as u32);
+    let peers = (cluster.executions_of(member.app).into_iter())
+        .filter(|peer| *peer != id)
+        .collect();
+    let mut driver = ExecutionDriver::new(replica, endpoint, bus, cluster.replica_count() as u32)
+        .with_peers(peers);
     let mut status_tick = tokio::time::interval(STATUS_FILE_INTERVAL);
+    let mut fetch_tick = tokio::time::interval(FETCH_INTERVAL);
+    // The activator sends SIGUSR1 when it wakes this replica (after thawing it): it then
+    // joins from the latest stable checkpoint rather than from whatever it held.
+    let mut woken = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1())
+        .map_err(|source| ExecutionNodeError::Io {
+        path: "SIGUSR1 handler".into(),
+        source,
+    })?;
+    let started = std::time::Instant::now();
+    let now = || Time(started.elapsed().as_micros() as u64);
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
+            Some(()) = woken.recv() => {
+                tracing::info!(execution = %id, "woken: joining from the stable checkpoint");
+                driver.join();
+            }
+            _ = fetch_tick.tick() => {
+                driver.fetch_buckets(now(), FETCH_RETRY.as_micros() as u64);
+            }
             frame = inbox.recv() => {
                 let Some(frame) = frame else { break };
                 driver.handle_frame(&frame);
