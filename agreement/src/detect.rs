@@ -86,6 +86,15 @@ struct AppWatch {
     faulty: BTreeMap<ExecutionId, (Faulty, Time)>,
 }
 
+impl AppWatch {
+    fn table_mut(&mut self, kind: Kind) -> &mut Table {
+        match kind {
+            Kind::Replies => &mut self.executed,
+            Kind::Roots => &mut self.roots,
+        }
+    }
+}
+
 /// See the module documentation.
 pub struct Detector {
     config: DetectorConfig,
@@ -242,10 +251,7 @@ impl Detector {
         if !watch.active.contains(&from) || seq > routed || seq == Seq(0) {
             return;
         }
-        let table = match kind {
-            Kind::Replies => &mut watch.executed,
-            Kind::Roots => &mut watch.roots,
-        };
+        let table = watch.table_mut(kind);
         if !table.reports.contains_key(&seq) && seq <= table.settled {
             return;
         }
@@ -315,10 +321,7 @@ impl Detector {
         let watch = self.apps.get_mut(&app).expect("a watched app");
         let active = watch.active.clone();
         let since = watch.active_since;
-        let table = match kind {
-            Kind::Replies => &mut watch.executed,
-            Kind::Roots => &mut watch.roots,
-        };
+        let table = watch.table_mut(kind);
         let Some(reports) = table.reports.get_mut(&seq) else {
             return;
         };

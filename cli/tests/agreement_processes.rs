@@ -2,6 +2,9 @@
 //! from clients; the primary is killed and the rest go on after a view change; the killed
 //! replica restarts from its records and catches up.
 
+mod common;
+
+use common::{ZZ, free_base_port};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -9,7 +12,6 @@ use zz_agreement::node::{NodeStatus, status_path};
 use zz_client::Client;
 use zz_protocol::{AppId, ClientId, ReplicaId};
 
-const ZZ: &str = env!("CARGO_BIN_EXE_zz");
 /// An app no execution replica runs: the agreement replicas answer its requests
 /// themselves, so this test needs only them.
 const ORDERING_ONLY: AppId = AppId(u32::MAX);
@@ -58,25 +60,12 @@ impl Cluster {
     }
 }
 
-/// Four consecutive UDP ports that are free right now.
-fn free_base_port() -> u16 {
-    let seed = std::process::id() as u16;
-    for attempt in 0..200u16 {
-        let base = 20_000 + (seed.wrapping_mul(7).wrapping_add(attempt * 37)) % 40_000;
-        let free = (0..4).all(|i| std::net::UdpSocket::bind(("127.0.0.1", base + i)).is_ok());
-        if free {
-            return base;
-        }
-    }
-    panic!("no free ports on 127.0.0.1");
-}
-
 fn init(dir: &Path) {
     let output = Command::new(ZZ)
         .args(["init", "--dir"])
         .arg(dir)
         .args(["--f", "1", "--clients", "16"])
-        .args(["--base-port", &free_base_port().to_string()])
+        .args(["--base-port", &free_base_port(4, 7, 37).to_string()])
         .output()
         .unwrap();
     assert!(output.status.success(), "zz init: {output:?}");

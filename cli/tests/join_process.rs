@@ -5,24 +5,16 @@
 //! (each verified against the agreed root), replays the orders after the checkpoint, and
 //! keeps executing new requests; every value written before is still read back.
 
+mod common;
+
+use common::{Platform, free_base_port, zz};
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 use zz_execution::node::ExecutionStatus;
 
-const ZZ: &str = env!("CARGO_BIN_EXE_zz");
 /// Past the first execution checkpoint (every 64 app sequence numbers).
 const PUTS: u32 = 80;
-
-fn zz(args: &[&str], dir: &Path) -> std::process::Output {
-    Command::new(ZZ)
-        .arg(args[0])
-        .arg("--dir")
-        .arg(dir)
-        .args(&args[1..])
-        .output()
-        .expect("run zz")
-}
 
 fn zz_ok(args: &[&str], dir: &Path) -> String {
     let output = zz(args, dir);
@@ -34,27 +26,6 @@ fn zz_ok(args: &[&str], dir: &Path) -> String {
     String::from_utf8_lossy(&output.stdout).trim().to_string()
 }
 
-struct Platform<'a>(&'a Path);
-
-impl Drop for Platform<'_> {
-    fn drop(&mut self) {
-        let _ = zz(&["down"], self.0);
-        let _ = std::fs::remove_dir_all(self.0);
-    }
-}
-
-fn free_base_port() -> u16 {
-    let seed = std::process::id() as u16;
-    for attempt in 0..200u16 {
-        let base = 20_000 + (seed.wrapping_mul(17).wrapping_add(attempt * 61)) % 40_000;
-        let free = (0..16).all(|i| std::net::UdpSocket::bind(("127.0.0.1", base + i)).is_ok());
-        if free {
-            return base;
-        }
-    }
-    panic!("no free ports on 127.0.0.1");
-}
-
 fn status(dir: &Path, id: u32) -> ExecutionStatus {
     let path = dir.join("run").join(format!("execution-{id}.json"));
     serde_json::from_slice(&std::fs::read(&path).expect("status file")).expect("status json")
@@ -64,7 +35,7 @@ fn status(dir: &Path, id: u32) -> ExecutionStatus {
 fn a_woken_replica_joins_from_the_stable_checkpoint_and_fetches_the_state() {
     let dir = std::env::temp_dir().join(format!("zz-join-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let base_port = free_base_port().to_string();
+    let base_port = free_base_port(16, 17, 61).to_string();
     zz_ok(
         &["up", "--apps", "kv", "--detach", "--base-port", &base_port],
         &dir,

@@ -3,8 +3,10 @@
 //! transfers from several clients, then `zz down`. Every acknowledged transfer is applied
 //! exactly once and money is conserved.
 
+mod common;
+
+use common::{Platform, ZZ, free_base_port, zz};
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 use zz_apps::bank::{self, Op, Outcome};
@@ -12,44 +14,10 @@ use zz_client::ClientPool;
 use zz_protocol::ClientId;
 use zz_protocol::config::ClusterConfig;
 
-const ZZ: &str = env!("CARGO_BIN_EXE_zz");
 const ACCOUNTS: u64 = 4;
 const OPENING_DEPOSIT: u64 = 1_000;
 /// Enough that even four requests per batch pass a checkpoint (every 64 app sequence numbers).
 const TRANSFERS_PER_CLIENT: u64 = 80;
-
-/// `zz COMMAND --dir DIR REST...`
-fn zz(args: &[&str], dir: &Path) -> std::process::Output {
-    Command::new(ZZ)
-        .arg(args[0])
-        .arg("--dir")
-        .arg(dir)
-        .args(&args[1..])
-        .output()
-        .expect("run zz")
-}
-
-/// Stops the platform however the test ends.
-struct Platform<'a>(&'a Path);
-
-impl Drop for Platform<'_> {
-    fn drop(&mut self) {
-        let _ = zz(&["down"], self.0);
-        let _ = std::fs::remove_dir_all(self.0);
-    }
-}
-
-fn free_base_port() -> u16 {
-    let seed = std::process::id() as u16;
-    for attempt in 0..200u16 {
-        let base = 20_000 + (seed.wrapping_mul(13).wrapping_add(attempt * 53)) % 40_000;
-        let free = (0..16).all(|i| std::net::UdpSocket::bind(("127.0.0.1", base + i)).is_ok());
-        if free {
-            return base;
-        }
-    }
-    panic!("no free ports on 127.0.0.1");
-}
 
 async fn call(pool: &ClientPool, index: u32, app: zz_protocol::AppId, op: Op) -> Outcome {
     let result = pool
@@ -68,7 +36,7 @@ fn account(index: u64) -> String {
 async fn concurrent_transfers_conserve_money_and_apply_exactly_once() {
     let dir = std::env::temp_dir().join(format!("zz-platform-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let port = free_base_port().to_string();
+    let port = free_base_port(16, 13, 53).to_string();
     let up = Command::new(ZZ)
         .args([
             "up",

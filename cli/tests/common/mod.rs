@@ -1,0 +1,45 @@
+//! What the process tests share: running `zz`, stopping a platform however a test ends,
+//! and finding free ports on 127.0.0.1.
+
+// Each test binary compiles this module and uses a subset of it.
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::process::Command;
+
+pub const ZZ: &str = env!("CARGO_BIN_EXE_zz");
+
+/// `zz COMMAND --dir DIR REST...`
+pub fn zz(args: &[&str], dir: &Path) -> std::process::Output {
+    Command::new(ZZ)
+        .arg(args[0])
+        .arg("--dir")
+        .arg(dir)
+        .args(&args[1..])
+        .output()
+        .expect("run zz")
+}
+
+/// Stops the platform in the directory, and removes it, however the test ends.
+pub struct Platform<'a>(pub &'a Path);
+
+impl Drop for Platform<'_> {
+    fn drop(&mut self) {
+        let _ = zz(&["down"], self.0);
+        let _ = std::fs::remove_dir_all(self.0);
+    }
+}
+
+/// `ports` consecutive UDP ports that are free right now. Each test binary passes its own
+/// `multiplier` and `stride`, so binaries running at once probe different ranges.
+pub fn free_base_port(ports: u16, multiplier: u16, stride: u16) -> u16 {
+    let seed = std::process::id() as u16;
+    for attempt in 0..200u16 {
+        let base = 20_000 + (seed.wrapping_mul(multiplier).wrapping_add(attempt * stride)) % 40_000;
+        let free = (0..ports).all(|i| std::net::UdpSocket::bind(("127.0.0.1", base + i)).is_ok());
+        if free {
+            return base;
+        }
+    }
+    panic!("no free ports on 127.0.0.1");
+}
