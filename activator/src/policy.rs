@@ -11,7 +11,7 @@
 //! Calling protocol: feed alarms, backend readiness and ticks; drain
 //! [`Policy::take_commands`] after each call and carry the commands out in order.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use zz_protocol::messages::{Faulty, Membership, Wake};
 use zz_protocol::{AppId, ExecutionId, ReplicaId, Time};
@@ -32,17 +32,19 @@ pub struct PolicyConfig {
 }
 
 /// Where a member stands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum MemberState {
     Active,
     /// Started, loaded and paused: ready to be woken.
     Standby,
     /// Being started as a standby; not ready yet.
     Starting,
+    /// A provisioned slot with no replica running: what the pool grows into.
+    Spare,
 }
 
 /// One configured execution replica of an app.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Member {
     pub id: ExecutionId,
     /// Its failure domain.
@@ -98,7 +100,7 @@ impl AppPool {
 }
 
 /// What the status shows of one app.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AppPoolStatus {
     pub epoch: u64,
     pub members: Vec<Member>,
@@ -109,7 +111,7 @@ pub struct Policy {
     config: PolicyConfig,
     apps: BTreeMap<AppId, AppPool>,
     commands: Vec<Command>,
-    events: VecDeque<String>,
+    events: VecDeque<(Time, String)>,
 }
 
 impl Policy {
@@ -145,9 +147,9 @@ impl Policy {
         std::mem::take(&mut self.commands)
     }
 
-    /// The latest events, oldest first.
-    pub fn events(&self) -> impl Iterator<Item = &str> {
-        self.events.iter().map(String::as_str)
+    /// The latest events with when they happened, oldest first.
+    pub fn events(&self) -> impl Iterator<Item = (Time, &str)> {
+        self.events.iter().map(|(at, text)| (*at, text.as_str()))
     }
 
     pub fn status(&self) -> BTreeMap<AppId, AppPoolStatus> {
@@ -163,9 +165,9 @@ impl Policy {
             .collect()
     }
 
-    fn event(&mut self, text: String) {
+    fn event(&mut self, now: Time, text: String) {
         tracing::info!("{text}");
-        self.events.push_back(text);
+        self.events.push_back((now, text));
         while self.events.len() > EVENTS_KEPT_MAX {
             self.events.pop_front();
         }
@@ -191,10 +193,13 @@ impl Policy {
         if pool.wakes.len() == quorum {
             pool.last_trouble = now;
             let reason = wake.reason.name();
-            self.event(format!(
-                "{}: f+1 agreement replicas ask for standbys ({reason}, {})",
-                wake.app, wake.seq
-            ));
+            self.event(
+                now,
+                format!(
+                    "{}: f+1 agreement replicas ask for standbys ({reason}, {})",
+                    wake.app, wake.seq
+                ),
+            );
             self.activate(now, wake.app);
         }
     }
@@ -227,9 +232,9 @@ impl Policy {
         self.commands.push(Command::Destroy(faulty.member));
         self.commands.push(Command::StartStandby(faulty.member));
         let reason = faulty.reason.name();
-        self.event(format!(
-            "{}: {} is faulty ({reason}, {}): destroyed, a fresh standby starts in its place",
-            faulty.app, faulty.member, faulty.seq
+        self.event(now, format!(
+            "{}: execution-{} is faulty ({reason}, {}): destroyed, a fresh standby starts in its place",
+            faulty.app, faulty.member.0, faulty.seq
         ));
         let pool = self.apps.get_mut(&faulty.app).expect("checked above");
         if pool.active().len() <= self.config.f {
@@ -251,6 +256,60 @@ impl Policy {
             entry.state = MemberState::Standby;
             self.activate_if_wanted(now, app);
         }
+    }
+
+    /// Grow or shrink `app`'s standby pool to `standbys` (ready or starting), starting
+    /// replicas in spare slots or destroying standbys (the newest ids first). The answer
+    /// says what changed, or why nothing could.
+    pub fn handle_scale(
+        &mut self,
+        now: Time,
+        app: AppId,
+        standbys: usize,
+    ) -> Result<String, String> {
+        let Some(pool) = self.apps.get_mut(&app) else {
+            return Err(format!("{app} has no execution replicas"));
+        };
+        let pooled: Vec<ExecutionId> = (pool.members.values())
+            .filter(|m| matches!(m.state, MemberState::Standby | MemberState::Starting))
+            .map(|m| m.id)
+            .collect();
+        let spares = pool.in_state(MemberState::Spare);
+        let slots = pooled.len() + spares.len();
+        if standbys > slots {
+            return Err(format!(
+                "{app} has {slots} standby slots ({} in use, {} spare); `zz init --spare-slots` \
+                 provisions more",
+                pooled.len(),
+                spares.len()
+            ));
+        }
+        let text = if standbys > pooled.len() {
+            let started: Vec<ExecutionId> = spares[..standbys - pooled.len()].to_vec();
+            for member in &started {
+                pool.members.get_mut(member).expect("listed").state = MemberState::Starting;
+                self.commands.push(Command::StartStandby(*member));
+            }
+            format!(
+                "{app}: pool grows to {standbys} standbys: starting {}",
+                listed(&started)
+            )
+        } else if standbys < pooled.len() {
+            let removed: Vec<ExecutionId> = pooled[standbys..].to_vec();
+            for member in &removed {
+                pool.members.get_mut(member).expect("listed").state = MemberState::Spare;
+                self.commands.push(Command::Destroy(*member));
+            }
+            format!(
+                "{app}: pool shrinks to {standbys} standbys: removed {}",
+                listed(&removed)
+            )
+        } else {
+            format!("{app}: pool already has {standbys} standbys")
+        };
+        self.event(now, text.clone());
+        self.activate_if_wanted(now, app);
+        Ok(text)
     }
 
     /// Periodic work: pausing extra members after a quiet period, announcing memberships.
@@ -276,7 +335,10 @@ impl Policy {
                 if !paused.is_empty() {
                     self.commands
                         .extend(paused.iter().map(|m| Command::Pause(*m)));
-                    self.event(format!("{app}: quiet; paused {paused:?} again"));
+                    self.event(
+                        now,
+                        format!("{app}: quiet; paused {} again", listed(&paused)),
+                    );
                     self.new_epoch(now, app);
                 }
             }
@@ -312,9 +374,10 @@ impl Policy {
         let chosen: Vec<ExecutionId> = ready.iter().take(f).map(|member| member.id).collect();
         if chosen.is_empty() {
             pool.wake_wanted = true;
-            self.event(format!(
-                "{app}: no standby is ready; waking one as soon as it is"
-            ));
+            self.event(
+                now,
+                format!("{app}: no standby is ready; waking one as soon as it is"),
+            );
             return;
         }
         pool.wake_wanted = false;
@@ -323,7 +386,7 @@ impl Policy {
             pool.woken.push(*member);
             self.commands.push(Command::Thaw(*member));
         }
-        self.event(format!("{app}: woke {chosen:?}"));
+        self.event(now, format!("{app}: woke {}", listed(&chosen)));
         self.new_epoch(now, app);
     }
 
@@ -341,6 +404,15 @@ impl Policy {
         let membership = pool.membership(app);
         self.commands.push(Command::Announce(membership));
     }
+}
+
+/// Members as `zz status` names them: "execution-2, execution-3".
+fn listed(members: &[ExecutionId]) -> String {
+    let names: Vec<String> = members
+        .iter()
+        .map(|m| format!("execution-{}", m.0))
+        .collect();
+    names.join(", ")
 }
 
 #[cfg(test)]

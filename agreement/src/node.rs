@@ -9,7 +9,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use zz_protocol::config::{ConfigError, endpoint_for_replica};
+use zz_protocol::fault_bus::{FaultSwitch, FaultyBus};
 use zz_protocol::quic::{QuicBus, QuicError};
+use zz_protocol::run_dir::{InjectedFault, node_name};
 use zz_protocol::status_file::{reasons, unix_ms, write_json};
 use zz_protocol::{NodeId, ReplicaId, Time};
 
@@ -66,12 +68,17 @@ pub struct NodeStatus {
     pub dropped: BTreeMap<String, u64>,
     /// Frames rejected before the core (decode, MAC, signature, certificate), by reason.
     pub rejected: BTreeMap<String, u64>,
-    /// Frames the transport dropped (full queues, unreachable peers).
+    /// Frames the transport dropped (full queues, unreachable peers, an injected mute).
     pub transport_dropped: u64,
+    /// The fault injected with `zz inject`, if any.
+    #[serde(default)]
+    pub fault: Option<String>,
     pub updated_unix_ms: u64,
 }
 
-fn write_status(dir: &Path, driver: &ReplicaDriver<QuicBus, FileStorage>) -> Result<(), NodeError> {
+type NodeDriver = ReplicaDriver<FaultyBus<QuicBus>, FileStorage>;
+
+fn write_status(dir: &Path, driver: &NodeDriver, fault: InjectedFault) -> Result<(), NodeError> {
     let replica = driver.replica();
     let counters = replica.counters();
     let status = NodeStatus {
@@ -91,6 +98,7 @@ fn write_status(dir: &Path, driver: &ReplicaDriver<QuicBus, FileStorage>) -> Res
         dropped: reasons(&counters.dropped),
         rejected: reasons(&driver.counters().rejected),
         transport_dropped: zz_protocol::bus::MessageBus::dropped_frames(driver.bus()),
+        fault: (fault != InjectedFault::Honest).then(|| fault.name().to_string()),
         updated_unix_ms: unix_ms(),
     };
     let path = status_path(dir, replica.id());
@@ -105,6 +113,16 @@ fn create_dir(path: &Path) -> Result<(), NodeError> {
         path: path.display().to_string(),
         source,
     })
+}
+
+/// Show the fault `zz inject` wrote for this replica (mute or slow), if it changed.
+fn apply_fault(dir: &Path, id: ReplicaId, switch: &FaultSwitch, current: &mut InjectedFault) {
+    let fault = InjectedFault::read(dir, &node_name(NodeId::Replica(id)));
+    if fault != *current {
+        tracing::warn!(replica = %id, fault = fault.name(), "injected fault");
+        *current = fault;
+        switch.set_fault(fault);
+    }
 }
 
 /// Run replica `id` of the cluster in `dir` until `shutdown` completes. A replica that
@@ -148,6 +166,15 @@ pub async fn run_agreement_node(
         stable = %replica.stable_seq(),
         "agreement replica started"
     );
+    let bus = FaultyBus::new(bus);
+    let switch = bus.switch();
+    let mut fault = InjectedFault::Honest;
+    apply_fault(dir, id, &switch, &mut fault);
+    // `zz inject` sends SIGUSR2 after writing the fault file, so the fault shows at once.
+    let mut injected = zz_protocol::run_dir::fault_signal().map_err(|source| NodeError::Io {
+        path: "SIGUSR2 handler".into(),
+        source,
+    })?;
     let mut driver = ReplicaDriver::new(replica, endpoint, bus, storage)
         .with_execution_groups(cluster.execution_groups(), cluster.active_groups());
     let mut status_tick = tokio::time::interval(STATUS_FILE_INTERVAL);
@@ -168,8 +195,10 @@ pub async fn run_agreement_node(
                 }
             }
             () = tokio::time::sleep_until(deadline.into()) => driver.handle_timeout(now()),
+            Some(()) = injected.recv() => apply_fault(dir, id, &switch, &mut fault),
             _ = status_tick.tick() => {
-                if let Err(error) = write_status(dir, &driver) {
+                apply_fault(dir, id, &switch, &mut fault);
+                if let Err(error) = write_status(dir, &driver, fault) {
                     tracing::warn!(%error, "cannot write status file");
                 }
                 if ordered_since_log > 0 {
@@ -195,7 +224,7 @@ pub async fn run_agreement_node(
             }
         }
     }
-    let _ = write_status(dir, &driver);
+    let _ = write_status(dir, &driver, fault);
     tracing::info!(replica = %id, "agreement replica stopped");
     Ok(())
 }

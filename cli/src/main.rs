@@ -2,9 +2,10 @@
 
 mod apps;
 mod bench;
-mod freeze;
+mod operate;
 mod platform;
 mod sim;
+mod status;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
@@ -31,8 +32,13 @@ enum Command {
     Up(platform::UpArgs),
     /// Stop every process of a platform started with `zz up`.
     Down(platform::DirArgs),
-    /// Show each node's role, app, state (active, paused), process and progress.
-    Status(platform::StatusArgs),
+    /// Show each node's role, app, state (active, paused), process and progress, and the
+    /// activator's latest events.
+    Status(status::StatusArgs),
+    /// Grow or shrink an app's pool of paused standbys while the platform runs.
+    Scale(operate::ScaleArgs),
+    /// Make a node misbehave (crash, mute, slow, corrupt-reply, corrupt-state) or heal it.
+    Inject(operate::InjectArgs),
     /// Use the kv app: put, get, del, scan.
     Kv(apps::KvArgs),
     /// Use the bank app: open, deposit, transfer, balance, audit.
@@ -65,6 +71,12 @@ enum NodeCommand {
         /// This execution replica's id.
         #[arg(long)]
         id: u32,
+    },
+    /// The host's activator: starts execution replicas, wakes and replaces them.
+    Activator {
+        /// The cluster directory.
+        #[arg(long)]
+        cluster: PathBuf,
     },
 }
 
@@ -115,7 +127,22 @@ fn run(command: Command) -> Result<ExitCode> {
         }
         Command::Up(args) => runtime()?.block_on(platform::up(&args))?,
         Command::Down(args) => platform::down(&args)?,
-        Command::Status(args) => platform::status(&args)?,
+        Command::Status(args) => status::status(&args)?,
+        Command::Scale(args) => runtime()?.block_on(operate::scale(&args))?,
+        Command::Inject(args) => operate::inject(&args)?,
+        Command::Node(NodeCommand::Activator { cluster }) => {
+            let exe = std::env::current_exe().context("cannot find the zz binary")?;
+            let backend = zz_activator::backend::process::ProcessBackend::new(&cluster, &exe);
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("cannot start the async runtime")?;
+            runtime.block_on(zz_activator::node::run_activator_node(
+                &cluster,
+                backend,
+                shutdown_signal(),
+            ))?;
+        }
         Command::Bench(args) => runtime()?.block_on(bench::run(&args))?,
         Command::Kv(args) => runtime()?.block_on(apps::run_kv(&args))?,
         Command::Bank(args) => runtime()?.block_on(apps::run_bank(&args))?,

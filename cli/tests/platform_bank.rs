@@ -54,15 +54,18 @@ async fn concurrent_transfers_conserve_money_and_apply_exactly_once() {
     let _platform = Platform(&dir);
     assert!(up.status.success(), "zz up: {up:?}");
 
-    // Roles: 4 agreement replicas; per app 2 active execution replicas and 1 paused standby.
+    // Roles: 4 agreement replicas; per app 2 active execution replicas and 1 paused standby
+    // (spare slots run nothing and are not listed); the activator.
     let status = zz(&["status", "--json"], &dir);
-    let rows: Vec<serde_json::Value> = serde_json::from_slice(&status.stdout).unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    let rows = report["nodes"].as_array().unwrap().clone();
     let count = |role: &str, state: &str| {
         rows.iter()
             .filter(|row| row["role"] == role && row["state"] == state)
             .count()
     };
-    assert_eq!(rows.len(), 4 + 2 * 3, "{rows:?}");
+    assert_eq!(rows.len(), 4 + 2 * 3 + 1, "{rows:?}");
+    assert_eq!(count("activator", "running"), 1, "{rows:?}");
     assert_eq!(count("execution", "active"), 4, "{rows:?}");
     assert_eq!(count("standby", "paused"), 2, "{rows:?}");
 
@@ -160,7 +163,7 @@ async fn concurrent_transfers_conserve_money_and_apply_exactly_once() {
     // The active bank replicas ran past a checkpoint, and learned that it became stable
     // (every active replica reported the same root).
     let bank_replicas: Vec<_> = config
-        .execution_groups()
+        .active_groups()
         .remove(&app)
         .unwrap()
         .into_iter()
@@ -192,7 +195,7 @@ async fn concurrent_transfers_conserve_money_and_apply_exactly_once() {
                 .then(|| std::fs::read_to_string(&path).ok()?.trim().parse().ok())?
         })
         .collect();
-    assert_eq!(pids.len(), 10);
+    assert_eq!(pids.len(), 11, "4 agreement, 6 execution, the activator");
     let down = zz(&["down"], &dir);
     assert!(down.status.success(), "{down:?}");
     for pid in pids {

@@ -4,12 +4,15 @@
 use crate::app::App;
 use crate::core::{ExecutionConfig, ExecutionReplica};
 use crate::driver::ExecutionDriver;
+use crate::fault::ExecutionFault;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use zz_protocol::config::{ConfigError, endpoint_for_execution};
+use zz_protocol::fault_bus::{FaultSwitch, FaultyBus};
 use zz_protocol::quic::{QuicBus, QuicError};
+use zz_protocol::run_dir::{InjectedFault, node_name};
 use zz_protocol::status_file::{reasons, unix_ms, write_json};
 use zz_protocol::{ExecutionId, NodeId, Seq, Time};
 use zz_state_fetch::{ObjectStore, StateParams};
@@ -62,6 +65,9 @@ pub struct ExecutionStatus {
     /// Buckets of the pinned checkpoint not fetched yet (0 once the state is whole).
     #[serde(default)]
     pub missing_buckets: usize,
+    /// The fault injected with `zz inject`, if any.
+    #[serde(default)]
+    pub fault: Option<String>,
     pub dropped: BTreeMap<String, u64>,
     pub rejected: BTreeMap<String, u64>,
     pub updated_unix_ms: u64,
@@ -71,6 +77,7 @@ fn write_status<B: zz_protocol::bus::MessageBus>(
     dir: &Path,
     id: ExecutionId,
     driver: &ExecutionDriver<B>,
+    fault: InjectedFault,
 ) -> Result<(), ExecutionNodeError> {
     let replica = driver.replica();
     let counters = replica.counters();
@@ -85,6 +92,7 @@ fn write_status<B: zz_protocol::bus::MessageBus>(
         replies_resent: counters.replies_resent,
         joining: driver.is_joining(),
         missing_buckets: replica.store().missing_count(),
+        fault: (fault != InjectedFault::Honest).then(|| fault.name().to_string()),
         dropped: reasons(&counters.dropped),
         rejected: reasons(&driver.counters().rejected),
         updated_unix_ms: unix_ms(),
@@ -94,6 +102,29 @@ fn write_status<B: zz_protocol::bus::MessageBus>(
         path: path.display().to_string(),
         source,
     })
+}
+
+/// Show the fault `zz inject` wrote for this node, if it changed: mute and slow on the
+/// bus, wrong replies and state in the driver.
+fn apply_fault<B: zz_protocol::bus::MessageBus>(
+    dir: &Path,
+    id: ExecutionId,
+    driver: &mut ExecutionDriver<B>,
+    switch: &FaultSwitch,
+    current: &mut InjectedFault,
+) {
+    let fault = InjectedFault::read(dir, &node_name(NodeId::Execution(id)));
+    if fault == *current {
+        return;
+    }
+    tracing::warn!(execution = %id, fault = fault.name(), "injected fault");
+    *current = fault;
+    switch.set_fault(fault);
+    driver.set_fault(match fault {
+        InjectedFault::CorruptReply => ExecutionFault::CorruptReply,
+        InjectedFault::CorruptState => ExecutionFault::CorruptState,
+        _ => ExecutionFault::Honest,
+    });
 }
 
 /// Run execution replica `id` of the cluster in `dir`, executing `app`, until `shutdown`.
@@ -124,6 +155,9 @@ pub async fn run_execution_node(
     let replica = ExecutionReplica::new(config, app, store, Seq(0));
     let (bus, mut inbox) = QuicBus::start_node(dir, &cluster, NodeId::Execution(id))?;
     tracing::info!(execution = %id, app = %member.app, address = %bus.local_addr(), "execution replica started");
+    let bus = FaultyBus::new(bus);
+    let switch = bus.switch();
+    let mut fault = InjectedFault::Honest;
     let peers = (cluster.executions_of(member.app).into_iter())
         .filter(|peer| *peer != id)
         .collect();
@@ -138,6 +172,13 @@ pub async fn run_execution_node(
         path: "SIGUSR1 handler".into(),
         source,
     })?;
+    // `zz inject` sends SIGUSR2 after writing the fault file, so the fault shows at once.
+    let mut injected =
+        zz_protocol::run_dir::fault_signal().map_err(|source| ExecutionNodeError::Io {
+            path: "SIGUSR2 handler".into(),
+            source,
+        })?;
+    apply_fault(dir, id, &mut driver, &switch, &mut fault);
     let started = std::time::Instant::now();
     let now = || Time(started.elapsed().as_micros() as u64);
     tokio::pin!(shutdown);
@@ -161,15 +202,17 @@ pub async fn run_execution_node(
                 // only drained so they do not pile up.
                 driver.take_reports();
             }
+            Some(()) = injected.recv() => apply_fault(dir, id, &mut driver, &switch, &mut fault),
             _ = status_tick.tick() => {
-                if let Err(error) = write_status(dir, id, &driver) {
+                apply_fault(dir, id, &mut driver, &switch, &mut fault);
+                if let Err(error) = write_status(dir, id, &driver, fault) {
                     tracing::warn!(%error, "cannot write status file");
                 }
             }
             () = &mut shutdown => break,
         }
     }
-    let _ = write_status(dir, id, &driver);
+    let _ = write_status(dir, id, &driver, fault);
     tracing::info!(execution = %id, "execution replica stopped");
     Ok(())
 }

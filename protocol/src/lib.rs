@@ -12,9 +12,11 @@ pub mod bus;
 pub mod crypto;
 pub mod derived_keys;
 pub mod envelope;
+pub mod fault_bus;
 pub mod ids;
 pub mod messages;
 pub mod params;
+pub mod run_dir;
 pub mod status_file;
 pub mod validate;
 

@@ -130,6 +130,12 @@ struct Shared {
     dropped_inbox: AtomicU64,
     rejected_frames: AtomicU64,
     connections_incoming: AtomicUsize,
+    /// This process's incarnation, sent in every hello.
+    incarnation: u64,
+    /// The incarnation each peer node last said hello with, and the redial signal of the
+    /// writer to it: a peer that comes back with a new incarnation has restarted, and the
+    /// connection to its old process is dead even if QUIC has not noticed yet.
+    peer_restarts: HashMap<NodeId, Arc<tasks::PeerRestart>>,
 }
 
 impl Shared {
@@ -253,6 +259,10 @@ impl QuicBus {
             dropped_inbox: AtomicU64::new(0),
             rejected_frames: AtomicU64::new(0),
             connections_incoming: AtomicUsize::new(0),
+            incarnation: tasks::draw_incarnation(),
+            peer_restarts: (targets.iter())
+                .map(|target| (target.peer, Arc::default()))
+                .collect(),
         });
         let mut task_handles = Vec::with_capacity(targets.len() + 1);
         if listening {

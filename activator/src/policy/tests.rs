@@ -17,21 +17,24 @@ fn member(id: ExecutionId, host: &str, state: MemberState) -> Member {
     }
 }
 
-/// f = 1: E0 and E1 active on hosts a and b; standbys E2 on host a and E3 on host c.
-fn policy() -> Policy {
-    let config = PolicyConfig {
+fn config() -> PolicyConfig {
+    PolicyConfig {
         f: 1,
         replica_count: 4,
         quiet_micros: QUIET,
         announce_micros: 1_000_000,
-    };
+    }
+}
+
+/// f = 1: E0 and E1 active on hosts a and b; standbys E2 on host a and E3 on host c.
+fn policy() -> Policy {
     let members = vec![
         member(E0, "a", MemberState::Active),
         member(E1, "b", MemberState::Active),
         member(E2, "a", MemberState::Standby),
         member(E3, "c", MemberState::Standby),
     ];
-    Policy::new(config, BTreeMap::from([(APP, members)]))
+    Policy::new(config(), BTreeMap::from([(APP, members)]))
 }
 
 fn wake(epoch: u64) -> Wake {
@@ -156,7 +159,11 @@ fn a_crash_leaving_too_few_active_wakes_a_standby_when_one_is_ready() {
     policy.handle_wake(Time(1), ReplicaId(0), wake(2));
     policy.handle_wake(Time(1), ReplicaId(1), wake(2));
     assert!(thawed(&policy.take_commands()).is_empty());
-    assert!(policy.events().any(|e| e.contains("no standby is ready")));
+    assert!(
+        policy
+            .events()
+            .any(|(_, e)| e.contains("no standby is ready"))
+    );
     // Reports make E0 faulty: destroyed, restarted; once ready it is woken.
     policy.handle_faulty(Time(2), ReplicaId(0), faulty(2, E0));
     policy.handle_faulty(Time(2), ReplicaId(1), faulty(2, E0));
@@ -174,4 +181,45 @@ fn memberships_are_announced_again_periodically() {
     assert!(policy.take_commands().is_empty());
     policy.handle_tick(Time(1_000_000));
     assert!(last_membership(&policy.take_commands()).is_some());
+}
+
+/// `zz scale`: a pool grows into spare slots and shrinks by destroying standbys; asking
+/// for more than the slots is refused and changes nothing.
+#[test]
+fn scale_grows_into_spares_shrinks_and_refuses_beyond_the_slots() {
+    let members = vec![
+        member(E0, "a", MemberState::Active),
+        member(E1, "b", MemberState::Active),
+        member(E2, "c", MemberState::Standby),
+        member(E3, "d", MemberState::Spare),
+    ];
+    let mut policy = Policy::new(config(), BTreeMap::from([(APP, members)]));
+    let now = Time(1);
+    assert!(policy.handle_scale(now, APP, 3).is_err());
+    assert!(policy.take_commands().is_empty());
+    assert!(policy.handle_scale(now, AppId(9), 1).is_err());
+    policy.handle_scale(now, APP, 2).unwrap();
+    assert_eq!(policy.take_commands(), vec![Command::StartStandby(E3)]);
+    policy.handle_ready(now, APP, E3);
+    policy.handle_scale(now, APP, 0).unwrap();
+    assert_eq!(
+        policy.take_commands(),
+        vec![Command::Destroy(E2), Command::Destroy(E3)]
+    );
+    let states: Vec<MemberState> = policy.status()[&APP]
+        .members
+        .iter()
+        .map(|m| m.state)
+        .collect();
+    use MemberState::*;
+    assert_eq!(states, vec![Active, Active, Spare, Spare]);
+    // With no standby left, a wake finds none and waits for one.
+    for replica in 0..2 {
+        policy.handle_wake(now, ReplicaId(replica), wake(0));
+    }
+    assert!(thawed(&policy.take_commands()).is_empty());
+    policy.handle_scale(now, APP, 1).unwrap();
+    assert_eq!(policy.take_commands(), vec![Command::StartStandby(E2)]);
+    policy.handle_ready(now, APP, E2);
+    assert_eq!(thawed(&policy.take_commands()), vec![E2]);
 }

@@ -27,6 +27,21 @@ pub struct ActivatorConfig {
     pub address: SocketAddr,
     /// The PEM self-signed TLS certificate, relative to the cluster directory.
     pub certificate: PathBuf,
+    /// How long an app must be free of alarms before the replicas woken for it are paused
+    /// again and it is back to f+1 active.
+    #[serde(default = "default_quiet_ms")]
+    pub quiet_ms: u64,
+    /// How often the activator announces each app's membership again.
+    #[serde(default = "default_announce_ms")]
+    pub announce_ms: u64,
+}
+
+fn default_quiet_ms() -> u64 {
+    10_000
+}
+
+fn default_announce_ms() -> u64 {
+    1_000
 }
 
 /// The contents of `keys/activator.toml`.

@@ -33,6 +33,10 @@ pub struct ExecutionReplicaConfig {
     pub host: String,
     /// A standby starts paused and is woken only when the active replicas diverge or stall.
     pub standby: bool,
+    /// A spare standby slot: provisioned (address, keys) but started only when the pool
+    /// grows (`zz scale`). Always a standby.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub spare: bool,
 }
 
 /// Execution replica `id`'s key file, relative to the cluster directory.
@@ -94,6 +98,10 @@ impl ClusterConfig {
                 );
                 return Err(invalid("host", problem));
             }
+            if execution.spare && !execution.standby {
+                let problem = "a spare slot must be a standby (standby = true)".to_string();
+                return Err(invalid("spare", problem));
+            }
             *active.entry(execution.app).or_default() += usize::from(!execution.standby);
         }
         let needed = self.protocol.weak_quorum();
@@ -142,14 +150,13 @@ impl ClusterConfig {
             .filter(|execution| execution.id == id)
     }
 
-    /// Each app's active (non-standby) execution replicas, in id order: who the agreement
-    /// replicas send the app's orders to. Apps without execution replicas are left out.
+    /// Each app's execution replicas, standbys and spare slots included, in id order:
+    /// every replica that may become active, so agreement replicas answer its joins and
+    /// clients count its replies. Apps without execution replicas are left out.
     pub fn execution_groups(&self) -> BTreeMap<AppId, Vec<ExecutionId>> {
         let mut groups: BTreeMap<AppId, Vec<ExecutionId>> = BTreeMap::new();
         for execution in self.executions_by_id() {
-            if !execution.standby {
-                groups.entry(execution.app).or_default().push(execution.id);
-            }
+            groups.entry(execution.app).or_default().push(execution.id);
         }
         groups
     }

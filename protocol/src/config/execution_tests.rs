@@ -33,12 +33,22 @@ fn init_writes_execution_replicas_per_app() {
     let dir = init_with_standbys("exec-init", 17400);
     let config = ClusterConfig::load(&dir.0).unwrap();
     assert_eq!(config.execution_count(), 6);
-    let groups = config.execution_groups();
+    let active = config.active_groups();
     let expected: BTreeMap<AppId, Vec<ExecutionId>> = BTreeMap::from([
         (AppId(0), vec![ExecutionId(0), ExecutionId(1)]),
         (AppId(1), vec![ExecutionId(3), ExecutionId(4)]),
     ]);
-    assert_eq!(groups, expected);
+    assert_eq!(active, expected);
+    // Standbys belong to their app's group: they may become active.
+    let groups = config.execution_groups();
+    assert_eq!(
+        groups[&AppId(0)],
+        vec![ExecutionId(0), ExecutionId(1), ExecutionId(2)]
+    );
+    assert_eq!(
+        groups[&AppId(1)],
+        vec![ExecutionId(3), ExecutionId(4), ExecutionId(5)]
+    );
     let kv_all = vec![ExecutionId(0), ExecutionId(1), ExecutionId(2)];
     assert_eq!(config.executions_of(AppId(0)), kv_all);
     assert!(config.executions_of(AppId(7)).is_empty());

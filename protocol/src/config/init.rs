@@ -31,6 +31,11 @@ pub struct InitOptions {
     pub executions_per_app: usize,
     /// Paused standby execution replicas per app, on top of the active ones.
     pub standbys_per_app: usize,
+    /// Spare standby slots per app (provisioned, started only when a pool grows).
+    pub spare_slots_per_app: usize,
+    /// The activator's quiet period: how long after the last alarm woken replicas are
+    /// paused again.
+    pub quiet_ms: u64,
     /// The remaining protocol parameters.
     pub params: ProtocolParams,
 }
@@ -44,6 +49,8 @@ impl Default for InitOptions {
             apps: Vec::new(),
             executions_per_app: 0,
             standbys_per_app: 0,
+            spare_slots_per_app: 0,
+            quiet_ms: 10_000,
             params: ProtocolParams::default(),
         }
     }
@@ -175,7 +182,7 @@ impl Secrets {
 }
 
 /// The `[[executions]]` entries init writes: for each app in order, `active_per_app` active
-/// then `standbys_per_app` standby replicas, ids consecutive across apps, listening after
+/// then `standbys_per_app` standby replicas, then `spare_slots_per_app` spare slots, ids consecutive across apps, listening after
 /// the agreement replicas. Host labels differ within an app so that its replicas count as
 /// distinct failure domains.
 fn plan_executions(
@@ -183,7 +190,8 @@ fn plan_executions(
     active_per_app: usize,
     replica_count: usize,
 ) -> Vec<ExecutionReplicaConfig> {
-    let per_app = active_per_app + options.standbys_per_app;
+    let standby_end = active_per_app + options.standbys_per_app;
+    let per_app = standby_end + options.spare_slots_per_app;
     let mut executions = Vec::with_capacity(options.apps.len() * per_app);
     for app in 0..options.apps.len() {
         for slot in 0..per_app {
@@ -197,6 +205,7 @@ fn plan_executions(
                 certificate: PathBuf::from(format!("certs/execution-{index}.pem")),
                 host: format!("local-{slot}"),
                 standby: slot >= active_per_app,
+                spare: slot >= standby_end,
             });
         }
     }
@@ -270,8 +279,10 @@ pub fn init_cluster(dir: &Path, options: InitOptions) -> Result<ClusterConfig, C
         ));
     }
     // Counted in u128 so that no option, however large, overflows before it is refused.
-    let execution_count_wide =
-        options.apps.len() as u128 * (active_per_app as u128 + options.standbys_per_app as u128);
+    let execution_count_wide = options.apps.len() as u128
+        * (active_per_app as u128
+            + options.standbys_per_app as u128
+            + options.spare_slots_per_app as u128);
     let last_port = u128::from(options.base_port) + replica_count as u128 + execution_count_wide;
     if options.base_port == 0 || last_port > u128::from(u16::MAX) {
         let problem = format!(
@@ -314,6 +325,8 @@ pub fn init_cluster(dir: &Path, options: InitOptions) -> Result<ClusterConfig, C
         activator: Some(ActivatorConfig {
             address: SocketAddr::from((Ipv4Addr::LOCALHOST, activator_port as u16)),
             certificate: PathBuf::from("certs/activator.pem"),
+            quiet_ms: options.quiet_ms,
+            announce_ms: 1_000,
         }),
         executions,
     };

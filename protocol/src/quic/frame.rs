@@ -38,10 +38,13 @@ pub(super) fn prefix(length: usize) -> Bytes {
     Bytes::copy_from_slice(&length.to_be_bytes())
 }
 
-/// The hello frame, prefix included: the sender's id and, for a client host, how many
+/// The hello frame, prefix included: the sender's id, its incarnation (drawn at each
+/// process start, so a peer can tell a restarted node from a redial) and, for a client
+/// host, how many
 /// consecutive client ids (starting at `id`) it speaks for.
-pub(super) fn hello(id: NodeId, clients: u32) -> Bytes {
-    let body = postcard::to_stdvec(&(id, clients)).expect("encoding a hello cannot fail");
+pub(super) fn hello(id: NodeId, clients: u32, incarnation: u64) -> Bytes {
+    let body =
+        postcard::to_stdvec(&(id, clients, incarnation)).expect("encoding a hello cannot fail");
     assert!(body.len() <= HELLO_BYTES_MAX);
     let mut frame = Vec::with_capacity(PREFIX_BYTES + body.len());
     frame.extend_from_slice(&(body.len() as u32).to_be_bytes());
@@ -49,9 +52,9 @@ pub(super) fn hello(id: NodeId, clients: u32) -> Bytes {
     Bytes::from(frame)
 }
 
-/// The node id and client count a hello frame names, if it is one.
-pub(super) fn parse_hello(frame: &[u8]) -> Option<(NodeId, u32)> {
-    match postcard::take_from_bytes::<(NodeId, u32)>(frame) {
+/// The node id, client count and incarnation a hello frame names, if it is one.
+pub(super) fn parse_hello(frame: &[u8]) -> Option<(NodeId, u32, u64)> {
+    match postcard::take_from_bytes::<(NodeId, u32, u64)>(frame) {
         Ok((hello, [])) => Some(hello),
         _ => None,
     }
@@ -120,13 +123,13 @@ mod tests {
             NodeId::Client(ClientId(u64::MAX)),
             NodeId::Execution(ExecutionId(u32::MAX)),
         ] {
-            let frame = hello(id, 1);
+            let frame = hello(id, 1, u64::MAX);
             assert!(frame.len() <= PREFIX_BYTES + HELLO_BYTES_MAX);
-            assert_eq!(parse_hello(&frame[PREFIX_BYTES..]), Some((id, 1)));
+            assert_eq!(parse_hello(&frame[PREFIX_BYTES..]), Some((id, 1, u64::MAX)));
         }
         assert_eq!(parse_hello(&[]), None);
         assert_eq!(parse_hello(&[9, 9, 9]), None);
-        let mut trailing = hello(NodeId::Replica(ReplicaId(1)), 0)[PREFIX_BYTES..].to_vec();
+        let mut trailing = hello(NodeId::Replica(ReplicaId(1)), 0, 7)[PREFIX_BYTES..].to_vec();
         trailing.push(0);
         assert_eq!(parse_hello(&trailing), None);
     }

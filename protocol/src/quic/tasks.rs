@@ -23,6 +23,45 @@ pub(super) const CLOSE_FRAMING: VarInt = VarInt::from_u32(1);
 pub(super) const CLOSE_BAD_HELLO: VarInt = VarInt::from_u32(2);
 
 /// One peer (replica or execution replica) this node dials.
+/// How a writer learns that its peer restarted: the peer's last incarnation and a count
+/// of restarts seen, with a wake-up for the writer.
+#[derive(Default)]
+pub(super) struct PeerRestart {
+    incarnation: std::sync::Mutex<Option<u64>>,
+    restarts: std::sync::atomic::AtomicU64,
+    notify: tokio::sync::Notify,
+}
+
+impl PeerRestart {
+    /// A hello from the peer with `incarnation`: a new one after an old one means it
+    /// restarted.
+    fn saw(&self, incarnation: u64) {
+        let mut last = self
+            .incarnation
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let restarted = last.is_some_and(|last| last != incarnation);
+        *last = Some(incarnation);
+        drop(last);
+        if restarted {
+            self.restarts.fetch_add(1, Ordering::Relaxed);
+            self.notify.notify_waiters();
+        }
+    }
+
+    fn restarts(&self) -> u64 {
+        self.restarts.load(Ordering::Relaxed)
+    }
+}
+
+/// A number that differs between two starts of a process (time and pid), in hellos.
+pub(super) fn draw_incarnation() -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_nanos() as u64);
+    nanos ^ (u64::from(std::process::id()) << 40)
+}
+
 pub(super) struct DialTarget {
     pub peer: NodeId,
     pub address: SocketAddr,
@@ -87,7 +126,7 @@ pub(super) async fn serve_connection(shared: Arc<Shared>, connection: Connection
                 );
             }
         };
-        let Some((id, clients)) = frame::parse_hello(&hello) else {
+        let Some((id, clients, incarnation)) = frame::parse_hello(&hello) else {
             return reject(
                 &shared,
                 &connection,
@@ -103,6 +142,9 @@ pub(super) async fn serve_connection(shared: Arc<Shared>, connection: Connection
             Some(_) => {}
             None => {
                 peer = Some(id);
+                if let Some(restart) = shared.peer_restarts.get(&id) {
+                    restart.saw(incarnation);
+                }
                 if let (true, NodeId::Client(first)) = (accepted, id) {
                     if clients == 0 || clients > super::CLIENTS_PER_CONNECTION_MAX {
                         let problem = format!("hello speaks for {clients} clients");
@@ -175,7 +217,7 @@ async fn route_writer(
         match open_stream(&shared, &connection).await {
             Ok(mut send) => {
                 if let WriteEnd::ConnectionLost { frames_lost } =
-                    write_frames(&mut send, &connection, Some(first_frame), &mut frames).await
+                    write_frames(&mut send, &connection, Some(first_frame), &mut frames, None).await
                 {
                     shared.count_dropped_send(frames_lost);
                 }
@@ -206,9 +248,13 @@ async fn open_stream(shared: &Shared, connection: &Connection) -> Result<SendStr
         .open_uni()
         .await
         .map_err(|error| error.to_string())?;
-    send.write_all(&frame::hello(shared.id, shared.client_count))
-        .await
-        .map_err(|error| error.to_string())?;
+    send.write_all(&frame::hello(
+        shared.id,
+        shared.client_count,
+        shared.incarnation,
+    ))
+    .await
+    .map_err(|error| error.to_string())?;
     Ok(send)
 }
 
@@ -270,7 +316,9 @@ pub(super) async fn dial_writer(
                     connection.clone(),
                     false,
                 ));
-                match write_frames(&mut send, &connection, next.take(), &mut frames).await {
+                let restart = shared.peer_restarts.get(&target.peer).map(Arc::as_ref);
+                let watch = restart.map(|restart| (restart, restart.restarts()));
+                match write_frames(&mut send, &connection, next.take(), &mut frames, watch).await {
                     WriteEnd::QueueClosed => {
                         let _ = send.finish();
                         return;
@@ -311,16 +359,27 @@ enum WriteEnd {
 /// Bytes gathered into one write at most (a single larger frame goes alone).
 const WRITE_BATCH_BYTES_MAX: usize = 256 * 1024;
 
+///
+/// `restart`, for a writer to a node peer, with the restarts counted when it connected:
+/// once the peer restarts, the connection (to its old process) is given up.
 async fn write_frames(
     send: &mut SendStream,
     connection: &Connection,
     mut next: Option<Bytes>,
     frames: &mut mpsc::Receiver<Bytes>,
+    restart: Option<(&PeerRestart, u64)>,
 ) -> WriteEnd {
     // Frames are copied into one buffer per write: quinn handles one large chunk far more
     // cheaply than many small ones (a 4-byte prefix and a small frame each).
     let mut buffer = BytesMut::new();
+    let restarted = || restart.is_some_and(|(peer, seen)| peer.restarts() != seen);
     loop {
+        if restarted() {
+            tracing::debug!(remote = %connection.remote_address(), "peer restarted: redialing");
+            return WriteEnd::ConnectionLost {
+                frames_lost: u64::from(next.is_some()),
+            };
+        }
         let first = match next.take() {
             Some(frame) => frame,
             None => tokio::select! {
@@ -329,6 +388,12 @@ async fn write_frames(
                     None => return WriteEnd::QueueClosed,
                 },
                 _ = connection.closed() => return WriteEnd::ConnectionLost { frames_lost: 0 },
+                () = async {
+                    match restart {
+                        Some((peer, _)) => peer.notify.notified().await,
+                        None => std::future::pending().await,
+                    }
+                } => continue,
             },
         };
         let mut count = 1u64;

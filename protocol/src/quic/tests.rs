@@ -157,7 +157,7 @@ async fn oversized_length_prefix_is_rejected_and_counted() {
 
         let connection = dial().await;
         let mut send = connection.open_uni().await.unwrap();
-        send.write_all(&frame::hello(C0, 1)).await.unwrap();
+        send.write_all(&frame::hello(C0, 1, 1)).await.unwrap();
         send.write_all(&u32::MAX.to_be_bytes()).await.unwrap();
         let closed = connection.closed().await;
         assert!(
@@ -176,7 +176,7 @@ async fn oversized_length_prefix_is_rejected_and_counted() {
         // A well-behaved stranger still gets through to the inbox (the MAC check is above).
         let connection = dial().await;
         let mut send = connection.open_uni().await.unwrap();
-        send.write_all(&frame::hello(C0, 1)).await.unwrap();
+        send.write_all(&frame::hello(C0, 1, 1)).await.unwrap();
         send.write_all(&3u32.to_be_bytes()).await.unwrap();
         send.write_all(b"abc").await.unwrap();
         assert_eq!(inbox0.recv().await.unwrap().as_ref(), b"abc");

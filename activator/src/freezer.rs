@@ -2,11 +2,10 @@
 //! writable (the whole process tree stops at once and the kernel reports it frozen), and
 //! with SIGSTOP/SIGCONT elsewhere.
 
-use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-const FREEZER_ROOT: &str = "/sys/fs/cgroup/freezer";
+pub const FREEZER_ROOT: &str = "/sys/fs/cgroup/freezer";
 /// How long freezing may take before it counts as failed.
 const FREEZE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -24,15 +23,34 @@ impl Pause {
             Pause::Signal => "SIGSTOP",
         }
     }
+
+    /// The pause `describe` wrote for the process whose cgroup is `cgroup_name`.
+    pub fn from_description(description: &str, cgroup_name: &str) -> Pause {
+        match description.trim() {
+            "cgroup freezer" => Pause::Freezer(Path::new(FREEZER_ROOT).join(cgroup_name)),
+            _ => Pause::Signal,
+        }
+    }
 }
 
-fn signal(pid: u32, name: &str) -> Result<()> {
+/// The freezer cgroup name of node `node` (e.g. "execution-3") of the platform in `dir`:
+/// unique per platform directory and node.
+pub fn cgroup_name(dir: &Path, node: &str) -> String {
+    let platform = zz_protocol::Digest::of(&[dir.to_string_lossy().as_bytes()]);
+    format!("zz-{platform}-{node}")
+}
+
+/// Send signal `name` (e.g. "CONT", "USR1", "KILL") to process `pid`.
+pub fn signal(pid: u32, name: &str) -> std::io::Result<()> {
     let status = std::process::Command::new("kill")
         .args([&format!("-{name}"), &pid.to_string()])
-        .status()
-        .context("cannot run kill")?;
-    anyhow::ensure!(status.success(), "kill -{name} {pid} failed");
-    Ok(())
+        .stderr(std::process::Stdio::null())
+        .status()?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(std::io::Error::other(format!("kill -{name} {pid} failed")))
+    }
 }
 
 /// A freezer cgroup for `name` (e.g. "zz-<platform>-execution-3"), if the freezer is
@@ -48,7 +66,7 @@ fn freezer_cgroup(name: &str) -> Option<PathBuf> {
 }
 
 /// Pause process `pid`; `name` names its freezer cgroup.
-pub fn pause(pid: u32, name: &str) -> Result<Pause> {
+pub fn pause(pid: u32, name: &str) -> std::io::Result<Pause> {
     if let Some(cgroup) = freezer_cgroup(name) {
         let frozen = std::fs::write(cgroup.join("cgroup.procs"), pid.to_string())
             .and_then(|()| std::fs::write(cgroup.join("freezer.state"), "FROZEN"));
@@ -73,10 +91,9 @@ pub fn pause(pid: u32, name: &str) -> Result<Pause> {
 }
 
 /// Resume a process paused with [`pause`].
-pub fn resume(pid: u32, pause: &Pause) -> Result<()> {
+pub fn resume(pid: u32, pause: &Pause) -> std::io::Result<()> {
     match pause {
-        Pause::Freezer(cgroup) => std::fs::write(cgroup.join("freezer.state"), "THAWED")
-            .with_context(|| format!("cannot thaw {}", cgroup.display())),
+        Pause::Freezer(cgroup) => std::fs::write(cgroup.join("freezer.state"), "THAWED"),
         Pause::Signal => signal(pid, "CONT"),
     }
 }
