@@ -316,9 +316,15 @@ impl Policy {
     pub fn handle_tick(&mut self, now: Time) {
         let apps: Vec<AppId> = self.apps.keys().copied().collect();
         for app in apps {
-            let pool = &self.apps[&app];
-            let extra = pool.active().len().saturating_sub(self.config.f + 1);
+            let pool = self.apps.get_mut(&app).expect("listed");
+            let active_count = pool.active().len();
+            let extra = active_count.saturating_sub(self.config.f + 1);
             let quiet = now.saturating_sub(pool.last_trouble) >= self.config.quiet_micros;
+            // A wish for one more standby lapses with the quiet period, unless too few
+            // members are active to answer clients.
+            if quiet && pool.wake_wanted && active_count > self.config.f {
+                pool.wake_wanted = false;
+            }
             if extra > 0 && quiet && !pool.wake_wanted {
                 let pool = self.apps.get_mut(&app).expect("listed");
                 let mut paused = Vec::new();
@@ -353,7 +359,8 @@ impl Policy {
     }
 
     fn activate_if_wanted(&mut self, now: Time, app: AppId) {
-        if self.apps[&app].wake_wanted {
+        let pool = &self.apps[&app];
+        if pool.wake_wanted || pool.active().len() <= self.config.f {
             self.activate(now, app);
         }
     }

@@ -20,6 +20,13 @@ use zz_protocol::{AppId, Digest, ExecutionId, Seq, Time};
 
 /// Sequence numbers (or checkpoints) watched per app at most; older ones are forgotten.
 pub const WATCHED_MAX: usize = 1024;
+/// How far past its own routed sequence number a replica keeps reports: an agreement
+/// replica that lags behind the execution replicas must not lose their one report about
+/// a sequence number (and later call them silent), while a liar's reports from far
+/// ahead are still ignored.
+pub const REPORTS_AHEAD_MAX: u64 = 256;
+
+const _: () = assert!(REPORTS_AHEAD_MAX as usize <= WATCHED_MAX);
 
 /// Settings of a detector.
 #[derive(Clone, Copy, Debug)]
@@ -201,7 +208,8 @@ impl Detector {
     }
 
     /// An `Executed` report from `from` about `seq` of `app`; `routed` is the app's
-    /// highest routed sequence number (reports beyond it are lies and ignored).
+    /// highest routed sequence number (reports more than [`REPORTS_AHEAD_MAX`] beyond it
+    /// are lies and ignored).
     pub fn handle_executed(
         &mut self,
         now: Time,
@@ -248,7 +256,8 @@ impl Detector {
             return;
         };
         // Only active members are judged: a paused or removed one's echoes do not count.
-        if !watch.active.contains(&from) || seq > routed || seq == Seq(0) {
+        let too_far = seq.0 > routed.0.saturating_add(REPORTS_AHEAD_MAX);
+        if !watch.active.contains(&from) || too_far || seq == Seq(0) {
             return;
         }
         let table = watch.table_mut(kind);

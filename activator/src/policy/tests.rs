@@ -223,3 +223,28 @@ fn scale_grows_into_spares_shrinks_and_refuses_beyond_the_slots() {
     policy.handle_ready(now, APP, E2);
     assert_eq!(thawed(&policy.take_commands()), vec![E2]);
 }
+
+/// Wakes that find every standby already active leave a wish for one more; it lapses with
+/// the quiet period, and the extra members are paused again (the app is not stuck above
+/// f+1 active).
+#[test]
+fn a_wish_for_a_standby_lapses_when_all_is_quiet() {
+    let mut policy = policy();
+    for epoch in 0..3u64 {
+        for replica in 0..2 {
+            policy.handle_wake(Time(epoch + 1), ReplicaId(replica), wake(epoch));
+        }
+    }
+    let commands = policy.take_commands();
+    assert_eq!(thawed(&commands), vec![E3, E2], "other hosts first");
+    assert!(
+        policy
+            .events()
+            .any(|(_, e)| e.contains("no standby is ready"))
+    );
+    policy.handle_tick(Time(QUIET + 10));
+    let paused: Vec<Command> = (policy.take_commands().into_iter())
+        .filter(|command| matches!(command, Command::Pause(_)))
+        .collect();
+    assert_eq!(paused, vec![Command::Pause(E2), Command::Pause(E3)]);
+}
