@@ -35,6 +35,33 @@ pub struct BenchArgs {
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Measure recovery: inject FAULT this long after the start (e.g. `5s`) into an
+    /// active kv replica, and time it until a woken standby serves a correct reply.
+    #[arg(long, value_parser = parse_seconds, requires = "fault")]
+    pub inject_at: Option<Duration>,
+    /// With --inject-at: the fault to inject.
+    #[arg(value_enum, requires = "inject_at")]
+    pub fault: Option<crate::operate::Fault>,
+    /// With --inject-at: the replica to inject into (default: the last active kv replica).
+    #[arg(long, requires = "inject_at")]
+    pub inject_into: Option<String>,
+    /// With --inject-at: load this many MB into kv first.
+    #[arg(long, default_value_t = 0, requires = "inject_at")]
+    pub state_mb: u64,
+    /// With --state-mb: bytes per loaded value.
+    #[arg(long, default_value_t = 60_000)]
+    pub value_bytes: usize,
+}
+
+/// "5s", "1.5s" or "5": seconds.
+fn parse_seconds(text: &str) -> Result<Duration, String> {
+    let number = text.strip_suffix('s').unwrap_or(text);
+    number
+        .parse::<f64>()
+        .ok()
+        .filter(|seconds| seconds.is_finite() && *seconds >= 0.0)
+        .map(Duration::from_secs_f64)
+        .ok_or_else(|| format!("{text:?} is not a number of seconds (e.g. 5s)"))
 }
 
 #[derive(serde::Serialize)]
@@ -90,6 +117,29 @@ pub async fn run(args: &BenchArgs) -> Result<()> {
             config.clients,
             args.dir.display()
         );
+    }
+    if let (Some(inject_at), Some(fault)) = (args.inject_at, args.fault) {
+        if args.app.as_deref() != Some(zz_apps::kv::NAME) {
+            bail!("--inject-at measures recovery of kv: add --app kv");
+        }
+        if args.value_bytes == 0 || args.value_bytes + 64 > config.protocol.request_bytes_max {
+            bail!(
+                "--value-bytes must be 1..={} (requests are at most {} B)",
+                config.protocol.request_bytes_max - 64,
+                config.protocol.request_bytes_max
+            );
+        }
+        let recovery = crate::recovery::RecoveryArgs {
+            dir: args.dir.clone(),
+            clients: args.clients.min(64) as u32,
+            state_mb: args.state_mb,
+            value_bytes: args.value_bytes,
+            inject_at,
+            fault,
+            inject_into: args.inject_into.clone(),
+            json: args.json,
+        };
+        return crate::recovery::run(&recovery).await;
     }
     let (app, make_op) = operations(&config, args)?;
     let measuring = Arc::new(AtomicBool::new(false));

@@ -4,6 +4,7 @@ mod apps;
 mod bench;
 mod operate;
 mod platform;
+mod recovery;
 mod sim;
 mod status;
 

@@ -40,6 +40,10 @@ pub struct InitArgs {
     /// again (milliseconds).
     #[arg(long, default_value_t = 10_000)]
     pub quiet_ms: u64,
+    /// How woken replicas get their state: lazy (serve at once, fetch buckets as requests
+    /// touch them) or eager (fetch the whole state first; a baseline for benchmarks).
+    #[arg(long, default_value = "lazy", value_parser = ["lazy", "eager"])]
+    pub state_fetch: String,
     /// Replica i listens on 127.0.0.1:(base-port + i); execution replicas follow.
     #[arg(long, default_value_t = 7000)]
     pub base_port: u16,
@@ -67,6 +71,10 @@ pub fn init(args: &InitArgs) -> Result<ClusterConfig> {
         standbys_per_app: args.standbys,
         spare_slots_per_app: args.spare_slots,
         quiet_ms: args.quiet_ms,
+        state_fetch: match args.state_fetch.as_str() {
+            "eager" => zz_protocol::config::StateFetch::Eager,
+            _ => zz_protocol::config::StateFetch::Lazy,
+        },
     };
     let config = init_cluster(&args.dir, options)?;
     Ok(config)

@@ -48,6 +48,8 @@ impl Voters {
 pub struct Accepted {
     pub timestamp: u64,
     pub result: Vec<u8>,
+    /// The voters whose replies matched (at least f+1), in id order.
+    pub voters: Vec<NodeId>,
 }
 
 struct Outstanding {
@@ -132,10 +134,15 @@ impl ClientCore {
             return None;
         }
         let timestamp = request.timestamp;
+        let voters = (outstanding.replies.iter())
+            .filter(|(_, result)| **result == reply.result)
+            .map(|(voter, _)| *voter)
+            .collect();
         self.outstanding = None;
         Some(Accepted {
             timestamp,
             result: reply.result,
+            voters,
         })
     }
 

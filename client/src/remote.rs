@@ -2,7 +2,7 @@
 //! connection per replica (so replies to many clients travel together); a task owns one
 //! [`ClientCore`] per id and answers [`Client::invoke`] calls, one at a time per client.
 
-use crate::core::{ClientCore, Destination, Voters};
+use crate::core::{Accepted, ClientCore, Destination, Voters};
 use bytes::Bytes;
 use std::collections::VecDeque;
 use std::path::Path;
@@ -42,7 +42,7 @@ struct Invoke {
     app: AppId,
     op: Vec<u8>,
     deadline: Duration,
-    result: oneshot::Sender<Result<Vec<u8>, ClientError>>,
+    result: oneshot::Sender<Result<Accepted, ClientError>>,
 }
 
 /// Clients `first..first + count` of a cluster, sharing one connection per replica.
@@ -156,6 +156,17 @@ impl Client {
         op: Vec<u8>,
         deadline: Duration,
     ) -> Result<Vec<u8>, ClientError> {
+        let accepted = self.invoke_vouched(app, op, deadline).await?;
+        Ok(accepted.result)
+    }
+
+    /// Like [`Client::invoke_with_deadline`], with who vouched for the result.
+    pub async fn invoke_vouched(
+        &self,
+        app: AppId,
+        op: Vec<u8>,
+        deadline: Duration,
+    ) -> Result<Accepted, ClientError> {
         let (result, receiver) = oneshot::channel();
         let invoke = Invoke {
             client: self.id,
@@ -175,7 +186,7 @@ impl Client {
 struct Pending {
     deadline: Instant,
     timeout: Duration,
-    result: oneshot::Sender<Result<Vec<u8>, ClientError>>,
+    result: oneshot::Sender<Result<Accepted, ClientError>>,
 }
 
 struct ClientState {
@@ -293,7 +304,7 @@ impl PoolTask {
         if let Some(accepted) = client.core.handle_reply(from, reply)
             && let Some(pending) = client.pending.take()
         {
-            let _ = pending.result.send(Ok(accepted.result));
+            let _ = pending.result.send(Ok(accepted));
             if let Some(next) = client.queued.pop_front() {
                 self.submit(index, next);
             }

@@ -72,6 +72,9 @@ pub struct ExecutionReplica {
     stable_notices: BTreeMap<(Seq, Digest), std::collections::BTreeSet<ReplicaId>>,
     outputs: VecDeque<ExecOutput>,
     counters: ExecCounters,
+    /// Execute nothing while the state misses buckets (eager fetch, the baseline), rather
+    /// than fetching each bucket when a request touches it.
+    fetch_whole_state_first: bool,
 }
 
 /// The reply cache entry for `client`: (timestamp, result) of its last executed request.
@@ -119,7 +122,14 @@ impl ExecutionReplica {
             stable_notices: BTreeMap::new(),
             outputs: VecDeque::new(),
             counters: ExecCounters::default(),
+            fetch_whole_state_first: false,
         }
+    }
+
+    /// After a restart from a checkpoint, execute only once every bucket is installed.
+    pub fn fetching_whole_state_first(mut self, eager: bool) -> Self {
+        self.fetch_whole_state_first = eager;
+        self
     }
 
     pub fn last_executed(&self) -> Seq {
@@ -255,6 +265,11 @@ impl ExecutionReplica {
     /// Execute whatever is ready: the batch in progress, then every next sequence number
     /// that f+1 agreement replicas sent the same order for.
     fn run(&mut self) {
+        if self.fetch_whole_state_first && !self.store.is_complete() {
+            // The driver's background fetch brings every bucket; installing the last one
+            // runs this again.
+            return;
+        }
         loop {
             if self.in_progress.is_none() {
                 let Some(order) = self.trusted_order(self.next_seq) else {

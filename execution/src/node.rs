@@ -152,7 +152,11 @@ pub async fn run_execution_node(
         window: cluster.protocol.window * 4,
     };
     let store = ObjectStore::new(StateParams::default());
-    let replica = ExecutionReplica::new(config, app, store, Seq(0));
+    let eager = (cluster.apps.iter())
+        .find(|app| app.id == member.app)
+        .is_some_and(|app| app.state_fetch == zz_protocol::config::StateFetch::Eager);
+    let replica =
+        ExecutionReplica::new(config, app, store, Seq(0)).fetching_whole_state_first(eager);
     let (bus, mut inbox) = QuicBus::start_node(dir, &cluster, NodeId::Execution(id))?;
     tracing::info!(execution = %id, app = %member.app, address = %bus.local_addr(), "execution replica started");
     let bus = FaultyBus::new(bus);
@@ -201,6 +205,10 @@ pub async fn run_execution_node(
                 // Reports go to the agreement replicas as they are made; here they are
                 // only drained so they do not pile up.
                 driver.take_reports();
+                // Keep the fetch pipeline full between ticks: answers free room.
+                if driver.fetches_in_flight() < crate::driver::FETCHES_IN_FLIGHT_MAX / 2 {
+                    driver.fetch_buckets(now(), FETCH_RETRY.as_micros() as u64);
+                }
             }
             Some(()) = injected.recv() => apply_fault(dir, id, &mut driver, &switch, &mut fault),
             _ = status_tick.tick() => {

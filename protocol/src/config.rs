@@ -112,6 +112,27 @@ pub struct AppConfig {
     pub id: AppId,
     /// Non-empty, `[a-z0-9-]` only.
     pub name: String,
+    /// How a woken replica of this app gets the state of the checkpoint it joins from.
+    #[serde(default, skip_serializing_if = "StateFetch::is_lazy")]
+    pub state_fetch: StateFetch,
+}
+
+/// How a woken execution replica gets its state.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StateFetch {
+    /// Serve at once, fetching each bucket when a request touches it (and the rest in
+    /// the background): ZZ's on-demand fetch.
+    #[default]
+    Lazy,
+    /// Fetch the whole state before executing anything: the baseline ZZ improves on.
+    Eager,
+}
+
+impl StateFetch {
+    pub fn is_lazy(&self) -> bool {
+        *self == StateFetch::Lazy
+    }
 }
 
 /// What is wrong with a configuration or key file. Each message names the file, and for a

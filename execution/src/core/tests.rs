@@ -218,6 +218,32 @@ fn a_pinned_replica_parks_on_missing_buckets_and_catches_up_identically() {
     assert_eq!(pinned.last_executed(), Seq(6));
 }
 
+/// Eager fetch, the baseline: a pinned replica executes nothing and asks for no bucket
+/// until every bucket is installed; then it produces exactly what the full replica did.
+#[test]
+fn an_eager_replica_executes_only_once_the_whole_state_is_installed() {
+    let orders = workload();
+    let mut full = replica();
+    let before = run_to(&mut full, &orders[..2]);
+    let (_, root) = *roots(&before).last().unwrap();
+    let source = full.store().snapshot(Seq(2)).unwrap().clone();
+    let expected = run_to(&mut full, &orders[2..]);
+
+    let pinned_store = ObjectStore::pinned(params(), Seq(2), root);
+    let mut eager = ExecutionReplica::new(config(), Box::new(Counter), pinned_store, Seq(2))
+        .fetching_whole_state_first(true);
+    assert!(run_to(&mut eager, &orders[2..]).is_empty());
+    let missing: Vec<_> = eager.store().missing_buckets().collect();
+    let (last, rest) = missing.split_last().expect("a pinned store misses buckets");
+    for bucket in rest {
+        eager.install_bucket(source.bucket_with_proof(*bucket).unwrap()).unwrap();
+        assert!(outputs(&mut eager).is_empty(), "nothing before the state is whole");
+    }
+    eager.install_bucket(source.bucket_with_proof(*last).unwrap()).unwrap();
+    assert_eq!(outputs(&mut eager), expected);
+    assert_eq!(eager.last_executed(), Seq(6));
+}
+
 /// A checkpoint counts as stable at an execution replica only on f+1 matching notices from
 /// distinct agreement replicas, and only if the replica computed that same root.
 #[test]

@@ -36,6 +36,8 @@ pub struct InitOptions {
     /// The activator's quiet period: how long after the last alarm woken replicas are
     /// paused again.
     pub quiet_ms: u64,
+    /// How every app's woken replicas get their state.
+    pub state_fetch: super::StateFetch,
     /// The remaining protocol parameters.
     pub params: ProtocolParams,
 }
@@ -51,6 +53,7 @@ impl Default for InitOptions {
             standbys_per_app: 0,
             spare_slots_per_app: 0,
             quiet_ms: 10_000,
+            state_fetch: super::StateFetch::Lazy,
             params: ProtocolParams::default(),
         }
     }
@@ -320,6 +323,7 @@ pub fn init_cluster(dir: &Path, options: InitOptions) -> Result<ClusterConfig, C
             .map(|(index, name)| AppConfig {
                 id: AppId(index as u32),
                 name: name.clone(),
+                state_fetch: options.state_fetch,
             })
             .collect(),
         activator: Some(ActivatorConfig {
