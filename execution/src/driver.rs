@@ -7,6 +7,7 @@
 //! as an argument, so the node and the simulator run the same code.
 
 use crate::core::{ExecOutput, ExecutionReplica};
+use crate::fault::ExecutionFault;
 use bytes::Bytes;
 use std::collections::BTreeMap;
 use zz_protocol::bus::MessageBus;
@@ -42,6 +43,8 @@ pub struct ExecutionDriver<B> {
     /// Buckets asked for and not installed yet: how many asks so far (which peer is next)
     /// and when the last one went out.
     fetches: BTreeMap<BucketIndex, (usize, Time)>,
+    /// An injected fault (honest unless an operator or the simulator says otherwise).
+    fault: ExecutionFault,
 }
 
 /// Bucket fetches in flight at most, counting those execution waits on.
@@ -66,7 +69,17 @@ impl<B: MessageBus> ExecutionDriver<B> {
             joining: None,
             peers: Vec::new(),
             fetches: BTreeMap::new(),
+            fault: ExecutionFault::Honest,
         }
+    }
+
+    /// Misbehave from now on as `fault` says (fault injection).
+    pub fn set_fault(&mut self, fault: ExecutionFault) {
+        self.fault = fault;
+    }
+
+    pub fn fault(&self) -> ExecutionFault {
+        self.fault
     }
 
     pub fn replica(&self) -> &ExecutionReplica {
@@ -226,6 +239,7 @@ impl<B: MessageBus> ExecutionDriver<B> {
                     .then(|| self.replica.store().snapshot(fetch.seq))
                     .flatten()
                     .and_then(|snapshot| snapshot.bucket_with_proof(BucketIndex(fetch.bucket)).ok())
+                    .map(|proof| self.fault.bucket(proof))
                     .map(|proof| postcard::to_stdvec(&proof).expect("encoding cannot fail"));
                 let answer = BucketData {
                     app: fetch.app,
@@ -277,7 +291,10 @@ impl<B: MessageBus> ExecutionDriver<B> {
             (NodeId::Client(client), Message::Request(request)) => {
                 let timestamp = request.request.timestamp;
                 match self.replica.cached_reply(client, timestamp) {
-                    Some(reply) => self.send(NodeId::Client(client), &Message::Reply(reply)),
+                    Some(reply) => {
+                        let reply = self.fault.reply(reply);
+                        self.send(NodeId::Client(client), &Message::Reply(reply))
+                    }
                     // Not executed yet (or long superseded): the order will bring it.
                     None => self.reject("retransmission-not-cached"),
                 }
@@ -292,14 +309,16 @@ impl<B: MessageBus> ExecutionDriver<B> {
             match output {
                 ExecOutput::Reply(reply) => {
                     let to = NodeId::Client(reply.client);
+                    let reply = self.fault.reply(reply);
                     self.send(to, &Message::Reply(reply));
                 }
                 ExecOutput::Executed(executed) => {
-                    self.broadcast(&Message::Executed(executed));
+                    self.broadcast(&Message::Executed(self.fault.executed(executed)));
                     self.reports.push(ExecOutput::Executed(executed));
                 }
                 ExecOutput::Checkpoint(checkpoint) => {
-                    self.broadcast(&Message::ExecutionCheckpoint(checkpoint));
+                    let reported = self.fault.checkpoint(checkpoint);
+                    self.broadcast(&Message::ExecutionCheckpoint(reported));
                     self.reports.push(ExecOutput::Checkpoint(checkpoint));
                 }
                 ExecOutput::NeedBucket(bucket) => {
@@ -312,6 +331,9 @@ impl<B: MessageBus> ExecutionDriver<B> {
     }
 
     fn send(&mut self, to: NodeId, message: &Message) {
+        if self.fault.sends_nothing() {
+            return;
+        }
         if let Some(frame) = self.endpoint.seal(to, message) {
             self.bus.send(to, Bytes::from(frame));
         }
@@ -319,6 +341,9 @@ impl<B: MessageBus> ExecutionDriver<B> {
 
     /// To every agreement replica, with one authenticator.
     fn broadcast(&mut self, message: &Message) {
+        if self.fault.sends_nothing() {
+            return;
+        }
         let frame = Bytes::from(self.endpoint.seal_multicast(message));
         for replica in 0..self.agreement_replicas {
             self.bus

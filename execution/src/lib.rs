@@ -9,6 +9,8 @@ pub mod core;
 
 pub use core::{ExecCounters, ExecOutput, ExecutionConfig, ExecutionReplica};
 pub mod driver;
+pub mod fault;
 pub mod node;
 
 pub use driver::ExecutionDriver;
+pub use fault::ExecutionFault;
