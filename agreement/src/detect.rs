@@ -85,6 +85,11 @@ struct AppWatch {
     active: BTreeSet<ExecutionId>,
     /// When the current membership took effect: silence counts from then at the earliest.
     active_since: Time,
+    /// The highest sequence number each active member reported (a replies digest or a
+    /// root) since it became active. Execution is gap-free, so a member that reported a
+    /// later one executed every earlier one: a lost report, or a woken replica that
+    /// started from a later stable checkpoint, is not silence.
+    reported_up_to: BTreeMap<ExecutionId, Seq>,
     executed: Table,
     roots: Table,
     /// The wake sent for the current epoch, and when it was last sent.
@@ -135,6 +140,7 @@ impl Detector {
                     epoch: 0,
                     active: active.get(app).into_iter().flatten().copied().collect(),
                     active_since: Time(0),
+                    reported_up_to: BTreeMap::new(),
                     executed: Table::default(),
                     roots: Table::default(),
                     wake: None,
@@ -187,11 +193,17 @@ impl Detector {
             return false;
         }
         watch.epoch = epoch;
-        watch.active = active
+        let active: BTreeSet<ExecutionId> = active
             .iter()
             .copied()
             .filter(|member| watch.members.contains(member))
             .collect();
+        // A member that was not active, or was replaced by a fresh instance, starts over:
+        // what it reported before tells nothing of where it is now.
+        let previously_active = std::mem::replace(&mut watch.active, active);
+        (watch.reported_up_to).retain(|member, _| {
+            previously_active.contains(member) && watch.active.contains(member)
+        });
         watch.active_since = now;
         watch.wake = None;
         watch.faulty.clear();
@@ -260,6 +272,8 @@ impl Detector {
         if !watch.active.contains(&from) || too_far || seq == Seq(0) {
             return;
         }
+        let up_to = watch.reported_up_to.entry(from).or_default();
+        *up_to = (*up_to).max(seq);
         let table = watch.table_mut(kind);
         if !table.reports.contains_key(&seq) && seq <= table.settled {
             return;
@@ -330,6 +344,11 @@ impl Detector {
         let watch = self.apps.get_mut(&app).expect("a watched app");
         let active = watch.active.clone();
         let since = watch.active_since;
+        // Members known to have executed `seq`, whether or not their report about it came.
+        let past: BTreeSet<ExecutionId> = (watch.reported_up_to.iter())
+            .filter(|(_, up_to)| **up_to > seq)
+            .map(|(member, _)| *member)
+            .collect();
         let table = watch.table_mut(kind);
         let Some(reports) = table.reports.get_mut(&seq) else {
             return;
@@ -338,7 +357,10 @@ impl Detector {
         if agreed.is_some() && reports.agreed_at.is_none() {
             reports.agreed_at = Some(now);
         }
+        let accounted =
+            |member: &ExecutionId| reports.by_member.contains_key(member) || past.contains(member);
         let all_active_reported = active.iter().all(|m| reports.by_member.contains_key(m));
+        let all_active_accounted = active.iter().all(accounted);
         let mut wrong = Vec::new();
         let mut silent = Vec::new();
         if let Some(agreed) = agreed {
@@ -349,11 +371,7 @@ impl Detector {
             }
             let agreed_at = reports.agreed_at.expect("set above").max(since);
             if now.saturating_sub(agreed_at) >= silence {
-                silent.extend(
-                    active
-                        .iter()
-                        .filter(|member| !reports.by_member.contains_key(member)),
-                );
+                silent.extend(active.iter().filter(|member| !accounted(member)));
             }
         }
         let differ = {
@@ -366,7 +384,9 @@ impl Detector {
             digests.any(|digest| Some(digest) != first)
         };
         let waited = now.saturating_sub(reports.first_at.max(since)) >= silence;
-        let done = all_active_reported && !differ && agreed.is_some();
+        // Settled when every active member is accounted for and none differs: either f+1
+        // agree and all reported, or some reports were lost and there is nothing to judge.
+        let done = all_active_accounted && !differ && (agreed.is_some() || !all_active_reported);
         if done {
             table.reports.remove(&seq);
             table.settled = table.settled.max(seq);
@@ -386,7 +406,7 @@ impl Detector {
         if agreed.is_none() {
             if all_active_reported && differ {
                 self.wake(now, app, seq, differ_reason);
-            } else if waited {
+            } else if waited && (!all_active_accounted || active.len() < quorum) {
                 self.wake(now, app, seq, WakeReason::Silence);
             }
         }

@@ -243,7 +243,15 @@ impl<B: MessageBus, S: Storage> ReplicaDriver<B, S> {
                     }
                     self.deliveries.push(Delivery::AppOrder(order));
                 }
-                Output::Skipped { to } => self.deliveries.push(Delivery::Skipped(to)),
+                Output::Skipped { to } => {
+                    // The per-app sequences jumped with the state: orders up to them were
+                    // ordered, only not here, so reports about them are not lies.
+                    let app_seqs: Vec<_> = self.replica.app_seqs().collect();
+                    for (app, seq) in app_seqs {
+                        self.orders.skipped_to(app, seq);
+                    }
+                    self.deliveries.push(Delivery::Skipped(to))
+                }
                 Output::AlreadyOrdered {
                     app,
                     client,

@@ -107,6 +107,15 @@ impl OrderRouter {
         self.routed.get(&app).copied().unwrap_or_default()
     }
 
+    /// A state transfer took this replica's per-app sequence of `app` to `seq`: the orders
+    /// up to it were ordered by others, so execution reports up to it are judged.
+    pub fn skipped_to(&mut self, app: AppId, seq: Seq) {
+        if self.groups.contains_key(&app) {
+            let routed = self.routed.entry(app).or_default();
+            *routed = (*routed).max(seq);
+        }
+    }
+
     /// Whether `member` runs `app`.
     pub fn is_member(&self, member: ExecutionId, app: AppId) -> bool {
         self.members.get(&member) == Some(&app)

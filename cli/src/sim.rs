@@ -53,7 +53,7 @@ pub fn run(args: &SimArgs) -> u64 {
         let seed = outcome.seed;
         if args.verbose || args.seed.is_some() {
             println!(
-                "seed {seed}: events {}, accepted {}, batches {}, execution checkpoints {}, view changes {}, state transfers {}, rejected {}, lost {}, byzantine {}, crashes {}, end {:.1}s",
+                "seed {seed}: events {}, accepted {}, batches {}, execution checkpoints {}, view changes {}, state transfers {}, rejected {}, lost {}, byzantine {}, crashes {}, execution faults {}, woken {}, destroyed {} ({} faulty), buckets fetched {} ({} bad refused), end {:.1}s",
                 stats.events,
                 stats.requests_accepted,
                 stats.batches_ordered_max,
@@ -64,6 +64,12 @@ pub fn run(args: &SimArgs) -> u64 {
                 stats.frames_lost,
                 stats.byzantine_replicas,
                 stats.crashes,
+                stats.execution_faults_injected,
+                stats.standbys_woken,
+                stats.replicas_destroyed,
+                stats.faulty_replaced,
+                stats.buckets_fetched,
+                stats.bad_buckets,
                 stats.end_micros as f64 / 1e6
             );
         }
@@ -73,6 +79,7 @@ pub fn run(args: &SimArgs) -> u64 {
             println!("  replay: {}", outcome.replay_command());
         }
     }
+    println!("activation {}", sim::ActivationSummary::of(&outcomes));
     println!("seeds: {}, violations: {violations}", outcomes.len());
     violations
 }

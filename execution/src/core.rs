@@ -193,6 +193,12 @@ impl ExecutionReplica {
         self.config.app
     }
 
+    /// Whether orders are buffered that cannot run yet (too few matching copies of the
+    /// next one, or a gap before them), while no bucket is awaited.
+    pub fn waits_for_orders(&self) -> bool {
+        self.in_progress.is_none() && !self.orders.is_empty()
+    }
+
     /// An agreement replica's notice that `checkpoint` became stable. On f+1 matching
     /// notices from distinct agreement replicas (one of them correct) the store keeps that
     /// snapshot as stable and drops older ones.

@@ -38,6 +38,10 @@ pub struct ExecutionDriver<B> {
     /// While joining (woken): the stable checkpoints agreement replicas answered, by
     /// replica. None when not joining.
     joining: Option<BTreeMap<ReplicaId, (Seq, Digest)>>,
+    /// When the last `Join` went out (None until the first periodic call after it).
+    join_sent_at: Option<Time>,
+    /// The last executed sequence number seen by the periodic call, and since when.
+    progress_seen: (Seq, Time),
     /// The app's other execution replicas: where buckets are fetched from.
     peers: Vec<ExecutionId>,
     /// Buckets asked for and not installed yet: how many asks so far (which peer is next)
@@ -67,6 +71,8 @@ impl<B: MessageBus> ExecutionDriver<B> {
             reports: Vec::new(),
             needed: Vec::new(),
             joining: None,
+            join_sent_at: None,
+            progress_seen: (Seq(0), Time(0)),
             peers: Vec::new(),
             fetches: BTreeMap::new(),
             fault: ExecutionFault::Honest,
@@ -110,6 +116,7 @@ impl<B: MessageBus> ExecutionDriver<B> {
     /// the background, so the replica soon owns the whole state. An ask unanswered after
     /// `retry_micros` goes to the next peer.
     pub fn fetch_buckets(&mut self, now: Time, retry_micros: u64) {
+        self.ask_again(now, retry_micros);
         let Some((seq, _)) = self.replica.store().pin() else {
             return;
         };
@@ -146,6 +153,42 @@ impl<B: MessageBus> ExecutionDriver<B> {
         }
     }
 
+    /// Joining and catching up hang on single messages the network may lose. While joining,
+    /// `Join` goes out again every `retry_micros`. A replica holding orders it cannot
+    /// execute yet (copies from fewer than f+1 agreement replicas, or a gap before them)
+    /// that made no progress for `retry_micros` asks for the orders after what it executed.
+    fn ask_again(&mut self, now: Time, retry_micros: u64) {
+        if self.joining.is_some() {
+            match self.join_sent_at {
+                Some(sent_at) if now.saturating_sub(sent_at) < retry_micros => {}
+                Some(_) => {
+                    self.join_sent_at = Some(now);
+                    let join = Message::Join(Join {
+                        app: self.replica.app(),
+                    });
+                    self.broadcast(&join);
+                }
+                None => self.join_sent_at = Some(now),
+            }
+            return;
+        }
+        let executed = self.replica.last_executed();
+        if executed != self.progress_seen.0 {
+            self.progress_seen = (executed, now);
+            return;
+        }
+        if self.replica.waits_for_orders()
+            && now.saturating_sub(self.progress_seen.1) >= retry_micros
+        {
+            self.progress_seen.1 = now;
+            let fetch = Message::FetchOrders(FetchOrders {
+                app: self.replica.app(),
+                after: executed,
+            });
+            self.broadcast(&fetch);
+        }
+    }
+
     /// Ask the next peer for `bucket` of checkpoint `seq`.
     fn ask(&mut self, now: Time, seq: Seq, bucket: BucketIndex) {
         let asks = self.fetches.get(&bucket).map_or(0, |(asks, _)| *asks);
@@ -169,6 +212,7 @@ impl<B: MessageBus> ExecutionDriver<B> {
     /// pinned to that root) and asks for the orders after it.
     pub fn join(&mut self) {
         self.joining = Some(BTreeMap::new());
+        self.join_sent_at = None;
         let join = Message::Join(Join {
             app: self.replica.app(),
         });

@@ -43,7 +43,7 @@ impl Run {
 }
 
 /// The seed's generated scenario with every fault removed: no loss, no duplicates, no
-/// partitions, no crashes, no Byzantine replicas. Parameters, delays and the workload stay
+/// partitions, no crashes, no Byzantine replicas, no faulty execution replicas. Parameters, delays and the workload stay
 /// as the seed drew them. The generator comes back too, to draw the pinned fault from.
 fn calm(seed: u64, f: usize) -> (Scenario, SimRng) {
     let mut rng = SimRng::new(seed);
@@ -53,6 +53,7 @@ fn calm(seed: u64, f: usize) -> (Scenario, SimRng) {
     scenario.partitions.clear();
     scenario.crashes.clear();
     scenario.byzantine.clear();
+    scenario.execution_faults.clear();
     (scenario, rng)
 }
 

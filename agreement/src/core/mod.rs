@@ -338,6 +338,10 @@ impl Replica {
     pub fn stable_seq(&self) -> Seq {
         self.stable.seq
     }
+    /// Each app's last per-app sequence number ordered (or reached by a state transfer).
+    pub fn app_seqs(&self) -> impl Iterator<Item = (AppId, Seq)> + '_ {
+        self.exec.apps.iter().map(|(app, seq)| (*app, *seq))
+    }
     /// The latest stable checkpoint: (seq, state digest).
     pub fn stable_checkpoint(&self) -> (Seq, Digest) {
         (self.stable.seq, self.stable.digest)

@@ -179,3 +179,20 @@ fn a_client_retransmit_wakes_standbys() {
     detector.handle_client_retransmit(Time(6), APP, Seq(3));
     assert!(detector.take_alarms().is_empty(), "one wake per epoch");
 }
+
+#[test]
+fn a_member_that_reported_a_later_sequence_number_is_not_silent_about_an_earlier_one() {
+    // Execution is gap-free: a lost report, or a woken replica that started from a later
+    // stable checkpoint, is no silence.
+    let mut detector = detector();
+    executed(&mut detector, 0, E0, 1, 1);
+    // E1's report about s1 is lost; its report about s2 arrives.
+    executed(&mut detector, 1, E0, 2, 2);
+    executed(&mut detector, 1, E1, 2, 2);
+    detector.handle_tick(Time(10 * SILENCE));
+    assert!(detector.take_alarms().is_empty());
+    assert!(
+        detector.table(APP, Kind::Replies).is_empty(),
+        "nothing is left to judge"
+    );
+}

@@ -3,18 +3,25 @@
 //! can with its own keys: equivocating pre-prepares, conflicting prepares and commits,
 //! false checkpoints, forged orders to execution replicas, view changes that hide prepared
 //! certificates, absurd views and sequence numbers, replays of its old messages, forged
-//! MACs, and silence.
+//! MACs, silence, and false `Wake` and `Faulty` alarms to the activator (validly
+//! authenticated, for random apps, epochs and members).
 
 use super::rng::SimRng;
 use bytes::Bytes;
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
+use zz_protocol::config::LOCAL_ACTIVATOR;
 use zz_protocol::crypto::{Ed25519SigningKey, Signed};
 use zz_protocol::envelope::Envelope;
-use zz_protocol::messages::{Batch, Commit, Message, PrePrepareHeader, Prepare};
-use zz_protocol::{Digest, Endpoint, NodeId, ReplicaId, Seq, View};
+use zz_protocol::messages::{
+    Batch, Commit, FaultReason, Faulty, Message, PrePrepareHeader, Prepare, Wake, WakeReason,
+};
+use zz_protocol::{AppId, Digest, Endpoint, ExecutionId, NodeId, ReplicaId, Seq, View};
 
 /// Old frames kept for replaying, at most.
 const REPLAY_FRAMES_MAX: usize = 256;
+/// False alarms name membership epochs below this (real epochs of a run stay small, so
+/// some false alarms name the current epoch).
+pub const FALSE_ALARM_EPOCH_MAX: u64 = 8;
 
 /// How often (per mille of frames) a Byzantine replica misbehaves in each way.
 #[derive(Clone, Debug, Default)]
@@ -27,6 +34,8 @@ pub struct Behaviours {
     pub replay: u64,
     pub forge_mac: u64,
     pub silence: u64,
+    /// A false `Wake` or `Faulty` to the activator, besides the frame.
+    pub false_alarms: u64,
 }
 
 impl Behaviours {
@@ -48,6 +57,7 @@ impl Behaviours {
             replay: rate(200),
             forge_mac: rate(200),
             silence: rate(300),
+            false_alarms: rate(300),
         }
     }
 }
@@ -59,6 +69,10 @@ pub struct Byzantine {
     endpoint: Endpoint,
     signing_key: Ed25519SigningKey,
     replay: VecDeque<(NodeId, Bytes)>,
+    /// Every app's execution replicas: what false alarms are about.
+    groups: BTreeMap<AppId, Vec<ExecutionId>>,
+    /// False alarms sent so far.
+    pub false_alarms_sent: u64,
 }
 
 impl Byzantine {
@@ -70,7 +84,61 @@ impl Byzantine {
             endpoint,
             signing_key,
             replay: VecDeque::new(),
+            groups: BTreeMap::new(),
+            false_alarms_sent: 0,
         }
+    }
+
+    /// Lie about these apps' execution replicas in false alarms.
+    pub fn with_groups(mut self, groups: BTreeMap<AppId, Vec<ExecutionId>>) -> Byzantine {
+        self.groups = groups;
+        self
+    }
+
+    /// A `Wake` or `Faulty` for a random app (now and then one that does not exist),
+    /// epoch and member, sealed with this replica's own key for the activator.
+    fn false_alarm(&mut self, rng: &mut SimRng) -> Option<(NodeId, Bytes)> {
+        let apps = self.groups.len() as u64;
+        let app = AppId(rng.range(0, apps) as u32);
+        let member = match self.groups.get(&app) {
+            Some(members) if !members.is_empty() => {
+                members[rng.range(0, members.len() as u64 - 1) as usize]
+            }
+            _ => ExecutionId(rng.range(0, 64) as u32),
+        };
+        let epoch = rng.range(0, FALSE_ALARM_EPOCH_MAX - 1);
+        let seq = Seq(rng.range(0, 64));
+        let alarm = if rng.chance(500) {
+            let reasons = [
+                WakeReason::RepliesDiffer,
+                WakeReason::Silence,
+                WakeReason::ClientRetransmit,
+                WakeReason::RootsDiffer,
+            ];
+            let reason = reasons[rng.range(0, 3) as usize];
+            Message::Wake(Wake {
+                app,
+                epoch,
+                seq,
+                reason,
+            })
+        } else {
+            let reasons = [
+                FaultReason::WrongReplies,
+                FaultReason::WrongRoot,
+                FaultReason::Silent,
+            ];
+            let reason = reasons[rng.range(0, 2) as usize];
+            Message::Faulty(Faulty {
+                app,
+                epoch,
+                member,
+                seq,
+                reason,
+            })
+        };
+        self.false_alarms_sent += 1;
+        self.seal(NodeId::Activator(LOCAL_ACTIVATOR), &alarm)
     }
 
     fn sign<T: zz_protocol::crypto::SignedBody>(&self, body: T) -> Signed<T> {
@@ -92,6 +160,9 @@ impl Byzantine {
         if rng.chance(b.replay) {
             let index = rng.range(0, self.replay.len() as u64 - 1) as usize;
             out.push(self.replay[index].clone());
+        }
+        if rng.chance(b.false_alarms) {
+            out.extend(self.false_alarm(rng));
         }
         if rng.chance(b.silence) {
             return out;

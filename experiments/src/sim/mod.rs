@@ -3,42 +3,58 @@
 //! are Byzantine and how they lie. Real agreement drivers (core, frame sealing and opening,
 //! persistence) run on a virtual network with a virtual clock that jumps to the next event.
 //!
-//! Each cluster hosts two apps (kv and null), each with f+1 execution replicas that get
-//! their app's orders from the agreement replicas and answer the clients; clients accept a
-//! result only when f+1 of their app's execution replicas vouch for it.
+//! Each cluster hosts two apps (kv and null), each with f+1 active execution replicas that
+//! get their app's orders from the agreement replicas and answer the clients, and paused
+//! standbys; clients accept a result only when f+1 of their app's execution replicas vouch
+//! for it. The activator runs as a node too: the real policy, fed the agreement replicas'
+//! `Wake` and `Faulty` alarms, thaws standbys (which then join from the stable checkpoint
+//! and fetch verified buckets), destroys faulty replicas and starts fresh standbys in their
+//! place, and pauses extra ones after a quiet period. Up to f execution replicas per app
+//! turn faulty (mute, lying replies, lying state, crashed) and stay so: the platform must
+//! heal itself by activation.
 //!
 //! A run has a safety phase, with faults, then a liveness phase on a healed network
 //! (crashed replicas restarted; Byzantine replicas go on lying). After every step the
 //! checker verifies: no two correct replicas order different batches at one sequence
 //! number, or different requests at one app sequence number; each correct replica orders
 //! gap-free; stable checkpoints agree; execution replicas report equal replies digests and
-//! equal state roots at equal sequence numbers; a client accepts only what a correct
-//! replica ordered. At the end every client request must be accepted.
+//! equal state roots at equal sequence numbers (correct ones, woken standbys included);
+//! a client accepts only what a correct replica ordered, with the result correct execution
+//! replicas gave; every thaw and destroy the activator carries out is backed by f+1
+//! matching alarms from distinct agreement replicas. At the end every client request must
+//! be accepted.
 
+pub mod activation;
 pub mod byzantine;
 pub mod rng;
 pub mod scenario;
 
+use activation::AlarmLedger;
 use bytes::Bytes;
 use byzantine::Byzantine;
 use rng::SimRng;
-use scenario::Scenario;
+use scenario::{InjectedFault, Scenario};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
+use zz_activator::policy::{Command, Member, MemberState, Policy, PolicyConfig};
 use zz_agreement::driver::{Delivery, ReplicaDriver};
 use zz_agreement::orders::ExecutionGroups;
 use zz_agreement::storage::MemoryStorage;
 use zz_agreement::{Replica, ReplicaConfig};
 use zz_client::{ClientCore, Destination};
-use zz_execution::{ExecOutput, ExecutionConfig, ExecutionDriver, ExecutionReplica};
+use zz_execution::{
+    ExecOutput, ExecutionConfig, ExecutionDriver, ExecutionFault, ExecutionReplica,
+};
 use zz_protocol::bus::MessageBus;
+use zz_protocol::config::LOCAL_ACTIVATOR;
+use zz_protocol::envelope::Envelope;
 use zz_protocol::messages::{Message, Request};
 use zz_protocol::{AppId, ClientId, Digest, Endpoint, ExecutionId, NodeId, ReplicaId, Seq, Time};
 use zz_state_fetch::{ObjectStore, StateParams};
 
 /// Apps in every simulated cluster: app 0 runs kv, app 1 runs null; each has f+1
-/// execution replicas.
-const APPS: [&str; 2] = ["kv", "null"];
+/// active execution replicas and the scenario's standbys.
+const APPS: [&str; scenario::APP_COUNT as usize] = ["kv", "null"];
 /// Merkle buckets of a simulated app's state (small, so checkpoints stay cheap).
 const SIM_BUCKET_BITS: u8 = 4;
 
@@ -46,6 +62,12 @@ const SIM_BUCKET_BITS: u8 = 4;
 const EVENTS_MAX: u64 = 5_000_000;
 /// Wall-clock milliseconds at virtual time zero (any fixed value works).
 const WALL_CLOCK_AT_ZERO_MS: u64 = 1_800_000_000_000;
+/// How often running execution replicas send bucket fetches (as the node does).
+const FETCH_INTERVAL_MICROS: u64 = 10_000;
+/// How long a bucket fetch waits before the next replica is asked (as the node does).
+const FETCH_RETRY_MICROS: u64 = 200_000;
+/// How often the activator's policy gets a tick.
+const ACTIVATOR_TICK_MICROS: u64 = 50_000;
 
 /// Which run to simulate.
 #[derive(Clone, Copy, Debug)]
@@ -79,6 +101,29 @@ pub struct SimStats {
     /// Per-app orders from correct replicas that the checker compared.
     pub app_orders_checked: u64,
     pub end_micros: u64,
+    /// Execution faults the scenario planned, and how many hit a running instance.
+    pub execution_faults_planned: usize,
+    pub execution_faults_injected: u64,
+    /// Alarms the activator opened.
+    pub wakes_received: u64,
+    pub faulty_received: u64,
+    /// False alarms Byzantine agreement replicas sent the activator.
+    pub false_alarms_sent: u64,
+    /// Commands the activator carried out.
+    pub standbys_woken: u64,
+    pub replicas_destroyed: u64,
+    /// Destroyed replicas that really were faulty (an injected fault or a crash).
+    pub faulty_replaced: u64,
+    pub standbys_started: u64,
+    pub standbys_paused: u64,
+    /// Buckets execution replicas installed (each verified against the pinned root).
+    pub buckets_fetched: u64,
+    /// Fetched buckets refused because their proof failed.
+    pub bad_buckets: u64,
+    /// Results accepted by clients that the checker compared with correct replicas' ones.
+    pub results_checked: u64,
+    /// Active members of each app at the end, in the activator's view.
+    pub active_at_end: Vec<usize>,
 }
 
 /// The result of one seed: a violation, or none.
@@ -175,6 +220,19 @@ enum Event {
     Crash(ReplicaId),
     Restart(ReplicaId),
     Heal,
+    /// The planned fault hits execution replica `execution` if `instance` still runs.
+    ExecutionFault {
+        execution: ExecutionId,
+        instance: u64,
+        fault: InjectedFault,
+    },
+    /// The backend finished starting this instance as a standby.
+    StandbyReady {
+        execution: ExecutionId,
+        instance: u64,
+    },
+    FetchTick,
+    ActivatorTick,
 }
 
 struct SimReplica {
@@ -193,8 +251,51 @@ struct SimReplica {
 
 struct SimExecution {
     app: AppId,
+    endpoint: Endpoint,
     bus: SimBus,
-    driver: ExecutionDriver<SimBus>,
+    /// The app's other members: where buckets are fetched from.
+    peers: Vec<ExecutionId>,
+    /// None once destroyed, until a fresh standby is started in its place.
+    driver: Option<ExecutionDriver<SimBus>>,
+    /// A paused (frozen) replica handles nothing and sends nothing; frames to it are lost.
+    paused: bool,
+    /// A crashed replica stops for good (until destroyed and started afresh).
+    crashed: bool,
+    /// Bumped by every destroy: a fault or readiness for an old instance does not apply.
+    instance: u64,
+}
+
+impl SimExecution {
+    fn running(&self) -> bool {
+        self.driver.is_some() && !self.paused && !self.crashed
+    }
+
+    /// Correct: running its honest driver (a fault changes only what it sends).
+    fn correct(&self) -> bool {
+        !self.crashed
+            && self
+                .driver
+                .as_ref()
+                .is_some_and(|driver| driver.fault() == ExecutionFault::Honest)
+    }
+
+    fn faulty(&self) -> bool {
+        self.crashed
+            || self
+                .driver
+                .as_ref()
+                .is_some_and(|driver| driver.fault() != ExecutionFault::Honest)
+    }
+}
+
+/// The activator node: the real policy behind its endpoint, and the checker's ledger of
+/// what reached it.
+struct SimActivator {
+    policy: Policy,
+    endpoint: Endpoint,
+    ledger: AlarmLedger,
+    /// Members the policy holds active, as its commands said (the checker's own view).
+    active: BTreeSet<ExecutionId>,
 }
 
 struct SimClient {
@@ -215,7 +316,15 @@ struct World {
     healed: bool,
     replicas: Vec<SimReplica>,
     executions: Vec<SimExecution>,
+    /// Every configured member of each app, standbys included.
     groups: ExecutionGroups,
+    /// The members active at epoch 0 (the first f+1 of each app).
+    initial_active: ExecutionGroups,
+    activator: SimActivator,
+    /// (client, timestamp) -> the result correct execution replicas replied.
+    correct_results: BTreeMap<(ClientId, u64), Vec<u8>>,
+    /// Bad buckets counted by drivers since destroyed.
+    bad_buckets_of_destroyed: u64,
     clients: Vec<SimClient>,
     /// (app, seq) -> replies digest the first execution replica reported.
     executed: BTreeMap<(AppId, Seq), Digest>,
@@ -235,7 +344,8 @@ impl World {
     fn new(seed: u64, scenario: Scenario) -> World {
         let mut rng = SimRng::new(seed).fork();
         let f = scenario.params.f;
-        let group_size = (f + 1) as u32;
+        let active_size = f + 1;
+        let group_size = (active_size + scenario.standbys_per_app) as u32;
         let execution_count = APPS.len() as u32 * group_size;
         let keys = zz_protocol::derived_keys::DerivedKeys::new(seed, &scenario.params)
             .with_executions(execution_count);
@@ -246,6 +356,10 @@ impl World {
                     .collect();
                 (AppId(app), members)
             })
+            .collect();
+        let initial_active: ExecutionGroups = groups
+            .iter()
+            .map(|(app, members)| (*app, members[..active_size].to_vec()))
             .collect();
         let verifying = keys.verifying_keys();
         let replica_count = scenario.params.replica_count() as u32;
@@ -261,10 +375,10 @@ impl World {
                     seed: rng.next_u64(),
                 };
                 let endpoint = Endpoint::new(node_keys, verifying.clone(), scenario.params.clone());
-                let byzantine = scenario
-                    .byzantine
-                    .get(&id)
-                    .map(|behaviours| Byzantine::new(id, behaviours.clone(), endpoint.clone()));
+                let byzantine = scenario.byzantine.get(&id).map(|behaviours| {
+                    Byzantine::new(id, behaviours.clone(), endpoint.clone())
+                        .with_groups(groups.clone())
+                });
                 SimReplica {
                     config,
                     endpoint,
@@ -280,25 +394,66 @@ impl World {
             .collect();
         let executions = groups
             .iter()
-            .flat_map(|(app, members)| members.iter().map(move |member| (*app, *member)))
-            .map(|(app, member)| {
-                let config = ExecutionConfig {
-                    app,
-                    f,
-                    agreement_replicas: replica_count as usize,
-                    checkpoint_interval: scenario.params.checkpoint_interval,
-                    window: scenario.params.window * 4,
-                };
-                let state = StateParams::new(SIM_BUCKET_BITS).expect("valid bucket bits");
-                let program = zz_apps::app_by_name(APPS[app.0 as usize]).expect("known app");
-                let replica =
-                    ExecutionReplica::new(config, program, ObjectStore::new(state), Seq(0));
+            .flat_map(|(app, members)| {
+                (members.iter().enumerate()).map(move |(index, member)| (*app, index, *member))
+            })
+            .map(|(app, index, member)| {
                 let bus = SimBus::default();
                 let endpoint = keys.execution_endpoint(member);
-                let driver = ExecutionDriver::new(replica, endpoint, bus.clone(), replica_count);
-                SimExecution { app, bus, driver }
+                let peers: Vec<ExecutionId> = (groups[&app].iter().copied())
+                    .filter(|peer| *peer != member)
+                    .collect();
+                let driver = fresh_execution_driver(
+                    &scenario,
+                    app,
+                    endpoint.clone(),
+                    bus.clone(),
+                    peers.clone(),
+                );
+                SimExecution {
+                    app,
+                    endpoint,
+                    bus,
+                    peers,
+                    driver: Some(driver),
+                    // Standbys start loaded and paused.
+                    paused: index >= active_size,
+                    crashed: false,
+                    instance: 0,
+                }
             })
             .collect();
+        let policy_config = PolicyConfig {
+            f,
+            replica_count: replica_count as usize,
+            quiet_micros: scenario.quiet_micros,
+            announce_micros: scenario.announce_micros,
+        };
+        let pools = groups
+            .iter()
+            .map(|(app, members)| {
+                let members = (members.iter().enumerate())
+                    .map(|(index, id)| Member {
+                        id: *id,
+                        // Fewer hosts than members, so that the policy's preference for a
+                        // standby on a host no active member runs on matters.
+                        host: format!("host{}", index % (active_size + 1)),
+                        state: if index < active_size {
+                            MemberState::Active
+                        } else {
+                            MemberState::Standby
+                        },
+                    })
+                    .collect();
+                (*app, members)
+            })
+            .collect();
+        let activator = SimActivator {
+            policy: Policy::new(policy_config, pools),
+            endpoint: keys.activator_endpoint(),
+            ledger: AlarmLedger::new(f),
+            active: initial_active.values().flatten().copied().collect(),
+        };
         let clients = (0..scenario.clients)
             .map(|client| SimClient {
                 // Only an app's execution replicas vote on its results.
@@ -321,6 +476,7 @@ impl World {
         let stats = SimStats {
             byzantine_replicas: scenario.byzantine.len(),
             crashes: scenario.crashes.len(),
+            execution_faults_planned: scenario.execution_faults.len(),
             ..SimStats::default()
         };
         World {
@@ -333,6 +489,10 @@ impl World {
             replicas,
             executions,
             groups,
+            initial_active,
+            activator,
+            correct_results: BTreeMap::new(),
+            bad_buckets_of_destroyed: 0,
             clients,
             executed: BTreeMap::new(),
             execution_roots: BTreeMap::new(),
@@ -361,6 +521,17 @@ impl World {
             self.schedule(Time(restart), Event::Restart(replica));
         }
         self.schedule(Time(self.scenario.safety_micros), Event::Heal);
+        for plan in self.scenario.execution_faults.clone() {
+            let execution = self.groups[&plan.app][plan.member_index];
+            let event = Event::ExecutionFault {
+                execution,
+                instance: 0,
+                fault: plan.fault,
+            };
+            self.schedule(Time(plan.at_micros), event);
+        }
+        self.schedule(Time(FETCH_INTERVAL_MICROS), Event::FetchTick);
+        self.schedule(Time(0), Event::ActivatorTick);
         let deadline = Time(self.scenario.safety_micros + self.scenario.liveness_micros);
         while let Some(((at, _), event)) = self.queue.pop_first() {
             if at > deadline {
@@ -401,15 +572,33 @@ impl World {
                 }
             }
         }
+        for replica in &self.replicas {
+            if let Some(byzantine) = &replica.byzantine {
+                self.stats.false_alarms_sent += byzantine.false_alarms_sent;
+            }
+        }
+        self.stats.bad_buckets = self.bad_buckets_of_destroyed
+            + (self.executions.iter())
+                .filter_map(|sim| sim.driver.as_ref())
+                .map(bad_buckets)
+                .sum::<u64>();
+        self.stats.active_at_end = (self.activator.policy.status().values())
+            .map(|pool| {
+                (pool.members.iter())
+                    .filter(|member| member.state == MemberState::Active)
+                    .count()
+            })
+            .collect();
         for (index, client) in self.clients.iter().enumerate() {
             if client.remaining > 0 || client.core.is_busy() {
                 return Err(format!(
-                    "liveness: client c{index} still has {} requests to go (timestamp {} outstanding: {}) {:.1}s after healing\n{}",
+                    "liveness: client c{index} still has {} requests to go (timestamp {} outstanding: {}) {:.1}s after healing\n{}\n{}",
                     client.remaining,
                     client.next_timestamp - 1,
                     client.core.is_busy(),
                     self.scenario.liveness_micros as f64 / 1e6,
-                    self.describe_replicas()
+                    self.describe_replicas(),
+                    self.describe_executions()
                 ));
             }
         }
@@ -450,6 +639,50 @@ impl World {
         lines.join("\n")
     }
 
+    /// One line per execution replica and per app's pool, for violation reports.
+    fn describe_executions(&self) -> String {
+        let mut lines = Vec::new();
+        for (index, sim) in self.executions.iter().enumerate() {
+            let run = match (&sim.driver, sim.crashed, sim.paused) {
+                (None, _, _) => "destroyed",
+                (Some(_), true, _) => "crashed",
+                (Some(_), false, true) => "paused",
+                (Some(_), false, false) => "running",
+            };
+            let line = match &sim.driver {
+                None => format!("  e{index} ({}): {run}", sim.app),
+                Some(driver) => format!(
+                    "  e{index} ({}): {run}, {}, instance {}, executed {}, joining {}, missing buckets {}, dropped {:?}, rejected {:?}",
+                    sim.app,
+                    driver.fault().name(),
+                    sim.instance,
+                    driver.replica().last_executed(),
+                    driver.is_joining(),
+                    driver.replica().store().missing_count(),
+                    driver.replica().counters().dropped,
+                    driver.counters().rejected,
+                ),
+            };
+            lines.push(line);
+        }
+        for (app, pool) in self.activator.policy.status() {
+            let members: Vec<String> = (pool.members.iter())
+                .map(|member| format!("{}:{:?}", member.id, member.state))
+                .collect();
+            lines.push(format!(
+                "  activator {app}: epoch {}, {members:?}",
+                pool.epoch
+            ));
+        }
+        lines.extend(
+            self.activator
+                .policy
+                .events()
+                .map(|event| format!("  activator: {event}")),
+        );
+        lines.join("\n")
+    }
+
     fn step(&mut self, event: Event) -> Result<(), String> {
         match event {
             Event::Deliver { from, to, frame } => match to {
@@ -463,13 +696,20 @@ impl World {
                 }
                 NodeId::Client(client) => self.deliver_to_client(from, client, &frame)?,
                 NodeId::Execution(execution) => {
-                    self.executions[execution.0 as usize]
-                        .driver
-                        .handle_frame(&frame);
+                    let sim = &mut self.executions[execution.0 as usize];
+                    if !sim.running() {
+                        // Frozen, crashed or destroyed: the frame is lost.
+                        return Ok(());
+                    }
+                    let driver = sim.driver.as_mut().expect("running");
+                    let missing_before = driver.replica().store().missing_count();
+                    driver.handle_frame(&frame);
+                    let missing_after = driver.replica().store().missing_count();
+                    self.stats.buckets_fetched +=
+                        missing_before.saturating_sub(missing_after) as u64;
                     self.after_execution_step(execution)?;
                 }
-                // The simulator runs no activator yet: alarms for it are dropped.
-                NodeId::Activator(_) => {}
+                NodeId::Activator(_) => self.deliver_to_activator(&frame)?,
             },
             Event::ReplicaTimer {
                 replica,
@@ -499,10 +739,170 @@ impl World {
                 }
             }
             Event::Restart(replica) => self.restart(replica),
+            Event::ExecutionFault {
+                execution,
+                instance,
+                fault,
+            } => {
+                let sim = &mut self.executions[execution.0 as usize];
+                if sim.instance == instance
+                    && !sim.crashed
+                    && let Some(driver) = sim.driver.as_mut()
+                {
+                    self.stats.execution_faults_injected += 1;
+                    match fault {
+                        InjectedFault::Crash => {
+                            sim.crashed = true;
+                            sim.bus.drain();
+                        }
+                        InjectedFault::Misbehave(fault) => driver.set_fault(fault),
+                    }
+                }
+            }
+            Event::StandbyReady {
+                execution,
+                instance,
+            } => {
+                let sim = &self.executions[execution.0 as usize];
+                if sim.instance == instance && sim.driver.is_some() {
+                    let app = sim.app;
+                    self.activator.policy.handle_ready(self.now, app, execution);
+                    self.carry_out_commands()?;
+                }
+            }
+            Event::FetchTick => {
+                let now = self.now;
+                for index in 0..self.executions.len() {
+                    let sim = &mut self.executions[index];
+                    if !sim.running() {
+                        continue;
+                    }
+                    let driver = sim.driver.as_mut().expect("running");
+                    driver.fetch_buckets(now, FETCH_RETRY_MICROS);
+                    self.after_execution_step(ExecutionId(index as u32))?;
+                }
+                let next = now.saturating_add_micros(FETCH_INTERVAL_MICROS);
+                self.schedule(next, Event::FetchTick);
+            }
+            Event::ActivatorTick => {
+                self.activator.policy.handle_tick(self.now);
+                self.carry_out_commands()?;
+                let next = self.now.saturating_add_micros(ACTIVATOR_TICK_MICROS);
+                self.schedule(next, Event::ActivatorTick);
+            }
             Event::Heal => {
                 self.healed = true;
                 for index in 0..self.replicas.len() {
                     self.restart(ReplicaId(index as u32));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// An alarm for the activator: recorded in the checker's ledger, then fed to the policy,
+    /// whose commands are carried out.
+    fn deliver_to_activator(&mut self, frame: &[u8]) -> Result<(), String> {
+        let now = self.now;
+        let activator = &mut self.activator;
+        let Ok(verified) = activator.endpoint.open(frame) else {
+            return Ok(());
+        };
+        let epoch_of = |policy: &Policy, app: AppId| policy.status().get(&app).map(|s| s.epoch);
+        match verified.into_parts() {
+            (NodeId::Replica(from), Message::Wake(wake)) => {
+                self.stats.wakes_received += 1;
+                let epoch = epoch_of(&activator.policy, wake.app);
+                activator.ledger.record_wake(from, &wake, epoch);
+                activator.policy.handle_wake(now, from, wake);
+            }
+            (NodeId::Replica(from), Message::Faulty(faulty)) => {
+                self.stats.faulty_received += 1;
+                let epoch = epoch_of(&activator.policy, faulty.app);
+                let member_active = activator.active.contains(&faulty.member)
+                    && self
+                        .groups
+                        .get(&faulty.app)
+                        .is_some_and(|g| g.contains(&faulty.member));
+                (activator.ledger).record_faulty(from, &faulty, epoch, member_active);
+                activator.policy.handle_faulty(now, from, faulty);
+            }
+            _ => return Ok(()),
+        }
+        self.carry_out_commands()
+    }
+
+    /// The simulated backend: carry out the policy's commands, in order, once the checker
+    /// has seen that each thaw and destroy has an f+1 quorum of alarms behind it.
+    fn carry_out_commands(&mut self) -> Result<(), String> {
+        let commands = self.activator.policy.take_commands();
+        let executions = &self.executions;
+        (self.activator.ledger)
+            .check_commands(&commands, |member| executions[member.0 as usize].app)?;
+        for command in commands {
+            match command {
+                Command::Thaw(member) => {
+                    self.stats.standbys_woken += 1;
+                    self.activator.active.insert(member);
+                    let sim = &mut self.executions[member.0 as usize];
+                    sim.paused = false;
+                    // What SIGUSR1 does in the node: join from the stable checkpoint.
+                    if sim.running() {
+                        sim.driver.as_mut().expect("running").join();
+                        self.after_execution_step(member)?;
+                    }
+                }
+                Command::Pause(member) => {
+                    self.stats.standbys_paused += 1;
+                    self.activator.active.remove(&member);
+                    self.executions[member.0 as usize].paused = true;
+                }
+                Command::Destroy(member) => {
+                    self.stats.replicas_destroyed += 1;
+                    self.activator.active.remove(&member);
+                    let sim = &mut self.executions[member.0 as usize];
+                    if sim.faulty() {
+                        self.stats.faulty_replaced += 1;
+                    }
+                    if let Some(driver) = sim.driver.take() {
+                        self.bad_buckets_of_destroyed += bad_buckets(&driver);
+                    }
+                    sim.bus.drain();
+                    sim.paused = true;
+                    sim.crashed = false;
+                    sim.instance += 1;
+                }
+                Command::StartStandby(member) => {
+                    self.stats.standbys_started += 1;
+                    let sim = &mut self.executions[member.0 as usize];
+                    // A fresh instance from the clean image: empty state, sequence 0.
+                    sim.driver = Some(fresh_execution_driver(
+                        &self.scenario,
+                        sim.app,
+                        sim.endpoint.clone(),
+                        sim.bus.clone(),
+                        sim.peers.clone(),
+                    ));
+                    sim.paused = true;
+                    sim.crashed = false;
+                    let event = Event::StandbyReady {
+                        execution: member,
+                        instance: sim.instance,
+                    };
+                    let (low, high) = self.scenario.standby_start_micros;
+                    let at = self.now.saturating_add_micros(self.rng.range(low, high));
+                    self.schedule(at, event);
+                }
+                Command::Announce(membership) => {
+                    let message = Message::Membership(membership);
+                    let replica_count = self.scenario.params.replica_count() as u32;
+                    for replica in (0..replica_count).map(ReplicaId) {
+                        let to = NodeId::Replica(replica);
+                        if let Some(frame) = self.activator.endpoint.seal(to, &message) {
+                            let from = NodeId::Activator(LOCAL_ACTIVATOR);
+                            self.route(from, to, Bytes::from(frame));
+                        }
+                    }
                 }
             }
         }
@@ -533,7 +933,7 @@ impl World {
         let storage = std::mem::take(&mut sim.storage);
         sim.driver = Some(
             ReplicaDriver::new(replica, sim.endpoint.clone(), sim.bus.clone(), storage)
-                .with_execution_groups(self.groups.clone(), self.groups.clone()),
+                .with_execution_groups(self.groups.clone(), self.initial_active.clone()),
         );
         self.reschedule_replica(id);
     }
@@ -580,13 +980,44 @@ impl World {
         Ok(())
     }
 
-    /// Execution replicas (all correct here) must agree on every replies digest and every
-    /// state root they report at equal sequence numbers.
+    /// Correct execution replicas (woken standbys included) must agree on every replies
+    /// digest and every state root they report at equal sequence numbers, and on every
+    /// result they reply to a client.
     fn after_execution_step(&mut self, id: ExecutionId) -> Result<(), String> {
         let sim = &mut self.executions[id.0 as usize];
         let app = sim.app;
-        let reports = sim.driver.take_reports();
+        let correct = sim.correct();
+        let Some(driver) = sim.driver.as_mut() else {
+            return Ok(());
+        };
+        let reports = driver.take_reports();
         let frames = sim.bus.drain();
+        if !correct {
+            for (to, frame) in frames {
+                self.route(NodeId::Execution(id), to, frame);
+            }
+            return Ok(());
+        }
+        for (to, frame) in &frames {
+            if let NodeId::Client(client) = to
+                && let Some(Message::Reply(reply)) = decode(frame)
+            {
+                match self.correct_results.get(&(*client, reply.timestamp)) {
+                    Some(result) if *result != reply.result => {
+                        return Err(format!(
+                            "execution: correct {id} replied to {client}'s request {} with \
+                             another result than a correct replica before it",
+                            reply.timestamp
+                        ));
+                    }
+                    Some(_) => {}
+                    None => {
+                        self.correct_results
+                            .insert((*client, reply.timestamp), reply.result);
+                    }
+                }
+            }
+        }
         for report in reports {
             let (table, seq, digest, what) = match report {
                 ExecOutput::Executed(executed) => (
@@ -777,6 +1208,16 @@ impl World {
                     accepted.timestamp
                 ));
             }
+            // f+1 voted for it, so a correct execution replica sent it: it must be the
+            // result correct replicas gave.
+            if self.correct_results.get(&(id, accepted.timestamp)) != Some(&accepted.result) {
+                return Err(format!(
+                    "client {id} accepted a result for timestamp {} that no correct execution \
+                     replica gave",
+                    accepted.timestamp
+                ));
+            }
+            self.stats.results_checked += 1;
             self.stats.requests_accepted += 1;
             let think = self.rng.range(0, 50_000);
             let client = &mut self.clients[id.0 as usize];
@@ -869,6 +1310,87 @@ impl World {
     }
 }
 
+/// What a sweep shows of activation: in how many seeds each thing happened at least once.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ActivationSummary {
+    pub seeds: usize,
+    pub violations: usize,
+    pub seeds_with_execution_faults: usize,
+    pub seeds_woken: usize,
+    pub seeds_destroyed: usize,
+    /// Seeds where a replica destroyed was really faulty.
+    pub seeds_faulty_replaced: usize,
+    pub seeds_paused: usize,
+    pub seeds_buckets_fetched: usize,
+    pub seeds_bad_buckets: usize,
+    pub seeds_false_alarms: usize,
+    pub standbys_woken: u64,
+    pub replicas_destroyed: u64,
+    pub faulty_replaced: u64,
+    pub buckets_fetched: u64,
+    pub bad_buckets: u64,
+    pub results_checked: u64,
+}
+
+impl ActivationSummary {
+    pub fn of(outcomes: &[SimOutcome]) -> ActivationSummary {
+        let count = |holds: &dyn Fn(&SimStats) -> bool| {
+            outcomes
+                .iter()
+                .filter(|outcome| holds(&outcome.stats))
+                .count()
+        };
+        let sum = |value: &dyn Fn(&SimStats) -> u64| {
+            outcomes.iter().map(|outcome| value(&outcome.stats)).sum()
+        };
+        ActivationSummary {
+            seeds: outcomes.len(),
+            violations: outcomes.iter().filter(|o| o.violation.is_some()).count(),
+            seeds_with_execution_faults: count(&|s| s.execution_faults_injected > 0),
+            seeds_woken: count(&|s| s.standbys_woken > 0),
+            seeds_destroyed: count(&|s| s.replicas_destroyed > 0),
+            seeds_faulty_replaced: count(&|s| s.faulty_replaced > 0),
+            seeds_paused: count(&|s| s.standbys_paused > 0),
+            seeds_buckets_fetched: count(&|s| s.buckets_fetched > 0),
+            seeds_bad_buckets: count(&|s| s.bad_buckets > 0),
+            seeds_false_alarms: count(&|s| s.false_alarms_sent > 0),
+            standbys_woken: sum(&|s| s.standbys_woken),
+            replicas_destroyed: sum(&|s| s.replicas_destroyed),
+            faulty_replaced: sum(&|s| s.faulty_replaced),
+            buckets_fetched: sum(&|s| s.buckets_fetched),
+            bad_buckets: sum(&|s| s.bad_buckets),
+            results_checked: sum(&|s| s.results_checked),
+        }
+    }
+}
+
+impl std::fmt::Display for ActivationSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "of {} seeds: {} with execution faults, {} woke standbys ({} thaws), {} destroyed \
+             replicas ({}; {} seeds replaced a faulty one, {} replicas), {} paused extras, \
+             {} fetched buckets ({}), {} refused bad buckets ({}), {} had false alarms; \
+             {} client results checked",
+            self.seeds,
+            self.seeds_with_execution_faults,
+            self.seeds_woken,
+            self.standbys_woken,
+            self.seeds_destroyed,
+            self.replicas_destroyed,
+            self.seeds_faulty_replaced,
+            self.faulty_replaced,
+            self.seeds_paused,
+            self.seeds_buckets_fetched,
+            self.buckets_fetched,
+            self.seeds_bad_buckets,
+            self.bad_buckets,
+            self.seeds_false_alarms,
+            self.results_checked,
+        )
+    }
+}
+
 /// Run seeds `first..first + count` on `jobs` threads; outcomes come back in seed order.
 pub fn sweep(first: u64, count: u64, f: usize, jobs: usize) -> Vec<SimOutcome> {
     let jobs = jobs.clamp(1, 64) as u64;
@@ -890,6 +1412,44 @@ pub fn sweep(first: u64, count: u64, f: usize, jobs: usize) -> Vec<SimOutcome> {
     });
     outcomes.sort_by_key(|outcome| outcome.seed);
     outcomes
+}
+
+/// A fresh execution replica of `app` (empty state, sequence 0), as the clean image starts.
+fn fresh_execution_driver(
+    scenario: &Scenario,
+    app: AppId,
+    endpoint: Endpoint,
+    bus: SimBus,
+    peers: Vec<ExecutionId>,
+) -> ExecutionDriver<SimBus> {
+    let replica_count = scenario.params.replica_count();
+    let config = ExecutionConfig {
+        app,
+        f: scenario.params.f,
+        agreement_replicas: replica_count,
+        checkpoint_interval: scenario.params.checkpoint_interval,
+        window: scenario.params.window * 4,
+    };
+    let state = StateParams::new(SIM_BUCKET_BITS).expect("valid bucket bits");
+    let program = zz_apps::app_by_name(APPS[app.0 as usize]).expect("known app");
+    let replica = ExecutionReplica::new(config, program, ObjectStore::new(state), Seq(0));
+    ExecutionDriver::new(replica, endpoint, bus, replica_count as u32).with_peers(peers)
+}
+
+/// Fetched buckets a driver refused because their proof failed.
+fn bad_buckets(driver: &ExecutionDriver<SimBus>) -> u64 {
+    driver
+        .counters()
+        .rejected
+        .get("bad-bucket")
+        .copied()
+        .unwrap_or(0)
+}
+
+/// The message inside a sealed frame, unauthenticated (the checker reads what a node sent).
+fn decode(frame: &[u8]) -> Option<Message> {
+    let envelope: Envelope = postcard::from_bytes(frame).ok()?;
+    postcard::from_bytes(&envelope.payload).ok()
 }
 
 /// Agreement replicas vote for nothing here: every app has execution replicas.

@@ -4,7 +4,28 @@
 use super::byzantine::Behaviours;
 use super::rng::SimRng;
 use std::collections::BTreeMap;
-use zz_protocol::{ProtocolParams, ReplicaId};
+use zz_execution::ExecutionFault;
+use zz_protocol::{AppId, ProtocolParams, ReplicaId};
+
+/// What goes wrong with one execution replica.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InjectedFault {
+    /// The driver misbehaves as the fault says (its core stays correct).
+    Misbehave(ExecutionFault),
+    /// The replica stops for good: it handles and sends nothing any more.
+    Crash,
+}
+
+/// One execution replica that turns faulty, and when. The fault hits the instance
+/// running at that time; a fresh instance started in its place later is clean.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ExecutionFaultPlan {
+    pub app: AppId,
+    /// Index of the member in its app's group: below f+1 an active, above a standby.
+    pub member_index: usize,
+    pub at_micros: u64,
+    pub fault: InjectedFault,
+}
 
 /// Everything random about one run, drawn from its seed.
 #[derive(Clone, Debug)]
@@ -26,6 +47,18 @@ pub struct Scenario {
     pub safety_micros: u64,
     /// After healing, every request must be accepted within this long.
     pub liveness_micros: u64,
+    /// Paused standbys per app, besides its f+1 active execution replicas.
+    pub standbys_per_app: usize,
+    /// Execution replicas that turn faulty: at most f per app, and no more than it has
+    /// standbys (so f+1 correct members always exist to take over). They stay faulty
+    /// through the liveness phase: activation must heal the app.
+    pub execution_faults: Vec<ExecutionFaultPlan>,
+    /// How long the backend takes to start a fresh standby, drawn per start in this range.
+    pub standby_start_micros: (u64, u64),
+    /// The activator's quiet period before it pauses extra active members.
+    pub quiet_micros: u64,
+    /// How often the activator announces each app's membership again.
+    pub announce_micros: u64,
 }
 
 impl Scenario {
@@ -80,7 +113,7 @@ impl Scenario {
             byzantine.insert(replica, Behaviours::random(rng));
         }
         let delay_min_micros = rng.range(50, 2_000);
-        Scenario {
+        let mut scenario = Scenario {
             params,
             drop_per_mille: if rng.chance(700) {
                 rng.range(0, 150)
@@ -98,6 +131,51 @@ impl Scenario {
             client_retransmit_micros: rng.range(300_000, 1_000_000),
             safety_micros,
             liveness_micros: 120_000_000,
+            standbys_per_app: 0,
+            execution_faults: Vec::new(),
+            standby_start_micros: (0, 0),
+            quiet_micros: 0,
+            announce_micros: 0,
+        };
+        // Activation draws come last, so the draws above keep the values they had before.
+        scenario.draw_activation(rng, APP_COUNT);
+        scenario
+    }
+
+    /// Standbys, execution faults and activator settings.
+    fn draw_activation(&mut self, rng: &mut SimRng, apps: u32) {
+        let f = self.params.f;
+        self.standbys_per_app = rng.range(1, f as u64 + 1) as usize;
+        let group_size = f + 1 + self.standbys_per_app;
+        let start_min = rng.range(10_000, 200_000);
+        self.standby_start_micros = (start_min, start_min + rng.range(0, 500_000));
+        self.quiet_micros = rng.range(1_000_000, 6_000_000);
+        self.announce_micros = rng.range(200_000, 2_000_000);
+        for app in (0..apps).map(AppId) {
+            let faulty_max = f.min(self.standbys_per_app) as u64;
+            let mut chosen: Vec<usize> = Vec::new();
+            for _ in 0..rng.range(0, faulty_max) {
+                let member_index = rng.range(0, group_size as u64 - 1) as usize;
+                if chosen.contains(&member_index) {
+                    continue;
+                }
+                chosen.push(member_index);
+                let fault = match rng.range(0, 3) {
+                    0 => InjectedFault::Crash,
+                    1 => InjectedFault::Misbehave(ExecutionFault::Mute),
+                    2 => InjectedFault::Misbehave(ExecutionFault::CorruptReply),
+                    _ => InjectedFault::Misbehave(ExecutionFault::CorruptState),
+                };
+                self.execution_faults.push(ExecutionFaultPlan {
+                    app,
+                    member_index,
+                    at_micros: rng.range(0, self.safety_micros),
+                    fault,
+                });
+            }
         }
     }
 }
+
+/// Apps in every simulated cluster (kv and null; see the simulator).
+pub const APP_COUNT: u32 = 2;
