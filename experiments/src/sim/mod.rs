@@ -678,7 +678,7 @@ impl World {
             self.activator
                 .policy
                 .events()
-                .map(|event| format!("  activator: {event}")),
+                .map(|(at, event)| format!("  activator at {} ms: {event}", at.as_millis())),
         );
         lines.join("\n")
     }
