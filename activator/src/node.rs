@@ -353,6 +353,7 @@ pub async fn run_activator_node<B: Backend>(
             replica_count: cluster.replica_count(),
             quiet_micros: settings.quiet_ms * 1000,
             announce_micros: settings.announce_ms * 1000,
+            join_grace_micros: cluster.protocol.newcomer_grace_micros(),
         },
         configured_members(&cluster),
     );

@@ -29,6 +29,9 @@ pub struct PolicyConfig {
     pub quiet_micros: u64,
     /// How often each app's membership is announced again (lost notices cost nothing).
     pub announce_micros: u64,
+    /// After thawing standbys, how long they get to join (replay, fetch state) before
+    /// wakes can thaw more: trouble that persists meanwhile is what they are fixing.
+    pub join_grace_micros: u64,
 }
 
 /// Where a member stands.
@@ -75,6 +78,10 @@ struct AppPool {
     woken: Vec<ExecutionId>,
     /// A wake that found no ready standby; served when one becomes ready.
     wake_wanted: bool,
+    /// f+1 wakes were acted on in the current epoch (later ones only keep it from quiet).
+    woken_this_epoch: bool,
+    /// When standbys were last thawed.
+    thawed_at: Option<Time>,
     last_announced: Option<Time>,
 }
 
@@ -130,6 +137,8 @@ impl Policy {
                     last_trouble: Time(0),
                     woken: Vec::new(),
                     wake_wanted: false,
+                    woken_this_epoch: false,
+                    thawed_at: None,
                     last_announced: None,
                 };
                 (app, pool)
@@ -190,8 +199,17 @@ impl Policy {
             return;
         }
         pool.wakes.insert(from);
-        if pool.wakes.len() == quorum {
-            pool.last_trouble = now;
+        if pool.wakes.len() < quorum {
+            return;
+        }
+        // f+1 see trouble: not quiet. Standbys thawed a moment ago are still joining to
+        // fix it; only once their grace is over may more be thawed.
+        pool.last_trouble = now;
+        let joining = pool
+            .thawed_at
+            .is_some_and(|at| now.saturating_sub(at) < self.config.join_grace_micros);
+        if !pool.woken_this_epoch && !joining {
+            pool.woken_this_epoch = true;
             let reason = wake.reason.name();
             self.event(
                 now,
@@ -388,6 +406,7 @@ impl Policy {
             return;
         }
         pool.wake_wanted = false;
+        pool.thawed_at = Some(now);
         for member in &chosen {
             pool.members.get_mut(member).expect("chosen").state = MemberState::Active;
             pool.woken.push(*member);
@@ -401,6 +420,7 @@ impl Policy {
         let pool = self.apps.get_mut(&app).expect("a known app");
         pool.epoch += 1;
         pool.wakes.clear();
+        pool.woken_this_epoch = false;
         pool.faulty.clear();
         self.announce(now, app);
     }

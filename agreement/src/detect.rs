@@ -25,6 +25,7 @@ pub const WATCHED_MAX: usize = 1024;
 /// a sequence number (and later call them silent), while a liar's reports from far
 /// ahead are still ignored.
 pub const REPORTS_AHEAD_MAX: u64 = 256;
+pub use zz_protocol::params::NEWCOMER_GRACE_TIMEOUTS;
 
 const _: () = assert!(REPORTS_AHEAD_MAX as usize <= WATCHED_MAX);
 
@@ -90,6 +91,8 @@ struct AppWatch {
     /// later one executed every earlier one: a lost report, or a woken replica that
     /// started from a later stable checkpoint, is not silence.
     reported_up_to: BTreeMap<ExecutionId, Seq>,
+    /// Members that became active with the current membership (woken, still joining).
+    newcomers: BTreeSet<ExecutionId>,
     executed: Table,
     roots: Table,
     /// The wake sent for the current epoch, and when it was last sent.
@@ -141,6 +144,7 @@ impl Detector {
                     active: active.get(app).into_iter().flatten().copied().collect(),
                     active_since: Time(0),
                     reported_up_to: BTreeMap::new(),
+                    newcomers: BTreeSet::new(),
                     executed: Table::default(),
                     roots: Table::default(),
                     wake: None,
@@ -201,6 +205,10 @@ impl Detector {
         // A member that was not active, or was replaced by a fresh instance, starts over:
         // what it reported before tells nothing of where it is now.
         let previously_active = std::mem::replace(&mut watch.active, active);
+        watch.newcomers = (watch.active)
+            .difference(&previously_active)
+            .copied()
+            .collect();
         (watch.reported_up_to).retain(|member, _| {
             previously_active.contains(member) && watch.active.contains(member)
         });
@@ -344,6 +352,8 @@ impl Detector {
         let watch = self.apps.get_mut(&app).expect("a watched app");
         let active = watch.active.clone();
         let since = watch.active_since;
+        let newcomers = watch.newcomers.clone();
+        let grace = silence.saturating_mul(NEWCOMER_GRACE_TIMEOUTS);
         // Members known to have executed `seq`, whether or not their report about it came.
         let past: BTreeSet<ExecutionId> = (watch.reported_up_to.iter())
             .filter(|(_, up_to)| **up_to > seq)
@@ -370,9 +380,13 @@ impl Detector {
                 }
             }
             let agreed_at = reports.agreed_at.expect("set above").max(since);
-            if now.saturating_sub(agreed_at) >= silence {
-                silent.extend(active.iter().filter(|member| !accounted(member)));
-            }
+            let silent_since = |member: &ExecutionId| match newcomers.contains(member) {
+                true => agreed_at.max(since.saturating_add_micros(grace)),
+                false => agreed_at,
+            };
+            silent.extend(active.iter().filter(|member| {
+                !accounted(member) && now.saturating_sub(silent_since(member)) >= silence
+            }));
         }
         let differ = {
             let mut digests = reports

@@ -9,6 +9,42 @@ use zz_state_fetch::NotFetched;
 
 /// The app's name in a cluster configuration.
 pub const NAME: &str = "kv";
+
+/// Bytes per preloaded value (under the 64 KiB request limit, like values written).
+pub const PRELOAD_VALUE_BYTES: usize = 60_000;
+
+/// The key of preloaded object `index` (see [`preload`]).
+pub fn preload_key(index: u64) -> Vec<u8> {
+    format!("state-{index}").into_bytes()
+}
+
+/// The value of preloaded object `index`: `value_bytes` long, derived from the index so a
+/// reader can check it.
+pub fn preload_value(index: u64, value_bytes: usize) -> Vec<u8> {
+    let mut value = vec![(index % 251) as u8; value_bytes];
+    let stamp = index.to_le_bytes();
+    let stamped = stamp.len().min(value_bytes);
+    value[..stamped].copy_from_slice(&stamp[..stamped]);
+    value
+}
+
+/// Objects a preload of `bytes` holds with values of `value_bytes`.
+pub fn preload_count(bytes: u64, value_bytes: usize) -> u64 {
+    bytes.div_ceil(value_bytes.max(1) as u64)
+}
+
+/// Write a preloaded data set of about `bytes` into `store`: what benchmarks start
+/// from instead of ordering every write. Deterministic, so every replica holds the same.
+pub fn preload(store: &mut zz_state_fetch::ObjectStore, bytes: u64, value_bytes: usize) {
+    for index in 0..preload_count(bytes, value_bytes) {
+        store
+            .put(
+                zz_execution::app::app_key(&preload_key(index)),
+                preload_value(index, value_bytes),
+            )
+            .expect("a fresh store has every bucket");
+    }
+}
 /// Key and value bytes one scan answer carries at most (it stops before the object that
 /// would cross it, but always carries at least one), so a reply stays far below a frame.
 pub const SCAN_REPLY_BYTES_MAX: usize = 1 << 20;

@@ -161,6 +161,16 @@ fn run(command: Command) -> Result<ExitCode> {
                 .with_context(|| format!("execution replica {id} runs an unknown app"))?;
             let app = zz_apps::app_by_name(&name)
                 .with_context(|| format!("zz has no app named {name:?}"))?;
+            let preload_mb = (config.apps.iter())
+                .find(|app| app.id == member.app)
+                .map_or(0, |app| app.preload_mb);
+            let genesis = (name == zz_apps::kv::NAME && preload_mb > 0).then(|| {
+                let bytes = preload_mb * 1_000_000;
+                let genesis: zz_execution::core::Genesis = std::sync::Arc::new(move |store| {
+                    zz_apps::kv::preload(store, bytes, zz_apps::kv::PRELOAD_VALUE_BYTES)
+                });
+                genesis
+            });
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
@@ -169,6 +179,7 @@ fn run(command: Command) -> Result<ExitCode> {
                 &cluster,
                 id,
                 app,
+                genesis,
                 shutdown_signal(),
             ))?;
         }

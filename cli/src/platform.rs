@@ -44,6 +44,9 @@ pub struct InitArgs {
     /// touch them) or eager (fetch the whole state first; a baseline for benchmarks).
     #[arg(long, default_value = "lazy", value_parser = ["lazy", "eager"])]
     pub state_fetch: String,
+    /// Megabytes of data the kv app starts with (built by every replica; for benchmarks).
+    #[arg(long, default_value_t = 0)]
+    pub kv_preload_mb: u64,
     /// Replica i listens on 127.0.0.1:(base-port + i); execution replicas follow.
     #[arg(long, default_value_t = 7000)]
     pub base_port: u16,
@@ -71,6 +74,7 @@ pub fn init(args: &InitArgs) -> Result<ClusterConfig> {
         standbys_per_app: args.standbys,
         spare_slots_per_app: args.spare_slots,
         quiet_ms: args.quiet_ms,
+        kv_preload_mb: args.kv_preload_mb,
         state_fetch: match args.state_fetch.as_str() {
             "eager" => zz_protocol::config::StateFetch::Eager,
             _ => zz_protocol::config::StateFetch::Lazy,

@@ -1,5 +1,6 @@
-//! `zz bench --app kv --inject-at 5s FAULT`: recovery time. It optionally loads the kv
-//! state to a size (`--state-mb`), runs closed-loop clients reading random loaded keys,
+//! `zz bench --app kv --inject-at 5s FAULT`: recovery time. The kv state is the one the
+//! platform was preloaded with (`zz init --kv-preload-mb`), or is written through the
+//! platform first (`--state-mb`, the same keys and values); then it runs closed-loop clients reading random loaded keys,
 //! injects the fault into an active execution replica, and measures the time from the
 //! injection to the first correct reply that a woken standby vouched for, then to the
 //! woken replica holding the whole state. Every result is checked against the value
@@ -21,16 +22,7 @@ use zz_execution::node::{ExecutionStatus, execution_status_path};
 use zz_protocol::config::{ClusterConfig, StateFetch};
 use zz_protocol::{AppId, ClientId, ExecutionId, NodeId};
 
-/// Loaded keys are `state-<i>`; each value is `value_bytes` long, derived from `i`.
-fn state_key(index: u64) -> Vec<u8> {
-    format!("state-{index}").into_bytes()
-}
-
-fn state_value(index: u64, value_bytes: usize) -> Vec<u8> {
-    let mut value = vec![(index % 251) as u8; value_bytes];
-    value[..8.min(value_bytes)].copy_from_slice(&index.to_le_bytes()[..8.min(value_bytes)]);
-    value
-}
+use kv::{preload_key as state_key, preload_value as state_value};
 
 /// What the recovery benchmark was asked to do.
 pub struct RecoveryArgs {
@@ -66,7 +58,13 @@ struct RecoveryReport {
 }
 
 /// Put `keys` values of `value_bytes` with `clients` concurrent clients.
-async fn load(pool: &ClientPool, app: AppId, clients: u32, keys: u64, value_bytes: usize) -> Result<()> {
+async fn load(
+    pool: &ClientPool,
+    app: AppId,
+    clients: u32,
+    keys: u64,
+    value_bytes: usize,
+) -> Result<()> {
     let next = Arc::new(AtomicU64::new(0));
     let mut loaders = Vec::new();
     for index in 0..clients {
@@ -140,6 +138,9 @@ async fn wait_stable(dir: &Path, pool: &ClientPool, app: AppId, seq: u64) -> Res
     }
 }
 
+/// When the fault was injected, and the standbys that could be woken then.
+type Injected = (Instant, BTreeSet<NodeId>);
+
 struct Tally {
     before: AtomicU64,
     after: AtomicU64,
@@ -157,7 +158,7 @@ async fn read_loop(
     keys: u64,
     value_bytes: usize,
     seed: u64,
-    injected: Arc<Mutex<Option<(Instant, BTreeSet<NodeId>)>>>,
+    injected: Arc<Mutex<Option<Injected>>>,
     tally: Arc<Tally>,
     stop: Arc<AtomicBool>,
 ) {
@@ -168,7 +169,9 @@ async fn read_loop(
         state ^= state >> 7;
         state ^= state << 17;
         let key = state % keys.max(1);
-        let op = kv::Op::Get { key: state_key(key) };
+        let op = kv::Op::Get {
+            key: state_key(key),
+        };
         let started = Instant::now();
         let outcome = client
             .invoke_vouched(app, kv::encode_op(&op), Duration::from_secs(30))
@@ -210,11 +213,28 @@ pub async fn run(args: &RecoveryArgs) -> Result<()> {
     let app = app_config.id;
     let pool = ClientPool::connect(&args.dir, ClientId(0), args.clients)
         .context("cannot start the clients")?;
-    let keys = (args.state_mb * 1_000_000).div_ceil(args.value_bytes as u64).max(1);
+    let (keys, value_bytes) = match (app_config.preload_mb, args.state_mb) {
+        (0, 0) => bail!(
+            "kv holds no data set to read: preload one (`zz init --kv-preload-mb N`) or \
+             write one first (--state-mb N)"
+        ),
+        (0, mb) => (
+            kv::preload_count(mb * 1_000_000, args.value_bytes),
+            args.value_bytes,
+        ),
+        (mb, 0) => (
+            kv::preload_count(mb * 1_000_000, kv::PRELOAD_VALUE_BYTES),
+            kv::PRELOAD_VALUE_BYTES,
+        ),
+        (_, _) => bail!("--state-mb: this platform's kv is preloaded already"),
+    };
     let loading = Instant::now();
     if args.state_mb > 0 {
-        eprintln!("loading {} MB as {keys} keys of {} B", args.state_mb, args.value_bytes);
-        load(&pool, app, args.clients, keys, args.value_bytes).await?;
+        eprintln!(
+            "loading {} MB as {keys} keys of {value_bytes} B",
+            args.state_mb
+        );
+        load(&pool, app, args.clients, keys, value_bytes).await?;
     }
     let load_seconds = loading.elapsed().as_secs_f64();
     let loaded_to = (members_in(&args.dir, app, MemberState::Active).iter())
@@ -235,7 +255,10 @@ pub async fn run(args: &RecoveryArgs) -> Result<()> {
         .map(NodeId::Execution)
         .collect();
     if standbys.is_empty() {
-        bail!("kv has no paused standby to wake; `zz scale --dir {} kv --standbys 1`", args.dir.display());
+        bail!(
+            "kv has no paused standby to wake; `zz scale --dir {} kv --standbys 1`",
+            args.dir.display()
+        );
     }
     let injected = Arc::new(Mutex::new(None));
     let stop = Arc::new(AtomicBool::new(false));
@@ -253,7 +276,7 @@ pub async fn run(args: &RecoveryArgs) -> Result<()> {
             pool.client(index),
             app,
             keys,
-            args.value_bytes,
+            value_bytes,
             u64::from(index) + 1,
             injected.clone(),
             tally.clone(),
@@ -306,7 +329,7 @@ pub async fn run(args: &RecoveryArgs) -> Result<()> {
             StateFetch::Lazy => "lazy".into(),
             StateFetch::Eager => "eager".into(),
         },
-        state_bytes: keys * args.value_bytes as u64,
+        state_bytes: keys * value_bytes as u64,
         keys,
         load_seconds,
         fault_to_woken_reply_ms: ms(woken_at),
@@ -322,7 +345,7 @@ pub async fn run(args: &RecoveryArgs) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         println!(
-            "kv state {:.1} MB ({} keys, loaded in {:.1} s), {} fetch; {} injected into {}",
+            "kv state {:.1} MB ({} keys, written in {:.1} s), {} fetch; {} injected into {}",
             report.state_bytes as f64 / 1e6,
             report.keys,
             report.load_seconds,
@@ -348,7 +371,10 @@ pub async fn run(args: &RecoveryArgs) -> Result<()> {
         );
     }
     if report.wrong_results > 0 {
-        bail!("{} results did not match the values written", report.wrong_results);
+        bail!(
+            "{} results did not match the values written",
+            report.wrong_results
+        );
     }
     Ok(())
 }

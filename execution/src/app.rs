@@ -38,7 +38,8 @@ pub struct StateAccess<'a> {
     writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
 }
 
-fn app_key(key: &[u8]) -> Vec<u8> {
+/// Where an app's object `key` lives in the store (apps see keys without the prefix).
+pub fn app_key(key: &[u8]) -> Vec<u8> {
     let mut stored = Vec::with_capacity(APP_KEY_PREFIX.len() + key.len());
     stored.extend_from_slice(APP_KEY_PREFIX);
     stored.extend_from_slice(key);

@@ -75,7 +75,12 @@ pub struct ExecutionReplica {
     /// Execute nothing while the state misses buckets (eager fetch, the baseline), rather
     /// than fetching each bucket when a request touches it.
     fetch_whole_state_first: bool,
+    /// The app's initial state (a preloaded data set), applied to every fresh store.
+    genesis: Option<Genesis>,
 }
+
+/// Fills a fresh store with an app's initial state; the same on every replica.
+pub type Genesis = std::sync::Arc<dyn Fn(&mut ObjectStore) + Send + Sync>;
 
 /// The reply cache entry for `client`: (timestamp, result) of its last executed request.
 fn client_key(client: ClientId) -> Vec<u8> {
@@ -123,7 +128,23 @@ impl ExecutionReplica {
             outputs: VecDeque::new(),
             counters: ExecCounters::default(),
             fetch_whole_state_first: false,
+            genesis: None,
         }
+    }
+
+    /// Start from `genesis` rather than the empty state, here (when `apply_now`: a replica
+    /// that starts active) and whenever the replica restarts before any checkpoint.
+    pub fn with_genesis(mut self, genesis: Genesis, apply_now: bool) -> Self {
+        if apply_now {
+            assert_eq!(
+                self.next_seq,
+                Seq(1),
+                "genesis is the state before sequence 1"
+            );
+            genesis(&mut self.store);
+        }
+        self.genesis = Some(genesis);
+        self
     }
 
     /// After a restart from a checkpoint, execute only once every bucket is installed.
@@ -247,11 +268,16 @@ impl ExecutionReplica {
     /// Start over from the stable checkpoint `(seq, root)` that f+1 agreement replicas
     /// vouched for, as a woken replica does: the state becomes a store pinned to `root`
     /// (every bucket fetched lazily, each verified against it), and execution resumes at
-    /// `seq + 1`. Sequence 0 means no checkpoint is stable yet: start from the empty state.
+    /// `seq + 1`. Sequence 0 means no checkpoint is stable yet: start from the initial state
+    /// (empty, or the app's genesis).
     pub fn restart_from(&mut self, seq: Seq, root: Digest) {
         let params = self.store.params();
         self.store = if seq == Seq(0) {
-            ObjectStore::new(params)
+            let mut store = ObjectStore::new(params);
+            if let Some(genesis) = &self.genesis {
+                genesis(&mut store);
+            }
+            store
         } else {
             ObjectStore::pinned(params, seq, root)
         };

@@ -46,10 +46,24 @@ pub struct ExecutionDriver<B> {
     peers: Vec<ExecutionId>,
     /// Buckets asked for and not installed yet: how many asks so far (which peer is next)
     /// and when the last one went out.
-    fetches: BTreeMap<BucketIndex, (usize, Time)>,
+    fetches: BTreeMap<BucketIndex, Fetch>,
+    /// Per peer, asks in a row it left unanswered or answered wrongly: fetches go to the
+    /// peers that answer (a paused, crashed or lying one soon gets none).
+    peer_misses: BTreeMap<ExecutionId, u32>,
     /// An injected fault (honest unless an operator or the simulator says otherwise).
     fault: ExecutionFault,
 }
+
+/// One bucket asked for and not installed yet.
+#[derive(Clone, Copy, Debug)]
+struct Fetch {
+    asks: usize,
+    sent_at: Time,
+    peer: ExecutionId,
+}
+
+/// Misses counted per peer at most (a peer back from a pause starts over soon enough).
+const PEER_MISSES_MAX: u32 = 64;
 
 /// Bucket fetches in flight at most, counting those execution waits on.
 pub const FETCHES_IN_FLIGHT_MAX: usize = 16;
@@ -75,6 +89,7 @@ impl<B: MessageBus> ExecutionDriver<B> {
             progress_seen: (Seq(0), Time(0)),
             peers: Vec::new(),
             fetches: BTreeMap::new(),
+            peer_misses: BTreeMap::new(),
             fault: ExecutionFault::Honest,
         }
     }
@@ -136,19 +151,20 @@ impl<B: MessageBus> ExecutionDriver<B> {
         for bucket in waited_on.into_iter().chain(background) {
             let due = match self.fetches.get(&bucket) {
                 None => true,
-                Some((_, sent_at)) => now.saturating_sub(*sent_at) >= retry_micros,
+                Some(fetch) => now.saturating_sub(fetch.sent_at) >= retry_micros,
             };
             if due {
                 self.ask(now, seq, bucket);
             }
         }
-        let stale: Vec<BucketIndex> = self
+        let stale: Vec<(BucketIndex, ExecutionId)> = self
             .fetches
             .iter()
-            .filter(|(_, (_, sent_at))| now.saturating_sub(*sent_at) >= retry_micros)
-            .map(|(bucket, _)| *bucket)
+            .filter(|(_, fetch)| now.saturating_sub(fetch.sent_at) >= retry_micros)
+            .map(|(bucket, fetch)| (*bucket, fetch.peer))
             .collect();
-        for bucket in stale {
+        for (bucket, peer) in stale {
+            self.missed(peer);
             self.ask(now, seq, bucket);
         }
     }
@@ -189,11 +205,28 @@ impl<B: MessageBus> ExecutionDriver<B> {
         }
     }
 
-    /// Ask the next peer for `bucket` of checkpoint `seq`.
+    fn missed(&mut self, peer: ExecutionId) {
+        let misses = self.peer_misses.entry(peer).or_default();
+        *misses = (*misses + 1).min(PEER_MISSES_MAX);
+    }
+
+    /// Ask a peer for `bucket` of checkpoint `seq`: one with the fewest misses, spread by
+    /// bucket among equals, and not the one asked last time for this bucket.
     fn ask(&mut self, now: Time, seq: Seq, bucket: BucketIndex) {
-        let asks = self.fetches.get(&bucket).map_or(0, |(asks, _)| *asks);
-        let peer = self.peers[asks % self.peers.len()];
-        self.fetches.insert(bucket, (asks + 1, now));
+        let previous = self.fetches.get(&bucket).copied();
+        let asks = previous.map_or(0, |fetch| fetch.asks);
+        let count = self.peers.len();
+        let peer = (0..count)
+            .map(|offset| self.peers[(bucket.index() + asks + offset) % count])
+            .filter(|peer| count == 1 || previous.is_none_or(|fetch| fetch.peer != *peer))
+            .min_by_key(|peer| self.peer_misses.get(peer).copied().unwrap_or(0))
+            .expect("fetches run only with peers");
+        let fetch = Fetch {
+            asks: asks + 1,
+            sent_at: now,
+            peer,
+        };
+        self.fetches.insert(bucket, fetch);
         let fetch = Message::FetchBucket(FetchBucket {
             app: self.replica.app(),
             seq,
@@ -293,7 +326,7 @@ impl<B: MessageBus> ExecutionDriver<B> {
                 };
                 self.send(NodeId::Execution(from), &Message::BucketData(answer));
             }
-            (NodeId::Execution(_), Message::BucketData(data)) => {
+            (NodeId::Execution(from), Message::BucketData(data)) => {
                 // Nothing in it is trusted: the proof must hold against the root this
                 // replica was pinned to, or it is dropped and counted.
                 let proof = data
@@ -324,12 +357,13 @@ impl<B: MessageBus> ExecutionDriver<B> {
                 };
                 if installed {
                     self.fetches.remove(&bucket);
-                } else if self.fetches.contains_key(&bucket)
+                    self.peer_misses.remove(&from);
+                } else if let Some(fetch) = self.fetches.get(&bucket).copied()
                     && let Some((seq, _)) = self.replica.store().pin()
                 {
-                    // Discard the answer and ask the next replica at once.
-                    let sent_at = self.fetches[&bucket].1;
-                    self.ask(sent_at, seq, bucket);
+                    // Discard the answer and ask another replica at once.
+                    self.missed(from);
+                    self.ask(fetch.sent_at, seq, bucket);
                 }
             }
             (NodeId::Client(client), Message::Request(request)) => {

@@ -127,11 +127,13 @@ fn apply_fault<B: zz_protocol::bus::MessageBus>(
     });
 }
 
-/// Run execution replica `id` of the cluster in `dir`, executing `app`, until `shutdown`.
+/// Run execution replica `id` of the cluster in `dir`, executing `app` from `genesis`
+/// (the empty state when None), until `shutdown`.
 pub async fn run_execution_node(
     dir: &Path,
     id: ExecutionId,
     app: Box<dyn App>,
+    genesis: Option<crate::core::Genesis>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), ExecutionNodeError> {
     zz_protocol::quic::install_crypto_provider();
@@ -155,8 +157,12 @@ pub async fn run_execution_node(
     let eager = (cluster.apps.iter())
         .find(|app| app.id == member.app)
         .is_some_and(|app| app.state_fetch == zz_protocol::config::StateFetch::Eager);
-    let replica =
+    let mut replica =
         ExecutionReplica::new(config, app, store, Seq(0)).fetching_whole_state_first(eager);
+    if let Some(genesis) = genesis {
+        // A standby builds it only if it ever restarts before the first checkpoint.
+        replica = replica.with_genesis(genesis, !member.standby);
+    }
     let (bus, mut inbox) = QuicBus::start_node(dir, &cluster, NodeId::Execution(id))?;
     tracing::info!(execution = %id, app = %member.app, address = %bus.local_addr(), "execution replica started");
     let bus = FaultyBus::new(bus);
@@ -205,10 +211,9 @@ pub async fn run_execution_node(
                 // Reports go to the agreement replicas as they are made; here they are
                 // only drained so they do not pile up.
                 driver.take_reports();
-                // Keep the fetch pipeline full between ticks: answers free room.
-                if driver.fetches_in_flight() < crate::driver::FETCHES_IN_FLIGHT_MAX / 2 {
-                    driver.fetch_buckets(now(), FETCH_RETRY.as_micros() as u64);
-                }
+                // Ask at once for buckets execution now waits on, and keep the
+                // background pipeline full between ticks (answers free room).
+                driver.fetch_buckets(now(), FETCH_RETRY.as_micros() as u64);
             }
             Some(()) = injected.recv() => apply_fault(dir, id, &mut driver, &switch, &mut fault),
             _ = status_tick.tick() => {

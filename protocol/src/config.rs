@@ -115,6 +115,14 @@ pub struct AppConfig {
     /// How a woken replica of this app gets the state of the checkpoint it joins from.
     #[serde(default, skip_serializing_if = "StateFetch::is_lazy")]
     pub state_fetch: StateFetch,
+    /// Megabytes of data the app starts with (kv only: a deterministic data set every
+    /// replica builds instead of ordering every write; for benchmarks).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub preload_mb: u64,
+}
+
+fn is_zero(value: &u64) -> bool {
+    *value == 0
 }
 
 /// How a woken execution replica gets its state.

@@ -62,7 +62,20 @@ pub struct ParamsError {
     pub problem: String,
 }
 
+/// A member that just became active (a woken standby) must join, replay from the stable
+/// checkpoint and fetch state before it can report: agreement replicas count its silence
+/// only after this many execution silence timeouts, and the activator thaws no more
+/// standbys for as long.
+pub const NEWCOMER_GRACE_TIMEOUTS: u64 = 4;
+
 impl ProtocolParams {
+    /// See [`NEWCOMER_GRACE_TIMEOUTS`].
+    pub fn newcomer_grace_micros(&self) -> u64 {
+        self.execution_silence_ms
+            .saturating_mul(1000)
+            .saturating_mul(NEWCOMER_GRACE_TIMEOUTS)
+    }
+
     /// n = 3f+1 agreement replicas.
     pub fn replica_count(&self) -> usize {
         3 * self.f + 1

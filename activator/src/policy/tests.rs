@@ -8,6 +8,7 @@ const E1: ExecutionId = ExecutionId(1);
 const E2: ExecutionId = ExecutionId(2);
 const E3: ExecutionId = ExecutionId(3);
 const QUIET: u64 = 10_000_000;
+const GRACE: u64 = 4_000_000;
 
 fn member(id: ExecutionId, host: &str, state: MemberState) -> Member {
     Member {
@@ -23,6 +24,7 @@ fn config() -> PolicyConfig {
         replica_count: 4,
         quiet_micros: QUIET,
         announce_micros: 1_000_000,
+        join_grace_micros: GRACE,
     }
 }
 
@@ -150,14 +152,15 @@ fn a_false_alarm_is_undone_after_the_quiet_period() {
 fn a_crash_leaving_too_few_active_wakes_a_standby_when_one_is_ready() {
     let mut policy = policy();
     // E2 and E3 are used up: E3 woken, then E2 woken for a second alarm.
+    // Each alarm after the last thawed standbys' join grace.
     for epoch in 0..2 {
-        policy.handle_wake(Time(0), ReplicaId(0), wake(epoch));
-        policy.handle_wake(Time(0), ReplicaId(1), wake(epoch));
+        policy.handle_wake(Time(epoch * GRACE), ReplicaId(0), wake(epoch));
+        policy.handle_wake(Time(epoch * GRACE), ReplicaId(1), wake(epoch));
     }
     assert_eq!(thawed(&policy.take_commands()), vec![E3, E2]);
     // A third alarm finds no standby.
-    policy.handle_wake(Time(1), ReplicaId(0), wake(2));
-    policy.handle_wake(Time(1), ReplicaId(1), wake(2));
+    policy.handle_wake(Time(2 * GRACE), ReplicaId(0), wake(2));
+    policy.handle_wake(Time(2 * GRACE), ReplicaId(1), wake(2));
     assert!(thawed(&policy.take_commands()).is_empty());
     assert!(
         policy
@@ -165,10 +168,10 @@ fn a_crash_leaving_too_few_active_wakes_a_standby_when_one_is_ready() {
             .any(|(_, e)| e.contains("no standby is ready"))
     );
     // Reports make E0 faulty: destroyed, restarted; once ready it is woken.
-    policy.handle_faulty(Time(2), ReplicaId(0), faulty(2, E0));
-    policy.handle_faulty(Time(2), ReplicaId(1), faulty(2, E0));
+    policy.handle_faulty(Time(2 * GRACE + 1), ReplicaId(0), faulty(2, E0));
+    policy.handle_faulty(Time(2 * GRACE + 1), ReplicaId(1), faulty(2, E0));
     policy.take_commands();
-    policy.handle_ready(Time(3), APP, E0);
+    policy.handle_ready(Time(2 * GRACE + 2), APP, E0);
     assert_eq!(thawed(&policy.take_commands()), vec![E0]);
 }
 
@@ -232,7 +235,7 @@ fn a_wish_for_a_standby_lapses_when_all_is_quiet() {
     let mut policy = policy();
     for epoch in 0..3u64 {
         for replica in 0..2 {
-            policy.handle_wake(Time(epoch + 1), ReplicaId(replica), wake(epoch));
+            policy.handle_wake(Time(epoch * GRACE + 1), ReplicaId(replica), wake(epoch));
         }
     }
     let commands = policy.take_commands();
@@ -242,9 +245,38 @@ fn a_wish_for_a_standby_lapses_when_all_is_quiet() {
             .events()
             .any(|(_, e)| e.contains("no standby is ready"))
     );
-    policy.handle_tick(Time(QUIET + 10));
+    policy.handle_tick(Time(2 * GRACE + QUIET + 10));
     let paused: Vec<Command> = (policy.take_commands().into_iter())
         .filter(|command| matches!(command, Command::Pause(_)))
         .collect();
     assert_eq!(paused, vec![Command::Pause(E2), Command::Pause(E3)]);
+}
+
+/// Standbys just thawed are still joining: wakes within their grace thaw no more (they
+/// keep the app from counting as quiet), and once the grace is over they may.
+#[test]
+fn wakes_during_the_join_grace_thaw_no_more_standbys() {
+    let mut policy = policy();
+    for replica in 0..2 {
+        policy.handle_wake(Time(0), ReplicaId(replica), wake(0));
+    }
+    assert_eq!(thawed(&policy.take_commands()), vec![E3]);
+    for replica in 0..2 {
+        policy.handle_wake(Time(GRACE - 1), ReplicaId(replica), wake(1));
+    }
+    assert!(thawed(&policy.take_commands()).is_empty());
+    // Resent after the grace, the same wakes thaw the next standby.
+    policy.handle_wake(Time(GRACE), ReplicaId(0), wake(1));
+    assert_eq!(thawed(&policy.take_commands()), vec![E2]);
+    // The quiet period runs from the last wake, not the first.
+    policy.handle_tick(Time(GRACE - 1 + QUIET));
+    let pauses = |commands: Vec<Command>| {
+        commands
+            .into_iter()
+            .filter(|c| matches!(c, Command::Pause(_)))
+            .count()
+    };
+    assert_eq!(pauses(policy.take_commands()), 0);
+    policy.handle_tick(Time(GRACE + QUIET));
+    assert_eq!(pauses(policy.take_commands()), 2);
 }

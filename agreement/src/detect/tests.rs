@@ -196,3 +196,21 @@ fn a_member_that_reported_a_later_sequence_number_is_not_silent_about_an_earlier
         "nothing is left to judge"
     );
 }
+
+/// A woken standby must join, replay and fetch before it reports: it is called silent
+/// only after the newcomer grace, while a member that was active all along is not given
+/// one.
+#[test]
+fn a_newcomer_gets_a_grace_before_its_silence_counts() {
+    let mut detector = detector();
+    detector.handle_membership(Time(0), APP, 1, &[E0, E1, E2]);
+    executed(&mut detector, 1, E0, 1, 1);
+    executed(&mut detector, 2, E1, 1, 1);
+    detector.handle_tick(Time(2 * SILENCE));
+    assert!(faulty(&detector.take_alarms()).is_empty(), "E2 is joining");
+    detector.handle_tick(Time((NEWCOMER_GRACE_TIMEOUTS + 1) * SILENCE + 2));
+    assert_eq!(
+        faulty(&detector.take_alarms()),
+        vec![(E2, FaultReason::Silent)]
+    );
+}

@@ -247,3 +247,17 @@ fn codec_round_trips_and_rejects_malformed_bytes() {
         assert!(state.into_writes().is_empty());
     }
 }
+
+/// A preloaded data set is what kv reads back: every key, with its derived value.
+#[test]
+fn preloaded_objects_read_back_through_the_app() {
+    let mut store = zz_state_fetch::ObjectStore::new(zz_state_fetch::StateParams::default());
+    preload(&mut store, 10_000, 1_000);
+    assert_eq!(preload_count(10_000, 1_000), 10);
+    let access = zz_execution::StateAccess::new(&store);
+    for index in 0..10 {
+        let value = access.get(&preload_key(index)).unwrap();
+        assert_eq!(value, Some(preload_value(index, 1_000)));
+    }
+    assert_eq!(access.get(&preload_key(10)).unwrap(), None);
+}

@@ -236,10 +236,17 @@ fn an_eager_replica_executes_only_once_the_whole_state_is_installed() {
     let missing: Vec<_> = eager.store().missing_buckets().collect();
     let (last, rest) = missing.split_last().expect("a pinned store misses buckets");
     for bucket in rest {
-        eager.install_bucket(source.bucket_with_proof(*bucket).unwrap()).unwrap();
-        assert!(outputs(&mut eager).is_empty(), "nothing before the state is whole");
+        eager
+            .install_bucket(source.bucket_with_proof(*bucket).unwrap())
+            .unwrap();
+        assert!(
+            outputs(&mut eager).is_empty(),
+            "nothing before the state is whole"
+        );
     }
-    eager.install_bucket(source.bucket_with_proof(*last).unwrap()).unwrap();
+    eager
+        .install_bucket(source.bucket_with_proof(*last).unwrap())
+        .unwrap();
     assert_eq!(outputs(&mut eager), expected);
     assert_eq!(eager.last_executed(), Seq(6));
 }

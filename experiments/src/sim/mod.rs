@@ -428,6 +428,7 @@ impl World {
             replica_count: replica_count as usize,
             quiet_micros: scenario.quiet_micros,
             announce_micros: scenario.announce_micros,
+            join_grace_micros: scenario.params.newcomer_grace_micros(),
         };
         let pools = groups
             .iter()

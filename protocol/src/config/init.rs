@@ -38,6 +38,8 @@ pub struct InitOptions {
     pub quiet_ms: u64,
     /// How every app's woken replicas get their state.
     pub state_fetch: super::StateFetch,
+    /// Megabytes the kv app starts with.
+    pub kv_preload_mb: u64,
     /// The remaining protocol parameters.
     pub params: ProtocolParams,
 }
@@ -54,6 +56,7 @@ impl Default for InitOptions {
             spare_slots_per_app: 0,
             quiet_ms: 10_000,
             state_fetch: super::StateFetch::Lazy,
+            kv_preload_mb: 0,
             params: ProtocolParams::default(),
         }
     }
@@ -324,6 +327,11 @@ pub fn init_cluster(dir: &Path, options: InitOptions) -> Result<ClusterConfig, C
                 id: AppId(index as u32),
                 name: name.clone(),
                 state_fetch: options.state_fetch,
+                preload_mb: if name == "kv" {
+                    options.kv_preload_mb
+                } else {
+                    0
+                },
             })
             .collect(),
         activator: Some(ActivatorConfig {
