@@ -130,7 +130,7 @@ fn run(command: Command) -> Result<ExitCode> {
         Command::Down(args) => platform::down(&args)?,
         Command::Status(args) => status::status(&args)?,
         Command::Scale(args) => runtime()?.block_on(operate::scale(&args))?,
-        Command::Inject(args) => operate::inject(&args)?,
+        Command::Inject(args) => println!("{}", operate::inject(&args)?),
         Command::Node(NodeCommand::Activator { cluster }) => {
             let exe = std::env::current_exe().context("cannot find the zz binary")?;
             let backend = zz_activator::backend::process::ProcessBackend::new(&cluster, &exe);

@@ -63,6 +63,20 @@ pub enum Fault {
     Heal,
 }
 
+impl Fault {
+    /// The name the command line takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Fault::Crash => "crash",
+            Fault::Mute => "mute",
+            Fault::Slow => "slow",
+            Fault::CorruptReply => "corrupt-reply",
+            Fault::CorruptState => "corrupt-state",
+            Fault::Heal => "heal",
+        }
+    }
+}
+
 #[derive(Args, Debug)]
 pub struct InjectArgs {
     /// The cluster directory.
@@ -76,7 +90,8 @@ pub struct InjectArgs {
     pub delay_ms: u64,
 }
 
-pub fn inject(args: &InjectArgs) -> Result<()> {
+/// Inject the fault; returns what was done, for the operator.
+pub fn inject(args: &InjectArgs) -> Result<String> {
     let dir = &args.dir;
     let config = ClusterConfig::load(dir)?;
     let Some(node) = Node::parse(&config, &args.node) else {
@@ -101,8 +116,7 @@ pub fn inject(args: &InjectArgs) -> Result<()> {
             // A frozen process dies only once thawed.
             platform::resume_if_paused(dir, node, pid);
             freezer::signal(pid, "KILL").with_context(|| format!("cannot kill {name}"))?;
-            println!("{name}: crashed (killed pid {pid})");
-            return Ok(());
+            return Ok(format!("{name}: crashed (killed pid {pid})"));
         }
         Fault::Heal => InjectedFault::Honest,
         Fault::Mute => InjectedFault::Mute,
@@ -128,16 +142,15 @@ pub fn inject(args: &InjectArgs) -> Result<()> {
     match (pid, node) {
         (Some(pid), _) => {
             freezer::signal(pid, "USR2").with_context(|| format!("cannot signal {name}"))?;
-            println!("{name}: {}", fault.name());
+            Ok(format!("{name}: {}", fault.name()))
         }
         (None, Node::Replica(_)) if fault == InjectedFault::Honest => {
             platform::spawn(dir, node)?;
-            println!("{name}: restarted from its records");
+            Ok(format!("{name}: restarted from its records"))
         }
         (None, Node::Replica(_)) => bail!("{name} is not running; `heal` restarts it"),
         (None, _) => {
             bail!("{name} is not running; the activator replaces crashed execution replicas")
         }
     }
-    Ok(())
 }

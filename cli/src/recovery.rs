@@ -286,12 +286,13 @@ pub async fn run(args: &RecoveryArgs) -> Result<()> {
     tokio::time::sleep(args.inject_at).await;
     let fault_at = Instant::now();
     *injected.lock().await = Some((fault_at, standbys));
-    operate::inject(&InjectArgs {
+    let done = operate::inject(&InjectArgs {
         dir: args.dir.clone(),
         node: target.clone(),
         fault: args.fault,
         delay_ms: 200,
     })?;
+    tracing::info!("{done}");
     let deadline = fault_at + Duration::from_secs(120);
     let (woken_at, woken) = loop {
         if let Some(first) = *tally.first_woken.lock().await {
@@ -323,7 +324,7 @@ pub async fn run(args: &RecoveryArgs) -> Result<()> {
     }
     let ms = |at: Instant| at.duration_since(fault_at).as_secs_f64() * 1000.0;
     let report = RecoveryReport {
-        fault: format!("{:?}", args.fault).to_lowercase(),
+        fault: args.fault.name().to_string(),
         injected_into: target,
         state_fetch: match app_config.state_fetch {
             StateFetch::Lazy => "lazy".into(),
