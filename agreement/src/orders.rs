@@ -41,6 +41,11 @@ pub struct OrderRouter {
     stable: BTreeMap<AppId, (Seq, Digest)>,
     /// Each app's highest routed order.
     routed: BTreeMap<AppId, Seq>,
+    /// Per app, the sequence number up to which this replica may lack orders: it reached
+    /// it by a state transfer, or had ordered up to it before a restart emptied the
+    /// router. It does not name a checkpoint below it to a joining replica: the orders
+    /// after such a checkpoint may be kept by too few agreement replicas.
+    gap_until: BTreeMap<AppId, Seq>,
     next_resend_at: Time,
 }
 
@@ -113,7 +118,20 @@ impl OrderRouter {
         if self.groups.contains_key(&app) {
             let routed = self.routed.entry(app).or_default();
             *routed = (*routed).max(seq);
+            let gap_until = self.gap_until.entry(app).or_default();
+            *gap_until = (*gap_until).max(seq);
         }
+    }
+
+    /// The checkpoint to name to a joining replica of `app`: the last stable one (Seq 0:
+    /// none yet, start from the empty state), or None while this replica may lack orders
+    /// after it (see `gap_until`) and so must not send a joiner there.
+    pub fn join_checkpoint(&self, app: AppId) -> Option<(Seq, Digest)> {
+        let stable = self
+            .stable_checkpoint(app)
+            .unwrap_or((Seq(0), Digest::default()));
+        let gap_until = self.gap_until.get(&app).copied().unwrap_or_default();
+        (stable.0 >= gap_until).then_some(stable)
     }
 
     /// Whether `member` runs `app`.
@@ -372,6 +390,34 @@ mod tests {
             resent.len(),
             6,
             "both members still get every retained order"
+        );
+    }
+
+    /// A replica that jumped by state transfer (or restarted with an empty router) may lack
+    /// the orders after its old stable checkpoint: it names none to a joining replica until
+    /// a checkpoint at or past the jump is stable, and judges reports up to the jump.
+    #[test]
+    fn after_a_jump_the_router_names_no_checkpoint_below_it_to_a_joiner() {
+        let groups = BTreeMap::from([(AppId(0), vec![ExecutionId(0), ExecutionId(1)])]);
+        let mut router = OrderRouter::new(groups.clone(), groups, 2);
+        assert_eq!(
+            router.join_checkpoint(AppId(0)),
+            Some((Seq(0), Digest::default())),
+            "a fresh router holds every order from the first"
+        );
+        router.skipped_to(AppId(0), Seq(4));
+        assert_eq!(router.routed(AppId(0)), Seq(4));
+        assert_eq!(router.join_checkpoint(AppId(0)), None);
+        let checkpoint = ExecutionCheckpoint {
+            app: AppId(0),
+            seq: Seq(4),
+            root: Digest([3; 32]),
+        };
+        router.handle_checkpoint(ExecutionId(0), checkpoint);
+        router.handle_checkpoint(ExecutionId(1), checkpoint);
+        assert_eq!(
+            router.join_checkpoint(AppId(0)),
+            Some((Seq(4), Digest([3; 32])))
         );
     }
 
