@@ -88,7 +88,7 @@ impl<B: MessageBus, S: Storage> ReplicaDriver<B, S> {
         // A restored replica ordered up to these before a restart emptied its router.
         let app_seqs: Vec<_> = self.replica.app_seqs().collect();
         for (app, seq) in app_seqs {
-            self.orders.skipped_to(app, seq);
+            self.orders.forgot_up_to(app, seq);
         }
         self
     }
