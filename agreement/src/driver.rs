@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use zz_protocol::bus::MessageBus;
 use zz_protocol::config::LOCAL_ACTIVATOR;
 use zz_protocol::messages::{AppOrder, ExecutionCheckpoint, Message, Order, Reply};
-use zz_protocol::{ClientId, Digest, Endpoint, NodeId, ReplicaId, Seq, Time, View};
+use zz_protocol::{ClientId, Endpoint, NodeId, ReplicaId, Seq, Time, View};
 
 /// What the driver hands up to whoever consumes ordered batches.
 #[derive(Clone, Debug, PartialEq)]
@@ -85,6 +85,11 @@ impl<B: MessageBus, S: Storage> ReplicaDriver<B, S> {
         };
         self.detector = Detector::new(config, &groups, &active);
         self.orders = OrderRouter::new(groups, active, weak_quorum);
+        // A restored replica ordered up to these before a restart emptied its router.
+        let app_seqs: Vec<_> = self.replica.app_seqs().collect();
+        for (app, seq) in app_seqs {
+            self.orders.forgot_up_to(app, seq);
+        }
         self
     }
 
@@ -161,11 +166,9 @@ impl<B: MessageBus, S: Storage> ReplicaDriver<B, S> {
                     }
                 }
                 (NodeId::Execution(from), Message::Join(join)) => {
-                    if self.orders.is_member(from, join.app) {
-                        let (seq, root) = self
-                            .orders
-                            .stable_checkpoint(join.app)
-                            .unwrap_or((Seq(0), Digest::default()));
+                    if self.orders.is_member(from, join.app)
+                        && let Some((seq, root)) = self.orders.join_checkpoint(join.app)
+                    {
                         let notice = ExecutionCheckpoint {
                             app: join.app,
                             seq,

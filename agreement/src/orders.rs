@@ -41,6 +41,11 @@ pub struct OrderRouter {
     stable: BTreeMap<AppId, (Seq, Digest)>,
     /// Each app's highest routed order.
     routed: BTreeMap<AppId, Seq>,
+    /// Per app, the sequence number this replica had ordered to before a restart emptied
+    /// the router: it no longer knows which checkpoint is stable, and the one it would name
+    /// (none, or an old one) may be one whose following orders the others dropped since.
+    /// It names no checkpoint below it to a joining replica.
+    forgotten_until: BTreeMap<AppId, Seq>,
     next_resend_at: Time,
 }
 
@@ -108,12 +113,35 @@ impl OrderRouter {
     }
 
     /// A state transfer took this replica's per-app sequence of `app` to `seq`: the orders
-    /// up to it were ordered by others, so execution reports up to it are judged.
+    /// up to it were ordered by others, so execution reports up to it are judged. (The
+    /// orders it skipped are a range others ordered and keep; its stable checkpoint is
+    /// still the latest it knows, so it may still name it to a joining replica.)
     pub fn skipped_to(&mut self, app: AppId, seq: Seq) {
         if self.groups.contains_key(&app) {
             let routed = self.routed.entry(app).or_default();
             *routed = (*routed).max(seq);
         }
+    }
+
+    /// This replica restarted with an empty router after ordering `app` up to `seq`:
+    /// reports up to it are judged, and it names no checkpoint below it to a joiner.
+    pub fn forgot_up_to(&mut self, app: AppId, seq: Seq) {
+        if self.groups.contains_key(&app) {
+            self.skipped_to(app, seq);
+            let forgotten = self.forgotten_until.entry(app).or_default();
+            *forgotten = (*forgotten).max(seq);
+        }
+    }
+
+    /// The checkpoint to name to a joining replica of `app`: the last stable one (Seq 0:
+    /// none yet, start from the empty state), or None while it may be stale (see
+    /// `forgotten_until`).
+    pub fn join_checkpoint(&self, app: AppId) -> Option<(Seq, Digest)> {
+        let stable = self
+            .stable_checkpoint(app)
+            .unwrap_or((Seq(0), Digest::default()));
+        let forgotten = self.forgotten_until.get(&app).copied().unwrap_or_default();
+        (stable.0 >= forgotten).then_some(stable)
     }
 
     /// Whether `member` runs `app`.
@@ -372,6 +400,40 @@ mod tests {
             resent.len(),
             6,
             "both members still get every retained order"
+        );
+    }
+
+    /// A replica restarted with an empty router no longer knows the stable checkpoint: it
+    /// names none to a joining replica until one at or past its restart point is stable,
+    /// and judges reports up to that point. A state transfer only moves the latter.
+    #[test]
+    fn after_a_restart_the_router_names_no_checkpoint_below_it_to_a_joiner() {
+        let groups = BTreeMap::from([(AppId(0), vec![ExecutionId(0), ExecutionId(1)])]);
+        let mut router = OrderRouter::new(groups.clone(), groups, 2);
+        assert_eq!(
+            router.join_checkpoint(AppId(0)),
+            Some((Seq(0), Digest::default())),
+            "a fresh router holds every order from the first"
+        );
+        router.skipped_to(AppId(0), Seq(2));
+        assert_eq!(router.routed(AppId(0)), Seq(2));
+        assert_eq!(
+            router.join_checkpoint(AppId(0)),
+            Some((Seq(0), Digest::default()))
+        );
+        router.forgot_up_to(AppId(0), Seq(4));
+        assert_eq!(router.routed(AppId(0)), Seq(4));
+        assert_eq!(router.join_checkpoint(AppId(0)), None);
+        let checkpoint = ExecutionCheckpoint {
+            app: AppId(0),
+            seq: Seq(4),
+            root: Digest([3; 32]),
+        };
+        router.handle_checkpoint(ExecutionId(0), checkpoint);
+        router.handle_checkpoint(ExecutionId(1), checkpoint);
+        assert_eq!(
+            router.join_checkpoint(AppId(0)),
+            Some((Seq(4), Digest([3; 32])))
         );
     }
 

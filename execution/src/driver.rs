@@ -38,8 +38,10 @@ pub struct ExecutionDriver<B> {
     /// While joining (woken): the stable checkpoints agreement replicas answered, by
     /// replica. None when not joining.
     joining: Option<BTreeMap<ReplicaId, (Seq, Digest)>>,
-    /// When the last `Join` went out (None until the first periodic call after it).
+    /// When the last `Join` went out, and when joining started, as the periodic call saw
+    /// them (None until its first call after [`ExecutionDriver::join`]).
     join_sent_at: Option<Time>,
+    join_started_at: Option<Time>,
     /// The last executed sequence number seen by the periodic call, and since when.
     progress_seen: (Seq, Time),
     /// The app's other execution replicas: where buckets are fetched from.
@@ -86,6 +88,7 @@ impl<B: MessageBus> ExecutionDriver<B> {
             needed: Vec::new(),
             joining: None,
             join_sent_at: None,
+            join_started_at: None,
             progress_seen: (Seq(0), Time(0)),
             peers: Vec::new(),
             fetches: BTreeMap::new(),
@@ -175,6 +178,14 @@ impl<B: MessageBus> ExecutionDriver<B> {
     /// that made no progress for `retry_micros` asks for the orders after what it executed.
     fn ask_again(&mut self, now: Time, retry_micros: u64) {
         if self.joining.is_some() {
+            let started_at = *self.join_started_at.get_or_insert(now);
+            if now.saturating_sub(started_at) >= retry_micros {
+                // Some agreement replicas may never answer (down, or Byzantine).
+                self.finish_join();
+                if self.joining.is_none() {
+                    return;
+                }
+            }
             match self.join_sent_at {
                 Some(sent_at) if now.saturating_sub(sent_at) < retry_micros => {}
                 Some(_) => {
@@ -246,6 +257,7 @@ impl<B: MessageBus> ExecutionDriver<B> {
     pub fn join(&mut self) {
         self.joining = Some(BTreeMap::new());
         self.join_sent_at = None;
+        self.join_started_at = None;
         let join = Message::Join(Join {
             app: self.replica.app(),
         });
@@ -257,9 +269,11 @@ impl<B: MessageBus> ExecutionDriver<B> {
         self.joining.is_some()
     }
 
-    /// An agreement replica's answer to [`join`](Self::join).
+    /// An agreement replica's answer to [`join`](Self::join). Once 2f+1 answered (or,
+    /// see [`ExecutionDriver::fetch_buckets`], a retry interval passed), the replica joins.
     fn handle_join_answer(&mut self, from: ReplicaId, checkpoint: ExecutionCheckpoint) {
-        let weak_quorum = self.endpoint.params().weak_quorum();
+        let params = self.endpoint.params();
+        let answers_wanted = params.replica_count() - params.f;
         let Some(answers) = self.joining.as_mut() else {
             return;
         };
@@ -267,9 +281,26 @@ impl<B: MessageBus> ExecutionDriver<B> {
             return self.reject("other-app");
         }
         answers.insert(from, (checkpoint.seq, checkpoint.root));
+        if answers.len() >= answers_wanted {
+            self.finish_join();
+        }
+    }
+
+    /// Restart from the latest checkpoint that f+1 agreement replicas named alike (so a
+    /// correct one vouches for it), if any. The latest, not the first to reach f+1: a
+    /// replica that restarted or jumped by state transfer may name an older one, whose
+    /// following orders the others no longer keep.
+    fn finish_join(&mut self) {
+        let weak_quorum = self.endpoint.params().weak_quorum();
+        let Some(answers) = self.joining.as_ref() else {
+            return;
+        };
         let agreed = answers
             .values()
-            .find(|answer| answers.values().filter(|other| other == answer).count() >= weak_quorum)
+            .filter(|answer| {
+                answers.values().filter(|other| other == answer).count() >= weak_quorum
+            })
+            .max_by_key(|(seq, _)| *seq)
             .copied();
         let Some((seq, root)) = agreed else {
             return;

@@ -8,11 +8,12 @@
 //! `cargo test -p zz-experiments --test scenarios <test name> -- --nocapture`.
 
 use std::ops::Range;
+use zz_execution::ExecutionFault;
 use zz_experiments::sim::byzantine::Behaviours;
 use zz_experiments::sim::rng::SimRng;
-use zz_experiments::sim::scenario::Scenario;
+use zz_experiments::sim::scenario::{ExecutionFaultPlan, InjectedFault, Scenario};
 use zz_experiments::sim::{SimOutcome, SimStats, run_scenario};
-use zz_protocol::ReplicaId;
+use zz_protocol::{AppId, ReplicaId};
 
 /// Seeds each scenario runs by default.
 const SEEDS_DEFAULT: u64 = 12;
@@ -66,7 +67,10 @@ fn some_backup(rng: &mut SimRng, scenario: &Scenario) -> ReplicaId {
 fn summary(stats: &SimStats) -> String {
     format!(
         "accepted {}, batches {}, view changes {}, state transfers {}, rejected {}, dropped {:?}, \
-         altered {}, lost {}, restarts {}, events {}, end {:.1}s",
+         altered {}, lost {}, restarts {}, events {}, execution faults {}, wakes {}, faulty {}, \
+         woken {}, destroyed {} ({} faulty), paused {}, buckets {} ({} bad), false alarms {}, \
+         alarms from correct replicas {}, \
+         active at end {:?}, end {:.1}s",
         stats.requests_accepted,
         stats.batches_ordered_max,
         stats.view_changes,
@@ -77,6 +81,18 @@ fn summary(stats: &SimStats) -> String {
         stats.frames_lost,
         stats.restarts,
         stats.events,
+        stats.execution_faults_injected,
+        stats.wakes_received,
+        stats.faulty_received,
+        stats.standbys_woken,
+        stats.replicas_destroyed,
+        stats.faulty_replaced,
+        stats.standbys_paused,
+        stats.buckets_fetched,
+        stats.bad_buckets,
+        stats.false_alarms_sent,
+        stats.alarms_from_correct,
+        stats.active_at_end,
         stats.end_micros as f64 / 1e6,
     )
 }
@@ -137,6 +153,9 @@ fn normal_case_f1_orders_every_request_without_a_view_change() {
     });
     assert_each(&runs, "no rejected frame", |run| {
         run.stats().frames_rejected == 0
+    });
+    assert_each(&runs, "no standby woken", |run| {
+        run.stats().standbys_woken == 0
     });
     assert_each(&runs, "per-app orders checked", |run| {
         run.stats().app_orders_checked > 0
@@ -424,5 +443,224 @@ fn restarted_backups_keep_their_votes_against_an_equivocating_primary_f1() {
     // Not a view change in every seed: a restarted replica's counters start again at zero.
     assert_each(&runs, "an equivocation", |run| {
         run.stats().byzantine_frames_altered > 0
+    });
+}
+
+/// App 0 (kv): client 0 always uses it, so every seed gives it traffic.
+const KV: AppId = AppId(0);
+
+/// `fault` on member `member_index` of app 0 at `at_micros`.
+fn execution_fault(
+    member_index: usize,
+    at_micros: u64,
+    fault: InjectedFault,
+) -> ExecutionFaultPlan {
+    ExecutionFaultPlan {
+        app: KV,
+        member_index,
+        at_micros,
+        fault,
+    }
+}
+
+/// One active replica of app 0 (f=1) turns faulty early, the way `fault` says; the rest is
+/// calm. Every request must still be accepted, with correct results only, because a
+/// standby is woken and the faulty replica destroyed and replaced.
+fn one_faulty_active_f1(test: &str, fault: InjectedFault) -> Vec<Run> {
+    let runs = run_seeds(test, seeds(), |seed| {
+        let (mut scenario, mut rng) = calm(seed, 1);
+        let member_index = rng.range(0, 1) as usize;
+        let at = rng.range(0, 300_000);
+        scenario.execution_faults = vec![execution_fault(member_index, at, fault)];
+        scenario
+    });
+    assert_each(&runs, "every request accepted", Run::all_requests_accepted);
+    assert_each(&runs, "the fault injected", |run| {
+        run.stats().execution_faults_injected == 1
+    });
+    assert_each(&runs, "a standby woken", |run| {
+        run.stats().standbys_woken > 0
+    });
+    assert_each(&runs, "the faulty replica destroyed and replaced", |run| {
+        run.stats().faulty_replaced == 1 && run.stats().standbys_started >= 1
+    });
+    assert_each(
+        &runs,
+        "client results checked against correct replicas",
+        |run| run.stats().results_checked > 0,
+    );
+    runs
+}
+
+#[test]
+fn corrupt_replies_from_one_active_replica_wake_a_standby_that_replaces_it_f1() {
+    // Goal: an active execution replica that answers clients with wrong results (and reports
+    // their digest) makes the replies differ; f+1 agreement replicas ask for a standby
+    // (ZZ section 4), the woken one agrees with the correct active, the liar is reported by
+    // f+1 and destroyed, and clients never accept a wrong result.
+    one_faulty_active_f1(
+        "corrupt_replies_from_one_active_replica_wake_a_standby_that_replaces_it_f1",
+        InjectedFault::Misbehave(ExecutionFault::CorruptReply),
+    );
+}
+
+#[test]
+fn a_crashed_active_replica_is_replaced_by_a_woken_standby_f1() {
+    // Goal: when an active execution replica stops for good, its silence wakes a standby,
+    // and once the standby and the other active agree, the silent one is destroyed and a
+    // fresh standby started in its place.
+    one_faulty_active_f1(
+        "a_crashed_active_replica_is_replaced_by_a_woken_standby_f1",
+        InjectedFault::Crash,
+    );
+}
+
+#[test]
+fn a_mute_active_replica_is_replaced_by_a_woken_standby_f1() {
+    // Goal: an active replica that executes but sends nothing (no replies, no reports) is
+    // treated like a silent one: a standby is woken, the mute one destroyed and replaced.
+    one_faulty_active_f1(
+        "a_mute_active_replica_is_replaced_by_a_woken_standby_f1",
+        InjectedFault::Misbehave(ExecutionFault::Mute),
+    );
+}
+
+#[test]
+fn a_woken_standby_refuses_corrupt_buckets_and_fetches_them_elsewhere_f1() {
+    // Goal: the active replica a woken standby asks first for state (its first peer)
+    // serves altered buckets and reports wrong roots; the standby refuses every bucket whose
+    // proof fails against the agreed root, fetches it from the next replica, and ends up
+    // with the state the correct replicas have (equal roots), so every request is served.
+    let runs = run_seeds(
+        "a_woken_standby_refuses_corrupt_buckets_and_fetches_them_elsewhere_f1",
+        seeds(),
+        |seed| {
+            let (mut scenario, mut rng) = calm(seed, 1);
+            // Frequent checkpoints and enough kv traffic that a checkpoint with state is
+            // stable before the fault, so the woken standby starts from a pinned one.
+            scenario.params.checkpoint_interval = 2;
+            scenario.params.window = 8;
+            scenario.clients = scenario.clients.max(2);
+            scenario.requests_per_client = 30;
+            let at = rng.range(800_000, 1_200_000);
+            let fault = InjectedFault::Misbehave(ExecutionFault::CorruptState);
+            // Member 0 is every standby's first peer.
+            scenario.execution_faults = vec![execution_fault(0, at, fault)];
+            scenario
+        },
+    );
+    assert_each(&runs, "every request accepted", Run::all_requests_accepted);
+    assert_each(&runs, "a standby woken", |run| {
+        run.stats().standbys_woken > 0
+    });
+    assert_each(&runs, "bad buckets refused", |run| {
+        run.stats().bad_buckets > 0
+    });
+    assert_each(&runs, "buckets fetched elsewhere", |run| {
+        run.stats().buckets_fetched > 0
+    });
+    assert_each(&runs, "the lying replica replaced", |run| {
+        run.stats().faulty_replaced == 1
+    });
+}
+
+/// f Byzantine agreement replicas that send a false Wake or Faulty with every frame, and
+/// otherwise follow the protocol; nothing else goes wrong.
+fn false_alarms_alone(test: &str, f: usize) {
+    let runs = run_seeds(test, seeds(), |seed| {
+        let (mut scenario, mut rng) = calm(seed, f);
+        while scenario.byzantine.len() < f {
+            let liar = ReplicaId(rng.range(0, scenario.params.replica_count() as u64 - 1) as u32);
+            let behaviours = Behaviours {
+                false_alarms: 1000,
+                ..Default::default()
+            };
+            scenario.byzantine.insert(liar, behaviours);
+        }
+        scenario
+    });
+    assert_each(&runs, "every request accepted", Run::all_requests_accepted);
+    assert_each(&runs, "false alarms reached the activator", |run| {
+        run.stats().false_alarms_sent > 0
+            && run.stats().wakes_received + run.stats().faulty_received > 0
+    });
+    // A correct replica may raise a genuine alarm now and then (a client retransmits
+    // before its reply came): with the liars' copies that makes f+1, which is allowed.
+    // Where no correct replica raised one, nothing may be woken or destroyed.
+    let alone: Vec<&Run> = runs
+        .iter()
+        .filter(|run| run.stats().alarms_from_correct == 0)
+        .collect();
+    assert!(
+        alone.len() * 2 > runs.len(),
+        "most seeds see false alarms only ({} of {})",
+        alone.len(),
+        runs.len()
+    );
+    for run in alone {
+        let stats = run.stats();
+        assert!(
+            stats.standbys_woken == 0 && stats.replicas_destroyed == 0,
+            "seed {}: false alarms alone woke or destroyed replicas: {}",
+            run.outcome.seed,
+            summary(stats)
+        );
+    }
+}
+
+#[test]
+fn false_wakes_and_faulty_reports_from_one_byzantine_replica_change_nothing_f1() {
+    // Goal: one Byzantine agreement replica's validly authenticated but false Wake and
+    // Faulty alarms, for random apps, epochs and members, never make an f+1 quorum, so the
+    // activator wakes and destroys nothing (ZZ: f faulty agreement replicas cannot make the
+    // platform burn resources).
+    false_alarms_alone(
+        "false_wakes_and_faulty_reports_from_one_byzantine_replica_change_nothing_f1",
+        1,
+    );
+}
+
+#[test]
+fn false_wakes_and_faulty_reports_from_two_byzantine_replicas_change_nothing_f2() {
+    // Goal: with f=2, two Byzantine agreement replicas sending false alarms together still
+    // fall short of the f+1 = 3 the activator needs.
+    false_alarms_alone(
+        "false_wakes_and_faulty_reports_from_two_byzantine_replicas_change_nothing_f2",
+        2,
+    );
+}
+
+#[test]
+fn a_quiet_period_returns_the_app_to_f_plus_1_active_f2() {
+    // Goal: with f=2 a wake thaws two standbys; once the faulty replica is destroyed one
+    // extra member is left active, and after the quiet period the activator pauses it, so
+    // the app is back to f+1 active members (ZZ section 4).
+    let runs = run_seeds(
+        "a_quiet_period_returns_the_app_to_f_plus_1_active_f2",
+        seeds(),
+        |seed| {
+            let (mut scenario, mut rng) = calm(seed, 2);
+            scenario.standbys_per_app = scenario.standbys_per_app.max(2);
+            scenario.quiet_micros = 1_000_000;
+            scenario.safety_micros = scenario.safety_micros.max(6_000_000);
+            let member_index = rng.range(0, 2) as usize;
+            let at = rng.range(0, 300_000);
+            let fault = InjectedFault::Misbehave(ExecutionFault::CorruptReply);
+            scenario.execution_faults = vec![execution_fault(member_index, at, fault)];
+            scenario
+        },
+    );
+    assert_each(&runs, "every request accepted", Run::all_requests_accepted);
+    assert_each(&runs, "two standbys woken", |run| {
+        run.stats().standbys_woken >= 2
+    });
+    assert_each(&runs, "the faulty replica replaced", |run| {
+        run.stats().faulty_replaced == 1
+    });
+    assert_each(&runs, "an extra member paused", |run| {
+        run.stats().standbys_paused > 0
+    });
+    assert_each(&runs, "f+1 active at the end", |run| {
+        run.stats().active_at_end == vec![3, 3]
     });
 }

@@ -264,6 +264,97 @@ fn a_joining_replica_restarts_from_the_checkpoint_f_plus_1_replicas_name() {
     assert_eq!(b.replica().last_executed(), Seq(3));
 }
 
+/// A joining replica waits for 2f+1 answers before it chooses: the first f+1 alike may come
+/// from replicas that restarted or jumped and name an older checkpoint, whose following
+/// orders the others no longer keep.
+#[test]
+fn a_joining_replica_waits_for_2f_plus_1_answers_before_choosing() {
+    let pair = pair();
+    let (_, root) = pair.a.replica().store().last_checkpoint().unwrap();
+    let fresh = ExecutionReplica::new(
+        config(),
+        Box::new(Echo),
+        ObjectStore::new(state_params()),
+        Seq(0),
+    );
+    let network = MemoryNetwork::new();
+    let (bus, _inbox) = network.join(NodeId::Execution(B));
+    let mut b = ExecutionDriver::new(fresh, pair.keys.execution_endpoint(B), bus, 4);
+    b.join();
+    let answer = |replica: u32, seq: u64, root: Digest| {
+        pair.keys
+            .replica_endpoint(ReplicaId(replica))
+            .seal(
+                NodeId::Execution(B),
+                &Message::ExecutionStable(ExecutionCheckpoint {
+                    app: AppId(0),
+                    seq: Seq(seq),
+                    root,
+                }),
+            )
+            .unwrap()
+    };
+    b.handle_frame(&answer(0, 0, Digest::default()));
+    b.handle_frame(&answer(1, 2, root));
+    assert!(b.is_joining(), "no f+1 alike yet");
+    b.handle_frame(&answer(2, 2, root));
+    assert!(!b.is_joining());
+    assert_eq!(b.replica().store().pin(), Some((Seq(2), root)));
+    // Another replica: the first two answers alike do not decide.
+    let fresh = ExecutionReplica::new(
+        config(),
+        Box::new(Echo),
+        ObjectStore::new(state_params()),
+        Seq(0),
+    );
+    let (bus, _inbox) = network.join(NodeId::Execution(ExecutionId(2)));
+    let mut c = ExecutionDriver::new(fresh, pair.keys.execution_endpoint(B), bus, 4);
+    c.join();
+    c.handle_frame(&answer(0, 0, Digest::default()));
+    c.handle_frame(&answer(1, 0, Digest::default()));
+    assert!(c.is_joining(), "f+1 alike, but only 2 of the 2f+1 answers");
+    c.handle_frame(&answer(2, 2, root));
+    assert!(!c.is_joining());
+    assert_eq!(c.replica().last_executed(), Seq(0));
+}
+
+/// With fewer than 2f+1 answers, a joining replica takes the latest f+1 name alike once a
+/// retry interval has passed (some agreement replicas may never answer).
+#[test]
+fn a_joining_replica_with_few_answers_joins_after_a_retry_interval() {
+    let pair = pair();
+    let fresh = ExecutionReplica::new(
+        config(),
+        Box::new(Echo),
+        ObjectStore::new(state_params()),
+        Seq(0),
+    );
+    let network = MemoryNetwork::new();
+    let (bus, _inbox) = network.join(NodeId::Execution(B));
+    let mut b = ExecutionDriver::new(fresh, pair.keys.execution_endpoint(B), bus, 4);
+    b.join();
+    for replica in 0..2 {
+        let frame = pair
+            .keys
+            .replica_endpoint(ReplicaId(replica))
+            .seal(
+                NodeId::Execution(B),
+                &Message::ExecutionStable(ExecutionCheckpoint {
+                    app: AppId(0),
+                    seq: Seq(0),
+                    root: Digest::default(),
+                }),
+            )
+            .unwrap();
+        b.handle_frame(&frame);
+    }
+    b.fetch_buckets(Time(1_000), 200_000);
+    assert!(b.is_joining());
+    b.fetch_buckets(Time(201_000), 200_000);
+    assert!(!b.is_joining());
+    assert_eq!(b.replica().last_executed(), Seq(0));
+}
+
 /// The background fetch brings the whole state; asks are spread over the peers, and an
 /// ask lost on a silent peer goes to another one after the retry interval.
 #[test]

@@ -107,6 +107,8 @@ pub struct SimStats {
     /// Alarms the activator opened.
     pub wakes_received: u64,
     pub faulty_received: u64,
+    /// Of those, alarms from correct agreement replicas.
+    pub alarms_from_correct: u64,
     /// False alarms Byzantine agreement replicas sent the activator.
     pub false_alarms_sent: u64,
     /// Commands the activator carried out.
@@ -810,6 +812,12 @@ impl World {
             return Ok(());
         };
         let epoch_of = |policy: &Policy, app: AppId| policy.status().get(&app).map(|s| s.epoch);
+        if let NodeId::Replica(from) = verified.from()
+            && self.replicas[from.index()].byzantine.is_none()
+            && matches!(verified.message(), Message::Wake(_) | Message::Faulty(_))
+        {
+            self.stats.alarms_from_correct += 1;
+        }
         match verified.into_parts() {
             (NodeId::Replica(from), Message::Wake(wake)) => {
                 self.stats.wakes_received += 1;
