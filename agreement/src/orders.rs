@@ -288,6 +288,13 @@ impl OrderRouter {
         self.stable.get(&app).copied()
     }
 
+    /// Whether the order for `seq` of `app` is retained (can be sent to a joiner).
+    pub fn retains(&self, app: AppId, seq: Seq) -> bool {
+        self.retained
+            .get(&app)
+            .is_some_and(|retained| retained.contains_key(&seq))
+    }
+
     /// Orders retained for `app` (those after its last stable checkpoint, bounded).
     pub fn retained_count(&self, app: AppId) -> usize {
         self.retained.get(&app).map_or(0, BTreeMap::len)

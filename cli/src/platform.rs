@@ -47,6 +47,9 @@ pub struct InitArgs {
     /// Megabytes of data the kv app starts with (built by every replica; for benchmarks).
     #[arg(long, default_value_t = 0)]
     pub kv_preload_mb: u64,
+    /// Each app's state hashes into 2^N buckets, the unit of lazy fetch (default 10).
+    #[arg(long, value_parser = clap::value_parser!(u8).range(1..=20))]
+    pub bucket_bits: Option<u8>,
     /// Replica i listens on 127.0.0.1:(base-port + i); execution replicas follow.
     #[arg(long, default_value_t = 7000)]
     pub base_port: u16,
@@ -75,6 +78,7 @@ pub fn init(args: &InitArgs) -> Result<ClusterConfig> {
         spare_slots_per_app: args.spare_slots,
         quiet_ms: args.quiet_ms,
         kv_preload_mb: args.kv_preload_mb,
+        bucket_bits: args.bucket_bits,
         state_fetch: match args.state_fetch.as_str() {
             "eager" => zz_protocol::config::StateFetch::Eager,
             _ => zz_protocol::config::StateFetch::Lazy,

@@ -52,6 +52,8 @@ pub struct ExecutionDriver<B> {
     /// Per peer, asks in a row it left unanswered or answered wrongly: fetches go to the
     /// peers that answer (a paused, crashed or lying one soon gets none).
     peer_misses: BTreeMap<ExecutionId, u32>,
+    /// The snapshots fetchers ask for (leased in the store), by checkpoint.
+    leases: BTreeMap<Seq, Lease>,
     /// An injected fault (honest unless an operator or the simulator says otherwise).
     fault: ExecutionFault,
 }
@@ -64,11 +66,26 @@ struct Fetch {
     peer: ExecutionId,
 }
 
+/// A snapshot kept for fetchers: when they last asked, and whether one asked since the
+/// last tick.
+#[derive(Clone, Copy, Debug)]
+struct Lease {
+    renewed_at: Option<Time>,
+    asked: bool,
+}
+
+/// How long a snapshot stays leased after the last fetch from it.
+pub const LEASE_MICROS: u64 = 10_000_000;
+/// Snapshots leased at once at most (woken replicas joining from different checkpoints).
+pub const LEASES_MAX: usize = 4;
+
 /// Misses counted per peer at most (a peer back from a pause starts over soon enough).
 const PEER_MISSES_MAX: u32 = 64;
 
-/// Bucket fetches in flight at most, counting those execution waits on.
-pub const FETCHES_IN_FLIGHT_MAX: usize = 16;
+/// Background fetches in flight at most: few, so that the replicas serving them, and this
+/// one, keep executing at full speed while the state is completed. Buckets execution
+/// waits on are asked for at once on top (the core parks on one at a time).
+pub const BACKGROUND_FETCHES_MAX: usize = 4;
 
 impl<B: MessageBus> ExecutionDriver<B> {
     pub fn new(
@@ -93,6 +110,7 @@ impl<B: MessageBus> ExecutionDriver<B> {
             peers: Vec::new(),
             fetches: BTreeMap::new(),
             peer_misses: BTreeMap::new(),
+            leases: BTreeMap::new(),
             fault: ExecutionFault::Honest,
         }
     }
@@ -135,6 +153,7 @@ impl<B: MessageBus> ExecutionDriver<B> {
     /// `retry_micros` goes to the next peer.
     pub fn fetch_buckets(&mut self, now: Time, retry_micros: u64) {
         self.ask_again(now, retry_micros);
+        self.renew_lease(now);
         let Some((seq, _)) = self.replica.store().pin() else {
             return;
         };
@@ -143,7 +162,7 @@ impl<B: MessageBus> ExecutionDriver<B> {
             return;
         }
         let waited_on = std::mem::take(&mut self.needed);
-        let room = FETCHES_IN_FLIGHT_MAX.saturating_sub(self.fetches.len());
+        let room = BACKGROUND_FETCHES_MAX.saturating_sub(self.fetches.len());
         let background: Vec<BucketIndex> = self
             .replica
             .store()
@@ -214,6 +233,43 @@ impl<B: MessageBus> ExecutionDriver<B> {
             });
             self.broadcast(&fetch);
         }
+    }
+
+    /// Keep the snapshots fetchers use for as long as they keep asking.
+    fn renew_lease(&mut self, now: Time) {
+        let before = self.leases.len();
+        self.leases.retain(|_, lease| {
+            if lease.asked {
+                lease.asked = false;
+                lease.renewed_at = Some(now);
+            }
+            lease
+                .renewed_at
+                .is_some_and(|at| now.saturating_sub(at) < LEASE_MICROS)
+        });
+        if self.leases.len() != before {
+            let seqs = self.leases.keys().copied().collect();
+            self.replica.store_mut().lease_snapshots(seqs);
+        }
+    }
+
+    /// A fetcher asked for a bucket of checkpoint `seq`, which this replica keeps.
+    fn leased(&mut self, seq: Seq) {
+        if let Some(lease) = self.leases.get_mut(&seq) {
+            lease.asked = true;
+            return;
+        }
+        if self.leases.len() >= LEASES_MAX {
+            // The oldest checkpoint goes: its fetchers are the furthest behind.
+            self.leases.pop_first();
+        }
+        let lease = Lease {
+            renewed_at: None,
+            asked: true,
+        };
+        self.leases.insert(seq, lease);
+        let seqs = self.leases.keys().copied().collect();
+        self.replica.store_mut().lease_snapshots(seqs);
     }
 
     fn missed(&mut self, peer: ExecutionId) {
@@ -343,6 +399,11 @@ impl<B: MessageBus> ExecutionDriver<B> {
                 self.replica.handle_stable(from, checkpoint)
             }
             (NodeId::Execution(from), Message::FetchBucket(fetch)) => {
+                let kept = fetch.app == self.replica.app()
+                    && self.replica.store().snapshot(fetch.seq).is_some();
+                if kept {
+                    self.leased(fetch.seq);
+                }
                 let proof = (fetch.app == self.replica.app())
                     .then(|| self.replica.store().snapshot(fetch.seq))
                     .flatten()
@@ -389,12 +450,11 @@ impl<B: MessageBus> ExecutionDriver<B> {
                 if installed {
                     self.fetches.remove(&bucket);
                     self.peer_misses.remove(&from);
-                } else if let Some(fetch) = self.fetches.get(&bucket).copied()
-                    && let Some((seq, _)) = self.replica.store().pin()
-                {
-                    // Discard the answer and ask another replica at once.
+                } else if let Some(fetch) = self.fetches.get_mut(&bucket) {
+                    // Discard the answer; the next fetch round asks another replica (not
+                    // at once: two bad answerers must not keep each other busy).
+                    fetch.sent_at = Time(0);
                     self.missed(from);
-                    self.ask(fetch.sent_at, seq, bucket);
                 }
             }
             (NodeId::Client(client), Message::Request(request)) => {

@@ -33,6 +33,8 @@ pub enum ExecutionNodeError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Quic(#[from] QuicError),
+    #[error("bucket_bits: {problem}")]
+    State { problem: String },
     #[error("execution replica {id} is not in the cluster configuration")]
     Unknown { id: ExecutionId },
     #[error("{path}: {source}")]
@@ -153,7 +155,14 @@ pub async fn run_execution_node(
         checkpoint_interval: cluster.protocol.checkpoint_interval,
         window: cluster.protocol.window * 4,
     };
-    let store = ObjectStore::new(StateParams::default());
+    let app_config = cluster.apps.iter().find(|app| app.id == member.app);
+    let params = match app_config.and_then(|app| app.bucket_bits) {
+        None => StateParams::default(),
+        Some(bits) => StateParams::new(bits).map_err(|error| ExecutionNodeError::State {
+            problem: error.to_string(),
+        })?,
+    };
+    let store = ObjectStore::new(params);
     let eager = (cluster.apps.iter())
         .find(|app| app.id == member.app)
         .is_some_and(|app| app.state_fetch == zz_protocol::config::StateFetch::Eager);

@@ -52,8 +52,23 @@ fn assert_sweep_clean(first: u64, count: u64, f: usize) -> ActivationSummary {
         "{violations} of {count} seeds with f={f} broke an invariant:\n{}",
         describe_violations(&outcomes)
     );
+    // The one known liveness gap (orders lost to agreement state transfer) stays rare; a
+    // sweep where it grows means something else broke too.
+    let known: Vec<u64> = (outcomes.iter())
+        .filter(|outcome| outcome.known_issue.is_some())
+        .map(|outcome| outcome.seed)
+        .collect();
+    println!("f={f}: known order losses in seeds {known:?}");
+    assert!(
+        known.len() as u64 * 100 <= count * KNOWN_ORDER_LOSS_PERCENT_MAX,
+        "{} of {count} seeds lost an order to agreement state transfer: {known:?}",
+        known.len()
+    );
     activation
 }
+
+/// Seeds of a sweep that may end in the known order loss, in percent at most.
+const KNOWN_ORDER_LOSS_PERCENT_MAX: u64 = 2;
 
 /// Fail unless `what` happened in at least `min` seeds of the sweep.
 fn assert_seeds_at_least(what: &str, seeds: usize, min: usize, activation: &ActivationSummary) {

@@ -119,6 +119,10 @@ pub struct AppConfig {
     /// replica builds instead of ordering every write; for benchmarks).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub preload_mb: u64,
+    /// The app's state hashes into 2^bucket_bits buckets, the unit of lazy fetch: finer
+    /// buckets let a woken replica fetch less before it serves. Absent: 10.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bucket_bits: Option<u8>,
 }
 
 fn is_zero(value: &u64) -> bool {

@@ -96,6 +96,8 @@ pub struct ObjectStore {
     /// The latest stable checkpoints, at most `STABLE_SNAPSHOT_COUNT`.
     stable: BTreeSet<Seq>,
     snapshots: BTreeMap<Seq, Snapshot>,
+    /// Snapshots kept past their turn because woken replicas are still fetching from them.
+    leased: BTreeSet<Seq>,
 }
 
 impl ObjectStore {
@@ -115,6 +117,7 @@ impl ObjectStore {
             last_checkpoint: None,
             stable: BTreeSet::new(),
             snapshots: BTreeMap::new(),
+            leased: BTreeSet::new(),
         }
     }
 
@@ -132,6 +135,7 @@ impl ObjectStore {
             last_checkpoint: None,
             stable: BTreeSet::from([seq]),
             snapshots: BTreeMap::new(),
+            leased: BTreeSet::new(),
         }
     }
 
@@ -290,8 +294,23 @@ impl ObjectStore {
             self.stable.pop_first();
         }
         self.snapshots
-            .retain(|&s, _| s > seq || self.stable.contains(&s));
+            .retain(|&s, _| s > seq || self.stable.contains(&s) || self.leased.contains(&s));
         Ok(())
+    }
+
+    /// Keep the snapshots of checkpoints `seqs` (those kept now) however many checkpoints
+    /// become stable after them, until they leave the set: woken replicas are pinned to
+    /// them and still fetching. The caller bounds the set, and so the memory it costs.
+    pub fn lease_snapshots(&mut self, seqs: BTreeSet<Seq>) {
+        let ended: Vec<Seq> = self.leased.difference(&seqs).copied().collect();
+        self.leased = seqs;
+        let latest_stable = self.stable.last().copied();
+        for seq in ended {
+            let superseded = latest_stable.is_some_and(|latest| seq < latest);
+            if superseded && !self.stable.contains(&seq) {
+                self.snapshots.remove(&seq);
+            }
+        }
     }
 
     /// Verifies `proof` against the pinned root and, if it holds, installs the bucket in

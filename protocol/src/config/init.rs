@@ -40,6 +40,8 @@ pub struct InitOptions {
     pub state_fetch: super::StateFetch,
     /// Megabytes the kv app starts with.
     pub kv_preload_mb: u64,
+    /// Every app's state hashes into 2^bucket_bits buckets (None: the default).
+    pub bucket_bits: Option<u8>,
     /// The remaining protocol parameters.
     pub params: ProtocolParams,
 }
@@ -57,6 +59,7 @@ impl Default for InitOptions {
             quiet_ms: 10_000,
             state_fetch: super::StateFetch::Lazy,
             kv_preload_mb: 0,
+            bucket_bits: None,
             params: ProtocolParams::default(),
         }
     }
@@ -332,6 +335,7 @@ pub fn init_cluster(dir: &Path, options: InitOptions) -> Result<ClusterConfig, C
                 } else {
                     0
                 },
+                bucket_bits: options.bucket_bits,
             })
             .collect(),
         activator: Some(ActivatorConfig {

@@ -405,3 +405,27 @@ fn install_errors_change_nothing() {
     store.install_bucket(good).unwrap();
     assert_eq!(store.missing_count(), 3);
 }
+
+/// A leased snapshot outlives the stable checkpoints after it, so a woken replica can keep
+/// fetching from it; once the lease ends it goes like any old snapshot.
+#[test]
+fn a_leased_snapshot_is_kept_until_the_lease_ends() {
+    let mut store = ObjectStore::new(StateParams::new(3).unwrap());
+    for seq in 1..=5u64 {
+        store.put(format!("k{seq}").into_bytes(), vec![1]).unwrap();
+        store.checkpoint(Seq(seq));
+        if seq == 1 {
+            store.mark_stable(Seq(1)).unwrap();
+            store.lease_snapshots(std::collections::BTreeSet::from([Seq(1)]));
+        } else {
+            store.mark_stable(Seq(seq)).unwrap();
+        }
+    }
+    assert!(store.snapshot(Seq(1)).is_some(), "leased");
+    assert!(
+        store.snapshot(Seq(2)).is_none(),
+        "not leased, not among the latest stable"
+    );
+    store.lease_snapshots(std::collections::BTreeSet::new());
+    assert!(store.snapshot(Seq(1)).is_none(), "the lease ended");
+}
