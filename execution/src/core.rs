@@ -153,6 +153,11 @@ impl ExecutionReplica {
         self
     }
 
+    /// Whether this replica waits for the whole state before executing (eager fetch).
+    pub fn fetches_whole_state_first(&self) -> bool {
+        self.fetch_whole_state_first
+    }
+
     pub fn last_executed(&self) -> Seq {
         Seq(self.next_seq.0 - 1)
     }

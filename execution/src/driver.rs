@@ -86,6 +86,9 @@ const PEER_MISSES_MAX: u32 = 64;
 /// one, keep executing at full speed while the state is completed. Buckets execution
 /// waits on are asked for at once on top (the core parks on one at a time).
 pub const BACKGROUND_FETCHES_MAX: usize = 4;
+/// Fetches in flight at most for a replica that executes nothing until the state is whole
+/// (eager fetch): every bucket is one it waits on.
+pub const EAGER_FETCHES_MAX: usize = 16;
 
 impl<B: MessageBus> ExecutionDriver<B> {
     pub fn new(
@@ -162,7 +165,11 @@ impl<B: MessageBus> ExecutionDriver<B> {
             return;
         }
         let waited_on = std::mem::take(&mut self.needed);
-        let room = BACKGROUND_FETCHES_MAX.saturating_sub(self.fetches.len());
+        let in_flight_max = match self.replica.fetches_whole_state_first() {
+            true => EAGER_FETCHES_MAX,
+            false => BACKGROUND_FETCHES_MAX,
+        };
+        let room = in_flight_max.saturating_sub(self.fetches.len());
         let background: Vec<BucketIndex> = self
             .replica
             .store()
