@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{Platform, free_base_port, zz};
+use common::{Platform, free_base_port, zz, zz_ok};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -20,16 +20,6 @@ use zz_protocol::{AppId, ClientId};
 
 /// How long the activator, the detector and the woken replicas get for each step.
 const STEP_TIMEOUT: Duration = Duration::from_secs(30);
-
-fn zz_ok(args: &[&str], dir: &Path) -> String {
-    let output = zz(args, dir);
-    assert!(
-        output.status.success(),
-        "zz {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).trim().to_string()
-}
 
 /// `zz init` then `zz up --detach`; `silence_ms` replaces the default execution silence
 /// timeout (the time after which a replica that reports nothing counts as faulty).

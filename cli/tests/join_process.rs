@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{Platform, free_base_port, zz};
+use common::{Platform, free_base_port, zz_ok};
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -15,16 +15,6 @@ use zz_execution::node::ExecutionStatus;
 
 /// Past the first execution checkpoint (every 64 app sequence numbers).
 const PUTS: u32 = 80;
-
-fn zz_ok(args: &[&str], dir: &Path) -> String {
-    let output = zz(args, dir);
-    assert!(
-        output.status.success(),
-        "zz {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).trim().to_string()
-}
 
 fn status(dir: &Path, id: u32) -> ExecutionStatus {
     let path = dir.join("run").join(format!("execution-{id}.json"));

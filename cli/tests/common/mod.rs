@@ -20,6 +20,17 @@ pub fn zz(args: &[&str], dir: &Path) -> std::process::Output {
         .expect("run zz")
 }
 
+/// `zz COMMAND --dir DIR REST...`, which must succeed; its trimmed standard output.
+pub fn zz_ok(args: &[&str], dir: &Path) -> String {
+    let output = zz(args, dir);
+    assert!(
+        output.status.success(),
+        "zz {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).trim().to_string()
+}
+
 /// Stops the platform in the directory, and removes it, however the test ends.
 pub struct Platform<'a>(pub &'a Path);
 

@@ -173,17 +173,24 @@ fn replicas_given_the_same_orders_report_the_same_roots() {
     assert_eq!(roots_a, roots_b);
 }
 
+/// A full replica run through `orders`: its root and snapshot at checkpoint 2, and what it
+/// produced after it (what a replica pinned at 2 must produce too).
+fn checkpointed_at_two(orders: &[AppOrder]) -> (Digest, zz_state_fetch::Snapshot, Vec<ExecOutput>) {
+    let mut full = replica();
+    let before = run_to(&mut full, &orders[..2]);
+    let (_, root) = *roots(&before).last().unwrap();
+    let source = full.store().snapshot(Seq(2)).unwrap().clone();
+    let expected = run_to(&mut full, &orders[2..]);
+    (root, source, expected)
+}
+
 /// A replica whose store is pinned to a checkpoint parks on a missing bucket, resumes
 /// after the verified install, and ends with the same replies and roots as one that had
 /// the whole state.
 #[test]
 fn a_pinned_replica_parks_on_missing_buckets_and_catches_up_identically() {
     let orders = workload();
-    let mut full = replica();
-    let before = run_to(&mut full, &orders[..2]);
-    let (_, root) = *roots(&before).last().unwrap();
-    let source = full.store().snapshot(Seq(2)).unwrap().clone();
-    let expected = run_to(&mut full, &orders[2..]);
+    let (root, source, expected) = checkpointed_at_two(&orders);
 
     let pinned_store = ObjectStore::pinned(params(), Seq(2), root);
     let mut pinned = ExecutionReplica::new(config(), Box::new(Counter), pinned_store, Seq(2));
@@ -223,11 +230,7 @@ fn a_pinned_replica_parks_on_missing_buckets_and_catches_up_identically() {
 #[test]
 fn an_eager_replica_executes_only_once_the_whole_state_is_installed() {
     let orders = workload();
-    let mut full = replica();
-    let before = run_to(&mut full, &orders[..2]);
-    let (_, root) = *roots(&before).last().unwrap();
-    let source = full.store().snapshot(Seq(2)).unwrap().clone();
-    let expected = run_to(&mut full, &orders[2..]);
+    let (root, source, expected) = checkpointed_at_two(&orders);
 
     let pinned_store = ObjectStore::pinned(params(), Seq(2), root);
     let mut eager = ExecutionReplica::new(config(), Box::new(Counter), pinned_store, Seq(2))
