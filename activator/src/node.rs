@@ -151,7 +151,10 @@ impl<B: Backend> Activator<B> {
     async fn handle_tick(&mut self) {
         for member in self.backend.poll_started().await {
             if let Some(app) = self.app_of(member) {
-                self.backend_event(format!("{app}: execution-{} is ready", member.0));
+                let name = (self.cluster.apps.iter())
+                    .find(|config| config.id == app)
+                    .map_or_else(|| app.to_string(), |config| config.name.clone());
+                self.backend_event(format!("{name}: execution-{} is ready", member.0));
                 let now = self.now();
                 self.policy.handle_ready(now, app, member);
             }
@@ -356,6 +359,11 @@ pub async fn run_activator_node<B: Backend>(
             join_grace_micros: cluster.protocol.newcomer_grace_micros(),
         },
         configured_members(&cluster),
+    )
+    .with_app_names(
+        (cluster.apps.iter())
+            .map(|app| (app.id, app.name.clone()))
+            .collect(),
     );
     let run_dir = dir.join("run");
     std::fs::create_dir_all(&run_dir).map_err(io_error(&run_dir))?;

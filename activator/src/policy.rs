@@ -116,6 +116,8 @@ pub struct AppPoolStatus {
 /// See the module documentation.
 pub struct Policy {
     config: PolicyConfig,
+    /// Operators' names of the apps, for events and answers.
+    names: BTreeMap<AppId, String>,
     apps: BTreeMap<AppId, AppPool>,
     commands: Vec<Command>,
     events: VecDeque<(Time, String)>,
@@ -146,10 +148,30 @@ impl Policy {
             .collect();
         Policy {
             config,
+            names: BTreeMap::new(),
             apps,
             commands: Vec::new(),
             events: VecDeque::new(),
         }
+    }
+
+    /// Name apps by `names` ("kv") rather than by id ("app0") in events and answers.
+    pub fn with_app_names(mut self, names: BTreeMap<AppId, String>) -> Self {
+        self.names = names;
+        self
+    }
+
+    /// `text`, which starts with an app's id, starting with its name instead.
+    fn named(&self, text: String) -> String {
+        for (app, name) in &self.names {
+            let id = app.to_string();
+            if let Some(rest) = text.strip_prefix(id.as_str())
+                && (rest.starts_with(':') || rest.starts_with(' '))
+            {
+                return format!("{name}{rest}");
+            }
+        }
+        text
     }
 
     pub fn take_commands(&mut self) -> Vec<Command> {
@@ -175,6 +197,7 @@ impl Policy {
     }
 
     fn event(&mut self, now: Time, text: String) {
+        let text = self.named(text);
         tracing::info!("{text}");
         self.events.push_back((now, text));
         while self.events.len() > EVENTS_KEPT_MAX {
@@ -285,6 +308,11 @@ impl Policy {
         app: AppId,
         standbys: usize,
     ) -> Result<String, String> {
+        self.scale(now, app, standbys)
+            .map_err(|text| self.named(text))
+    }
+
+    fn scale(&mut self, now: Time, app: AppId, standbys: usize) -> Result<String, String> {
         let Some(pool) = self.apps.get_mut(&app) else {
             return Err(format!("{app} has no execution replicas"));
         };
@@ -325,6 +353,7 @@ impl Policy {
         } else {
             format!("{app}: pool already has {standbys} standbys")
         };
+        let text = self.named(text);
         self.event(now, text.clone());
         self.activate_if_wanted(now, app);
         Ok(text)

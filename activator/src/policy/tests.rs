@@ -280,3 +280,19 @@ fn wakes_during_the_join_grace_thaw_no_more_standbys() {
     policy.handle_tick(Time(GRACE + QUIET));
     assert_eq!(pauses(policy.take_commands()), 2);
 }
+
+/// Events and answers name apps as operators do.
+#[test]
+fn events_and_answers_name_the_app() {
+    let mut policy = policy().with_app_names(BTreeMap::from([(APP, "kv".to_string())]));
+    for replica in 0..2 {
+        policy.handle_wake(Time(0), ReplicaId(replica), wake(0));
+    }
+    assert!(
+        policy
+            .events()
+            .any(|(_, e)| e.starts_with("kv: woke execution-3"))
+    );
+    let refused = policy.handle_scale(Time(1), APP, 9).unwrap_err();
+    assert!(refused.starts_with("kv has "), "{refused}");
+}
