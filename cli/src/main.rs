@@ -114,6 +114,14 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
+/// A node's runtime: one thread; a node's work is one loop over its inbox and timers.
+fn node_runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
 fn run(command: Command) -> Result<ExitCode> {
     match command {
         Command::Init(args) => {
@@ -134,10 +142,7 @@ fn run(command: Command) -> Result<ExitCode> {
         Command::Node(NodeCommand::Activator { cluster }) => {
             let exe = std::env::current_exe().context("cannot find the zz binary")?;
             let backend = zz_activator::backend::process::ProcessBackend::new(&cluster, &exe);
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .context("cannot start the async runtime")?;
+            let runtime = node_runtime()?;
             runtime.block_on(zz_activator::node::run_activator_node(
                 &cluster,
                 backend,
@@ -171,10 +176,7 @@ fn run(command: Command) -> Result<ExitCode> {
                 });
                 genesis
             });
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .context("cannot start the async runtime")?;
+            let runtime = node_runtime()?;
             runtime.block_on(zz_execution::node::run_execution_node(
                 &cluster,
                 id,
@@ -184,10 +186,7 @@ fn run(command: Command) -> Result<ExitCode> {
             ))?;
         }
         Command::Node(NodeCommand::Agreement { cluster, id }) => {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .context("cannot start the async runtime")?;
+            let runtime = node_runtime()?;
             runtime.block_on(zz_agreement::node::run_agreement_node(
                 &cluster,
                 ReplicaId(id),

@@ -193,6 +193,37 @@ fn a_forged_bucket_is_refused_and_counted() {
     assert_eq!(pair.b.replica().store().missing_count(), missing);
 }
 
+/// A driver for execution replica `id` as a fresh standby starts (empty state at sequence
+/// 0, B's keys), on `network`, that has just sent its joins.
+fn fresh_joiner(
+    keys: &DerivedKeys,
+    network: &std::sync::Arc<MemoryNetwork>,
+    id: ExecutionId,
+) -> ExecutionDriver<zz_protocol::bus::MemoryBus> {
+    let fresh = ExecutionReplica::new(
+        config(),
+        Box::new(Echo),
+        ObjectStore::new(state_params()),
+        Seq(0),
+    );
+    let (bus, _inbox) = network.join(NodeId::Execution(id));
+    let mut driver = ExecutionDriver::new(fresh, keys.execution_endpoint(B), bus, 4);
+    driver.join();
+    driver
+}
+
+/// Agreement replica `replica`'s answer to B's join: checkpoint `seq` with `root`.
+fn stable_answer(keys: &DerivedKeys, replica: u32, seq: u64, root: Digest) -> Vec<u8> {
+    let notice = ExecutionCheckpoint {
+        app: AppId(0),
+        seq: Seq(seq),
+        root,
+    };
+    keys.replica_endpoint(ReplicaId(replica))
+        .seal(NodeId::Execution(B), &Message::ExecutionStable(notice))
+        .unwrap()
+}
+
 /// A woken replica restarts from the checkpoint f+1 agreement replicas name alike (never
 /// from one replica's word), then parks on the buckets its next order touches.
 #[test]
@@ -200,30 +231,11 @@ fn a_joining_replica_restarts_from_the_checkpoint_f_plus_1_replicas_name() {
     let mut pair = pair();
     let (_, root) = pair.a.replica().store().last_checkpoint().unwrap();
     // B starts as a fresh standby would: empty state at sequence 0.
-    let fresh = ExecutionReplica::new(
-        config(),
-        Box::new(Echo),
-        ObjectStore::new(state_params()),
-        Seq(0),
-    );
     let network = MemoryNetwork::new();
-    let (bus, _inbox) = network.join(NodeId::Execution(B));
-    let mut b = ExecutionDriver::new(fresh, pair.keys.execution_endpoint(B), bus, 4);
-    b.join();
+    let mut b = fresh_joiner(&pair.keys, &network, B);
     assert!(b.is_joining());
-    let answer = |replica: u32, seq: u64, root: Digest| {
-        pair.keys
-            .replica_endpoint(ReplicaId(replica))
-            .seal(
-                NodeId::Execution(B),
-                &Message::ExecutionStable(ExecutionCheckpoint {
-                    app: AppId(0),
-                    seq: Seq(seq),
-                    root,
-                }),
-            )
-            .unwrap()
-    };
+    let answer =
+        |replica: u32, seq: u64, root: Digest| stable_answer(&pair.keys, replica, seq, root);
     // A lying replica, and one honest answer: not f+1 alike yet.
     b.handle_frame(&answer(3, 9, Digest([7; 32])));
     b.handle_frame(&answer(0, 2, root));
@@ -271,29 +283,10 @@ fn a_joining_replica_restarts_from_the_checkpoint_f_plus_1_replicas_name() {
 fn a_joining_replica_waits_for_2f_plus_1_answers_before_choosing() {
     let pair = pair();
     let (_, root) = pair.a.replica().store().last_checkpoint().unwrap();
-    let fresh = ExecutionReplica::new(
-        config(),
-        Box::new(Echo),
-        ObjectStore::new(state_params()),
-        Seq(0),
-    );
     let network = MemoryNetwork::new();
-    let (bus, _inbox) = network.join(NodeId::Execution(B));
-    let mut b = ExecutionDriver::new(fresh, pair.keys.execution_endpoint(B), bus, 4);
-    b.join();
-    let answer = |replica: u32, seq: u64, root: Digest| {
-        pair.keys
-            .replica_endpoint(ReplicaId(replica))
-            .seal(
-                NodeId::Execution(B),
-                &Message::ExecutionStable(ExecutionCheckpoint {
-                    app: AppId(0),
-                    seq: Seq(seq),
-                    root,
-                }),
-            )
-            .unwrap()
-    };
+    let mut b = fresh_joiner(&pair.keys, &network, B);
+    let answer =
+        |replica: u32, seq: u64, root: Digest| stable_answer(&pair.keys, replica, seq, root);
     b.handle_frame(&answer(0, 0, Digest::default()));
     b.handle_frame(&answer(1, 2, root));
     assert!(b.is_joining(), "no f+1 alike yet");
@@ -301,15 +294,7 @@ fn a_joining_replica_waits_for_2f_plus_1_answers_before_choosing() {
     assert!(!b.is_joining());
     assert_eq!(b.replica().store().pin(), Some((Seq(2), root)));
     // Another replica: the first two answers alike do not decide.
-    let fresh = ExecutionReplica::new(
-        config(),
-        Box::new(Echo),
-        ObjectStore::new(state_params()),
-        Seq(0),
-    );
-    let (bus, _inbox) = network.join(NodeId::Execution(ExecutionId(2)));
-    let mut c = ExecutionDriver::new(fresh, pair.keys.execution_endpoint(B), bus, 4);
-    c.join();
+    let mut c = fresh_joiner(&pair.keys, &network, ExecutionId(2));
     c.handle_frame(&answer(0, 0, Digest::default()));
     c.handle_frame(&answer(1, 0, Digest::default()));
     assert!(c.is_joining(), "f+1 alike, but only 2 of the 2f+1 answers");
@@ -323,30 +308,10 @@ fn a_joining_replica_waits_for_2f_plus_1_answers_before_choosing() {
 #[test]
 fn a_joining_replica_with_few_answers_joins_after_a_retry_interval() {
     let pair = pair();
-    let fresh = ExecutionReplica::new(
-        config(),
-        Box::new(Echo),
-        ObjectStore::new(state_params()),
-        Seq(0),
-    );
     let network = MemoryNetwork::new();
-    let (bus, _inbox) = network.join(NodeId::Execution(B));
-    let mut b = ExecutionDriver::new(fresh, pair.keys.execution_endpoint(B), bus, 4);
-    b.join();
+    let mut b = fresh_joiner(&pair.keys, &network, B);
     for replica in 0..2 {
-        let frame = pair
-            .keys
-            .replica_endpoint(ReplicaId(replica))
-            .seal(
-                NodeId::Execution(B),
-                &Message::ExecutionStable(ExecutionCheckpoint {
-                    app: AppId(0),
-                    seq: Seq(0),
-                    root: Digest::default(),
-                }),
-            )
-            .unwrap();
-        b.handle_frame(&frame);
+        b.handle_frame(&stable_answer(&pair.keys, replica, 0, Digest::default()));
     }
     b.fetch_buckets(Time(1_000), 200_000);
     assert!(b.is_joining());
