@@ -102,6 +102,15 @@ struct AppWatch {
 }
 
 impl AppWatch {
+    /// Every active member reported the wake's sequence number alike (or later ones).
+    fn resolved(&self, wake: &Wake) -> bool {
+        let table = match wake.reason {
+            WakeReason::RootsDiffer => &self.roots,
+            _ => &self.executed,
+        };
+        wake.seq <= table.settled && !table.reports.contains_key(&wake.seq)
+    }
+
     fn table_mut(&mut self, kind: Kind) -> &mut Table {
         match kind {
             Kind::Replies => &mut self.executed,
@@ -318,6 +327,12 @@ impl Detector {
             }
             let resend = self.config.resend_micros;
             let watch = self.apps.get_mut(&app).expect("listed above");
+            // A wake whose trouble is over stops: resent, it would keep the activator
+            // from ever finding the app quiet and pausing the extra replicas. A new
+            // trouble raises a new one.
+            if watch.wake.is_some_and(|(wake, _)| watch.resolved(&wake)) {
+                watch.wake = None;
+            }
             if let Some((wake, sent_at)) = &mut watch.wake
                 && now.saturating_sub(*sent_at) >= resend
             {

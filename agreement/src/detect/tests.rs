@@ -6,6 +6,7 @@ const E1: ExecutionId = ExecutionId(1);
 const E2: ExecutionId = ExecutionId(2);
 const ROUTED: Seq = Seq(1000);
 const SILENCE: u64 = 1_000_000;
+const RESEND: u64 = 500_000;
 
 fn detector() -> Detector {
     let groups = BTreeMap::from([(APP, vec![E0, E1, E2])]);
@@ -13,7 +14,7 @@ fn detector() -> Detector {
     let config = DetectorConfig {
         weak_quorum: 2,
         silence_micros: SILENCE,
-        resend_micros: 500_000,
+        resend_micros: RESEND,
     };
     Detector::new(config, &groups, &active)
 }
@@ -178,6 +179,32 @@ fn a_client_retransmit_wakes_standbys() {
     assert_eq!(wakes(&alarms), vec![WakeReason::ClientRetransmit]);
     detector.handle_client_retransmit(Time(6), APP, Seq(3));
     assert!(detector.take_alarms().is_empty(), "one wake per epoch");
+}
+
+/// Once every active member reported the sequence number a client retransmitted alike,
+/// its wake is over: resent forever, it would keep the app from ever going quiet.
+#[test]
+fn a_client_retransmit_wake_stops_once_its_sequence_number_settles() {
+    let mut detector = detector();
+    detector.handle_client_retransmit(Time(0), APP, Seq(3));
+    assert_eq!(wakes(&detector.take_alarms()).len(), 1);
+    detector.handle_tick(Time(RESEND));
+    assert_eq!(
+        wakes(&detector.take_alarms()).len(),
+        1,
+        "resent while standing"
+    );
+    executed(&mut detector, RESEND + 1, E0, 3, 1);
+    executed(&mut detector, RESEND + 1, E1, 3, 1);
+    detector.handle_tick(Time(3 * RESEND));
+    assert!(detector.take_alarms().is_empty(), "settled: no resend");
+    assert_eq!(detector.status()[&APP].wake_pending, None);
+    detector.handle_client_retransmit(Time(3 * RESEND + 1), APP, Seq(4));
+    assert_eq!(
+        wakes(&detector.take_alarms()).len(),
+        1,
+        "a new trouble wakes again"
+    );
 }
 
 #[test]
