@@ -2,6 +2,7 @@
 //! execution replicas. The policy never knows which backend runs; [`process`] runs
 //! replicas as local processes (frozen through the cgroup freezer, else SIGSTOP).
 
+pub mod docker;
 pub mod process;
 
 use std::collections::BTreeMap;

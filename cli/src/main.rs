@@ -2,6 +2,7 @@
 
 mod apps;
 mod bench;
+mod containers;
 mod operate;
 mod platform;
 mod recovery;
@@ -29,10 +30,15 @@ struct Cli {
 enum Command {
     /// Write a cluster directory (configuration, keys, certificates) for local use.
     Init(platform::InitArgs),
-    /// Start the platform on 127.0.0.1 (initialising the directory if needed).
+    /// Start the platform on 127.0.0.1, or in containers with `--backend docker`
+    /// (initialising the directory if needed).
     Up(platform::UpArgs),
-    /// Stop every process of a platform started with `zz up`.
+    /// Stop every process of a platform started with `zz up` (and remove its containers
+    /// and network).
     Down(platform::DirArgs),
+    /// The container image of this zz binary (`FROM scratch`, tagged by its hash).
+    #[command(subcommand)]
+    Image(ImageCommand),
     /// Show each node's role, app, state (active, paused), process and progress, and the
     /// activator's latest events.
     Status(status::StatusArgs),
@@ -51,6 +57,12 @@ enum Command {
     Node(NodeCommand),
     /// Run the deterministic simulator over many seeds.
     Sim(sim::SimArgs),
+}
+
+#[derive(Subcommand, Debug)]
+enum ImageCommand {
+    /// Build the image unless one of this binary exists already.
+    Build,
 }
 
 #[derive(Subcommand, Debug)]
@@ -78,6 +90,10 @@ enum NodeCommand {
         /// The cluster directory.
         #[arg(long)]
         cluster: PathBuf,
+        /// Where it runs replicas: local processes, or containers (the platform that
+        /// `zz up --backend docker` placed).
+        #[arg(long, value_enum, default_value_t = platform::BackendKind::Process)]
+        backend: platform::BackendKind,
     },
 }
 
@@ -135,19 +151,16 @@ fn run(command: Command) -> Result<ExitCode> {
             );
         }
         Command::Up(args) => runtime()?.block_on(platform::up(&args))?,
-        Command::Down(args) => platform::down(&args)?,
-        Command::Status(args) => status::status(&args)?,
+        Command::Down(args) => runtime()?.block_on(platform::down(&args))?,
+        Command::Image(ImageCommand::Build) => {
+            println!("{}", runtime()?.block_on(containers::build_image())?)
+        }
+        Command::Status(args) => runtime()?.block_on(status::status(&args))?,
         Command::Scale(args) => runtime()?.block_on(operate::scale(&args))?,
-        Command::Inject(args) => println!("{}", operate::inject(&args)?),
-        Command::Node(NodeCommand::Activator { cluster }) => {
-            let exe = std::env::current_exe().context("cannot find the zz binary")?;
-            let backend = zz_activator::backend::process::ProcessBackend::new(&cluster, &exe);
+        Command::Inject(args) => println!("{}", runtime()?.block_on(operate::inject(&args))?),
+        Command::Node(NodeCommand::Activator { cluster, backend }) => {
             let runtime = node_runtime()?;
-            runtime.block_on(zz_activator::node::run_activator_node(
-                &cluster,
-                backend,
-                shutdown_signal(),
-            ))?;
+            runtime.block_on(run_activator(cluster, backend))?;
         }
         Command::Bench(args) => runtime()?.block_on(bench::run(&args))?,
         Command::Kv(args) => runtime()?.block_on(apps::run_kv(&args))?,
@@ -200,6 +213,34 @@ fn run(command: Command) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The activator node with the chosen backend.
+async fn run_activator(cluster: PathBuf, backend: platform::BackendKind) -> Result<()> {
+    use zz_activator::backend::docker::DockerBackend;
+    use zz_activator::backend::process::ProcessBackend;
+    use zz_activator::node::run_activator_node;
+    match backend {
+        platform::BackendKind::Process => {
+            let exe = std::env::current_exe().context("cannot find the zz binary")?;
+            let backend = ProcessBackend::new(&cluster, &exe);
+            run_activator_node(&cluster, backend, shutdown_signal()).await?;
+        }
+        platform::BackendKind::Docker => {
+            let platform =
+                zz_activator::docker::DockerPlatform::load(&cluster)?.with_context(|| {
+                    format!(
+                        "{}: no docker.json; start it with `zz up --backend docker`",
+                        cluster.display()
+                    )
+                })?;
+            let docker = zz_activator::docker::connect().await?;
+            let config = zz_protocol::config::ClusterConfig::load(&cluster)?;
+            let backend = DockerBackend::new(docker, platform, config);
+            run_activator_node(&cluster, backend, shutdown_signal()).await?;
+        }
+    }
+    Ok(())
 }
 
 /// The error and its causes on one line, leaving out a cause its parent already quotes.

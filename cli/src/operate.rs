@@ -1,8 +1,10 @@
 //! `zz scale` and `zz inject`: operating a running platform. Scaling asks the activator,
 //! over its control socket, to grow or shrink an app's standby pool. Injection makes one
-//! node misbehave: it kills the process (crash), or writes the node's fault file and
-//! signals it (SIGUSR2) so that it shows the fault at once; heal undoes either.
+//! node misbehave: it kills the process or container (crash, kill), cuts a container off
+//! its network (partition), or writes the node's fault file and signals it (SIGUSR2) so
+//! that it shows the fault at once; heal undoes any of them.
 
+use crate::containers::{self, ContainerFault};
 use crate::platform::{self, Node, nodes};
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
@@ -49,8 +51,12 @@ pub async fn scale(args: &ScaleArgs) -> Result<()> {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Fault {
-    /// Kill the process.
+    /// Kill the process (or the container).
     Crash,
+    /// The same as crash: kill the container (or the process).
+    Kill,
+    /// Cut the node's container off the platform network (Docker platforms).
+    Partition,
     /// Drop every message the node sends.
     Mute,
     /// Delay every message the node sends by --delay-ms.
@@ -59,7 +65,8 @@ pub enum Fault {
     CorruptReply,
     /// An execution replica serves wrong buckets and reports wrong checkpoint roots.
     CorruptState,
-    /// Undo the fault; restart a crashed agreement replica.
+    /// Undo the fault: reconnect a partitioned container, restart a crashed agreement
+    /// replica.
     Heal,
 }
 
@@ -68,6 +75,8 @@ impl Fault {
     pub fn name(self) -> &'static str {
         match self {
             Fault::Crash => "crash",
+            Fault::Kill => "kill",
+            Fault::Partition => "partition",
             Fault::Mute => "mute",
             Fault::Slow => "slow",
             Fault::CorruptReply => "corrupt-reply",
@@ -91,7 +100,7 @@ pub struct InjectArgs {
 }
 
 /// Inject the fault; returns what was done, for the operator.
-pub fn inject(args: &InjectArgs) -> Result<String> {
+pub async fn inject(args: &InjectArgs) -> Result<String> {
     let dir = &args.dir;
     let config = ClusterConfig::load(dir)?;
     let Some(node) = Node::parse(&config, &args.node) else {
@@ -109,9 +118,20 @@ pub fn inject(args: &InjectArgs) -> Result<String> {
         bail!("the activator is trusted like a host's control daemon: inject faults into replicas");
     }
     let name = node.name();
+    let docker = containers::is_docker(dir);
     let pid = node.pid(dir).filter(|pid| run_dir::process_alive(*pid));
     let fault = match args.fault {
-        Fault::Crash => {
+        Fault::Crash | Fault::Kill if docker => {
+            return containers::inject(dir, &config, node, ContainerFault::Kill).await;
+        }
+        Fault::Partition if docker => {
+            return containers::inject(dir, &config, node, ContainerFault::Partition).await;
+        }
+        Fault::Partition => bail!(
+            "partition cuts a container off its network: it needs a platform started with \
+             `zz up --backend docker` (try mute here)"
+        ),
+        Fault::Crash | Fault::Kill => {
             let pid = pid.with_context(|| format!("{name} is not running"))?;
             // A frozen process dies only once thawed.
             platform::resume_if_paused(dir, node, pid);
@@ -138,6 +158,17 @@ pub fn inject(args: &InjectArgs) -> Result<String> {
         let json = serde_json::to_vec(&fault)?;
         std::fs::write(&fault_path, json)
             .with_context(|| format!("cannot write {}", fault_path.display()))?;
+    }
+    if docker {
+        let action = match fault {
+            InjectedFault::Honest => ContainerFault::Heal,
+            _ => ContainerFault::Signal,
+        };
+        let done = containers::inject(dir, &config, node, action).await?;
+        return Ok(match fault {
+            InjectedFault::Honest => done,
+            _ => format!("{name}: {} ({done})", fault.name()),
+        });
     }
     match (pid, node) {
         (Some(pid), _) => {

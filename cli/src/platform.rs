@@ -1,6 +1,7 @@
 //! `zz init`, `zz up`, `zz down`: a local platform on 127.0.0.1 described by a cluster
 //! directory: 3f+1 agreement processes and the host's activator, which starts per app f+1
-//! active execution processes plus paused standbys, and wakes and replaces them.
+//! active execution processes plus paused standbys, and wakes and replaces them. With
+//! `--backend docker` the replicas are containers instead ([`crate::containers`]).
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
@@ -19,7 +20,7 @@ use zz_protocol::{ExecutionId, NodeId, ProtocolParams, ReplicaId};
 /// How long `zz up` waits for every process to report in.
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
 
-#[derive(Args, Debug)]
+#[derive(Args, Clone, Debug)]
 pub struct InitArgs {
     /// The cluster directory to create.
     #[arg(long)]
@@ -95,6 +96,20 @@ pub struct UpArgs {
     /// Start the processes and return instead of staying in the foreground.
     #[arg(long)]
     pub detach: bool,
+    /// Where replicas run: local processes, or containers of the Docker engine (one
+    /// network per platform; the image is built from this zz binary when needed).
+    #[arg(long, value_enum, default_value_t = BackendKind::Process)]
+    pub backend: BackendKind,
+    /// With `--backend docker`: create no standby containers until they are woken, so
+    /// every wake creates and starts one (the baseline paused standbys improve on).
+    #[arg(long)]
+    pub cold_standbys: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum BackendKind {
+    Process,
+    Docker,
 }
 
 /// One process of the platform.
@@ -155,6 +170,11 @@ pub fn nodes(config: &ClusterConfig) -> Vec<Node> {
 /// Start agreement replica `node` or the activator as a child of `zz`, logging to its log
 /// file, and record its pid.
 pub fn spawn(dir: &Path, node: Node) -> Result<std::process::Child> {
+    spawn_with(dir, node, &[])
+}
+
+/// [`spawn`] with more arguments for the node.
+pub fn spawn_with(dir: &Path, node: Node, extra: &[&str]) -> Result<std::process::Child> {
     let name = node.name();
     let _ = std::fs::remove_file(node.status_path(dir));
     let log_path = run_dir::log_path(dir, &name);
@@ -171,6 +191,7 @@ pub fn spawn(dir: &Path, node: Node) -> Result<std::process::Child> {
         Node::Execution(_) => unreachable!("the activator starts execution replicas"),
     };
     command
+        .args(extra)
         .arg("--cluster")
         .arg(dir)
         .stdin(Stdio::null())
@@ -191,6 +212,19 @@ pub fn spawn(dir: &Path, node: Node) -> Result<std::process::Child> {
 /// paused.
 pub async fn up(args: &UpArgs) -> Result<()> {
     let dir = &args.init.dir;
+    if args.backend == BackendKind::Docker {
+        return crate::containers::up(args).await;
+    }
+    if args.cold_standbys {
+        bail!("--cold-standbys: only the docker backend has cold standbys (add --backend docker)");
+    }
+    if crate::containers::is_docker(dir) {
+        bail!(
+            "{0}: its nodes were placed on a Docker network by `zz up --backend docker`; start \
+             it that way again, or use another directory",
+            dir.display()
+        );
+    }
     let config = if dir.join(CLUSTER_FILE).exists() {
         ClusterConfig::load(dir)?
     } else {
@@ -225,8 +259,11 @@ pub async fn up(args: &UpArgs) -> Result<()> {
             children.push(spawn(dir, node)?);
         }
     }
-    wait_ready(dir, &config, started).await?;
-    crate::status::print_status(dir, &config)?;
+    if let Err(error) = wait_ready(dir, &config, started).await {
+        let _ = stop(dir, &config);
+        return Err(error.context(format!("see {}/logs/", dir.display())));
+    }
+    crate::status::print_status(dir, &config, None)?;
     if args.detach {
         println!(
             "platform running; try `zz kv --dir {0} put hello world`, stop it with `zz down --dir {0}`",
@@ -264,7 +301,9 @@ fn pools_ready(dir: &Path) -> bool {
     })
 }
 
-async fn wait_ready(dir: &Path, config: &ClusterConfig, started: Instant) -> Result<()> {
+/// Wait until every node (but spare slots) wrote its status and no standby is still
+/// starting; an error names the nodes missing.
+pub async fn wait_ready(dir: &Path, config: &ClusterConfig, started: Instant) -> Result<()> {
     loop {
         let spare = |node: &Node| match node {
             Node::Execution(id) => config.execution(*id).is_some_and(|e| e.spare),
@@ -282,11 +321,9 @@ async fn wait_ready(dir: &Path, config: &ClusterConfig, started: Instant) -> Res
             missing.push("the paused standbys".to_string());
         }
         if started.elapsed() > READY_TIMEOUT {
-            let _ = stop(dir, config);
             bail!(
-                "{} did not start within {READY_TIMEOUT:?}; see {}/logs/",
-                missing.join(", "),
-                dir.display()
+                "{} did not start within {READY_TIMEOUT:?}",
+                missing.join(", ")
             );
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -306,7 +343,7 @@ pub fn running(dir: &Path, config: &ClusterConfig) -> Vec<(Node, u32)> {
 
 /// Stop every process of the platform: the activator first, so that it starts nothing
 /// more; paused processes are resumed so they can handle their SIGTERM.
-fn stop(dir: &Path, config: &ClusterConfig) -> Result<usize> {
+pub fn stop(dir: &Path, config: &ClusterConfig) -> Result<usize> {
     let alive = running(dir, config);
     let activator_first = (alive.iter()).filter(|(node, _)| *node == Node::Activator);
     let others = (alive.iter()).filter(|(node, _)| *node != Node::Activator);
@@ -354,8 +391,12 @@ pub struct DirArgs {
     pub dir: PathBuf,
 }
 
-pub fn down(args: &DirArgs) -> Result<()> {
+pub async fn down(args: &DirArgs) -> Result<()> {
     let config = ClusterConfig::load(&args.dir)?;
+    if crate::containers::is_docker(&args.dir) {
+        println!("{}", crate::containers::down(&args.dir, &config).await?);
+        return Ok(());
+    }
     let stopped = stop(&args.dir, &config)?;
     println!("stopped {stopped} processes");
     Ok(())

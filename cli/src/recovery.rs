@@ -291,7 +291,8 @@ pub async fn run(args: &RecoveryArgs) -> Result<()> {
         node: target.clone(),
         fault: args.fault,
         delay_ms: 200,
-    })?;
+    })
+    .await?;
     tracing::info!("{done}");
     let deadline = fault_at + Duration::from_secs(120);
     let (woken_at, woken) = loop {

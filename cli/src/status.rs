@@ -1,10 +1,12 @@
-//! `zz status`: every node's role, app, state, process and progress, the activator's view
+//! `zz status`: every node's role, app, state, process (pid or container) and progress, the activator's view
 //! of each app's members (active, paused standby, starting), and its latest events.
 
+use crate::containers::ContainerView;
 use crate::platform::{Node, activator_status, read_json, running};
 use anyhow::Result;
 use clap::Args;
 use std::path::{Path, PathBuf};
+use zz_activator::docker::short_id;
 use zz_activator::freezer;
 use zz_activator::node::{ActivatorStatus, Event};
 use zz_activator::policy::MemberState;
@@ -24,6 +26,8 @@ struct Row {
     address: String,
     state: &'static str,
     pid: Option<u32>,
+    /// The container's short id (Docker platforms).
+    container: Option<String>,
     view: Option<u64>,
     executed: Option<u64>,
     checkpoint: Option<u64>,
@@ -46,20 +50,48 @@ fn member_state(activator: Option<&ActivatorStatus>, id: u32) -> Option<MemberSt
         .map(|member| member.state)
 }
 
-fn rows(dir: &Path, config: &ClusterConfig) -> Vec<Row> {
+/// How a node runs: its process, or its container.
+#[derive(Clone, Default)]
+struct Running {
+    pid: Option<u32>,
+    container: Option<String>,
+    alive: bool,
+    paused: bool,
+}
+
+fn rows(dir: &Path, config: &ClusterConfig, containers: Option<&ContainerView>) -> Vec<Row> {
     let alive = running(dir, config);
     let pid_of = |node: Node| alive.iter().find(|(n, _)| *n == node).map(|(_, pid)| *pid);
+    let how = |node: Node| -> Running {
+        if let Some(pid) = pid_of(node) {
+            return Running {
+                pid: Some(pid),
+                container: None,
+                alive: true,
+                paused: freezer::is_paused(pid),
+            };
+        }
+        let Some(container) = containers.and_then(|view| view.get(&node.name())) else {
+            return Running::default();
+        };
+        Running {
+            pid: None,
+            container: Some(short_id(&container.id).to_string()),
+            alive: matches!(container.state.as_str(), "running" | "paused"),
+            paused: container.state == "paused",
+        }
+    };
     let activator = activator_status(dir);
     let mut rows = Vec::new();
     for replica in &config.replicas {
         let node = Node::Replica(replica.id);
         let status: Option<NodeStatus> = read_json(&node.status_path(dir));
-        let pid = pid_of(node);
-        let state = match (&status, pid) {
-            (_, None) => "stopped",
-            (Some(s), Some(_)) if !s.normal => "changing",
-            (Some(s), Some(_)) if s.primary => "primary",
-            (_, Some(_)) => "backup",
+        let run = how(node);
+        let state = match &status {
+            _ if !run.alive => "stopped",
+            Some(s) if !s.normal => "changing",
+            Some(s) if s.primary => "primary",
+            _ => "backup",
         };
         rows.push(Row {
             node: node.name(),
@@ -67,7 +99,8 @@ fn rows(dir: &Path, config: &ClusterConfig) -> Vec<Row> {
             app: None,
             address: replica.address.to_string(),
             state,
-            pid,
+            pid: run.pid,
+            container: run.container,
             view: status.as_ref().map(|s| s.view),
             executed: status.as_ref().map(|s| s.last_executed),
             checkpoint: status.as_ref().map(|s| s.stable),
@@ -77,11 +110,11 @@ fn rows(dir: &Path, config: &ClusterConfig) -> Vec<Row> {
     }
     for execution in &config.executions {
         let node = Node::Execution(execution.id);
-        let pid = pid_of(node);
+        let run = how(node);
         let membership = member_state(activator.as_ref(), execution.id.0);
         // A spare slot with nothing running is capacity, not a node.
         let spare = membership.map_or(execution.spare, |state| state == MemberState::Spare);
-        if spare && pid.is_none() {
+        if spare && !run.alive {
             continue;
         }
         let status: Option<ExecutionStatus> = read_json(&node.status_path(dir));
@@ -91,11 +124,11 @@ fn rows(dir: &Path, config: &ClusterConfig) -> Vec<Row> {
             None if execution.standby => "standby",
             None => "execution",
         };
-        let state = match (pid, membership) {
-            (None, _) => "stopped",
-            (Some(_), Some(MemberState::Starting)) => "starting",
-            (Some(pid), _) if freezer::is_paused(pid) => "paused",
-            (Some(_), _) => "active",
+        let state = match membership {
+            _ if !run.alive => "stopped",
+            Some(MemberState::Starting) => "starting",
+            _ if run.paused => "paused",
+            _ => "active",
         };
         let app = config
             .apps
@@ -108,7 +141,8 @@ fn rows(dir: &Path, config: &ClusterConfig) -> Vec<Row> {
             app,
             address: execution.address.to_string(),
             state,
-            pid,
+            pid: run.pid,
+            container: run.container,
             view: None,
             executed: status.as_ref().map(|s| s.last_executed),
             checkpoint: status.as_ref().and_then(|s| s.last_checkpoint),
@@ -125,6 +159,7 @@ fn rows(dir: &Path, config: &ClusterConfig) -> Vec<Row> {
             address: activator_config.address.to_string(),
             state: if pid.is_some() { "running" } else { "stopped" },
             pid,
+            container: None,
             view: None,
             executed: None,
             checkpoint: None,
@@ -137,34 +172,43 @@ fn rows(dir: &Path, config: &ClusterConfig) -> Vec<Row> {
 
 /// The status table and the latest activator events; written in one go, and a closed
 /// pipe (`| head`) is not an error.
-pub fn print_status(dir: &Path, config: &ClusterConfig) -> Result<()> {
+pub fn print_status(
+    dir: &Path,
+    config: &ClusterConfig,
+    containers: Option<&ContainerView>,
+) -> Result<()> {
     use std::fmt::Write as _;
     let show = |value: Option<u64>| value.map_or(String::from("-"), |v| v.to_string());
     let mut table = String::new();
     writeln!(
         table,
-        "{:<13} {:<10} {:<6} {:<16} {:<9} {:>8} {:>5} {:>9} {:>10} {:>8}  fault",
+        "{:<13} {:<10} {:<6} {:<19} {:<9} {:>12} {:>5} {:>9} {:>10} {:>8}  fault",
         "node",
         "role",
         "app",
         "address",
         "state",
-        "pid",
+        "process",
         "view",
         "executed",
         "checkpoint",
         "rejected",
     )?;
-    for row in rows(dir, config) {
+    for row in rows(dir, config, containers) {
+        let process = match (&row.container, row.pid) {
+            (Some(container), _) => container.clone(),
+            (None, Some(pid)) => pid.to_string(),
+            (None, None) => String::from("-"),
+        };
         writeln!(
             table,
-            "{:<13} {:<10} {:<6} {:<16} {:<9} {:>8} {:>5} {:>9} {:>10} {:>8}  {}",
+            "{:<13} {:<10} {:<6} {:<19} {:<9} {:>12} {:>5} {:>9} {:>10} {:>8}  {}",
             row.node,
             row.role,
             row.app.as_deref().unwrap_or("-"),
             row.address,
             row.state,
-            row.pid.map_or(String::from("-"), |pid| pid.to_string()),
+            process,
             show(row.view),
             show(row.executed),
             show(row.checkpoint),
@@ -206,11 +250,12 @@ pub struct StatusArgs {
     pub json: bool,
 }
 
-pub fn status(args: &StatusArgs) -> Result<()> {
+pub async fn status(args: &StatusArgs) -> Result<()> {
     let config = ClusterConfig::load(&args.dir)?;
+    let containers = crate::containers::view(&args.dir).await?;
     if args.json {
         let report = Report {
-            nodes: rows(&args.dir, &config),
+            nodes: rows(&args.dir, &config, containers.as_ref()),
             events: activator_status(&args.dir)
                 .map(|s| s.events)
                 .unwrap_or_default(),
@@ -219,7 +264,7 @@ pub fn status(args: &StatusArgs) -> Result<()> {
         let _ = std::io::Write::write_all(&mut std::io::stdout(), format!("{json}\n").as_bytes());
         return Ok(());
     }
-    print_status(&args.dir, &config)
+    print_status(&args.dir, &config, containers.as_ref())
 }
 
 #[cfg(test)]

@@ -7,16 +7,15 @@
 
 mod common;
 
+use common::activation::{activator, has_event, set_silence_ms, states, wait_for};
+use common::bank::{assert_conserved, open_accounts, spawn_transfers};
 use common::{Platform, free_base_port, zz, zz_ok};
-use std::collections::BTreeMap;
 use std::path::Path;
-use std::time::{Duration, Instant};
-use zz_activator::node::ActivatorStatus;
+use std::time::Duration;
 use zz_activator::policy::MemberState;
-use zz_apps::bank::{self, Op, Outcome};
-use zz_client::{Client, ClientPool};
+use zz_client::ClientPool;
+use zz_protocol::ClientId;
 use zz_protocol::config::ClusterConfig;
-use zz_protocol::{AppId, ClientId};
 
 /// How long the activator, the detector and the woken replicas get for each step.
 const STEP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -46,46 +45,9 @@ fn start(
         ],
         &dir,
     );
-    let cluster = dir.join("cluster.toml");
-    let text = std::fs::read_to_string(&cluster).unwrap();
-    let text = text.replace(
-        "execution_silence_ms = 1000",
-        &format!("execution_silence_ms = {silence_ms}"),
-    );
-    std::fs::write(&cluster, text).unwrap();
+    set_silence_ms(&dir, silence_ms);
     zz_ok(&["up", "--detach"], &dir);
     dir
-}
-
-fn activator(dir: &Path) -> ActivatorStatus {
-    let path = dir.join("run").join("activator.json");
-    serde_json::from_slice(&std::fs::read(path).expect("activator status")).expect("json")
-}
-
-fn states(dir: &Path) -> BTreeMap<u32, MemberState> {
-    (activator(dir).pools.into_iter())
-        .flat_map(|pool| pool.members)
-        .map(|member| (member.id, member.state))
-        .collect()
-}
-
-fn has_event(dir: &Path, text: &str) -> bool {
-    activator(dir)
-        .events
-        .iter()
-        .any(|event| event.text.contains(text))
-}
-
-/// Wait until `done` holds, or fail naming `what` with the activator's events.
-fn wait_for(dir: &Path, what: &str, done: impl Fn() -> bool) {
-    let deadline = Instant::now() + STEP_TIMEOUT;
-    while !done() {
-        if Instant::now() > deadline {
-            let events: Vec<String> = activator(dir).events.into_iter().map(|e| e.text).collect();
-            panic!("{what} did not happen; activator events: {events:#?}");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 fn alive(pid: u32) -> bool {
@@ -126,7 +88,7 @@ fn a_lying_replica_wakes_a_standby_and_is_replaced_while_clients_read_correct_va
     }
     zz_ok(&["kv", "put", "after", "lie"], &dir);
     assert_eq!(zz_ok(&["kv", "get", "after"], &dir), "lie");
-    wait_for(&dir, "replacing execution-1", || {
+    wait_for(&dir, STEP_TIMEOUT, "replacing execution-1", || {
         has_event(&dir, "woke execution-2") && has_event(&dir, "execution-1 is faulty")
     });
     assert_ne!(
@@ -136,7 +98,9 @@ fn a_lying_replica_wakes_a_standby_and_is_replaced_while_clients_read_correct_va
     );
     assert!(!alive(liar_pid), "the liar is destroyed");
     // After the quiet period the app is back to f+1 = 2 active, the rest paused.
-    wait_for(&dir, "returning to f+1 active", || back_to_f_plus_one(&dir));
+    wait_for(&dir, STEP_TIMEOUT, "returning to f+1 active", || {
+        back_to_f_plus_one(&dir)
+    });
     let table = zz_ok(&["status"], &dir);
     assert!(table.contains("execution-1 is faulty"), "{table}");
     // The fresh replica is honest: the new pair answers reads and writes.
@@ -157,15 +121,19 @@ fn a_slow_replica_wakes_a_standby_that_the_quiet_period_pauses_again() {
     );
     // The client retransmits after 500 ms without f+1 replies: that wakes the standby.
     zz_ok(&["kv", "put", "b", "2"], &dir);
-    wait_for(&dir, "waking execution-2", || {
+    wait_for(&dir, STEP_TIMEOUT, "waking execution-2", || {
         has_event(&dir, "woke execution-2")
     });
     zz_ok(&["inject", "execution-1", "heal"], &dir);
-    wait_for(&dir, "pausing execution-2 after the quiet period", || {
-        has_event(&dir, "quiet; paused execution-2")
-    });
     wait_for(
         &dir,
+        STEP_TIMEOUT,
+        "pausing execution-2 after the quiet period",
+        || has_event(&dir, "quiet; paused execution-2"),
+    );
+    wait_for(
+        &dir,
+        STEP_TIMEOUT,
         "execution-0 and -1 active, execution-2 paused",
         || {
             let states = states(&dir);
@@ -192,20 +160,25 @@ fn scale_grows_the_pool_into_spare_slots_refuses_beyond_them_and_shrinks_it() {
         grown.contains("starting execution-3, execution-4"),
         "{grown}"
     );
-    wait_for(&dir, "two more paused standbys", || {
-        let states = crate::states(&dir);
+    wait_for(&dir, STEP_TIMEOUT, "two more paused standbys", || {
+        let states = states(&dir);
         (2..5).all(|id| states.get(&id) == Some(&MemberState::Standby))
     });
     let refused = zz(&["scale", "kv", "--standbys", "4"], &dir);
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("3 standby slots"));
     zz_ok(&["scale", "kv", "--standbys", "1"], &dir);
-    wait_for(&dir, "shrinking the pool to execution-2", || {
-        let states = crate::states(&dir);
-        states[&2] == MemberState::Standby
-            && states[&3] == MemberState::Spare
-            && states[&4] == MemberState::Spare
-    });
+    wait_for(
+        &dir,
+        STEP_TIMEOUT,
+        "shrinking the pool to execution-2",
+        || {
+            let states = states(&dir);
+            states[&2] == MemberState::Standby
+                && states[&3] == MemberState::Spare
+                && states[&4] == MemberState::Spare
+        },
+    );
     let report: serde_json::Value =
         serde_json::from_str(&zz_ok(&["status", "--json"], &dir)).unwrap();
     let listed: Vec<&str> = (report["nodes"].as_array().unwrap().iter())
@@ -217,17 +190,6 @@ fn scale_grows_the_pool_into_spare_slots_refuses_beyond_them_and_shrinks_it() {
     );
 }
 
-const ACCOUNTS: u64 = 4;
-const OPENING_DEPOSIT: u64 = 1_000;
-
-async fn call(client: &Client, app: AppId, op: Op) -> Outcome {
-    let result = client
-        .invoke_with_deadline(app, bank::encode_op(&op), Duration::from_secs(30))
-        .await
-        .unwrap_or_else(|error| panic!("{op:?}: {error}"));
-    bank::decode_result(&result).expect("a bank outcome")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crashed_bank_replica_is_replaced_and_money_is_conserved() {
     let dir = start("crash", "bank", 31, 1000, 3000);
@@ -236,50 +198,17 @@ async fn a_crashed_bank_replica_is_replaced_and_money_is_conserved() {
     let app = config.app_by_name("bank").unwrap().id;
     let pool = ClientPool::connect(&dir, ClientId(0), 5).unwrap();
     let opener = pool.client(0);
-    for index in 0..ACCOUNTS {
-        let account = format!("a{index}");
-        let open = Op::Open {
-            account: account.clone(),
-        };
-        assert_eq!(call(&opener, app, open).await, Outcome::Opened);
-        let deposit = Op::Deposit {
-            account,
-            amount: OPENING_DEPOSIT,
-        };
-        assert!(matches!(
-            call(&opener, app, deposit).await,
-            Outcome::Deposited { .. }
-        ));
-    }
-    let mut transfers = Vec::new();
-    for index in 1..=4u32 {
-        let client = pool.client(index);
-        transfers.push(tokio::spawn(async move {
-            for i in 0..40u64 {
-                let from = (index as u64 + i) % ACCOUNTS;
-                let op = Op::Transfer {
-                    from: format!("a{from}"),
-                    to: format!("a{}", (from + 1) % ACCOUNTS),
-                    amount: 1 + i % 9,
-                };
-                call(&client, app, op).await;
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        }));
-    }
+    open_accounts(&opener, app).await;
+    let transfers = spawn_transfers(&pool, app, 40);
     tokio::time::sleep(Duration::from_millis(400)).await;
     zz_ok(&["inject", "execution-0", "crash"], &dir);
     for transfer in transfers {
         transfer.await.unwrap();
     }
-    let Outcome::Audit(audit) = call(&opener, app, Op::Audit).await else {
-        panic!("audit failed")
-    };
-    assert_eq!(audit.deposit_total, ACCOUNTS * OPENING_DEPOSIT);
-    assert_eq!(audit.balance_sum, (ACCOUNTS * OPENING_DEPOSIT) as u128);
+    assert_conserved(&opener, app).await;
     let watched = dir.clone();
     tokio::task::spawn_blocking(move || {
-        wait_for(&watched, "replacing execution-0", || {
+        wait_for(&watched, STEP_TIMEOUT, "replacing execution-0", || {
             has_event(&watched, "execution-0 is faulty (silent")
                 && states(&watched).get(&0) == Some(&MemberState::Standby)
         })

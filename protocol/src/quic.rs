@@ -238,7 +238,16 @@ impl QuicBus {
                 })?
             }
             None => {
-                let address = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
+                // A loopback socket cannot reach other addresses (containers on a bridge
+                // network): bind to every interface only when some peer needs it.
+                let all_loopback = targets
+                    .iter()
+                    .all(|target| target.address.ip().is_loopback());
+                let ip = match all_loopback {
+                    true => Ipv4Addr::LOCALHOST,
+                    false => Ipv4Addr::UNSPECIFIED,
+                };
+                let address = SocketAddr::from((ip, 0));
                 quinn::Endpoint::client(address)
                     .map_err(|source| QuicError::Bind { address, source })?
             }

@@ -4,6 +4,9 @@
 // Each test binary compiles this module and uses a subset of it.
 #![allow(dead_code)]
 
+pub mod activation;
+pub mod bank;
+
 use std::path::Path;
 use std::process::Command;
 

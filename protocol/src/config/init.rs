@@ -377,6 +377,17 @@ pub fn init_cluster(dir: &Path, options: InitOptions) -> Result<ClusterConfig, C
     ClusterConfig::load(dir)
 }
 
+impl ClusterConfig {
+    /// Rewrite `cluster.toml` in `dir` with this configuration (checked first), as a
+    /// deployment does when it gives nodes new addresses; keys and certificates stay.
+    pub fn save(&self, dir: &Path) -> Result<(), ConfigError> {
+        self.validate_contents(dir)?;
+        let cluster_path = dir.join(CLUSTER_FILE);
+        let text = format!("{CLUSTER_FILE_HEADER}\n{}", to_toml(&cluster_path, self)?);
+        write_file(&cluster_path, text.as_bytes(), false)
+    }
+}
+
 /// Each agreement replica's certificate, TLS key and key file.
 fn write_replica_files(
     dir: &Path,

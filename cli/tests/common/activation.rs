@@ -1,0 +1,50 @@
+//! Watching the activator of a running platform: its status file, its events, its view
+//! of each member, and waiting for a step of activation to happen.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+use zz_activator::node::ActivatorStatus;
+use zz_activator::policy::MemberState;
+
+pub fn activator(dir: &Path) -> ActivatorStatus {
+    let path = dir.join("run").join("activator.json");
+    serde_json::from_slice(&std::fs::read(path).expect("activator status")).expect("json")
+}
+
+/// Each member's state, by member id.
+pub fn states(dir: &Path) -> BTreeMap<u32, MemberState> {
+    (activator(dir).pools.into_iter())
+        .flat_map(|pool| pool.members)
+        .map(|member| (member.id, member.state))
+        .collect()
+}
+
+pub fn has_event(dir: &Path, text: &str) -> bool {
+    (activator(dir).events.iter()).any(|event| event.text.contains(text))
+}
+
+/// Wait up to `timeout` until `done` holds, or fail naming `what` with the activator's
+/// events.
+pub fn wait_for(dir: &Path, timeout: Duration, what: &str, done: impl Fn() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !done() {
+        if Instant::now() > deadline {
+            let events: Vec<String> = activator(dir).events.into_iter().map(|e| e.text).collect();
+            panic!("{what} did not happen; activator events: {events:#?}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Replace the default execution silence timeout in `cluster.toml` (the time after which
+/// a replica that reports nothing counts as faulty).
+pub fn set_silence_ms(dir: &Path, silence_ms: u64) {
+    let cluster = dir.join("cluster.toml");
+    let text = std::fs::read_to_string(&cluster).unwrap();
+    let text = text.replace(
+        "execution_silence_ms = 1000",
+        &format!("execution_silence_ms = {silence_ms}"),
+    );
+    std::fs::write(&cluster, text).unwrap();
+}

@@ -1,0 +1,282 @@
+//! The Docker backend end to end: `zz up --backend docker --detach` runs every replica as
+//! a container of the zz image on the platform's own bridge network. A lying or killed
+//! execution container wakes a paused standby container, is removed, and the pool is
+//! refilled with a fresh paused container; money in the bank is conserved throughout; a
+//! partitioned agreement replica catches up after `heal`; `zz down` removes exactly the
+//! containers and the network the platform created.
+//!
+//! These tests need a Docker engine. Without one they say so and pass, unless
+//! `ZZ_REQUIRE_DOCKER` is set (`.ci/run` sets it), where a missing engine fails them.
+
+mod common;
+
+use common::activation::{activator, has_event, set_silence_ms, wait_for};
+use common::bank::{assert_conserved, open_accounts, spawn_transfers};
+use common::{Platform, ZZ, zz, zz_ok};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+use zz_activator::docker::{self, DockerPlatform, NodeContainer};
+use zz_activator::policy::MemberState;
+use zz_client::ClientPool;
+use zz_protocol::ClientId;
+use zz_protocol::config::ClusterConfig;
+
+/// How long the activator, the detector and the woken containers get for each step.
+const STEP_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Whether an engine answers; a missing one fails the test where it is required.
+fn engine_present() -> bool {
+    // One image build at a time: the tests of this file would otherwise all build it.
+    static BUILD: Mutex<Option<bool>> = Mutex::new(None);
+    let mut built = BUILD
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let present = *built.get_or_insert_with(|| {
+        let output = std::process::Command::new(ZZ)
+            .args(["image", "build"])
+            .output()
+            .expect("run zz");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        if !output.status.success() && !stderr.contains("no Docker engine") {
+            panic!("zz image build failed: {stderr}");
+        }
+        output.status.success()
+    });
+    if !present && std::env::var_os("ZZ_REQUIRE_DOCKER").is_some() {
+        panic!("ZZ_REQUIRE_DOCKER is set but no Docker engine answers");
+    }
+    if !present {
+        eprintln!("no Docker engine: skipping (set ZZ_REQUIRE_DOCKER to make this a failure)");
+    }
+    present
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// `zz up --backend docker --detach` in a fresh directory.
+fn start(name: &str, apps: &str, silence_ms: u64, quiet_ms: u64) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("zz-docker-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let quiet = quiet_ms.to_string();
+    zz_ok(&["init", "--apps", apps, "--quiet-ms", &quiet], &dir);
+    set_silence_ms(&dir, silence_ms);
+    zz_ok(&["up", "--backend", "docker", "--detach"], &dir);
+    dir
+}
+
+/// The platform's containers as the engine lists them.
+fn containers(dir: &Path) -> Vec<NodeContainer> {
+    let platform = DockerPlatform::load(dir)
+        .unwrap()
+        .expect("a docker platform");
+    runtime().block_on(async {
+        let docker = docker::connect().await.unwrap();
+        platform.containers(&docker).await.unwrap()
+    })
+}
+
+fn container_of(dir: &Path, node: &str) -> Option<NodeContainer> {
+    containers(dir).into_iter().find(|c| c.node == node)
+}
+
+fn state_of(dir: &Path, member: u32) -> Option<MemberState> {
+    (activator(dir).pools.into_iter())
+        .flat_map(|pool| pool.members)
+        .find(|m| m.id == member)
+        .map(|m| m.state)
+}
+
+/// The activator pool refilled `member` with a new container that is paused.
+fn refilled(dir: &Path, member: u32, old_id: &str) -> bool {
+    let node = format!("execution-{member}");
+    container_of(dir, &node).is_some_and(|c| c.id != old_id && c.state == "paused")
+        && state_of(dir, member) == Some(MemberState::Standby)
+}
+
+#[test]
+fn a_lying_container_wakes_a_paused_standby_container_and_is_replaced() {
+    if !engine_present() {
+        return;
+    }
+    let dir = start("lie", "kv", 1000, 3000);
+    let _platform = Platform(&dir);
+    let standby = container_of(&dir, "execution-2").expect("a standby container");
+    assert_eq!(standby.state, "paused", "standbys are paused containers");
+    let liar = container_of(&dir, "execution-1").expect("an active container");
+    assert_eq!(liar.state, "running");
+    for i in 0..10 {
+        zz_ok(&["kv", "put", &format!("k{i}"), &format!("v{i}")], &dir);
+    }
+    zz_ok(&["inject", "execution-1", "corrupt-reply"], &dir);
+    for i in 0..10 {
+        assert_eq!(
+            zz_ok(&["kv", "get", &format!("k{i}")], &dir),
+            format!("v{i}")
+        );
+    }
+    wait_for(
+        &dir,
+        STEP_TIMEOUT,
+        "waking execution-2 and replacing execution-1",
+        || has_event(&dir, "woke execution-2") && refilled(&dir, 1, &liar.id),
+    );
+    assert!(
+        !containers(&dir).iter().any(|c| c.id == liar.id),
+        "the liar's container is removed"
+    );
+    assert_eq!(
+        container_of(&dir, "execution-2").unwrap().id,
+        standby.id,
+        "the woken standby is the paused container, unpaused"
+    );
+    let table = zz_ok(&["status"], &dir);
+    assert!(table.contains(docker::short_id(&standby.id)), "{table}");
+    assert!(table.contains("execution-1 is faulty"), "{table}");
+    zz_ok(&["kv", "put", "after", "lie"], &dir);
+    assert_eq!(zz_ok(&["kv", "get", "after"], &dir), "lie");
+}
+
+#[test]
+fn a_killed_bank_container_is_replaced_and_money_is_conserved() {
+    if !engine_present() {
+        return;
+    }
+    let dir = start("kill", "bank", 1000, 3000);
+    let _platform = Platform(&dir);
+    let victim = container_of(&dir, "execution-0").expect("an active container");
+    let config = ClusterConfig::load(&dir).unwrap();
+    let app = config.app_by_name("bank").unwrap().id;
+    let threads = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    threads.block_on(async {
+        let pool = ClientPool::connect(&dir, ClientId(0), 5).unwrap();
+        let opener = pool.client(0);
+        open_accounts(&opener, app).await;
+        let transfers = spawn_transfers(&pool, app, 30);
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert_conserved(&opener, app).await;
+        let killed = zz_ok(&["inject", "execution-0", "kill"], &dir);
+        assert!(killed.contains("killed container"), "{killed}");
+        for transfer in transfers {
+            transfer.await.unwrap();
+        }
+        assert_conserved(&opener, app).await;
+    });
+    wait_for(
+        &dir,
+        STEP_TIMEOUT,
+        "replacing execution-0 with a fresh paused container",
+        || has_event(&dir, "execution-0 is faulty (silent") && refilled(&dir, 0, &victim.id),
+    );
+    assert_eq!(state_of(&dir, 1), Some(MemberState::Active));
+    assert_eq!(state_of(&dir, 2), Some(MemberState::Active));
+}
+
+/// Each agreement replica's executed sequence number, from `zz status --json`.
+fn executed(dir: &Path) -> Vec<(String, u64)> {
+    let report: serde_json::Value =
+        serde_json::from_str(&zz_ok(&["status", "--json"], dir)).unwrap();
+    (report["nodes"].as_array().unwrap().iter())
+        .filter(|row| row["role"] == "agreement")
+        .map(|row| {
+            let name = row["node"].as_str().unwrap().to_string();
+            (name, row["executed"].as_u64().unwrap_or(0))
+        })
+        .collect()
+}
+
+#[test]
+fn a_partitioned_agreement_replica_catches_up_after_heal_and_down_removes_only_its_own() {
+    if !engine_present() {
+        return;
+    }
+    // Someone else's network on the same engine: `zz down` must leave it.
+    let bystander = format!("zz-test-bystander-{}", std::process::id());
+    let rt = runtime();
+    rt.block_on(async {
+        let docker = docker::connect().await.unwrap();
+        let request = bollard::models::NetworkCreateRequest {
+            name: bystander.clone(),
+            ..Default::default()
+        };
+        docker.create_network(request).await.unwrap();
+    });
+    let dir = start("partition", "kv", 1000, 3000);
+    let platform = Platform(&dir);
+    let cut = zz_ok(&["inject", "replica-3", "partition"], &dir);
+    assert!(cut.contains("cut off"), "{cut}");
+    for i in 0..20 {
+        zz_ok(&["kv", "put", &format!("p{i}"), &format!("v{i}")], &dir);
+    }
+    let behind = executed(&dir);
+    let lead = behind.iter().map(|(_, seq)| *seq).max().unwrap();
+    let partitioned = behind.iter().find(|(n, _)| n == "replica-3").unwrap().1;
+    assert!(
+        partitioned < lead,
+        "cut off, replica-3 falls behind: {behind:?}"
+    );
+    let healed = zz_ok(&["inject", "replica-3", "heal"], &dir);
+    assert!(healed.contains("reconnected"), "{healed}");
+    zz_ok(&["kv", "put", "after", "heal"], &dir);
+    wait_for(&dir, STEP_TIMEOUT, "replica-3 catching up", || {
+        let now = executed(&dir);
+        let lead = now.iter().map(|(_, seq)| *seq).max().unwrap();
+        now.iter().all(|(_, seq)| *seq == lead)
+    });
+    assert_eq!(zz_ok(&["kv", "get", "p7"], &dir), "v7");
+    let network = DockerPlatform::load(&dir).unwrap().unwrap().network;
+    let down = zz_ok(&["down"], &dir);
+    assert!(down.contains("removed"), "{down}");
+    assert!(
+        containers(&dir).is_empty(),
+        "every container of the platform is gone"
+    );
+    let names: Vec<String> = rt.block_on(async {
+        let docker = docker::connect().await.unwrap();
+        let networks = docker
+            .list_networks(None::<bollard::query_parameters::ListNetworksOptions>)
+            .await
+            .unwrap();
+        let names = networks.into_iter().filter_map(|n| n.name).collect();
+        docker.remove_network(&bystander).await.unwrap();
+        names
+    });
+    assert!(
+        !names.contains(&network),
+        "the platform network is gone: {names:?}"
+    );
+    assert!(
+        names.contains(&bystander),
+        "the bystander network stays: {names:?}"
+    );
+    drop(platform);
+}
+
+#[test]
+fn without_an_engine_up_fails_in_one_line_and_creates_nothing() {
+    let dir = std::env::temp_dir().join(format!("zz-docker-none-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let output = std::process::Command::new(ZZ)
+        .args(["up", "--backend", "docker", "--detach", "--dir"])
+        .arg(&dir)
+        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+        .output()
+        .expect("run zz");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("no Docker engine"), "{stderr}");
+    assert!(stderr.contains("--backend process"), "{stderr}");
+    assert!(!dir.exists(), "nothing is created");
+    let status = zz(&["down"], &dir);
+    assert!(!status.status.success());
+}
