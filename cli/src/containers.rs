@@ -105,13 +105,6 @@ pub async fn up(args: &UpArgs) -> Result<()> {
     if built {
         println!("built image {image} from {}", exe.display());
     }
-    let mut config = if dir.join(CLUSTER_FILE).exists() {
-        ClusterConfig::load(&dir)?
-    } else {
-        let mut init = args.init.clone();
-        init.dir = dir.clone();
-        platform::init(&init)?
-    };
     if let Some(existing) = DockerPlatform::load(&dir)? {
         let running = existing.containers(&docker).await?;
         if let Some(container) = running.iter().find(|c| c.state != "exited") {
@@ -125,16 +118,16 @@ pub async fn up(args: &UpArgs) -> Result<()> {
             );
         }
     }
-    if let Some((node, pid)) = platform::running(&dir, &config).first() {
-        bail!(
-            "{}: {} is already running (pid {pid}); run `zz down --dir {}` first",
-            dir.display(),
-            node.name(),
-            dir.display()
-        );
-    }
+    // The network before the directory: when the engine refuses it, nothing is written.
     let mut platform = place_platform(&docker, &dir, &image).await?;
     platform.cold_standbys = args.cold_standbys;
+    let mut config = match configure(args, &dir) {
+        Ok(config) => config,
+        Err(error) => {
+            let _ = docker::remove_network(&docker, &platform).await;
+            return Err(error);
+        }
+    };
     let started = start(&docker, &platform, &mut config).await;
     let started = match started {
         Ok(started) => started,
@@ -166,6 +159,27 @@ pub async fn up(args: &UpArgs) -> Result<()> {
         platform.network
     );
     Ok(())
+}
+
+/// The cluster configuration in `dir`, written by `zz init` if there is none; refused if
+/// processes of the platform still run.
+fn configure(args: &UpArgs, dir: &Path) -> Result<ClusterConfig> {
+    let config = if dir.join(CLUSTER_FILE).exists() {
+        ClusterConfig::load(dir)?
+    } else {
+        let mut init = args.init.clone();
+        init.dir = dir.to_path_buf();
+        platform::init(&init)?
+    };
+    if let Some((node, pid)) = platform::running(dir, &config).first() {
+        bail!(
+            "{}: {} is already running (pid {pid}); run `zz down --dir {}` first",
+            dir.display(),
+            node.name(),
+            dir.display()
+        );
+    }
+    Ok(config)
 }
 
 /// Place the nodes, start the agreement replicas' containers and the activator, and wait
@@ -201,7 +215,10 @@ async fn start(
     let activator = platform::spawn_with(&dir, Node::Activator, &["--backend", "docker"])?;
     platform::wait_ready(&dir, config, begun)
         .await
-        .with_context(|| format!("see `docker logs {}`", platform.container_name("replica-0")))?;
+        .map_err(|error| {
+            let logs = platform.container_name("NODE");
+            anyhow::anyhow!("{error}; see `docker logs {logs}`")
+        })?;
     Ok(activator)
 }
 

@@ -262,6 +262,84 @@ fn a_partitioned_agreement_replica_catches_up_after_heal_and_down_removes_only_i
 }
 
 #[test]
+fn a_cold_standby_container_is_created_on_the_wake_and_serves() {
+    if !engine_present() {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("zz-docker-cold-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    zz_ok(&["init", "--apps", "kv", "--quiet-ms", "3000"], &dir);
+    zz_ok(
+        &["up", "--backend", "docker", "--cold-standbys", "--detach"],
+        &dir,
+    );
+    let _platform = Platform(&dir);
+    assert_eq!(
+        container_of(&dir, "execution-2"),
+        None,
+        "no standby container yet"
+    );
+    zz_ok(&["kv", "put", "a", "1"], &dir);
+    zz_ok(&["inject", "execution-1", "corrupt-reply"], &dir);
+    assert_eq!(zz_ok(&["kv", "get", "a"], &dir), "1");
+    wait_for(
+        &dir,
+        STEP_TIMEOUT,
+        "creating execution-2 on the wake",
+        || {
+            has_event(&dir, "woke execution-2")
+                && container_of(&dir, "execution-2").is_some_and(|c| c.state == "running")
+        },
+    );
+    zz_ok(&["kv", "put", "b", "2"], &dir);
+    assert_eq!(zz_ok(&["kv", "get", "b"], &dir), "2");
+}
+
+#[test]
+fn an_engine_that_refuses_gives_one_line_and_leaves_nothing() {
+    if !engine_present() {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("zz-docker-refused-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    // A network of the platform's name that zz did not create: zz must not take it over.
+    let squatter = docker::platform_name(&dir);
+    let rt = runtime();
+    rt.block_on(async {
+        let docker = docker::connect().await.unwrap();
+        let request = bollard::models::NetworkCreateRequest {
+            name: squatter.clone(),
+            ..Default::default()
+        };
+        docker.create_network(request).await.unwrap();
+    });
+    let output = zz(&["up", "--backend", "docker", "--detach"], &dir);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let leftovers = rt.block_on(async {
+        let docker = docker::connect().await.unwrap();
+        let platform = DockerPlatform {
+            platform: squatter.clone(),
+            dir: dir.clone(),
+            network: squatter.clone(),
+            subnet: String::new(),
+            gateway: std::net::Ipv4Addr::UNSPECIFIED,
+            image: String::new(),
+            cold_standbys: false,
+        };
+        let leftovers = platform.containers(&docker).await.unwrap();
+        docker.remove_network(&squatter).await.unwrap();
+        leftovers
+    });
+    let written = dir.join("cluster.toml").exists();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(!output.status.success());
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("zz did not create it"), "{stderr}");
+    assert!(!written, "nothing is written");
+    assert!(leftovers.is_empty(), "no container stays: {leftovers:?}");
+}
+
+#[test]
 fn without_an_engine_up_fails_in_one_line_and_creates_nothing() {
     let dir = std::env::temp_dir().join(format!("zz-docker-none-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
