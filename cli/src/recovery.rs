@@ -205,6 +205,30 @@ async fn read_loop(
     }
 }
 
+/// The app's paused standbys. A wake before the fault (a client that retransmitted while
+/// the platform warmed up) leaves none for a while: wait for the quiet period to pause
+/// the woken replicas again, so the measured wake is the fault's.
+async fn settled_standbys(dir: &Path, config: &ClusterConfig, app: AppId) -> BTreeSet<NodeId> {
+    let quiet = config.activator.as_ref().map_or(0, |a| a.quiet_ms);
+    let deadline = Instant::now() + Duration::from_millis(2 * quiet) + Duration::from_secs(5);
+    let mut told = false;
+    loop {
+        let standbys: BTreeSet<NodeId> = (members_in(dir, app, MemberState::Standby).into_iter())
+            .map(NodeId::Execution)
+            .collect();
+        if !standbys.is_empty() || Instant::now() > deadline {
+            return standbys;
+        }
+        if !told {
+            eprintln!(
+                "a standby was woken before the fault; waiting for the quiet period to pause it"
+            );
+            told = true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 pub async fn run(args: &RecoveryArgs) -> Result<()> {
     let config = ClusterConfig::load(&args.dir)?;
     let app_config = config
@@ -243,6 +267,13 @@ pub async fn run(args: &RecoveryArgs) -> Result<()> {
         .max()
         .unwrap_or(0);
     wait_stable(&args.dir, &pool, app, loaded_to).await?;
+    let standbys = settled_standbys(&args.dir, &config, app).await;
+    if standbys.is_empty() {
+        bail!(
+            "kv has no paused standby to wake; `zz scale --dir {} kv --standbys 1`",
+            args.dir.display()
+        );
+    }
     let target = match &args.inject_into {
         Some(node) => node.clone(),
         None => {
@@ -251,15 +282,6 @@ pub async fn run(args: &RecoveryArgs) -> Result<()> {
             format!("execution-{}", last.0)
         }
     };
-    let standbys: BTreeSet<NodeId> = (members_in(&args.dir, app, MemberState::Standby).into_iter())
-        .map(NodeId::Execution)
-        .collect();
-    if standbys.is_empty() {
-        bail!(
-            "kv has no paused standby to wake; `zz scale --dir {} kv --standbys 1`",
-            args.dir.display()
-        );
-    }
     let injected = Arc::new(Mutex::new(None));
     let stop = Arc::new(AtomicBool::new(false));
     let tally = Arc::new(Tally {
