@@ -85,10 +85,11 @@ impl<B: MessageBus, S: Storage> ReplicaDriver<B, S> {
         };
         self.detector = Detector::new(config, &groups, &active);
         self.orders = OrderRouter::new(groups, active, weak_quorum);
-        // A restored replica ordered up to these before a restart emptied its router.
-        let app_seqs: Vec<_> = self.replica.app_seqs().collect();
-        for (app, seq) in app_seqs {
-            self.orders.forgot_up_to(app, seq);
+        // A restored replica ordered up to its stable checkpoint before a restart emptied
+        // its router; it recovers the orders it still needs from its peers.
+        let heads: Vec<_> = self.replica.app_heads().collect();
+        for head in heads {
+            self.orders.jumped_to(head);
         }
         self
     }
@@ -177,6 +178,18 @@ impl<B: MessageBus, S: Storage> ReplicaDriver<B, S> {
                         self.send(NodeId::Execution(from), &Message::ExecutionStable(notice));
                     }
                 }
+                (NodeId::Replica(from), Message::FetchChainedOrders(fetch)) => {
+                    // Half a frame, as for fetched batches, so the answer always fits.
+                    let bytes_max = self.replica.params().frame_bytes_max / 2;
+                    if let Some(answer) = self.orders.chained_orders(fetch, bytes_max) {
+                        self.send(NodeId::Replica(from), &Message::ChainedOrders(answer));
+                    }
+                }
+                (NodeId::Replica(from), Message::ChainedOrders(answer)) => {
+                    if let Some(next) = self.orders.handle_chained_orders(from, answer) {
+                        self.send(NodeId::Replica(from), &Message::FetchChainedOrders(next));
+                    }
+                }
                 (NodeId::Execution(from), Message::FetchOrders(fetch)) => {
                     for (member, order) in self.orders.fetch_orders(from, fetch.app, fetch.after) {
                         self.send(NodeId::Execution(member), &Message::AppOrder(order));
@@ -203,6 +216,9 @@ impl<B: MessageBus, S: Storage> ReplicaDriver<B, S> {
         let interval = self.replica.params().status_interval_ms * 1000;
         for (member, order) in self.orders.resend(now, interval) {
             self.send(NodeId::Execution(member), &Message::AppOrder(order));
+        }
+        for fetch in self.orders.poll_recovery(now, interval) {
+            self.broadcast(&Message::FetchChainedOrders(fetch));
         }
         self.detector.handle_tick(now);
         self.flush(now);
@@ -246,12 +262,11 @@ impl<B: MessageBus, S: Storage> ReplicaDriver<B, S> {
                     }
                     self.deliveries.push(Delivery::AppOrder(order));
                 }
-                Output::Skipped { to } => {
+                Output::Skipped { to, apps } => {
                     // The per-app sequences jumped with the state: orders up to them were
-                    // ordered, only not here, so reports about them are not lies.
-                    let app_seqs: Vec<_> = self.replica.app_seqs().collect();
-                    for (app, seq) in app_seqs {
-                        self.orders.skipped_to(app, seq);
+                    // ordered, only not here; the router recovers them from peers.
+                    for head in apps {
+                        self.orders.jumped_to(head);
                     }
                     self.deliveries.push(Delivery::Skipped(to))
                 }
