@@ -6,6 +6,7 @@
 use crate::core::{Output, Replica};
 use crate::detect::{Alarm, Detector, DetectorConfig};
 use crate::orders::{ExecutionGroups, OrderRouter};
+use crate::persist::Record;
 use crate::storage::Storage;
 use bytes::Bytes;
 use std::collections::BTreeMap;
@@ -94,6 +95,25 @@ impl<B: MessageBus, S: Storage> ReplicaDriver<B, S> {
         self
     }
 
+    /// After a restart: the router starts from the stable execution checkpoints `records`
+    /// (the ones the replica was restored from) hold.
+    pub fn with_restored_orders(mut self, records: &[Record]) -> Self {
+        for record in records {
+            if let Record::ExecutionStable(checkpoint) = record {
+                self.orders.restore_stable(*checkpoint);
+            }
+        }
+        self
+    }
+
+    /// Make the router's newly stable checkpoints durable; before sending anything that
+    /// follows from them.
+    fn persist_stable_checkpoints(&mut self) {
+        for checkpoint in self.orders.take_newly_stable() {
+            self.storage.append(&Record::ExecutionStable(checkpoint));
+        }
+    }
+
     /// Divergence detection.
     pub fn detector(&self) -> &Detector {
         &self.detector
@@ -143,7 +163,9 @@ impl<B: MessageBus, S: Storage> ReplicaDriver<B, S> {
                         checkpoint.root,
                         routed,
                     );
-                    for member in self.orders.handle_checkpoint(from, checkpoint) {
+                    let told = self.orders.handle_checkpoint(from, checkpoint);
+                    self.persist_stable_checkpoints();
+                    for member in told {
                         let notice = Message::ExecutionStable(checkpoint);
                         self.send(NodeId::Execution(member), &notice);
                     }
@@ -158,7 +180,9 @@ impl<B: MessageBus, S: Storage> ReplicaDriver<B, S> {
                     ) {
                         tracing::info!(replica = %self.replica.id(), %app, epoch = membership.epoch, active = ?membership.active, "membership");
                         let (_, active) = self.detector.membership(app).expect("a watched app");
-                        for (member, checkpoint) in self.orders.set_active(app, &active) {
+                        let told = self.orders.set_active(app, &active);
+                        self.persist_stable_checkpoints();
+                        for (member, checkpoint) in told {
                             self.send(
                                 NodeId::Execution(member),
                                 &Message::ExecutionStable(checkpoint),
@@ -186,7 +210,9 @@ impl<B: MessageBus, S: Storage> ReplicaDriver<B, S> {
                     }
                 }
                 (NodeId::Replica(from), Message::ChainedOrders(answer)) => {
-                    if let Some(next) = self.orders.handle_chained_orders(from, answer) {
+                    let next = self.orders.handle_chained_orders(from, answer);
+                    self.persist_stable_checkpoints();
+                    if let Some(next) = next {
                         self.send(NodeId::Replica(from), &Message::FetchChainedOrders(next));
                     }
                 }
@@ -249,7 +275,12 @@ impl<B: MessageBus, S: Storage> ReplicaDriver<B, S> {
         while let Some(output) = self.replica.poll_output() {
             match output {
                 Output::Persist(record) => self.storage.append(&record),
-                Output::Compact(records) => self.storage.compact(&records),
+                Output::Compact(mut records) => {
+                    // The core's records say nothing of the router's checkpoints.
+                    let stable = self.orders.stable_checkpoints();
+                    records.extend(stable.into_iter().map(Record::ExecutionStable));
+                    self.storage.compact(&records)
+                }
                 Output::Send { to, message } => self.send(NodeId::Replica(to), &message),
                 Output::Broadcast(message) => self.broadcast(&message),
                 Output::Order(order) => {

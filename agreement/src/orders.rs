@@ -60,6 +60,8 @@ pub struct OrderRouter {
     chains: BTreeMap<AppId, BTreeMap<Seq, Digest>>,
     /// Per app, the stable execution checkpoint each peer claimed in its last answer.
     claims: BTreeMap<AppId, BTreeMap<ReplicaId, (Seq, Digest)>>,
+    /// Checkpoints that became stable since the driver last took them, to persist.
+    newly_stable: Vec<ExecutionCheckpoint>,
     next_resend_at: Time,
     next_recovery_at: Time,
 }
@@ -144,6 +146,33 @@ impl OrderRouter {
         }
     }
 
+    /// After a restart: `checkpoint` was stable here before (persisted). The orders after
+    /// it that the replica does not order again are recovered from peers.
+    pub fn restore_stable(&mut self, checkpoint: ExecutionCheckpoint) {
+        let app = checkpoint.app;
+        let own = self.stable_checkpoint(app).map_or(Seq(0), |(seq, _)| seq);
+        if self.has_group(app) && checkpoint.seq > own {
+            self.make_stable(app, checkpoint.seq, checkpoint.root);
+            self.newly_stable.clear();
+        }
+    }
+
+    /// Stable checkpoints to persist: those since the last call.
+    pub fn take_newly_stable(&mut self) -> Vec<ExecutionCheckpoint> {
+        std::mem::take(&mut self.newly_stable)
+    }
+
+    /// Each app's stable checkpoint, for a compacted log.
+    pub fn stable_checkpoints(&self) -> Vec<ExecutionCheckpoint> {
+        (self.stable.iter())
+            .map(|(app, (seq, root))| ExecutionCheckpoint {
+                app: *app,
+                seq: *seq,
+                root: *root,
+            })
+            .collect()
+    }
+
     /// The checkpoint to name to a joining replica of `app`: the last stable one (Seq 0:
     /// none yet, start from the empty state), or None while this replica lacks some order
     /// after it (a joiner must find every one at f+1 agreement replicas).
@@ -207,7 +236,11 @@ impl OrderRouter {
         let before = self.chain_at(app, Seq(order.seq.0 - 1));
         let before = before.expect("the chain at the last routed order is always kept");
         self.record_chain(app, order.seq, order.chained(before));
-        self.retain(order);
+        // A restarted replica may order again up to a checkpoint it had seen stable.
+        let stable = self.stable_checkpoint(app).map_or(Seq(0), |(seq, _)| seq);
+        if order.seq > stable {
+            self.retain(order);
+        }
         sends
     }
 
@@ -317,9 +350,13 @@ impl OrderRouter {
     }
 
     /// `(seq, root)` is the app's stable checkpoint from now on: the orders up to it are
-    /// no longer needed for replay (the chain at `seq` stays, the anchor of what follows).
+    /// no longer needed for replay (the chain at `seq` stays, the anchor of what follows,
+    /// and so does the one at the last routed order, below `seq` after a restart).
     fn make_stable(&mut self, app: AppId, seq: Seq, root: Digest) {
         self.stable.insert(app, (seq, root));
+        self.newly_stable
+            .push(ExecutionCheckpoint { app, seq, root });
+        let chains_from = seq.min(self.routed(app));
         if let Some(tracked) = self.checkpoints.get_mut(&app) {
             tracked.retain(|s, _| *s > seq);
         }
@@ -327,7 +364,7 @@ impl OrderRouter {
             retained.retain(|s, _| *s > seq);
         }
         if let Some(chains) = self.chains.get_mut(&app) {
-            chains.retain(|s, _| *s >= seq);
+            chains.retain(|s, _| *s >= chains_from);
         }
     }
 

@@ -309,6 +309,8 @@ impl Replica {
                     }
                 }
             }
+            // The order router's, restored by the driver.
+            Record::ExecutionStable(_) => {}
             Record::Prepared { prepares } => {
                 let Some(first) = prepares.first() else {
                     return;

@@ -254,6 +254,35 @@ fn after_a_restart_the_router_adopts_the_checkpoint_f_plus_1_peers_name() {
     );
 }
 
+/// A restarted replica starts from the stable checkpoint it persisted, even one past its
+/// PBFT checkpoint: it names it to joiners at once, keeps only the orders after it as it
+/// orders again, and still checks its own orders against the chain.
+#[test]
+fn a_restarted_router_starts_from_its_persisted_stable_checkpoint() {
+    let mut before_crash = router_that_routed(9);
+    make_stable_at(&mut before_crash, 8, 4);
+    let persisted = before_crash.take_newly_stable();
+    assert_eq!(persisted.len(), 1, "persisted once, when it became stable");
+    assert!(before_crash.take_newly_stable().is_empty());
+    let pbft_checkpoint = head(&router_that_routed(6));
+    let mut restarted = router();
+    restarted.jumped_to(pbft_checkpoint);
+    restarted.restore_stable(persisted[0]);
+    assert!(
+        restarted.take_newly_stable().is_empty(),
+        "nothing new to persist"
+    );
+    assert_eq!(
+        restarted.join_checkpoint(AppId(0)),
+        Some((Seq(8), Digest([4; 32])))
+    );
+    for seq in 7..=9 {
+        restarted.route(order(0, seq));
+    }
+    assert_eq!(restarted.retained_count(AppId(0)), 1, "only order 9");
+    assert_eq!(restarted.stable_checkpoints(), persisted);
+}
+
 /// Answers stay bounded: at most [`CHAINED_ORDERS_MAX`] orders and the byte budget (but
 /// at least one order), so a long gap is recovered over several answers.
 #[test]
