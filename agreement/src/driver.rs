@@ -217,6 +217,20 @@ impl<B: MessageBus, S: Storage> ReplicaDriver<B, S> {
                     }
                 }
                 (NodeId::Execution(from), Message::FetchOrders(fetch)) => {
+                    // Asking for orders before the stable checkpoint: they may be gone here
+                    // and elsewhere, so name the checkpoint to start over from (the member
+                    // does on f+1 matching notices).
+                    if let Some((seq, root)) = self.orders.stable_checkpoint(fetch.app)
+                        && fetch.after < seq
+                        && self.orders.is_member(from, fetch.app)
+                    {
+                        let notice = ExecutionCheckpoint {
+                            app: fetch.app,
+                            seq,
+                            root,
+                        };
+                        self.send(NodeId::Execution(from), &Message::ExecutionStable(notice));
+                    }
                     for (member, order) in self.orders.fetch_orders(from, fetch.app, fetch.after) {
                         self.send(NodeId::Execution(member), &Message::AppOrder(order));
                     }
