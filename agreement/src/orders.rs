@@ -183,6 +183,36 @@ impl OrderRouter {
         self.holds_all_after_stable(app).then_some(stable)
     }
 
+    /// Panics if a table exceeds its bound or the chain an order needs went missing. The
+    /// simulator calls it after every step (with the cluster's `replicas`): whatever peers
+    /// and execution replicas send, the router's memory stays bounded.
+    pub fn assert_bounds(&self, replicas: usize) {
+        assert!(
+            self.retained
+                .values()
+                .all(|r| r.len() <= ORDERS_RETAINED_MAX)
+        );
+        assert!(self.chains.values().all(|c| c.len() <= CHAINS_KEPT_MAX));
+        assert!(
+            self.retained
+                .keys()
+                .all(|app| self.groups.contains_key(app))
+        );
+        assert!(self.chains.keys().all(|app| self.groups.contains_key(app)));
+        assert!(self.claims.keys().all(|app| self.groups.contains_key(app)));
+        assert!(self.claims.values().all(|claims| claims.len() < replicas));
+        for (app, (seq, _)) in &self.stable {
+            // The chain at the last routed order stays, or no order could follow.
+            let routed = self.routed(*app);
+            assert!(routed == Seq(0) || self.chain_at(*app, routed).is_some());
+            assert!(
+                self.checkpoints
+                    .get(app)
+                    .is_none_or(|t| t.keys().all(|s| s > seq))
+            );
+        }
+    }
+
     /// Whether `member` runs `app`.
     pub fn is_member(&self, member: ExecutionId, app: AppId) -> bool {
         self.members.get(&member) == Some(&app)

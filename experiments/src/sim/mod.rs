@@ -1052,6 +1052,9 @@ impl World {
         let sim = &mut self.replicas[id.index()];
         let driver = sim.driver.as_mut().expect("a running replica");
         driver.replica().assert_bounds();
+        driver
+            .orders()
+            .assert_bounds(driver.replica().params().replica_count());
         let deliveries = driver.take_deliveries();
         let stable = driver.replica().stable_checkpoint();
         let frames = sim.bus.drain();
