@@ -6,6 +6,7 @@
 use crate::core::{Output, Replica};
 use crate::detect::{Alarm, Detector, DetectorConfig};
 use crate::orders::{ExecutionGroups, OrderRouter};
+use crate::persist::Record;
 use crate::storage::Storage;
 use bytes::Bytes;
 use std::collections::BTreeMap;
@@ -85,12 +86,32 @@ impl<B: MessageBus, S: Storage> ReplicaDriver<B, S> {
         };
         self.detector = Detector::new(config, &groups, &active);
         self.orders = OrderRouter::new(groups, active, weak_quorum);
-        // A restored replica ordered up to these before a restart emptied its router.
-        let app_seqs: Vec<_> = self.replica.app_seqs().collect();
-        for (app, seq) in app_seqs {
-            self.orders.forgot_up_to(app, seq);
+        // A restored replica ordered up to its stable checkpoint before a restart emptied
+        // its router; it recovers the orders it still needs from its peers.
+        let heads: Vec<_> = self.replica.app_heads().collect();
+        for head in heads {
+            self.orders.jumped_to(head);
         }
         self
+    }
+
+    /// After a restart: the router starts from the stable execution checkpoints `records`
+    /// (the ones the replica was restored from) hold.
+    pub fn with_restored_orders(mut self, records: &[Record]) -> Self {
+        for record in records {
+            if let Record::ExecutionStable(checkpoint) = record {
+                self.orders.restore_stable(*checkpoint);
+            }
+        }
+        self
+    }
+
+    /// Make the router's newly stable checkpoints durable; before sending anything that
+    /// follows from them.
+    fn persist_stable_checkpoints(&mut self) {
+        for checkpoint in self.orders.take_newly_stable() {
+            self.storage.append(&Record::ExecutionStable(checkpoint));
+        }
     }
 
     /// Divergence detection.
@@ -142,7 +163,9 @@ impl<B: MessageBus, S: Storage> ReplicaDriver<B, S> {
                         checkpoint.root,
                         routed,
                     );
-                    for member in self.orders.handle_checkpoint(from, checkpoint) {
+                    let told = self.orders.handle_checkpoint(from, checkpoint);
+                    self.persist_stable_checkpoints();
+                    for member in told {
                         let notice = Message::ExecutionStable(checkpoint);
                         self.send(NodeId::Execution(member), &notice);
                     }
@@ -157,7 +180,9 @@ impl<B: MessageBus, S: Storage> ReplicaDriver<B, S> {
                     ) {
                         tracing::info!(replica = %self.replica.id(), %app, epoch = membership.epoch, active = ?membership.active, "membership");
                         let (_, active) = self.detector.membership(app).expect("a watched app");
-                        for (member, checkpoint) in self.orders.set_active(app, &active) {
+                        let told = self.orders.set_active(app, &active);
+                        self.persist_stable_checkpoints();
+                        for (member, checkpoint) in told {
                             self.send(
                                 NodeId::Execution(member),
                                 &Message::ExecutionStable(checkpoint),
@@ -177,7 +202,35 @@ impl<B: MessageBus, S: Storage> ReplicaDriver<B, S> {
                         self.send(NodeId::Execution(from), &Message::ExecutionStable(notice));
                     }
                 }
+                (NodeId::Replica(from), Message::FetchChainedOrders(fetch)) => {
+                    // Half a frame, as for fetched batches, so the answer always fits.
+                    let bytes_max = self.replica.params().frame_bytes_max / 2;
+                    if let Some(answer) = self.orders.chained_orders(fetch, bytes_max) {
+                        self.send(NodeId::Replica(from), &Message::ChainedOrders(answer));
+                    }
+                }
+                (NodeId::Replica(from), Message::ChainedOrders(answer)) => {
+                    let next = self.orders.handle_chained_orders(from, answer);
+                    self.persist_stable_checkpoints();
+                    if let Some(next) = next {
+                        self.send(NodeId::Replica(from), &Message::FetchChainedOrders(next));
+                    }
+                }
                 (NodeId::Execution(from), Message::FetchOrders(fetch)) => {
+                    // Asking for orders before the stable checkpoint: they may be gone here
+                    // and elsewhere, so name the checkpoint to start over from (the member
+                    // does on f+1 matching notices).
+                    if let Some((seq, root)) = self.orders.stable_checkpoint(fetch.app)
+                        && fetch.after < seq
+                        && self.orders.is_member(from, fetch.app)
+                    {
+                        let notice = ExecutionCheckpoint {
+                            app: fetch.app,
+                            seq,
+                            root,
+                        };
+                        self.send(NodeId::Execution(from), &Message::ExecutionStable(notice));
+                    }
                     for (member, order) in self.orders.fetch_orders(from, fetch.app, fetch.after) {
                         self.send(NodeId::Execution(member), &Message::AppOrder(order));
                     }
@@ -203,6 +256,9 @@ impl<B: MessageBus, S: Storage> ReplicaDriver<B, S> {
         let interval = self.replica.params().status_interval_ms * 1000;
         for (member, order) in self.orders.resend(now, interval) {
             self.send(NodeId::Execution(member), &Message::AppOrder(order));
+        }
+        for fetch in self.orders.poll_recovery(now, interval) {
+            self.broadcast(&Message::FetchChainedOrders(fetch));
         }
         self.detector.handle_tick(now);
         self.flush(now);
@@ -233,7 +289,12 @@ impl<B: MessageBus, S: Storage> ReplicaDriver<B, S> {
         while let Some(output) = self.replica.poll_output() {
             match output {
                 Output::Persist(record) => self.storage.append(&record),
-                Output::Compact(records) => self.storage.compact(&records),
+                Output::Compact(mut records) => {
+                    // The core's records say nothing of the router's checkpoints.
+                    let stable = self.orders.stable_checkpoints();
+                    records.extend(stable.into_iter().map(Record::ExecutionStable));
+                    self.storage.compact(&records)
+                }
                 Output::Send { to, message } => self.send(NodeId::Replica(to), &message),
                 Output::Broadcast(message) => self.broadcast(&message),
                 Output::Order(order) => {
@@ -246,12 +307,11 @@ impl<B: MessageBus, S: Storage> ReplicaDriver<B, S> {
                     }
                     self.deliveries.push(Delivery::AppOrder(order));
                 }
-                Output::Skipped { to } => {
+                Output::Skipped { to, apps } => {
                     // The per-app sequences jumped with the state: orders up to them were
-                    // ordered, only not here, so reports about them are not lies.
-                    let app_seqs: Vec<_> = self.replica.app_seqs().collect();
-                    for (app, seq) in app_seqs {
-                        self.orders.skipped_to(app, seq);
+                    // ordered, only not here; the router recovers them from peers.
+                    for head in apps {
+                        self.orders.jumped_to(head);
                     }
                     self.deliveries.push(Delivery::Skipped(to))
                 }

@@ -153,7 +153,7 @@ pub async fn run_agreement_node(
     let now = || Time(started.elapsed().as_micros() as u64);
     let restored = !records.is_empty();
     let replica = if restored {
-        Replica::restore(config, records, now())
+        Replica::restore(config, records.clone(), now())
     } else {
         Replica::new(config, now())
     };
@@ -176,7 +176,8 @@ pub async fn run_agreement_node(
         source,
     })?;
     let mut driver = ReplicaDriver::new(replica, endpoint, bus, storage)
-        .with_execution_groups(cluster.execution_groups(), cluster.active_groups());
+        .with_execution_groups(cluster.execution_groups(), cluster.active_groups())
+        .with_restored_orders(&records);
     let mut status_tick = tokio::time::interval(STATUS_FILE_INTERVAL);
     let mut ordered_since_log = 0u64;
     tokio::pin!(shutdown);

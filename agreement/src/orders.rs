@@ -8,16 +8,29 @@
 //! A checkpoint is stable when at least f+1 members reported the same root (so a correct
 //! one vouches for it, whatever the activator says) and every active member did: the
 //! orders before it are then dropped, and a woken replica starts from it.
+//!
+//! An agreement replica that jumped past some orders (state transfer) or forgot them
+//! (restart) recovers them from its peers (see the `recovery` module): each app's orders
+//! form a hash chain whose head the PBFT checkpoint certifies, so one peer's copy can be
+//! checked on its own. Until it holds every order after the stable checkpoint it names,
+//! it names none to a joining replica.
+
+mod recovery;
 
 use std::collections::BTreeMap;
-use zz_protocol::messages::{AppOrder, Executed, ExecutionCheckpoint};
-use zz_protocol::{AppId, Digest, ExecutionId, Seq, Time};
+use zz_protocol::messages::{AppHead, AppOrder, Executed, ExecutionCheckpoint};
+use zz_protocol::{AppId, Digest, ExecutionId, ReplicaId, Seq, Time};
 
 /// Orders retained per app for resending, at most (the oldest go first, even if no
 /// checkpoint after them is stable yet).
 pub const ORDERS_RETAINED_MAX: usize = 4096;
 /// Orders resent to one execution replica per resend round, at most.
 pub const ORDERS_RESENT_PER_ROUND_MAX: usize = 64;
+/// Chain values kept per app, at most: one per retained order, the one before the
+/// oldest, and the anchors jumps left above gaps not recovered yet.
+pub const CHAINS_KEPT_MAX: usize = 2 * ORDERS_RETAINED_MAX;
+
+const _: () = assert!(CHAINS_KEPT_MAX > ORDERS_RETAINED_MAX);
 
 /// Which execution replicas run which app.
 pub type ExecutionGroups = BTreeMap<AppId, Vec<ExecutionId>>;
@@ -41,12 +54,16 @@ pub struct OrderRouter {
     stable: BTreeMap<AppId, (Seq, Digest)>,
     /// Each app's highest routed order.
     routed: BTreeMap<AppId, Seq>,
-    /// Per app, the sequence number this replica had ordered to before a restart emptied
-    /// the router: it no longer knows which checkpoint is stable, and the one it would name
-    /// (none, or an old one) may be one whose following orders the others dropped since.
-    /// It names no checkpoint below it to a joining replica.
-    forgotten_until: BTreeMap<AppId, Seq>,
+    /// Per app, the order chain after each sequence number where it is known for sure:
+    /// computed over orders routed or recovered here, or certified by a PBFT checkpoint
+    /// (an anchor a jump left). Seq 0's chain, the zero digest, is implied.
+    chains: BTreeMap<AppId, BTreeMap<Seq, Digest>>,
+    /// Per app, the stable execution checkpoint each peer claimed in its last answer.
+    claims: BTreeMap<AppId, BTreeMap<ReplicaId, (Seq, Digest)>>,
+    /// Checkpoints that became stable since the driver last took them, to persist.
+    newly_stable: Vec<ExecutionCheckpoint>,
     next_resend_at: Time,
+    next_recovery_at: Time,
 }
 
 impl OrderRouter {
@@ -112,36 +129,88 @@ impl OrderRouter {
         self.routed.get(&app).copied().unwrap_or_default()
     }
 
-    /// A state transfer took this replica's per-app sequence of `app` to `seq`: the orders
-    /// up to it were ordered by others, so execution reports up to it are judged. (The
-    /// orders it skipped are a range others ordered and keep; its stable checkpoint is
-    /// still the latest it knows, so it may still name it to a joining replica.)
-    pub fn skipped_to(&mut self, app: AppId, seq: Seq) {
-        if self.groups.contains_key(&app) {
-            let routed = self.routed.entry(app).or_default();
-            *routed = (*routed).max(seq);
+    /// This replica's orders of `head.app` jumped to `head` without routing the ones
+    /// before it: a state transfer, or a restart that emptied the router. `head` must come
+    /// from a certified PBFT checkpoint. The orders up to it were ordered by others, so
+    /// execution reports up to it are judged; the ones missing here are recovered from
+    /// peers and checked against `head.chain`.
+    pub fn jumped_to(&mut self, head: AppHead) {
+        if !self.groups.contains_key(&head.app) || head.seq <= self.routed(head.app) {
+            return;
+        }
+        self.routed.insert(head.app, head.seq);
+        let chains = self.chains.entry(head.app).or_default();
+        chains.insert(head.seq, head.chain);
+        while chains.len() > CHAINS_KEPT_MAX {
+            chains.pop_first();
         }
     }
 
-    /// This replica restarted with an empty router after ordering `app` up to `seq`:
-    /// reports up to it are judged, and it names no checkpoint below it to a joiner.
-    pub fn forgot_up_to(&mut self, app: AppId, seq: Seq) {
-        if self.groups.contains_key(&app) {
-            self.skipped_to(app, seq);
-            let forgotten = self.forgotten_until.entry(app).or_default();
-            *forgotten = (*forgotten).max(seq);
+    /// After a restart: `checkpoint` was stable here before (persisted). The orders after
+    /// it that the replica does not order again are recovered from peers.
+    pub fn restore_stable(&mut self, checkpoint: ExecutionCheckpoint) {
+        let app = checkpoint.app;
+        let own = self.stable_checkpoint(app).map_or(Seq(0), |(seq, _)| seq);
+        if self.has_group(app) && checkpoint.seq > own {
+            self.make_stable(app, checkpoint.seq, checkpoint.root);
+            self.newly_stable.clear();
         }
+    }
+
+    /// Stable checkpoints to persist: those since the last call.
+    pub fn take_newly_stable(&mut self) -> Vec<ExecutionCheckpoint> {
+        std::mem::take(&mut self.newly_stable)
+    }
+
+    /// Each app's stable checkpoint, for a compacted log.
+    pub fn stable_checkpoints(&self) -> Vec<ExecutionCheckpoint> {
+        (self.stable.iter())
+            .map(|(app, (seq, root))| ExecutionCheckpoint {
+                app: *app,
+                seq: *seq,
+                root: *root,
+            })
+            .collect()
     }
 
     /// The checkpoint to name to a joining replica of `app`: the last stable one (Seq 0:
-    /// none yet, start from the empty state), or None while it may be stale (see
-    /// `forgotten_until`).
+    /// none yet, start from the empty state), or None while this replica lacks some order
+    /// after it (a joiner must find every one at f+1 agreement replicas).
     pub fn join_checkpoint(&self, app: AppId) -> Option<(Seq, Digest)> {
         let stable = self
             .stable_checkpoint(app)
             .unwrap_or((Seq(0), Digest::default()));
-        let forgotten = self.forgotten_until.get(&app).copied().unwrap_or_default();
-        (stable.0 >= forgotten).then_some(stable)
+        self.holds_all_after_stable(app).then_some(stable)
+    }
+
+    /// Panics if a table exceeds its bound or the chain an order needs went missing. The
+    /// simulator calls it after every step (with the cluster's `replicas`): whatever peers
+    /// and execution replicas send, the router's memory stays bounded.
+    pub fn assert_bounds(&self, replicas: usize) {
+        assert!(
+            self.retained
+                .values()
+                .all(|r| r.len() <= ORDERS_RETAINED_MAX)
+        );
+        assert!(self.chains.values().all(|c| c.len() <= CHAINS_KEPT_MAX));
+        assert!(
+            self.retained
+                .keys()
+                .all(|app| self.groups.contains_key(app))
+        );
+        assert!(self.chains.keys().all(|app| self.groups.contains_key(app)));
+        assert!(self.claims.keys().all(|app| self.groups.contains_key(app)));
+        assert!(self.claims.values().all(|claims| claims.len() < replicas));
+        for (app, (seq, _)) in &self.stable {
+            // The chain at the last routed order stays, or no order could follow.
+            let routed = self.routed(*app);
+            assert!(routed == Seq(0) || self.chain_at(*app, routed).is_some());
+            assert!(
+                self.checkpoints
+                    .get(app)
+                    .is_none_or(|t| t.keys().all(|s| s > seq))
+            );
+        }
     }
 
     /// Whether `member` runs `app`.
@@ -186,14 +255,47 @@ impl OrderRouter {
             .iter()
             .map(|member| (*member, order.clone()))
             .collect();
-        let routed = self.routed.entry(order.app).or_default();
-        *routed = (*routed).max(order.seq);
+        let app = order.app;
+        let routed = self.routed.entry(app).or_default();
+        assert_eq!(
+            order.seq,
+            routed.next(),
+            "the core orders each app gap-free, after any jump"
+        );
+        *routed = order.seq;
+        let before = self.chain_at(app, Seq(order.seq.0 - 1));
+        let before = before.expect("the chain at the last routed order is always kept");
+        self.record_chain(app, order.seq, order.chained(before));
+        // A restarted replica may order again up to a checkpoint it had seen stable.
+        let stable = self.stable_checkpoint(app).map_or(Seq(0), |(seq, _)| seq);
+        if order.seq > stable {
+            self.retain(order);
+        }
+        sends
+    }
+
+    /// The order chain of `app` after `seq`, if known here.
+    fn chain_at(&self, app: AppId, seq: Seq) -> Option<Digest> {
+        if seq == Seq(0) {
+            return Some(Digest::default());
+        }
+        self.chains.get(&app)?.get(&seq).copied()
+    }
+
+    fn record_chain(&mut self, app: AppId, seq: Seq, chain: Digest) {
+        let chains = self.chains.entry(app).or_default();
+        chains.insert(seq, chain);
+        while chains.len() > CHAINS_KEPT_MAX {
+            chains.pop_first();
+        }
+    }
+
+    fn retain(&mut self, order: AppOrder) {
         let retained = self.retained.entry(order.app).or_default();
         retained.insert(order.seq, order);
         while retained.len() > ORDERS_RETAINED_MAX {
             retained.pop_first();
         }
-        sends
     }
 
     /// An execution replica's report; only its own app's reports count.
@@ -273,14 +375,27 @@ impl OrderRouter {
             .filter(|member| roots.contains_key(member) || active.contains(member))
             .map(|member| (*member, checkpoint))
             .collect();
+        self.make_stable(app, seq, root);
+        told
+    }
+
+    /// `(seq, root)` is the app's stable checkpoint from now on: the orders up to it are
+    /// no longer needed for replay (the chain at `seq` stays, the anchor of what follows,
+    /// and so does the one at the last routed order, below `seq` after a restart).
+    fn make_stable(&mut self, app: AppId, seq: Seq, root: Digest) {
         self.stable.insert(app, (seq, root));
+        self.newly_stable
+            .push(ExecutionCheckpoint { app, seq, root });
+        let chains_from = seq.min(self.routed(app));
         if let Some(tracked) = self.checkpoints.get_mut(&app) {
             tracked.retain(|s, _| *s > seq);
         }
         if let Some(retained) = self.retained.get_mut(&app) {
             retained.retain(|s, _| *s > seq);
         }
-        told
+        if let Some(chains) = self.chains.get_mut(&app) {
+            chains.retain(|s, _| *s >= chains_from);
+        }
     }
 
     /// The app's last stable execution checkpoint.
@@ -327,145 +442,4 @@ impl OrderRouter {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use zz_protocol::Digest;
-    use zz_protocol::messages::NonDet;
-
-    fn order(app: u32, seq: u64) -> AppOrder {
-        AppOrder {
-            app: AppId(app),
-            seq: Seq(seq),
-            agreement_seq: Seq(seq),
-            nondet: NonDet::default(),
-            requests: Vec::new(),
-        }
-    }
-
-    #[test]
-    fn orders_go_to_their_group_and_are_resent_to_members_behind() {
-        let groups = BTreeMap::from([(AppId(0), vec![ExecutionId(0), ExecutionId(1)])]);
-        let mut router = OrderRouter::new(groups.clone(), groups, 2);
-        assert!(router.route(order(7, 1)).is_empty(), "app 7 has no group");
-        assert_eq!(router.route(order(0, 1)).len(), 2);
-        assert_eq!(router.route(order(0, 2)).len(), 2);
-        let executed = |seq| Executed {
-            app: AppId(0),
-            seq: Seq(seq),
-            replies: Digest::default(),
-        };
-        router.handle_executed(ExecutionId(0), executed(2));
-        // A report about another app's sequence is ignored.
-        router.handle_executed(
-            ExecutionId(1),
-            Executed {
-                app: AppId(9),
-                ..executed(2)
-            },
-        );
-        let resent = router.resend(Time(0), 1000);
-        let to: Vec<(u32, u64)> = resent.iter().map(|(e, o)| (e.0, o.seq.0)).collect();
-        assert_eq!(to, vec![(1, 1), (1, 2)]);
-        assert!(router.resend(Time(999), 1000).is_empty(), "rate limited");
-    }
-
-    /// A Byzantine member's reports (absurd sequence numbers, floods of checkpoints) are
-    /// ignored or replace its own earlier ones; they never panic the agreement replica or
-    /// stop resends to the others.
-    #[test]
-    fn a_lying_member_cannot_crash_the_router_or_block_the_others() {
-        let groups = BTreeMap::from([(AppId(0), vec![ExecutionId(0), ExecutionId(1)])]);
-        let mut router = OrderRouter::new(groups.clone(), groups, 2);
-        for seq in 1..=3 {
-            router.route(order(0, seq));
-        }
-        let liar = ExecutionId(0);
-        router.handle_executed(
-            liar,
-            Executed {
-                app: AppId(0),
-                seq: Seq(u64::MAX),
-                replies: Digest::default(),
-            },
-        );
-        for seq in (1..100).map(|i| i * 1000) {
-            let checkpoint = ExecutionCheckpoint {
-                app: AppId(0),
-                seq: Seq(seq),
-                root: Digest([1; 32]),
-            };
-            assert!(router.handle_checkpoint(liar, checkpoint).is_empty());
-        }
-        let honest = ExecutionCheckpoint {
-            app: AppId(0),
-            seq: Seq(2),
-            root: Digest([2; 32]),
-        };
-        assert!(router.handle_checkpoint(ExecutionId(1), honest).is_empty());
-        let resent = router.resend(Time(0), 1000);
-        assert_eq!(
-            resent.len(),
-            6,
-            "both members still get every retained order"
-        );
-    }
-
-    /// A replica restarted with an empty router no longer knows the stable checkpoint: it
-    /// names none to a joining replica until one at or past its restart point is stable,
-    /// and judges reports up to that point. A state transfer only moves the latter.
-    #[test]
-    fn after_a_restart_the_router_names_no_checkpoint_below_it_to_a_joiner() {
-        let groups = BTreeMap::from([(AppId(0), vec![ExecutionId(0), ExecutionId(1)])]);
-        let mut router = OrderRouter::new(groups.clone(), groups, 2);
-        assert_eq!(
-            router.join_checkpoint(AppId(0)),
-            Some((Seq(0), Digest::default())),
-            "a fresh router holds every order from the first"
-        );
-        router.skipped_to(AppId(0), Seq(2));
-        assert_eq!(router.routed(AppId(0)), Seq(2));
-        assert_eq!(
-            router.join_checkpoint(AppId(0)),
-            Some((Seq(0), Digest::default()))
-        );
-        router.forgot_up_to(AppId(0), Seq(4));
-        assert_eq!(router.routed(AppId(0)), Seq(4));
-        assert_eq!(router.join_checkpoint(AppId(0)), None);
-        let checkpoint = ExecutionCheckpoint {
-            app: AppId(0),
-            seq: Seq(4),
-            root: Digest([3; 32]),
-        };
-        router.handle_checkpoint(ExecutionId(0), checkpoint);
-        router.handle_checkpoint(ExecutionId(1), checkpoint);
-        assert_eq!(
-            router.join_checkpoint(AppId(0)),
-            Some((Seq(4), Digest([3; 32])))
-        );
-    }
-
-    #[test]
-    fn a_checkpoint_every_active_member_agrees_on_releases_the_orders_before_it() {
-        let groups = BTreeMap::from([(AppId(0), vec![ExecutionId(0), ExecutionId(1)])]);
-        let mut router = OrderRouter::new(groups.clone(), groups, 2);
-        for seq in 1..=4 {
-            router.route(order(0, seq));
-        }
-        let checkpoint = |seq, root: u8| ExecutionCheckpoint {
-            app: AppId(0),
-            seq: Seq(seq),
-            root: Digest([root; 32]),
-        };
-        router.handle_checkpoint(ExecutionId(0), checkpoint(2, 1));
-        router.handle_checkpoint(ExecutionId(1), checkpoint(2, 9));
-        assert_eq!(router.stable_checkpoint(AppId(0)), None, "roots differ");
-        assert_eq!(router.retained_count(AppId(0)), 4);
-        router.handle_checkpoint(ExecutionId(0), checkpoint(4, 5));
-        router.handle_checkpoint(ExecutionId(1), checkpoint(4, 5));
-        assert_eq!(
-            router.stable_checkpoint(AppId(0)),
-            Some((Seq(4), Digest([5; 32])))
-        );
-        assert_eq!(router.retained_count(AppId(0)), 0);
-    }
-}
+mod tests;

@@ -7,7 +7,8 @@ use serde::{Deserialize, Serialize};
 use zz_protocol::View;
 use zz_protocol::crypto::Signed;
 use zz_protocol::messages::{
-    Batch, CheckpointCertificate, CheckpointState, NewView, PrePrepareHeader, Prepare,
+    Batch, CheckpointCertificate, CheckpointState, ExecutionCheckpoint, NewView, PrePrepareHeader,
+    Prepare,
 };
 
 /// One durable fact. A replica's durable state is the fold of its records, in order.
@@ -32,4 +33,9 @@ pub enum Record {
         certificate: CheckpointCertificate,
         state: CheckpointState,
     },
+    /// An app's stable execution checkpoint, as this replica judged it or adopted it from
+    /// f+1 peers. The driver's, not the core's: after a restart the order router starts
+    /// from it, so the replica need not find f+1 peers still naming it, and recovers the
+    /// orders after it. Losing it costs liveness only (any stable checkpoint is genuine).
+    ExecutionStable(ExecutionCheckpoint),
 }

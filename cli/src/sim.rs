@@ -78,16 +78,8 @@ pub fn run(args: &SimArgs) -> u64 {
             println!("violation at seed {seed}: {violation}");
             println!("  replay: {}", outcome.replay_command());
         }
-        if let Some(known) = &outcome.known_issue {
-            println!("seed {seed}: {known}");
-            println!("  replay: {}", outcome.replay_command());
-        }
     }
-    let known = outcomes.iter().filter(|o| o.known_issue.is_some()).count();
     println!("activation {}", sim::ActivationSummary::of(&outcomes));
-    println!(
-        "seeds: {}, violations: {violations}, known order losses: {known}",
-        outcomes.len()
-    );
+    println!("seeds: {}, violations: {violations}", outcomes.len());
     violations
 }

@@ -227,14 +227,23 @@ impl ExecutionReplica {
 
     /// An agreement replica's notice that `checkpoint` became stable. On f+1 matching
     /// notices from distinct agreement replicas (one of them correct) the store keeps that
-    /// snapshot as stable and drops older ones.
-    pub fn handle_stable(&mut self, from: ReplicaId, checkpoint: ExecutionCheckpoint) {
+    /// snapshot as stable and drops older ones. Returns the checkpoint when f+1 vouch for
+    /// one this replica has not executed to: it joined from an older one, and the orders
+    /// it still needs may be gone from the agreement replicas, so it should start over
+    /// from this one ([`ExecutionReplica::restart_from`]).
+    pub fn handle_stable(
+        &mut self,
+        from: ReplicaId,
+        checkpoint: ExecutionCheckpoint,
+    ) -> Option<(Seq, Digest)> {
         if from.index() >= self.config.agreement_replicas || checkpoint.app != self.config.app {
-            return self.drop_input("bad-stable-notice");
+            self.drop_input("bad-stable-notice");
+            return None;
         }
         let latest = self.store.latest_stable().unwrap_or(Seq(0));
         if checkpoint.seq <= latest {
-            return self.drop_input("stale");
+            self.drop_input("stale");
+            return None;
         }
         // One pending notice per agreement replica (its latest), so a Byzantine one cannot
         // crowd out the others' notices: the table holds at most one entry per replica.
@@ -246,7 +255,7 @@ impl ExecutionReplica {
         let senders = self.stable_notices.entry(key).or_default();
         senders.insert(from);
         if senders.len() <= self.config.f {
-            return;
+            return None;
         }
         self.stable_notices
             .retain(|(seq, _), _| *seq > checkpoint.seq);
@@ -266,8 +275,14 @@ impl ExecutionReplica {
                 tracing::warn!(app = %self.config.app, seq = %checkpoint.seq, "state root differs from the stable one");
                 self.drop_input("diverged-from-stable");
             }
+            // Every active replica reported this root, so one that has not reached it
+            // was not active then: a newcomer behind the others.
+            None if checkpoint.seq > self.last_executed() => {
+                return Some((checkpoint.seq, checkpoint.root));
+            }
             None => self.drop_input("stable-snapshot-not-kept"),
         }
+        None
     }
 
     /// Start over from the stable checkpoint `(seq, root)` that f+1 agreement replicas

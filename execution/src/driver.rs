@@ -370,6 +370,12 @@ impl<B: MessageBus> ExecutionDriver<B> {
         };
         self.joining = None;
         tracing::info!(app = %self.replica.app(), %seq, "joining from the stable checkpoint");
+        self.start_from(seq, root);
+    }
+
+    /// Start over from the stable checkpoint `(seq, root)` f+1 agreement replicas vouched
+    /// for, and ask for the orders after it.
+    fn start_from(&mut self, seq: Seq, root: Digest) {
         self.replica.restart_from(seq, root);
         self.needed.clear();
         self.fetches.clear();
@@ -403,7 +409,10 @@ impl<B: MessageBus> ExecutionDriver<B> {
                 self.handle_join_answer(from, checkpoint)
             }
             (NodeId::Replica(from), Message::ExecutionStable(checkpoint)) => {
-                self.replica.handle_stable(from, checkpoint)
+                if let Some((seq, root)) = self.replica.handle_stable(from, checkpoint) {
+                    tracing::info!(app = %self.replica.app(), %seq, executed = %self.replica.last_executed(), "behind a stable checkpoint: starting over from it");
+                    self.start_from(seq, root);
+                }
             }
             (NodeId::Execution(from), Message::FetchBucket(fetch)) => {
                 let kept = fetch.app == self.replica.app()

@@ -160,8 +160,19 @@ pub struct CheckpointState {
     pub last_timestamp_ms: u64,
     /// Sorted by client id.
     pub clients: Vec<(ClientId, u64)>,
-    /// The last sequence number each app's orders reached, sorted by app id.
-    pub apps: Vec<(AppId, Seq)>,
+    /// Where each app's orders reached, sorted by app id.
+    pub apps: Vec<AppHead>,
+}
+
+/// Where one app's own sequence of orders stands at an agreement checkpoint: its last
+/// sequence number, and a hash chain over all its orders up to it. Certified with the
+/// checkpoint, the chain lets a replica that jumped past those orders check any copy of
+/// them it is sent, from a single peer (see [`AppOrder::chained`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppHead {
+    pub app: AppId,
+    pub seq: Seq,
+    pub chain: Digest,
 }
 
 impl CheckpointState {
@@ -245,6 +256,8 @@ pub enum Message {
     FetchOrders(FetchOrders),
     FetchBucket(FetchBucket),
     BucketData(BucketData),
+    FetchChainedOrders(FetchChainedOrders),
+    ChainedOrders(ChainedOrders),
 }
 
 impl Message {
@@ -274,6 +287,8 @@ impl Message {
             Message::FetchOrders(_) => "fetch-orders",
             Message::FetchBucket(_) => "fetch-bucket",
             Message::BucketData(_) => "bucket-data",
+            Message::FetchChainedOrders(_) => "fetch-chained-orders",
+            Message::ChainedOrders(_) => "chained-orders",
         }
     }
 }
@@ -298,6 +313,34 @@ impl AppOrder {
         let bytes = postcard::to_stdvec(self).expect("encoding an order cannot fail");
         Digest::of(&[b"zz app order", &bytes])
     }
+
+    /// The app's order chain after this order, given the chain before it (the chain of
+    /// an app with no orders yet is the zero digest).
+    pub fn chained(&self, before: Digest) -> Digest {
+        Digest::of(&[b"zz app chain", &before.0, &self.digest().0])
+    }
+}
+
+/// From one agreement replica to another that jumped past (state transfer) or forgot
+/// (restart) some of an app's orders: send the orders it retains that end at `up_to`.
+/// The asker knows the app's chain at `up_to`, so it can check what comes back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FetchChainedOrders {
+    pub app: AppId,
+    pub up_to: Seq,
+}
+
+/// The answer to [`FetchChainedOrders`]: consecutive orders of `app` ending at the asked
+/// `up_to` (possibly none), with the app's chain before the first of them. Folding
+/// [`AppOrder::chained`] over them from `chain_before` must give the asker's chain at
+/// `up_to`, else the answer is forged. `stable` is the sender's last stable execution
+/// checkpoint of the app, a claim the asker believes only when f+1 senders make it alike.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChainedOrders {
+    pub app: AppId,
+    pub chain_before: Digest,
+    pub orders: Vec<AppOrder>,
+    pub stable: Option<ExecutionCheckpoint>,
 }
 
 /// An execution replica's account of one app sequence number: a digest over the replies

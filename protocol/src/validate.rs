@@ -267,6 +267,8 @@ fn check_batches(endpoint: &Endpoint, batches: &Batches) -> Check {
 
 /// Execution replicas of one app in a membership notice, at most.
 pub const MEMBERSHIP_LEN_MAX: usize = 1024;
+/// Orders in one [`ChainedOrders`](crate::messages::ChainedOrders) answer, at most.
+pub const CHAINED_ORDERS_MAX: usize = 64;
 
 /// Every check for one message from `from` (already MAC-authenticated).
 pub fn check_message(endpoint: &Endpoint, from: NodeId, message: &Message) -> Check {
@@ -339,6 +341,18 @@ pub fn check_message(endpoint: &Endpoint, from: NodeId, message: &Message) -> Ch
         Message::FetchBucket(_) | Message::BucketData(_) => {
             require(from_execution && to_execution, Invalid::WrongSender(from))
         }
+        // Between agreement replicas; the orders are checked against a certified chain by
+        // the receiver, which alone knows the chain they must end at.
+        Message::ChainedOrders(chained) => {
+            require(from_replica && to_replica, Invalid::WrongSender(from))?;
+            bounded(chained.orders.len(), CHAINED_ORDERS_MAX)?;
+            let limit = endpoint.params().batch_size_max;
+            for order in &chained.orders {
+                let count = order.requests.len();
+                require(count <= limit, Invalid::BatchTooLarge { count, limit })?;
+            }
+            Ok(())
+        }
         _ if !(from_replica && to_replica) => Err(Invalid::WrongSender(from)),
         Message::PrePrepare { pre_prepare, batch } => {
             signed_by_sender(endpoint, from, pre_prepare)?;
@@ -388,8 +402,10 @@ pub fn check_message(endpoint: &Endpoint, from: NodeId, message: &Message) -> Ch
             check_new_view(endpoint, &new_view.body)
         }
         Message::Batches(batches) => check_batches(endpoint, batches),
-        Message::Commit(_) | Message::Status(_) | Message::FetchBatches(_) | Message::Order(_) => {
-            Ok(())
-        }
+        Message::Commit(_)
+        | Message::Status(_)
+        | Message::FetchBatches(_)
+        | Message::Order(_)
+        | Message::FetchChainedOrders(_) => Ok(()),
     }
 }

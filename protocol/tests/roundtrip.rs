@@ -19,11 +19,11 @@ use zz_protocol::crypto::{
 use zz_protocol::derived_keys::DerivedKeys;
 use zz_protocol::envelope::{Auth, Envelope, encode_envelope};
 use zz_protocol::messages::{
-    AppOrder, AuthenticatedRequest, Batch, Batches, BucketData, Checkpoint, CheckpointCertificate,
-    CheckpointState, Commit, Executed, ExecutionCheckpoint, FaultReason, Faulty, FetchBatches,
-    FetchBucket, FetchOrders, Join, Membership, Message, NewView, NewViewEntry, NonDet, Order,
-    PrePrepareHeader, Prepare, PreparedCertificate, Reply, Request, Status, ViewChange, Wake,
-    WakeReason,
+    AppHead, AppOrder, AuthenticatedRequest, Batch, Batches, BucketData, ChainedOrders, Checkpoint,
+    CheckpointCertificate, CheckpointState, Commit, Executed, ExecutionCheckpoint, FaultReason,
+    Faulty, FetchBatches, FetchBucket, FetchChainedOrders, FetchOrders, Join, Membership, Message,
+    NewView, NewViewEntry, NonDet, Order, PrePrepareHeader, Prepare, PreparedCertificate, Reply,
+    Request, Status, ViewChange, Wake, WakeReason,
 };
 use zz_protocol::{
     AppId, ClientId, Digest, Endpoint, ExecutionId, NodeId, ProtocolParams, ReplicaId, Seq, View,
@@ -262,7 +262,10 @@ prop_compose! {
         chain in digest(),
         last_timestamp_ms in any_u64(),
         clients in vec((client_id(), any_u64()), 0..COLLECTION_SIZE_MAX),
-        apps in vec((app_id(), seq()), 0..COLLECTION_SIZE_MAX),
+        apps in vec(
+            (app_id(), seq(), digest()).prop_map(|(app, seq, chain)| AppHead { app, seq, chain }),
+            0..COLLECTION_SIZE_MAX,
+        ),
     ) -> CheckpointState {
         CheckpointState { seq, chain, last_timestamp_ms, clients, apps }
     }
@@ -348,6 +351,23 @@ fn message() -> impl Strategy<Value = Message> {
         execution_checkpoint().prop_map(Message::ExecutionCheckpoint),
         execution_checkpoint().prop_map(Message::ExecutionStable),
         activation_message(),
+        (app_id(), seq()).prop_map(|(app, up_to)| {
+            Message::FetchChainedOrders(FetchChainedOrders { app, up_to })
+        }),
+        (
+            app_id(),
+            digest(),
+            vec(app_order(), 0..COLLECTION_SIZE_MAX),
+            proptest::option::of(execution_checkpoint())
+        )
+            .prop_map(|(app, chain_before, orders, stable)| {
+                Message::ChainedOrders(ChainedOrders {
+                    app,
+                    chain_before,
+                    orders,
+                    stable,
+                })
+            }),
     ]
 }
 
@@ -411,7 +431,7 @@ fn activation_message() -> impl Strategy<Value = Message> {
 
 /// The variants of [`Message`], in declaration order. The match is exhaustive, so a new
 /// variant fails to compile here until [`message`] generates it too.
-const VARIANT_COUNT: usize = 23;
+const VARIANT_COUNT: usize = 25;
 
 fn variant_index(message: &Message) -> usize {
     match message {
@@ -438,6 +458,8 @@ fn variant_index(message: &Message) -> usize {
         Message::FetchOrders(_) => 20,
         Message::FetchBucket(_) => 21,
         Message::BucketData(_) => 22,
+        Message::FetchChainedOrders(_) => 23,
+        Message::ChainedOrders(_) => 24,
     }
 }
 

@@ -154,7 +154,10 @@ impl Replica {
                 .is_none_or(|executed| waiting.request.request.timestamp > *executed)
         });
         self.counters.state_transfers += 1;
-        self.outputs.push_back(Output::Skipped { to: seq });
+        self.outputs.push_back(Output::Skipped {
+            to: seq,
+            apps: state.apps.clone(),
+        });
         self.own_checkpoints.insert(seq, state.clone());
         self.make_stable(certificate, state);
     }

@@ -19,8 +19,8 @@ use slot::Slot;
 use std::collections::{BTreeMap, VecDeque};
 use zz_protocol::crypto::{Ed25519SigningKey, Signed};
 use zz_protocol::messages::{
-    AppOrder, AuthenticatedRequest, CheckpointCertificate, CheckpointState, Message, NewView,
-    Order, Status, ViewChange,
+    AppHead, AppOrder, AuthenticatedRequest, CheckpointCertificate, CheckpointState, Message,
+    NewView, Order, Status, ViewChange,
 };
 use zz_protocol::validate::genesis_checkpoint;
 use zz_protocol::{
@@ -64,8 +64,9 @@ pub enum Output {
     /// sequence; emitted right after the batch's [`Output::Order`], one per app in it.
     AppOrder(AppOrder),
     /// The replica jumped to a checkpoint: sequence numbers up to `to` will never be ordered
-    /// here; whoever consumes orders must fetch that state elsewhere.
-    Skipped { to: Seq },
+    /// here; whoever consumes orders must fetch that state elsewhere. `apps` is where each
+    /// app's orders stood at that checkpoint (certified with it).
+    Skipped { to: Seq, apps: Vec<AppHead> },
     /// A client retransmitted the request that was ordered last for it.
     AlreadyOrdered {
         app: AppId,
@@ -100,8 +101,9 @@ struct ExecState {
     chain: Digest,
     last_timestamp_ms: u64,
     clients: BTreeMap<ClientId, u64>,
-    /// Each app's own gap-free sequence: the last number its orders reached.
-    apps: BTreeMap<AppId, Seq>,
+    /// Each app's own gap-free sequence: the last number its orders reached, and the
+    /// hash chain over its orders up to it.
+    apps: BTreeMap<AppId, (Seq, Digest)>,
 }
 
 impl ExecState {
@@ -111,7 +113,13 @@ impl ExecState {
             chain: self.chain,
             last_timestamp_ms: self.last_timestamp_ms,
             clients: self.clients.iter().map(|(c, t)| (*c, *t)).collect(),
-            apps: self.apps.iter().map(|(app, seq)| (*app, *seq)).collect(),
+            apps: (self.apps.iter())
+                .map(|(app, (seq, chain))| AppHead {
+                    app: *app,
+                    seq: *seq,
+                    chain: *chain,
+                })
+                .collect(),
         }
     }
 
@@ -121,7 +129,9 @@ impl ExecState {
             chain: state.chain,
             last_timestamp_ms: state.last_timestamp_ms,
             clients: state.clients.iter().copied().collect(),
-            apps: state.apps.iter().copied().collect(),
+            apps: (state.apps.iter())
+                .map(|head| (head.app, (head.seq, head.chain)))
+                .collect(),
         }
     }
 }
@@ -299,6 +309,8 @@ impl Replica {
                     }
                 }
             }
+            // The order router's, restored by the driver.
+            Record::ExecutionStable(_) => {}
             Record::Prepared { prepares } => {
                 let Some(first) = prepares.first() else {
                     return;
@@ -338,9 +350,14 @@ impl Replica {
     pub fn stable_seq(&self) -> Seq {
         self.stable.seq
     }
-    /// Each app's last per-app sequence number ordered (or reached by a state transfer).
-    pub fn app_seqs(&self) -> impl Iterator<Item = (AppId, Seq)> + '_ {
-        self.exec.apps.iter().map(|(app, seq)| (*app, *seq))
+    /// Each app's last per-app sequence number ordered (or reached by a state transfer),
+    /// with the app's order chain up to it.
+    pub fn app_heads(&self) -> impl Iterator<Item = AppHead> + '_ {
+        (self.exec.apps.iter()).map(|(app, (seq, chain))| AppHead {
+            app: *app,
+            seq: *seq,
+            chain: *chain,
+        })
     }
     /// The latest stable checkpoint: (seq, state digest).
     pub fn stable_checkpoint(&self) -> (Seq, Digest) {
@@ -471,7 +488,9 @@ impl Replica {
             | Message::Join(_)
             | Message::FetchOrders(_)
             | Message::FetchBucket(_)
-            | Message::BucketData(_) => self.drop_message("unexpected-kind"),
+            | Message::BucketData(_)
+            | Message::FetchChainedOrders(_)
+            | Message::ChainedOrders(_) => self.drop_message("unexpected-kind"),
         }
     }
 

@@ -440,15 +440,17 @@ impl Replica {
         by_app
             .into_iter()
             .map(|(app, requests)| {
-                let app_seq = self.exec.apps.entry(app).or_default();
+                let (app_seq, chain) = self.exec.apps.entry(app).or_default();
                 *app_seq = app_seq.next();
-                AppOrder {
+                let order = AppOrder {
                     app,
                     seq: *app_seq,
                     agreement_seq: seq,
                     nondet,
                     requests,
-                }
+                };
+                *chain = order.chained(*chain);
+                order
             })
             .collect()
     }

@@ -266,14 +266,14 @@ fn stable_notices_need_f_plus_one_agreement_replicas_and_the_same_root() {
         seq: Seq(seq),
         root,
     };
-    replica.handle_stable(ReplicaId(0), notice(root));
-    replica.handle_stable(ReplicaId(0), notice(root));
+    assert_eq!(replica.handle_stable(ReplicaId(0), notice(root)), None);
+    assert_eq!(replica.handle_stable(ReplicaId(0), notice(root)), None);
     assert_eq!(
         replica.store().latest_stable(),
         None,
         "one replica is not enough"
     );
-    replica.handle_stable(ReplicaId(2), notice(root));
+    assert_eq!(replica.handle_stable(ReplicaId(2), notice(root)), None);
     assert_eq!(replica.store().latest_stable(), Some(Seq(seq)));
 
     // Agreement on a root this replica did not compute: it diverged, and keeps its state.
@@ -287,4 +287,36 @@ fn stable_notices_need_f_plus_one_agreement_replicas_and_the_same_root() {
         other.counters().dropped.get("diverged-from-stable"),
         Some(&1)
     );
+}
+
+/// A replica that joined from an older checkpoint and has not executed to one f+1
+/// agreement replicas call stable is told to start over from it (the orders it still
+/// needs may be gone); f notices, or a replica past that checkpoint, change nothing.
+#[test]
+fn f_plus_one_stable_notices_beyond_a_newcomer_make_it_start_over_from_them() {
+    let mut ahead = replica();
+    let (seq, root) = roots(&run_to(&mut ahead, &workload()))[1];
+    let notice = ExecutionCheckpoint {
+        app: AppId(0),
+        seq: Seq(seq),
+        root,
+    };
+    let mut newcomer = replica();
+    assert_eq!(
+        newcomer.handle_stable(ReplicaId(1), notice),
+        None,
+        "f of them"
+    );
+    assert_eq!(
+        newcomer.handle_stable(ReplicaId(3), notice),
+        Some((Seq(seq), root))
+    );
+    newcomer.restart_from(Seq(seq), root);
+    assert_eq!(newcomer.last_executed(), Seq(seq));
+    // Already past it without the snapshot: nothing to do.
+    let mut past = replica();
+    run_to(&mut past, &workload());
+    past.restart_from(Seq(seq + 1), Digest([5; 32]));
+    past.handle_stable(ReplicaId(1), notice);
+    assert_eq!(past.handle_stable(ReplicaId(3), notice), None);
 }

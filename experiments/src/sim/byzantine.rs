@@ -1,7 +1,8 @@
 //! Byzantine agreement replicas. A Byzantine replica runs a real core, but everything it
 //! sends passes through [`Byzantine::mutate`], which lies the ways a compromised replica
 //! can with its own keys: equivocating pre-prepares, conflicting prepares and commits,
-//! false checkpoints, forged orders to execution replicas, view changes that hide prepared
+//! false checkpoints, forged orders to execution replicas and to peers recovering them,
+//! false stable execution checkpoints, view changes that hide prepared
 //! certificates, absurd views and sequence numbers, replays of its old messages, forged
 //! MACs, silence, and false `Wake` and `Faulty` alarms to the activator (validly
 //! authenticated, for random apps, epochs and members).
@@ -233,6 +234,20 @@ impl Byzantine {
                 forged.nondet.seed = rng.next_u64();
                 forged.requests.pop();
                 Some(Message::AppOrder(forged))
+            }
+            // Orders recovered between agreement replicas with other contents, and a
+            // made-up stable checkpoint: the orders no longer chain to the certified head,
+            // and alone (f of them at most) the claim is never adopted.
+            Message::ChainedOrders(answer) if rng.chance(b.conflicting_votes) => {
+                let mut forged = answer.clone();
+                if let Some(order) = forged.orders.first_mut() {
+                    order.nondet.seed = rng.next_u64();
+                }
+                if let Some(stable) = &mut forged.stable {
+                    stable.seq = Seq(stable.seq.0 + 1);
+                    stable.root = Self::random_digest(rng);
+                }
+                Some(Message::ChainedOrders(forged))
             }
             Message::ViewChange(view_change) if rng.chance(b.hide_certificates) => {
                 let mut body = view_change.body.clone();

@@ -134,18 +134,8 @@ pub struct SimOutcome {
     pub seed: u64,
     pub f: usize,
     pub violation: Option<String>,
-    /// A liveness loss with the one known cause not fixed yet (see
-    /// [`KNOWN_ORDER_LOSS`]): reported and counted, not a violation.
-    pub known_issue: Option<String>,
     pub stats: SimStats,
 }
-
-/// The known liveness gap: agreement replicas that state-transferred past a range never
-/// produce that range's per-app orders, so an execution replica (typically a woken one)
-/// can need an order that fewer than f+1 correct agreement replicas hold, and waits for it
-/// forever. Fixing it needs agreement replicas to recover per-app orders from each other.
-/// A liveness failure is put down to it only when the checker finds exactly that.
-pub const KNOWN_ORDER_LOSS: &str = "known: per-app order lost to agreement state transfer";
 
 impl SimOutcome {
     /// The command that replays this run.
@@ -170,22 +160,19 @@ pub fn run_scenario(seed: u64, scenario: Scenario) -> SimOutcome {
     };
     let result = std::panic::catch_unwind(move || {
         let mut world = World::new(options.seed, scenario);
-        let violation = world.run().err();
-        // Only a liveness loss can have the known cause; safety violations never do.
-        let known = violation
-            .as_ref()
-            .filter(|violation| violation.starts_with("liveness"))
-            .and_then(|_| world.order_loss());
-        match known {
-            Some(cause) => (
-                None,
-                Some(format!("{KNOWN_ORDER_LOSS}: {cause}")),
-                world.stats,
-            ),
-            None => (violation, None, world.stats),
-        }
+        let violation = world.run().err().map(|violation| {
+            // A stalled app: say whether the agreement replicas lack an order (or a join
+            // checkpoint) an execution replica needs.
+            match world.order_shortage() {
+                Some(shortage) if violation.starts_with("liveness") => {
+                    format!("{violation}\n  orders: {shortage}")
+                }
+                _ => violation,
+            }
+        });
+        (violation, world.stats)
     });
-    let (violation, known_issue, stats) = match result {
+    let (violation, stats) = match result {
         Ok(outcome) => outcome,
         Err(panic) => {
             let message = panic
@@ -193,14 +180,13 @@ pub fn run_scenario(seed: u64, scenario: Scenario) -> SimOutcome {
                 .cloned()
                 .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
                 .unwrap_or_else(|| "panic".to_string());
-            (Some(format!("panic: {message}")), None, SimStats::default())
+            (Some(format!("panic: {message}")), SimStats::default())
         }
     };
     SimOutcome {
         seed: options.seed,
         f: options.f,
         violation,
-        known_issue,
         stats,
     }
 }
@@ -631,10 +617,11 @@ impl World {
         Ok(())
     }
 
-    /// The known liveness gap, if that is what this run shows: an honest running execution
-    /// replica whose next order was routed, yet is retained by fewer than f+1 correct
-    /// agreement replicas (so it can never get f+1 matching copies).
-    fn order_loss(&self) -> Option<String> {
+    /// Why a stalled run's execution replica cannot go on, if the agreement replicas are
+    /// the cause: an honest running one whose next order was routed, yet is retained by
+    /// fewer than f+1 correct agreement replicas (so it can never get f+1 matching
+    /// copies), or a joining one that fewer than f+1 of them name one checkpoint to.
+    fn order_shortage(&self) -> Option<String> {
         let f = self.scenario.params.f;
         let correct: Vec<_> = (self.replicas.iter())
             .filter(|sim| sim.byzantine.is_none())
@@ -648,8 +635,9 @@ impl World {
                 continue;
             }
             if driver.is_joining() {
-                // The same gap, seen at the join: correct agreement replicas that restarted
-                // or jumped name no checkpoint, so no f+1 of them name one alike.
+                // The same, seen at the join: no f+1 correct agreement replicas name one
+                // checkpoint alike (they lack orders after theirs, or judged different ones
+                // stable).
                 let mut named: BTreeMap<_, usize> = BTreeMap::new();
                 for d in &correct {
                     if let Some(checkpoint) = d.orders().join_checkpoint(sim.app) {
@@ -696,8 +684,21 @@ impl World {
                 None => format!("  r{index} ({role}): down"),
                 Some(driver) => {
                     let replica = driver.replica();
+                    let orders: Vec<String> = (0..scenario::APP_COUNT)
+                        .map(AppId)
+                        .map(|app| {
+                            let router = driver.orders();
+                            format!(
+                                "{app} routed {} stable {:?} missing {:?} retained {}",
+                                router.routed(app),
+                                router.stable_checkpoint(app).map(|(seq, _)| seq),
+                                router.highest_missing(app),
+                                router.retained_count(app),
+                            )
+                        })
+                        .collect();
                     format!(
-                        "  r{index} ({role}): {} {}, executed {}, stable {}, waiting {}, dropped {:?}, rejected {:?}",
+                        "  r{index} ({role}): {} {}, executed {}, stable {}, orders [{}], waiting {}, dropped {:?}, rejected {:?}",
                         replica.view(),
                         if replica.is_normal() {
                             "normal"
@@ -706,6 +707,7 @@ impl World {
                         },
                         replica.last_executed(),
                         replica.stable_seq(),
+                        orders.join("; "),
                         replica.waiting_count(),
                         replica.counters().dropped,
                         driver.counters().rejected,
@@ -1008,16 +1010,18 @@ impl World {
     ) {
         let now = self.now;
         let sim = &mut self.replicas[id.index()];
-        let replica = match records {
-            Some(records) => Replica::restore(sim.config.clone(), records, now),
+        let replica = match &records {
+            Some(records) => Replica::restore(sim.config.clone(), records.clone(), now),
             None => Replica::new(sim.config.clone(), now),
         };
+        let records = records.unwrap_or_default();
         sim.last_delivered = replica.last_executed();
         sim.last_app_delivered.clear();
         let storage = std::mem::take(&mut sim.storage);
         sim.driver = Some(
             ReplicaDriver::new(replica, sim.endpoint.clone(), sim.bus.clone(), storage)
-                .with_execution_groups(self.groups.clone(), self.initial_active.clone()),
+                .with_execution_groups(self.groups.clone(), self.initial_active.clone())
+                .with_restored_orders(&records),
         );
         self.reschedule_replica(id);
     }
@@ -1048,6 +1052,9 @@ impl World {
         let sim = &mut self.replicas[id.index()];
         let driver = sim.driver.as_mut().expect("a running replica");
         driver.replica().assert_bounds();
+        driver
+            .orders()
+            .assert_bounds(driver.replica().params().replica_count());
         let deliveries = driver.take_deliveries();
         let stable = driver.replica().stable_checkpoint();
         let frames = sim.bus.drain();

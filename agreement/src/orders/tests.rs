@@ -1,0 +1,332 @@
+use super::*;
+use zz_protocol::Digest;
+use zz_protocol::messages::{ChainedOrders, FetchChainedOrders, NonDet};
+use zz_protocol::validate::CHAINED_ORDERS_MAX;
+
+fn order(app: u32, seq: u64) -> AppOrder {
+    AppOrder {
+        app: AppId(app),
+        seq: Seq(seq),
+        agreement_seq: Seq(seq),
+        nondet: NonDet::default(),
+        requests: Vec::new(),
+    }
+}
+
+#[test]
+fn orders_go_to_their_group_and_are_resent_to_members_behind() {
+    let groups = BTreeMap::from([(AppId(0), vec![ExecutionId(0), ExecutionId(1)])]);
+    let mut router = OrderRouter::new(groups.clone(), groups, 2);
+    assert!(router.route(order(7, 1)).is_empty(), "app 7 has no group");
+    assert_eq!(router.route(order(0, 1)).len(), 2);
+    assert_eq!(router.route(order(0, 2)).len(), 2);
+    let executed = |seq| Executed {
+        app: AppId(0),
+        seq: Seq(seq),
+        replies: Digest::default(),
+    };
+    router.handle_executed(ExecutionId(0), executed(2));
+    // A report about another app's sequence is ignored.
+    router.handle_executed(
+        ExecutionId(1),
+        Executed {
+            app: AppId(9),
+            ..executed(2)
+        },
+    );
+    let resent = router.resend(Time(0), 1000);
+    let to: Vec<(u32, u64)> = resent.iter().map(|(e, o)| (e.0, o.seq.0)).collect();
+    assert_eq!(to, vec![(1, 1), (1, 2)]);
+    assert!(router.resend(Time(999), 1000).is_empty(), "rate limited");
+}
+
+/// A Byzantine member's reports (absurd sequence numbers, floods of checkpoints) are
+/// ignored or replace its own earlier ones; they never panic the agreement replica or
+/// stop resends to the others.
+#[test]
+fn a_lying_member_cannot_crash_the_router_or_block_the_others() {
+    let groups = BTreeMap::from([(AppId(0), vec![ExecutionId(0), ExecutionId(1)])]);
+    let mut router = OrderRouter::new(groups.clone(), groups, 2);
+    for seq in 1..=3 {
+        router.route(order(0, seq));
+    }
+    let liar = ExecutionId(0);
+    router.handle_executed(
+        liar,
+        Executed {
+            app: AppId(0),
+            seq: Seq(u64::MAX),
+            replies: Digest::default(),
+        },
+    );
+    for seq in (1..100).map(|i| i * 1000) {
+        let checkpoint = ExecutionCheckpoint {
+            app: AppId(0),
+            seq: Seq(seq),
+            root: Digest([1; 32]),
+        };
+        assert!(router.handle_checkpoint(liar, checkpoint).is_empty());
+    }
+    let honest = ExecutionCheckpoint {
+        app: AppId(0),
+        seq: Seq(2),
+        root: Digest([2; 32]),
+    };
+    assert!(router.handle_checkpoint(ExecutionId(1), honest).is_empty());
+    let resent = router.resend(Time(0), 1000);
+    assert_eq!(
+        resent.len(),
+        6,
+        "both members still get every retained order"
+    );
+}
+
+/// A router for app 0 with members e0 and e1 (both active), f+1 = 2.
+fn router() -> OrderRouter {
+    let groups = BTreeMap::from([(AppId(0), vec![ExecutionId(0), ExecutionId(1)])]);
+    OrderRouter::new(groups.clone(), groups, 2)
+}
+
+/// A router that routed app 0's orders 1..=`up_to` itself.
+fn router_that_routed(up_to: u64) -> OrderRouter {
+    let mut router = router();
+    for seq in 1..=up_to {
+        router.route(order(0, seq));
+    }
+    router
+}
+
+/// Where app 0 stands at `router`: what a PBFT checkpoint taken there certifies.
+fn head(router: &OrderRouter) -> AppHead {
+    let seq = router.routed(AppId(0));
+    AppHead {
+        app: AppId(0),
+        seq,
+        chain: router.chain_at(AppId(0), seq).expect("kept"),
+    }
+}
+
+/// Both members report `root` at `seq`: the checkpoint becomes stable there.
+fn make_stable_at(router: &mut OrderRouter, seq: u64, root: u8) {
+    let checkpoint = ExecutionCheckpoint {
+        app: AppId(0),
+        seq: Seq(seq),
+        root: Digest([root; 32]),
+    };
+    router.handle_checkpoint(ExecutionId(0), checkpoint);
+    router.handle_checkpoint(ExecutionId(1), checkpoint);
+    assert_eq!(
+        router.stable_checkpoint(AppId(0)),
+        Some((Seq(seq), Digest([root; 32])))
+    );
+}
+
+/// Hand `asker`'s next request to `peer` and its answer back, until nothing is left to
+/// ask this peer; returns how many answers went back.
+fn recover_from(asker: &mut OrderRouter, peer_id: u32, peer: &OrderRouter) -> usize {
+    let mut fetch = asker.next_fetch(AppId(0));
+    let mut answers = 0;
+    while let Some(next) = fetch {
+        let answer = peer
+            .chained_orders(next, usize::MAX)
+            .expect("app 0 has a group");
+        answers += 1;
+        assert!(answers < 100, "recovery must end");
+        fetch = asker.handle_chained_orders(ReplicaId(peer_id), answer);
+    }
+    answers
+}
+
+/// The gap of issue 4: a replica that jumped past orders by PBFT state transfer must not
+/// name the stable checkpoint to a joiner while it lacks orders after it (the joiner
+/// would wait for them forever), and gets them back from one peer, checked against the
+/// chain the PBFT checkpoint certified.
+#[test]
+fn after_a_state_transfer_the_router_recovers_the_skipped_orders_from_one_peer() {
+    let peer = router_that_routed(6);
+    let mut jumper = router_that_routed(2);
+    assert_eq!(
+        jumper.join_checkpoint(AppId(0)),
+        Some((Seq(0), Digest::default()))
+    );
+    jumper.jumped_to(head(&peer));
+    assert_eq!(
+        jumper.routed(AppId(0)),
+        Seq(6),
+        "reports up to the jump are judged"
+    );
+    assert_eq!(jumper.highest_missing(AppId(0)), Some(Seq(6)));
+    assert_eq!(
+        jumper.join_checkpoint(AppId(0)),
+        None,
+        "orders 3..=6 are missing"
+    );
+    let fetches = jumper.poll_recovery(Time(0), 1000);
+    assert_eq!(
+        fetches,
+        vec![FetchChainedOrders {
+            app: AppId(0),
+            up_to: Seq(6)
+        }]
+    );
+    assert!(
+        jumper.poll_recovery(Time(999), 1000).is_empty(),
+        "rate limited"
+    );
+    assert_eq!(recover_from(&mut jumper, 1, &peer), 1);
+    assert_eq!(jumper.retained_count(AppId(0)), 6);
+    assert_eq!(
+        jumper.join_checkpoint(AppId(0)),
+        Some((Seq(0), Digest::default()))
+    );
+    // It routes on from the certified head, and serves what it recovered to others.
+    jumper.route(order(0, 7));
+    let mut other = router_that_routed(1);
+    other.jumped_to(head(&jumper));
+    recover_from(&mut other, 0, &jumper);
+    assert!(other.holds_all_after_stable(AppId(0)));
+}
+
+/// A Byzantine peer's answer is kept only if it chains to the certified head: a changed
+/// order, a made-up chain before it, or a gap in the sequence are dropped whole.
+#[test]
+fn forged_chained_orders_are_dropped_whole() {
+    let peer = router_that_routed(4);
+    let mut jumper = router();
+    jumper.jumped_to(head(&peer));
+    let fetch = jumper.next_fetch(AppId(0)).expect("all four are missing");
+    let genuine = peer.chained_orders(fetch, usize::MAX).expect("answered");
+    assert_eq!(genuine.orders.len(), 4);
+    let mut changed = genuine.clone();
+    changed.orders[1].nondet.seed ^= 1;
+    let mut other_before = genuine.clone();
+    other_before.chain_before = Digest([7; 32]);
+    let mut gap = genuine.clone();
+    gap.orders.remove(1);
+    let mut other_app = genuine.clone();
+    other_app.orders[0].app = AppId(5);
+    for forged in [changed, other_before, gap, other_app] {
+        assert_eq!(jumper.handle_chained_orders(ReplicaId(3), forged), None);
+        assert_eq!(jumper.retained_count(AppId(0)), 0);
+    }
+    jumper.handle_chained_orders(ReplicaId(1), genuine);
+    assert_eq!(jumper.retained_count(AppId(0)), 4);
+    assert!(jumper.holds_all_after_stable(AppId(0)));
+}
+
+/// A replica that restarted with an empty router knows neither the orders before its
+/// PBFT checkpoint nor the app's stable execution checkpoint. It recovers the orders its
+/// peers hold and adopts the checkpoint f+1 of them name alike; one peer's claim (it may
+/// be Byzantine) is not enough.
+#[test]
+fn after_a_restart_the_router_adopts_the_checkpoint_f_plus_1_peers_name() {
+    let mut peers = [router_that_routed(6), router_that_routed(6)];
+    for peer in &mut peers {
+        make_stable_at(peer, 4, 3);
+    }
+    let mut restarted = router();
+    restarted.jumped_to(head(&peers[0]));
+    assert_eq!(restarted.join_checkpoint(AppId(0)), None);
+    recover_from(&mut restarted, 1, &peers[0]);
+    assert_eq!(restarted.retained_count(AppId(0)), 2, "orders 5 and 6");
+    assert_eq!(restarted.highest_missing(AppId(0)), Some(Seq(4)));
+    assert_eq!(
+        restarted.join_checkpoint(AppId(0)),
+        None,
+        "one claim is not enough"
+    );
+    let liar = ChainedOrders {
+        app: AppId(0),
+        chain_before: Digest::default(),
+        orders: Vec::new(),
+        stable: Some(ExecutionCheckpoint {
+            app: AppId(0),
+            seq: Seq(5),
+            root: Digest([9; 32]),
+        }),
+    };
+    restarted.handle_chained_orders(ReplicaId(3), liar);
+    assert_eq!(restarted.join_checkpoint(AppId(0)), None);
+    recover_from(&mut restarted, 2, &peers[1]);
+    assert_eq!(
+        restarted.join_checkpoint(AppId(0)),
+        Some((Seq(4), Digest([3; 32])))
+    );
+}
+
+/// A restarted replica starts from the stable checkpoint it persisted, even one past its
+/// PBFT checkpoint: it names it to joiners at once, keeps only the orders after it as it
+/// orders again, and still checks its own orders against the chain.
+#[test]
+fn a_restarted_router_starts_from_its_persisted_stable_checkpoint() {
+    let mut before_crash = router_that_routed(9);
+    make_stable_at(&mut before_crash, 8, 4);
+    let persisted = before_crash.take_newly_stable();
+    assert_eq!(persisted.len(), 1, "persisted once, when it became stable");
+    assert!(before_crash.take_newly_stable().is_empty());
+    let pbft_checkpoint = head(&router_that_routed(6));
+    let mut restarted = router();
+    restarted.jumped_to(pbft_checkpoint);
+    restarted.restore_stable(persisted[0]);
+    assert!(
+        restarted.take_newly_stable().is_empty(),
+        "nothing new to persist"
+    );
+    assert_eq!(
+        restarted.join_checkpoint(AppId(0)),
+        Some((Seq(8), Digest([4; 32])))
+    );
+    for seq in 7..=9 {
+        restarted.route(order(0, seq));
+    }
+    assert_eq!(restarted.retained_count(AppId(0)), 1, "only order 9");
+    assert_eq!(restarted.stable_checkpoints(), persisted);
+}
+
+/// Answers stay bounded: at most [`CHAINED_ORDERS_MAX`] orders and the byte budget (but
+/// at least one order), so a long gap is recovered over several answers.
+#[test]
+fn a_long_gap_is_recovered_over_bounded_answers() {
+    let total = 3 * CHAINED_ORDERS_MAX as u64 + 5;
+    let peer = router_that_routed(total);
+    let mut jumper = router();
+    jumper.jumped_to(head(&peer));
+    let fetch = jumper.next_fetch(AppId(0)).expect("missing");
+    assert_eq!(
+        peer.chained_orders(fetch, 0)
+            .expect("answered")
+            .orders
+            .len(),
+        1
+    );
+    let full = peer.chained_orders(fetch, usize::MAX).expect("answered");
+    assert_eq!(full.orders.len(), CHAINED_ORDERS_MAX);
+    assert_eq!(recover_from(&mut jumper, 1, &peer), 4);
+    assert_eq!(jumper.retained_count(AppId(0)), total as usize);
+    assert!(jumper.holds_all_after_stable(AppId(0)));
+}
+
+#[test]
+fn a_checkpoint_every_active_member_agrees_on_releases_the_orders_before_it() {
+    let groups = BTreeMap::from([(AppId(0), vec![ExecutionId(0), ExecutionId(1)])]);
+    let mut router = OrderRouter::new(groups.clone(), groups, 2);
+    for seq in 1..=4 {
+        router.route(order(0, seq));
+    }
+    let checkpoint = |seq, root: u8| ExecutionCheckpoint {
+        app: AppId(0),
+        seq: Seq(seq),
+        root: Digest([root; 32]),
+    };
+    router.handle_checkpoint(ExecutionId(0), checkpoint(2, 1));
+    router.handle_checkpoint(ExecutionId(1), checkpoint(2, 9));
+    assert_eq!(router.stable_checkpoint(AppId(0)), None, "roots differ");
+    assert_eq!(router.retained_count(AppId(0)), 4);
+    router.handle_checkpoint(ExecutionId(0), checkpoint(4, 5));
+    router.handle_checkpoint(ExecutionId(1), checkpoint(4, 5));
+    assert_eq!(
+        router.stable_checkpoint(AppId(0)),
+        Some((Seq(4), Digest([5; 32])))
+    );
+    assert_eq!(router.retained_count(AppId(0)), 0);
+}
