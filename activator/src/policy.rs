@@ -174,8 +174,14 @@ impl Policy {
         text
     }
 
+    /// The commands to carry out, in order. Thaws come first: clients wait on them, and a
+    /// backend may take hundreds of milliseconds to destroy a replica and start its
+    /// replacement (a container). Commands about one member never include a thaw and
+    /// another command, so moving thaws keeps each member's commands in order.
     pub fn take_commands(&mut self) -> Vec<Command> {
-        std::mem::take(&mut self.commands)
+        let mut commands = std::mem::take(&mut self.commands);
+        commands.sort_by_key(|command| !matches!(command, Command::Thaw(_)));
+        commands
     }
 
     /// The latest events with when they happened, oldest first.

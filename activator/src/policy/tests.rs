@@ -296,3 +296,26 @@ fn events_and_answers_name_the_app() {
     let refused = policy.handle_scale(Time(1), APP, 9).unwrap_err();
     assert!(refused.starts_with("kv has "), "{refused}");
 }
+
+/// A faulty report that leaves f active: the thaw of a standby comes before the destroy
+/// and restart of the faulty one, which a container backend takes long to carry out.
+#[test]
+fn the_thaw_of_a_replacement_goes_before_the_destroy() {
+    let mut policy = policy();
+    policy.take_commands();
+    for replica in 0..2 {
+        policy.handle_faulty(Time(1), ReplicaId(replica), faulty(0, E0));
+    }
+    let commands = policy.take_commands();
+    assert!(
+        matches!(commands.first(), Some(Command::Thaw(_))),
+        "{commands:?}"
+    );
+    let destroy = commands
+        .iter()
+        .position(|c| matches!(c, Command::Destroy(E0)));
+    let restart = commands
+        .iter()
+        .position(|c| matches!(c, Command::StartStandby(E0)));
+    assert!(destroy.is_some() && destroy < restart, "{commands:?}");
+}
