@@ -366,6 +366,12 @@ fn overlaps(a: (u32, u32), b: (u32, u32)) -> bool {
     a.0 & mask == b.0 & mask
 }
 
+/// The gateway's address in the platform subnet: its first host address.
+pub fn gateway_address(subnet: &str) -> Option<Ipv4Addr> {
+    let (base, bits) = parse_subnet(subnet)?;
+    (bits <= 30).then(|| Ipv4Addr::from(base + 1))
+}
+
 /// The address of node `index` in the platform subnet (the gateway is .1).
 pub fn node_address(subnet: &str, index: usize) -> Option<Ipv4Addr> {
     let (base, bits) = parse_subnet(subnet)?;
@@ -413,9 +419,10 @@ pub async fn place_platform(
         let subnet = subnets_of(existing).into_iter().next();
         return match (ours, subnet) {
             (true, Some(subnet)) => {
-                let gateway = node_address(&subnet, 0)
-                    .map(|second| Ipv4Addr::from(u32::from(second) - 1))
-                    .ok_or_else(|| DockerError::Image(format!("network {platform}: bad subnet {subnet}")))?;
+                let gateway = gateway_address(&subnet).ok_or_else(|| DockerError::Refused {
+                    action: format!("reuse network {platform}"),
+                    detail: format!("its subnet {subnet} is not an IPv4 subnet"),
+                })?;
                 Ok(describe(subnet, gateway))
             }
             _ => Err(DockerError::Refused {
@@ -534,6 +541,11 @@ mod tests {
             Some(Ipv4Addr::new(10, 213, 7, 254))
         );
         assert_eq!(node_address("10.213.7.0/24", 253), None);
+        assert_eq!(
+            gateway_address("10.213.7.0/24"),
+            Some(Ipv4Addr::new(10, 213, 7, 1))
+        );
+        assert_eq!(gateway_address("10.213.7.0/31"), None);
     }
 
     #[test]

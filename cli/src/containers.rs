@@ -153,7 +153,8 @@ pub async fn up(args: &UpArgs) -> Result<()> {
         .await
         .context("cannot wait for Ctrl-C")?;
     let removed = teardown(&docker, &platform, &config).await?;
-    drop(started);
+    let mut activator = started;
+    let _ = activator.wait();
     println!(
         "platform stopped; removed {removed} containers and network {}",
         platform.network
