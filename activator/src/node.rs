@@ -4,31 +4,26 @@
 //! commands, announces memberships, answers `zz scale` on its control socket and writes
 //! `run/activator.json` for `zz status`. It owns the I/O; the policy decides.
 
-use crate::backend::{Backend, Instance};
+use crate::backend::Backend;
 use crate::control::{self, ControlAnswer, ControlRequest};
-use crate::policy::{Command, Member, MemberState, Policy, PolicyConfig};
-use bytes::Bytes;
-use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, VecDeque};
+use crate::driver::{ActivatorDriver, ActivatorSetup};
+use crate::policy::{Member, MemberState, PolicyConfig};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
-use zz_protocol::bus::MessageBus;
 use zz_protocol::config::{ClusterConfig, ConfigError, LOCAL_ACTIVATOR, endpoint_for_activator};
-use zz_protocol::messages::Message;
 use zz_protocol::quic::{QuicBus, QuicError};
 use zz_protocol::run_dir::ACTIVATOR_SOCKET;
-use zz_protocol::status_file::{reasons, unix_ms, write_json};
-use zz_protocol::{AppId, Endpoint, ExecutionId, NodeId, ReplicaId, Time};
+use zz_protocol::status_file::{unix_ms, write_json};
+use zz_protocol::{AppId, NodeId, Time};
+
+pub use crate::status::{ActivatorStatus, Event, MemberStatus, PoolStatus};
 
 /// Frames handled in one go before the node looks at its timers again.
 const FRAMES_PER_TURN_MAX: usize = 256;
-/// How often the policy's timers run and the backend is asked which starts completed.
-const TICK_INTERVAL: Duration = Duration::from_millis(20);
 /// How often the node rewrites its status file.
 const STATUS_FILE_INTERVAL: Duration = Duration::from_millis(250);
-/// Backend events kept for the status, at most.
-const BACKEND_EVENTS_MAX: usize = 64;
 /// Control requests waiting for the main loop at most.
 const CONTROL_QUEUE_MAX: usize = 16;
 
@@ -49,238 +44,6 @@ pub enum ActivatorNodeError {
 /// Where the activator writes its status inside the cluster directory.
 pub fn activator_status_path(dir: &Path) -> PathBuf {
     dir.join("run").join("activator.json")
-}
-
-/// One execution replica as the activator sees it.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct MemberStatus {
-    pub id: u32,
-    pub host: String,
-    pub state: MemberState,
-    pub instance: Option<Instance>,
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct PoolStatus {
-    pub app: u32,
-    pub name: String,
-    pub epoch: u64,
-    pub members: Vec<MemberStatus>,
-}
-
-/// Something that happened, for `zz status`.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct Event {
-    pub unix_ms: u64,
-    pub text: String,
-}
-
-/// What `run/activator.json` holds.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct ActivatorStatus {
-    pub pid: u32,
-    pub backend: String,
-    pub pools: Vec<PoolStatus>,
-    /// The policy's and the backend's events, oldest first.
-    pub events: Vec<Event>,
-    pub wakes_received: u64,
-    pub faulty_received: u64,
-    /// Backend commands that failed.
-    pub commands_failed: u64,
-    /// Frames rejected before the policy (decode, MAC, sender), by reason.
-    pub rejected: BTreeMap<String, u64>,
-    pub updated_unix_ms: u64,
-}
-
-struct Activator<B> {
-    cluster: ClusterConfig,
-    policy: Policy,
-    backend: B,
-    endpoint: Endpoint,
-    bus: QuicBus,
-    started: Instant,
-    started_unix_ms: u64,
-    backend_events: VecDeque<Event>,
-    wakes_received: u64,
-    faulty_received: u64,
-    commands_failed: u64,
-    rejected: BTreeMap<&'static str, u64>,
-}
-
-impl<B: Backend> Activator<B> {
-    fn now(&self) -> Time {
-        Time(self.started.elapsed().as_micros() as u64)
-    }
-
-    fn backend_event(&mut self, text: String) {
-        tracing::info!("{text}");
-        self.backend_events.push_back(Event {
-            unix_ms: unix_ms(),
-            text,
-        });
-        while self.backend_events.len() > BACKEND_EVENTS_MAX {
-            self.backend_events.pop_front();
-        }
-    }
-
-    fn app_of(&self, member: ExecutionId) -> Option<AppId> {
-        self.cluster.execution(member).map(|e| e.app)
-    }
-
-    fn handle_frame(&mut self, frame: &[u8]) {
-        let now = self.now();
-        match self.endpoint.open(frame) {
-            Ok(verified) => match verified.into_parts() {
-                (NodeId::Replica(from), Message::Wake(wake)) => {
-                    self.wakes_received += 1;
-                    self.policy.handle_wake(now, from, wake);
-                }
-                (NodeId::Replica(from), Message::Faulty(faulty)) => {
-                    self.faulty_received += 1;
-                    self.policy.handle_faulty(now, from, faulty);
-                }
-                _ => *self.rejected.entry("unexpected-kind").or_default() += 1,
-            },
-            Err(rejection) => {
-                tracing::debug!(%rejection, "rejected frame");
-                *self.rejected.entry(rejection.reason()).or_default() += 1;
-            }
-        }
-    }
-
-    async fn handle_tick(&mut self) {
-        for member in self.backend.poll_started().await {
-            if let Some(app) = self.app_of(member) {
-                let name = (self.cluster.apps.iter())
-                    .find(|config| config.id == app)
-                    .map_or_else(|| app.to_string(), |config| config.name.clone());
-                self.backend_event(format!("{name}: execution-{} is ready", member.0));
-                let now = self.now();
-                self.policy.handle_ready(now, app, member);
-            }
-        }
-        let now = self.now();
-        self.policy.handle_tick(now);
-    }
-
-    fn handle_control(&mut self, request: ControlRequest) -> ControlAnswer {
-        match request {
-            ControlRequest::Scale { app, standbys } => {
-                let Some(config) = self.cluster.apps.iter().find(|a| a.name == app) else {
-                    let names: Vec<&str> =
-                        self.cluster.apps.iter().map(|a| a.name.as_str()).collect();
-                    return ControlAnswer::Refused(format!(
-                        "no app named {app:?}; this platform hosts {}",
-                        names.join(", ")
-                    ));
-                };
-                let now = self.now();
-                match self.policy.handle_scale(now, config.id, standbys) {
-                    Ok(text) => ControlAnswer::Done(text),
-                    Err(text) => ControlAnswer::Refused(text),
-                }
-            }
-        }
-    }
-
-    /// Carry out the policy's commands in order.
-    async fn carry_out(&mut self) {
-        for command in self.policy.take_commands() {
-            let begun = Instant::now();
-            let (action, result) = match command {
-                Command::Announce(membership) => {
-                    self.announce(&Message::Membership(membership));
-                    continue;
-                }
-                Command::Thaw(member) => ("thawed", member, self.backend.thaw(member).await),
-                Command::Pause(member) => ("paused", member, self.backend.pause(member).await),
-                Command::Destroy(member) => {
-                    ("destroyed", member, self.backend.destroy(member).await)
-                }
-                Command::StartStandby(member) => {
-                    ("started", member, self.backend.start(member, true).await)
-                }
-            }
-            .into_action();
-            match result {
-                Ok(member) => {
-                    let took = begun.elapsed().as_secs_f64() * 1000.0;
-                    let name = self.backend.name();
-                    self.backend_event(format!(
-                        "{name} backend {action} execution-{} in {took:.1} ms",
-                        member.0
-                    ));
-                }
-                Err(error) => {
-                    self.commands_failed += 1;
-                    self.backend_event(format!("{action}: {error}"));
-                }
-            }
-        }
-    }
-
-    /// A membership notice to every agreement replica.
-    fn announce(&mut self, message: &Message) {
-        for replica in 0..self.cluster.replica_count() as u32 {
-            let to = NodeId::Replica(ReplicaId(replica));
-            if let Some(frame) = self.endpoint.seal(to, message) {
-                self.bus.send(to, Bytes::from(frame));
-            }
-        }
-    }
-
-    fn status(&self) -> ActivatorStatus {
-        let instances = self.backend.instances();
-        let names: BTreeMap<AppId, String> = (self.cluster.apps.iter())
-            .map(|a| (a.id, a.name.clone()))
-            .collect();
-        let pools = (self.policy.status().into_iter())
-            .map(|(app, pool)| PoolStatus {
-                app: app.0,
-                name: names.get(&app).cloned().unwrap_or_default(),
-                epoch: pool.epoch,
-                members: (pool.members.into_iter())
-                    .map(|member| MemberStatus {
-                        id: member.id.0,
-                        instance: instances.get(&member.id).cloned(),
-                        host: member.host,
-                        state: member.state,
-                    })
-                    .collect(),
-            })
-            .collect();
-        let mut events: Vec<Event> = (self.policy.events())
-            .map(|(at, text)| Event {
-                unix_ms: self.started_unix_ms + at.as_millis(),
-                text: text.to_string(),
-            })
-            .chain(self.backend_events.iter().cloned())
-            .collect();
-        events.sort_by_key(|event| event.unix_ms);
-        ActivatorStatus {
-            pid: std::process::id(),
-            backend: self.backend.name().to_string(),
-            pools,
-            events,
-            wakes_received: self.wakes_received,
-            faulty_received: self.faulty_received,
-            commands_failed: self.commands_failed,
-            rejected: reasons(&self.rejected),
-            updated_unix_ms: unix_ms(),
-        }
-    }
-}
-
-/// A backend command's outcome with the member it concerned.
-trait IntoAction<E> {
-    fn into_action(self) -> (&'static str, Result<ExecutionId, E>);
-}
-
-impl<E> IntoAction<E> for (&'static str, ExecutionId, Result<(), E>) {
-    fn into_action(self) -> (&'static str, Result<ExecutionId, E>) {
-        let (action, member, result) = self;
-        (action, result.map(|()| member))
-    }
 }
 
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> ActivatorNodeError + '_ {
@@ -350,21 +113,20 @@ pub async fn run_activator_node<B: Backend>(
         .activator
         .clone()
         .expect("endpoint_for_activator checked it");
-    let policy = Policy::new(
-        PolicyConfig {
+    let setup = ActivatorSetup {
+        policy: PolicyConfig {
             f: cluster.protocol.f,
             replica_count: cluster.replica_count(),
             quiet_micros: settings.quiet_ms * 1000,
             announce_micros: settings.announce_ms * 1000,
             join_grace_micros: cluster.protocol.newcomer_grace_micros(),
         },
-        configured_members(&cluster),
-    )
-    .with_app_names(
-        (cluster.apps.iter())
+        pools: configured_members(&cluster),
+        app_names: (cluster.apps.iter())
             .map(|app| (app.id, app.name.clone()))
             .collect(),
-    );
+        wall_clock_at_zero_ms: unix_ms(),
+    };
     let run_dir = dir.join("run");
     std::fs::create_dir_all(&run_dir).map_err(io_error(&run_dir))?;
     let socket_path = dir.join(ACTIVATOR_SOCKET);
@@ -374,59 +136,42 @@ pub async fn run_activator_node<B: Backend>(
     serve_control(listener, control_sender);
     let (bus, mut inbox) = QuicBus::start_node(dir, &cluster, NodeId::Activator(LOCAL_ACTIVATOR))?;
     tracing::info!(address = %bus.local_addr(), backend = backend.name(), "activator started");
-    let mut activator = Activator {
-        policy,
-        backend,
-        endpoint,
-        bus,
-        started: Instant::now(),
-        started_unix_ms: unix_ms(),
-        backend_events: VecDeque::new(),
-        wakes_received: 0,
-        faulty_received: 0,
-        commands_failed: 0,
-        rejected: BTreeMap::new(),
-        cluster,
-    };
-    let to_start: Vec<(ExecutionId, bool)> = (activator.cluster.executions.iter())
-        .filter(|execution| !execution.spare)
-        .map(|execution| (execution.id, execution.standby))
-        .collect();
-    for (member, standby) in to_start {
-        if let Err(error) = activator.backend.start(member, standby).await {
-            activator.commands_failed += 1;
-            activator.backend_event(format!("start: {error}"));
-        }
-    }
+    let started = Instant::now();
+    let now = || Time(started.elapsed().as_micros() as u64);
+    let mut driver = ActivatorDriver::new(setup, endpoint, bus, backend);
+    driver.start_members(now).await;
     let status_path = activator_status_path(dir);
-    let mut tick = tokio::time::interval(TICK_INTERVAL);
+    let write_status = |driver: &ActivatorDriver<QuicBus, B>| {
+        write_json(&status_path, &driver.status(std::process::id(), unix_ms()))
+    };
     let mut status_tick = tokio::time::interval(STATUS_FILE_INTERVAL);
     tokio::pin!(shutdown);
     loop {
+        let deadline = started + Duration::from_micros(driver.poll_timeout().as_micros());
         tokio::select! {
             frame = inbox.recv() => {
                 let Some(frame) = frame else { break };
-                activator.handle_frame(&frame);
+                driver.handle_frame(now(), &frame);
                 for _ in 1..FRAMES_PER_TURN_MAX {
                     let Ok(frame) = inbox.try_recv() else { break };
-                    activator.handle_frame(&frame);
+                    driver.handle_frame(now(), &frame);
                 }
             }
-            _ = tick.tick() => activator.handle_tick().await,
+            () = tokio::time::sleep_until(deadline.into()) => driver.handle_timeout(now()).await,
             Some((request, reply)) = control_requests.recv() => {
-                let answer = activator.handle_control(request);
+                let answer = driver.handle_control(now(), request);
                 let _ = reply.send(answer);
             }
             _ = status_tick.tick() => {
-                if let Err(error) = write_json(&status_path, &activator.status()) {
+                if let Err(error) = write_status(&driver) {
                     tracing::warn!(%error, "cannot write status file");
                 }
             }
             () = &mut shutdown => break,
         }
-        activator.carry_out().await;
+        driver.carry_out(now).await;
     }
-    let _ = write_json(&status_path, &activator.status());
+    let _ = write_status(&driver);
     let _ = std::fs::remove_file(&socket_path);
     tracing::info!("activator stopped");
     Ok(())

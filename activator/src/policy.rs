@@ -11,6 +11,9 @@
 //! Calling protocol: feed alarms, backend readiness and ticks; drain
 //! [`Policy::take_commands`] after each call and carry the commands out in order.
 
+mod events;
+
+pub use events::{PolicyEvent, ScaleRefusal};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use zz_protocol::messages::{Faulty, Membership, Wake};
@@ -120,7 +123,7 @@ pub struct Policy {
     names: BTreeMap<AppId, String>,
     apps: BTreeMap<AppId, AppPool>,
     commands: Vec<Command>,
-    events: VecDeque<(Time, String)>,
+    events: VecDeque<(Time, PolicyEvent)>,
 }
 
 impl Policy {
@@ -161,17 +164,9 @@ impl Policy {
         self
     }
 
-    /// `text`, which starts with an app's id, starting with its name instead.
-    fn named(&self, text: String) -> String {
-        for (app, name) in &self.names {
-            let id = app.to_string();
-            if let Some(rest) = text.strip_prefix(id.as_str())
-                && (rest.starts_with(':') || rest.starts_with(' '))
-            {
-                return format!("{name}{rest}");
-            }
-        }
-        text
+    /// How operators name `app` ("kv"), or its id when it has no name.
+    fn name(&self, app: AppId) -> String {
+        (self.names.get(&app)).map_or_else(|| app.to_string(), Clone::clone)
     }
 
     /// The commands to carry out, in order. Thaws come first: clients wait on them, and a
@@ -185,8 +180,8 @@ impl Policy {
     }
 
     /// The latest events with when they happened, oldest first.
-    pub fn events(&self) -> impl Iterator<Item = (Time, &str)> {
-        self.events.iter().map(|(at, text)| (*at, text.as_str()))
+    pub fn events(&self) -> impl Iterator<Item = (Time, &PolicyEvent)> {
+        self.events.iter().map(|(at, event)| (*at, event))
     }
 
     pub fn status(&self) -> BTreeMap<AppId, AppPoolStatus> {
@@ -202,10 +197,9 @@ impl Policy {
             .collect()
     }
 
-    fn event(&mut self, now: Time, text: String) {
-        let text = self.named(text);
-        tracing::info!("{text}");
-        self.events.push_back((now, text));
+    fn event(&mut self, now: Time, event: PolicyEvent) {
+        tracing::info!("{event}");
+        self.events.push_back((now, event));
         while self.events.len() > EVENTS_KEPT_MAX {
             self.events.pop_front();
         }
@@ -239,14 +233,12 @@ impl Policy {
             .is_some_and(|at| now.saturating_sub(at) < self.config.join_grace_micros);
         if !pool.woken_this_epoch && !joining {
             pool.woken_this_epoch = true;
-            let reason = wake.reason.name();
-            self.event(
-                now,
-                format!(
-                    "{}: f+1 agreement replicas ask for standbys ({reason}, {})",
-                    wake.app, wake.seq
-                ),
-            );
+            let event = PolicyEvent::WakeQuorum {
+                app: self.name(wake.app),
+                reason: wake.reason,
+                seq: wake.seq,
+            };
+            self.event(now, event);
             self.activate(now, wake.app);
         }
     }
@@ -278,11 +270,13 @@ impl Policy {
         pool.woken.retain(|woken| *woken != faulty.member);
         self.commands.push(Command::Destroy(faulty.member));
         self.commands.push(Command::StartStandby(faulty.member));
-        let reason = faulty.reason.name();
-        self.event(now, format!(
-            "{}: execution-{} is faulty ({reason}, {}): destroyed, a fresh standby starts in its place",
-            faulty.app, faulty.member.0, faulty.seq
-        ));
+        let event = PolicyEvent::Faulty {
+            app: self.name(faulty.app),
+            member: faulty.member,
+            reason: faulty.reason,
+            seq: faulty.seq,
+        };
+        self.event(now, event);
         let pool = self.apps.get_mut(&faulty.app).expect("checked above");
         if pool.active().len() <= self.config.f {
             // Too few left to answer clients: wake replacements at once.
@@ -306,63 +300,61 @@ impl Policy {
     }
 
     /// Grow or shrink `app`'s standby pool to `standbys` (ready or starting), starting
-    /// replicas in spare slots or destroying standbys (the newest ids first). The answer
-    /// says what changed, or why nothing could.
+    /// replicas in spare slots or destroying standbys (the newest ids first). The event
+    /// says what changed, or the refusal why nothing could.
     pub fn handle_scale(
         &mut self,
         now: Time,
         app: AppId,
         standbys: usize,
-    ) -> Result<String, String> {
-        self.scale(now, app, standbys)
-            .map_err(|text| self.named(text))
-    }
-
-    fn scale(&mut self, now: Time, app: AppId, standbys: usize) -> Result<String, String> {
+    ) -> Result<PolicyEvent, ScaleRefusal> {
+        let name = self.name(app);
         let Some(pool) = self.apps.get_mut(&app) else {
-            return Err(format!("{app} has no execution replicas"));
+            return Err(ScaleRefusal::NoExecutionReplicas { app: name });
         };
         let pooled: Vec<ExecutionId> = (pool.members.values())
             .filter(|m| matches!(m.state, MemberState::Standby | MemberState::Starting))
             .map(|m| m.id)
             .collect();
         let spares = pool.in_state(MemberState::Spare);
-        let slots = pooled.len() + spares.len();
-        if standbys > slots {
-            return Err(format!(
-                "{app} has {slots} standby slots ({} in use, {} spare); `zz init --spare-slots` \
-                 provisions more",
-                pooled.len(),
-                spares.len()
-            ));
+        if standbys > pooled.len() + spares.len() {
+            return Err(ScaleRefusal::TooFewSlots {
+                app: name,
+                in_use: pooled.len(),
+                spare: spares.len(),
+            });
         }
-        let text = if standbys > pooled.len() {
+        let event = if standbys > pooled.len() {
             let started: Vec<ExecutionId> = spares[..standbys - pooled.len()].to_vec();
             for member in &started {
                 pool.members.get_mut(member).expect("listed").state = MemberState::Starting;
                 self.commands.push(Command::StartStandby(*member));
             }
-            format!(
-                "{app}: pool grows to {standbys} standbys: starting {}",
-                listed(&started)
-            )
+            PolicyEvent::PoolGrew {
+                app: name,
+                standbys,
+                started,
+            }
         } else if standbys < pooled.len() {
             let removed: Vec<ExecutionId> = pooled[standbys..].to_vec();
             for member in &removed {
                 pool.members.get_mut(member).expect("listed").state = MemberState::Spare;
                 self.commands.push(Command::Destroy(*member));
             }
-            format!(
-                "{app}: pool shrinks to {standbys} standbys: removed {}",
-                listed(&removed)
-            )
+            PolicyEvent::PoolShrank {
+                app: name,
+                standbys,
+                removed,
+            }
         } else {
-            format!("{app}: pool already has {standbys} standbys")
+            PolicyEvent::PoolUnchanged {
+                app: name,
+                standbys,
+            }
         };
-        let text = self.named(text);
-        self.event(now, text.clone());
+        self.event(now, event.clone());
         self.activate_if_wanted(now, app);
-        Ok(text)
+        Ok(event)
     }
 
     /// Periodic work: pausing extra members after a quiet period, announcing memberships.
@@ -394,10 +386,11 @@ impl Policy {
                 if !paused.is_empty() {
                     self.commands
                         .extend(paused.iter().map(|m| Command::Pause(*m)));
-                    self.event(
-                        now,
-                        format!("{app}: quiet; paused {} again", listed(&paused)),
-                    );
+                    let event = PolicyEvent::Paused {
+                        app: self.name(app),
+                        members: paused,
+                    };
+                    self.event(now, event);
                     self.new_epoch(now, app);
                 }
             }
@@ -434,10 +427,10 @@ impl Policy {
         let chosen: Vec<ExecutionId> = ready.iter().take(f).map(|member| member.id).collect();
         if chosen.is_empty() {
             pool.wake_wanted = true;
-            self.event(
-                now,
-                format!("{app}: no standby is ready; waking one as soon as it is"),
-            );
+            let event = PolicyEvent::NoStandbyReady {
+                app: self.name(app),
+            };
+            self.event(now, event);
             return;
         }
         pool.wake_wanted = false;
@@ -447,7 +440,11 @@ impl Policy {
             pool.woken.push(*member);
             self.commands.push(Command::Thaw(*member));
         }
-        self.event(now, format!("{app}: woke {}", listed(&chosen)));
+        let event = PolicyEvent::Woke {
+            app: self.name(app),
+            members: chosen,
+        };
+        self.event(now, event);
         self.new_epoch(now, app);
     }
 
@@ -466,15 +463,6 @@ impl Policy {
         let membership = pool.membership(app);
         self.commands.push(Command::Announce(membership));
     }
-}
-
-/// Members as `zz status` names them: "execution-2, execution-3".
-fn listed(members: &[ExecutionId]) -> String {
-    let names: Vec<String> = members
-        .iter()
-        .map(|m| format!("execution-{}", m.0))
-        .collect();
-    names.join(", ")
 }
 
 #[cfg(test)]

@@ -29,6 +29,24 @@ pub struct ExecutionConfig {
     pub window: u64,
 }
 
+/// How many agreement windows of an app's orders an execution replica buffers ahead of
+/// execution: slack, so that orders arriving ahead of a replica that lags briefly are
+/// kept rather than dropped and fetched again.
+pub const ORDER_WINDOWS_BUFFERED: u64 = 4;
+
+impl ExecutionConfig {
+    /// The configuration of an execution replica of `app` under the cluster's `params`.
+    pub fn for_app(app: AppId, params: &zz_protocol::ProtocolParams) -> ExecutionConfig {
+        ExecutionConfig {
+            app,
+            f: params.f,
+            agreement_replicas: params.replica_count(),
+            checkpoint_interval: params.checkpoint_interval,
+            window: params.window * ORDER_WINDOWS_BUFFERED,
+        }
+    }
+}
+
 /// Work for the driver.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ExecOutput {

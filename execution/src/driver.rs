@@ -1,13 +1,22 @@
 //! The execution driver: an [`ExecutionReplica`] with its endpoint and bus. It opens
 //! incoming frames (dropping and counting what fails), feeds orders to the core, answers
 //! clients' retransmissions from the reply cache, and sends the core's outputs: replies to
-//! clients, reports to every agreement replica. A woken replica joins through it (restart
-//! from the stable checkpoint f+1 agreement replicas name) and fetches buckets from the
-//! app's other replicas, lazily and in the background. No clock, no tasks: time comes in
-//! as an argument, so the node and the simulator run the same code.
+//! clients, reports to every agreement replica. A woken replica joins through it
+//! ([`Joining`]: restart from the stable checkpoint f+1 agreement replicas name) and
+//! fetches buckets from the app's other replicas, lazily and in the background
+//! ([`BucketFetcher`]); it leases the snapshots fetchers ask it for ([`Leases`]).
+//!
+//! Calling protocol: [`ExecutionDriver::handle_frame`] for every frame,
+//! [`ExecutionDriver::join`] when woken, and [`ExecutionDriver::handle_timeout`] whenever
+//! [`ExecutionDriver::poll_timeout`] is reached (ask it again after every call). No clock,
+//! no tasks: time comes in as an argument, so the node and the simulator run the same
+//! code on the same schedule.
 
 use crate::core::{ExecOutput, ExecutionReplica};
 use crate::fault::ExecutionFault;
+use crate::fetcher::{BucketFetcher, Wanted};
+use crate::join::{JoinStep, Joining};
+use crate::leases::Leases;
 use bytes::Bytes;
 use std::collections::BTreeMap;
 use zz_protocol::bus::MessageBus;
@@ -16,6 +25,11 @@ use zz_protocol::messages::{
 };
 use zz_protocol::{Digest, Endpoint, ExecutionId, NodeId, ReplicaId, Seq, Time};
 use zz_state_fetch::{BucketIndex, BucketProof};
+
+/// How long a replica holding orders it cannot execute yet (copies from fewer than f+1
+/// agreement replicas, or a gap before them) waits without progress before it asks for
+/// the orders after what it executed.
+pub const ORDERS_RETRY_MICROS: u64 = 200_000;
 
 /// Frames rejected before the core saw them, by reason.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -33,62 +47,17 @@ pub struct ExecutionDriver<B> {
     counters: ExecutionDriverCounters,
     /// Executed and checkpoint reports since the last [`ExecutionDriver::take_reports`].
     reports: Vec<ExecOutput>,
-    /// Buckets the core is waiting for (the lazy fetch path drains these).
+    /// Buckets the core is waiting for, asked for at the end of the call that found them.
     needed: Vec<BucketIndex>,
-    /// While joining (woken): the stable checkpoints agreement replicas answered, by
-    /// replica. None when not joining.
-    joining: Option<BTreeMap<ReplicaId, (Seq, Digest)>>,
-    /// When the last `Join` went out, and when joining started, as the periodic call saw
-    /// them (None until its first call after [`ExecutionDriver::join`]).
-    join_sent_at: Option<Time>,
-    join_started_at: Option<Time>,
-    /// The last executed sequence number seen by the periodic call, and since when.
-    progress_seen: (Seq, Time),
-    /// The app's other execution replicas: where buckets are fetched from.
-    peers: Vec<ExecutionId>,
-    /// Buckets asked for and not installed yet: how many asks so far (which peer is next)
-    /// and when the last one went out.
-    fetches: BTreeMap<BucketIndex, Fetch>,
-    /// Per peer, asks in a row it left unanswered or answered wrongly: fetches go to the
-    /// peers that answer (a paused, crashed or lying one soon gets none).
-    peer_misses: BTreeMap<ExecutionId, u32>,
-    /// The snapshots fetchers ask for (leased in the store), by checkpoint.
-    leases: BTreeMap<Seq, Lease>,
+    /// While woken and not yet restarted from a stable checkpoint.
+    join: Option<Joining>,
+    /// The last executed sequence number, and since when.
+    progress: (Seq, Time),
+    fetcher: BucketFetcher,
+    leases: Leases,
     /// An injected fault (honest unless an operator or the simulator says otherwise).
     fault: ExecutionFault,
 }
-
-/// One bucket asked for and not installed yet.
-#[derive(Clone, Copy, Debug)]
-struct Fetch {
-    asks: usize,
-    sent_at: Time,
-    peer: ExecutionId,
-}
-
-/// A snapshot kept for fetchers: when they last asked, and whether one asked since the
-/// last tick.
-#[derive(Clone, Copy, Debug)]
-struct Lease {
-    renewed_at: Option<Time>,
-    asked: bool,
-}
-
-/// How long a snapshot stays leased after the last fetch from it.
-pub const LEASE_MICROS: u64 = 10_000_000;
-/// Snapshots leased at once at most (woken replicas joining from different checkpoints).
-pub const LEASES_MAX: usize = 4;
-
-/// Misses counted per peer at most (a peer back from a pause starts over soon enough).
-const PEER_MISSES_MAX: u32 = 64;
-
-/// Background fetches in flight at most: few, so that the replicas serving them, and this
-/// one, keep executing at full speed while the state is completed. Buckets execution
-/// waits on are asked for at once on top (the core parks on one at a time).
-pub const BACKGROUND_FETCHES_MAX: usize = 4;
-/// Fetches in flight at most for a replica that executes nothing until the state is whole
-/// (eager fetch): every bucket is one it waits on.
-pub const EAGER_FETCHES_MAX: usize = 16;
 
 impl<B: MessageBus> ExecutionDriver<B> {
     pub fn new(
@@ -106,16 +75,18 @@ impl<B: MessageBus> ExecutionDriver<B> {
             counters: ExecutionDriverCounters::default(),
             reports: Vec::new(),
             needed: Vec::new(),
-            joining: None,
-            join_sent_at: None,
-            join_started_at: None,
-            progress_seen: (Seq(0), Time(0)),
-            peers: Vec::new(),
-            fetches: BTreeMap::new(),
-            peer_misses: BTreeMap::new(),
-            leases: BTreeMap::new(),
+            join: None,
+            progress: (Seq(0), Time(0)),
+            fetcher: BucketFetcher::default(),
+            leases: Leases::default(),
             fault: ExecutionFault::Honest,
         }
+    }
+
+    /// Fetch buckets from these execution replicas (the app's other members).
+    pub fn with_peers(mut self, peers: Vec<ExecutionId>) -> Self {
+        self.fetcher = BucketFetcher::new(peers);
+        self
     }
 
     /// Misbehave from now on as `fault` says (fault injection).
@@ -139,246 +110,137 @@ impl<B: MessageBus> ExecutionDriver<B> {
         std::mem::take(&mut self.reports)
     }
 
-    /// Buckets execution is parked on, since the last call.
-    pub fn take_needed_buckets(&mut self) -> Vec<BucketIndex> {
-        std::mem::take(&mut self.needed)
-    }
-
-    /// Fetch buckets from these execution replicas (the app's other members).
-    pub fn with_peers(mut self, peers: Vec<ExecutionId>) -> Self {
-        self.peers = peers;
-        self
-    }
-
-    /// Lazy and background state fetch, called periodically. Buckets execution waits on
-    /// are asked for first; then, while the store still misses buckets, more of them in
-    /// the background, so the replica soon owns the whole state. An ask unanswered after
-    /// `retry_micros` goes to the next peer.
-    pub fn fetch_buckets(&mut self, now: Time, retry_micros: u64) {
-        self.ask_again(now, retry_micros);
-        self.renew_lease(now);
-        let Some((seq, _)) = self.replica.store().pin() else {
-            return;
-        };
-        if self.peers.is_empty() || self.replica.store().is_complete() {
-            self.fetches.clear();
-            return;
-        }
-        let waited_on = std::mem::take(&mut self.needed);
-        let in_flight_max = match self.replica.fetches_whole_state_first() {
-            true => EAGER_FETCHES_MAX,
-            false => BACKGROUND_FETCHES_MAX,
-        };
-        let room = in_flight_max.saturating_sub(self.fetches.len());
-        let background: Vec<BucketIndex> = self
-            .replica
-            .store()
-            .missing_buckets()
-            .filter(|bucket| !self.fetches.contains_key(bucket) && !waited_on.contains(bucket))
-            .take(room)
-            .collect();
-        for bucket in waited_on.into_iter().chain(background) {
-            let due = match self.fetches.get(&bucket) {
-                None => true,
-                Some(fetch) => now.saturating_sub(fetch.sent_at) >= retry_micros,
-            };
-            if due {
-                self.ask(now, seq, bucket);
-            }
-        }
-        let stale: Vec<(BucketIndex, ExecutionId)> = self
-            .fetches
-            .iter()
-            .filter(|(_, fetch)| now.saturating_sub(fetch.sent_at) >= retry_micros)
-            .map(|(bucket, fetch)| (*bucket, fetch.peer))
-            .collect();
-        for (bucket, peer) in stale {
-            self.missed(peer);
-            self.ask(now, seq, bucket);
-        }
-    }
-
-    /// Joining and catching up hang on single messages the network may lose. While joining,
-    /// `Join` goes out again every `retry_micros`. A replica holding orders it cannot
-    /// execute yet (copies from fewer than f+1 agreement replicas, or a gap before them)
-    /// that made no progress for `retry_micros` asks for the orders after what it executed.
-    fn ask_again(&mut self, now: Time, retry_micros: u64) {
-        if self.joining.is_some() {
-            let started_at = *self.join_started_at.get_or_insert(now);
-            if now.saturating_sub(started_at) >= retry_micros {
-                // Some agreement replicas may never answer (down, or Byzantine).
-                self.finish_join();
-                if self.joining.is_none() {
-                    return;
-                }
-            }
-            match self.join_sent_at {
-                Some(sent_at) if now.saturating_sub(sent_at) < retry_micros => {}
-                Some(_) => {
-                    self.join_sent_at = Some(now);
-                    let join = Message::Join(Join {
-                        app: self.replica.app(),
-                    });
-                    self.broadcast(&join);
-                }
-                None => self.join_sent_at = Some(now),
-            }
-            return;
-        }
-        let executed = self.replica.last_executed();
-        if executed != self.progress_seen.0 {
-            self.progress_seen = (executed, now);
-            return;
-        }
-        if self.replica.waits_for_orders()
-            && now.saturating_sub(self.progress_seen.1) >= retry_micros
-        {
-            self.progress_seen.1 = now;
-            let fetch = Message::FetchOrders(FetchOrders {
-                app: self.replica.app(),
-                after: executed,
-            });
-            self.broadcast(&fetch);
-        }
-    }
-
-    /// Keep the snapshots fetchers use for as long as they keep asking.
-    fn renew_lease(&mut self, now: Time) {
-        let before = self.leases.len();
-        self.leases.retain(|_, lease| {
-            if lease.asked {
-                lease.asked = false;
-                lease.renewed_at = Some(now);
-            }
-            lease
-                .renewed_at
-                .is_some_and(|at| now.saturating_sub(at) < LEASE_MICROS)
-        });
-        if self.leases.len() != before {
-            let seqs = self.leases.keys().copied().collect();
-            self.replica.store_mut().lease_snapshots(seqs);
-        }
-    }
-
-    /// A fetcher asked for a bucket of checkpoint `seq`, which this replica keeps.
-    fn leased(&mut self, seq: Seq) {
-        if let Some(lease) = self.leases.get_mut(&seq) {
-            lease.asked = true;
-            return;
-        }
-        if self.leases.len() >= LEASES_MAX {
-            // The oldest checkpoint goes: its fetchers are the furthest behind.
-            self.leases.pop_first();
-        }
-        let lease = Lease {
-            renewed_at: None,
-            asked: true,
-        };
-        self.leases.insert(seq, lease);
-        let seqs = self.leases.keys().copied().collect();
-        self.replica.store_mut().lease_snapshots(seqs);
-    }
-
-    fn missed(&mut self, peer: ExecutionId) {
-        let misses = self.peer_misses.entry(peer).or_default();
-        *misses = (*misses + 1).min(PEER_MISSES_MAX);
-    }
-
-    /// Ask a peer for `bucket` of checkpoint `seq`: one with the fewest misses, spread by
-    /// bucket among equals, and not the one asked last time for this bucket.
-    fn ask(&mut self, now: Time, seq: Seq, bucket: BucketIndex) {
-        let previous = self.fetches.get(&bucket).copied();
-        let asks = previous.map_or(0, |fetch| fetch.asks);
-        let count = self.peers.len();
-        let peer = (0..count)
-            .map(|offset| self.peers[(bucket.index() + asks + offset) % count])
-            .filter(|peer| count == 1 || previous.is_none_or(|fetch| fetch.peer != *peer))
-            .min_by_key(|peer| self.peer_misses.get(peer).copied().unwrap_or(0))
-            .expect("fetches run only with peers");
-        let fetch = Fetch {
-            asks: asks + 1,
-            sent_at: now,
-            peer,
-        };
-        self.fetches.insert(bucket, fetch);
-        let fetch = Message::FetchBucket(FetchBucket {
-            app: self.replica.app(),
-            seq,
-            bucket: bucket.0,
-        });
-        self.send(NodeId::Execution(peer), &fetch);
-    }
-
     /// Buckets asked for and not installed yet.
     pub fn fetches_in_flight(&self) -> usize {
-        self.fetches.len()
+        self.fetcher.in_flight()
+    }
+
+    /// Whether the replica is still waiting for f+1 matching stable checkpoints.
+    pub fn is_joining(&self) -> bool {
+        self.join.is_some()
     }
 
     /// Start joining, as a woken replica does: ask every agreement replica for the app's
-    /// stable checkpoint. Once f+1 answer alike the replica restarts from it (its state
-    /// pinned to that root) and asks for the orders after it.
-    pub fn join(&mut self) {
-        self.joining = Some(BTreeMap::new());
-        self.join_sent_at = None;
-        self.join_started_at = None;
+    /// stable checkpoint. Once f+1 answer alike (see [`Joining`]) the replica restarts
+    /// from it, its state pinned to that root, and asks for the orders after it.
+    pub fn join(&mut self, now: Time) {
+        self.join = Some(Joining::new(now));
+        self.broadcast_join();
+    }
+
+    /// When [`ExecutionDriver::handle_timeout`] has work: a join to settle or resend,
+    /// orders to ask for again, a lease to expire, a bucket ask due again.
+    pub fn poll_timeout(&self) -> Option<Time> {
+        let join = self.join.as_ref().map(Joining::poll_timeout);
+        let orders = (self.join.is_none() && self.replica.waits_for_orders())
+            .then(|| self.progress.1.saturating_add_micros(ORDERS_RETRY_MICROS));
+        let fetch = self
+            .fetching()
+            .then(|| self.fetcher.poll_timeout())
+            .flatten();
+        [join, orders, self.leases.poll_timeout(), fetch]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// Timed work. Joining and catching up hang on single messages the network may lose:
+    /// a join settles or asks again, a replica with orders it cannot execute that made no
+    /// progress for [`ORDERS_RETRY_MICROS`] asks for the orders after what it executed,
+    /// and unanswered bucket asks go to another peer.
+    pub fn handle_timeout(&mut self, now: Time) {
+        if let Some(join) = self.join.as_mut() {
+            match join.handle_timeout(self.endpoint.params(), now) {
+                JoinStep::Wait => {}
+                JoinStep::AskAgain => self.broadcast_join(),
+                JoinStep::StartFrom(seq, root) => {
+                    self.join = None;
+                    self.start_from(now, seq, root);
+                }
+            }
+        } else if self.replica.waits_for_orders()
+            && now.saturating_sub(self.progress.1) >= ORDERS_RETRY_MICROS
+        {
+            self.progress.1 = now;
+            let fetch = Message::FetchOrders(FetchOrders {
+                app: self.replica.app(),
+                after: self.replica.last_executed(),
+            });
+            self.broadcast(&fetch);
+        }
+        if let Some(seqs) = self.leases.expire(now) {
+            self.replica.store_mut().lease_snapshots(seqs);
+        }
+        self.fetch(now);
+    }
+
+    /// Whether buckets of a pinned checkpoint are still missing and a peer can serve them.
+    fn fetching(&self) -> bool {
+        let store = self.replica.store();
+        store.pin().is_some() && !store.is_complete() && self.fetcher.has_peers()
+    }
+
+    /// Lazy and background state fetch: buckets execution waits on first, then, while the
+    /// store still misses buckets, more of them in the background, so the replica soon
+    /// owns the whole state; asks due again go to another peer.
+    fn fetch(&mut self, now: Time) {
+        let waited_on = std::mem::take(&mut self.needed);
+        let Some((seq, _)) = self.replica.store().pin() else {
+            return;
+        };
+        if !self.fetching() {
+            self.fetcher.clear();
+            return;
+        }
+        let store = self.replica.store();
+        let wanted = Wanted {
+            waited_on: &waited_on,
+            missing: store.missing_buckets(),
+            eager: self.replica.fetches_whole_state_first(),
+        };
+        let asks = self.fetcher.poll_asks(now, wanted);
+        let app = self.replica.app();
+        for (peer, bucket) in asks {
+            let fetch = Message::FetchBucket(FetchBucket {
+                app,
+                seq,
+                bucket: bucket.0,
+            });
+            self.send(NodeId::Execution(peer), &fetch);
+        }
+    }
+
+    fn broadcast_join(&mut self) {
         let join = Message::Join(Join {
             app: self.replica.app(),
         });
         self.broadcast(&join);
     }
 
-    /// Whether the replica is still waiting for f+1 matching stable checkpoints.
-    pub fn is_joining(&self) -> bool {
-        self.joining.is_some()
-    }
-
-    /// An agreement replica's answer to [`join`](Self::join). Once 2f+1 answered (or,
-    /// see [`ExecutionDriver::fetch_buckets`], a retry interval passed), the replica joins.
-    fn handle_join_answer(&mut self, from: ReplicaId, checkpoint: ExecutionCheckpoint) {
-        let params = self.endpoint.params();
-        let answers_wanted = params.replica_count() - params.f;
-        let Some(answers) = self.joining.as_mut() else {
-            return;
-        };
+    /// An agreement replica's answer to [`join`](Self::join).
+    fn handle_join_answer(&mut self, now: Time, from: ReplicaId, checkpoint: ExecutionCheckpoint) {
         if checkpoint.app != self.replica.app() {
             return self.reject("other-app");
         }
-        answers.insert(from, (checkpoint.seq, checkpoint.root));
-        if answers.len() >= answers_wanted {
-            self.finish_join();
+        let Some(join) = self.join.as_mut() else {
+            return;
+        };
+        let params = self.endpoint.params();
+        if let Some((seq, root)) = join.handle_answer(params, from, checkpoint.seq, checkpoint.root)
+        {
+            self.join = None;
+            self.start_from(now, seq, root);
         }
-    }
-
-    /// Restart from the latest checkpoint that f+1 agreement replicas named alike (so a
-    /// correct one vouches for it), if any. The latest, not the first to reach f+1: a
-    /// replica that restarted or jumped by state transfer may name an older one, whose
-    /// following orders the others no longer keep.
-    fn finish_join(&mut self) {
-        let weak_quorum = self.endpoint.params().weak_quorum();
-        let Some(answers) = self.joining.as_ref() else {
-            return;
-        };
-        let agreed = answers
-            .values()
-            .filter(|answer| {
-                answers.values().filter(|other| other == answer).count() >= weak_quorum
-            })
-            .max_by_key(|(seq, _)| *seq)
-            .copied();
-        let Some((seq, root)) = agreed else {
-            return;
-        };
-        self.joining = None;
-        tracing::info!(app = %self.replica.app(), %seq, "joining from the stable checkpoint");
-        self.start_from(seq, root);
     }
 
     /// Start over from the stable checkpoint `(seq, root)` f+1 agreement replicas vouched
     /// for, and ask for the orders after it.
-    fn start_from(&mut self, seq: Seq, root: Digest) {
+    fn start_from(&mut self, now: Time, seq: Seq, root: Digest) {
+        tracing::info!(app = %self.replica.app(), %seq, "starting from the stable checkpoint");
         self.replica.restart_from(seq, root);
         self.needed.clear();
-        self.fetches.clear();
+        self.fetcher.clear();
+        self.progress = (self.replica.last_executed(), now);
         let fetch = Message::FetchOrders(FetchOrders {
             app: self.replica.app(),
             after: seq,
@@ -390,7 +252,8 @@ impl<B: MessageBus> ExecutionDriver<B> {
         *self.counters.rejected.entry(reason).or_default() += 1;
     }
 
-    pub fn handle_frame(&mut self, frame: &[u8]) {
+    /// One frame from the network, at `now`.
+    pub fn handle_frame(&mut self, now: Time, frame: &[u8]) {
         self.counters.frames_received += 1;
         let verified = match self.endpoint.open(frame) {
             Ok(verified) => verified,
@@ -404,21 +267,21 @@ impl<B: MessageBus> ExecutionDriver<B> {
                 self.replica.handle_order(from, order)
             }
             (NodeId::Replica(from), Message::ExecutionStable(checkpoint))
-                if self.joining.is_some() =>
+                if self.join.is_some() =>
             {
-                self.handle_join_answer(from, checkpoint)
+                self.handle_join_answer(now, from, checkpoint)
             }
             (NodeId::Replica(from), Message::ExecutionStable(checkpoint)) => {
                 if let Some((seq, root)) = self.replica.handle_stable(from, checkpoint) {
                     tracing::info!(app = %self.replica.app(), %seq, executed = %self.replica.last_executed(), "behind a stable checkpoint: starting over from it");
-                    self.start_from(seq, root);
+                    self.start_from(now, seq, root);
                 }
             }
             (NodeId::Execution(from), Message::FetchBucket(fetch)) => {
                 let kept = fetch.app == self.replica.app()
                     && self.replica.store().snapshot(fetch.seq).is_some();
-                if kept {
-                    self.leased(fetch.seq);
+                if kept && let Some(seqs) = self.leases.asked(now, fetch.seq) {
+                    self.replica.store_mut().lease_snapshots(seqs);
                 }
                 let proof = (fetch.app == self.replica.app())
                     .then(|| self.replica.store().snapshot(fetch.seq))
@@ -463,14 +326,10 @@ impl<B: MessageBus> ExecutionDriver<B> {
                         false
                     }
                 };
-                if installed {
-                    self.fetches.remove(&bucket);
-                    self.peer_misses.remove(&from);
-                } else if let Some(fetch) = self.fetches.get_mut(&bucket) {
-                    // Discard the answer; the next fetch round asks another replica (not
-                    // at once: two bad answerers must not keep each other busy).
-                    fetch.sent_at = Time(0);
-                    self.missed(from);
+                match installed {
+                    true => self.fetcher.installed(bucket, from),
+                    // Discard the answer; another replica is asked at the next round.
+                    false => self.fetcher.refused(now, bucket, from),
                 }
             }
             (NodeId::Client(client), Message::Request(request)) => {
@@ -487,6 +346,13 @@ impl<B: MessageBus> ExecutionDriver<B> {
             _ => self.reject("unexpected-kind"),
         }
         self.flush();
+        let executed = self.replica.last_executed();
+        if executed != self.progress.0 {
+            self.progress = (executed, now);
+        }
+        // Ask at once for buckets execution now waits on, and keep the background
+        // pipeline full (answers free room).
+        self.fetch(now);
     }
 
     fn flush(&mut self) {

@@ -10,6 +10,9 @@ pub mod core;
 pub use core::{ExecCounters, ExecOutput, ExecutionConfig, ExecutionReplica};
 pub mod driver;
 pub mod fault;
+pub mod fetcher;
+pub mod join;
+pub mod leases;
 pub mod node;
 
 pub use driver::ExecutionDriver;

@@ -19,10 +19,6 @@ use zz_state_fetch::{ObjectStore, StateParams};
 
 /// Frames handled in one go before the node looks at its timers again.
 const FRAMES_PER_TURN_MAX: usize = 256;
-/// How often the node sends bucket fetches (lazy and background).
-const FETCH_INTERVAL: Duration = Duration::from_millis(10);
-/// How long a bucket fetch waits for an answer before the next replica is asked.
-const FETCH_RETRY: Duration = Duration::from_millis(200);
 /// How often the node rewrites its status file.
 const STATUS_FILE_INTERVAL: Duration = Duration::from_millis(250);
 
@@ -148,13 +144,7 @@ pub async fn run_execution_node(
         path: run_dir.display().to_string(),
         source,
     })?;
-    let config = ExecutionConfig {
-        app: member.app,
-        f: cluster.protocol.f,
-        agreement_replicas: cluster.replica_count(),
-        checkpoint_interval: cluster.protocol.checkpoint_interval,
-        window: cluster.protocol.window * 4,
-    };
+    let config = ExecutionConfig::for_app(member.app, &cluster.protocol);
     let app_config = cluster.apps.iter().find(|app| app.id == member.app);
     let params = match app_config.and_then(|app| app.bucket_bits) {
         None => StateParams::default(),
@@ -183,7 +173,6 @@ pub async fn run_execution_node(
     let mut driver = ExecutionDriver::new(replica, endpoint, bus, cluster.replica_count() as u32)
         .with_peers(peers);
     let mut status_tick = tokio::time::interval(STATUS_FILE_INTERVAL);
-    let mut fetch_tick = tokio::time::interval(FETCH_INTERVAL);
     // The activator sends SIGUSR1 when it wakes this replica (after thawing it): it then
     // joins from the latest stable checkpoint rather than from whatever it held.
     let mut woken = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1())
@@ -202,27 +191,26 @@ pub async fn run_execution_node(
     let now = || Time(started.elapsed().as_micros() as u64);
     tokio::pin!(shutdown);
     loop {
+        let deadline = driver
+            .poll_timeout()
+            .map(|at| started + Duration::from_micros(at.as_micros()))
+            .unwrap_or_else(|| std::time::Instant::now() + Duration::from_secs(1));
         tokio::select! {
             Some(()) = woken.recv() => {
                 tracing::info!(execution = %id, "woken: joining from the stable checkpoint");
-                driver.join();
+                driver.join(now());
             }
-            _ = fetch_tick.tick() => {
-                driver.fetch_buckets(now(), FETCH_RETRY.as_micros() as u64);
-            }
+            () = tokio::time::sleep_until(deadline.into()) => driver.handle_timeout(now()),
             frame = inbox.recv() => {
                 let Some(frame) = frame else { break };
-                driver.handle_frame(&frame);
+                driver.handle_frame(now(), &frame);
                 for _ in 1..FRAMES_PER_TURN_MAX {
                     let Ok(frame) = inbox.try_recv() else { break };
-                    driver.handle_frame(&frame);
+                    driver.handle_frame(now(), &frame);
                 }
                 // Reports go to the agreement replicas as they are made; here they are
                 // only drained so they do not pile up.
                 driver.take_reports();
-                // Ask at once for buckets execution now waits on, and keep the
-                // background pipeline full between ticks (answers free room).
-                driver.fetch_buckets(now(), FETCH_RETRY.as_micros() as u64);
             }
             Some(()) = injected.recv() => apply_fault(dir, id, &mut driver, &switch, &mut fault),
             _ = status_tick.tick() => {

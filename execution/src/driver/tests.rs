@@ -4,6 +4,8 @@
 use super::*;
 use crate::app::{APP_KEY_PREFIX, App, ExecContext, StateAccess};
 use crate::core::ExecutionConfig;
+use crate::fetcher::{BACKGROUND_FETCHES_MAX, FETCH_RETRY_MICROS};
+use crate::join::JOIN_RETRY_MICROS;
 use zz_protocol::bus::{Inbox, MemoryNetwork};
 use zz_protocol::crypto::Authenticator;
 use zz_protocol::derived_keys::DerivedKeys;
@@ -97,7 +99,7 @@ fn pair() -> Pair {
             let frame = endpoint
                 .seal(NodeId::Execution(A), &Message::AppOrder(order(seq)))
                 .unwrap();
-            a.handle_frame(&frame);
+            a.handle_frame(Time(0), &frame);
         }
     }
     assert_eq!(a.replica().last_executed(), Seq(2));
@@ -129,9 +131,9 @@ fn a_pinned_replica_installs_a_bucket_fetched_from_another() {
         .endpoint
         .seal(NodeId::Execution(A), &Message::FetchBucket(fetch))
         .unwrap();
-    pair.a.handle_frame(&frame);
+    pair.a.handle_frame(Time(0), &frame);
     let answer = pair.inbox_b.try_recv().expect("A answered");
-    pair.b.handle_frame(&answer);
+    pair.b.handle_frame(Time(0), &answer);
     assert_eq!(pair.b.replica().store().missing_count(), missing - 1);
     assert_eq!(
         pair.b
@@ -169,7 +171,7 @@ fn a_forged_bucket_is_refused_and_counted() {
         .endpoint
         .seal(NodeId::Execution(B), &Message::BucketData(forged))
         .unwrap();
-    pair.b.handle_frame(&frame);
+    pair.b.handle_frame(Time(0), &frame);
     assert_eq!(pair.b.replica().store().missing_count(), missing);
     assert_eq!(pair.b.counters().rejected.get("bad-bucket"), Some(&1));
     // An agreement replica may not send buckets at all.
@@ -187,7 +189,7 @@ fn a_forged_bucket_is_refused_and_counted() {
             }),
         )
         .unwrap();
-    pair.b.handle_frame(&frame);
+    pair.b.handle_frame(Time(0), &frame);
     let rejected_after: u64 = pair.b.counters().rejected.values().sum();
     assert_eq!(rejected_after, rejected_before + 1);
     assert_eq!(pair.b.replica().store().missing_count(), missing);
@@ -208,7 +210,7 @@ fn fresh_joiner(
     );
     let (bus, _inbox) = network.join(NodeId::Execution(id));
     let mut driver = ExecutionDriver::new(fresh, keys.execution_endpoint(B), bus, 4);
-    driver.join();
+    driver.join(Time(0));
     driver
 }
 
@@ -232,16 +234,18 @@ fn a_joining_replica_restarts_from_the_checkpoint_f_plus_1_replicas_name() {
     let (_, root) = pair.a.replica().store().last_checkpoint().unwrap();
     // B starts as a fresh standby would: empty state at sequence 0.
     let network = MemoryNetwork::new();
-    let mut b = fresh_joiner(&pair.keys, &network, B);
+    // What B asks A for arrives here, to be handed to the real A.
+    let (_, mut asks_to_a) = network.join(NodeId::Execution(A));
+    let mut b = fresh_joiner(&pair.keys, &network, B).with_peers(vec![A]);
     assert!(b.is_joining());
     let answer =
         |replica: u32, seq: u64, root: Digest| stable_answer(&pair.keys, replica, seq, root);
     // A lying replica, and one honest answer: not f+1 alike yet.
-    b.handle_frame(&answer(3, 9, Digest([7; 32])));
-    b.handle_frame(&answer(0, 2, root));
+    b.handle_frame(Time(0), &answer(3, 9, Digest([7; 32])));
+    b.handle_frame(Time(0), &answer(0, 2, root));
     assert!(b.is_joining());
     assert_eq!(b.replica().last_executed(), Seq(0));
-    b.handle_frame(&answer(1, 2, root));
+    b.handle_frame(Time(0), &answer(1, 2, root));
     assert!(!b.is_joining());
     assert_eq!(b.replica().last_executed(), Seq(2));
     assert_eq!(b.replica().store().pin(), Some((Seq(2), root)));
@@ -251,28 +255,24 @@ fn a_joining_replica_restarts_from_the_checkpoint_f_plus_1_replicas_name() {
             .replica_endpoint(ReplicaId(replica))
             .seal(NodeId::Execution(B), &Message::AppOrder(order(3)))
             .unwrap();
-        b.handle_frame(&frame);
+        b.handle_frame(Time(0), &frame);
     }
     assert_eq!(
         b.replica().last_executed(),
         Seq(2),
         "parked on a missing bucket"
     );
-    let needed = b.take_needed_buckets();
-    assert_eq!(needed.len(), 1);
-    // The bucket comes from A, verified, and execution resumes.
-    let fetch = FetchBucket {
-        app: AppId(0),
-        seq: Seq(2),
-        bucket: needed[0].0,
-    };
-    let frame = b
-        .endpoint
-        .seal(NodeId::Execution(A), &Message::FetchBucket(fetch))
-        .unwrap();
-    pair.a.handle_frame(&frame);
-    let bucket = pair.inbox_b.try_recv().expect("A answered");
-    b.handle_frame(&bucket);
+    // B asked A for the bucket it waits on (and a few in the background): A answers,
+    // B verifies, and execution resumes.
+    let mut asked = 0;
+    while let Ok(ask) = asks_to_a.try_recv() {
+        asked += 1;
+        pair.a.handle_frame(Time(0), &ask);
+    }
+    assert!(asked > 0, "B asked A for buckets");
+    while let Ok(bucket) = pair.inbox_b.try_recv() {
+        b.handle_frame(Time(0), &bucket);
+    }
     assert_eq!(b.replica().last_executed(), Seq(3));
 }
 
@@ -287,18 +287,18 @@ fn a_joining_replica_waits_for_2f_plus_1_answers_before_choosing() {
     let mut b = fresh_joiner(&pair.keys, &network, B);
     let answer =
         |replica: u32, seq: u64, root: Digest| stable_answer(&pair.keys, replica, seq, root);
-    b.handle_frame(&answer(0, 0, Digest::default()));
-    b.handle_frame(&answer(1, 2, root));
+    b.handle_frame(Time(0), &answer(0, 0, Digest::default()));
+    b.handle_frame(Time(0), &answer(1, 2, root));
     assert!(b.is_joining(), "no f+1 alike yet");
-    b.handle_frame(&answer(2, 2, root));
+    b.handle_frame(Time(0), &answer(2, 2, root));
     assert!(!b.is_joining());
     assert_eq!(b.replica().store().pin(), Some((Seq(2), root)));
     // Another replica: the first two answers alike do not decide.
     let mut c = fresh_joiner(&pair.keys, &network, ExecutionId(2));
-    c.handle_frame(&answer(0, 0, Digest::default()));
-    c.handle_frame(&answer(1, 0, Digest::default()));
+    c.handle_frame(Time(0), &answer(0, 0, Digest::default()));
+    c.handle_frame(Time(0), &answer(1, 0, Digest::default()));
     assert!(c.is_joining(), "f+1 alike, but only 2 of the 2f+1 answers");
-    c.handle_frame(&answer(2, 2, root));
+    c.handle_frame(Time(0), &answer(2, 2, root));
     assert!(!c.is_joining());
     assert_eq!(c.replica().last_executed(), Seq(0));
 }
@@ -311,11 +311,14 @@ fn a_joining_replica_with_few_answers_joins_after_a_retry_interval() {
     let network = MemoryNetwork::new();
     let mut b = fresh_joiner(&pair.keys, &network, B);
     for replica in 0..2 {
-        b.handle_frame(&stable_answer(&pair.keys, replica, 0, Digest::default()));
+        b.handle_frame(
+            Time(0),
+            &stable_answer(&pair.keys, replica, 0, Digest::default()),
+        );
     }
-    b.fetch_buckets(Time(1_000), 200_000);
+    b.handle_timeout(Time(1_000));
     assert!(b.is_joining());
-    b.fetch_buckets(Time(201_000), 200_000);
+    b.handle_timeout(Time(JOIN_RETRY_MICROS));
     assert!(!b.is_joining());
     assert_eq!(b.replica().last_executed(), Seq(0));
 }
@@ -336,7 +339,7 @@ fn the_background_fetch_completes_the_state_from_the_peer_that_answers() {
     let mut b = b.with_peers(vec![ExecutionId(5), A]);
     let buckets = b.replica().store().missing_count();
     assert_eq!(buckets, state_params().bucket_count());
-    b.fetch_buckets(Time(0), 1000);
+    b.handle_timeout(Time(0));
     assert_eq!(b.fetches_in_flight(), BACKGROUND_FETCHES_MAX.min(buckets));
     let mut asks_to_a = Vec::new();
     while let Ok(ask) = inbox_a.try_recv() {
@@ -347,25 +350,25 @@ fn the_background_fetch_completes_the_state_from_the_peer_that_answers() {
         first_to_a > 0 && first_to_a < b.fetches_in_flight(),
         "first asks spread over both peers: {first_to_a} to A"
     );
-    b.fetch_buckets(Time(500), 1000);
+    b.handle_timeout(Time(FETCH_RETRY_MICROS - 1));
     assert!(
         inbox_a.try_recv().is_err(),
         "not retried before the interval"
     );
     // Rounds: A answers what reaches it; asks to peer 5 are lost and go to A next time.
-    let mut now = 1000;
+    let mut now = FETCH_RETRY_MICROS;
     for _ in 0..4 * buckets {
         for ask in asks_to_a.drain(..) {
-            a.handle_frame(&ask);
+            a.handle_frame(Time(now), &ask);
         }
         while let Ok(answer) = inbox_b.try_recv() {
-            b.handle_frame(&answer);
+            b.handle_frame(Time(now), &answer);
         }
         if b.replica().store().is_complete() {
             break;
         }
-        b.fetch_buckets(Time(now), 1000);
-        now += 1000;
+        now += FETCH_RETRY_MICROS;
+        b.handle_timeout(Time(now));
         while let Ok(ask) = inbox_a.try_recv() {
             asks_to_a.push(ask);
         }
