@@ -10,6 +10,7 @@
 //! with [`ExecutionReplica::install_bucket`].
 
 use crate::app::{App, CLIENT_KEY_PREFIX, ExecContext, StateAccess};
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
 use zz_protocol::messages::{AppOrder, Executed, ExecutionCheckpoint, Reply};
 use zz_protocol::{AppId, ClientId, Digest, ReplicaId, Seq, View};
@@ -60,10 +61,52 @@ pub enum ExecOutput {
     NeedBucket(BucketIndex),
 }
 
+/// Why the core dropped an input from an agreement replica.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DropReason {
+    /// From an agreement replica outside the cluster.
+    UnknownReplica,
+    /// For another app.
+    OtherApp,
+    /// At or below what was executed already.
+    Stale,
+    /// Too far ahead of the next sequence number.
+    OutsideWindow,
+    /// A second copy from the same agreement replica.
+    Duplicate,
+    BadStableNotice,
+    /// f+1 named a stable checkpoint whose root differs from this replica's own.
+    DivergedFromStable,
+    /// f+1 named a stable checkpoint this replica keeps no snapshot of.
+    StableSnapshotNotKept,
+}
+
+impl DropReason {
+    pub fn name(self) -> &'static str {
+        match self {
+            DropReason::UnknownReplica => "unknown-replica",
+            DropReason::OtherApp => "other-app",
+            DropReason::Stale => "stale",
+            DropReason::OutsideWindow => "outside-window",
+            DropReason::Duplicate => "duplicate",
+            DropReason::BadStableNotice => "bad-stable-notice",
+            DropReason::DivergedFromStable => "diverged-from-stable",
+            DropReason::StableSnapshotNotKept => "stable-snapshot-not-kept",
+        }
+    }
+}
+
+impl std::fmt::Display for DropReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// Dropped inputs, by reason.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ExecCounters {
-    pub dropped: BTreeMap<&'static str, u64>,
+    pub dropped: BTreeMap<DropReason, u64>,
     pub batches_executed: u64,
     pub requests_executed: u64,
     pub replies_resent: u64,
@@ -192,28 +235,28 @@ impl ExecutionReplica {
         self.outputs.pop_front()
     }
 
-    fn drop_input(&mut self, reason: &'static str) {
-        tracing::debug!(app = %self.config.app, reason, "dropped order");
+    fn drop_input(&mut self, reason: DropReason) {
+        tracing::debug!(app = %self.config.app, %reason, "dropped order");
         *self.counters.dropped.entry(reason).or_default() += 1;
     }
 
     /// An order from agreement replica `from` (already authenticated).
     pub fn handle_order(&mut self, from: ReplicaId, order: AppOrder) {
         if from.index() >= self.config.agreement_replicas {
-            return self.drop_input("unknown-replica");
+            return self.drop_input(DropReason::UnknownReplica);
         }
         if order.app != self.config.app {
-            return self.drop_input("other-app");
+            return self.drop_input(DropReason::OtherApp);
         }
         if order.seq < self.next_seq {
-            return self.drop_input("stale");
+            return self.drop_input(DropReason::Stale);
         }
         if order.seq.0 - self.next_seq.0 >= self.config.window {
-            return self.drop_input("outside-window");
+            return self.drop_input(DropReason::OutsideWindow);
         }
         let from_replica = self.orders.entry(order.seq).or_default();
         if from_replica.contains_key(&from) {
-            return self.drop_input("duplicate");
+            return self.drop_input(DropReason::Duplicate);
         }
         from_replica.insert(from, order);
         self.run();
@@ -255,12 +298,12 @@ impl ExecutionReplica {
         checkpoint: ExecutionCheckpoint,
     ) -> Option<(Seq, Digest)> {
         if from.index() >= self.config.agreement_replicas || checkpoint.app != self.config.app {
-            self.drop_input("bad-stable-notice");
+            self.drop_input(DropReason::BadStableNotice);
             return None;
         }
         let latest = self.store.latest_stable().unwrap_or(Seq(0));
         if checkpoint.seq <= latest {
-            self.drop_input("stale");
+            self.drop_input(DropReason::Stale);
             return None;
         }
         // One pending notice per agreement replica (its latest), so a Byzantine one cannot
@@ -291,14 +334,14 @@ impl ExecutionReplica {
                 // The active replicas agreed on a root this replica did not compute: it
                 // diverged. Detection and replacement act on that; it keeps its state.
                 tracing::warn!(app = %self.config.app, seq = %checkpoint.seq, "state root differs from the stable one");
-                self.drop_input("diverged-from-stable");
+                self.drop_input(DropReason::DivergedFromStable);
             }
             // Every active replica reported this root, so one that has not reached it
             // was not active then: a newcomer behind the others.
             None if checkpoint.seq > self.last_executed() => {
                 return Some((checkpoint.seq, checkpoint.root));
             }
-            None => self.drop_input("stable-snapshot-not-kept"),
+            None => self.drop_input(DropReason::StableSnapshotNotKept),
         }
         None
     }

@@ -7,7 +7,7 @@ pub mod app;
 pub use app::{App, ExecContext, StateAccess};
 pub mod core;
 
-pub use core::{ExecCounters, ExecOutput, ExecutionConfig, ExecutionReplica};
+pub use core::{DropReason, ExecCounters, ExecOutput, ExecutionConfig, ExecutionReplica};
 pub mod driver;
 pub mod fault;
 pub mod fetcher;

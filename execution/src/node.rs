@@ -91,7 +91,9 @@ fn write_status<B: zz_protocol::bus::MessageBus>(
         joining: driver.is_joining(),
         missing_buckets: replica.store().missing_count(),
         fault: (fault != InjectedFault::Honest).then(|| fault.name().to_string()),
-        dropped: reasons(&counters.dropped),
+        dropped: (counters.dropped.iter())
+            .map(|(reason, count)| (reason.to_string(), *count))
+            .collect(),
         rejected: reasons(&driver.counters().rejected),
         updated_unix_ms: unix_ms(),
     };

@@ -284,7 +284,10 @@ fn stable_notices_need_f_plus_one_agreement_replicas_and_the_same_root() {
     other.handle_stable(ReplicaId(3), notice(wrong));
     assert_eq!(other.store().latest_stable(), None);
     assert_eq!(
-        other.counters().dropped.get("diverged-from-stable"),
+        other
+            .counters()
+            .dropped
+            .get(&DropReason::DivergedFromStable),
         Some(&1)
     );
 }
