@@ -10,15 +10,15 @@ use crate::policy::{Command, Member, MemberState, Policy, PolicyConfig};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
+use zz_cluster::ClusterDir;
+use zz_cluster::status_file::{reasons, unix_ms, write_json};
 use zz_protocol::bus::MessageBus;
 use zz_protocol::config::{ClusterConfig, ConfigError, LOCAL_ACTIVATOR, endpoint_for_activator};
 use zz_protocol::messages::Message;
 use zz_protocol::quic::{QuicBus, QuicError};
-use zz_protocol::run_dir::ACTIVATOR_SOCKET;
-use zz_protocol::status_file::{reasons, unix_ms, write_json};
 use zz_protocol::{AppId, Endpoint, ExecutionId, NodeId, ReplicaId, Time};
 
 /// Frames handled in one go before the node looks at its timers again.
@@ -44,11 +44,6 @@ pub enum ActivatorNodeError {
         path: String,
         source: std::io::Error,
     },
-}
-
-/// Where the activator writes its status inside the cluster directory.
-pub fn activator_status_path(dir: &Path) -> PathBuf {
-    dir.join("run").join("activator.json")
 }
 
 /// One execution replica as the activator sees it.
@@ -365,9 +360,10 @@ pub async fn run_activator_node<B: Backend>(
             .map(|app| (app.id, app.name.clone()))
             .collect(),
     );
-    let run_dir = dir.join("run");
+    let cluster_dir = ClusterDir::new(dir);
+    let run_dir = cluster_dir.run_dir();
     std::fs::create_dir_all(&run_dir).map_err(io_error(&run_dir))?;
-    let socket_path = dir.join(ACTIVATOR_SOCKET);
+    let socket_path = cluster_dir.activator_socket();
     let _ = std::fs::remove_file(&socket_path);
     let listener = tokio::net::UnixListener::bind(&socket_path).map_err(io_error(&socket_path))?;
     let (control_sender, mut control_requests) = mpsc::channel(CONTROL_QUEUE_MAX);
@@ -398,7 +394,7 @@ pub async fn run_activator_node<B: Backend>(
             activator.backend_event(format!("start: {error}"));
         }
     }
-    let status_path = activator_status_path(dir);
+    let status_path = cluster_dir.status_path(NodeId::Activator(LOCAL_ACTIVATOR));
     let mut tick = tokio::time::interval(TICK_INTERVAL);
     let mut status_tick = tokio::time::interval(STATUS_FILE_INTERVAL);
     tokio::pin!(shutdown);

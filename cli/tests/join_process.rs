@@ -11,13 +11,15 @@ use common::{Platform, free_base_port, zz_ok};
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
+use zz_cluster::ClusterDir;
 use zz_execution::node::ExecutionStatus;
+use zz_protocol::{ExecutionId, NodeId};
 
 /// Past the first execution checkpoint (every 64 app sequence numbers).
 const PUTS: u32 = 80;
 
 fn status(dir: &Path, id: u32) -> ExecutionStatus {
-    let path = dir.join("run").join(format!("execution-{id}.json"));
+    let path = ClusterDir::new(dir).status_path(NodeId::Execution(ExecutionId(id)));
     serde_json::from_slice(&std::fs::read(&path).expect("status file")).expect("status json")
 }
 

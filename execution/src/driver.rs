@@ -7,9 +7,10 @@
 //! as an argument, so the node and the simulator run the same code.
 
 use crate::core::{ExecOutput, ExecutionReplica};
-use crate::fault::ExecutionFault;
+use crate::fault::FaultyOutputs as _;
 use bytes::Bytes;
 use std::collections::BTreeMap;
+use zz_cluster::Fault;
 use zz_protocol::bus::MessageBus;
 use zz_protocol::messages::{
     BucketData, ExecutionCheckpoint, FetchBucket, FetchOrders, Join, Message,
@@ -55,7 +56,7 @@ pub struct ExecutionDriver<B> {
     /// The snapshots fetchers ask for (leased in the store), by checkpoint.
     leases: BTreeMap<Seq, Lease>,
     /// An injected fault (honest unless an operator or the simulator says otherwise).
-    fault: ExecutionFault,
+    fault: Fault,
 }
 
 /// One bucket asked for and not installed yet.
@@ -114,16 +115,16 @@ impl<B: MessageBus> ExecutionDriver<B> {
             fetches: BTreeMap::new(),
             peer_misses: BTreeMap::new(),
             leases: BTreeMap::new(),
-            fault: ExecutionFault::Honest,
+            fault: Fault::Honest,
         }
     }
 
     /// Misbehave from now on as `fault` says (fault injection).
-    pub fn set_fault(&mut self, fault: ExecutionFault) {
+    pub fn set_fault(&mut self, fault: Fault) {
         self.fault = fault;
     }
 
-    pub fn fault(&self) -> ExecutionFault {
+    pub fn fault(&self) -> Fault {
         self.fault
     }
 

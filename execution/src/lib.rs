@@ -13,4 +13,4 @@ pub mod fault;
 pub mod node;
 
 pub use driver::ExecutionDriver;
-pub use fault::ExecutionFault;
+pub use fault::FaultyOutputs;

@@ -4,16 +4,15 @@
 use crate::app::App;
 use crate::core::{ExecutionConfig, ExecutionReplica};
 use crate::driver::ExecutionDriver;
-use crate::fault::ExecutionFault;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
+use zz_cluster::fault_bus::{FaultSwitch, FaultyBus};
+use zz_cluster::status_file::{reasons, unix_ms, write_json};
+use zz_cluster::{ClusterDir, Fault};
 use zz_protocol::config::{ConfigError, endpoint_for_execution};
-use zz_protocol::fault_bus::{FaultSwitch, FaultyBus};
 use zz_protocol::quic::{QuicBus, QuicError};
-use zz_protocol::run_dir::{InjectedFault, node_name};
-use zz_protocol::status_file::{reasons, unix_ms, write_json};
 use zz_protocol::{ExecutionId, NodeId, Seq, Time};
 use zz_state_fetch::{ObjectStore, StateParams};
 
@@ -42,11 +41,6 @@ pub enum ExecutionNodeError {
         path: String,
         source: std::io::Error,
     },
-}
-
-/// Where execution replica `id` writes its status inside the cluster directory.
-pub fn execution_status_path(dir: &Path, id: ExecutionId) -> PathBuf {
-    dir.join("run").join(format!("execution-{}.json", id.0))
 }
 
 /// What `run/execution-<i>.json` holds.
@@ -79,7 +73,7 @@ fn write_status<B: zz_protocol::bus::MessageBus>(
     dir: &Path,
     id: ExecutionId,
     driver: &ExecutionDriver<B>,
-    fault: InjectedFault,
+    fault: Fault,
 ) -> Result<(), ExecutionNodeError> {
     let replica = driver.replica();
     let counters = replica.counters();
@@ -94,12 +88,12 @@ fn write_status<B: zz_protocol::bus::MessageBus>(
         replies_resent: counters.replies_resent,
         joining: driver.is_joining(),
         missing_buckets: replica.store().missing_count(),
-        fault: (fault != InjectedFault::Honest).then(|| fault.name().to_string()),
+        fault: (fault != Fault::Honest).then(|| fault.to_string()),
         dropped: reasons(&counters.dropped),
         rejected: reasons(&driver.counters().rejected),
         updated_unix_ms: unix_ms(),
     };
-    let path = execution_status_path(dir, id);
+    let path = ClusterDir::new(dir).status_path(NodeId::Execution(id));
     write_json(&path, &status).map_err(|source| ExecutionNodeError::Io {
         path: path.display().to_string(),
         source,
@@ -113,9 +107,9 @@ fn apply_fault<B: zz_protocol::bus::MessageBus>(
     id: ExecutionId,
     driver: &mut ExecutionDriver<B>,
     switch: &FaultSwitch,
-    current: &mut InjectedFault,
+    current: &mut Fault,
 ) {
-    let fault = InjectedFault::read(dir, &node_name(NodeId::Execution(id)));
+    let fault = Fault::read(&ClusterDir::new(dir), NodeId::Execution(id));
     if fault == *current {
         return;
     }
@@ -123,9 +117,8 @@ fn apply_fault<B: zz_protocol::bus::MessageBus>(
     *current = fault;
     switch.set_fault(fault);
     driver.set_fault(match fault {
-        InjectedFault::CorruptReply => ExecutionFault::CorruptReply,
-        InjectedFault::CorruptState => ExecutionFault::CorruptState,
-        _ => ExecutionFault::Honest,
+        Fault::CorruptReply | Fault::CorruptState => fault,
+        _ => Fault::Honest,
     });
 }
 
@@ -143,7 +136,7 @@ pub async fn run_execution_node(
     let member = cluster
         .execution(id)
         .ok_or(ExecutionNodeError::Unknown { id })?;
-    let run_dir = dir.join("run");
+    let run_dir = ClusterDir::new(dir).run_dir();
     std::fs::create_dir_all(&run_dir).map_err(|source| ExecutionNodeError::Io {
         path: run_dir.display().to_string(),
         source,
@@ -176,7 +169,7 @@ pub async fn run_execution_node(
     tracing::info!(execution = %id, app = %member.app, address = %bus.local_addr(), "execution replica started");
     let bus = FaultyBus::new(bus);
     let switch = bus.switch();
-    let mut fault = InjectedFault::Honest;
+    let mut fault = Fault::Honest;
     let peers = (cluster.executions_of(member.app).into_iter())
         .filter(|peer| *peer != id)
         .collect();
@@ -193,7 +186,7 @@ pub async fn run_execution_node(
     })?;
     // `zz inject` sends SIGUSR2 after writing the fault file, so the fault shows at once.
     let mut injected =
-        zz_protocol::run_dir::fault_signal().map_err(|source| ExecutionNodeError::Io {
+        zz_cluster::fault::fault_signal().map_err(|source| ExecutionNodeError::Io {
             path: "SIGUSR2 handler".into(),
             source,
         })?;

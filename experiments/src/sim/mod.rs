@@ -33,7 +33,7 @@ use activation::AlarmLedger;
 use bytes::Bytes;
 use byzantine::Byzantine;
 use rng::SimRng;
-use scenario::{InjectedFault, Scenario};
+use scenario::Scenario;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use zz_activator::policy::{Command, Member, MemberState, Policy, PolicyConfig};
@@ -42,9 +42,8 @@ use zz_agreement::orders::ExecutionGroups;
 use zz_agreement::storage::MemoryStorage;
 use zz_agreement::{Replica, ReplicaConfig};
 use zz_client::{ClientCore, Destination};
-use zz_execution::{
-    ExecOutput, ExecutionConfig, ExecutionDriver, ExecutionFault, ExecutionReplica,
-};
+use zz_cluster::Fault;
+use zz_execution::{ExecOutput, ExecutionConfig, ExecutionDriver, ExecutionReplica};
 use zz_protocol::bus::MessageBus;
 use zz_protocol::config::LOCAL_ACTIVATOR;
 use zz_protocol::envelope::Envelope;
@@ -235,7 +234,7 @@ enum Event {
     ExecutionFault {
         execution: ExecutionId,
         instance: u64,
-        fault: InjectedFault,
+        fault: Fault,
     },
     /// The backend finished starting this instance as a standby.
     StandbyReady {
@@ -287,7 +286,7 @@ impl SimExecution {
             && self
                 .driver
                 .as_ref()
-                .is_some_and(|driver| driver.fault() == ExecutionFault::Honest)
+                .is_some_and(|driver| driver.fault() == Fault::Honest)
     }
 
     fn faulty(&self) -> bool {
@@ -295,7 +294,7 @@ impl SimExecution {
             || self
                 .driver
                 .as_ref()
-                .is_some_and(|driver| driver.fault() != ExecutionFault::Honest)
+                .is_some_and(|driver| driver.fault() != Fault::Honest)
     }
 }
 
@@ -631,7 +630,7 @@ impl World {
             let Some(driver) = sim.driver.as_ref().filter(|_| sim.running()) else {
                 continue;
             };
-            if driver.fault() != zz_execution::ExecutionFault::Honest {
+            if driver.fault() != Fault::Honest {
                 continue;
             }
             if driver.is_joining() {
@@ -831,11 +830,11 @@ impl World {
                 {
                     self.stats.execution_faults_injected += 1;
                     match fault {
-                        InjectedFault::Crash => {
+                        Fault::Crash => {
                             sim.crashed = true;
                             sim.bus.drain();
                         }
-                        InjectedFault::Misbehave(fault) => driver.set_fault(fault),
+                        fault => driver.set_fault(fault),
                     }
                 }
             }
