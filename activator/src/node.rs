@@ -19,7 +19,7 @@ use zz_protocol::bus::MessageBus;
 use zz_protocol::config::{ClusterConfig, ConfigError, LOCAL_ACTIVATOR, endpoint_for_activator};
 use zz_protocol::messages::Message;
 use zz_protocol::quic::{QuicBus, QuicError};
-use zz_protocol::{AppId, Endpoint, ExecutionId, NodeId, ReplicaId, Time};
+use zz_protocol::{AppId, Endpoint, ExecutionId, NodeId, RejectReason, ReplicaId, Time};
 
 /// Frames handled in one go before the node looks at its timers again.
 const FRAMES_PER_TURN_MAX: usize = 256;
@@ -99,7 +99,7 @@ struct Activator<B> {
     wakes_received: u64,
     faulty_received: u64,
     commands_failed: u64,
-    rejected: BTreeMap<&'static str, u64>,
+    rejected: BTreeMap<RejectReason, u64>,
 }
 
 impl<B: Backend> Activator<B> {
@@ -134,7 +134,12 @@ impl<B: Backend> Activator<B> {
                     self.faulty_received += 1;
                     self.policy.handle_faulty(now, from, faulty);
                 }
-                _ => *self.rejected.entry("unexpected-kind").or_default() += 1,
+                _ => {
+                    *self
+                        .rejected
+                        .entry(RejectReason::UnexpectedKind)
+                        .or_default() += 1
+                }
             },
             Err(rejection) => {
                 tracing::debug!(%rejection, "rejected frame");

@@ -15,15 +15,10 @@ use zz_protocol::bus::MessageBus;
 use zz_protocol::messages::{
     BucketData, ExecutionCheckpoint, FetchBucket, FetchOrders, Join, Message,
 };
-use zz_protocol::{Digest, Endpoint, ExecutionId, NodeId, ReplicaId, Seq, Time};
+use zz_protocol::{
+    Digest, Endpoint, ExecutionId, FrameCounters, NodeId, RejectReason, ReplicaId, Seq, Time,
+};
 use zz_state_fetch::{BucketIndex, BucketProof};
-
-/// Frames rejected before the core saw them, by reason.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ExecutionDriverCounters {
-    pub frames_received: u64,
-    pub rejected: BTreeMap<&'static str, u64>,
-}
 
 /// See the module documentation.
 pub struct ExecutionDriver<B> {
@@ -31,7 +26,7 @@ pub struct ExecutionDriver<B> {
     endpoint: Endpoint,
     bus: B,
     agreement_replicas: u32,
-    counters: ExecutionDriverCounters,
+    counters: FrameCounters,
     /// Executed and checkpoint reports since the last [`ExecutionDriver::take_reports`].
     reports: Vec<ExecOutput>,
     /// Buckets the core is waiting for (the lazy fetch path drains these).
@@ -104,7 +99,7 @@ impl<B: MessageBus> ExecutionDriver<B> {
             endpoint,
             bus,
             agreement_replicas,
-            counters: ExecutionDriverCounters::default(),
+            counters: FrameCounters::default(),
             reports: Vec::new(),
             needed: Vec::new(),
             joining: None,
@@ -131,7 +126,7 @@ impl<B: MessageBus> ExecutionDriver<B> {
     pub fn replica(&self) -> &ExecutionReplica {
         &self.replica
     }
-    pub fn counters(&self) -> &ExecutionDriverCounters {
+    pub fn counters(&self) -> &FrameCounters {
         &self.counters
     }
 
@@ -342,7 +337,7 @@ impl<B: MessageBus> ExecutionDriver<B> {
             return;
         };
         if checkpoint.app != self.replica.app() {
-            return self.reject("other-app");
+            return self.reject(RejectReason::OtherApp);
         }
         answers.insert(from, (checkpoint.seq, checkpoint.root));
         if answers.len() >= answers_wanted {
@@ -387,8 +382,8 @@ impl<B: MessageBus> ExecutionDriver<B> {
         self.broadcast(&fetch);
     }
 
-    fn reject(&mut self, reason: &'static str) {
-        *self.counters.rejected.entry(reason).or_default() += 1;
+    fn reject(&mut self, reason: RejectReason) {
+        self.counters.count_rejection(reason);
     }
 
     pub fn handle_frame(&mut self, frame: &[u8]) {
@@ -449,18 +444,18 @@ impl<B: MessageBus> ExecutionDriver<B> {
                             Ok(()) => true,
                             // A second answer to an ask that was retried: harmless.
                             Err(zz_state_fetch::StateError::BucketPresent { .. }) => {
-                                self.reject("bucket-already-present");
+                                self.reject(RejectReason::BucketAlreadyPresent);
                                 true
                             }
                             Err(error) => {
                                 tracing::debug!(app = %self.replica.app(), %error, "bucket refused");
-                                self.reject("bad-bucket");
+                                self.reject(RejectReason::BadBucket);
                                 false
                             }
                         }
                     }
                     _ => {
-                        self.reject("bucket-missing-or-undecodable");
+                        self.reject(RejectReason::BucketMissingOrUndecodable);
                         false
                     }
                 };
@@ -482,10 +477,10 @@ impl<B: MessageBus> ExecutionDriver<B> {
                         self.send(NodeId::Client(client), &Message::Reply(reply))
                     }
                     // Not executed yet (or long superseded): the order will bring it.
-                    None => self.reject("retransmission-not-cached"),
+                    None => self.reject(RejectReason::RetransmissionNotCached),
                 }
             }
-            _ => self.reject("unexpected-kind"),
+            _ => self.reject(RejectReason::UnexpectedKind),
         }
         self.flush();
     }

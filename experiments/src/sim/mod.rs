@@ -48,7 +48,9 @@ use zz_protocol::bus::MessageBus;
 use zz_protocol::config::LOCAL_ACTIVATOR;
 use zz_protocol::envelope::Envelope;
 use zz_protocol::messages::{Message, Request};
-use zz_protocol::{AppId, ClientId, Digest, Endpoint, ExecutionId, NodeId, ReplicaId, Seq, Time};
+use zz_protocol::{
+    AppId, ClientId, Digest, Endpoint, ExecutionId, NodeId, RejectReason, ReplicaId, Seq, Time,
+};
 use zz_state_fetch::{ObjectStore, StateParams};
 
 /// Apps in every simulated cluster: app 0 runs kv, app 1 runs null; each has f+1
@@ -1531,7 +1533,7 @@ fn bad_buckets(driver: &ExecutionDriver<SimBus>) -> u64 {
     driver
         .counters()
         .rejected
-        .get("bad-bucket")
+        .get(&RejectReason::BadBucket)
         .copied()
         .unwrap_or(0)
 }
