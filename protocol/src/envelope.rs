@@ -416,6 +416,16 @@ pub fn encode_envelope(envelope: &Envelope) -> Vec<u8> {
     postcard::to_stdvec(envelope).expect("encoding an envelope cannot fail")
 }
 
+/// The message inside a frame, read without opening it: UNAUTHENTICATED. No size limit,
+/// MAC, signature or certificate is checked, so anyone may have forged it, and trailing
+/// bytes are ignored. Only for deciding which endpoint should open a frame, or for a
+/// harness that reads what its own nodes sent; everything else goes through
+/// [`Endpoint::open`].
+pub fn peek_message(frame: &[u8]) -> Option<Message> {
+    let envelope: Envelope = postcard::from_bytes(frame).ok()?;
+    postcard::from_bytes(&envelope.payload).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::RejectReason;

@@ -46,7 +46,7 @@ use zz_cluster::Fault;
 use zz_execution::{ExecOutput, ExecutionConfig, ExecutionDriver, ExecutionReplica};
 use zz_protocol::bus::MessageBus;
 use zz_protocol::config::LOCAL_ACTIVATOR;
-use zz_protocol::envelope::Envelope;
+use zz_protocol::envelope::peek_message;
 use zz_protocol::messages::{Message, Request};
 use zz_protocol::{
     AppId, ClientId, Digest, Endpoint, ExecutionId, NodeId, RejectReason, ReplicaId, Seq, Time,
@@ -1092,7 +1092,7 @@ impl World {
         }
         for (to, frame) in &frames {
             if let NodeId::Client(client) = to
-                && let Some(Message::Reply(reply)) = decode(frame)
+                && let Some(Message::Reply(reply)) = peek_message(frame)
             {
                 match self.correct_results.get(&(*client, reply.timestamp)) {
                     Some(result) if *result != reply.result => {
@@ -1536,12 +1536,6 @@ fn bad_buckets(driver: &ExecutionDriver<SimBus>) -> u64 {
         .get(&RejectReason::BadBucket)
         .copied()
         .unwrap_or(0)
-}
-
-/// The message inside a sealed frame, unauthenticated (the checker reads what a node sent).
-fn decode(frame: &[u8]) -> Option<Message> {
-    let envelope: Envelope = postcard::from_bytes(frame).ok()?;
-    postcard::from_bytes(&envelope.payload).ok()
 }
 
 /// Agreement replicas vote for nothing here: every app has execution replicas.
