@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use zz_protocol::run_dir::ACTIVATOR_SOCKET;
+use zz_cluster::ClusterDir;
 
 /// Bytes in a request at most.
 pub const REQUEST_BYTES_MAX: usize = 4096;
@@ -27,7 +27,7 @@ pub enum ControlAnswer {
 
 /// Send `request` to the activator of the platform in `dir` and wait for its answer.
 pub async fn request(dir: &Path, request: &ControlRequest) -> std::io::Result<ControlAnswer> {
-    let path = dir.join(ACTIVATOR_SOCKET);
+    let path = ClusterDir::new(dir).activator_socket();
     let exchange = async {
         let mut stream = tokio::net::UnixStream::connect(&path).await?;
         let mut line = serde_json::to_vec(request).map_err(std::io::Error::other)?;

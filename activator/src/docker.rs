@@ -22,8 +22,6 @@ use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// The platform description, in the cluster directory.
-pub const PLATFORM_FILE: &str = "docker.json";
 /// How long the engine may take to answer a ping before zz calls it absent.
 const PING_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -119,7 +117,7 @@ pub struct DockerPlatform {
 
 impl DockerPlatform {
     pub fn path(dir: &Path) -> PathBuf {
-        dir.join(PLATFORM_FILE)
+        zz_cluster::ClusterDir::new(dir).docker_platform_file()
     }
 
     /// The platform of the cluster in `dir`, if `zz up --backend docker` placed one.

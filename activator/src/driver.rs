@@ -22,7 +22,7 @@ use bytes::Bytes;
 use std::collections::{BTreeMap, VecDeque};
 use zz_protocol::bus::MessageBus;
 use zz_protocol::messages::{Faulty, Message, Wake};
-use zz_protocol::{AppId, Endpoint, ExecutionId, NodeId, ReplicaId, Time};
+use zz_protocol::{AppId, Endpoint, ExecutionId, NodeId, RejectReason, ReplicaId, Time};
 
 /// How often the policy's timers run and the backend is asked which starts completed.
 pub const TICK_MICROS: u64 = 20_000;
@@ -50,7 +50,7 @@ pub struct ActivatorCounters {
     /// Backend commands that failed.
     pub commands_failed: u64,
     /// Frames rejected before the policy (decode, MAC, sender, kind), by reason.
-    pub rejected: BTreeMap<&'static str, u64>,
+    pub rejected: BTreeMap<RejectReason, u64>,
 }
 
 /// An alarm from an agreement replica.
@@ -164,7 +164,9 @@ impl<M: MessageBus, K: Backend> ActivatorDriver<M, K> {
             (NodeId::Replica(from), Message::Wake(wake)) => (from, Alarm::Wake(wake)),
             (NodeId::Replica(from), Message::Faulty(faulty)) => (from, Alarm::Faulty(faulty)),
             _ => {
-                *self.counters.rejected.entry("unexpected-kind").or_default() += 1;
+                *(self.counters.rejected)
+                    .entry(RejectReason::UnexpectedKind)
+                    .or_default() += 1;
                 return None;
             }
         };

@@ -1,57 +1,27 @@
-//! The activator node (`zz node activator`): the host's replica control daemon. It starts
-//! the host's execution replicas through a [`Backend`], listens over QUIC for agreement
-//! replicas' `Wake` and `Faulty` alarms, feeds them to the [`Policy`], carries out its
-//! commands, announces memberships, answers `zz scale` on its control socket and writes
-//! `run/activator.json` for `zz status`. It owns the I/O; the policy decides.
+//! The activator node (`zz node activator`): the host's replica control daemon. It runs
+//! the [`ActivatorDriver`] in the node harness (QUIC, the clock, the status file
+//! `run/activator.json`); what is its own is the control socket `zz scale` talks to,
+//! whose requests reach the driver through the harness's side channel.
 
 use crate::backend::Backend;
 use crate::control::{self, ControlAnswer, ControlRequest};
 use crate::driver::{ActivatorDriver, ActivatorSetup};
 use crate::policy::{Member, MemberState, PolicyConfig};
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::path::Path;
 use tokio::sync::{mpsc, oneshot};
-use zz_protocol::config::{ClusterConfig, ConfigError, LOCAL_ACTIVATOR, endpoint_for_activator};
-use zz_protocol::quic::{QuicBus, QuicError};
-use zz_protocol::run_dir::ACTIVATOR_SOCKET;
-use zz_protocol::status_file::{unix_ms, write_json};
+use zz_cluster::harness::{Harness, NodeError, NodeLoop, StatusContext};
+use zz_protocol::config::{ClusterConfig, LOCAL_ACTIVATOR, endpoint_for_activator};
+use zz_protocol::quic::QuicBus;
 use zz_protocol::{AppId, NodeId, Time};
 
 pub use crate::status::{ActivatorStatus, Event, MemberStatus, PoolStatus};
 
-/// Frames handled in one go before the node looks at its timers again.
-const FRAMES_PER_TURN_MAX: usize = 256;
-/// How often the node rewrites its status file.
-const STATUS_FILE_INTERVAL: Duration = Duration::from_millis(250);
 /// Control requests waiting for the main loop at most.
 const CONTROL_QUEUE_MAX: usize = 16;
 
-/// Why the activator could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum ActivatorNodeError {
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    #[error(transparent)]
-    Quic(#[from] QuicError),
-    #[error("{path}: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
-}
-
-/// Where the activator writes its status inside the cluster directory.
-pub fn activator_status_path(dir: &Path) -> PathBuf {
-    dir.join("run").join("activator.json")
-}
-
-fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> ActivatorNodeError + '_ {
-    move |source| ActivatorNodeError::Io {
-        path: path.display().to_string(),
-        source,
-    }
-}
+/// A control request and where its answer goes.
+type Control = (ControlRequest, oneshot::Sender<ControlAnswer>);
 
 /// Each app's members as configured: active, standbys to start, spare slots.
 fn configured_members(cluster: &ClusterConfig) -> BTreeMap<AppId, Vec<Member>> {
@@ -72,10 +42,7 @@ fn configured_members(cluster: &ClusterConfig) -> BTreeMap<AppId, Vec<Member>> {
 }
 
 /// Accept control connections and hand each request to the main loop.
-fn serve_control(
-    listener: tokio::net::UnixListener,
-    requests: mpsc::Sender<(ControlRequest, oneshot::Sender<ControlAnswer>)>,
-) {
+fn serve_control(listener: tokio::net::UnixListener, requests: mpsc::Sender<Control>) {
     tokio::spawn(async move {
         while let Ok((mut stream, _)) = listener.accept().await {
             let requests = requests.clone();
@@ -99,6 +66,40 @@ fn serve_control(
     });
 }
 
+struct ActivatorNode<B, C> {
+    driver: ActivatorDriver<QuicBus, B>,
+    clock: C,
+}
+
+impl<B: Backend, C: Fn() -> Time + Copy> NodeLoop for ActivatorNode<B, C> {
+    type Status = ActivatorStatus;
+    type Side = Control;
+
+    fn handle_frame(&mut self, now: Time, frame: &[u8]) {
+        self.driver.handle_frame(now, frame);
+    }
+
+    fn poll_timeout(&self) -> Option<Time> {
+        Some(self.driver.poll_timeout())
+    }
+
+    async fn handle_timeout(&mut self, now: Time) {
+        self.driver.handle_timeout(now).await;
+    }
+
+    fn handle_side(&mut self, now: Time, (request, reply): Control) {
+        let _ = reply.send(self.driver.handle_control(now, request));
+    }
+
+    async fn end_turn(&mut self, _now: Time) {
+        self.driver.carry_out(self.clock).await;
+    }
+
+    fn status(&self, context: &StatusContext) -> ActivatorStatus {
+        self.driver.status(context.pid, context.unix_ms)
+    }
+}
+
 /// Run the activator of the cluster in `dir` with `backend` until `shutdown`. It starts
 /// every configured execution replica that is not a spare slot; it leaves them running
 /// when it stops (`zz down` stops them).
@@ -106,8 +107,8 @@ pub async fn run_activator_node<B: Backend>(
     dir: &Path,
     backend: B,
     shutdown: impl std::future::Future<Output = ()>,
-) -> Result<(), ActivatorNodeError> {
-    zz_protocol::quic::install_crypto_provider();
+) -> Result<(), NodeError> {
+    let harness = Harness::new(dir, NodeId::Activator(LOCAL_ACTIVATOR))?;
     let (cluster, endpoint) = endpoint_for_activator(dir)?;
     let settings = cluster
         .activator
@@ -125,54 +126,24 @@ pub async fn run_activator_node<B: Backend>(
         app_names: (cluster.apps.iter())
             .map(|app| (app.id, app.name.clone()))
             .collect(),
-        wall_clock_at_zero_ms: unix_ms(),
+        wall_clock_at_zero_ms: harness.wall_clock_at_zero_ms(),
     };
-    let run_dir = dir.join("run");
-    std::fs::create_dir_all(&run_dir).map_err(io_error(&run_dir))?;
-    let socket_path = dir.join(ACTIVATOR_SOCKET);
+    let socket_path = harness.dir().activator_socket();
     let _ = std::fs::remove_file(&socket_path);
-    let listener = tokio::net::UnixListener::bind(&socket_path).map_err(io_error(&socket_path))?;
-    let (control_sender, mut control_requests) = mpsc::channel(CONTROL_QUEUE_MAX);
+    let listener = tokio::net::UnixListener::bind(&socket_path)
+        .map_err(NodeError::io(socket_path.display()))?;
+    let (control_sender, control_requests) = mpsc::channel(CONTROL_QUEUE_MAX);
     serve_control(listener, control_sender);
-    let (bus, mut inbox) = QuicBus::start_node(dir, &cluster, NodeId::Activator(LOCAL_ACTIVATOR))?;
+    let (bus, inbox) = harness.start_plain_bus(&cluster)?;
     tracing::info!(address = %bus.local_addr(), backend = backend.name(), "activator started");
-    let started = Instant::now();
-    let now = || Time(started.elapsed().as_micros() as u64);
+    let clock = harness.clock();
     let mut driver = ActivatorDriver::new(setup, endpoint, bus, backend);
-    driver.start_members(now).await;
-    let status_path = activator_status_path(dir);
-    let write_status = |driver: &ActivatorDriver<QuicBus, B>| {
-        write_json(&status_path, &driver.status(std::process::id(), unix_ms()))
-    };
-    let mut status_tick = tokio::time::interval(STATUS_FILE_INTERVAL);
-    tokio::pin!(shutdown);
-    loop {
-        let deadline = started + Duration::from_micros(driver.poll_timeout().as_micros());
-        tokio::select! {
-            frame = inbox.recv() => {
-                let Some(frame) = frame else { break };
-                driver.handle_frame(now(), &frame);
-                for _ in 1..FRAMES_PER_TURN_MAX {
-                    let Ok(frame) = inbox.try_recv() else { break };
-                    driver.handle_frame(now(), &frame);
-                }
-            }
-            () = tokio::time::sleep_until(deadline.into()) => driver.handle_timeout(now()).await,
-            Some((request, reply)) = control_requests.recv() => {
-                let answer = driver.handle_control(now(), request);
-                let _ = reply.send(answer);
-            }
-            _ = status_tick.tick() => {
-                if let Err(error) = write_status(&driver) {
-                    tracing::warn!(%error, "cannot write status file");
-                }
-            }
-            () = &mut shutdown => break,
-        }
-        driver.carry_out(now).await;
-    }
-    let _ = write_status(&driver);
+    driver.start_members(clock).await;
+    let mut node = ActivatorNode { driver, clock };
+    let result = harness
+        .run(&mut node, inbox, Some(control_requests), shutdown)
+        .await;
     let _ = std::fs::remove_file(&socket_path);
     tracing::info!("activator stopped");
-    Ok(())
+    result
 }

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use zz_protocol::bus::MessageBus;
 use zz_protocol::config::LOCAL_ACTIVATOR;
 use zz_protocol::messages::{AppOrder, ExecutionCheckpoint, Message, Order, Reply};
-use zz_protocol::{ClientId, Endpoint, NodeId, ReplicaId, Seq, Time, View};
+use zz_protocol::{ClientId, Endpoint, FrameCounters, NodeId, ReplicaId, Seq, Time, View};
 
 /// What the driver hands up to whoever consumes ordered batches.
 #[derive(Clone, Debug, PartialEq)]
@@ -23,13 +23,6 @@ pub enum Delivery {
     AppOrder(AppOrder),
     /// Sequence numbers up to this one were skipped by a state transfer.
     Skipped(Seq),
-}
-
-/// Frames the driver rejected before the core saw them, by reason.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct DriverCounters {
-    pub frames_received: u64,
-    pub rejected: BTreeMap<&'static str, u64>,
 }
 
 /// A replica core with its I/O seams. See the module documentation.
@@ -43,7 +36,7 @@ pub struct ReplicaDriver<B, S> {
     orders: OrderRouter,
     /// Watches the execution replicas' reports and raises alarms for the activator.
     detector: Detector,
-    counters: DriverCounters,
+    counters: FrameCounters,
     deliveries: Vec<Delivery>,
 }
 
@@ -65,7 +58,7 @@ impl<B: MessageBus, S: Storage> ReplicaDriver<B, S> {
                 &BTreeMap::new(),
                 &BTreeMap::new(),
             ),
-            counters: DriverCounters::default(),
+            counters: FrameCounters::default(),
             deliveries: Vec::new(),
         }
     }
@@ -122,7 +115,7 @@ impl<B: MessageBus, S: Storage> ReplicaDriver<B, S> {
     pub fn replica(&self) -> &Replica {
         &self.replica
     }
-    pub fn counters(&self) -> &DriverCounters {
+    pub fn counters(&self) -> &FrameCounters {
         &self.counters
     }
     pub fn storage(&self) -> &S {
@@ -241,11 +234,7 @@ impl<B: MessageBus, S: Storage> ReplicaDriver<B, S> {
             },
             Err(rejection) => {
                 tracing::debug!(replica = %self.replica.id(), %rejection, "rejected frame");
-                *self
-                    .counters
-                    .rejected
-                    .entry(rejection.reason())
-                    .or_default() += 1;
+                self.counters.count_rejection(rejection.reason());
             }
         }
         self.flush(now);

@@ -6,13 +6,13 @@ use crate::driver::{Delivery, ReplicaDriver};
 use crate::storage::{FileStorage, StorageError};
 use serde::Serialize;
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
+use zz_cluster::fault_bus::{FaultSwitch, FaultyBus};
+use zz_cluster::status_file::{reasons, unix_ms, write_json};
+use zz_cluster::{ClusterDir, Fault};
 use zz_protocol::config::{ConfigError, endpoint_for_replica};
-use zz_protocol::fault_bus::{FaultSwitch, FaultyBus};
 use zz_protocol::quic::{QuicBus, QuicError};
-use zz_protocol::run_dir::{InjectedFault, node_name};
-use zz_protocol::status_file::{reasons, unix_ms, write_json};
 use zz_protocol::{NodeId, ReplicaId, Time};
 
 /// Frames handled in one go before the node looks at its timers again.
@@ -36,15 +36,6 @@ pub enum NodeError {
         path: String,
         source: std::io::Error,
     },
-}
-
-/// Where a replica keeps its record file and status file inside the cluster directory.
-pub fn records_path(dir: &Path, id: ReplicaId) -> PathBuf {
-    dir.join("state").join(format!("replica-{}.records", id.0))
-}
-
-pub fn status_path(dir: &Path, id: ReplicaId) -> PathBuf {
-    dir.join("run").join(format!("replica-{}.json", id.0))
 }
 
 /// What `run/replica-<i>.json` holds: a replica's progress and counters, for `zz status`
@@ -78,7 +69,7 @@ pub struct NodeStatus {
 
 type NodeDriver = ReplicaDriver<FaultyBus<QuicBus>, FileStorage>;
 
-fn write_status(dir: &Path, driver: &NodeDriver, fault: InjectedFault) -> Result<(), NodeError> {
+fn write_status(dir: &Path, driver: &NodeDriver, fault: Fault) -> Result<(), NodeError> {
     let replica = driver.replica();
     let counters = replica.counters();
     let status = NodeStatus {
@@ -98,10 +89,10 @@ fn write_status(dir: &Path, driver: &NodeDriver, fault: InjectedFault) -> Result
         dropped: reasons(&counters.dropped),
         rejected: reasons(&driver.counters().rejected),
         transport_dropped: zz_protocol::bus::MessageBus::dropped_frames(driver.bus()),
-        fault: (fault != InjectedFault::Honest).then(|| fault.name().to_string()),
+        fault: (fault != Fault::Honest).then(|| fault.to_string()),
         updated_unix_ms: unix_ms(),
     };
-    let path = status_path(dir, replica.id());
+    let path = ClusterDir::new(dir).status_path(NodeId::Replica(replica.id()));
     write_json(&path, &status).map_err(|source| NodeError::Io {
         path: path.display().to_string(),
         source,
@@ -116,8 +107,8 @@ fn create_dir(path: &Path) -> Result<(), NodeError> {
 }
 
 /// Show the fault `zz inject` wrote for this replica (mute or slow), if it changed.
-fn apply_fault(dir: &Path, id: ReplicaId, switch: &FaultSwitch, current: &mut InjectedFault) {
-    let fault = InjectedFault::read(dir, &node_name(NodeId::Replica(id)));
+fn apply_fault(dir: &Path, id: ReplicaId, switch: &FaultSwitch, current: &mut Fault) {
+    let fault = Fault::read(&ClusterDir::new(dir), NodeId::Replica(id));
     if fault != *current {
         tracing::warn!(replica = %id, fault = fault.name(), "injected fault");
         *current = fault;
@@ -139,9 +130,10 @@ pub async fn run_agreement_node(
         .signing_key
         .clone()
         .ok_or(NodeError::NoSigningKey { id })?;
-    create_dir(&dir.join("state"))?;
-    create_dir(&dir.join("run"))?;
-    let (storage, records) = FileStorage::open(&records_path(dir, id))?;
+    let cluster_dir = ClusterDir::new(dir);
+    create_dir(&cluster_dir.state_dir())?;
+    create_dir(&cluster_dir.run_dir())?;
+    let (storage, records) = FileStorage::open(&cluster_dir.records_path(id))?;
     let started = Instant::now();
     let config = ReplicaConfig {
         id,
@@ -168,10 +160,10 @@ pub async fn run_agreement_node(
     );
     let bus = FaultyBus::new(bus);
     let switch = bus.switch();
-    let mut fault = InjectedFault::Honest;
+    let mut fault = Fault::Honest;
     apply_fault(dir, id, &switch, &mut fault);
     // `zz inject` sends SIGUSR2 after writing the fault file, so the fault shows at once.
-    let mut injected = zz_protocol::run_dir::fault_signal().map_err(|source| NodeError::Io {
+    let mut injected = zz_cluster::fault::fault_signal().map_err(|source| NodeError::Io {
         path: "SIGUSR2 handler".into(),
         source,
     })?;

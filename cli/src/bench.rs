@@ -41,7 +41,7 @@ pub struct BenchArgs {
     pub inject_at: Option<Duration>,
     /// With --inject-at: the fault to inject.
     #[arg(value_enum, requires = "inject_at")]
-    pub fault: Option<crate::operate::Fault>,
+    pub fault: Option<crate::operate::Injection>,
     /// With --inject-at: the replica to inject into (default: the last active kv replica).
     #[arg(long, requires = "inject_at")]
     pub inject_into: Option<String>,

@@ -15,8 +15,8 @@ use std::path::Path;
 use std::time::Instant;
 use zz_activator::docker::image::ensure_image;
 use zz_activator::docker::{self, DockerPlatform, NodeContainer, node_address, place_platform};
-use zz_protocol::config::{CLUSTER_FILE, ClusterConfig};
-use zz_protocol::run_dir;
+use zz_cluster::{ClusterDir, save_cluster_config};
+use zz_protocol::config::ClusterConfig;
 
 /// Each node's container, by node name ("replica-0"), for `zz status`.
 pub type ContainerView = BTreeMap<String, NodeContainer>;
@@ -165,7 +165,7 @@ pub async fn up(args: &UpArgs) -> Result<()> {
 /// The cluster configuration in `dir`, written by `zz init` if there is none; refused if
 /// processes of the platform still run.
 fn configure(args: &UpArgs, dir: &Path) -> Result<ClusterConfig> {
-    let config = if dir.join(CLUSTER_FILE).exists() {
+    let config = if ClusterDir::new(dir).cluster_file().exists() {
         ClusterConfig::load(dir)?
     } else {
         let mut init = args.init.clone();
@@ -192,20 +192,20 @@ async fn start(
 ) -> Result<std::process::Child> {
     let dir = platform.dir.clone();
     place_addresses(config, platform)?;
-    config.save(&dir)?;
+    save_cluster_config(&dir, config)?;
     platform.save()?;
-    for sub in ["run", "logs", "state"] {
-        std::fs::create_dir_all(dir.join(sub))
-            .with_context(|| format!("cannot create {}", dir.join(sub).display()))?;
+    let files = ClusterDir::new(&dir);
+    for sub in files.working_dirs() {
+        std::fs::create_dir_all(&sub)
+            .with_context(|| format!("cannot create {}", sub.display()))?;
     }
     let begun = Instant::now();
     for node in nodes(config) {
-        let name = node.name();
         for stale in [
-            run_dir::pause_path(&dir, &name),
-            run_dir::fault_path(&dir, &name),
-            run_dir::pid_path(&dir, &name),
-            node.status_path(&dir),
+            files.pause_path(node.id()),
+            files.fault_path(node.id()),
+            files.pid_path(node.id()),
+            files.status_path(node.id()),
         ] {
             let _ = std::fs::remove_file(stale);
         }

@@ -7,12 +7,15 @@
 use crate::containers::{self, ContainerFault};
 use crate::platform::{self, Node, nodes};
 use anyhow::{Context, Result, bail};
+use clap::builder::PossibleValue;
 use clap::{Args, ValueEnum};
 use std::path::PathBuf;
 use zz_activator::control::{self, ControlAnswer, ControlRequest};
 use zz_activator::freezer;
+use zz_cluster::dir::process_alive;
+use zz_cluster::fault::SLOW_DELAY_MS_DEFAULT;
+use zz_cluster::{ClusterDir, Fault};
 use zz_protocol::config::ClusterConfig;
-use zz_protocol::run_dir::{self, InjectedFault};
 
 #[derive(Args, Debug)]
 pub struct ScaleArgs {
@@ -49,40 +52,74 @@ pub async fn scale(args: &ScaleArgs) -> Result<()> {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum Fault {
-    /// Kill the process (or the container).
-    Crash,
+/// What `zz inject` does to a node: show a [`Fault`] (the type the nodes and the
+/// simulator share), or one of the operator's actions that are no fault of the node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Injection {
+    /// Crash kills the node; the others are written to its fault file.
+    Fault(Fault),
     /// The same as crash: kill the container (or the process).
     Kill,
     /// Cut the node's container off the platform network (Docker platforms).
     Partition,
-    /// Drop every message the node sends.
-    Mute,
-    /// Delay every message the node sends by --delay-ms.
-    Slow,
-    /// An execution replica answers clients wrongly.
-    CorruptReply,
-    /// An execution replica serves wrong buckets and reports wrong checkpoint roots.
-    CorruptState,
     /// Undo the fault: reconnect a partitioned container, restart a crashed agreement
     /// replica.
     Heal,
 }
 
-impl Fault {
+impl Injection {
     /// The name the command line takes.
     pub fn name(self) -> &'static str {
         match self {
-            Fault::Crash => "crash",
-            Fault::Kill => "kill",
-            Fault::Partition => "partition",
-            Fault::Mute => "mute",
-            Fault::Slow => "slow",
-            Fault::CorruptReply => "corrupt-reply",
-            Fault::CorruptState => "corrupt-state",
-            Fault::Heal => "heal",
+            Injection::Fault(fault) => fault.name(),
+            Injection::Kill => "kill",
+            Injection::Partition => "partition",
+            Injection::Heal => "heal",
         }
+    }
+
+    fn help(self) -> &'static str {
+        match self {
+            Injection::Fault(Fault::Crash) => "Kill the process (or the container)",
+            Injection::Kill => "The same as crash: kill the container (or the process)",
+            Injection::Partition => {
+                "Cut the node's container off the platform network (Docker platforms)"
+            }
+            Injection::Fault(Fault::Mute) => "Drop every message the node sends",
+            Injection::Fault(Fault::Slow { .. }) => {
+                "Delay every message the node sends by --delay-ms"
+            }
+            Injection::Fault(Fault::CorruptReply) => "An execution replica answers clients wrongly",
+            Injection::Fault(Fault::CorruptState) => {
+                "An execution replica serves wrong buckets and reports wrong checkpoint roots"
+            }
+            Injection::Fault(Fault::Honest) | Injection::Heal => {
+                "Undo the fault: reconnect a partitioned container, restart a crashed \
+                 agreement replica"
+            }
+        }
+    }
+}
+
+/// The names `zz inject` takes, in the order its help lists them; honest is `heal` here.
+impl ValueEnum for Injection {
+    fn value_variants<'a>() -> &'a [Self] {
+        &[
+            Injection::Fault(Fault::Crash),
+            Injection::Kill,
+            Injection::Partition,
+            Injection::Fault(Fault::Mute),
+            Injection::Fault(Fault::Slow {
+                delay_ms: SLOW_DELAY_MS_DEFAULT,
+            }),
+            Injection::Fault(Fault::CorruptReply),
+            Injection::Fault(Fault::CorruptState),
+            Injection::Heal,
+        ]
+    }
+
+    fn to_possible_value(&self) -> Option<PossibleValue> {
+        Some(PossibleValue::new(self.name()).help(self.help()))
     }
 }
 
@@ -93,9 +130,9 @@ pub struct InjectArgs {
     pub dir: PathBuf,
     /// The node, as `zz status` names it (replica-2, execution-1).
     pub node: String,
-    pub fault: Fault,
+    pub fault: Injection,
     /// With slow: the delay added to every message.
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, default_value_t = SLOW_DELAY_MS_DEFAULT)]
     pub delay_ms: u64,
 }
 
@@ -119,63 +156,59 @@ pub async fn inject(args: &InjectArgs) -> Result<String> {
     }
     let name = node.name();
     let docker = containers::is_docker(dir);
-    let pid = node.pid(dir).filter(|pid| run_dir::process_alive(*pid));
+    let pid = node.pid(dir).filter(|pid| process_alive(*pid));
     let fault = match args.fault {
-        Fault::Crash | Fault::Kill if docker => {
+        Injection::Fault(Fault::Crash) | Injection::Kill if docker => {
             return containers::inject(dir, &config, node, ContainerFault::Kill).await;
         }
-        Fault::Partition if docker => {
+        Injection::Partition if docker => {
             return containers::inject(dir, &config, node, ContainerFault::Partition).await;
         }
-        Fault::Partition => bail!(
+        Injection::Partition => bail!(
             "partition cuts a container off its network: it needs a platform started with \
              `zz up --backend docker` (try mute here)"
         ),
-        Fault::Crash | Fault::Kill => {
+        Injection::Fault(Fault::Crash) | Injection::Kill => {
             let pid = pid.with_context(|| format!("{name} is not running"))?;
             // A frozen process dies only once thawed.
             platform::resume_if_paused(dir, node, pid);
             freezer::signal(pid, "KILL").with_context(|| format!("cannot kill {name}"))?;
             return Ok(format!("{name}: crashed (killed pid {pid})"));
         }
-        Fault::Heal => InjectedFault::Honest,
-        Fault::Mute => InjectedFault::Mute,
-        Fault::Slow => InjectedFault::Slow {
+        Injection::Heal => Fault::Honest,
+        Injection::Fault(Fault::Slow { .. }) => Fault::Slow {
             delay_ms: args.delay_ms,
         },
-        Fault::CorruptReply | Fault::CorruptState if !matches!(node, Node::Execution(_)) => {
+        Injection::Fault(fault)
+            if fault.is_execution_only() && !matches!(node, Node::Execution(_)) =>
+        {
             bail!(
                 "{name} is an agreement replica: corrupt-reply and corrupt-state are faults of execution replicas"
             )
         }
-        Fault::CorruptReply => InjectedFault::CorruptReply,
-        Fault::CorruptState => InjectedFault::CorruptState,
+        Injection::Fault(fault) => fault,
     };
-    let fault_path = run_dir::fault_path(dir, &name);
-    if fault == InjectedFault::Honest {
-        let _ = std::fs::remove_file(&fault_path);
-    } else {
-        let json = serde_json::to_vec(&fault)?;
-        std::fs::write(&fault_path, json)
-            .with_context(|| format!("cannot write {}", fault_path.display()))?;
-    }
+    let files = ClusterDir::new(dir);
+    fault
+        .write(&files, node.id())
+        .with_context(|| format!("cannot write {}", files.fault_path(node.id()).display()))?;
     if docker {
         let action = match fault {
-            InjectedFault::Honest => ContainerFault::Heal,
+            Fault::Honest => ContainerFault::Heal,
             _ => ContainerFault::Signal,
         };
         let done = containers::inject(dir, &config, node, action).await?;
         return Ok(match fault {
-            InjectedFault::Honest => done,
-            _ => format!("{name}: {} ({done})", fault.name()),
+            Fault::Honest => done,
+            _ => format!("{name}: {fault} ({done})"),
         });
     }
     match (pid, node) {
         (Some(pid), _) => {
             freezer::signal(pid, "USR2").with_context(|| format!("cannot signal {name}"))?;
-            Ok(format!("{name}: {}", fault.name()))
+            Ok(format!("{name}: {fault}"))
         }
-        (None, Node::Replica(_)) if fault == InjectedFault::Honest => {
+        (None, Node::Replica(_)) if fault == Fault::Honest => {
             platform::spawn(dir, node)?;
             Ok(format!("{name}: restarted from its records"))
         }

@@ -9,12 +9,11 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 use zz_activator::freezer::{self, Pause};
-use zz_activator::node::{ActivatorStatus, activator_status_path};
+use zz_activator::node::ActivatorStatus;
 use zz_activator::policy::MemberState;
-use zz_agreement::node::status_path;
-use zz_execution::node::execution_status_path;
-use zz_protocol::config::{CLUSTER_FILE, ClusterConfig, InitOptions, init_cluster};
-use zz_protocol::run_dir::{self, node_name};
+use zz_cluster::dir::process_alive;
+use zz_cluster::{ClusterDir, InitOptions, init_cluster, node_name};
+use zz_protocol::config::ClusterConfig;
 use zz_protocol::{ExecutionId, NodeId, ProtocolParams, ReplicaId};
 
 /// How long `zz up` waits for every process to report in.
@@ -139,15 +138,11 @@ impl Node {
     }
 
     pub fn status_path(self, dir: &Path) -> PathBuf {
-        match self {
-            Node::Replica(id) => status_path(dir, id),
-            Node::Execution(id) => execution_status_path(dir, id),
-            Node::Activator => activator_status_path(dir),
-        }
+        ClusterDir::new(dir).status_path(self.id())
     }
 
     pub fn pid(self, dir: &Path) -> Option<u32> {
-        run_dir::read_pid(dir, &self.name())
+        ClusterDir::new(dir).read_pid(self.id())
     }
 }
 
@@ -176,8 +171,9 @@ pub fn spawn(dir: &Path, node: Node) -> Result<std::process::Child> {
 /// [`spawn`] with more arguments for the node.
 pub fn spawn_with(dir: &Path, node: Node, extra: &[&str]) -> Result<std::process::Child> {
     let name = node.name();
-    let _ = std::fs::remove_file(node.status_path(dir));
-    let log_path = run_dir::log_path(dir, &name);
+    let files = ClusterDir::new(dir);
+    let _ = std::fs::remove_file(files.status_path(node.id()));
+    let log_path = files.log_path(node.id());
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -203,7 +199,7 @@ pub fn spawn_with(dir: &Path, node: Node, extra: &[&str]) -> Result<std::process
     let child = command
         .spawn()
         .with_context(|| format!("cannot start {name}"))?;
-    std::fs::write(run_dir::pid_path(dir, &name), child.id().to_string())?;
+    std::fs::write(files.pid_path(node.id()), child.id().to_string())?;
     Ok(child)
 }
 
@@ -225,14 +221,15 @@ pub async fn up(args: &UpArgs) -> Result<()> {
             dir.display()
         );
     }
-    let config = if dir.join(CLUSTER_FILE).exists() {
+    let files = ClusterDir::new(dir);
+    let config = if files.cluster_file().exists() {
         ClusterConfig::load(dir)?
     } else {
         init(&args.init)?
     };
-    for sub in ["run", "logs", "state"] {
-        std::fs::create_dir_all(dir.join(sub))
-            .with_context(|| format!("cannot create {}", dir.join(sub).display()))?;
+    for sub in files.working_dirs() {
+        std::fs::create_dir_all(&sub)
+            .with_context(|| format!("cannot create {}", sub.display()))?;
     }
     if let Some((node, pid)) = running(dir, &config).first() {
         bail!(
@@ -245,17 +242,16 @@ pub async fn up(args: &UpArgs) -> Result<()> {
     let started = Instant::now();
     let mut children = Vec::new();
     for node in nodes(&config) {
-        let name = node.name();
         for stale in [
-            run_dir::pause_path(dir, &name),
-            run_dir::fault_path(dir, &name),
-            node.status_path(dir),
+            files.pause_path(node.id()),
+            files.fault_path(node.id()),
+            files.status_path(node.id()),
         ] {
             let _ = std::fs::remove_file(stale);
         }
         if !matches!(node, Node::Execution(_)) {
             // Each run's log starts empty.
-            let _ = std::fs::remove_file(run_dir::log_path(dir, &name));
+            let _ = std::fs::remove_file(files.log_path(node.id()));
             children.push(spawn(dir, node)?);
         }
     }
@@ -285,7 +281,7 @@ pub async fn up(args: &UpArgs) -> Result<()> {
 
 /// The activator's status, if it wrote one.
 pub fn activator_status(dir: &Path) -> Option<ActivatorStatus> {
-    read_json(&activator_status_path(dir))
+    read_json(&Node::Activator.status_path(dir))
 }
 
 pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Option<T> {
@@ -345,7 +341,7 @@ pub fn running(dir: &Path, config: &ClusterConfig) -> Vec<(Node, u32)> {
         .into_iter()
         .filter_map(|node| {
             let pid = node.pid(dir)?;
-            run_dir::process_alive(pid).then_some((node, pid))
+            process_alive(pid).then_some((node, pid))
         })
         .collect()
 }
@@ -362,7 +358,7 @@ pub fn stop(dir: &Path, config: &ClusterConfig) -> Result<usize> {
         let _ = freezer::signal(*pid, "TERM");
         if *node == Node::Activator {
             let deadline = Instant::now() + Duration::from_secs(2);
-            while run_dir::process_alive(*pid) && Instant::now() < deadline {
+            while process_alive(*pid) && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(20));
             }
         }
@@ -374,12 +370,12 @@ pub fn stop(dir: &Path, config: &ClusterConfig) -> Result<usize> {
     for (_, pid) in running(dir, config) {
         let _ = freezer::signal(pid, "KILL");
     }
+    let files = ClusterDir::new(dir);
     for node in nodes(config) {
-        let name = node.name();
-        let _ = std::fs::remove_file(run_dir::pid_path(dir, &name));
-        let _ = std::fs::remove_file(run_dir::pause_path(dir, &name));
-        let _ = std::fs::remove_file(run_dir::fault_path(dir, &name));
-        freezer::forget(&freezer::cgroup_name(dir, &name));
+        let _ = std::fs::remove_file(files.pid_path(node.id()));
+        let _ = std::fs::remove_file(files.pause_path(node.id()));
+        let _ = std::fs::remove_file(files.fault_path(node.id()));
+        freezer::forget(&freezer::cgroup_name(dir, &node.name()));
     }
     Ok(alive.len())
 }
@@ -387,7 +383,7 @@ pub fn stop(dir: &Path, config: &ClusterConfig) -> Result<usize> {
 /// Resume `node` if a pause was recorded for it.
 pub fn resume_if_paused(dir: &Path, node: Node, pid: u32) {
     let name = node.name();
-    if let Ok(description) = std::fs::read_to_string(run_dir::pause_path(dir, &name)) {
+    if let Ok(description) = std::fs::read_to_string(ClusterDir::new(dir).pause_path(node.id())) {
         let pause = Pause::from_description(&description, &freezer::cgroup_name(dir, &name));
         let _ = freezer::resume(pid, &pause);
     }

@@ -6,7 +6,7 @@
 //! woken replica holding the whole state. Every result is checked against the value
 //! written, so a wrong answer counts, never passes.
 
-use crate::operate::{self, Fault, InjectArgs};
+use crate::operate::{self, InjectArgs, Injection};
 use crate::platform::activator_status;
 use anyhow::{Context, Result, bail};
 use std::collections::BTreeSet;
@@ -18,7 +18,8 @@ use tokio::sync::Mutex;
 use zz_activator::policy::MemberState;
 use zz_apps::kv;
 use zz_client::{Client, ClientPool};
-use zz_execution::node::{ExecutionStatus, execution_status_path};
+use zz_cluster::ClusterDir;
+use zz_execution::node::ExecutionStatus;
 use zz_protocol::config::{ClusterConfig, StateFetch};
 use zz_protocol::{AppId, ClientId, ExecutionId, NodeId};
 
@@ -31,7 +32,7 @@ pub struct RecoveryArgs {
     pub state_mb: u64,
     pub value_bytes: usize,
     pub inject_at: Duration,
-    pub fault: Fault,
+    pub fault: Injection,
     pub inject_into: Option<String>,
     pub json: bool,
 }
@@ -104,7 +105,7 @@ fn members_in(dir: &Path, app: AppId, state: MemberState) -> Vec<ExecutionId> {
 }
 
 fn execution_status(dir: &Path, id: ExecutionId) -> Option<ExecutionStatus> {
-    crate::platform::read_json(&execution_status_path(dir, id))
+    crate::platform::read_json(&ClusterDir::new(dir).status_path(NodeId::Execution(id)))
 }
 
 /// Wait until every active replica of `app` knows a stable checkpoint at or past `seq`,
@@ -312,7 +313,7 @@ pub async fn run(args: &RecoveryArgs) -> Result<()> {
         dir: args.dir.clone(),
         node: target.clone(),
         fault: args.fault,
-        delay_ms: 200,
+        delay_ms: zz_cluster::fault::SLOW_DELAY_MS_DEFAULT,
     })
     .await?;
     tracing::info!("{done}");

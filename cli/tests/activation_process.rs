@@ -14,8 +14,9 @@ use std::path::Path;
 use std::time::Duration;
 use zz_activator::policy::MemberState;
 use zz_client::ClientPool;
-use zz_protocol::ClientId;
+use zz_cluster::ClusterDir;
 use zz_protocol::config::ClusterConfig;
+use zz_protocol::{ClientId, ExecutionId, NodeId};
 
 /// How long the activator, the detector and the woken replicas get for each step.
 const STEP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -61,13 +62,9 @@ fn back_to_f_plus_one(dir: &Path) -> bool {
     count(MemberState::Active) == 2 && count(MemberState::Starting) == 0
 }
 
-fn pid_of(dir: &Path, node: &str) -> u32 {
-    let path = dir.join("run").join(format!("{node}.pid"));
-    std::fs::read_to_string(path)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap()
+fn pid_of(dir: &Path, execution: u32) -> u32 {
+    let node = NodeId::Execution(ExecutionId(execution));
+    ClusterDir::new(dir).read_pid(node).expect("a pid file")
 }
 
 #[test]
@@ -77,7 +74,7 @@ fn a_lying_replica_wakes_a_standby_and_is_replaced_while_clients_read_correct_va
     for i in 0..20 {
         zz_ok(&["kv", "put", &format!("k{i}"), &format!("v{i}")], &dir);
     }
-    let liar_pid = pid_of(&dir, "execution-1");
+    let liar_pid = pid_of(&dir, 1);
     zz_ok(&["inject", "execution-1", "corrupt-reply"], &dir);
     // Each answer needs f+1 = 2 matching replies: the liar's never match.
     for i in 0..20 {
@@ -91,11 +88,7 @@ fn a_lying_replica_wakes_a_standby_and_is_replaced_while_clients_read_correct_va
     wait_for(&dir, STEP_TIMEOUT, "replacing execution-1", || {
         has_event(&dir, "woke execution-2") && has_event(&dir, "execution-1 is faulty")
     });
-    assert_ne!(
-        pid_of(&dir, "execution-1"),
-        liar_pid,
-        "a fresh process in its place"
-    );
+    assert_ne!(pid_of(&dir, 1), liar_pid, "a fresh process in its place");
     assert!(!alive(liar_pid), "the liar is destroyed");
     // After the quiet period the app is back to f+1 = 2 active, the rest paused.
     wait_for(&dir, STEP_TIMEOUT, "returning to f+1 active", || {

@@ -8,9 +8,10 @@ use common::{ZZ, free_base_port};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use zz_agreement::node::{NodeStatus, status_path};
+use zz_agreement::node::NodeStatus;
 use zz_client::Client;
-use zz_protocol::{AppId, ClientId, ReplicaId};
+use zz_cluster::ClusterDir;
+use zz_protocol::{AppId, ClientId, NodeId, ReplicaId};
 
 /// An app no execution replica runs: the agreement replicas answer its requests
 /// themselves, so this test needs only them.
@@ -55,7 +56,8 @@ impl Cluster {
     }
 
     fn status(&self, id: usize) -> Option<NodeStatus> {
-        let bytes = std::fs::read(status_path(&self.dir, ReplicaId(id as u32))).ok()?;
+        let path = ClusterDir::new(&self.dir).status_path(NodeId::Replica(ReplicaId(id as u32)));
+        let bytes = std::fs::read(path).ok()?;
         serde_json::from_slice(&bytes).ok()
     }
 }

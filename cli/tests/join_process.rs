@@ -11,13 +11,15 @@ use common::{Platform, free_base_port, zz_ok};
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
+use zz_cluster::ClusterDir;
 use zz_execution::node::ExecutionStatus;
+use zz_protocol::{ExecutionId, NodeId, RejectReason};
 
 /// Past the first execution checkpoint (every 64 app sequence numbers).
 const PUTS: u32 = 80;
 
 fn status(dir: &Path, id: u32) -> ExecutionStatus {
-    let path = dir.join("run").join(format!("execution-{id}.json"));
+    let path = ClusterDir::new(dir).status_path(NodeId::Execution(ExecutionId(id)));
     serde_json::from_slice(&std::fs::read(&path).expect("status file")).expect("status json")
 }
 
@@ -59,7 +61,8 @@ fn a_woken_replica_joins_from_the_stable_checkpoint_and_fetches_the_state() {
             && now.missing_buckets == 0
             && now.last_executed >= before.last_executed + 20
         {
-            assert_eq!(now.rejected.get("bad-bucket"), None, "{:?}", now.rejected);
+            let bad_buckets = now.rejected.get(RejectReason::BadBucket.as_str());
+            assert_eq!(bad_buckets, None, "{:?}", now.rejected);
             break;
         }
         assert!(

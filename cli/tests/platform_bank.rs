@@ -11,8 +11,9 @@ use std::process::Command;
 use std::time::Duration;
 use zz_apps::bank::{self, Op, Outcome};
 use zz_client::ClientPool;
-use zz_protocol::ClientId;
+use zz_cluster::ClusterDir;
 use zz_protocol::config::ClusterConfig;
+use zz_protocol::{ClientId, NodeId};
 
 const ACCOUNTS: u64 = 4;
 const OPENING_DEPOSIT: u64 = 1_000;
@@ -167,7 +168,7 @@ async fn concurrent_transfers_conserve_money_and_apply_exactly_once() {
         .remove(&app)
         .unwrap()
         .into_iter()
-        .map(|id| dir.join("run").join(format!("execution-{}.json", id.0)))
+        .map(|id| ClusterDir::new(&dir).status_path(NodeId::Execution(id)))
         .collect();
     let stable = || {
         bank_replicas.iter().all(|path| {
@@ -187,7 +188,7 @@ async fn concurrent_transfers_conserve_money_and_apply_exactly_once() {
     }
 
     // `zz down` leaves no process behind.
-    let pids: Vec<u32> = std::fs::read_dir(dir.join("run"))
+    let pids: Vec<u32> = std::fs::read_dir(ClusterDir::new(&dir).run_dir())
         .unwrap()
         .filter_map(|entry| {
             let path = entry.ok()?.path();

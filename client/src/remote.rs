@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::{mpsc, oneshot};
 use zz_protocol::bus::MessageBus;
 use zz_protocol::config::{ConfigError, endpoint_for_client};
-use zz_protocol::envelope::Envelope;
+use zz_protocol::envelope::peek_message;
 use zz_protocol::messages::{Message, Request};
 use zz_protocol::quic::{QuicBus, QuicError};
 use zz_protocol::{AppId, ClientId, Endpoint, NodeId, ReplicaId, Time};
@@ -279,13 +279,10 @@ impl PoolTask {
 
     /// Replies are sealed for one client each: find which before checking the MAC.
     fn handle_frame(&mut self, frame: &[u8]) {
-        let addressee = postcard::from_bytes::<Envelope>(frame)
-            .ok()
-            .and_then(|envelope| postcard::from_bytes::<Message>(&envelope.payload).ok())
-            .and_then(|message| match message {
-                Message::Reply(reply) => self.index(reply.client),
-                _ => None,
-            });
+        let addressee = peek_message(frame).and_then(|message| match message {
+            Message::Reply(reply) => self.index(reply.client),
+            _ => None,
+        });
         let Some(index) = addressee else {
             tracing::debug!("dropped a frame that is no reply to a client of this pool");
             return;

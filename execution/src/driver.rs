@@ -13,17 +13,19 @@
 //! code on the same schedule.
 
 use crate::core::{ExecOutput, ExecutionReplica};
-use crate::fault::ExecutionFault;
+use crate::fault::FaultyOutputs as _;
 use crate::fetcher::{BucketFetcher, Wanted};
 use crate::join::{JoinStep, Joining};
 use crate::leases::Leases;
 use bytes::Bytes;
-use std::collections::BTreeMap;
+use zz_cluster::Fault;
 use zz_protocol::bus::MessageBus;
 use zz_protocol::messages::{
     BucketData, ExecutionCheckpoint, FetchBucket, FetchOrders, Join, Message,
 };
-use zz_protocol::{Digest, Endpoint, ExecutionId, NodeId, ReplicaId, Seq, Time};
+use zz_protocol::{
+    Digest, Endpoint, ExecutionId, FrameCounters, NodeId, RejectReason, ReplicaId, Seq, Time,
+};
 use zz_state_fetch::{BucketIndex, BucketProof};
 
 /// How long a replica holding orders it cannot execute yet (copies from fewer than f+1
@@ -31,20 +33,13 @@ use zz_state_fetch::{BucketIndex, BucketProof};
 /// the orders after what it executed.
 pub const ORDERS_RETRY_MICROS: u64 = 200_000;
 
-/// Frames rejected before the core saw them, by reason.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ExecutionDriverCounters {
-    pub frames_received: u64,
-    pub rejected: BTreeMap<&'static str, u64>,
-}
-
 /// See the module documentation.
 pub struct ExecutionDriver<B> {
     replica: ExecutionReplica,
     endpoint: Endpoint,
     bus: B,
     agreement_replicas: u32,
-    counters: ExecutionDriverCounters,
+    counters: FrameCounters,
     /// Executed and checkpoint reports since the last [`ExecutionDriver::take_reports`].
     reports: Vec<ExecOutput>,
     /// Buckets the core is waiting for, asked for at the end of the call that found them.
@@ -56,7 +51,7 @@ pub struct ExecutionDriver<B> {
     fetcher: BucketFetcher,
     leases: Leases,
     /// An injected fault (honest unless an operator or the simulator says otherwise).
-    fault: ExecutionFault,
+    fault: Fault,
 }
 
 impl<B: MessageBus> ExecutionDriver<B> {
@@ -72,14 +67,14 @@ impl<B: MessageBus> ExecutionDriver<B> {
             endpoint,
             bus,
             agreement_replicas,
-            counters: ExecutionDriverCounters::default(),
+            counters: FrameCounters::default(),
             reports: Vec::new(),
             needed: Vec::new(),
             join: None,
             progress: (Seq(0), Time(0)),
             fetcher: BucketFetcher::default(),
             leases: Leases::default(),
-            fault: ExecutionFault::Honest,
+            fault: Fault::Honest,
         }
     }
 
@@ -90,18 +85,18 @@ impl<B: MessageBus> ExecutionDriver<B> {
     }
 
     /// Misbehave from now on as `fault` says (fault injection).
-    pub fn set_fault(&mut self, fault: ExecutionFault) {
+    pub fn set_fault(&mut self, fault: Fault) {
         self.fault = fault;
     }
 
-    pub fn fault(&self) -> ExecutionFault {
+    pub fn fault(&self) -> Fault {
         self.fault
     }
 
     pub fn replica(&self) -> &ExecutionReplica {
         &self.replica
     }
-    pub fn counters(&self) -> &ExecutionDriverCounters {
+    pub fn counters(&self) -> &FrameCounters {
         &self.counters
     }
 
@@ -220,7 +215,7 @@ impl<B: MessageBus> ExecutionDriver<B> {
     /// An agreement replica's answer to [`join`](Self::join).
     fn handle_join_answer(&mut self, now: Time, from: ReplicaId, checkpoint: ExecutionCheckpoint) {
         if checkpoint.app != self.replica.app() {
-            return self.reject("other-app");
+            return self.reject(RejectReason::OtherApp);
         }
         let Some(join) = self.join.as_mut() else {
             return;
@@ -248,8 +243,8 @@ impl<B: MessageBus> ExecutionDriver<B> {
         self.broadcast(&fetch);
     }
 
-    fn reject(&mut self, reason: &'static str) {
-        *self.counters.rejected.entry(reason).or_default() += 1;
+    fn reject(&mut self, reason: RejectReason) {
+        self.counters.count_rejection(reason);
     }
 
     /// One frame from the network, at `now`.
@@ -311,18 +306,18 @@ impl<B: MessageBus> ExecutionDriver<B> {
                             Ok(()) => true,
                             // A second answer to an ask that was retried: harmless.
                             Err(zz_state_fetch::StateError::BucketPresent { .. }) => {
-                                self.reject("bucket-already-present");
+                                self.reject(RejectReason::BucketAlreadyPresent);
                                 true
                             }
                             Err(error) => {
                                 tracing::debug!(app = %self.replica.app(), %error, "bucket refused");
-                                self.reject("bad-bucket");
+                                self.reject(RejectReason::BadBucket);
                                 false
                             }
                         }
                     }
                     _ => {
-                        self.reject("bucket-missing-or-undecodable");
+                        self.reject(RejectReason::BucketMissingOrUndecodable);
                         false
                     }
                 };
@@ -340,10 +335,10 @@ impl<B: MessageBus> ExecutionDriver<B> {
                         self.send(NodeId::Client(client), &Message::Reply(reply))
                     }
                     // Not executed yet (or long superseded): the order will bring it.
-                    None => self.reject("retransmission-not-cached"),
+                    None => self.reject(RejectReason::RetransmissionNotCached),
                 }
             }
-            _ => self.reject("unexpected-kind"),
+            _ => self.reject(RejectReason::UnexpectedKind),
         }
         self.flush();
         let executed = self.replica.last_executed();

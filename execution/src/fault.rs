@@ -1,88 +1,63 @@
-//! Injected faults: how an execution replica misbehaves when an operator or the simulator
-//! tells it to. They live in the driver, on the outputs, so that the core stays correct
-//! and the same faults run in the simulator and in real processes.
+//! Injected faults in the execution driver: how an execution replica's outputs change
+//! under a [`Fault`] an operator or the simulator gives it. They live in the driver, on the
+//! outputs, so that the core stays correct and the same faults run in the simulator and in
+//! real processes. The fault type itself is `zz_cluster`'s, shared with `zz inject`, the
+//! nodes and the simulator.
 
-use serde::{Deserialize, Serialize};
+use zz_cluster::Fault;
 use zz_protocol::Digest;
 use zz_protocol::messages::{Executed, ExecutionCheckpoint, Reply};
 use zz_state_fetch::BucketProof;
 
-/// How an execution replica misbehaves.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub enum ExecutionFault {
-    #[default]
-    Honest,
-    /// Sends nothing at all (it still receives and executes).
-    Mute,
-    /// Answers clients with wrong results and reports the digest of those wrong replies.
-    CorruptReply,
-    /// Serves altered buckets to fetchers and reports wrong checkpoint roots.
-    CorruptState,
+/// What a [`Fault`] does to the execution driver's outputs; faults it does not name leave
+/// them as they are.
+pub trait FaultyOutputs: Copy {
+    /// Whether the driver sends nothing at all (mute, or crashed).
+    fn sends_nothing(self) -> bool;
+    /// The reply as this replica sends it to the client.
+    fn reply(self, reply: Reply) -> Reply;
+    /// The batch report as this replica sends it to agreement replicas: a replica that
+    /// lies to clients reports what it sent them, consistently.
+    fn executed(self, executed: Executed) -> Executed;
+    fn checkpoint(self, checkpoint: ExecutionCheckpoint) -> ExecutionCheckpoint;
+    /// The bucket as this replica serves it to a fetcher.
+    fn bucket(self, proof: BucketProof) -> BucketProof;
 }
 
-impl ExecutionFault {
-    /// The name `zz inject` takes and the status file shows.
-    pub fn name(self) -> &'static str {
-        match self {
-            ExecutionFault::Honest => "honest",
-            ExecutionFault::Mute => "mute",
-            ExecutionFault::CorruptReply => "corrupt-reply",
-            ExecutionFault::CorruptState => "corrupt-state",
-        }
+impl FaultyOutputs for Fault {
+    fn sends_nothing(self) -> bool {
+        matches!(self, Fault::Mute | Fault::Crash)
     }
 
-    pub fn sends_nothing(self) -> bool {
-        self == ExecutionFault::Mute
-    }
-
-    /// The reply as this replica sends it to the client.
-    pub fn reply(self, mut reply: Reply) -> Reply {
-        if self == ExecutionFault::CorruptReply {
+    fn reply(self, mut reply: Reply) -> Reply {
+        if self == Fault::CorruptReply {
             reply.result = corrupt_bytes(&reply.result);
         }
         reply
     }
 
-    /// The batch report as this replica sends it to agreement replicas: a replica that
-    /// lies to clients reports what it sent them, consistently.
-    pub fn executed(self, mut executed: Executed) -> Executed {
-        if self == ExecutionFault::CorruptReply {
+    fn executed(self, mut executed: Executed) -> Executed {
+        if self == Fault::CorruptReply {
             executed.replies = corrupt_digest(&executed.replies);
         }
         executed
     }
 
-    pub fn checkpoint(self, mut checkpoint: ExecutionCheckpoint) -> ExecutionCheckpoint {
-        if self == ExecutionFault::CorruptState {
+    fn checkpoint(self, mut checkpoint: ExecutionCheckpoint) -> ExecutionCheckpoint {
+        if self == Fault::CorruptState {
             checkpoint.root = corrupt_digest(&checkpoint.root);
         }
         checkpoint
     }
 
-    /// The bucket as this replica serves it to a fetcher.
-    pub fn bucket(self, mut proof: BucketProof) -> BucketProof {
-        if self == ExecutionFault::CorruptState {
+    fn bucket(self, mut proof: BucketProof) -> BucketProof {
+        if self == Fault::CorruptState {
             match proof.entries.first_mut() {
                 Some((_, value)) => *value = corrupt_bytes(value),
                 None => proof.entries.push((b"forged".to_vec(), b"forged".to_vec())),
             }
         }
         proof
-    }
-}
-
-impl std::str::FromStr for ExecutionFault {
-    type Err = String;
-    fn from_str(name: &str) -> Result<Self, String> {
-        [
-            ExecutionFault::Honest,
-            ExecutionFault::Mute,
-            ExecutionFault::CorruptReply,
-            ExecutionFault::CorruptState,
-        ]
-        .into_iter()
-        .find(|fault| fault.name() == name)
-        .ok_or_else(|| format!("unknown execution fault {name:?}"))
     }
 }
 
@@ -123,21 +98,18 @@ mod tests {
             seq: Seq(1),
             root: Digest::of(&[b"root"]),
         };
-        let honest = ExecutionFault::Honest;
+        let honest = Fault::Honest;
         assert_eq!(honest.reply(reply.clone()), reply);
         assert_eq!(honest.executed(executed), executed);
         assert_eq!(honest.checkpoint(checkpoint), checkpoint);
-        let corrupt = ExecutionFault::CorruptReply;
+        let corrupt = Fault::CorruptReply;
         assert_ne!(corrupt.reply(reply.clone()).result, reply.result);
         assert_ne!(corrupt.executed(executed), executed);
         assert_eq!(corrupt.checkpoint(checkpoint), checkpoint);
-        let state = ExecutionFault::CorruptState;
+        let state = Fault::CorruptState;
         assert_eq!(state.reply(reply.clone()), reply);
         assert_ne!(state.checkpoint(checkpoint), checkpoint);
-        assert!(ExecutionFault::Mute.sends_nothing());
-        for fault in ["honest", "mute", "corrupt-reply", "corrupt-state"] {
-            assert_eq!(fault.parse::<ExecutionFault>().unwrap().name(), fault);
-        }
-        assert!("bogus".parse::<ExecutionFault>().is_err());
+        assert!(Fault::Mute.sends_nothing());
+        assert!(!Fault::Slow { delay_ms: 200 }.sends_nothing());
     }
 }

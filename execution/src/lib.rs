@@ -16,4 +16,4 @@ pub mod leases;
 pub mod node;
 
 pub use driver::ExecutionDriver;
-pub use fault::ExecutionFault;
+pub use fault::FaultyOutputs;

@@ -1,49 +1,22 @@
-//! The execution node: one execution replica over QUIC in a tokio process, with its status
-//! file. It owns the I/O the core does not: sockets, the clock, files.
+//! The execution node: one execution replica's driver in the node harness (QUIC, the
+//! clock, injected faults, the status file). What is its own: SIGUSR1, on which a thawed
+//! replica joins from the stable checkpoint, and what its status file shows.
 
 use crate::app::App;
 use crate::core::{ExecutionConfig, ExecutionReplica};
 use crate::driver::ExecutionDriver;
-use crate::fault::ExecutionFault;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::time::Duration;
-use zz_protocol::config::{ConfigError, endpoint_for_execution};
-use zz_protocol::fault_bus::{FaultSwitch, FaultyBus};
-use zz_protocol::quic::{QuicBus, QuicError};
-use zz_protocol::run_dir::{InjectedFault, node_name};
-use zz_protocol::status_file::{reasons, unix_ms, write_json};
+use std::path::Path;
+use tokio::sync::mpsc;
+use zz_cluster::Fault;
+use zz_cluster::fault_bus::FaultyBus;
+use zz_cluster::harness::{Harness, NodeError, NodeLoop, StatusContext};
+use zz_cluster::status_file::reasons;
+use zz_protocol::config::endpoint_for_execution;
+use zz_protocol::quic::QuicBus;
 use zz_protocol::{ExecutionId, NodeId, Seq, Time};
 use zz_state_fetch::{ObjectStore, StateParams};
-
-/// Frames handled in one go before the node looks at its timers again.
-const FRAMES_PER_TURN_MAX: usize = 256;
-/// How often the node rewrites its status file.
-const STATUS_FILE_INTERVAL: Duration = Duration::from_millis(250);
-
-/// Why an execution node could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum ExecutionNodeError {
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    #[error(transparent)]
-    Quic(#[from] QuicError),
-    #[error("bucket_bits: {problem}")]
-    State { problem: String },
-    #[error("execution replica {id} is not in the cluster configuration")]
-    Unknown { id: ExecutionId },
-    #[error("{path}: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
-}
-
-/// Where execution replica `id` writes its status inside the cluster directory.
-pub fn execution_status_path(dir: &Path, id: ExecutionId) -> PathBuf {
-    dir.join("run").join(format!("execution-{}.json", id.0))
-}
 
 /// What `run/execution-<i>.json` holds.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -71,60 +44,71 @@ pub struct ExecutionStatus {
     pub updated_unix_ms: u64,
 }
 
-fn write_status<B: zz_protocol::bus::MessageBus>(
-    dir: &Path,
+/// The activator woke this replica (SIGUSR1, after thawing it).
+struct Woken;
+
+struct ExecutionNode {
     id: ExecutionId,
-    driver: &ExecutionDriver<B>,
-    fault: InjectedFault,
-) -> Result<(), ExecutionNodeError> {
-    let replica = driver.replica();
-    let counters = replica.counters();
-    let status = ExecutionStatus {
-        id: id.0,
-        app: replica.app().0,
-        pid: std::process::id(),
-        last_executed: replica.last_executed().0,
-        last_checkpoint: replica.store().last_checkpoint().map(|(seq, _)| seq.0),
-        last_stable: replica.store().latest_stable().map(|seq| seq.0),
-        requests_executed: counters.requests_executed,
-        replies_resent: counters.replies_resent,
-        joining: driver.is_joining(),
-        missing_buckets: replica.store().missing_count(),
-        fault: (fault != InjectedFault::Honest).then(|| fault.name().to_string()),
-        dropped: (counters.dropped.iter())
-            .map(|(reason, count)| (reason.to_string(), *count))
-            .collect(),
-        rejected: reasons(&driver.counters().rejected),
-        updated_unix_ms: unix_ms(),
-    };
-    let path = execution_status_path(dir, id);
-    write_json(&path, &status).map_err(|source| ExecutionNodeError::Io {
-        path: path.display().to_string(),
-        source,
-    })
+    driver: ExecutionDriver<FaultyBus<QuicBus>>,
 }
 
-/// Show the fault `zz inject` wrote for this node, if it changed: mute and slow on the
-/// bus, wrong replies and state in the driver.
-fn apply_fault<B: zz_protocol::bus::MessageBus>(
-    dir: &Path,
-    id: ExecutionId,
-    driver: &mut ExecutionDriver<B>,
-    switch: &FaultSwitch,
-    current: &mut InjectedFault,
-) {
-    let fault = InjectedFault::read(dir, &node_name(NodeId::Execution(id)));
-    if fault == *current {
-        return;
+impl NodeLoop for ExecutionNode {
+    type Status = ExecutionStatus;
+    type Side = Woken;
+
+    fn handle_frame(&mut self, now: Time, frame: &[u8]) {
+        self.driver.handle_frame(now, frame);
     }
-    tracing::warn!(execution = %id, fault = fault.name(), "injected fault");
-    *current = fault;
-    switch.set_fault(fault);
-    driver.set_fault(match fault {
-        InjectedFault::CorruptReply => ExecutionFault::CorruptReply,
-        InjectedFault::CorruptState => ExecutionFault::CorruptState,
-        _ => ExecutionFault::Honest,
-    });
+
+    fn poll_timeout(&self) -> Option<Time> {
+        self.driver.poll_timeout()
+    }
+
+    async fn handle_timeout(&mut self, now: Time) {
+        self.driver.handle_timeout(now);
+    }
+
+    /// Join from the latest stable checkpoint rather than from whatever it held.
+    fn handle_side(&mut self, now: Time, Woken: Woken) {
+        tracing::info!(execution = %self.id, "woken: joining from the stable checkpoint");
+        self.driver.join(now);
+    }
+
+    /// Wrong replies and state show in the driver; mute and slow on the bus.
+    fn handle_fault(&mut self, fault: Fault) {
+        let shown = match fault.is_execution_only() {
+            true => fault,
+            false => Fault::Honest,
+        };
+        self.driver.set_fault(shown);
+    }
+
+    async fn end_turn(&mut self, _now: Time) {
+        // Reports go to the agreement replicas as they are made; here they are only
+        // drained so they do not pile up.
+        self.driver.take_reports();
+    }
+
+    fn status(&self, context: &StatusContext) -> ExecutionStatus {
+        let replica = self.driver.replica();
+        let counters = replica.counters();
+        ExecutionStatus {
+            id: self.id.0,
+            app: replica.app().0,
+            pid: context.pid,
+            last_executed: replica.last_executed().0,
+            last_checkpoint: replica.store().last_checkpoint().map(|(seq, _)| seq.0),
+            last_stable: replica.store().latest_stable().map(|seq| seq.0),
+            requests_executed: counters.requests_executed,
+            replies_resent: counters.replies_resent,
+            joining: self.driver.is_joining(),
+            missing_buckets: replica.store().missing_count(),
+            fault: context.fault_name(),
+            dropped: reasons(&counters.dropped),
+            rejected: reasons(&self.driver.counters().rejected),
+            updated_unix_ms: context.unix_ms,
+        }
+    }
 }
 
 /// Run execution replica `id` of the cluster in `dir`, executing `app` from `genesis`
@@ -135,96 +119,50 @@ pub async fn run_execution_node(
     app: Box<dyn App>,
     genesis: Option<crate::core::Genesis>,
     shutdown: impl std::future::Future<Output = ()>,
-) -> Result<(), ExecutionNodeError> {
-    zz_protocol::quic::install_crypto_provider();
+) -> Result<(), NodeError> {
+    let mut harness = Harness::new(dir, NodeId::Execution(id))?;
     let (cluster, endpoint) = endpoint_for_execution(dir, id)?;
-    let member = cluster
-        .execution(id)
-        .ok_or(ExecutionNodeError::Unknown { id })?;
-    let run_dir = dir.join("run");
-    std::fs::create_dir_all(&run_dir).map_err(|source| ExecutionNodeError::Io {
-        path: run_dir.display().to_string(),
-        source,
+    let member = (cluster.execution(id)).ok_or_else(|| {
+        NodeError::Setup(format!(
+            "execution replica {id} is not in the cluster configuration"
+        ))
     })?;
     let config = ExecutionConfig::for_app(member.app, &cluster.protocol);
     let app_config = cluster.apps.iter().find(|app| app.id == member.app);
     let params = match app_config.and_then(|app| app.bucket_bits) {
         None => StateParams::default(),
-        Some(bits) => StateParams::new(bits).map_err(|error| ExecutionNodeError::State {
-            problem: error.to_string(),
-        })?,
+        Some(bits) => StateParams::new(bits)
+            .map_err(|error| NodeError::Setup(format!("bucket_bits: {error}")))?,
     };
+    let eager =
+        app_config.is_some_and(|app| app.state_fetch == zz_protocol::config::StateFetch::Eager);
     let store = ObjectStore::new(params);
-    let eager = (cluster.apps.iter())
-        .find(|app| app.id == member.app)
-        .is_some_and(|app| app.state_fetch == zz_protocol::config::StateFetch::Eager);
     let mut replica =
         ExecutionReplica::new(config, app, store, Seq(0)).fetching_whole_state_first(eager);
     if let Some(genesis) = genesis {
         // A standby builds it only if it ever restarts before the first checkpoint.
         replica = replica.with_genesis(genesis, !member.standby);
     }
-    let (bus, mut inbox) = QuicBus::start_node(dir, &cluster, NodeId::Execution(id))?;
-    tracing::info!(execution = %id, app = %member.app, address = %bus.local_addr(), "execution replica started");
-    let bus = FaultyBus::new(bus);
-    let switch = bus.switch();
-    let mut fault = InjectedFault::Honest;
+    let (bus, inbox) = harness.start_bus(&cluster)?;
+    tracing::info!(execution = %id, app = %member.app, address = %bus.inner().local_addr(), "execution replica started");
     let peers = (cluster.executions_of(member.app).into_iter())
         .filter(|peer| *peer != id)
         .collect();
-    let mut driver = ExecutionDriver::new(replica, endpoint, bus, cluster.replica_count() as u32)
+    let driver = ExecutionDriver::new(replica, endpoint, bus, cluster.replica_count() as u32)
         .with_peers(peers);
-    let mut status_tick = tokio::time::interval(STATUS_FILE_INTERVAL);
-    // The activator sends SIGUSR1 when it wakes this replica (after thawing it): it then
-    // joins from the latest stable checkpoint rather than from whatever it held.
+    // The activator sends SIGUSR1 when it wakes this replica (after thawing it).
     let mut woken = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1())
-        .map_err(|source| ExecutionNodeError::Io {
-        path: "SIGUSR1 handler".into(),
-        source,
-    })?;
-    // `zz inject` sends SIGUSR2 after writing the fault file, so the fault shows at once.
-    let mut injected =
-        zz_protocol::run_dir::fault_signal().map_err(|source| ExecutionNodeError::Io {
-            path: "SIGUSR2 handler".into(),
-            source,
-        })?;
-    apply_fault(dir, id, &mut driver, &switch, &mut fault);
-    let started = std::time::Instant::now();
-    let now = || Time(started.elapsed().as_micros() as u64);
-    tokio::pin!(shutdown);
-    loop {
-        let deadline = driver
-            .poll_timeout()
-            .map(|at| started + Duration::from_micros(at.as_micros()))
-            .unwrap_or_else(|| std::time::Instant::now() + Duration::from_secs(1));
-        tokio::select! {
-            Some(()) = woken.recv() => {
-                tracing::info!(execution = %id, "woken: joining from the stable checkpoint");
-                driver.join(now());
+        .map_err(NodeError::io("SIGUSR1 handler"))?;
+    let (wakes, side) = mpsc::channel(1);
+    tokio::spawn(async move {
+        while woken.recv().await.is_some() {
+            if wakes.send(Woken).await.is_err() {
+                break;
             }
-            () = tokio::time::sleep_until(deadline.into()) => driver.handle_timeout(now()),
-            frame = inbox.recv() => {
-                let Some(frame) = frame else { break };
-                driver.handle_frame(now(), &frame);
-                for _ in 1..FRAMES_PER_TURN_MAX {
-                    let Ok(frame) = inbox.try_recv() else { break };
-                    driver.handle_frame(now(), &frame);
-                }
-                // Reports go to the agreement replicas as they are made; here they are
-                // only drained so they do not pile up.
-                driver.take_reports();
-            }
-            Some(()) = injected.recv() => apply_fault(dir, id, &mut driver, &switch, &mut fault),
-            _ = status_tick.tick() => {
-                apply_fault(dir, id, &mut driver, &switch, &mut fault);
-                if let Err(error) = write_status(dir, id, &driver, fault) {
-                    tracing::warn!(%error, "cannot write status file");
-                }
-            }
-            () = &mut shutdown => break,
         }
-    }
-    let _ = write_status(dir, id, &driver, fault);
+    });
+    let mut node = ExecutionNode { id, driver };
+    harness.run(&mut node, inbox, Some(side), shutdown).await?;
     tracing::info!(execution = %id, "execution replica stopped");
     Ok(())
 }

@@ -8,10 +8,10 @@
 //! `cargo test -p zz-experiments --test scenarios <test name> -- --nocapture`.
 
 use std::ops::Range;
-use zz_execution::ExecutionFault;
+use zz_cluster::Fault;
 use zz_experiments::sim::byzantine::Behaviours;
 use zz_experiments::sim::rng::SimRng;
-use zz_experiments::sim::scenario::{ExecutionFaultPlan, InjectedFault, Scenario};
+use zz_experiments::sim::scenario::{ExecutionFaultPlan, Scenario};
 use zz_experiments::sim::{SimOutcome, SimStats, run_scenario};
 use zz_protocol::{AppId, ReplicaId};
 
@@ -450,11 +450,7 @@ fn restarted_backups_keep_their_votes_against_an_equivocating_primary_f1() {
 const KV: AppId = AppId(0);
 
 /// `fault` on member `member_index` of app 0 at `at_micros`.
-fn execution_fault(
-    member_index: usize,
-    at_micros: u64,
-    fault: InjectedFault,
-) -> ExecutionFaultPlan {
+fn execution_fault(member_index: usize, at_micros: u64, fault: Fault) -> ExecutionFaultPlan {
     ExecutionFaultPlan {
         app: KV,
         member_index,
@@ -466,7 +462,7 @@ fn execution_fault(
 /// One active replica of app 0 (f=1) turns faulty early, the way `fault` says; the rest is
 /// calm. Every request must still be accepted, with correct results only, because a
 /// standby is woken and the faulty replica destroyed and replaced.
-fn one_faulty_active_f1(test: &str, fault: InjectedFault) -> Vec<Run> {
+fn one_faulty_active_f1(test: &str, fault: Fault) -> Vec<Run> {
     let runs = run_seeds(test, seeds(), |seed| {
         let (mut scenario, mut rng) = calm(seed, 1);
         let member_index = rng.range(0, 1) as usize;
@@ -500,7 +496,7 @@ fn corrupt_replies_from_one_active_replica_wake_a_standby_that_replaces_it_f1() 
     // f+1 and destroyed, and clients never accept a wrong result.
     one_faulty_active_f1(
         "corrupt_replies_from_one_active_replica_wake_a_standby_that_replaces_it_f1",
-        InjectedFault::Misbehave(ExecutionFault::CorruptReply),
+        Fault::CorruptReply,
     );
 }
 
@@ -511,7 +507,7 @@ fn a_crashed_active_replica_is_replaced_by_a_woken_standby_f1() {
     // fresh standby started in its place.
     one_faulty_active_f1(
         "a_crashed_active_replica_is_replaced_by_a_woken_standby_f1",
-        InjectedFault::Crash,
+        Fault::Crash,
     );
 }
 
@@ -521,7 +517,7 @@ fn a_mute_active_replica_is_replaced_by_a_woken_standby_f1() {
     // treated like a silent one: a standby is woken, the mute one destroyed and replaced.
     one_faulty_active_f1(
         "a_mute_active_replica_is_replaced_by_a_woken_standby_f1",
-        InjectedFault::Misbehave(ExecutionFault::Mute),
+        Fault::Mute,
     );
 }
 
@@ -543,7 +539,7 @@ fn a_woken_standby_refuses_corrupt_buckets_and_fetches_them_elsewhere_f1() {
             scenario.clients = scenario.clients.max(2);
             scenario.requests_per_client = 30;
             let at = rng.range(800_000, 1_200_000);
-            let fault = InjectedFault::Misbehave(ExecutionFault::CorruptState);
+            let fault = Fault::CorruptState;
             // Member 0 is every standby's first peer.
             scenario.execution_faults = vec![execution_fault(0, at, fault)];
             scenario
@@ -645,7 +641,7 @@ fn a_quiet_period_returns_the_app_to_f_plus_1_active_f2() {
             scenario.safety_micros = scenario.safety_micros.max(6_000_000);
             let member_index = rng.range(0, 2) as usize;
             let at = rng.range(0, 300_000);
-            let fault = InjectedFault::Misbehave(ExecutionFault::CorruptReply);
+            let fault = Fault::CorruptReply;
             scenario.execution_faults = vec![execution_fault(member_index, at, fault)];
             scenario
         },

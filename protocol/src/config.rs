@@ -1,5 +1,6 @@
-//! Cluster configuration: the public `cluster.toml` every node reads, the secret key files
-//! under `keys/`, and [`init_cluster`], which writes a fresh cluster directory.
+//! Cluster configuration: the public `cluster.toml` every node reads and the secret key files
+//! under `keys/`, their types, reading and validation. Writing a fresh cluster directory
+//! (`zz init`) is `zz_cluster::init_cluster`'s job.
 //!
 //! A cluster directory looks like this (all paths relative to it):
 //!
@@ -20,7 +21,7 @@
 //!                            (provisions all clients)
 //! ```
 //!
-//! Calling protocol: [`init_cluster`] once; then each node calls [`ClusterConfig::load`] and
+//! Calling protocol: `zz_cluster::init_cluster` once; then each node calls [`ClusterConfig::load`] and
 //! [`load_replica_keys`], [`load_execution_keys`] or [`load_client_keys`] (or the
 //! [`endpoint_for_replica`], [`endpoint_for_execution`] and [`endpoint_for_client`]
 //! shortcuts). Loading validates everything it reads, and every error
@@ -31,21 +32,20 @@ mod activator;
 mod execution;
 #[cfg(test)]
 mod execution_tests;
-mod init;
 mod keys;
 #[cfg(test)]
 pub(crate) mod tests;
 
 pub use activator::{
-    ACTIVATOR_KEYS_FILE, ActivatorConfig, LOCAL_ACTIVATOR, endpoint_for_activator,
-    load_activator_tls_key,
+    ACTIVATOR_KEYS_FILE, ActivatorConfig, ActivatorKeyFile, LOCAL_ACTIVATOR, activator_key_file,
+    endpoint_for_activator, load_activator_tls_key,
 };
 pub use execution::{
     ExecutionReplicaConfig, HOST_LABEL_BYTES_MAX, endpoint_for_execution, execution_keys_file,
 };
-pub use init::{InitOptions, init_cluster};
 pub use keys::{
-    load_client_keys, load_execution_keys, load_execution_tls_key, load_replica_keys, load_tls_key,
+    ClientKeyFile, ExecutionKeyFile, ExecutionPeerKey, PeerKey, ReplicaKeyFile, load_client_keys,
+    load_execution_keys, load_execution_tls_key, load_replica_keys, load_tls_key,
 };
 
 use crate::crypto::{Ed25519VerifyingKey, ReplicaVerifyingKeys};
@@ -168,7 +168,7 @@ pub enum ConfigError {
         field: String,
         problem: String,
     },
-    /// [`init_cluster`] found a cluster already there and will not overwrite its keys.
+    /// `zz_cluster::init_cluster` found a cluster already there and will not overwrite its keys.
     #[error("{}: already exists; refusing to overwrite an existing cluster", path.display())]
     AlreadyExists { path: PathBuf },
     /// A replica id outside the configured cluster.
@@ -200,18 +200,14 @@ pub enum ConfigError {
 }
 
 impl ConfigError {
-    pub(crate) fn io(path: &Path, source: std::io::Error) -> ConfigError {
+    pub fn io(path: &Path, source: std::io::Error) -> ConfigError {
         ConfigError::Io {
             path: path.to_path_buf(),
             source,
         }
     }
 
-    pub(crate) fn invalid(
-        path: &Path,
-        field: impl Into<String>,
-        problem: impl Into<String>,
-    ) -> Self {
+    pub fn invalid(path: &Path, field: impl Into<String>, problem: impl Into<String>) -> Self {
         ConfigError::Invalid {
             path: path.to_path_buf(),
             field: field.into(),
@@ -245,8 +241,8 @@ pub(crate) fn read_toml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T
     })
 }
 
-/// Lower-case hex of `bytes`.
-pub(crate) fn hex_encode(bytes: &[u8]) -> String {
+/// Lower-case hex of `bytes`, as key files hold keys.
+pub fn hex_encode(bytes: &[u8]) -> String {
     bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
@@ -320,8 +316,9 @@ impl ClusterConfig {
         self.validate_execution_certificates(dir, &path)
     }
 
-    /// Every rule that needs no other file; `init_cluster` checks these before writing.
-    fn validate_contents(&self, dir: &Path) -> Result<(), ConfigError> {
+    /// Every rule that needs no other file; `zz_cluster::init_cluster` checks these before
+    /// writing.
+    pub fn validate_contents(&self, dir: &Path) -> Result<(), ConfigError> {
         let path = dir.join(CLUSTER_FILE);
         self.protocol.validate().map_err(|error| {
             ConfigError::invalid(&path, format!("protocol.{}", error.field), error.problem)

@@ -2,6 +2,8 @@
 //! receiver, an authenticator for a multicast to the replicas) and opens incoming frames:
 //! size check before decoding, MAC check, then the signature and certificate checks of
 //! [`crate::validate`]. Only what passes all of them comes out, as a [`Verified`] message.
+//! What fails is a [`Rejection`]; drivers count it, and what they refuse themselves after
+//! opening, by [`RejectReason`] in their [`FrameCounters`].
 
 use crate::crypto::{Authenticator, Mac, MacKey, NodeKeys, ReplicaVerifyingKeys};
 use crate::ids::{ClientId, NodeId, ReplicaId};
@@ -77,16 +79,90 @@ pub enum Rejection {
 }
 
 impl Rejection {
-    /// A stable short name, for counters.
-    pub fn reason(&self) -> &'static str {
+    /// Why, for counters.
+    pub fn reason(&self) -> RejectReason {
         match self {
-            Rejection::FrameTooLarge { .. } => "frame-too-large",
-            Rejection::EnvelopeDecode(_) => "envelope-decode",
-            Rejection::MessageDecode(_) => "message-decode",
-            Rejection::UnknownSender(_) => "unknown-sender",
-            Rejection::BadMac(_) => "bad-mac",
-            Rejection::Invalid { .. } => "invalid",
+            Rejection::FrameTooLarge { .. } => RejectReason::FrameTooLarge,
+            Rejection::EnvelopeDecode(_) => RejectReason::EnvelopeDecode,
+            Rejection::MessageDecode(_) => RejectReason::MessageDecode,
+            Rejection::UnknownSender(_) => RejectReason::UnknownSender,
+            Rejection::BadMac(_) => RejectReason::BadMac,
+            Rejection::Invalid { .. } => RejectReason::Invalid,
         }
+    }
+}
+
+/// Why a node dropped an incoming frame before its core saw it: a [`Rejection`] of
+/// [`Endpoint::open`], or a message that opened but that the driver refuses. Status files
+/// show each by its name (`bad-mac`, `bad-bucket`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RejectReason {
+    /// [`Rejection::FrameTooLarge`].
+    FrameTooLarge,
+    /// [`Rejection::EnvelopeDecode`].
+    EnvelopeDecode,
+    /// [`Rejection::MessageDecode`].
+    MessageDecode,
+    /// [`Rejection::UnknownSender`].
+    UnknownSender,
+    /// [`Rejection::BadMac`].
+    BadMac,
+    /// [`Rejection::Invalid`].
+    Invalid,
+    /// A kind of message this node never takes (or not from that sender).
+    UnexpectedKind,
+    /// An order or report for an app this execution replica does not run.
+    OtherApp,
+    /// A fetched bucket whose proof does not verify against the agreed root.
+    BadBucket,
+    /// A fetched bucket the replica already holds.
+    BucketAlreadyPresent,
+    /// An answer to a bucket fetch without a proof that decodes, or for another bucket or
+    /// app.
+    BucketMissingOrUndecodable,
+    /// A client's retransmission whose reply is no longer cached.
+    RetransmissionNotCached,
+}
+
+impl RejectReason {
+    /// The name status files and logs show.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RejectReason::FrameTooLarge => "frame-too-large",
+            RejectReason::EnvelopeDecode => "envelope-decode",
+            RejectReason::MessageDecode => "message-decode",
+            RejectReason::UnknownSender => "unknown-sender",
+            RejectReason::BadMac => "bad-mac",
+            RejectReason::Invalid => "invalid",
+            RejectReason::UnexpectedKind => "unexpected-kind",
+            RejectReason::OtherApp => "other-app",
+            RejectReason::BadBucket => "bad-bucket",
+            RejectReason::BucketAlreadyPresent => "bucket-already-present",
+            RejectReason::BucketMissingOrUndecodable => "bucket-missing-or-undecodable",
+            RejectReason::RetransmissionNotCached => "retransmission-not-cached",
+        }
+    }
+}
+
+impl std::fmt::Display for RejectReason {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str(self.as_str())
+    }
+}
+
+/// What a driver counts of the frames it is handed: all of them, and those it dropped
+/// before its core saw them, by reason.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FrameCounters {
+    pub frames_received: u64,
+    pub rejected: BTreeMap<RejectReason, u64>,
+}
+
+impl FrameCounters {
+    /// Count one frame dropped for `reason`.
+    pub fn count_rejection(&mut self, reason: RejectReason) {
+        *self.rejected.entry(reason).or_default() += 1;
     }
 }
 
@@ -338,4 +414,52 @@ fn decode_exact<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, String> {
 
 pub fn encode_envelope(envelope: &Envelope) -> Vec<u8> {
     postcard::to_stdvec(envelope).expect("encoding an envelope cannot fail")
+}
+
+/// The message inside a frame, read without opening it: UNAUTHENTICATED. No size limit,
+/// MAC, signature or certificate is checked, so anyone may have forged it, and trailing
+/// bytes are ignored. Only for deciding which endpoint should open a frame, or for a
+/// harness that reads what its own nodes sent; everything else goes through
+/// [`Endpoint::open`].
+pub fn peek_message(frame: &[u8]) -> Option<Message> {
+    let envelope: Envelope = postcard::from_bytes(frame).ok()?;
+    postcard::from_bytes(&envelope.payload).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RejectReason;
+    use serde::Deserialize as _;
+    use serde::de::IntoDeserializer as _;
+    use serde::de::value::{Error, StrDeserializer};
+
+    /// Status files count rejections under these names: serde and Display agree on them.
+    #[test]
+    fn reject_reasons_go_by_their_kebab_case_names() {
+        let reasons = [
+            (RejectReason::FrameTooLarge, "frame-too-large"),
+            (RejectReason::EnvelopeDecode, "envelope-decode"),
+            (RejectReason::MessageDecode, "message-decode"),
+            (RejectReason::UnknownSender, "unknown-sender"),
+            (RejectReason::BadMac, "bad-mac"),
+            (RejectReason::Invalid, "invalid"),
+            (RejectReason::UnexpectedKind, "unexpected-kind"),
+            (RejectReason::OtherApp, "other-app"),
+            (RejectReason::BadBucket, "bad-bucket"),
+            (RejectReason::BucketAlreadyPresent, "bucket-already-present"),
+            (
+                RejectReason::BucketMissingOrUndecodable,
+                "bucket-missing-or-undecodable",
+            ),
+            (
+                RejectReason::RetransmissionNotCached,
+                "retransmission-not-cached",
+            ),
+        ];
+        for (reason, name) in reasons {
+            assert_eq!(reason.to_string(), name);
+            let deserializer: StrDeserializer<Error> = name.into_deserializer();
+            assert_eq!(RejectReason::deserialize(deserializer), Ok(reason));
+        }
+    }
 }

@@ -1,7 +1,9 @@
-//! zz-protocol: what every zz node shares. Identifiers ([`ids`]), the protocol parameters
-//! ([`params`]) and cluster configuration ([`config`]), every wire message ([`messages`]),
-//! authentication ([`crypto`]), sealing and opening frames ([`envelope`], [`validate`]), and
-//! the message bus ([`bus`]) with its in-memory and QUIC implementations.
+//! zz-protocol: the wire, which every zz node shares. Identifiers ([`ids`]), the protocol
+//! parameters ([`params`]) and the cluster configuration types ([`config`]), every wire
+//! message ([`messages`]), authentication ([`crypto`]), sealing and opening frames
+//! ([`envelope`], [`validate`]), and the message bus ([`bus`]) with its in-memory and QUIC
+//! implementations. What lives in a cluster directory besides its configuration (writing
+//! it, run files, status files, injected faults) is `zz-cluster`'s.
 //!
 //! Calling protocol for a node: build an [`envelope::Endpoint`] from its keys; seal every
 //! outgoing message with it and hand the frame to a [`bus::MessageBus`]; pass every
@@ -12,15 +14,12 @@ pub mod bus;
 pub mod crypto;
 pub mod derived_keys;
 pub mod envelope;
-pub mod fault_bus;
 pub mod ids;
 pub mod messages;
 pub mod params;
-pub mod run_dir;
-pub mod status_file;
 pub mod validate;
 
-pub use envelope::{Endpoint, Rejection, Verified};
+pub use envelope::{Endpoint, FrameCounters, RejectReason, Rejection, Verified};
 pub use ids::{
     ActivatorId, AppId, ClientId, Digest, ExecutionId, NodeId, ReplicaId, Seq, Time, View,
 };

@@ -206,7 +206,9 @@ pub struct Batches {
     pub entries: Vec<(Seq, Batch)>,
 }
 
-/// A committed batch, leaving agreement strictly in sequence order.
+/// A committed batch, leaving agreement strictly in sequence order. Not a message: the
+/// agreement driver hands it to its caller, and sends each app its share as an
+/// [`AppOrder`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Order {
     pub view: View,
@@ -240,7 +242,6 @@ pub enum Message {
     Status(Status),
     FetchBatches(FetchBatches),
     Batches(Batches),
-    Order(Order),
     Reply(Reply),
     AppOrder(AppOrder),
     Executed(Executed),
@@ -274,7 +275,6 @@ impl Message {
             Message::Status(_) => "status",
             Message::FetchBatches(_) => "fetch-batches",
             Message::Batches(_) => "batches",
-            Message::Order(_) => "order",
             Message::Reply(_) => "reply",
             Message::AppOrder(_) => "app-order",
             Message::Executed(_) => "executed",

@@ -405,7 +405,6 @@ pub fn check_message(endpoint: &Endpoint, from: NodeId, message: &Message) -> Ch
         Message::Commit(_)
         | Message::Status(_)
         | Message::FetchBatches(_)
-        | Message::Order(_)
         | Message::FetchChainedOrders(_) => Ok(()),
     }
 }

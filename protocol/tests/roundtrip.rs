@@ -22,8 +22,8 @@ use zz_protocol::messages::{
     AppHead, AppOrder, AuthenticatedRequest, Batch, Batches, BucketData, ChainedOrders, Checkpoint,
     CheckpointCertificate, CheckpointState, Commit, Executed, ExecutionCheckpoint, FaultReason,
     Faulty, FetchBatches, FetchBucket, FetchChainedOrders, FetchOrders, Join, Membership, Message,
-    NewView, NewViewEntry, NonDet, Order, PrePrepareHeader, Prepare, PreparedCertificate, Reply,
-    Request, Status, ViewChange, Wake, WakeReason,
+    NewView, NewViewEntry, NonDet, PrePrepareHeader, Prepare, PreparedCertificate, Reply, Request,
+    Status, ViewChange, Wake, WakeReason,
 };
 use zz_protocol::{
     AppId, ClientId, Digest, Endpoint, ExecutionId, NodeId, ProtocolParams, ReplicaId, Seq, View,
@@ -293,12 +293,6 @@ prop_compose! {
 }
 
 prop_compose! {
-    fn order()(view in view(), seq in seq(), batch in batch()) -> Order {
-        Order { view, seq, batch }
-    }
-}
-
-prop_compose! {
     fn reply()(view in view(), client in client_id(), timestamp in any_u64(), result in bytes())
         -> Reply {
         Reply { view, client, timestamp, result }
@@ -344,7 +338,6 @@ fn message() -> impl Strategy<Value = Message> {
         status().prop_map(Message::Status),
         fetch_batches().prop_map(Message::FetchBatches),
         batches().prop_map(Message::Batches),
-        order().prop_map(Message::Order),
         reply().prop_map(Message::Reply),
         app_order().prop_map(Message::AppOrder),
         executed().prop_map(Message::Executed),
@@ -431,7 +424,7 @@ fn activation_message() -> impl Strategy<Value = Message> {
 
 /// The variants of [`Message`], in declaration order. The match is exhaustive, so a new
 /// variant fails to compile here until [`message`] generates it too.
-const VARIANT_COUNT: usize = 25;
+const VARIANT_COUNT: usize = 24;
 
 fn variant_index(message: &Message) -> usize {
     match message {
@@ -445,21 +438,20 @@ fn variant_index(message: &Message) -> usize {
         Message::Status(_) => 7,
         Message::FetchBatches(_) => 8,
         Message::Batches(_) => 9,
-        Message::Order(_) => 10,
-        Message::Reply(_) => 11,
-        Message::AppOrder(_) => 12,
-        Message::Executed(_) => 13,
-        Message::ExecutionCheckpoint(_) => 14,
-        Message::ExecutionStable(_) => 15,
-        Message::Wake(_) => 16,
-        Message::Faulty(_) => 17,
-        Message::Membership(_) => 18,
-        Message::Join(_) => 19,
-        Message::FetchOrders(_) => 20,
-        Message::FetchBucket(_) => 21,
-        Message::BucketData(_) => 22,
-        Message::FetchChainedOrders(_) => 23,
-        Message::ChainedOrders(_) => 24,
+        Message::Reply(_) => 10,
+        Message::AppOrder(_) => 11,
+        Message::Executed(_) => 12,
+        Message::ExecutionCheckpoint(_) => 13,
+        Message::ExecutionStable(_) => 14,
+        Message::Wake(_) => 15,
+        Message::Faulty(_) => 16,
+        Message::Membership(_) => 17,
+        Message::Join(_) => 18,
+        Message::FetchOrders(_) => 19,
+        Message::FetchBucket(_) => 20,
+        Message::BucketData(_) => 21,
+        Message::FetchChainedOrders(_) => 22,
+        Message::ChainedOrders(_) => 23,
     }
 }
 
@@ -608,11 +600,6 @@ proptest! {
     #[test]
     fn batches_round_trips(batches in batches()) {
         round_trip(&Message::Batches(batches))?;
-    }
-
-    #[test]
-    fn order_round_trips(order in order()) {
-        round_trip(&Message::Order(order))?;
     }
 
     #[test]

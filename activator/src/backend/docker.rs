@@ -14,8 +14,8 @@ use bollard::Docker;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::PathBuf;
+use zz_cluster::{ClusterDir, node_name};
 use zz_protocol::config::ClusterConfig;
-use zz_protocol::run_dir::{fault_path, node_name, pause_path};
 use zz_protocol::{ExecutionId, NodeId};
 
 /// Ticks of `poll_started` between two listings of the engine's containers (which show
@@ -67,14 +67,12 @@ impl DockerBackend {
         }
     }
 
-    fn dir(&self) -> &std::path::Path {
-        &self.platform.dir
+    fn dir(&self) -> ClusterDir {
+        ClusterDir::new(&self.platform.dir)
     }
 
     fn status_path(&self, member: ExecutionId) -> PathBuf {
-        self.dir()
-            .join("run")
-            .join(format!("{}.json", name(member)))
+        self.dir().status_path(NodeId::Execution(member))
     }
 
     fn container(&mut self, member: ExecutionId) -> Result<&mut Container, BackendError> {
@@ -231,7 +229,6 @@ impl Backend for DockerBackend {
     }
 
     async fn destroy(&mut self, member: ExecutionId) -> Result<(), BackendError> {
-        let node = name(member);
         if let Some(container) = self.containers.remove(&member)
             && !container.id.is_empty()
         {
@@ -242,7 +239,9 @@ impl Backend for DockerBackend {
                 .map_err(failed(member, "remove"))?;
             tracing::info!(%member, container = short_id(&container.id), "destroyed");
         }
-        for file in [pause_path(self.dir(), &node), fault_path(self.dir(), &node)] {
+        let dir = self.dir();
+        let node = NodeId::Execution(member);
+        for file in [dir.pause_path(node), dir.fault_path(node)] {
             let _ = std::fs::remove_file(file);
         }
         Ok(())
@@ -290,8 +289,8 @@ impl DockerBackend {
         // A fresh replica owes nothing to its predecessor: no status, pause or fault.
         for stale in [
             self.status_path(member),
-            pause_path(self.dir(), &node),
-            fault_path(self.dir(), &node),
+            self.dir().pause_path(NodeId::Execution(member)),
+            self.dir().fault_path(NodeId::Execution(member)),
         ] {
             let _ = std::fs::remove_file(stale);
         }

@@ -9,7 +9,8 @@ use crate::freezer::{self, Pause};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
-use zz_protocol::run_dir::{fault_path, log_path, node_name, pause_path, pid_path};
+use zz_cluster::dir::process_alive;
+use zz_cluster::{ClusterDir, node_name};
 use zz_protocol::{ExecutionId, NodeId};
 
 struct Process {
@@ -22,7 +23,7 @@ struct Process {
 
 /// See the module documentation.
 pub struct ProcessBackend {
-    dir: PathBuf,
+    dir: ClusterDir,
     exe: PathBuf,
     processes: BTreeMap<ExecutionId, Process>,
 }
@@ -43,14 +44,14 @@ impl ProcessBackend {
     /// Replicas of the platform in `dir`, run as `exe node execution --cluster dir --id N`.
     pub fn new(dir: &Path, exe: &Path) -> ProcessBackend {
         ProcessBackend {
-            dir: dir.to_path_buf(),
+            dir: ClusterDir::new(dir),
             exe: exe.to_path_buf(),
             processes: BTreeMap::new(),
         }
     }
 
     fn status_path(&self, member: ExecutionId) -> PathBuf {
-        self.dir.join("run").join(format!("{}.json", name(member)))
+        self.dir.status_path(NodeId::Execution(member))
     }
 
     fn process(&mut self, member: ExecutionId) -> Result<&mut Process, BackendError> {
@@ -60,8 +61,8 @@ impl ProcessBackend {
     }
 
     fn freeze(&mut self, member: ExecutionId) -> Result<(), BackendError> {
-        let cgroup = freezer::cgroup_name(&self.dir, &name(member));
-        let pause_file = pause_path(&self.dir, &name(member));
+        let cgroup = freezer::cgroup_name(self.dir.path(), &name(member));
+        let pause_file = self.dir.pause_path(NodeId::Execution(member));
         let process = self.process(member)?;
         let pause = freezer::pause(process.child.id(), &cgroup).map_err(io(member, "pause"))?;
         std::fs::write(pause_file, pause.describe()).map_err(io(member, "record the pause"))?;
@@ -83,25 +84,24 @@ impl Backend for ProcessBackend {
     }
 
     async fn start(&mut self, member: ExecutionId, standby: bool) -> Result<(), BackendError> {
-        let node = name(member);
         // A fresh replica owes nothing to its predecessor: no status, pause or fault.
         for stale in [
             self.status_path(member),
-            pause_path(&self.dir, &node),
-            fault_path(&self.dir, &node),
+            self.dir.pause_path(NodeId::Execution(member)),
+            self.dir.fault_path(NodeId::Execution(member)),
         ] {
             let _ = std::fs::remove_file(stale);
         }
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(log_path(&self.dir, &node))
+            .open(self.dir.log_path(NodeId::Execution(member)))
             .map_err(io(member, "open its log"))?;
         let mut command = std::process::Command::new(&self.exe);
         command
             .args(["node", "execution", "--id", &member.0.to_string()])
             .arg("--cluster")
-            .arg(&self.dir)
+            .arg(self.dir.path())
             .stdin(Stdio::null())
             .stdout(log.try_clone().map_err(io(member, "open its log"))?)
             .stderr(log);
@@ -109,8 +109,11 @@ impl Backend for ProcessBackend {
         // `zz up`'s orderly shutdown.
         std::os::unix::process::CommandExt::process_group(&mut command, 0);
         let child = command.spawn().map_err(io(member, "start"))?;
-        std::fs::write(pid_path(&self.dir, &node), child.id().to_string())
-            .map_err(io(member, "record its pid"))?;
+        std::fs::write(
+            self.dir.pid_path(NodeId::Execution(member)),
+            child.id().to_string(),
+        )
+        .map_err(io(member, "record its pid"))?;
         tracing::info!(%member, pid = child.id(), standby, "started");
         let process = Process {
             child,
@@ -151,7 +154,7 @@ impl Backend for ProcessBackend {
     }
 
     async fn thaw(&mut self, member: ExecutionId) -> Result<(), BackendError> {
-        let pause_file = pause_path(&self.dir, &name(member));
+        let pause_file = self.dir.pause_path(NodeId::Execution(member));
         let process = self.process(member)?;
         let pid = process.child.id();
         if let Some(pause) = process.pause.take() {
@@ -175,13 +178,13 @@ impl Backend for ProcessBackend {
             tracing::info!(%member, pid, "destroyed");
         }
         for file in [
-            pid_path(&self.dir, &node),
-            pause_path(&self.dir, &node),
-            fault_path(&self.dir, &node),
+            self.dir.pid_path(NodeId::Execution(member)),
+            self.dir.pause_path(NodeId::Execution(member)),
+            self.dir.fault_path(NodeId::Execution(member)),
         ] {
             let _ = std::fs::remove_file(file);
         }
-        freezer::forget(&freezer::cgroup_name(&self.dir, &node));
+        freezer::forget(&freezer::cgroup_name(self.dir.path(), &node));
         Ok(())
     }
 
@@ -189,7 +192,7 @@ impl Backend for ProcessBackend {
         (self.processes.iter())
             .map(|(member, process)| {
                 let pid = process.child.id();
-                let state = if !zz_protocol::run_dir::process_alive(pid) {
+                let state = if !process_alive(pid) {
                     "exited"
                 } else if process.starting {
                     "starting"

@@ -476,7 +476,6 @@ impl Replica {
             Message::FetchBatches(fetch) => self.handle_fetch(sender, fetch),
             Message::Batches(batches) => self.handle_batches(sender, batches),
             Message::Request(_)
-            | Message::Order(_)
             | Message::Reply(_)
             | Message::AppOrder(_)
             | Message::Executed(_)

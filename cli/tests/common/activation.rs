@@ -6,9 +6,12 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 use zz_activator::node::ActivatorStatus;
 use zz_activator::policy::MemberState;
+use zz_cluster::ClusterDir;
+use zz_protocol::NodeId;
+use zz_protocol::config::LOCAL_ACTIVATOR;
 
 pub fn activator(dir: &Path) -> ActivatorStatus {
-    let path = dir.join("run").join("activator.json");
+    let path = ClusterDir::new(dir).status_path(NodeId::Activator(LOCAL_ACTIVATOR));
     serde_json::from_slice(&std::fs::read(path).expect("activator status")).expect("json")
 }
 

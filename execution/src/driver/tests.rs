@@ -173,7 +173,10 @@ fn a_forged_bucket_is_refused_and_counted() {
         .unwrap();
     pair.b.handle_frame(Time(0), &frame);
     assert_eq!(pair.b.replica().store().missing_count(), missing);
-    assert_eq!(pair.b.counters().rejected.get("bad-bucket"), Some(&1));
+    assert_eq!(
+        pair.b.counters().rejected.get(&RejectReason::BadBucket),
+        Some(&1)
+    );
     // An agreement replica may not send buckets at all.
     let rejected_before: u64 = pair.b.counters().rejected.values().sum();
     let frame = pair

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use std::collections::{BTreeMap, VecDeque};
 use zz_protocol::config::LOCAL_ACTIVATOR;
 use zz_protocol::crypto::{Ed25519SigningKey, Signed};
-use zz_protocol::envelope::Envelope;
+use zz_protocol::envelope::peek_message;
 use zz_protocol::messages::{
     Batch, Commit, FaultReason, Faulty, Message, PrePrepareHeader, Prepare, Wake, WakeReason,
 };
@@ -175,7 +175,7 @@ impl Byzantine {
             out.push((to, Bytes::from(forged)));
             return out;
         }
-        let Some(message) = decode(&frame) else {
+        let Some(message) = peek_message(&frame) else {
             out.push((to, frame));
             return out;
         };
@@ -268,9 +268,4 @@ impl Byzantine {
             .seal(to, message)
             .map(|frame| (to, Bytes::from(frame)))
     }
-}
-
-fn decode(frame: &[u8]) -> Option<Message> {
-    let envelope: Envelope = postcard::from_bytes(frame).ok()?;
-    postcard::from_bytes(&envelope.payload).ok()
 }

@@ -33,7 +33,7 @@ use activation::AlarmLedger;
 use bytes::Bytes;
 use byzantine::Byzantine;
 use rng::SimRng;
-use scenario::{InjectedFault, Scenario};
+use scenario::Scenario;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use zz_activator::policy::{Command, Member, MemberState, Policy, PolicyConfig};
@@ -42,14 +42,15 @@ use zz_agreement::orders::ExecutionGroups;
 use zz_agreement::storage::MemoryStorage;
 use zz_agreement::{Replica, ReplicaConfig};
 use zz_client::{ClientCore, Destination};
-use zz_execution::{
-    ExecOutput, ExecutionConfig, ExecutionDriver, ExecutionFault, ExecutionReplica,
-};
+use zz_cluster::Fault;
+use zz_execution::{ExecOutput, ExecutionConfig, ExecutionDriver, ExecutionReplica};
 use zz_protocol::bus::MessageBus;
 use zz_protocol::config::LOCAL_ACTIVATOR;
-use zz_protocol::envelope::Envelope;
+use zz_protocol::envelope::peek_message;
 use zz_protocol::messages::{Message, Request};
-use zz_protocol::{AppId, ClientId, Digest, Endpoint, ExecutionId, NodeId, ReplicaId, Seq, Time};
+use zz_protocol::{
+    AppId, ClientId, Digest, Endpoint, ExecutionId, NodeId, RejectReason, ReplicaId, Seq, Time,
+};
 use zz_state_fetch::{ObjectStore, StateParams};
 
 /// Apps in every simulated cluster: app 0 runs kv, app 1 runs null; each has f+1
@@ -235,7 +236,7 @@ enum Event {
     ExecutionFault {
         execution: ExecutionId,
         instance: u64,
-        fault: InjectedFault,
+        fault: Fault,
     },
     /// The backend finished starting this instance as a standby.
     StandbyReady {
@@ -287,7 +288,7 @@ impl SimExecution {
             && self
                 .driver
                 .as_ref()
-                .is_some_and(|driver| driver.fault() == ExecutionFault::Honest)
+                .is_some_and(|driver| driver.fault() == Fault::Honest)
     }
 
     fn faulty(&self) -> bool {
@@ -295,7 +296,7 @@ impl SimExecution {
             || self
                 .driver
                 .as_ref()
-                .is_some_and(|driver| driver.fault() != ExecutionFault::Honest)
+                .is_some_and(|driver| driver.fault() != Fault::Honest)
     }
 }
 
@@ -631,7 +632,7 @@ impl World {
             let Some(driver) = sim.driver.as_ref().filter(|_| sim.running()) else {
                 continue;
             };
-            if driver.fault() != zz_execution::ExecutionFault::Honest {
+            if driver.fault() != Fault::Honest {
                 continue;
             }
             if driver.is_joining() {
@@ -831,11 +832,11 @@ impl World {
                 {
                     self.stats.execution_faults_injected += 1;
                     match fault {
-                        InjectedFault::Crash => {
+                        Fault::Crash => {
                             sim.crashed = true;
                             sim.bus.drain();
                         }
-                        InjectedFault::Misbehave(fault) => driver.set_fault(fault),
+                        fault => driver.set_fault(fault),
                     }
                 }
             }
@@ -1091,7 +1092,7 @@ impl World {
         }
         for (to, frame) in &frames {
             if let NodeId::Client(client) = to
-                && let Some(Message::Reply(reply)) = decode(frame)
+                && let Some(Message::Reply(reply)) = peek_message(frame)
             {
                 match self.correct_results.get(&(*client, reply.timestamp)) {
                     Some(result) if *result != reply.result => {
@@ -1532,15 +1533,9 @@ fn bad_buckets(driver: &ExecutionDriver<SimBus>) -> u64 {
     driver
         .counters()
         .rejected
-        .get("bad-bucket")
+        .get(&RejectReason::BadBucket)
         .copied()
         .unwrap_or(0)
-}
-
-/// The message inside a sealed frame, unauthenticated (the checker reads what a node sent).
-fn decode(frame: &[u8]) -> Option<Message> {
-    let envelope: Envelope = postcard::from_bytes(frame).ok()?;
-    postcard::from_bytes(&envelope.payload).ok()
 }
 
 /// Agreement replicas vote for nothing here: every app has execution replicas.

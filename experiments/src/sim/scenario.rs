@@ -4,17 +4,8 @@
 use super::byzantine::Behaviours;
 use super::rng::SimRng;
 use std::collections::BTreeMap;
-use zz_execution::ExecutionFault;
+use zz_cluster::Fault;
 use zz_protocol::{AppId, ProtocolParams, ReplicaId};
-
-/// What goes wrong with one execution replica.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum InjectedFault {
-    /// The driver misbehaves as the fault says (its core stays correct).
-    Misbehave(ExecutionFault),
-    /// The replica stops for good: it handles and sends nothing any more.
-    Crash,
-}
 
 /// One execution replica that turns faulty, and when. The fault hits the instance
 /// running at that time; a fresh instance started in its place later is clean.
@@ -24,7 +15,9 @@ pub struct ExecutionFaultPlan {
     /// Index of the member in its app's group: below f+1 an active, above a standby.
     pub member_index: usize,
     pub at_micros: u64,
-    pub fault: InjectedFault,
+    /// A crash stops the replica for good; any other fault makes its driver misbehave as
+    /// the fault says (its core stays correct).
+    pub fault: Fault,
 }
 
 /// Everything random about one run, drawn from its seed.
@@ -161,10 +154,10 @@ impl Scenario {
                 }
                 chosen.push(member_index);
                 let fault = match rng.range(0, 3) {
-                    0 => InjectedFault::Crash,
-                    1 => InjectedFault::Misbehave(ExecutionFault::Mute),
-                    2 => InjectedFault::Misbehave(ExecutionFault::CorruptReply),
-                    _ => InjectedFault::Misbehave(ExecutionFault::CorruptState),
+                    0 => Fault::Crash,
+                    1 => Fault::Mute,
+                    2 => Fault::CorruptReply,
+                    _ => Fault::CorruptState,
                 };
                 self.execution_faults.push(ExecutionFaultPlan {
                     app,

@@ -47,7 +47,7 @@ fn default_announce_ms() -> u64 {
 /// The contents of `keys/activator.toml`.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct ActivatorKeyFile {
+pub struct ActivatorKeyFile {
     /// The PEM TLS private key, relative to the cluster directory.
     pub tls_key: PathBuf,
     /// One `[[peers]]` entry per agreement replica.
@@ -111,7 +111,7 @@ pub fn endpoint_for_activator(dir: &Path) -> Result<(ClusterConfig, Endpoint), C
 }
 
 /// The key file for an activator sharing `keys[i]` with replica i.
-pub(crate) fn activator_key_file(tls_key: PathBuf, keys: &[String]) -> ActivatorKeyFile {
+pub fn activator_key_file(tls_key: PathBuf, keys: &[String]) -> ActivatorKeyFile {
     ActivatorKeyFile {
         tls_key,
         peers: keys

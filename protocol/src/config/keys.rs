@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 /// The contents of `keys/replica-<i>.toml`.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct ReplicaKeyFile {
+pub struct ReplicaKeyFile {
     /// Whose keys these are; must match the file name.
     pub replica: ReplicaId,
     /// Hex of the 32-byte Ed25519 signing key seed.
@@ -47,7 +47,7 @@ pub(crate) struct ReplicaKeyFile {
 /// The contents of `keys/execution-<i>.toml`.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct ExecutionKeyFile {
+pub struct ExecutionKeyFile {
     /// Whose keys these are; must match the file name.
     pub execution: ExecutionId,
     /// Hex of the 32-byte client master.
@@ -65,7 +65,7 @@ pub(crate) struct ExecutionKeyFile {
 /// The session key a replica shares with one execution replica.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct ExecutionPeerKey {
+pub struct ExecutionPeerKey {
     pub execution: ExecutionId,
     /// Hex of the 32-byte pairwise key; the execution replica's file holds the same key.
     pub key: String,
@@ -74,7 +74,7 @@ pub(crate) struct ExecutionPeerKey {
 /// The session key shared with one (agreement) replica.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct PeerKey {
+pub struct PeerKey {
     pub replica: ReplicaId,
     /// Hex of the 32-byte pairwise key; the peer's file holds the same key for this replica.
     pub key: String,
@@ -83,7 +83,7 @@ pub(crate) struct PeerKey {
 /// The contents of `keys/clients.toml`.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct ClientKeyFile {
+pub struct ClientKeyFile {
     /// Hex of each replica's 32-byte client master, indexed by replica id.
     pub client_masters: Vec<String>,
     /// Hex of each execution replica's 32-byte client master, indexed by execution id.

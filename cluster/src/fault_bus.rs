@@ -2,13 +2,13 @@
 //! node. It wraps the node's real bus and drops or delays outgoing frames; everything the
 //! node receives is untouched, so the node keeps its state and only looks faulty to others.
 
-use crate::bus::MessageBus;
-use crate::ids::NodeId;
-use crate::run_dir::InjectedFault;
+use crate::fault::Fault;
 use bytes::Bytes;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
+use zz_protocol::NodeId;
+use zz_protocol::bus::MessageBus;
 
 /// Delayed frames in flight at most; more are dropped and counted, as a congested link
 /// would.
@@ -56,10 +56,10 @@ pub struct FaultSwitch {
 
 impl FaultSwitch {
     /// Show `fault` from now on: mute and slow act here; other faults leave the bus honest.
-    pub fn set_fault(&self, fault: InjectedFault) {
+    pub fn set_fault(&self, fault: Fault) {
         let (mute, delay_ms) = match fault {
-            InjectedFault::Mute => (true, 0),
-            InjectedFault::Slow { delay_ms } => (false, delay_ms),
+            Fault::Mute => (true, 0),
+            Fault::Slow { delay_ms } => (false, delay_ms),
             _ => (false, 0),
         };
         self.shared.mute.store(mute, Ordering::Relaxed);
@@ -107,8 +107,8 @@ impl<B: MessageBus + 'static> MessageBus for FaultyBus<B> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bus::MemoryNetwork;
-    use crate::ids::ReplicaId;
+    use zz_protocol::ReplicaId;
+    use zz_protocol::bus::MemoryNetwork;
 
     #[tokio::test]
     async fn mute_drops_slow_delays_and_honest_sends_at_once() {
@@ -120,11 +120,11 @@ mod tests {
         let switch = bus.switch();
         bus.send(to, Bytes::from_static(b"honest"));
         assert_eq!(inbox.try_recv().unwrap(), Bytes::from_static(b"honest"));
-        switch.set_fault(InjectedFault::Mute);
+        switch.set_fault(Fault::Mute);
         bus.send(to, Bytes::from_static(b"muted"));
         assert!(inbox.try_recv().is_err());
         assert_eq!(switch.dropped_on_purpose(), 1);
-        switch.set_fault(InjectedFault::Slow { delay_ms: 500 });
+        switch.set_fault(Fault::Slow { delay_ms: 500 });
         bus.send(to, Bytes::from_static(b"slow"));
         assert!(
             inbox.try_recv().is_err(),
@@ -132,7 +132,7 @@ mod tests {
         );
         let late = tokio::time::timeout(Duration::from_secs(10), inbox.recv()).await;
         assert_eq!(late.unwrap().unwrap(), Bytes::from_static(b"slow"));
-        switch.set_fault(InjectedFault::Honest);
+        switch.set_fault(Fault::Honest);
         bus.send(to, Bytes::from_static(b"healed"));
         assert_eq!(inbox.try_recv().unwrap(), Bytes::from_static(b"healed"));
     }

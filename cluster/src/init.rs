@@ -1,19 +1,20 @@
-//! Writing a fresh cluster directory: every secret is drawn here, once.
+//! Writing a fresh cluster directory (`zz init`): every secret is drawn here, once.
 
-use super::activator::{ACTIVATOR_KEYS_FILE, ActivatorConfig, activator_key_file};
-use super::execution::{ExecutionReplicaConfig, execution_keys_file};
-use super::keys::{ClientKeyFile, ExecutionKeyFile, ExecutionPeerKey, PeerKey, ReplicaKeyFile};
-use super::{
-    AppConfig, CLIENT_KEYS_FILE, CLUSTER_FILE, ClusterConfig, ConfigError, ReplicaConfig,
-    hex_encode, replica_keys_file,
-};
-use crate::crypto::signing_key_from_bytes;
-use crate::ids::{AppId, ExecutionId, ReplicaId};
-use crate::params::ProtocolParams;
 use rand::RngExt as _;
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
+use zz_protocol::config::{
+    ACTIVATOR_KEYS_FILE, ActivatorConfig, AppConfig, CLIENT_KEYS_FILE, CLUSTER_FILE, ClientKeyFile,
+    ClusterConfig, ConfigError, ExecutionKeyFile, ExecutionPeerKey, ExecutionReplicaConfig,
+    PeerKey, ReplicaConfig, ReplicaKeyFile, StateFetch, activator_key_file, execution_keys_file,
+    hex_encode, replica_keys_file,
+};
+use zz_protocol::crypto::signing_key_from_bytes;
+use zz_protocol::{AppId, ExecutionId, ProtocolParams, ReplicaId};
+
+#[cfg(test)]
+mod tests;
 
 /// What [`init_cluster`] writes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -37,7 +38,7 @@ pub struct InitOptions {
     /// paused again.
     pub quiet_ms: u64,
     /// How every app's woken replicas get their state.
-    pub state_fetch: super::StateFetch,
+    pub state_fetch: StateFetch,
     /// Megabytes the kv app starts with.
     pub kv_preload_mb: u64,
     /// Every app's state hashes into 2^bucket_bits buckets (None: the default).
@@ -57,7 +58,7 @@ impl Default for InitOptions {
             standbys_per_app: 0,
             spare_slots_per_app: 0,
             quiet_ms: 10_000,
-            state_fetch: super::StateFetch::Lazy,
+            state_fetch: StateFetch::Lazy,
             kv_preload_mb: 0,
             bucket_bits: None,
             params: ProtocolParams::default(),
@@ -377,15 +378,13 @@ pub fn init_cluster(dir: &Path, options: InitOptions) -> Result<ClusterConfig, C
     ClusterConfig::load(dir)
 }
 
-impl ClusterConfig {
-    /// Rewrite `cluster.toml` in `dir` with this configuration (checked first), as a
-    /// deployment does when it gives nodes new addresses; keys and certificates stay.
-    pub fn save(&self, dir: &Path) -> Result<(), ConfigError> {
-        self.validate_contents(dir)?;
-        let cluster_path = dir.join(CLUSTER_FILE);
-        let text = format!("{CLUSTER_FILE_HEADER}\n{}", to_toml(&cluster_path, self)?);
-        write_file(&cluster_path, text.as_bytes(), false)
-    }
+/// Rewrite `cluster.toml` in `dir` with `config` (checked first), as a deployment does when
+/// it gives nodes new addresses; keys and certificates stay.
+pub fn save_cluster_config(dir: &Path, config: &ClusterConfig) -> Result<(), ConfigError> {
+    config.validate_contents(dir)?;
+    let cluster_path = dir.join(CLUSTER_FILE);
+    let text = format!("{CLUSTER_FILE_HEADER}\n{}", to_toml(&cluster_path, config)?);
+    write_file(&cluster_path, text.as_bytes(), false)
 }
 
 /// Each agreement replica's certificate, TLS key and key file.

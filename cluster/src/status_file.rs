@@ -22,8 +22,8 @@ pub fn write_json<T: Serialize>(path: &Path, value: &T) -> std::io::Result<()> {
     std::fs::rename(&temporary, path)
 }
 
-/// Counters by reason, with owned names, ready to serialise.
-pub fn reasons(counts: &BTreeMap<&'static str, u64>) -> BTreeMap<String, u64> {
+/// Counters by reason, with the reasons' names as keys, ready to serialise.
+pub fn reasons<Reason: std::fmt::Display>(counts: &BTreeMap<Reason, u64>) -> BTreeMap<String, u64> {
     counts
         .iter()
         .map(|(reason, count)| (reason.to_string(), *count))

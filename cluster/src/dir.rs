@@ -1,0 +1,200 @@
+//! The one place that names the files of a cluster directory, so that `zz init`, `zz up`,
+//! `zz status`, `zz inject`, the activator's backends and the nodes agree:
+//!
+//! ```text
+//! cluster.toml               the public configuration (zz_protocol::config reads it)
+//! certs/, keys/              certificates and secret key files (ditto)
+//! docker.json                where a Docker platform lives on the engine
+//! state/replica-<i>.records  agreement replica i's record file
+//! run/<node>.json            a node's status file, rewritten while it runs
+//! run/<node>.pid             a node's process
+//! run/<node>.paused          how a paused node was paused
+//! run/<node>.fault           a fault `zz inject` asked the node to show
+//! run/activator.sock         the activator's control socket (`zz scale`)
+//! logs/<node>.log            a node's log
+//! ```
+//!
+//! `<node>` is [`node_name`]: `replica-2`, `execution-1`, `activator`.
+
+use std::path::{Path, PathBuf};
+use zz_protocol::config::{
+    ACTIVATOR_KEYS_FILE, CLIENT_KEYS_FILE, CLUSTER_FILE, execution_keys_file, replica_keys_file,
+};
+use zz_protocol::{ExecutionId, NodeId, ReplicaId};
+
+/// The activator's name in file names, logs and `zz status`.
+pub const ACTIVATOR_NODE: &str = "activator";
+
+/// The name a node goes by in file names, logs and `zz status`.
+pub fn node_name(node: NodeId) -> String {
+    match node {
+        NodeId::Replica(ReplicaId(id)) => format!("replica-{id}"),
+        NodeId::Execution(ExecutionId(id)) => format!("execution-{id}"),
+        NodeId::Activator(_) => ACTIVATOR_NODE.to_string(),
+        NodeId::Client(client) => format!("client-{}", client.0),
+    }
+}
+
+/// A cluster directory: every path inside it comes from here (see the module
+/// documentation).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClusterDir(PathBuf);
+
+impl ClusterDir {
+    pub fn new(path: impl Into<PathBuf>) -> ClusterDir {
+        ClusterDir(path.into())
+    }
+
+    /// The directory itself.
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
+    /// `cluster.toml`.
+    pub fn cluster_file(&self) -> PathBuf {
+        self.0.join(CLUSTER_FILE)
+    }
+
+    /// `keys/replica-<i>.toml`.
+    pub fn replica_keys_file(&self, id: ReplicaId) -> PathBuf {
+        self.0.join(replica_keys_file(id))
+    }
+
+    /// `keys/execution-<i>.toml`.
+    pub fn execution_keys_file(&self, id: ExecutionId) -> PathBuf {
+        self.0.join(execution_keys_file(id))
+    }
+
+    /// `keys/activator.toml`.
+    pub fn activator_keys_file(&self) -> PathBuf {
+        self.0.join(ACTIVATOR_KEYS_FILE)
+    }
+
+    /// `keys/clients.toml`.
+    pub fn client_keys_file(&self) -> PathBuf {
+        self.0.join(CLIENT_KEYS_FILE)
+    }
+
+    /// `docker.json`: present only for a platform `zz up --backend docker` placed.
+    pub fn docker_platform_file(&self) -> PathBuf {
+        self.0.join("docker.json")
+    }
+
+    /// `state/`: what outlives a process (record files).
+    pub fn state_dir(&self) -> PathBuf {
+        self.0.join("state")
+    }
+
+    /// `run/`: what a running platform keeps per node (status, pid, pause, fault).
+    pub fn run_dir(&self) -> PathBuf {
+        self.0.join("run")
+    }
+
+    /// `logs/`.
+    pub fn logs_dir(&self) -> PathBuf {
+        self.0.join("logs")
+    }
+
+    /// The directories a running platform writes into: `run/`, `logs/` and `state/`.
+    pub fn working_dirs(&self) -> [PathBuf; 3] {
+        [self.run_dir(), self.logs_dir(), self.state_dir()]
+    }
+
+    /// `state/replica-<i>.records`: agreement replica `id`'s record file.
+    pub fn records_path(&self, id: ReplicaId) -> PathBuf {
+        self.state_dir().join(format!("replica-{}.records", id.0))
+    }
+
+    /// `run/<node>.json`: the status file `node` rewrites while it runs.
+    pub fn status_path(&self, node: NodeId) -> PathBuf {
+        self.run_file(node, "json")
+    }
+
+    /// `run/<node>.pid`: the process `node` runs as.
+    pub fn pid_path(&self, node: NodeId) -> PathBuf {
+        self.run_file(node, "pid")
+    }
+
+    /// `run/<node>.paused`: how `node` was paused, while it is.
+    pub fn pause_path(&self, node: NodeId) -> PathBuf {
+        self.run_file(node, "paused")
+    }
+
+    /// `run/<node>.fault`: the fault `zz inject` asked `node` to show; none means honest.
+    pub fn fault_path(&self, node: NodeId) -> PathBuf {
+        self.run_file(node, "fault")
+    }
+
+    /// `run/activator.sock`: the activator's control socket (`zz scale` talks to it).
+    pub fn activator_socket(&self) -> PathBuf {
+        self.run_dir().join("activator.sock")
+    }
+
+    /// `logs/<node>.log`.
+    pub fn log_path(&self, node: NodeId) -> PathBuf {
+        self.logs_dir().join(format!("{}.log", node_name(node)))
+    }
+
+    fn run_file(&self, node: NodeId, extension: &str) -> PathBuf {
+        self.run_dir()
+            .join(format!("{}.{extension}", node_name(node)))
+    }
+
+    /// The process id recorded for `node`, if any.
+    pub fn read_pid(&self, node: NodeId) -> Option<u32> {
+        std::fs::read_to_string(self.pid_path(node))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+}
+
+/// Whether process `pid` exists and is not a zombie.
+pub fn process_alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|stat| !stat.contains(") Z "))
+        .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use zz_protocol::ActivatorId;
+
+    /// The names are the ones every earlier build wrote, so a running platform's files are
+    /// found across an upgrade.
+    #[test]
+    fn every_file_has_its_historic_name() {
+        let dir = ClusterDir::new("/c");
+        let replica = NodeId::Replica(ReplicaId(2));
+        let execution = NodeId::Execution(ExecutionId(1));
+        let activator = NodeId::Activator(ActivatorId(0));
+        let cases = [
+            (dir.cluster_file(), "/c/cluster.toml"),
+            (
+                dir.replica_keys_file(ReplicaId(2)),
+                "/c/keys/replica-2.toml",
+            ),
+            (
+                dir.execution_keys_file(ExecutionId(1)),
+                "/c/keys/execution-1.toml",
+            ),
+            (dir.activator_keys_file(), "/c/keys/activator.toml"),
+            (dir.client_keys_file(), "/c/keys/clients.toml"),
+            (dir.docker_platform_file(), "/c/docker.json"),
+            (dir.records_path(ReplicaId(2)), "/c/state/replica-2.records"),
+            (dir.status_path(replica), "/c/run/replica-2.json"),
+            (dir.status_path(execution), "/c/run/execution-1.json"),
+            (dir.status_path(activator), "/c/run/activator.json"),
+            (dir.pid_path(execution), "/c/run/execution-1.pid"),
+            (dir.pause_path(execution), "/c/run/execution-1.paused"),
+            (dir.fault_path(replica), "/c/run/replica-2.fault"),
+            (dir.activator_socket(), "/c/run/activator.sock"),
+            (dir.log_path(activator), "/c/logs/activator.log"),
+        ];
+        for (path, expected) in cases {
+            assert_eq!(path, PathBuf::from(expected));
+        }
+    }
+}
