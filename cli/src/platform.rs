@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use zz_activator::freezer::{self, Pause};
 use zz_activator::node::{ActivatorStatus, activator_status_path};
 use zz_activator::policy::MemberState;
-use zz_agreement::node::status_path;
+use zz_agreement::io::node::status_path;
 use zz_execution::node::execution_status_path;
 use zz_protocol::config::{CLUSTER_FILE, ClusterConfig, InitOptions, init_cluster};
 use zz_protocol::run_dir::{self, node_name};

@@ -11,10 +11,11 @@
 
 mod catch_up;
 mod normal;
+pub mod persist;
 mod slot;
 pub mod view_change;
 
-use crate::persist::Record;
+use persist::Record;
 use slot::Slot;
 use std::collections::{BTreeMap, VecDeque};
 use zz_protocol::crypto::{Ed25519SigningKey, Signed};

@@ -2,7 +2,7 @@
 //! order, and checkpoints with log truncation (section 4.3).
 
 use super::{Output, Replica, Waiting};
-use crate::persist::Record;
+use crate::core::persist::Record;
 use std::collections::BTreeMap;
 use zz_protocol::crypto::Signed;
 use zz_protocol::messages::{

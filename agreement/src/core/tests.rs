@@ -2,7 +2,7 @@
 //! under faults; these pin single rules of the paper.
 
 use super::*;
-use crate::persist::Record;
+use crate::core::persist::Record;
 use zz_protocol::derived_keys::DerivedKeys;
 use zz_protocol::messages::{
     Batch, Commit, NonDet, PrePrepareHeader, Prepare, PreparedCertificate, Request,

@@ -2,7 +2,7 @@
 //! 1999 paper): leaving a view, electing the next primary's proposals, entering the view.
 
 use super::Replica;
-use crate::persist::Record;
+use crate::core::persist::Record;
 use std::collections::BTreeMap;
 use zz_protocol::crypto::Signed;
 use zz_protocol::messages::{

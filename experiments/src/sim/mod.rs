@@ -37,9 +37,9 @@ use scenario::{InjectedFault, Scenario};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use zz_activator::policy::{Command, Member, MemberState, Policy, PolicyConfig};
-use zz_agreement::driver::{Delivery, ReplicaDriver};
-use zz_agreement::orders::ExecutionGroups;
-use zz_agreement::storage::MemoryStorage;
+use zz_agreement::io::storage::MemoryStorage;
+use zz_agreement::liaison::orders::ExecutionGroups;
+use zz_agreement::{Delivery, ReplicaDriver};
 use zz_agreement::{Replica, ReplicaConfig};
 use zz_client::{ClientCore, Destination};
 use zz_execution::{
@@ -1006,7 +1006,7 @@ impl World {
     fn start_replica(
         &mut self,
         id: ReplicaId,
-        records: Option<Vec<zz_agreement::persist::Record>>,
+        records: Option<Vec<zz_agreement::core::persist::Record>>,
     ) {
         let now = self.now;
         let sim = &mut self.replicas[id.index()];

@@ -3,11 +3,11 @@
 //! outputs in order: persist, then send. It reads no clock and spawns no task, so the real
 //! node and the simulator run exactly the same code around the core.
 
+use crate::core::persist::Record;
 use crate::core::{Output, Replica};
-use crate::detect::{Alarm, Detector, DetectorConfig};
-use crate::orders::{ExecutionGroups, OrderRouter};
-use crate::persist::Record;
-use crate::storage::Storage;
+use crate::io::storage::Storage;
+use crate::liaison::detect::{Alarm, Detector, DetectorConfig};
+use crate::liaison::orders::{ExecutionGroups, OrderRouter};
 use bytes::Bytes;
 use std::collections::BTreeMap;
 use zz_protocol::bus::MessageBus;

@@ -2,8 +2,8 @@
 //! of I/O the core does not: the clock, the sockets, the record file and the status file.
 
 use crate::core::{Replica, ReplicaConfig};
-use crate::driver::{Delivery, ReplicaDriver};
-use crate::storage::{FileStorage, StorageError};
+use crate::io::driver::{Delivery, ReplicaDriver};
+use crate::io::storage::{FileStorage, StorageError};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
