@@ -7,7 +7,8 @@ use crate::core::persist::Record;
 use crate::core::{Output, Replica};
 use crate::io::storage::Storage;
 use crate::liaison::detect::{Alarm, Detector, DetectorConfig};
-use crate::liaison::orders::{ExecutionGroups, OrderRouter};
+use crate::liaison::membership::{ExecutionGroups, MembershipTable};
+use crate::liaison::orders::OrderRouter;
 use bytes::Bytes;
 use std::collections::BTreeMap;
 use zz_protocol::bus::MessageBus;
@@ -39,7 +40,8 @@ pub struct ReplicaDriver<B, S> {
     bus: B,
     storage: S,
     /// Sends each app's orders to its execution replicas; apps without any are answered
-    /// by the agreement replicas themselves (the null service).
+    /// by the agreement replicas themselves (the null service). It owns the membership
+    /// table, which the detector is handed with every call.
     orders: OrderRouter,
     /// Watches the execution replicas' reports and raises alarms for the activator.
     detector: Detector,
@@ -62,8 +64,7 @@ impl<B: MessageBus, S: Storage> ReplicaDriver<B, S> {
                     silence_micros: 1,
                     resend_micros: 1,
                 },
-                &BTreeMap::new(),
-                &BTreeMap::new(),
+                &MembershipTable::default(),
             ),
             counters: DriverCounters::default(),
             deliveries: Vec::new(),
@@ -84,8 +85,8 @@ impl<B: MessageBus, S: Storage> ReplicaDriver<B, S> {
             silence_micros: params.execution_silence_ms * 1000,
             resend_micros: params.view_change_timeout_ms * 1000,
         };
-        self.detector = Detector::new(config, &groups, &active);
         self.orders = OrderRouter::new(groups, active, weak_quorum);
+        self.detector = Detector::new(config, self.orders.membership());
         // A restored replica ordered up to its stable checkpoint before a restart emptied
         // its router; it recovers the orders it still needs from its peers.
         let heads: Vec<_> = self.replica.app_heads().collect();
@@ -150,6 +151,7 @@ impl<B: MessageBus, S: Storage> ReplicaDriver<B, S> {
                         executed.seq,
                         executed.replies,
                         routed,
+                        self.orders.membership(),
                     );
                     self.orders.handle_executed(from, executed)
                 }
@@ -162,6 +164,7 @@ impl<B: MessageBus, S: Storage> ReplicaDriver<B, S> {
                         checkpoint.seq,
                         checkpoint.root,
                         routed,
+                        self.orders.membership(),
                     );
                     let told = self.orders.handle_checkpoint(from, checkpoint);
                     self.persist_stable_checkpoints();
@@ -172,17 +175,18 @@ impl<B: MessageBus, S: Storage> ReplicaDriver<B, S> {
                 }
                 (NodeId::Activator(_), Message::Membership(membership)) => {
                     let app = membership.app;
-                    if self.detector.handle_membership(
-                        now,
-                        app,
-                        membership.epoch,
-                        &membership.active,
-                    ) {
+                    let change =
+                        (self.orders).handle_membership(app, membership.epoch, &membership.active);
+                    if let Some(change) = change {
                         tracing::info!(replica = %self.replica.id(), %app, epoch = membership.epoch, active = ?membership.active, "membership");
-                        let (_, active) = self.detector.membership(app).expect("a watched app");
-                        let told = self.orders.set_active(app, &active);
+                        self.detector.handle_membership_change(
+                            now,
+                            app,
+                            &change.previously_active,
+                            self.orders.membership(),
+                        );
                         self.persist_stable_checkpoints();
-                        for (member, checkpoint) in told {
+                        for (member, checkpoint) in change.told {
                             self.send(
                                 NodeId::Execution(member),
                                 &Message::ExecutionStable(checkpoint),
@@ -191,7 +195,7 @@ impl<B: MessageBus, S: Storage> ReplicaDriver<B, S> {
                     }
                 }
                 (NodeId::Execution(from), Message::Join(join)) => {
-                    if self.orders.is_member(from, join.app)
+                    if self.orders.membership().is_member(from, join.app)
                         && let Some((seq, root)) = self.orders.join_checkpoint(join.app)
                     {
                         let notice = ExecutionCheckpoint {
@@ -222,7 +226,7 @@ impl<B: MessageBus, S: Storage> ReplicaDriver<B, S> {
                     // does on f+1 matching notices).
                     if let Some((seq, root)) = self.orders.stable_checkpoint(fetch.app)
                         && fetch.after < seq
-                        && self.orders.is_member(from, fetch.app)
+                        && self.orders.membership().is_member(from, fetch.app)
                     {
                         let notice = ExecutionCheckpoint {
                             app: fetch.app,
@@ -260,7 +264,7 @@ impl<B: MessageBus, S: Storage> ReplicaDriver<B, S> {
         for fetch in self.orders.poll_recovery(now, interval) {
             self.broadcast(&Message::FetchChainedOrders(fetch));
         }
-        self.detector.handle_tick(now);
+        self.detector.handle_tick(now, self.orders.membership());
         self.flush(now);
     }
 
@@ -322,9 +326,11 @@ impl<B: MessageBus, S: Storage> ReplicaDriver<B, S> {
                 } => {
                     // An app with execution replicas answers retransmissions itself; that
                     // the client asks again means it lacks f+1 matching replies.
-                    if self.orders.has_group(app) {
+                    if self.orders.membership().has_group(app) {
                         let routed = self.orders.routed(app);
-                        self.detector.handle_client_retransmit(now, app, routed);
+                        let membership = self.orders.membership();
+                        self.detector
+                            .handle_client_retransmit(now, app, routed, membership);
                     } else {
                         let view = self.replica.view();
                         self.reply(view, client, timestamp);

@@ -38,7 +38,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use zz_activator::policy::{Command, Member, MemberState, Policy, PolicyConfig};
 use zz_agreement::io::storage::MemoryStorage;
-use zz_agreement::liaison::orders::ExecutionGroups;
+use zz_agreement::liaison::membership::ExecutionGroups;
 use zz_agreement::{Delivery, ReplicaDriver};
 use zz_agreement::{Replica, ReplicaConfig};
 use zz_client::{ClientCore, Destination};

@@ -58,7 +58,7 @@ impl OrderRouter {
             return Vec::new();
         }
         self.next_recovery_at = now.saturating_add_micros(interval_micros);
-        let apps: Vec<AppId> = self.groups.keys().copied().collect();
+        let apps: Vec<AppId> = self.membership.apps().collect();
         apps.into_iter()
             .filter_map(|app| self.next_fetch(app))
             .collect()
@@ -87,7 +87,7 @@ impl OrderRouter {
         bytes_max: usize,
     ) -> Option<ChainedOrders> {
         let app = fetch.app;
-        if !self.has_group(app) {
+        if !self.membership.has_group(app) {
             return None;
         }
         let stable = self
@@ -141,7 +141,7 @@ impl OrderRouter {
         answer: ChainedOrders,
     ) -> Option<FetchChainedOrders> {
         let app = answer.app;
-        if !self.has_group(app) {
+        if !self.membership.has_group(app) {
             return None;
         }
         if let Some(stable) = answer.stable.filter(|stable| stable.app == app) {
