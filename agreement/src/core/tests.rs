@@ -5,7 +5,8 @@ use super::*;
 use crate::core::persist::Record;
 use zz_protocol::derived_keys::DerivedKeys;
 use zz_protocol::messages::{
-    Batch, Commit, NonDet, PrePrepareHeader, Prepare, PreparedCertificate, Request,
+    Batch, CheckpointCertificate, Commit, NonDet, PrePrepareHeader, Prepare, PreparedCertificate,
+    Request, ViewChange,
 };
 use zz_protocol::{AppId, ClientId};
 
