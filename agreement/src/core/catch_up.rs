@@ -4,7 +4,7 @@
 //! or jumps to a stable checkpoint whose state 2f+1 signatures vouch for.
 
 use super::checkpoint::ExecState;
-use super::{Output, Replica};
+use super::{DropReason, Output, Replica};
 use std::collections::BTreeMap;
 use zz_protocol::messages::{Batch, Batches, FetchBatches, Message, Status};
 use zz_protocol::{Digest, ReplicaId, Seq, Time};
@@ -75,7 +75,7 @@ impl Replica {
 
     pub(super) fn handle_fetch(&mut self, sender: ReplicaId, fetch: FetchBatches) {
         if fetch.from > fetch.to {
-            return self.drop_message("bad-fetch-range");
+            return self.drop_message(DropReason::BadFetchRange);
         }
         let checkpoint = (fetch.from <= self.checkpoints.stable.seq
             && self.checkpoints.stable.seq > Seq(0))

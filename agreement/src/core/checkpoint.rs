@@ -2,7 +2,7 @@
 //! signs a digest of its state; 2f+1 matching votes make a checkpoint stable, which moves
 //! the low watermark and discards the log below it.
 
-use super::{Output, Replica};
+use super::{DropReason, Output, Replica};
 use crate::core::persist::Record;
 use std::collections::BTreeMap;
 use zz_protocol::crypto::Signed;
@@ -94,10 +94,10 @@ impl Replica {
     pub(super) fn handle_checkpoint(&mut self, vote: Signed<Checkpoint>) {
         let seq = vote.body.seq;
         if !seq.0.is_multiple_of(self.config.params.checkpoint_interval) {
-            return self.drop_message("checkpoint-off-interval");
+            return self.drop_message(DropReason::CheckpointOffInterval);
         }
         if !self.in_window(seq) {
-            return self.drop_message("outside-window");
+            return self.drop_message(DropReason::OutsideWindow);
         }
         self.add_checkpoint_vote(vote);
     }

@@ -19,7 +19,7 @@ mod requests;
 mod slot;
 pub mod view_change;
 
-pub use counters::Counters;
+pub use counters::{Counters, DropReason};
 
 use catch_up::CatchUpState;
 use checkpoint::{CheckpointLog, ExecState};
@@ -258,21 +258,21 @@ impl Replica {
         let sender = match from {
             NodeId::Replica(replica) if replica != self.config.id => Some(replica),
             NodeId::Replica(_) => {
-                self.drop_message("from-self");
+                self.drop_message(DropReason::FromSelf);
                 return;
             }
             NodeId::Client(_) => None,
             NodeId::Execution(_) | NodeId::Activator(_) => {
                 // Execution reports and the activator's notices are taken by the driver;
                 // the ordering core itself never uses them.
-                self.drop_message("execution-report");
+                self.drop_message(DropReason::ExecutionReport);
                 return;
             }
         };
         match (body, sender) {
             (Message::Request(request), _) => self.handle_request(from, request),
             (message, Some(sender)) => self.handle_replica_message(sender, message),
-            (_, None) => self.drop_message("client-sent-replica-message"),
+            (_, None) => self.drop_message(DropReason::ClientSentReplicaMessage),
         }
         self.after_event();
     }
@@ -325,7 +325,7 @@ impl Replica {
             | Message::FetchBucket(_)
             | Message::BucketData(_)
             | Message::FetchChainedOrders(_)
-            | Message::ChainedOrders(_) => self.drop_message("unexpected-kind"),
+            | Message::ChainedOrders(_) => self.drop_message(DropReason::UnexpectedKind),
         }
     }
 
@@ -351,8 +351,8 @@ impl Replica {
         seq > self.low_watermark() && seq <= self.high_watermark()
     }
 
-    fn drop_message(&mut self, reason: &'static str) {
-        tracing::debug!(replica = %self.config.id, reason, "dropped message");
+    fn drop_message(&mut self, reason: DropReason) {
+        tracing::debug!(replica = %self.config.id, reason = reason.name(), "dropped message");
         *self.counters.dropped.entry(reason).or_default() += 1;
     }
 

@@ -1,7 +1,7 @@
 //! The normal case (PBFT section 4.2): propose, pre-prepare, prepare, commit, execute in
 //! order, and checkpoints with log truncation (section 4.3).
 
-use super::{Output, Replica};
+use super::{DropReason, Output, Replica};
 use crate::core::persist::Record;
 use std::collections::BTreeMap;
 use zz_protocol::crypto::Signed;
@@ -130,7 +130,7 @@ impl Replica {
         if next_view_only && from_sender < per_sender {
             self.view_change.future.push_back((sender, message));
         } else {
-            self.drop_message("future-view");
+            self.drop_message(DropReason::FutureView);
         }
     }
 
@@ -144,7 +144,7 @@ impl Replica {
     ) {
         let header = pre_prepare.body;
         match self.view_fit(header.view) {
-            ViewFit::Stale => return self.drop_message("stale-view"),
+            ViewFit::Stale => return self.drop_message(DropReason::StaleView),
             ViewFit::Future => {
                 let message = Message::PrePrepare { pre_prepare, batch };
                 return self.buffer_future(sender, header.view, message);
@@ -152,13 +152,13 @@ impl Replica {
             ViewFit::Current => {}
         }
         if !self.in_window(header.seq) {
-            return self.drop_message("outside-window");
+            return self.drop_message(DropReason::OutsideWindow);
         }
         if header.seq <= self.view_change.new_view_floor {
-            return self.drop_message("below-new-view-range");
+            return self.drop_message(DropReason::BelowNewViewRange);
         }
         if !batch.is_null() && !self.nondet_acceptable(&batch.nondet) {
-            return self.drop_message("bad-nondet");
+            return self.drop_message(DropReason::BadNondet);
         }
         self.accept_pre_prepare(pre_prepare, batch);
     }
@@ -180,9 +180,9 @@ impl Replica {
         slot.enter_view(header.view);
         if let Some(digest) = slot.accepted_digest() {
             let reason = if digest == header.digest {
-                "duplicate"
+                DropReason::Duplicate
             } else {
-                "conflicting-pre-prepare"
+                DropReason::ConflictingPrePrepare
             };
             return self.drop_message(reason);
         }
@@ -208,22 +208,22 @@ impl Replica {
     pub(super) fn handle_prepare(&mut self, sender: ReplicaId, prepare: Signed<Prepare>) {
         let vote = prepare.body;
         match self.view_fit(vote.view) {
-            ViewFit::Stale => return self.drop_message("stale-view"),
+            ViewFit::Stale => return self.drop_message(DropReason::StaleView),
             ViewFit::Future => {
                 return self.buffer_future(sender, vote.view, Message::Prepare(prepare));
             }
             ViewFit::Current => {}
         }
         if !self.in_window(vote.seq) {
-            return self.drop_message("outside-window");
+            return self.drop_message(DropReason::OutsideWindow);
         }
         if sender == self.primary_of(vote.view) {
-            return self.drop_message("prepare-from-primary");
+            return self.drop_message(DropReason::PrepareFromPrimary);
         }
         let slot = self.slots.entry(vote.seq).or_default();
         slot.enter_view(vote.view);
         if slot.prepares.contains_key(&sender) {
-            return self.drop_message("duplicate");
+            return self.drop_message(DropReason::Duplicate);
         }
         slot.prepares.insert(sender, prepare);
         self.check_prepared(vote.seq);
@@ -271,19 +271,19 @@ impl Replica {
 
     pub(super) fn handle_commit(&mut self, sender: ReplicaId, commit: Commit) {
         match self.view_fit(commit.view) {
-            ViewFit::Stale => return self.drop_message("stale-view"),
+            ViewFit::Stale => return self.drop_message(DropReason::StaleView),
             ViewFit::Future => {
                 return self.buffer_future(sender, commit.view, Message::Commit(commit));
             }
             ViewFit::Current => {}
         }
         if !self.in_window(commit.seq) {
-            return self.drop_message("outside-window");
+            return self.drop_message(DropReason::OutsideWindow);
         }
         let slot = self.slots.entry(commit.seq).or_default();
         slot.enter_view(commit.view);
         if slot.commits.contains_key(&sender) {
-            return self.drop_message("duplicate");
+            return self.drop_message(DropReason::Duplicate);
         }
         slot.commits.insert(sender, commit);
         self.check_committed(commit.seq);

@@ -2,7 +2,7 @@
 //! yet, one per client, with the order in which they reached the primary, for fairness.
 //! A request waiting here runs the backups' view-change timer.
 
-use super::{Output, Replica, WAITING_CLIENTS_MAX};
+use super::{DropReason, Output, Replica, WAITING_CLIENTS_MAX};
 use std::collections::{BTreeMap, VecDeque};
 use zz_protocol::messages::{AuthenticatedRequest, Message};
 use zz_protocol::{ClientId, NodeId, Time};
@@ -41,7 +41,7 @@ impl Replica {
                     timestamp,
                 });
             } else {
-                self.drop_message("stale-request");
+                self.drop_message(DropReason::StaleRequest);
             }
             return;
         }
@@ -81,7 +81,7 @@ impl Replica {
         if !self.requests.waiting.contains_key(&client)
             && self.requests.waiting.len() >= WAITING_CLIENTS_MAX
         {
-            self.drop_message("waiting-table-full");
+            self.drop_message(DropReason::WaitingTableFull);
             return false;
         }
         let since = self.now;

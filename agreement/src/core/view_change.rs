@@ -1,7 +1,7 @@
 //! View changes (PBFT section 4.4, with signed view-change and new-view messages as in the
 //! 1999 paper): leaving a view, electing the next primary's proposals, entering the view.
 
-use super::{Replica, VIEW_CHANGE_BACKOFF_EXPONENT_MAX};
+use super::{DropReason, Replica, VIEW_CHANGE_BACKOFF_EXPONENT_MAX};
 use crate::core::persist::Record;
 use std::collections::{BTreeMap, VecDeque};
 use zz_protocol::crypto::Signed;
@@ -140,7 +140,7 @@ impl Replica {
             {
                 self.send(sender, Message::NewView(new_view));
             }
-            return self.drop_message("stale-view");
+            return self.drop_message(DropReason::StaleView);
         }
         let newer = self
             .view_change
@@ -148,7 +148,7 @@ impl Replica {
             .get(&sender)
             .is_none_or(|existing| existing.body.new_view < target);
         if !newer {
-            return self.drop_message("duplicate");
+            return self.drop_message(DropReason::Duplicate);
         }
         self.view_change.received.insert(sender, view_change);
         self.join_view_change_if_needed();
@@ -229,7 +229,7 @@ impl Replica {
     pub(super) fn handle_new_view(&mut self, new_view: Signed<NewView>) {
         let view = new_view.body.view;
         if view < self.view || (view == self.view && self.normal) {
-            return self.drop_message("stale-view");
+            return self.drop_message(DropReason::StaleView);
         }
         let (_, expected) = compute_new_view_entries(&new_view.body.view_changes);
         let matches = expected.len() == new_view.body.entries.len()
@@ -241,7 +241,7 @@ impl Replica {
                         && entry.pre_prepare.body.digest == batch.digest()
                 });
         if !matches {
-            return self.drop_message("new-view-mismatch");
+            return self.drop_message(DropReason::NewViewMismatch);
         }
         self.install_new_view(new_view);
     }

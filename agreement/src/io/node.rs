@@ -95,7 +95,9 @@ fn write_status(dir: &Path, driver: &NodeDriver, fault: InjectedFault) -> Result
         view_changes_started: counters.view_changes_started,
         state_transfers: counters.state_transfers,
         frames_received: driver.counters().frames_received,
-        dropped: reasons(&counters.dropped),
+        dropped: (counters.dropped.iter())
+            .map(|(reason, count)| (reason.to_string(), *count))
+            .collect(),
         rejected: reasons(&driver.counters().rejected),
         transport_dropped: zz_protocol::bus::MessageBus::dropped_frames(driver.bus()),
         fault: (fault != InjectedFault::Honest).then(|| fault.name().to_string()),

@@ -37,6 +37,7 @@ use scenario::{InjectedFault, Scenario};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use zz_activator::policy::{Command, Member, MemberState, Policy, PolicyConfig};
+use zz_agreement::core::DropReason;
 use zz_agreement::io::storage::MemoryStorage;
 use zz_agreement::liaison::membership::ExecutionGroups;
 use zz_agreement::{Delivery, ReplicaDriver};
@@ -88,7 +89,7 @@ pub struct SimStats {
     pub frames_lost: u64,
     /// Messages the cores dropped after authentication (stale, duplicate, out of window..),
     /// by reason, summed over the replicas running at the end.
-    pub messages_dropped: BTreeMap<&'static str, u64>,
+    pub messages_dropped: BTreeMap<DropReason, u64>,
     /// Frames of their cores' that Byzantine replicas rewrote, forged, withheld or sent
     /// with a replay.
     pub byzantine_frames_altered: u64,
@@ -580,7 +581,7 @@ impl World {
                     self.stats.batches_ordered_max.max(counters.batches_ordered);
                 self.stats.frames_rejected += driver.counters().rejected.values().sum::<u64>();
                 for (reason, count) in &counters.dropped {
-                    *self.stats.messages_dropped.entry(reason).or_default() += count;
+                    *self.stats.messages_dropped.entry(*reason).or_default() += count;
                 }
             }
         }
