@@ -137,112 +137,15 @@ impl<B: MessageBus, S: Storage> ReplicaDriver<B, S> {
         &self.orders
     }
 
-    /// Open one incoming frame and feed it to the core.
+    /// Open one incoming frame and feed it to the core, unless it is the liaison's.
     pub fn handle_frame(&mut self, now: Time, frame: &[u8]) {
         self.counters.frames_received += 1;
         match self.endpoint.open(frame) {
-            Ok(verified) => match verified.into_parts() {
-                (NodeId::Execution(from), Message::Executed(executed)) => {
-                    let routed = self.orders.routed(executed.app);
-                    self.detector.handle_executed(
-                        now,
-                        from,
-                        executed.app,
-                        executed.seq,
-                        executed.replies,
-                        routed,
-                        self.orders.membership(),
-                    );
-                    self.orders.handle_executed(from, executed)
+            Ok(verified) => {
+                if !self.handle_liaison_message(now, verified.from(), verified.message()) {
+                    self.replica.handle_message(now, verified);
                 }
-                (NodeId::Execution(from), Message::ExecutionCheckpoint(checkpoint)) => {
-                    let routed = self.orders.routed(checkpoint.app);
-                    self.detector.handle_root(
-                        now,
-                        from,
-                        checkpoint.app,
-                        checkpoint.seq,
-                        checkpoint.root,
-                        routed,
-                        self.orders.membership(),
-                    );
-                    let told = self.orders.handle_checkpoint(from, checkpoint);
-                    self.persist_stable_checkpoints();
-                    for member in told {
-                        let notice = Message::ExecutionStable(checkpoint);
-                        self.send(NodeId::Execution(member), &notice);
-                    }
-                }
-                (NodeId::Activator(_), Message::Membership(membership)) => {
-                    let app = membership.app;
-                    let change =
-                        (self.orders).handle_membership(app, membership.epoch, &membership.active);
-                    if let Some(change) = change {
-                        tracing::info!(replica = %self.replica.id(), %app, epoch = membership.epoch, active = ?membership.active, "membership");
-                        self.detector.handle_membership_change(
-                            now,
-                            app,
-                            &change.previously_active,
-                            self.orders.membership(),
-                        );
-                        self.persist_stable_checkpoints();
-                        for (member, checkpoint) in change.told {
-                            self.send(
-                                NodeId::Execution(member),
-                                &Message::ExecutionStable(checkpoint),
-                            );
-                        }
-                    }
-                }
-                (NodeId::Execution(from), Message::Join(join)) => {
-                    if self.orders.membership().is_member(from, join.app)
-                        && let Some((seq, root)) = self.orders.join_checkpoint(join.app)
-                    {
-                        let notice = ExecutionCheckpoint {
-                            app: join.app,
-                            seq,
-                            root,
-                        };
-                        self.send(NodeId::Execution(from), &Message::ExecutionStable(notice));
-                    }
-                }
-                (NodeId::Replica(from), Message::FetchChainedOrders(fetch)) => {
-                    // Half a frame, as for fetched batches, so the answer always fits.
-                    let bytes_max = self.replica.params().frame_bytes_max / 2;
-                    if let Some(answer) = self.orders.chained_orders(fetch, bytes_max) {
-                        self.send(NodeId::Replica(from), &Message::ChainedOrders(answer));
-                    }
-                }
-                (NodeId::Replica(from), Message::ChainedOrders(answer)) => {
-                    let next = self.orders.handle_chained_orders(from, answer);
-                    self.persist_stable_checkpoints();
-                    if let Some(next) = next {
-                        self.send(NodeId::Replica(from), &Message::FetchChainedOrders(next));
-                    }
-                }
-                (NodeId::Execution(from), Message::FetchOrders(fetch)) => {
-                    // Asking for orders before the stable checkpoint: they may be gone here
-                    // and elsewhere, so name the checkpoint to start over from (the member
-                    // does on f+1 matching notices).
-                    if let Some((seq, root)) = self.orders.stable_checkpoint(fetch.app)
-                        && fetch.after < seq
-                        && self.orders.membership().is_member(from, fetch.app)
-                    {
-                        let notice = ExecutionCheckpoint {
-                            app: fetch.app,
-                            seq,
-                            root,
-                        };
-                        self.send(NodeId::Execution(from), &Message::ExecutionStable(notice));
-                    }
-                    for (member, order) in self.orders.fetch_orders(from, fetch.app, fetch.after) {
-                        self.send(NodeId::Execution(member), &Message::AppOrder(order));
-                    }
-                }
-                (from, message) => self
-                    .replica
-                    .handle_message(now, zz_protocol::Verified::assume_verified(from, message)),
-            },
+            }
             Err(rejection) => {
                 tracing::debug!(replica = %self.replica.id(), %rejection, "rejected frame");
                 *self
@@ -253,6 +156,113 @@ impl<B: MessageBus, S: Storage> ReplicaDriver<B, S> {
             }
         }
         self.flush(now);
+    }
+
+    /// The liaison's messages (execution replicas' reports and requests, the activator's
+    /// notices, order recovery between agreement replicas), carried out here; returns
+    /// false for any other message, which is the core's.
+    fn handle_liaison_message(&mut self, now: Time, from: NodeId, message: &Message) -> bool {
+        match (from, message) {
+            (NodeId::Execution(from), Message::Executed(executed)) => {
+                let routed = self.orders.routed(executed.app);
+                self.detector.handle_executed(
+                    now,
+                    from,
+                    executed.app,
+                    executed.seq,
+                    executed.replies,
+                    routed,
+                    self.orders.membership(),
+                );
+                self.orders.handle_executed(from, *executed)
+            }
+            (NodeId::Execution(from), Message::ExecutionCheckpoint(checkpoint)) => {
+                let routed = self.orders.routed(checkpoint.app);
+                self.detector.handle_root(
+                    now,
+                    from,
+                    checkpoint.app,
+                    checkpoint.seq,
+                    checkpoint.root,
+                    routed,
+                    self.orders.membership(),
+                );
+                let told = self.orders.handle_checkpoint(from, *checkpoint);
+                self.persist_stable_checkpoints();
+                for member in told {
+                    let notice = Message::ExecutionStable(*checkpoint);
+                    self.send(NodeId::Execution(member), &notice);
+                }
+            }
+            (NodeId::Activator(_), Message::Membership(membership)) => {
+                let app = membership.app;
+                let change =
+                    (self.orders).handle_membership(app, membership.epoch, &membership.active);
+                if let Some(change) = change {
+                    tracing::info!(replica = %self.replica.id(), %app, epoch = membership.epoch, active = ?membership.active, "membership");
+                    self.detector.handle_membership_change(
+                        now,
+                        app,
+                        &change.previously_active,
+                        self.orders.membership(),
+                    );
+                    self.persist_stable_checkpoints();
+                    for (member, checkpoint) in change.told {
+                        self.send(
+                            NodeId::Execution(member),
+                            &Message::ExecutionStable(checkpoint),
+                        );
+                    }
+                }
+            }
+            (NodeId::Execution(from), Message::Join(join)) => {
+                if self.orders.membership().is_member(from, join.app)
+                    && let Some((seq, root)) = self.orders.join_checkpoint(join.app)
+                {
+                    let notice = ExecutionCheckpoint {
+                        app: join.app,
+                        seq,
+                        root,
+                    };
+                    self.send(NodeId::Execution(from), &Message::ExecutionStable(notice));
+                }
+            }
+            (NodeId::Replica(from), Message::FetchChainedOrders(fetch)) => {
+                // Half a frame, as for fetched batches, so the answer always fits.
+                let bytes_max = self.replica.params().frame_bytes_max / 2;
+                if let Some(answer) = self.orders.chained_orders(*fetch, bytes_max) {
+                    self.send(NodeId::Replica(from), &Message::ChainedOrders(answer));
+                }
+            }
+            (NodeId::Replica(from), Message::ChainedOrders(answer)) => {
+                let next = self.orders.handle_chained_orders(from, answer);
+                self.persist_stable_checkpoints();
+                if let Some(next) = next {
+                    self.send(NodeId::Replica(from), &Message::FetchChainedOrders(next));
+                }
+            }
+            (NodeId::Execution(from), Message::FetchOrders(fetch)) => {
+                // Asking for orders before the stable checkpoint: they may be gone here
+                // and elsewhere, so name the checkpoint to start over from (the member
+                // does on f+1 matching notices).
+                if let Some((seq, root)) = self.orders.stable_checkpoint(fetch.app)
+                    && fetch.after < seq
+                    && self.orders.membership().is_member(from, fetch.app)
+                {
+                    let notice = ExecutionCheckpoint {
+                        app: fetch.app,
+                        seq,
+                        root,
+                    };
+                    self.send(NodeId::Execution(from), &Message::ExecutionStable(notice));
+                }
+                for (member, order) in self.orders.fetch_orders(from, fetch.app, fetch.after) {
+                    self.send(NodeId::Execution(member), &Message::AppOrder(order));
+                }
+            }
+            _ => return false,
+        }
+        true
     }
 
     pub fn handle_timeout(&mut self, now: Time) {
