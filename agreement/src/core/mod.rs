@@ -17,7 +17,7 @@ mod normal;
 pub mod persist;
 mod requests;
 mod slot;
-pub mod view_change;
+mod view_change;
 
 pub use counters::{Counters, DropReason};
 

@@ -48,7 +48,7 @@ impl ViewChangeState {
 /// O, as every replica computes it from the same 2f+1 view changes: the highest stable
 /// checkpoint among them, and for each sequence number above it up to the highest one
 /// prepared anywhere, the batch prepared in the highest view, or a null batch.
-pub fn compute_new_view_entries(
+pub(super) fn compute_new_view_entries(
     view_changes: &[Signed<ViewChange>],
 ) -> (CheckpointCertificate, Vec<(Seq, Batch)>) {
     let stable = view_changes

@@ -128,15 +128,6 @@ pub struct Detector {
     alarms: Vec<Alarm>,
 }
 
-/// What [`Detector::status`] shows of one app.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct AppDetectorStatus {
-    pub epoch: u64,
-    pub active: Vec<ExecutionId>,
-    pub wake_pending: Option<String>,
-    pub faulty_pending: Vec<ExecutionId>,
-}
-
 impl Detector {
     /// A detector for the apps of `membership` (every app with execution replicas).
     pub fn new(config: DetectorConfig, membership: &MembershipTable) -> Detector {
@@ -150,21 +141,6 @@ impl Detector {
             apps,
             alarms: Vec::new(),
         }
-    }
-
-    pub fn status(&self, membership: &MembershipTable) -> BTreeMap<AppId, AppDetectorStatus> {
-        self.apps
-            .iter()
-            .map(|(app, watch)| {
-                let status = AppDetectorStatus {
-                    epoch: membership.epoch(*app),
-                    active: membership.active(*app).iter().copied().collect(),
-                    wake_pending: watch.wake.map(|(wake, _)| wake.reason.name().to_string()),
-                    faulty_pending: watch.faulty.keys().copied().collect(),
-                };
-                (*app, status)
-            })
-            .collect()
     }
 
     /// The activator's word on who is active changed `membership` for `app` (a newer

@@ -72,8 +72,9 @@ impl Watched {
         self.detector.table(app, kind)
     }
 
-    fn status(&self) -> BTreeMap<AppId, AppDetectorStatus> {
-        self.detector.status(&self.membership)
+    /// Why the wake standing for `app` was raised, if one stands.
+    fn wake_pending(&self, app: AppId) -> Option<WakeReason> {
+        self.detector.apps[&app].wake.map(|(wake, _)| wake.reason)
     }
 }
 
@@ -272,7 +273,7 @@ fn a_client_retransmit_wake_stops_once_its_sequence_number_settles() {
     executed(&mut detector, RESEND + 1, E1, 3, 1);
     detector.handle_tick(Time(3 * RESEND));
     assert!(detector.take_alarms().is_empty(), "settled: no resend");
-    assert_eq!(detector.status()[&APP].wake_pending, None);
+    assert_eq!(detector.wake_pending(APP), None);
     detector.handle_client_retransmit(Time(3 * RESEND + 1), APP, Seq(4));
     assert_eq!(
         wakes(&detector.take_alarms()).len(),
