@@ -8,6 +8,12 @@
 //! messages are derived from it. Then ask [`Replica::poll_timeout`] when to call
 //! `handle_timeout` next. The replica never reads a clock, draws randomness or touches the
 //! network: time comes in as `now`, randomness from the seed in its configuration.
+//!
+//! The replica's state is grouped by the part of the protocol that owns it, each in its
+//! submodule: the normal case and the proposer (`normal`, with `slot` for one sequence
+//! number's votes), checkpoints and the executed state they cover (`checkpoint`), the
+//! request queue (`requests`), view changes (`view_change`), catching up (`catch_up`),
+//! the records it persists and restores from (`persist`, `durable`), and its counters.
 
 mod catch_up;
 mod checkpoint;
