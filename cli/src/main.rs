@@ -200,7 +200,7 @@ fn run(command: Command) -> Result<ExitCode> {
         }
         Command::Node(NodeCommand::Agreement { cluster, id }) => {
             let runtime = node_runtime()?;
-            runtime.block_on(zz_agreement::node::run_agreement_node(
+            runtime.block_on(zz_agreement::io::node::run_agreement_node(
                 &cluster,
                 ReplicaId(id),
                 shutdown_signal(),

@@ -10,7 +10,7 @@ use zz_activator::docker::short_id;
 use zz_activator::freezer;
 use zz_activator::node::{ActivatorStatus, Event};
 use zz_activator::policy::MemberState;
-use zz_agreement::node::NodeStatus;
+use zz_agreement::io::node::NodeStatus;
 use zz_execution::node::ExecutionStatus;
 use zz_protocol::config::ClusterConfig;
 

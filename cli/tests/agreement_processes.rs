@@ -8,7 +8,7 @@ use common::{ZZ, free_base_port};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use zz_agreement::node::NodeStatus;
+use zz_agreement::io::node::NodeStatus;
 use zz_client::Client;
 use zz_cluster::ClusterDir;
 use zz_protocol::{AppId, ClientId, NodeId, ReplicaId};

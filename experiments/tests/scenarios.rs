@@ -8,6 +8,7 @@
 //! `cargo test -p zz-experiments --test scenarios <test name> -- --nocapture`.
 
 use std::ops::Range;
+use zz_agreement::core::DropReason;
 use zz_cluster::Fault;
 use zz_experiments::sim::byzantine::Behaviours;
 use zz_experiments::sim::rng::SimRng;
@@ -274,10 +275,10 @@ fn forged_macs_absurd_views_and_replays_are_dropped_and_counted_f1() {
             scenario
         },
     );
-    let dropped = |run: &Run, reason: &str| {
+    let dropped = |run: &Run, reason: DropReason| {
         run.stats()
             .messages_dropped
-            .get(reason)
+            .get(&reason)
             .copied()
             .unwrap_or(0)
     };
@@ -286,16 +287,19 @@ fn forged_macs_absurd_views_and_replays_are_dropped_and_counted_f1() {
         run.stats().frames_rejected > 0
     });
     assert_each(&runs, "absurd views dropped", |run| {
-        dropped(run, "future-view") > 0
+        dropped(run, DropReason::FutureView) > 0
     });
     // A replayed message is a duplicate, from a view left behind, or below the window by
     // now; the last also happens without faults, the first two do not (see the normal case).
     assert_each(&runs, "replays dropped", |run| {
-        dropped(run, "duplicate") + dropped(run, "stale-view") + dropped(run, "outside-window") > 0
+        dropped(run, DropReason::Duplicate)
+            + dropped(run, DropReason::StaleView)
+            + dropped(run, DropReason::OutsideWindow)
+            > 0
     });
     let replays_recognised: u64 = runs
         .iter()
-        .map(|run| dropped(run, "duplicate") + dropped(run, "stale-view"))
+        .map(|run| dropped(run, DropReason::Duplicate) + dropped(run, DropReason::StaleView))
         .sum();
     assert!(
         replays_recognised > 0,

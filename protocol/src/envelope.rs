@@ -50,8 +50,9 @@ impl Verified {
         (self.from, self.message)
     }
 
-    /// Wrap a message this process made itself, or one a unit test builds by hand. Network
-    /// input must go through [`Endpoint::open`].
+    /// Wrap a message a test builds by hand, as if `from` had sent it and it had passed
+    /// every check. Only tests may: network input must go through [`Endpoint::open`].
+    #[cfg(any(test, feature = "test-support"))]
     pub fn assume_verified(from: NodeId, message: Message) -> Verified {
         Verified { from, message }
     }

@@ -3,23 +3,36 @@
 //! the committed batches it missed (accepting one only when f+1 replicas send the same),
 //! or jumps to a stable checkpoint whose state 2f+1 signatures vouch for.
 
-use super::{ExecState, Output, Replica};
-use zz_protocol::messages::{Batches, FetchBatches, Message, Status};
-use zz_protocol::{ReplicaId, Seq};
+use super::checkpoint::ExecState;
+use super::{DropReason, Output, Replica};
+use std::collections::BTreeMap;
+use zz_protocol::messages::{Batch, Batches, FetchBatches, Message, Status};
+use zz_protocol::{Digest, ReplicaId, Seq, Time};
 
 /// Requests' bytes in one batches answer at most, as a share of the frame limit, so the
 /// answer always fits in a frame.
 const FETCH_ANSWER_FRAME_SHARE: usize = 2;
 
+/// What a replica learns from its peers while it may be behind.
+#[derive(Default)]
+pub(super) struct CatchUpState {
+    /// The latest status report from each peer.
+    pub(super) peer_status: BTreeMap<ReplicaId, Status>,
+    /// Committed batches offered by peers during catch-up: seq -> replica -> (digest, batch).
+    pub(super) fetched: BTreeMap<Seq, BTreeMap<ReplicaId, (Digest, Batch)>>,
+    /// When batches were last asked for (at most once per status interval).
+    pub(super) last_fetch_at: Option<Time>,
+}
+
 impl Replica {
     pub(super) fn handle_status(&mut self, sender: ReplicaId, status: Status) {
         if self.normal
             && status.view < self.view
-            && let Some(new_view) = self.last_new_view.clone()
+            && let Some(new_view) = self.view_change.last_new_view.clone()
         {
             self.send(sender, Message::NewView(new_view));
         }
-        self.peer_status.insert(sender, status);
+        self.catch_up.peer_status.insert(sender, status);
         self.fetch_if_behind();
     }
 
@@ -27,6 +40,7 @@ impl Replica {
     fn fetch_if_behind(&mut self) {
         let mine = self.exec.seq;
         let mut ahead: Vec<(Seq, ReplicaId)> = self
+            .catch_up
             .peer_status
             .iter()
             .filter(|(_, status)| status.last_executed > mine)
@@ -46,12 +60,12 @@ impl Replica {
     /// once per status interval.
     pub(super) fn request_fetch(&mut self, target: Seq, sources: &[ReplicaId]) {
         let interval = self.config.params.status_interval_ms * 1000;
-        if let Some(last) = self.last_fetch_at
+        if let Some(last) = self.catch_up.last_fetch_at
             && self.now.saturating_sub(last) < interval
         {
             return;
         }
-        self.last_fetch_at = Some(self.now);
+        self.catch_up.last_fetch_at = Some(self.now);
         let from = self.exec.seq.next();
         let to = Seq(target.0.min(from.0 + self.config.params.window - 1));
         for source in sources {
@@ -61,11 +75,17 @@ impl Replica {
 
     pub(super) fn handle_fetch(&mut self, sender: ReplicaId, fetch: FetchBatches) {
         if fetch.from > fetch.to {
-            return self.drop_message("bad-fetch-range");
+            return self.drop_message(DropReason::BadFetchRange);
         }
-        let checkpoint = (fetch.from <= self.stable.seq && self.stable.seq > Seq(0))
-            .then(|| (self.stable.clone(), self.stable_state.clone()));
-        let first = fetch.from.max(self.stable.seq.next());
+        let checkpoint = (fetch.from <= self.checkpoints.stable.seq
+            && self.checkpoints.stable.seq > Seq(0))
+        .then(|| {
+            (
+                self.checkpoints.stable.clone(),
+                self.checkpoints.stable_state.clone(),
+            )
+        });
+        let first = fetch.from.max(self.checkpoints.stable.seq.next());
         let last = fetch.to.min(self.exec.seq);
         let budget = self.config.params.frame_bytes_max / FETCH_ANSWER_FRAME_SHARE;
         let mut bytes = 0usize;
@@ -114,7 +134,7 @@ impl Replica {
                 continue;
             }
             let digest = batch.digest();
-            let offers = self.fetched.entry(seq).or_default();
+            let offers = self.catch_up.fetched.entry(seq).or_default();
             offers.insert(sender, (digest, batch));
             let agreeing: Vec<_> = offers
                 .values()
@@ -144,11 +164,11 @@ impl Replica {
         state: zz_protocol::messages::CheckpointState,
     ) {
         let seq = certificate.seq;
-        assert!(seq > self.exec.seq && seq > self.stable.seq);
+        assert!(seq > self.exec.seq && seq > self.checkpoints.stable.seq);
         tracing::info!(replica = %self.config.id, from = %self.exec.seq, to = %seq, "state transfer");
         self.exec = ExecState::from_snapshot(&state);
         let clients = &self.exec.clients;
-        self.waiting.retain(|client, waiting| {
+        self.requests.waiting.retain(|client, waiting| {
             clients
                 .get(client)
                 .is_none_or(|executed| waiting.request.request.timestamp > *executed)
@@ -158,7 +178,7 @@ impl Replica {
             to: seq,
             apps: state.apps.clone(),
         });
-        self.own_checkpoints.insert(seq, state.clone());
+        self.checkpoints.own.insert(seq, state.clone());
         self.make_stable(certificate, state);
     }
 }

@@ -1,15 +1,40 @@
 //! The normal case (PBFT section 4.2): propose, pre-prepare, prepare, commit, execute in
 //! order, and checkpoints with log truncation (section 4.3).
 
-use super::{Output, Replica, Waiting};
-use crate::persist::Record;
+use super::{DropReason, Output, Replica};
+use crate::core::persist::Record;
 use std::collections::BTreeMap;
 use zz_protocol::crypto::Signed;
 use zz_protocol::messages::{
-    AppOrder, AuthenticatedRequest, Batch, Checkpoint, CheckpointCertificate, Commit, Message,
-    NonDet, Order, PrePrepareHeader, Prepare, PreparedCertificate,
+    AppOrder, AuthenticatedRequest, Batch, Commit, Message, NonDet, Order, PrePrepareHeader,
+    Prepare, PreparedCertificate,
 };
 use zz_protocol::{AppId, Digest, ReplicaId, Seq, View};
+
+/// What the primary proposes with: the next sequence number and the seeds of batches.
+pub(super) struct Proposer {
+    /// Primary only: the next sequence number to propose.
+    pub(super) next_seq: Seq,
+    rng_state: u64,
+}
+
+impl Proposer {
+    pub(super) fn new(seed: u64) -> Proposer {
+        Proposer {
+            next_seq: Seq(1),
+            rng_state: seed ^ 0x9e37_79b9_7f4a_7c15,
+        }
+    }
+
+    pub(super) fn next_random(&mut self) -> u64 {
+        // splitmix64: the seed comes from the caller, so proposals replay deterministically.
+        self.rng_state = self.rng_state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.rng_state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+}
 
 /// Where a normal-case message stands relative to this replica's view.
 pub(super) enum ViewFit {
@@ -35,20 +60,21 @@ impl Replica {
         if !self.normal || !self.is_primary() {
             return;
         }
-        if self.next_seq <= self.exec.seq {
-            self.next_seq = self.exec.seq.next();
+        if self.proposer.next_seq <= self.exec.seq {
+            self.proposer.next_seq = self.exec.seq.next();
         }
         // A restarted primary may already have proposed some sequence numbers in this view.
         while self
             .slots
-            .get(&self.next_seq)
+            .get(&self.proposer.next_seq)
             .is_some_and(|slot| slot.view == self.view && slot.pre_prepare.is_some())
         {
-            self.next_seq = self.next_seq.next();
+            self.proposer.next_seq = self.proposer.next_seq.next();
         }
         loop {
-            let in_flight = self.next_seq.0.saturating_sub(self.exec.seq.0 + 1);
-            if in_flight >= self.config.params.pipeline_max || self.next_seq > self.high_watermark()
+            let in_flight = self.proposer.next_seq.0.saturating_sub(self.exec.seq.0 + 1);
+            if in_flight >= self.config.params.pipeline_max
+                || self.proposer.next_seq > self.high_watermark()
             {
                 return;
             }
@@ -58,33 +84,13 @@ impl Replica {
             }
             let nondet = NonDet {
                 timestamp_ms: self.wall_clock_ms().max(self.exec.last_timestamp_ms),
-                seed: self.next_random(),
+                seed: self.proposer.next_random(),
             };
             let batch = Batch { requests, nondet };
-            let seq = self.next_seq;
-            self.next_seq = seq.next();
+            let seq = self.proposer.next_seq;
+            self.proposer.next_seq = seq.next();
             self.propose(seq, batch);
         }
-    }
-
-    fn take_proposable_requests(&mut self) -> Vec<AuthenticatedRequest> {
-        let limit = self.config.params.batch_size_max;
-        let mut requests = Vec::new();
-        while requests.len() < limit {
-            let Some((client, timestamp)) = self.arrivals.pop_front() else {
-                break;
-            };
-            let executed = self.exec.clients.get(&client).copied().unwrap_or(0);
-            if let Some(waiting) = self.waiting.get_mut(&client)
-                && waiting.request.request.timestamp == timestamp
-                && !waiting.proposed
-                && timestamp > executed
-            {
-                waiting.proposed = true;
-                requests.push(waiting.request.clone());
-            }
-        }
-        requests
     }
 
     /// Assign `seq` to `batch` in the current view and multicast the pre-prepare.
@@ -116,14 +122,15 @@ impl Replica {
         let next_view_only = view <= self.view.next();
         let per_sender = super::FUTURE_MESSAGES_MAX / self.config.params.replica_count();
         let from_sender = self
+            .view_change
             .future
             .iter()
             .filter(|(from, _)| *from == sender)
             .count();
         if next_view_only && from_sender < per_sender {
-            self.future.push_back((sender, message));
+            self.view_change.future.push_back((sender, message));
         } else {
-            self.drop_message("future-view");
+            self.drop_message(DropReason::FutureView);
         }
     }
 
@@ -137,7 +144,7 @@ impl Replica {
     ) {
         let header = pre_prepare.body;
         match self.view_fit(header.view) {
-            ViewFit::Stale => return self.drop_message("stale-view"),
+            ViewFit::Stale => return self.drop_message(DropReason::StaleView),
             ViewFit::Future => {
                 let message = Message::PrePrepare { pre_prepare, batch };
                 return self.buffer_future(sender, header.view, message);
@@ -145,13 +152,13 @@ impl Replica {
             ViewFit::Current => {}
         }
         if !self.in_window(header.seq) {
-            return self.drop_message("outside-window");
+            return self.drop_message(DropReason::OutsideWindow);
         }
-        if header.seq <= self.new_view_floor {
-            return self.drop_message("below-new-view-range");
+        if header.seq <= self.view_change.new_view_floor {
+            return self.drop_message(DropReason::BelowNewViewRange);
         }
         if !batch.is_null() && !self.nondet_acceptable(&batch.nondet) {
-            return self.drop_message("bad-nondet");
+            return self.drop_message(DropReason::BadNondet);
         }
         self.accept_pre_prepare(pre_prepare, batch);
     }
@@ -173,9 +180,9 @@ impl Replica {
         slot.enter_view(header.view);
         if let Some(digest) = slot.accepted_digest() {
             let reason = if digest == header.digest {
-                "duplicate"
+                DropReason::Duplicate
             } else {
-                "conflicting-pre-prepare"
+                DropReason::ConflictingPrePrepare
             };
             return self.drop_message(reason);
         }
@@ -198,45 +205,25 @@ impl Replica {
         self.check_prepared(header.seq);
     }
 
-    /// A backup that sees a request in a pre-prepare waits for it to execute (its
-    /// view-change timer runs until then).
-    fn note_request_in_flight(&mut self, request: &AuthenticatedRequest) {
-        let client = request.request.client;
-        let timestamp = request.request.timestamp;
-        let executed = self.exec.clients.get(&client).copied().unwrap_or(0);
-        let known = self
-            .waiting
-            .get(&client)
-            .is_some_and(|waiting| waiting.request.request.timestamp >= timestamp);
-        if timestamp > executed && !known && self.waiting.len() < super::WAITING_CLIENTS_MAX {
-            let waiting = Waiting {
-                request: request.clone(),
-                since: self.now,
-                proposed: true,
-            };
-            self.waiting.insert(client, waiting);
-        }
-    }
-
     pub(super) fn handle_prepare(&mut self, sender: ReplicaId, prepare: Signed<Prepare>) {
         let vote = prepare.body;
         match self.view_fit(vote.view) {
-            ViewFit::Stale => return self.drop_message("stale-view"),
+            ViewFit::Stale => return self.drop_message(DropReason::StaleView),
             ViewFit::Future => {
                 return self.buffer_future(sender, vote.view, Message::Prepare(prepare));
             }
             ViewFit::Current => {}
         }
         if !self.in_window(vote.seq) {
-            return self.drop_message("outside-window");
+            return self.drop_message(DropReason::OutsideWindow);
         }
         if sender == self.primary_of(vote.view) {
-            return self.drop_message("prepare-from-primary");
+            return self.drop_message(DropReason::PrepareFromPrimary);
         }
         let slot = self.slots.entry(vote.seq).or_default();
         slot.enter_view(vote.view);
         if slot.prepares.contains_key(&sender) {
-            return self.drop_message("duplicate");
+            return self.drop_message(DropReason::Duplicate);
         }
         slot.prepares.insert(sender, prepare);
         self.check_prepared(vote.seq);
@@ -284,19 +271,19 @@ impl Replica {
 
     pub(super) fn handle_commit(&mut self, sender: ReplicaId, commit: Commit) {
         match self.view_fit(commit.view) {
-            ViewFit::Stale => return self.drop_message("stale-view"),
+            ViewFit::Stale => return self.drop_message(DropReason::StaleView),
             ViewFit::Future => {
                 return self.buffer_future(sender, commit.view, Message::Commit(commit));
             }
             ViewFit::Current => {}
         }
         if !self.in_window(commit.seq) {
-            return self.drop_message("outside-window");
+            return self.drop_message(DropReason::OutsideWindow);
         }
         let slot = self.slots.entry(commit.seq).or_default();
         slot.enter_view(commit.view);
         if slot.commits.contains_key(&sender) {
-            return self.drop_message("duplicate");
+            return self.drop_message(DropReason::Duplicate);
         }
         slot.commits.insert(sender, commit);
         self.check_committed(commit.seq);
@@ -399,11 +386,12 @@ impl Replica {
                 self.counters.requests_ordered += 1;
             }
             if self
+                .requests
                 .waiting
                 .get(&client)
                 .is_some_and(|waiting| waiting.request.request.timestamp <= timestamp)
             {
-                self.waiting.remove(&client);
+                self.requests.waiting.remove(&client);
             }
         }
         if !batch.is_null() {
@@ -412,7 +400,7 @@ impl Replica {
         }
         self.exec.seq = seq;
         self.counters.batches_ordered += 1;
-        self.fetched.remove(&seq);
+        self.catch_up.fetched.remove(&seq);
         let app_orders = self.split_by_app(seq, &batch);
         self.outputs
             .push_back(Output::Order(Order { view, seq, batch }));
@@ -453,109 +441,5 @@ impl Replica {
                 order
             })
             .collect()
-    }
-
-    /// Section 4.3: every K sequence numbers, multicast a signed digest of the state.
-    fn take_checkpoint(&mut self, seq: Seq) {
-        let state = self.exec.snapshot();
-        let vote = self.sign(Checkpoint {
-            seq,
-            digest: state.digest(),
-        });
-        self.own_checkpoints.insert(seq, state);
-        self.broadcast(Message::Checkpoint(vote.clone()));
-        self.add_checkpoint_vote(vote);
-    }
-
-    pub(super) fn handle_checkpoint(&mut self, vote: Signed<Checkpoint>) {
-        let seq = vote.body.seq;
-        if !seq.0.is_multiple_of(self.config.params.checkpoint_interval) {
-            return self.drop_message("checkpoint-off-interval");
-        }
-        if !self.in_window(seq) {
-            return self.drop_message("outside-window");
-        }
-        self.add_checkpoint_vote(vote);
-    }
-
-    fn add_checkpoint_vote(&mut self, vote: Signed<Checkpoint>) {
-        let seq = vote.body.seq;
-        let votes = self.checkpoint_votes.entry(seq).or_default();
-        votes.entry(vote.signer).or_insert(vote);
-        let digest_counts = votes.values().fold(
-            std::collections::BTreeMap::<Digest, usize>::new(),
-            |mut counts, vote| {
-                *counts.entry(vote.body.digest).or_default() += 1;
-                counts
-            },
-        );
-        let quorum = self.config.params.quorum();
-        let Some((digest, _)) = digest_counts
-            .into_iter()
-            .find(|(_, count)| *count >= quorum)
-        else {
-            return;
-        };
-        let certificate = CheckpointCertificate {
-            seq,
-            digest,
-            votes: votes
-                .values()
-                .filter(|vote| vote.body.digest == digest)
-                .cloned()
-                .collect(),
-        };
-        self.adopt_stable_certificate(certificate);
-    }
-
-    /// A certified checkpoint above the low watermark: make it stable if this replica has
-    /// reached it, otherwise fetch what it is missing from the replicas that signed it.
-    pub(super) fn adopt_stable_certificate(&mut self, certificate: CheckpointCertificate) {
-        if certificate.seq <= self.stable.seq {
-            return;
-        }
-        match self.own_checkpoints.get(&certificate.seq) {
-            Some(state) => {
-                assert_eq!(
-                    state.digest(),
-                    certificate.digest,
-                    "safety: replica {} executed to a state 2f+1 others did not",
-                    self.config.id
-                );
-                let state = state.clone();
-                self.make_stable(certificate, state);
-            }
-            None => {
-                let signers: Vec<ReplicaId> =
-                    certificate.votes.iter().map(|vote| vote.signer).collect();
-                self.request_fetch(certificate.seq, &signers);
-            }
-        }
-    }
-
-    /// Move the low watermark to `certificate` and discard everything at or below it.
-    pub(super) fn make_stable(
-        &mut self,
-        certificate: CheckpointCertificate,
-        state: zz_protocol::messages::CheckpointState,
-    ) {
-        let seq = certificate.seq;
-        assert!(seq > self.stable.seq && seq <= self.exec.seq);
-        assert_eq!(state.digest(), certificate.digest);
-        self.stable = certificate;
-        self.stable_state = state;
-        self.slots.retain(|s, _| *s > seq);
-        self.own_checkpoints.retain(|s, _| *s > seq);
-        self.checkpoint_votes.retain(|s, _| *s > seq);
-        self.fetched.retain(|s, _| *s > seq);
-        self.counters.checkpoints_stable += 1;
-        // Appended on its own: storage may put off compacting, but a restart must find the
-        // stable checkpoint whatever it did.
-        self.persist(Record::Stable {
-            certificate: self.stable.clone(),
-            state: self.stable_state.clone(),
-        });
-        self.outputs
-            .push_back(Output::Compact(self.durable_records()));
     }
 }

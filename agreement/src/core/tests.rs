@@ -2,10 +2,11 @@
 //! under faults; these pin single rules of the paper.
 
 use super::*;
-use crate::persist::Record;
+use crate::core::persist::Record;
 use zz_protocol::derived_keys::DerivedKeys;
 use zz_protocol::messages::{
-    Batch, Commit, NonDet, PrePrepareHeader, Prepare, PreparedCertificate, Request,
+    Batch, CheckpointCertificate, Commit, NonDet, PrePrepareHeader, Prepare, PreparedCertificate,
+    Request, ViewChange,
 };
 use zz_protocol::{AppId, ClientId};
 
@@ -141,7 +142,10 @@ fn a_pre_prepare_outside_the_watermarks_is_dropped_and_counted() {
     let beyond = params().window + 1;
     backup.handle_message(Time(1), from(0, pre_prepare(0, beyond, &batch(1))));
     assert!(!broadcasts_prepare(&drain(&mut backup)));
-    assert_eq!(backup.counters().dropped.get("outside-window"), Some(&1));
+    assert_eq!(
+        backup.counters().dropped.get(&DropReason::OutsideWindow),
+        Some(&1)
+    );
 }
 
 /// A backup never accepts two digests for one (view, seq), and a restart from its records
@@ -172,7 +176,10 @@ fn a_restarted_replica_refuses_a_conflicting_pre_prepare_for_a_slot_it_voted_on(
     restarted.handle_message(Time(3), from(0, pre_prepare(0, 1, &batch(9))));
     assert!(!broadcasts_prepare(&drain(&mut restarted)));
     assert_eq!(
-        restarted.counters().dropped.get("conflicting-pre-prepare"),
+        restarted
+            .counters()
+            .dropped
+            .get(&DropReason::ConflictingPrePrepare),
         Some(&1)
     );
 }

@@ -1,20 +1,54 @@
 //! View changes (PBFT section 4.4, with signed view-change and new-view messages as in the
 //! 1999 paper): leaving a view, electing the next primary's proposals, entering the view.
 
-use super::Replica;
-use crate::persist::Record;
-use std::collections::BTreeMap;
+use super::{DropReason, Replica, VIEW_CHANGE_BACKOFF_EXPONENT_MAX};
+use crate::core::persist::Record;
+use std::collections::{BTreeMap, VecDeque};
 use zz_protocol::crypto::Signed;
 use zz_protocol::messages::{
     Batch, CheckpointCertificate, Message, NewView, NewViewEntry, PrePrepareHeader,
     PreparedCertificate, ViewChange,
 };
-use zz_protocol::{ReplicaId, Seq, View};
+use zz_protocol::{ReplicaId, Seq, Time, View};
+
+/// What a replica knows of view changes: the latest one from each replica, the timers,
+/// the new view it entered, and messages for views it has not entered yet.
+pub(super) struct ViewChangeState {
+    /// The latest view change from each replica.
+    pub(super) received: BTreeMap<ReplicaId, Signed<ViewChange>>,
+    /// While changing view with a quorum of view changes: when to give up on the new primary.
+    pub(super) new_view_deadline: Option<Time>,
+    /// Consecutive view changes without reaching a normal view, for the timer's backoff.
+    pub(super) attempts: u32,
+    /// The new-view message of the current view, re-sent to replicas that missed it.
+    pub(super) last_new_view: Option<Signed<NewView>>,
+    /// Pre-prepares for sequence numbers at or below this came in the new-view message;
+    /// the primary may not propose them again in this view (PBFT section 4.4).
+    pub(super) new_view_floor: Seq,
+    /// When this replica's view change is next resent, while the view is not entered.
+    pub(super) resend_at: Time,
+    /// Messages for views this replica has not entered yet, kept until it enters them.
+    pub(super) future: VecDeque<(ReplicaId, Message)>,
+}
+
+impl ViewChangeState {
+    pub(super) fn new(now: Time) -> ViewChangeState {
+        ViewChangeState {
+            received: BTreeMap::new(),
+            new_view_deadline: None,
+            attempts: 0,
+            last_new_view: None,
+            new_view_floor: Seq(0),
+            resend_at: now,
+            future: VecDeque::new(),
+        }
+    }
+}
 
 /// O, as every replica computes it from the same 2f+1 view changes: the highest stable
 /// checkpoint among them, and for each sequence number above it up to the highest one
 /// prepared anywhere, the batch prepared in the highest view, or a null batch.
-pub fn compute_new_view_entries(
+pub(super) fn compute_new_view_entries(
     view_changes: &[Signed<ViewChange>],
 ) -> (CheckpointCertificate, Vec<(Seq, Batch)>) {
     let stable = view_changes
@@ -62,17 +96,18 @@ impl Replica {
         // Armed now, not only once 2f+1 view changes arrive: replicas that missed each
         // other's view changes still move on (with backoff) instead of waiting forever.
         let timeout = self.view_change_timeout_micros();
-        self.new_view_deadline = Some(self.now.saturating_add_micros(timeout));
-        self.view_change_attempts = self.view_change_attempts.saturating_add(1);
+        self.view_change.new_view_deadline = Some(self.now.saturating_add_micros(timeout));
+        self.view_change.attempts = self.view_change.attempts.saturating_add(1);
         self.counters.view_changes_started += 1;
         self.persist(Record::View {
             view: target,
             normal: false,
         });
         let view_change = self.make_view_change(target);
-        self.view_changes
+        self.view_change
+            .received
             .insert(self.config.id, view_change.clone());
-        self.view_change_resend_at = self
+        self.view_change.resend_at = self
             .now
             .saturating_add_micros(self.config.params.view_change_timeout_ms * 1000 / 2);
         self.broadcast(Message::ViewChange(view_change));
@@ -90,7 +125,7 @@ impl Replica {
             .collect();
         self.sign(ViewChange {
             new_view: target,
-            stable: self.stable.clone(),
+            stable: self.checkpoints.stable.clone(),
             prepared,
         })
     }
@@ -101,20 +136,21 @@ impl Replica {
         if target < self.view || (target == self.view && self.normal) {
             // The sender missed the new view we are in: show it again.
             if target == self.view
-                && let Some(new_view) = self.last_new_view.clone()
+                && let Some(new_view) = self.view_change.last_new_view.clone()
             {
                 self.send(sender, Message::NewView(new_view));
             }
-            return self.drop_message("stale-view");
+            return self.drop_message(DropReason::StaleView);
         }
         let newer = self
-            .view_changes
+            .view_change
+            .received
             .get(&sender)
             .is_none_or(|existing| existing.body.new_view < target);
         if !newer {
-            return self.drop_message("duplicate");
+            return self.drop_message(DropReason::Duplicate);
         }
-        self.view_changes.insert(sender, view_change);
+        self.view_change.received.insert(sender, view_change);
         self.join_view_change_if_needed();
         self.check_view_change_quorum();
     }
@@ -124,7 +160,8 @@ impl Replica {
     fn join_view_change_if_needed(&mut self) {
         let me = self.config.id;
         let mut above: Vec<View> = self
-            .view_changes
+            .view_change
+            .received
             .iter()
             .filter(|(replica, _)| **replica != me)
             .map(|(_, view_change)| view_change.body.new_view)
@@ -144,7 +181,8 @@ impl Replica {
         }
         let target = self.view;
         let matching: Vec<Signed<ViewChange>> = self
-            .view_changes
+            .view_change
+            .received
             .values()
             .filter(|view_change| view_change.body.new_view == target)
             .cloned()
@@ -152,9 +190,9 @@ impl Replica {
         if matching.len() < self.config.params.quorum() {
             return;
         }
-        if self.new_view_deadline.is_none() {
+        if self.view_change.new_view_deadline.is_none() {
             let timeout = self.view_change_timeout_micros();
-            self.new_view_deadline = Some(self.now.saturating_add_micros(timeout));
+            self.view_change.new_view_deadline = Some(self.now.saturating_add_micros(timeout));
         }
         if self.primary_of(target) == self.config.id {
             self.send_new_view(matching);
@@ -191,7 +229,7 @@ impl Replica {
     pub(super) fn handle_new_view(&mut self, new_view: Signed<NewView>) {
         let view = new_view.body.view;
         if view < self.view || (view == self.view && self.normal) {
-            return self.drop_message("stale-view");
+            return self.drop_message(DropReason::StaleView);
         }
         let (_, expected) = compute_new_view_entries(&new_view.body.view_changes);
         let matches = expected.len() == new_view.body.entries.len()
@@ -203,7 +241,7 @@ impl Replica {
                         && entry.pre_prepare.body.digest == batch.digest()
                 });
         if !matches {
-            return self.drop_message("new-view-mismatch");
+            return self.drop_message(DropReason::NewViewMismatch);
         }
         self.install_new_view(new_view);
     }
@@ -216,11 +254,11 @@ impl Replica {
         tracing::info!(replica = %self.config.id, %view, "entering view");
         self.view = view;
         self.normal = true;
-        self.view_change_attempts = 0;
-        self.new_view_deadline = None;
+        self.view_change.attempts = 0;
+        self.view_change.new_view_deadline = None;
         self.persist(Record::View { view, normal: true });
         self.persist(Record::NewView(new_view.clone()));
-        self.last_new_view = Some(new_view.clone());
+        self.view_change.last_new_view = Some(new_view.clone());
         let (stable, _) = compute_new_view_entries(&new_view.body.view_changes);
         self.adopt_stable_certificate(stable.clone());
         let mut floor = stable.seq;
@@ -243,9 +281,9 @@ impl Replica {
                 self.accept_pre_prepare(entry.pre_prepare.clone(), entry.batch.clone());
             }
         }
-        self.new_view_floor = floor;
+        self.view_change.new_view_floor = floor;
         if is_primary {
-            self.next_seq = Seq(floor.0.max(self.exec.seq.0) + 1);
+            self.proposer.next_seq = Seq(floor.0.max(self.exec.seq.0) + 1);
         }
         for slot in self.slots.values_mut() {
             if slot.view < view {
@@ -255,6 +293,7 @@ impl Replica {
         // Every request still waiting gets a fresh timer, and the new primary proposes them.
         let now = self.now;
         let mut arrivals: Vec<_> = self
+            .requests
             .waiting
             .iter_mut()
             .map(|(client, waiting)| {
@@ -264,17 +303,60 @@ impl Replica {
             })
             .collect();
         arrivals.sort();
-        self.arrivals = if is_primary {
+        self.requests.arrivals = if is_primary {
             arrivals.into()
         } else {
             Default::default()
         };
-        self.view_changes
+        self.view_change
+            .received
             .retain(|_, view_change| view_change.body.new_view > view);
-        self.last_new_view = Some(new_view);
-        let buffered: Vec<(ReplicaId, Message)> = self.future.drain(..).collect();
+        self.view_change.last_new_view = Some(new_view);
+        let buffered: Vec<(ReplicaId, Message)> = self.view_change.future.drain(..).collect();
         for (sender, message) in buffered {
             self.handle_replica_message(sender, message);
+        }
+    }
+
+    /// The base view-change timeout, doubled for each consecutive failed attempt.
+    pub(super) fn view_change_timeout_micros(&self) -> u64 {
+        let exponent = self
+            .view_change
+            .attempts
+            .min(VIEW_CHANGE_BACKOFF_EXPONENT_MAX);
+        self.config.params.view_change_timeout_ms * 1000 * (1u64 << exponent)
+    }
+
+    pub(super) fn view_change_deadline(&self) -> Option<Time> {
+        if !self.normal {
+            return self.view_change.new_view_deadline;
+        }
+        if self.is_primary() {
+            return None;
+        }
+        let oldest = self
+            .requests
+            .waiting
+            .values()
+            .map(|waiting| waiting.since)
+            .min()?;
+        Some(oldest.saturating_add_micros(self.view_change_timeout_micros()))
+    }
+
+    /// View changes get lost like any message; until the view is entered, resend ours
+    /// (PBFT retransmits view-change messages the same way).
+    pub(super) fn resend_view_change(&mut self) {
+        if self.normal || self.now < self.view_change.resend_at {
+            return;
+        }
+        let me = self.config.id;
+        let Some(view_change) = self.view_change.received.get(&me).cloned() else {
+            return;
+        };
+        if view_change.body.new_view == self.view {
+            let interval = self.config.params.view_change_timeout_ms * 1000 / 2;
+            self.view_change.resend_at = self.now.saturating_add_micros(interval);
+            self.broadcast(Message::ViewChange(view_change));
         }
     }
 }

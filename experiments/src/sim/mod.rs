@@ -37,9 +37,10 @@ use scenario::Scenario;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use zz_activator::policy::{Command, Member, MemberState, Policy, PolicyConfig};
-use zz_agreement::driver::{Delivery, ReplicaDriver};
-use zz_agreement::orders::ExecutionGroups;
-use zz_agreement::storage::MemoryStorage;
+use zz_agreement::core::DropReason;
+use zz_agreement::io::storage::MemoryStorage;
+use zz_agreement::liaison::membership::ExecutionGroups;
+use zz_agreement::{Delivery, ReplicaDriver};
 use zz_agreement::{Replica, ReplicaConfig};
 use zz_client::{ClientCore, Destination};
 use zz_cluster::Fault;
@@ -89,7 +90,7 @@ pub struct SimStats {
     pub frames_lost: u64,
     /// Messages the cores dropped after authentication (stale, duplicate, out of window..),
     /// by reason, summed over the replicas running at the end.
-    pub messages_dropped: BTreeMap<&'static str, u64>,
+    pub messages_dropped: BTreeMap<DropReason, u64>,
     /// Frames of their cores' that Byzantine replicas rewrote, forged, withheld or sent
     /// with a replay.
     pub byzantine_frames_altered: u64,
@@ -581,7 +582,7 @@ impl World {
                     self.stats.batches_ordered_max.max(counters.batches_ordered);
                 self.stats.frames_rejected += driver.counters().rejected.values().sum::<u64>();
                 for (reason, count) in &counters.dropped {
-                    *self.stats.messages_dropped.entry(reason).or_default() += count;
+                    *self.stats.messages_dropped.entry(*reason).or_default() += count;
                 }
             }
         }
@@ -1007,7 +1008,7 @@ impl World {
     fn start_replica(
         &mut self,
         id: ReplicaId,
-        records: Option<Vec<zz_agreement::persist::Record>>,
+        records: Option<Vec<zz_agreement::core::persist::Record>>,
     ) {
         let now = self.now;
         let sim = &mut self.replicas[id.index()];

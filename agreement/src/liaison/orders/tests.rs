@@ -132,7 +132,7 @@ fn recover_from(asker: &mut OrderRouter, peer_id: u32, peer: &OrderRouter) -> us
             .expect("app 0 has a group");
         answers += 1;
         assert!(answers < 100, "recovery must end");
-        fetch = asker.handle_chained_orders(ReplicaId(peer_id), answer);
+        fetch = asker.handle_chained_orders(ReplicaId(peer_id), &answer);
     }
     answers
 }
@@ -206,10 +206,10 @@ fn forged_chained_orders_are_dropped_whole() {
     let mut other_app = genuine.clone();
     other_app.orders[0].app = AppId(5);
     for forged in [changed, other_before, gap, other_app] {
-        assert_eq!(jumper.handle_chained_orders(ReplicaId(3), forged), None);
+        assert_eq!(jumper.handle_chained_orders(ReplicaId(3), &forged), None);
         assert_eq!(jumper.retained_count(AppId(0)), 0);
     }
-    jumper.handle_chained_orders(ReplicaId(1), genuine);
+    jumper.handle_chained_orders(ReplicaId(1), &genuine);
     assert_eq!(jumper.retained_count(AppId(0)), 4);
     assert!(jumper.holds_all_after_stable(AppId(0)));
 }
@@ -245,7 +245,7 @@ fn after_a_restart_the_router_adopts_the_checkpoint_f_plus_1_peers_name() {
             root: Digest([9; 32]),
         }),
     };
-    restarted.handle_chained_orders(ReplicaId(3), liar);
+    restarted.handle_chained_orders(ReplicaId(3), &liar);
     assert_eq!(restarted.join_checkpoint(AppId(0)), None);
     recover_from(&mut restarted, 2, &peers[1]);
     assert_eq!(

@@ -1,4 +1,5 @@
 use super::*;
+use crate::liaison::membership::ExecutionGroups;
 
 const APP: AppId = AppId(0);
 const E0: ExecutionId = ExecutionId(0);
@@ -8,22 +9,96 @@ const ROUTED: Seq = Seq(1000);
 const SILENCE: u64 = 1_000_000;
 const RESEND: u64 = 500_000;
 
-fn detector() -> Detector {
-    let groups = BTreeMap::from([(APP, vec![E0, E1, E2])]);
-    let active = BTreeMap::from([(APP, vec![E0, E1])]);
+/// A detector with the membership table it judges by, as the driver holds them (the
+/// table in the order router): each call hands the detector the table.
+struct Watched {
+    detector: Detector,
+    membership: MembershipTable,
+}
+
+impl Watched {
+    /// The activator's notice; returns whether it changed the membership.
+    fn handle_membership(
+        &mut self,
+        now: Time,
+        app: AppId,
+        epoch: u64,
+        active: &[ExecutionId],
+    ) -> bool {
+        let Some(previously_active) = self.membership.handle_notice(app, epoch, active) else {
+            return false;
+        };
+        (self.detector).handle_membership_change(now, app, &previously_active, &self.membership);
+        true
+    }
+
+    fn handle_executed(
+        &mut self,
+        now: Time,
+        from: ExecutionId,
+        app: AppId,
+        seq: Seq,
+        digest: Digest,
+        routed: Seq,
+    ) {
+        (self.detector).handle_executed(now, from, app, seq, digest, routed, &self.membership);
+    }
+
+    fn handle_root(
+        &mut self,
+        now: Time,
+        from: ExecutionId,
+        app: AppId,
+        seq: Seq,
+        root: Digest,
+        routed: Seq,
+    ) {
+        (self.detector).handle_root(now, from, app, seq, root, routed, &self.membership);
+    }
+
+    fn handle_client_retransmit(&mut self, now: Time, app: AppId, seq: Seq) {
+        (self.detector).handle_client_retransmit(now, app, seq, &self.membership);
+    }
+
+    fn handle_tick(&mut self, now: Time) {
+        self.detector.handle_tick(now, &self.membership);
+    }
+
+    fn take_alarms(&mut self) -> Vec<Alarm> {
+        self.detector.take_alarms()
+    }
+
+    fn table(&self, app: AppId, kind: Kind) -> &BTreeMap<Seq, Reports> {
+        self.detector.table(app, kind)
+    }
+
+    /// Why the wake standing for `app` was raised, if one stands.
+    fn wake_pending(&self, app: AppId) -> Option<WakeReason> {
+        self.detector.apps[&app].wake.map(|(wake, _)| wake.reason)
+    }
+}
+
+fn detector() -> Watched {
+    let groups = ExecutionGroups::from([(APP, vec![E0, E1, E2])]);
+    let active = ExecutionGroups::from([(APP, vec![E0, E1])]);
     let config = DetectorConfig {
         weak_quorum: 2,
         silence_micros: SILENCE,
         resend_micros: RESEND,
     };
-    Detector::new(config, &groups, &active)
+    let membership = MembershipTable::new(groups, &active);
+    let detector = Detector::new(config, &membership);
+    Watched {
+        detector,
+        membership,
+    }
 }
 
 fn digest(byte: u8) -> Digest {
     Digest([byte; 32])
 }
 
-fn executed(detector: &mut Detector, at: u64, from: ExecutionId, seq: u64, byte: u8) {
+fn executed(detector: &mut Watched, at: u64, from: ExecutionId, seq: u64, byte: u8) {
     detector.handle_executed(Time(at), from, APP, Seq(seq), digest(byte), ROUTED);
 }
 
@@ -198,7 +273,7 @@ fn a_client_retransmit_wake_stops_once_its_sequence_number_settles() {
     executed(&mut detector, RESEND + 1, E1, 3, 1);
     detector.handle_tick(Time(3 * RESEND));
     assert!(detector.take_alarms().is_empty(), "settled: no resend");
-    assert_eq!(detector.status()[&APP].wake_pending, None);
+    assert_eq!(detector.wake_pending(APP), None);
     detector.handle_client_retransmit(Time(3 * RESEND + 1), APP, Seq(4));
     assert_eq!(
         wakes(&detector.take_alarms()).len(),

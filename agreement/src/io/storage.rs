@@ -1,6 +1,6 @@
 //! Where a replica's [`Record`]s go: memory (simulator, tests) or an append-only file.
 
-use crate::persist::Record;
+use crate::core::persist::Record;
 use std::fs::{File, OpenOptions};
 use std::io::{BufReader, Read, Write};
 use std::path::{Path, PathBuf};

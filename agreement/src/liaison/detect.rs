@@ -9,11 +9,14 @@
 //!   or that stayed silent past the timeout while f+1 others agreed. Resent until the
 //!   membership changes.
 //!
-//! Sans-IO: time comes in with every call; alarms leave through [`Detector::take_alarms`].
+//! Sans-IO: time comes in with every call, and so does the [`MembershipTable`] the order
+//! router owns (who is active, in which epoch); alarms leave through
+//! [`Detector::take_alarms`].
 //! Nothing here decides what is correct for a client or a woken replica (they count f+1
 //! matching replicas themselves); a wrong alarm costs resources, never safety, and the
 //! activator acts only on f+1 matching alarms.
 
+use super::membership::MembershipTable;
 use std::collections::{BTreeMap, BTreeSet};
 use zz_protocol::messages::{FaultReason, Faulty, Wake, WakeReason};
 use zz_protocol::{AppId, Digest, ExecutionId, Seq, Time};
@@ -80,10 +83,9 @@ struct Table {
     settled: Seq,
 }
 
+/// What the detector tracks of one app, besides its membership.
+#[derive(Default)]
 struct AppWatch {
-    members: BTreeSet<ExecutionId>,
-    epoch: u64,
-    active: BTreeSet<ExecutionId>,
     /// When the current membership took effect: silence counts from then at the earliest.
     active_since: Time,
     /// The highest sequence number each active member reported (a replies digest or a
@@ -126,41 +128,13 @@ pub struct Detector {
     alarms: Vec<Alarm>,
 }
 
-/// What [`Detector::status`] shows of one app.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct AppDetectorStatus {
-    pub epoch: u64,
-    pub active: Vec<ExecutionId>,
-    pub wake_pending: Option<String>,
-    pub faulty_pending: Vec<ExecutionId>,
-}
-
 impl Detector {
-    /// A detector for `groups` (every configured member of each app) with `active` the
-    /// members active at epoch 0.
-    pub fn new(
-        config: DetectorConfig,
-        groups: &BTreeMap<AppId, Vec<ExecutionId>>,
-        active: &BTreeMap<AppId, Vec<ExecutionId>>,
-    ) -> Detector {
+    /// A detector for the apps of `membership` (every app with execution replicas).
+    pub fn new(config: DetectorConfig, membership: &MembershipTable) -> Detector {
         assert!(config.weak_quorum >= 1);
-        let apps = groups
-            .iter()
-            .map(|(app, members)| {
-                let watch = AppWatch {
-                    members: members.iter().copied().collect(),
-                    epoch: 0,
-                    active: active.get(app).into_iter().flatten().copied().collect(),
-                    active_since: Time(0),
-                    reported_up_to: BTreeMap::new(),
-                    newcomers: BTreeSet::new(),
-                    executed: Table::default(),
-                    roots: Table::default(),
-                    wake: None,
-                    faulty: BTreeMap::new(),
-                };
-                (*app, watch)
-            })
+        let apps = membership
+            .apps()
+            .map(|app| (app, AppWatch::default()))
             .collect();
         Detector {
             config,
@@ -169,58 +143,24 @@ impl Detector {
         }
     }
 
-    /// The app's current membership epoch and active members.
-    pub fn membership(&self, app: AppId) -> Option<(u64, Vec<ExecutionId>)> {
-        let watch = self.apps.get(&app)?;
-        Some((watch.epoch, watch.active.iter().copied().collect()))
-    }
-
-    pub fn status(&self) -> BTreeMap<AppId, AppDetectorStatus> {
-        self.apps
-            .iter()
-            .map(|(app, watch)| {
-                let status = AppDetectorStatus {
-                    epoch: watch.epoch,
-                    active: watch.active.iter().copied().collect(),
-                    wake_pending: watch.wake.map(|(wake, _)| wake.reason.name().to_string()),
-                    faulty_pending: watch.faulty.keys().copied().collect(),
-                };
-                (*app, status)
-            })
-            .collect()
-    }
-
-    /// The activator's word on who is active. Only a newer epoch counts; members outside
-    /// the app's group are ignored. Returns whether it changed anything.
-    pub fn handle_membership(
+    /// The activator's word on who is active changed `membership` for `app` (a newer
+    /// epoch); `previously_active` were the active members before it.
+    pub fn handle_membership_change(
         &mut self,
         now: Time,
         app: AppId,
-        epoch: u64,
-        active: &[ExecutionId],
-    ) -> bool {
+        previously_active: &BTreeSet<ExecutionId>,
+        membership: &MembershipTable,
+    ) {
         let Some(watch) = self.apps.get_mut(&app) else {
-            return false;
+            return;
         };
-        if epoch <= watch.epoch {
-            return false;
-        }
-        watch.epoch = epoch;
-        let active: BTreeSet<ExecutionId> = active
-            .iter()
-            .copied()
-            .filter(|member| watch.members.contains(member))
-            .collect();
+        let active = membership.active(app);
         // A member that was not active, or was replaced by a fresh instance, starts over:
         // what it reported before tells nothing of where it is now.
-        let previously_active = std::mem::replace(&mut watch.active, active);
-        watch.newcomers = (watch.active)
-            .difference(&previously_active)
-            .copied()
-            .collect();
-        (watch.reported_up_to).retain(|member, _| {
-            previously_active.contains(member) && watch.active.contains(member)
-        });
+        watch.newcomers = active.difference(previously_active).copied().collect();
+        (watch.reported_up_to)
+            .retain(|member, _| previously_active.contains(member) && active.contains(member));
         watch.active_since = now;
         watch.wake = None;
         watch.faulty.clear();
@@ -233,12 +173,12 @@ impl Detector {
         {
             reports.agreed_at = reports.agreed_at.map(|at| at.max(now));
         }
-        true
     }
 
     /// An `Executed` report from `from` about `seq` of `app`; `routed` is the app's
     /// highest routed sequence number (reports more than [`REPORTS_AHEAD_MAX`] beyond it
     /// are lies and ignored).
+    #[allow(clippy::too_many_arguments)]
     pub fn handle_executed(
         &mut self,
         now: Time,
@@ -247,11 +187,20 @@ impl Detector {
         seq: Seq,
         digest: Digest,
         routed: Seq,
+        membership: &MembershipTable,
     ) {
-        self.record(now, from, app, seq, digest, routed, Kind::Replies);
+        let report = Report {
+            from,
+            app,
+            seq,
+            digest,
+            routed,
+        };
+        self.record(now, report, Kind::Replies, membership);
     }
 
     /// A checkpoint root from `from` at `seq` of `app`.
+    #[allow(clippy::too_many_arguments)]
     pub fn handle_root(
         &mut self,
         now: Time,
@@ -260,33 +209,45 @@ impl Detector {
         seq: Seq,
         root: Digest,
         routed: Seq,
+        membership: &MembershipTable,
     ) {
-        self.record(now, from, app, seq, root, routed, Kind::Roots);
+        let report = Report {
+            from,
+            app,
+            seq,
+            digest: root,
+            routed,
+        };
+        self.record(now, report, Kind::Roots, membership);
     }
 
     /// A client retransmitted a request of `app` that was already ordered at or before
     /// `seq`: it did not get f+1 matching replies.
-    pub fn handle_client_retransmit(&mut self, now: Time, app: AppId, seq: Seq) {
-        self.wake(now, app, seq, WakeReason::ClientRetransmit);
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn record(
+    pub fn handle_client_retransmit(
         &mut self,
         now: Time,
-        from: ExecutionId,
         app: AppId,
         seq: Seq,
-        digest: Digest,
-        routed: Seq,
-        kind: Kind,
+        membership: &MembershipTable,
     ) {
+        let epoch = membership.epoch(app);
+        self.wake(now, app, epoch, seq, WakeReason::ClientRetransmit);
+    }
+
+    fn record(&mut self, now: Time, report: Report, kind: Kind, membership: &MembershipTable) {
+        let Report {
+            from,
+            app,
+            seq,
+            digest,
+            routed,
+        } = report;
         let Some(watch) = self.apps.get_mut(&app) else {
             return;
         };
         // Only active members are judged: a paused or removed one's echoes do not count.
         let too_far = seq.0 > routed.0.saturating_add(REPORTS_AHEAD_MAX);
-        if !watch.active.contains(&from) || too_far || seq == Seq(0) {
+        if !membership.active(app).contains(&from) || too_far || seq == Seq(0) {
             return;
         }
         let up_to = watch.reported_up_to.entry(from).or_default();
@@ -312,17 +273,17 @@ impl Detector {
         while table.len() > WATCHED_MAX {
             table.pop_first();
         }
-        self.evaluate(now, app, seq, kind);
+        self.evaluate(now, app, seq, kind, membership);
     }
 
     /// Periodic work: silence checks and resending standing alarms.
-    pub fn handle_tick(&mut self, now: Time) {
+    pub fn handle_tick(&mut self, now: Time, membership: &MembershipTable) {
         let apps: Vec<AppId> = self.apps.keys().copied().collect();
         for app in apps {
             for kind in [Kind::Replies, Kind::Roots] {
                 let seqs: Vec<Seq> = self.table(app, kind).keys().copied().collect();
                 for seq in seqs {
-                    self.evaluate(now, app, seq, kind);
+                    self.evaluate(now, app, seq, kind, membership);
                 }
             }
             let resend = self.config.resend_micros;
@@ -361,11 +322,19 @@ impl Detector {
         }
     }
 
-    fn evaluate(&mut self, now: Time, app: AppId, seq: Seq, kind: Kind) {
+    fn evaluate(
+        &mut self,
+        now: Time,
+        app: AppId,
+        seq: Seq,
+        kind: Kind,
+        membership: &MembershipTable,
+    ) {
         let quorum = self.config.weak_quorum;
         let silence = self.config.silence_micros;
         let watch = self.apps.get_mut(&app).expect("a watched app");
-        let active = watch.active.clone();
+        let active = membership.active(app);
+        let epoch = membership.epoch(app);
         let since = watch.active_since;
         let newcomers = watch.newcomers.clone();
         let grace = silence.saturating_mul(NEWCOMER_GRACE_TIMEOUTS);
@@ -425,23 +394,24 @@ impl Detector {
             Kind::Roots => (FaultReason::WrongRoot, WakeReason::RootsDiffer),
         };
         for member in wrong {
-            self.faulty(now, app, member, seq, wrong_reason);
+            self.faulty(now, app, epoch, member, seq, wrong_reason);
         }
         for member in silent {
-            self.faulty(now, app, member, seq, FaultReason::Silent);
+            self.faulty(now, app, epoch, member, seq, FaultReason::Silent);
         }
         // With f+1 in agreement the culprits are known and reported above; standbys are
         // needed only when no f+1 agree: the actives differ, or too few of them answer.
         if agreed.is_none() {
             if all_active_reported && differ {
-                self.wake(now, app, seq, differ_reason);
+                self.wake(now, app, epoch, seq, differ_reason);
             } else if waited && (!all_active_accounted || active.len() < quorum) {
-                self.wake(now, app, seq, WakeReason::Silence);
+                self.wake(now, app, epoch, seq, WakeReason::Silence);
             }
         }
     }
 
-    fn wake(&mut self, now: Time, app: AppId, seq: Seq, reason: WakeReason) {
+    /// Ask for standbys for `app` in membership `epoch`, unless already asked.
+    fn wake(&mut self, now: Time, app: AppId, epoch: u64, seq: Seq, reason: WakeReason) {
         let Some(watch) = self.apps.get_mut(&app) else {
             return;
         };
@@ -450,19 +420,21 @@ impl Detector {
         }
         let wake = Wake {
             app,
-            epoch: watch.epoch,
+            epoch,
             seq,
             reason,
         };
-        tracing::info!(%app, epoch = watch.epoch, %seq, reason = reason.name(), "asking for standbys");
+        tracing::info!(%app, epoch, %seq, reason = reason.name(), "asking for standbys");
         watch.wake = Some((wake, now));
         self.alarms.push(Alarm::Wake(wake));
     }
 
+    /// Report `member` of `app` faulty in membership `epoch`, unless already reported.
     fn faulty(
         &mut self,
         now: Time,
         app: AppId,
+        epoch: u64,
         member: ExecutionId,
         seq: Seq,
         reason: FaultReason,
@@ -473,15 +445,26 @@ impl Detector {
         }
         let faulty = Faulty {
             app,
-            epoch: watch.epoch,
+            epoch,
             member,
             seq,
             reason,
         };
-        tracing::warn!(%app, epoch = watch.epoch, %member, %seq, reason = reason.name(), "reporting a faulty execution replica");
+        tracing::warn!(%app, epoch, %member, %seq, reason = reason.name(), "reporting a faulty execution replica");
         watch.faulty.insert(member, (faulty, now));
         self.alarms.push(Alarm::Faulty(faulty));
     }
+}
+
+/// One execution replica's report: a replies digest or a root, about `seq` of `app`;
+/// `routed` is the app's highest routed sequence number here.
+#[derive(Clone, Copy, Debug)]
+struct Report {
+    from: ExecutionId,
+    app: AppId,
+    seq: Seq,
+    digest: Digest,
+    routed: Seq,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

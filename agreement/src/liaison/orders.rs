@@ -17,7 +17,8 @@
 
 mod recovery;
 
-use std::collections::BTreeMap;
+use super::membership::{ExecutionGroups, MembershipTable};
+use std::collections::{BTreeMap, BTreeSet};
 use zz_protocol::messages::{AppHead, AppOrder, Executed, ExecutionCheckpoint};
 use zz_protocol::{AppId, Digest, ExecutionId, ReplicaId, Seq, Time};
 
@@ -32,19 +33,21 @@ pub const CHAINS_KEPT_MAX: usize = 2 * ORDERS_RETAINED_MAX;
 
 const _: () = assert!(CHAINS_KEPT_MAX > ORDERS_RETAINED_MAX);
 
-/// Which execution replicas run which app.
-pub type ExecutionGroups = BTreeMap<AppId, Vec<ExecutionId>>;
+/// What a membership notice changed: the members active before it, and whom to tell of
+/// a checkpoint that became stable through the change.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MembershipChange {
+    pub previously_active: BTreeSet<ExecutionId>,
+    pub told: Vec<(ExecutionId, ExecutionCheckpoint)>,
+}
 
 /// Routes, retains and resends per-app orders. See the module documentation.
 #[derive(Default)]
 pub struct OrderRouter {
-    groups: ExecutionGroups,
-    /// Each app's active members: where orders go.
-    active: ExecutionGroups,
+    /// Each app's members, and the active ones: where orders go.
+    membership: MembershipTable,
     /// f+1: members that must report a root alike for it to be stable.
     weak_quorum: usize,
-    /// Execution replica -> its app.
-    members: BTreeMap<ExecutionId, AppId>,
     retained: BTreeMap<AppId, BTreeMap<Seq, AppOrder>>,
     /// The last sequence number each execution replica reported executing.
     progress: BTreeMap<ExecutionId, Seq>,
@@ -75,36 +78,38 @@ impl OrderRouter {
         weak_quorum: usize,
     ) -> OrderRouter {
         assert!(weak_quorum >= 1);
-        let members = groups
-            .iter()
-            .flat_map(|(app, members)| members.iter().map(move |member| (*member, *app)))
-            .collect();
         OrderRouter {
-            groups,
-            active,
+            membership: MembershipTable::new(groups, &active),
             weak_quorum,
-            members,
             ..OrderRouter::default()
         }
     }
 
-    /// The app's active members from now on (members outside its group are ignored).
-    /// Pending checkpoints are judged again against the new set; returns the members to
-    /// tell of a checkpoint that became stable through the change.
-    pub fn set_active(
+    /// Who runs which app, and who is active: the table the detector judges by too.
+    pub fn membership(&self) -> &MembershipTable {
+        &self.membership
+    }
+
+    /// The activator's membership notice for `app` (see
+    /// [`MembershipTable::handle_notice`]). When it changed the active members, pending
+    /// checkpoints are judged again against the new set.
+    pub fn handle_membership(
         &mut self,
         app: AppId,
+        epoch: u64,
         active: &[ExecutionId],
-    ) -> Vec<(ExecutionId, ExecutionCheckpoint)> {
-        let Some(group) = self.groups.get(&app) else {
-            return Vec::new();
-        };
-        let active: Vec<ExecutionId> = active
-            .iter()
-            .copied()
-            .filter(|m| group.contains(m))
-            .collect();
-        self.active.insert(app, active);
+    ) -> Option<MembershipChange> {
+        let previously_active = self.membership.handle_notice(app, epoch, active)?;
+        let told = self.judge_pending_checkpoints(app);
+        Some(MembershipChange {
+            previously_active,
+            told,
+        })
+    }
+
+    /// Whether a pending checkpoint of `app` is stable now; returns the members to tell
+    /// of the latest one that became so.
+    fn judge_pending_checkpoints(&mut self, app: AppId) -> Vec<(ExecutionId, ExecutionCheckpoint)> {
         let pending: Vec<Seq> = self
             .checkpoints
             .get(&app)
@@ -119,11 +124,6 @@ impl OrderRouter {
         Vec::new()
     }
 
-    /// The app's active members.
-    pub fn active(&self, app: AppId) -> &[ExecutionId] {
-        self.active.get(&app).map_or(&[], Vec::as_slice)
-    }
-
     /// The app's highest routed sequence number.
     pub fn routed(&self, app: AppId) -> Seq {
         self.routed.get(&app).copied().unwrap_or_default()
@@ -135,7 +135,7 @@ impl OrderRouter {
     /// execution reports up to it are judged; the ones missing here are recovered from
     /// peers and checked against `head.chain`.
     pub fn jumped_to(&mut self, head: AppHead) {
-        if !self.groups.contains_key(&head.app) || head.seq <= self.routed(head.app) {
+        if !self.membership.has_group(head.app) || head.seq <= self.routed(head.app) {
             return;
         }
         self.routed.insert(head.app, head.seq);
@@ -151,7 +151,7 @@ impl OrderRouter {
     pub fn restore_stable(&mut self, checkpoint: ExecutionCheckpoint) {
         let app = checkpoint.app;
         let own = self.stable_checkpoint(app).map_or(Seq(0), |(seq, _)| seq);
-        if self.has_group(app) && checkpoint.seq > own {
+        if self.membership.has_group(app) && checkpoint.seq > own {
             self.make_stable(app, checkpoint.seq, checkpoint.root);
             self.newly_stable.clear();
         }
@@ -193,13 +193,10 @@ impl OrderRouter {
                 .all(|r| r.len() <= ORDERS_RETAINED_MAX)
         );
         assert!(self.chains.values().all(|c| c.len() <= CHAINS_KEPT_MAX));
-        assert!(
-            self.retained
-                .keys()
-                .all(|app| self.groups.contains_key(app))
-        );
-        assert!(self.chains.keys().all(|app| self.groups.contains_key(app)));
-        assert!(self.claims.keys().all(|app| self.groups.contains_key(app)));
+        let configured = |app: &AppId| self.membership.has_group(*app);
+        assert!(self.retained.keys().all(configured));
+        assert!(self.chains.keys().all(configured));
+        assert!(self.claims.keys().all(configured));
         assert!(self.claims.values().all(|claims| claims.len() < replicas));
         for (app, (seq, _)) in &self.stable {
             // The chain at the last routed order stays, or no order could follow.
@@ -213,11 +210,6 @@ impl OrderRouter {
         }
     }
 
-    /// Whether `member` runs `app`.
-    pub fn is_member(&self, member: ExecutionId, app: AppId) -> bool {
-        self.members.get(&member) == Some(&app)
-    }
-
     /// A member asks for the orders after `after` (a woken replica starting from a stable
     /// checkpoint): its progress is set back to `after`, and the first orders go at once.
     pub fn fetch_orders(
@@ -226,7 +218,7 @@ impl OrderRouter {
         app: AppId,
         after: Seq,
     ) -> Vec<(ExecutionId, AppOrder)> {
-        if !self.is_member(from, app) || after > self.routed(app) {
+        if !self.membership.is_member(from, app) || after > self.routed(app) {
             return Vec::new();
         }
         self.progress.insert(from, after);
@@ -240,19 +232,12 @@ impl OrderRouter {
             .collect()
     }
 
-    /// Whether `app` has execution replicas (otherwise agreement replicas answer clients).
-    pub fn has_group(&self, app: AppId) -> bool {
-        self.groups.contains_key(&app)
-    }
-
     /// Where `order` goes; it is retained for resending.
     pub fn route(&mut self, order: AppOrder) -> Vec<(ExecutionId, AppOrder)> {
-        if !self.groups.contains_key(&order.app) {
+        if !self.membership.has_group(order.app) {
             return Vec::new();
         }
-        let sends = self
-            .active(order.app)
-            .iter()
+        let sends = (self.membership.active(order.app).iter())
             .map(|member| (*member, order.clone()))
             .collect();
         let app = order.app;
@@ -300,7 +285,7 @@ impl OrderRouter {
 
     /// An execution replica's report; only its own app's reports count.
     pub fn handle_executed(&mut self, from: ExecutionId, executed: Executed) {
-        if self.members.get(&from) != Some(&executed.app) {
+        if !self.membership.is_member(from, executed.app) {
             return;
         }
         // A report beyond anything routed is a lie; it must not stop resends to others.
@@ -322,7 +307,7 @@ impl OrderRouter {
         checkpoint: ExecutionCheckpoint,
     ) -> Vec<ExecutionId> {
         let app = checkpoint.app;
-        if self.members.get(&from) != Some(&app) {
+        if !self.membership.is_member(from, app) {
             return Vec::new();
         }
         let stable_seq = self.stable.get(&app).map_or(Seq(0), |(seq, _)| *seq);
@@ -365,13 +350,12 @@ impl OrderRouter {
         else {
             return Vec::new();
         };
-        let active = self.active(app);
+        let active = self.membership.active(app);
         if !active.iter().all(|member| roots.get(member) == Some(&root)) {
             return Vec::new();
         }
         let checkpoint = ExecutionCheckpoint { app, seq, root };
-        let told = self.groups[&app]
-            .iter()
+        let told = (self.membership.members(app).iter())
             .filter(|member| roots.contains_key(member) || active.contains(member))
             .map(|member| (*member, checkpoint))
             .collect();
@@ -423,18 +407,18 @@ impl OrderRouter {
         }
         self.next_resend_at = now.saturating_add_micros(interval_micros);
         let mut sends = Vec::new();
-        for (member, app) in &self.members {
-            let Some(retained) = self.retained.get(app) else {
+        for (member, app) in self.membership.members_by_id() {
+            let Some(retained) = self.retained.get(&app) else {
                 continue;
             };
-            if !self.active(*app).contains(member) {
+            if !self.membership.active(app).contains(&member) {
                 continue;
             }
-            let done = self.progress.get(member).copied().unwrap_or_default();
+            let done = self.progress.get(&member).copied().unwrap_or_default();
             let behind = retained
                 .range(Seq(done.0.saturating_add(1))..)
                 .take(ORDERS_RESENT_PER_ROUND_MAX)
-                .map(|(_, order)| (*member, order.clone()));
+                .map(|(_, order)| (member, order.clone()));
             sends.extend(behind);
         }
         sends

@@ -3,13 +3,13 @@
 //! outputs in order: persist, then send. It reads no clock and spawns no task, so the real
 //! node and the simulator run exactly the same code around the core.
 
+use crate::core::persist::Record;
 use crate::core::{Output, Replica};
-use crate::detect::{Alarm, Detector, DetectorConfig};
-use crate::orders::{ExecutionGroups, OrderRouter};
-use crate::persist::Record;
-use crate::storage::Storage;
+use crate::io::storage::Storage;
+use crate::liaison::detect::{Alarm, Detector, DetectorConfig};
+use crate::liaison::membership::{ExecutionGroups, MembershipTable};
+use crate::liaison::orders::OrderRouter;
 use bytes::Bytes;
-use std::collections::BTreeMap;
 use zz_protocol::bus::MessageBus;
 use zz_protocol::config::LOCAL_ACTIVATOR;
 use zz_protocol::messages::{AppOrder, ExecutionCheckpoint, Message, Order, Reply};
@@ -32,7 +32,8 @@ pub struct ReplicaDriver<B, S> {
     bus: B,
     storage: S,
     /// Sends each app's orders to its execution replicas; apps without any are answered
-    /// by the agreement replicas themselves (the null service).
+    /// by the agreement replicas themselves (the null service). It owns the membership
+    /// table, which the detector is handed with every call.
     orders: OrderRouter,
     /// Watches the execution replicas' reports and raises alarms for the activator.
     detector: Detector,
@@ -55,8 +56,7 @@ impl<B: MessageBus, S: Storage> ReplicaDriver<B, S> {
                     silence_micros: 1,
                     resend_micros: 1,
                 },
-                &BTreeMap::new(),
-                &BTreeMap::new(),
+                &MembershipTable::default(),
             ),
             counters: FrameCounters::default(),
             deliveries: Vec::new(),
@@ -77,8 +77,8 @@ impl<B: MessageBus, S: Storage> ReplicaDriver<B, S> {
             silence_micros: params.execution_silence_ms * 1000,
             resend_micros: params.view_change_timeout_ms * 1000,
         };
-        self.detector = Detector::new(config, &groups, &active);
         self.orders = OrderRouter::new(groups, active, weak_quorum);
+        self.detector = Detector::new(config, self.orders.membership());
         // A restored replica ordered up to its stable checkpoint before a restart emptied
         // its router; it recovers the orders it still needs from its peers.
         let heads: Vec<_> = self.replica.app_heads().collect();
@@ -129,115 +129,128 @@ impl<B: MessageBus, S: Storage> ReplicaDriver<B, S> {
         &self.orders
     }
 
-    /// Open one incoming frame and feed it to the core.
+    /// Open one incoming frame and feed it to the core, unless it is the liaison's.
     pub fn handle_frame(&mut self, now: Time, frame: &[u8]) {
         self.counters.frames_received += 1;
         match self.endpoint.open(frame) {
-            Ok(verified) => match verified.into_parts() {
-                (NodeId::Execution(from), Message::Executed(executed)) => {
-                    let routed = self.orders.routed(executed.app);
-                    self.detector.handle_executed(
-                        now,
-                        from,
-                        executed.app,
-                        executed.seq,
-                        executed.replies,
-                        routed,
-                    );
-                    self.orders.handle_executed(from, executed)
+            Ok(verified) => {
+                if !self.handle_liaison_message(now, verified.from(), verified.message()) {
+                    self.replica.handle_message(now, verified);
                 }
-                (NodeId::Execution(from), Message::ExecutionCheckpoint(checkpoint)) => {
-                    let routed = self.orders.routed(checkpoint.app);
-                    self.detector.handle_root(
-                        now,
-                        from,
-                        checkpoint.app,
-                        checkpoint.seq,
-                        checkpoint.root,
-                        routed,
-                    );
-                    let told = self.orders.handle_checkpoint(from, checkpoint);
-                    self.persist_stable_checkpoints();
-                    for member in told {
-                        let notice = Message::ExecutionStable(checkpoint);
-                        self.send(NodeId::Execution(member), &notice);
-                    }
-                }
-                (NodeId::Activator(_), Message::Membership(membership)) => {
-                    let app = membership.app;
-                    if self.detector.handle_membership(
-                        now,
-                        app,
-                        membership.epoch,
-                        &membership.active,
-                    ) {
-                        tracing::info!(replica = %self.replica.id(), %app, epoch = membership.epoch, active = ?membership.active, "membership");
-                        let (_, active) = self.detector.membership(app).expect("a watched app");
-                        let told = self.orders.set_active(app, &active);
-                        self.persist_stable_checkpoints();
-                        for (member, checkpoint) in told {
-                            self.send(
-                                NodeId::Execution(member),
-                                &Message::ExecutionStable(checkpoint),
-                            );
-                        }
-                    }
-                }
-                (NodeId::Execution(from), Message::Join(join)) => {
-                    if self.orders.is_member(from, join.app)
-                        && let Some((seq, root)) = self.orders.join_checkpoint(join.app)
-                    {
-                        let notice = ExecutionCheckpoint {
-                            app: join.app,
-                            seq,
-                            root,
-                        };
-                        self.send(NodeId::Execution(from), &Message::ExecutionStable(notice));
-                    }
-                }
-                (NodeId::Replica(from), Message::FetchChainedOrders(fetch)) => {
-                    // Half a frame, as for fetched batches, so the answer always fits.
-                    let bytes_max = self.replica.params().frame_bytes_max / 2;
-                    if let Some(answer) = self.orders.chained_orders(fetch, bytes_max) {
-                        self.send(NodeId::Replica(from), &Message::ChainedOrders(answer));
-                    }
-                }
-                (NodeId::Replica(from), Message::ChainedOrders(answer)) => {
-                    let next = self.orders.handle_chained_orders(from, answer);
-                    self.persist_stable_checkpoints();
-                    if let Some(next) = next {
-                        self.send(NodeId::Replica(from), &Message::FetchChainedOrders(next));
-                    }
-                }
-                (NodeId::Execution(from), Message::FetchOrders(fetch)) => {
-                    // Asking for orders before the stable checkpoint: they may be gone here
-                    // and elsewhere, so name the checkpoint to start over from (the member
-                    // does on f+1 matching notices).
-                    if let Some((seq, root)) = self.orders.stable_checkpoint(fetch.app)
-                        && fetch.after < seq
-                        && self.orders.is_member(from, fetch.app)
-                    {
-                        let notice = ExecutionCheckpoint {
-                            app: fetch.app,
-                            seq,
-                            root,
-                        };
-                        self.send(NodeId::Execution(from), &Message::ExecutionStable(notice));
-                    }
-                    for (member, order) in self.orders.fetch_orders(from, fetch.app, fetch.after) {
-                        self.send(NodeId::Execution(member), &Message::AppOrder(order));
-                    }
-                }
-                (from, message) => self
-                    .replica
-                    .handle_message(now, zz_protocol::Verified::assume_verified(from, message)),
-            },
+            }
             Err(rejection) => {
                 tracing::debug!(replica = %self.replica.id(), %rejection, "rejected frame");
                 self.counters.count_rejection(rejection.reason());
             }
         }
         self.flush(now);
+    }
+
+    /// The liaison's messages (execution replicas' reports and requests, the activator's
+    /// notices, order recovery between agreement replicas), carried out here; returns
+    /// false for any other message, which is the core's.
+    fn handle_liaison_message(&mut self, now: Time, from: NodeId, message: &Message) -> bool {
+        match (from, message) {
+            (NodeId::Execution(from), Message::Executed(executed)) => {
+                let routed = self.orders.routed(executed.app);
+                self.detector.handle_executed(
+                    now,
+                    from,
+                    executed.app,
+                    executed.seq,
+                    executed.replies,
+                    routed,
+                    self.orders.membership(),
+                );
+                self.orders.handle_executed(from, *executed)
+            }
+            (NodeId::Execution(from), Message::ExecutionCheckpoint(checkpoint)) => {
+                let routed = self.orders.routed(checkpoint.app);
+                self.detector.handle_root(
+                    now,
+                    from,
+                    checkpoint.app,
+                    checkpoint.seq,
+                    checkpoint.root,
+                    routed,
+                    self.orders.membership(),
+                );
+                let told = self.orders.handle_checkpoint(from, *checkpoint);
+                self.persist_stable_checkpoints();
+                for member in told {
+                    let notice = Message::ExecutionStable(*checkpoint);
+                    self.send(NodeId::Execution(member), &notice);
+                }
+            }
+            (NodeId::Activator(_), Message::Membership(membership)) => {
+                let app = membership.app;
+                let change =
+                    (self.orders).handle_membership(app, membership.epoch, &membership.active);
+                if let Some(change) = change {
+                    tracing::info!(replica = %self.replica.id(), %app, epoch = membership.epoch, active = ?membership.active, "membership");
+                    self.detector.handle_membership_change(
+                        now,
+                        app,
+                        &change.previously_active,
+                        self.orders.membership(),
+                    );
+                    self.persist_stable_checkpoints();
+                    for (member, checkpoint) in change.told {
+                        self.send(
+                            NodeId::Execution(member),
+                            &Message::ExecutionStable(checkpoint),
+                        );
+                    }
+                }
+            }
+            (NodeId::Execution(from), Message::Join(join)) => {
+                if self.orders.membership().is_member(from, join.app)
+                    && let Some((seq, root)) = self.orders.join_checkpoint(join.app)
+                {
+                    let notice = ExecutionCheckpoint {
+                        app: join.app,
+                        seq,
+                        root,
+                    };
+                    self.send(NodeId::Execution(from), &Message::ExecutionStable(notice));
+                }
+            }
+            (NodeId::Replica(from), Message::FetchChainedOrders(fetch)) => {
+                // Half a frame, as for fetched batches, so the answer always fits.
+                let bytes_max = self.replica.params().frame_bytes_max / 2;
+                if let Some(answer) = self.orders.chained_orders(*fetch, bytes_max) {
+                    self.send(NodeId::Replica(from), &Message::ChainedOrders(answer));
+                }
+            }
+            (NodeId::Replica(from), Message::ChainedOrders(answer)) => {
+                let next = self.orders.handle_chained_orders(from, answer);
+                self.persist_stable_checkpoints();
+                if let Some(next) = next {
+                    self.send(NodeId::Replica(from), &Message::FetchChainedOrders(next));
+                }
+            }
+            (NodeId::Execution(from), Message::FetchOrders(fetch)) => {
+                // Asking for orders before the stable checkpoint: they may be gone here
+                // and elsewhere, so name the checkpoint to start over from (the member
+                // does on f+1 matching notices).
+                if let Some((seq, root)) = self.orders.stable_checkpoint(fetch.app)
+                    && fetch.after < seq
+                    && self.orders.membership().is_member(from, fetch.app)
+                {
+                    let notice = ExecutionCheckpoint {
+                        app: fetch.app,
+                        seq,
+                        root,
+                    };
+                    self.send(NodeId::Execution(from), &Message::ExecutionStable(notice));
+                }
+                for (member, order) in self.orders.fetch_orders(from, fetch.app, fetch.after) {
+                    self.send(NodeId::Execution(member), &Message::AppOrder(order));
+                }
+            }
+            _ => return false,
+        }
+        true
     }
 
     pub fn handle_timeout(&mut self, now: Time) {
@@ -249,7 +262,7 @@ impl<B: MessageBus, S: Storage> ReplicaDriver<B, S> {
         for fetch in self.orders.poll_recovery(now, interval) {
             self.broadcast(&Message::FetchChainedOrders(fetch));
         }
-        self.detector.handle_tick(now);
+        self.detector.handle_tick(now, self.orders.membership());
         self.flush(now);
     }
 
@@ -311,9 +324,11 @@ impl<B: MessageBus, S: Storage> ReplicaDriver<B, S> {
                 } => {
                     // An app with execution replicas answers retransmissions itself; that
                     // the client asks again means it lacks f+1 matching replies.
-                    if self.orders.has_group(app) {
+                    if self.orders.membership().has_group(app) {
                         let routed = self.orders.routed(app);
-                        self.detector.handle_client_retransmit(now, app, routed);
+                        let membership = self.orders.membership();
+                        self.detector
+                            .handle_client_retransmit(now, app, routed, membership);
                     } else {
                         let view = self.replica.view();
                         self.reply(view, client, timestamp);

@@ -58,7 +58,7 @@ impl OrderRouter {
             return Vec::new();
         }
         self.next_recovery_at = now.saturating_add_micros(interval_micros);
-        let apps: Vec<AppId> = self.groups.keys().copied().collect();
+        let apps: Vec<AppId> = self.membership.apps().collect();
         apps.into_iter()
             .filter_map(|app| self.next_fetch(app))
             .collect()
@@ -87,7 +87,7 @@ impl OrderRouter {
         bytes_max: usize,
     ) -> Option<ChainedOrders> {
         let app = fetch.app;
-        if !self.has_group(app) {
+        if !self.membership.has_group(app) {
             return None;
         }
         let stable = self
@@ -138,10 +138,10 @@ impl OrderRouter {
     pub fn handle_chained_orders(
         &mut self,
         from: ReplicaId,
-        answer: ChainedOrders,
+        answer: &ChainedOrders,
     ) -> Option<FetchChainedOrders> {
         let app = answer.app;
-        if !self.has_group(app) {
+        if !self.membership.has_group(app) {
             return None;
         }
         if let Some(stable) = answer.stable.filter(|stable| stable.app == app) {
@@ -149,7 +149,7 @@ impl OrderRouter {
             claims.insert(from, (stable.seq, stable.root));
             self.adopt_claimed_checkpoint(app);
         }
-        let recovered = self.keep_if_chained(app, answer.chain_before, answer.orders);
+        let recovered = self.keep_if_chained(app, answer.chain_before, &answer.orders);
         if recovered {
             self.next_fetch(app)
         } else {
@@ -159,7 +159,7 @@ impl OrderRouter {
 
     /// Keep `orders` (consecutive, of `app`) if folding their chain from `chain_before`
     /// gives the chain known here after the last of them. Returns whether any was new.
-    fn keep_if_chained(&mut self, app: AppId, chain_before: Digest, orders: Vec<AppOrder>) -> bool {
+    fn keep_if_chained(&mut self, app: AppId, chain_before: Digest, orders: &[AppOrder]) -> bool {
         let (Some(first), Some(last)) = (orders.first(), orders.last()) else {
             return false;
         };
@@ -175,7 +175,7 @@ impl OrderRouter {
         };
         let mut chains = Vec::with_capacity(orders.len());
         let mut chain = chain_before;
-        for order in &orders {
+        for order in orders {
             chain = order.chained(chain);
             chains.push(chain);
         }
@@ -189,7 +189,7 @@ impl OrderRouter {
         if before_first >= floor {
             self.record_chain(app, before_first, chain_before);
         }
-        for (order, chain) in orders.into_iter().zip(chains) {
+        for (order, chain) in orders.iter().zip(chains) {
             let seq = order.seq;
             if seq <= floor || self.retains(app, seq) {
                 continue;
@@ -198,7 +198,7 @@ impl OrderRouter {
                 break;
             }
             self.record_chain(app, seq, chain);
-            self.retain(order);
+            self.retain(order.clone());
             recovered = true;
         }
         recovered

@@ -1,0 +1,140 @@
+//! What a replica makes durable and how it comes back from it: the records that replace
+//! the persisted log after a stable checkpoint, and the fold of records a restarted
+//! replica starts from (persist before sending: see [`crate::core::persist`]).
+
+use super::checkpoint::ExecState;
+use super::{Replica, view_change};
+use crate::core::persist::Record;
+use zz_protocol::messages::PreparedCertificate;
+
+impl Replica {
+    /// After a restore in a view entered through a new-view message: its re-proposals are
+    /// this view's pre-prepares for those sequence numbers (even if the replica stopped
+    /// before recording them), and nothing at or below them may be proposed or accepted
+    /// again in this view.
+    pub(super) fn reapply_new_view(&mut self) {
+        let Some(new_view) = self.view_change.last_new_view.clone() else {
+            return;
+        };
+        if !self.normal || new_view.body.view != self.view {
+            return;
+        }
+        let (stable, _) = view_change::compute_new_view_entries(&new_view.body.view_changes);
+        let mut floor = stable.seq;
+        for entry in &new_view.body.entries {
+            let seq = entry.pre_prepare.body.seq;
+            floor = floor.max(seq);
+            if !self.in_window(seq) {
+                continue;
+            }
+            let view = self.view;
+            let slot = self.slots.entry(seq).or_default();
+            let accepted_here = slot
+                .pre_prepare
+                .as_ref()
+                .is_some_and(|(pre_prepare, _)| pre_prepare.body.view == view);
+            if slot.view <= view && !accepted_here {
+                slot.enter_view(view);
+                slot.pre_prepare = Some((entry.pre_prepare.clone(), entry.batch.clone()));
+            }
+        }
+        self.view_change.new_view_floor = floor;
+        self.proposer.next_seq = self.proposer.next_seq.max(floor.next());
+    }
+
+    pub(super) fn apply_record(&mut self, record: Record) {
+        match record {
+            Record::View { view, normal } => {
+                if view >= self.view {
+                    self.view = view;
+                    self.normal = normal;
+                }
+            }
+            Record::NewView(new_view) => {
+                if new_view.body.view >= self.view {
+                    self.view_change.last_new_view = Some(new_view);
+                }
+            }
+            Record::Stable { certificate, state } => {
+                if certificate.seq > self.checkpoints.stable.seq {
+                    self.exec = ExecState::from_snapshot(&state);
+                    self.checkpoints.stable_state = state;
+                    self.checkpoints.stable = certificate;
+                    let low = self.checkpoints.stable.seq;
+                    self.slots.retain(|seq, _| *seq > low);
+                }
+            }
+            Record::Accepted { pre_prepare, batch } => {
+                let seq = pre_prepare.body.seq;
+                if seq > self.checkpoints.stable.seq {
+                    let slot = self.slots.entry(seq).or_default();
+                    if pre_prepare.body.view >= slot.view {
+                        slot.enter_view(pre_prepare.body.view);
+                        slot.pre_prepare = Some((pre_prepare, batch));
+                    }
+                }
+            }
+            // The order router's, restored by the driver.
+            Record::ExecutionStable(_) => {}
+            Record::Prepared { prepares } => {
+                let Some(first) = prepares.first() else {
+                    return;
+                };
+                let (view, seq) = (first.body.view, first.body.seq);
+                if let Some(slot) = self.slots.get_mut(&seq)
+                    && slot.view == view
+                    && let Some((pre_prepare, batch)) = slot.pre_prepare.clone()
+                {
+                    slot.prepared_certificate = Some(PreparedCertificate {
+                        pre_prepare,
+                        prepares,
+                        batch,
+                    });
+                    slot.commit_sent = true;
+                }
+            }
+        }
+    }
+
+    /// Everything a restarted replica needs, as records; replaces the persisted log.
+    pub(super) fn durable_records(&self) -> Vec<Record> {
+        let mut records = vec![
+            Record::Stable {
+                certificate: self.checkpoints.stable.clone(),
+                state: self.checkpoints.stable_state.clone(),
+            },
+            Record::View {
+                view: self.view,
+                normal: self.normal,
+            },
+        ];
+        if let Some(new_view) = &self.view_change.last_new_view {
+            records.push(Record::NewView(new_view.clone()));
+        }
+        for slot in self.slots.values() {
+            // The prepared certificate may be from an older view than the current votes.
+            if let Some(cert) = &slot.prepared_certificate {
+                records.push(Record::Accepted {
+                    pre_prepare: cert.pre_prepare.clone(),
+                    batch: cert.batch.clone(),
+                });
+                records.push(Record::Prepared {
+                    prepares: cert.prepares.clone(),
+                });
+            }
+            if let Some((pre_prepare, batch)) = &slot.pre_prepare {
+                let already = slot
+                    .prepared_certificate
+                    .as_ref()
+                    .is_some_and(|cert| cert.pre_prepare == *pre_prepare);
+                if !already {
+                    records.push(Record::Accepted {
+                        pre_prepare: pre_prepare.clone(),
+                        batch: batch.clone(),
+                    });
+                }
+            }
+        }
+        records
+    }
+}

@@ -1,0 +1,142 @@
+//! The request queue (PBFT section 4.1): requests known to this replica and not ordered
+//! yet, one per client, with the order in which they reached the primary, for fairness.
+//! A request waiting here runs the backups' view-change timer.
+
+use super::{DropReason, Output, Replica, WAITING_CLIENTS_MAX};
+use std::collections::{BTreeMap, VecDeque};
+use zz_protocol::messages::{AuthenticatedRequest, Message};
+use zz_protocol::{ClientId, NodeId, Time};
+
+/// Requests waiting to be ordered.
+#[derive(Default)]
+pub(super) struct RequestQueue {
+    /// The newest request of each client, until it is ordered.
+    pub(super) waiting: BTreeMap<ClientId, Waiting>,
+    /// Primary only: the order in which waiting requests arrived, for fairness.
+    pub(super) arrivals: VecDeque<(ClientId, u64)>,
+}
+
+/// A request known to this replica and not ordered yet.
+#[derive(Clone, Debug)]
+pub(super) struct Waiting {
+    pub(super) request: AuthenticatedRequest,
+    pub(super) since: Time,
+    pub(super) proposed: bool,
+}
+
+impl Replica {
+    /// PBFT section 4.1: a request with the timestamp last ordered for its client is a
+    /// retransmission (answered again), an older one is ignored, a newer one is ordered.
+    pub(super) fn handle_request(&mut self, from: NodeId, request: AuthenticatedRequest) {
+        let client = request.request.client;
+        let timestamp = request.request.timestamp;
+        let last = self.exec.clients.get(&client).copied();
+        if let Some(last) = last
+            && timestamp <= last
+        {
+            if timestamp == last {
+                self.outputs.push_back(Output::AlreadyOrdered {
+                    app: request.request.app,
+                    client,
+                    timestamp,
+                });
+            } else {
+                self.drop_message(DropReason::StaleRequest);
+            }
+            return;
+        }
+        let from_client = matches!(from, NodeId::Client(_));
+        let known = self
+            .requests
+            .waiting
+            .get(&client)
+            .is_some_and(|waiting| waiting.request.request.timestamp >= timestamp);
+        if !known {
+            if !self.remember_request(request.clone()) {
+                return;
+            }
+            if self.is_primary() && self.normal {
+                if self.requests.arrivals.len() >= 2 * WAITING_CLIENTS_MAX {
+                    // Clients that replaced their request left stale arrivals behind.
+                    let waiting = &self.requests.waiting;
+                    self.requests.arrivals.retain(|(client, timestamp)| {
+                        waiting.get(client).is_some_and(|w| {
+                            w.request.request.timestamp == *timestamp && !w.proposed
+                        })
+                    });
+                }
+                self.requests.arrivals.push_back((client, timestamp));
+            }
+        }
+        // A backup that hears from a client directly relays to the primary (section 4.4).
+        if from_client && !self.is_primary() {
+            let primary = self.primary_of(self.view);
+            self.send(primary, Message::Request(request));
+        }
+    }
+
+    /// Track a request until it is ordered. Returns false when the table is full.
+    fn remember_request(&mut self, request: AuthenticatedRequest) -> bool {
+        let client = request.request.client;
+        if !self.requests.waiting.contains_key(&client)
+            && self.requests.waiting.len() >= WAITING_CLIENTS_MAX
+        {
+            self.drop_message(DropReason::WaitingTableFull);
+            return false;
+        }
+        let since = self.now;
+        self.requests.waiting.insert(
+            client,
+            Waiting {
+                request,
+                since,
+                proposed: false,
+            },
+        );
+        true
+    }
+
+    /// A backup that sees a request in a pre-prepare waits for it to execute (its
+    /// view-change timer runs until then).
+    pub(super) fn note_request_in_flight(&mut self, request: &AuthenticatedRequest) {
+        let client = request.request.client;
+        let timestamp = request.request.timestamp;
+        let executed = self.exec.clients.get(&client).copied().unwrap_or(0);
+        let known = self
+            .requests
+            .waiting
+            .get(&client)
+            .is_some_and(|waiting| waiting.request.request.timestamp >= timestamp);
+        if timestamp > executed
+            && !known
+            && self.requests.waiting.len() < super::WAITING_CLIENTS_MAX
+        {
+            let waiting = Waiting {
+                request: request.clone(),
+                since: self.now,
+                proposed: true,
+            };
+            self.requests.waiting.insert(client, waiting);
+        }
+    }
+
+    pub(super) fn take_proposable_requests(&mut self) -> Vec<AuthenticatedRequest> {
+        let limit = self.config.params.batch_size_max;
+        let mut requests = Vec::new();
+        while requests.len() < limit {
+            let Some((client, timestamp)) = self.requests.arrivals.pop_front() else {
+                break;
+            };
+            let executed = self.exec.clients.get(&client).copied().unwrap_or(0);
+            if let Some(waiting) = self.requests.waiting.get_mut(&client)
+                && waiting.request.request.timestamp == timestamp
+                && !waiting.proposed
+                && timestamp > executed
+            {
+                waiting.proposed = true;
+                requests.push(waiting.request.clone());
+            }
+        }
+        requests
+    }
+}
