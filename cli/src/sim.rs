@@ -49,29 +49,9 @@ pub fn run(args: &SimArgs) -> u64 {
     };
     let mut violations = 0u64;
     for outcome in &outcomes {
-        let stats = &outcome.stats;
         let seed = outcome.seed;
         if args.verbose || args.seed.is_some() {
-            println!(
-                "seed {seed}: events {}, accepted {}, batches {}, execution checkpoints {}, view changes {}, state transfers {}, rejected {}, lost {}, byzantine {}, crashes {}, execution faults {}, woken {}, destroyed {} ({} faulty), buckets fetched {} ({} bad refused), end {:.1}s",
-                stats.events,
-                stats.requests_accepted,
-                stats.batches_ordered_max,
-                stats.execution_checkpoints,
-                stats.view_changes,
-                stats.state_transfers,
-                stats.frames_rejected,
-                stats.frames_lost,
-                stats.byzantine_replicas,
-                stats.crashes,
-                stats.execution_faults_injected,
-                stats.standbys_woken,
-                stats.replicas_destroyed,
-                stats.faulty_replaced,
-                stats.buckets_fetched,
-                stats.bad_buckets,
-                stats.end_micros as f64 / 1e6
-            );
+            println!("seed {seed}: {}", outcome.stats);
         }
         if let Some(violation) = &outcome.violation {
             violations += 1;

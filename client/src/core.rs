@@ -12,10 +12,21 @@ use zz_protocol::messages::{AuthenticatedRequest, Reply};
 use zz_protocol::{AppId, NodeId, ReplicaId, Time, View};
 
 /// Where a request goes.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Destination {
     Replica(ReplicaId),
     AllReplicas,
+}
+
+impl Destination {
+    /// The agreement replicas, of a cluster of `replica_count`, that the request goes to.
+    pub fn replicas(self, replica_count: u32) -> impl Iterator<Item = ReplicaId> {
+        let ids = match self {
+            Destination::Replica(replica) => replica.0..replica.0 + 1,
+            Destination::AllReplicas => 0..replica_count,
+        };
+        ids.map(ReplicaId)
+    }
 }
 
 /// Whose replies count, per app: the app's execution replicas, or the agreement replicas
@@ -237,5 +248,13 @@ mod tests {
         assert!(client.poll_send().is_empty());
         client.handle_timeout(Time(1000));
         assert_eq!(client.poll_send()[0].0, Destination::AllReplicas);
+    }
+
+    #[test]
+    fn a_destination_names_one_replica_or_every_one() {
+        let one: Vec<_> = Destination::Replica(ReplicaId(2)).replicas(4).collect();
+        assert_eq!(one, [ReplicaId(2)]);
+        let all: Vec<_> = Destination::AllReplicas.replicas(4).collect();
+        assert_eq!(all, (0..4).map(ReplicaId).collect::<Vec<_>>());
     }
 }

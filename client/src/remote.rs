@@ -13,7 +13,7 @@ use zz_protocol::config::{ConfigError, endpoint_for_client};
 use zz_protocol::envelope::peek_message;
 use zz_protocol::messages::{Message, Request};
 use zz_protocol::quic::{QuicBus, QuicError};
-use zz_protocol::{AppId, ClientId, Endpoint, NodeId, ReplicaId, Time};
+use zz_protocol::{AppId, ClientId, Endpoint, NodeId, Time};
 
 /// How long a client waits for f+1 matching replies before it asks every replica.
 pub const RETRANSMIT_TIMEOUT: Duration = Duration::from_millis(500);
@@ -338,23 +338,20 @@ impl PoolTask {
     fn flush(&mut self, index: usize) {
         let client = &mut self.clients[index];
         for (destination, request) in client.core.poll_send() {
-            let targets: Vec<NodeId> = match destination {
-                Destination::Replica(replica) => vec![NodeId::Replica(replica)],
-                // A retransmission goes to every agreement replica and to the app's
-                // execution replicas, which answer it from their reply caches.
-                Destination::AllReplicas => (0..self.replica_count)
-                    .map(|replica| NodeId::Replica(ReplicaId(replica)))
-                    .chain(
-                        client
-                            .core
-                            .voters()
-                            .for_app(request.request.app)
-                            .iter()
-                            .copied()
-                            .filter(|node| matches!(node, NodeId::Execution(_))),
-                    )
+            // A retransmission goes to every agreement replica and to the app's execution
+            // replicas, which answer it from their reply caches.
+            let executions: Vec<NodeId> = match destination {
+                Destination::Replica(_) => Vec::new(),
+                Destination::AllReplicas => (client.core.voters())
+                    .for_app(request.request.app)
+                    .iter()
+                    .copied()
+                    .filter(|node| matches!(node, NodeId::Execution(_)))
                     .collect(),
             };
+            let targets = (destination.replicas(self.replica_count))
+                .map(NodeId::Replica)
+                .chain(executions);
             let message = Message::Request(request);
             for to in targets {
                 if let Some(frame) = client.endpoint.seal(to, &message) {

@@ -65,39 +65,6 @@ fn some_backup(rng: &mut SimRng, scenario: &Scenario) -> ReplicaId {
     ReplicaId(rng.range(1, replica_count - 1) as u32)
 }
 
-fn summary(stats: &SimStats) -> String {
-    format!(
-        "accepted {}, batches {}, view changes {}, state transfers {}, rejected {}, dropped {:?}, \
-         altered {}, lost {}, restarts {}, events {}, execution faults {}, wakes {}, faulty {}, \
-         woken {}, destroyed {} ({} faulty), paused {}, buckets {} ({} bad), false alarms {}, \
-         alarms from correct replicas {}, \
-         active at end {:?}, end {:.1}s",
-        stats.requests_accepted,
-        stats.batches_ordered_max,
-        stats.view_changes,
-        stats.state_transfers,
-        stats.frames_rejected,
-        stats.messages_dropped,
-        stats.byzantine_frames_altered,
-        stats.frames_lost,
-        stats.restarts,
-        stats.events,
-        stats.execution_faults_injected,
-        stats.wakes_received,
-        stats.faulty_received,
-        stats.standbys_woken,
-        stats.replicas_destroyed,
-        stats.faulty_replaced,
-        stats.standbys_paused,
-        stats.buckets_fetched,
-        stats.bad_buckets,
-        stats.false_alarms_sent,
-        stats.alarms_from_correct,
-        stats.active_at_end,
-        stats.end_micros as f64 / 1e6,
-    )
-}
-
 /// Run `build(seed)` for every seed; fail with each violation, its seed and its scenario.
 fn run_seeds(test: &str, seeds: Range<u64>, build: impl Fn(u64) -> Scenario) -> Vec<Run> {
     let mut runs = Vec::new();
@@ -105,7 +72,7 @@ fn run_seeds(test: &str, seeds: Range<u64>, build: impl Fn(u64) -> Scenario) -> 
     for seed in seeds {
         let scenario = build(seed);
         let outcome = run_scenario(seed, scenario.clone());
-        println!("{test} seed {seed}: {}", summary(&outcome.stats));
+        println!("{test} seed {seed}: {}", outcome.stats);
         if let Some(violation) = &outcome.violation {
             failures.push(format!(
                 "seed {seed}: {violation}\n  scenario: {scenario:?}"
@@ -129,7 +96,7 @@ fn assert_each(runs: &[Run], what: &str, holds: impl Fn(&Run) -> bool) {
     let failing: Vec<String> = runs
         .iter()
         .filter(|run| !holds(run))
-        .map(|run| format!("seed {}: {}", run.outcome.seed, summary(run.stats())))
+        .map(|run| format!("seed {}: {}", run.outcome.seed, run.stats()))
         .collect();
     assert!(
         failing.is_empty(),
@@ -603,7 +570,7 @@ fn false_alarms_alone(test: &str, f: usize) {
             stats.standbys_woken == 0 && stats.replicas_destroyed == 0,
             "seed {}: false alarms alone woke or destroyed replicas: {}",
             run.outcome.seed,
-            summary(stats)
+            stats
         );
     }
 }

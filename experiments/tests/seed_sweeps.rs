@@ -103,7 +103,11 @@ fn seeds_where_agreement_replicas_lost_orders_to_state_transfer_and_restarts_hea
         assert!(
             outcome.violation.is_none(),
             "seed {seed}: {}\n  replay: {}",
-            outcome.violation.as_deref().unwrap_or_default(),
+            outcome
+                .violation
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default(),
             outcome.replay_command()
         );
         let stats = &outcome.stats;

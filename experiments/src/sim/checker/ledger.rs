@@ -1,8 +1,8 @@
-//! The activator as a simulated node: the real sans-IO [`Policy`] behind an activator
-//! endpoint, and a ledger of every alarm that reached it, kept apart from the policy, so
-//! that the checker can tell whether each thaw and destroy it carried out had f+1
+//! The alarm ledger: every alarm that reached the activator, kept apart from its policy,
+//! so that the checker can tell whether each thaw and destroy it carried out had f+1
 //! distinct agreement replicas behind it.
 
+use super::super::violation::{BoundViolation, SafetyViolation};
 use std::collections::{BTreeMap, BTreeSet};
 use zz_activator::policy::Command;
 use zz_protocol::messages::{Faulty, Wake};
@@ -47,24 +47,33 @@ impl AlarmLedger {
         }
     }
 
-    fn assert_bounded(&self) {
-        assert!(
-            self.wakes.len() + self.faulty.len() <= LEDGER_KEYS_MAX,
-            "the alarm ledger grows without bound"
-        );
+    fn check_bounded(&self) -> Result<(), BoundViolation> {
+        let keys = self.wakes.len() + self.faulty.len();
+        if keys > LEDGER_KEYS_MAX {
+            return Err(BoundViolation::LedgerKeys {
+                keys,
+                limit: LEDGER_KEYS_MAX,
+            });
+        }
+        Ok(())
     }
 
     /// A `Wake` from `from` reached the activator while the app was at `current_epoch`.
-    pub fn record_wake(&mut self, from: ReplicaId, wake: &Wake, current_epoch: Option<u64>) {
+    pub fn record_wake(
+        &mut self,
+        from: ReplicaId,
+        wake: &Wake,
+        current_epoch: Option<u64>,
+    ) -> Result<(), BoundViolation> {
         if current_epoch != Some(wake.epoch) {
             self.stale += 1;
-            return;
+            return Ok(());
         }
         let senders = self.wakes.entry((wake.app, wake.epoch)).or_default();
         if senders.insert(from) && senders.len() == self.quorum {
             *self.activation_licences.entry(wake.app).or_default() += 1;
         }
-        self.assert_bounded();
+        self.check_bounded()
     }
 
     /// A `Faulty` from `from` reached the activator while the app was at `current_epoch`
@@ -75,10 +84,10 @@ impl AlarmLedger {
         faulty: &Faulty,
         current_epoch: Option<u64>,
         member_active: bool,
-    ) {
+    ) -> Result<(), BoundViolation> {
         if current_epoch != Some(faulty.epoch) || !member_active {
             self.stale += 1;
-            return;
+            return Ok(());
         }
         let key = (faulty.app, faulty.epoch, faulty.member);
         let senders = self.faulty.entry(key).or_default();
@@ -87,7 +96,7 @@ impl AlarmLedger {
             *self.destroy_licences.entry(faulty.member).or_default() += 1;
             *self.activation_licences.entry(faulty.app).or_default() += 1;
         }
-        self.assert_bounded();
+        self.check_bounded()
     }
 
     /// The commands of one policy call, before they are carried out: each thaw and destroy
@@ -96,7 +105,7 @@ impl AlarmLedger {
         &mut self,
         commands: &[Command],
         app_of: impl Fn(ExecutionId) -> AppId,
-    ) -> Result<(), String> {
+    ) -> Result<(), SafetyViolation> {
         let mut thaws: BTreeMap<AppId, Vec<ExecutionId>> = BTreeMap::new();
         for command in commands {
             match command {
@@ -106,11 +115,11 @@ impl AlarmLedger {
                     *destroys += 1;
                     let licences = self.destroy_licences.get(member).copied().unwrap_or(0);
                     if *destroys > licences {
-                        return Err(format!(
-                            "activation: {member} destroyed ({} times) with only {licences} \
-                             f+1 quorums of Faulty reports for it",
-                            *destroys
-                        ));
+                        return Err(SafetyViolation::DestroyWithoutQuorum {
+                            member: *member,
+                            destroys: *destroys,
+                            licences,
+                        });
                     }
                 }
                 Command::Pause(_) | Command::StartStandby(_) | Command::Announce(_) => {}
@@ -118,19 +127,18 @@ impl AlarmLedger {
         }
         for (app, members) in thaws {
             if members.len() > self.thaws_per_activation_max {
-                return Err(format!(
-                    "activation: {app} thawed {members:?} at once, more than f"
-                ));
+                return Err(SafetyViolation::ThawsOverF { app, members });
             }
             let activations = self.activations.entry(app).or_default();
             *activations += 1;
             let licences = self.activation_licences.get(&app).copied().unwrap_or(0);
             if *activations > licences {
-                return Err(format!(
-                    "activation: {app} thawed {members:?} (activation {}) with only {licences} \
-                     f+1 quorums of Wake or Faulty alarms",
-                    *activations
-                ));
+                return Err(SafetyViolation::ThawWithoutQuorum {
+                    app,
+                    members,
+                    activation: *activations,
+                    licences,
+                });
             }
         }
         Ok(())
@@ -157,14 +165,14 @@ mod tests {
         let mut ledger = AlarmLedger::new(1);
         let app_of = |_| AppId(0);
         let thaw = [Command::Thaw(ExecutionId(2))];
-        ledger.record_wake(ReplicaId(0), &wake(0), Some(0));
-        ledger.record_wake(ReplicaId(0), &wake(0), Some(0));
+        ledger.record_wake(ReplicaId(0), &wake(0), Some(0)).unwrap();
+        ledger.record_wake(ReplicaId(0), &wake(0), Some(0)).unwrap();
         // Named another epoch than the current one: the policy cannot count it.
-        ledger.record_wake(ReplicaId(1), &wake(1), Some(0));
+        ledger.record_wake(ReplicaId(1), &wake(1), Some(0)).unwrap();
         assert!(ledger.check_commands(&thaw, app_of).is_err());
         let mut ledger = AlarmLedger::new(1);
-        ledger.record_wake(ReplicaId(0), &wake(0), Some(0));
-        ledger.record_wake(ReplicaId(1), &wake(0), Some(0));
+        ledger.record_wake(ReplicaId(0), &wake(0), Some(0)).unwrap();
+        ledger.record_wake(ReplicaId(1), &wake(0), Some(0)).unwrap();
         let announce = Command::Announce(Membership {
             app: AppId(0),
             epoch: 1,
@@ -189,17 +197,27 @@ mod tests {
             reason: FaultReason::Silent,
         };
         let app_of = |_| AppId(0);
-        ledger.record_faulty(ReplicaId(0), &faulty(1), Some(0), true);
-        ledger.record_faulty(ReplicaId(1), &faulty(0), Some(0), true);
-        ledger.record_faulty(ReplicaId(2), &faulty(1), Some(0), false);
+        ledger
+            .record_faulty(ReplicaId(0), &faulty(1), Some(0), true)
+            .unwrap();
+        ledger
+            .record_faulty(ReplicaId(1), &faulty(0), Some(0), true)
+            .unwrap();
+        ledger
+            .record_faulty(ReplicaId(2), &faulty(1), Some(0), false)
+            .unwrap();
         let destroy = [Command::Destroy(ExecutionId(1))];
         assert!(
             ledger.check_commands(&destroy, app_of).is_err(),
             "one report on e1 while active, one about another member, one while inactive"
         );
         let mut ledger = AlarmLedger::new(1);
-        ledger.record_faulty(ReplicaId(0), &faulty(1), Some(0), true);
-        ledger.record_faulty(ReplicaId(3), &faulty(1), Some(0), true);
+        ledger
+            .record_faulty(ReplicaId(0), &faulty(1), Some(0), true)
+            .unwrap();
+        ledger
+            .record_faulty(ReplicaId(3), &faulty(1), Some(0), true)
+            .unwrap();
         assert!(ledger.check_commands(&destroy, app_of).is_ok());
         assert!(
             ledger.check_commands(&destroy, app_of).is_err(),
