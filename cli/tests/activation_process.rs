@@ -7,7 +7,9 @@
 
 mod common;
 
-use common::activation::{activator, has_event, set_silence_ms, states, wait_for};
+use common::activation::{
+    activator, faulty, has_event, paused_again, set_silence_ms, states, wait_for, woke,
+};
 use common::bank::{assert_conserved, open_accounts, spawn_transfers};
 use common::{Platform, free_base_port, zz, zz_ok};
 use std::path::Path;
@@ -16,6 +18,7 @@ use zz_activator::policy::MemberState;
 use zz_client::ClientPool;
 use zz_cluster::ClusterDir;
 use zz_protocol::config::ClusterConfig;
+use zz_protocol::messages::FaultReason;
 use zz_protocol::{ClientId, ExecutionId, NodeId};
 
 /// How long the activator, the detector and the woken replicas get for each step.
@@ -86,7 +89,7 @@ fn a_lying_replica_wakes_a_standby_and_is_replaced_while_clients_read_correct_va
     zz_ok(&["kv", "put", "after", "lie"], &dir);
     assert_eq!(zz_ok(&["kv", "get", "after"], &dir), "lie");
     wait_for(&dir, STEP_TIMEOUT, "replacing execution-1", || {
-        has_event(&dir, "woke execution-2") && has_event(&dir, "execution-1 is faulty")
+        has_event(&dir, woke(2)) && has_event(&dir, faulty(Some(1), None))
     });
     assert_ne!(pid_of(&dir, 1), liar_pid, "a fresh process in its place");
     assert!(!alive(liar_pid), "the liar is destroyed");
@@ -115,14 +118,14 @@ fn a_slow_replica_wakes_a_standby_that_the_quiet_period_pauses_again() {
     // The client retransmits after 500 ms without f+1 replies: that wakes the standby.
     zz_ok(&["kv", "put", "b", "2"], &dir);
     wait_for(&dir, STEP_TIMEOUT, "waking execution-2", || {
-        has_event(&dir, "woke execution-2")
+        has_event(&dir, woke(2))
     });
     zz_ok(&["inject", "execution-1", "heal"], &dir);
     wait_for(
         &dir,
         STEP_TIMEOUT,
         "pausing execution-2 after the quiet period",
-        || has_event(&dir, "quiet; paused execution-2"),
+        || has_event(&dir, paused_again(2)),
     );
     wait_for(
         &dir,
@@ -136,7 +139,7 @@ fn a_slow_replica_wakes_a_standby_that_the_quiet_period_pauses_again() {
         },
     );
     assert!(
-        !has_event(&dir, "is faulty"),
+        !has_event(&dir, faulty(None, None)),
         "{:?}",
         activator(&dir).events
     );
@@ -202,7 +205,7 @@ async fn a_crashed_bank_replica_is_replaced_and_money_is_conserved() {
     let watched = dir.clone();
     tokio::task::spawn_blocking(move || {
         wait_for(&watched, STEP_TIMEOUT, "replacing execution-0", || {
-            has_event(&watched, "execution-0 is faulty (silent")
+            has_event(&watched, faulty(Some(0), Some(FaultReason::Silent)))
                 && states(&watched).get(&0) == Some(&MemberState::Standby)
         })
     })

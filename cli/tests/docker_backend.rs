@@ -10,7 +10,7 @@
 
 mod common;
 
-use common::activation::{activator, has_event, set_silence_ms, wait_for};
+use common::activation::{activator, faulty, has_event, set_silence_ms, wait_for, woke};
 use common::bank::{assert_conserved, open_accounts, spawn_transfers};
 use common::{Platform, ZZ, zz, zz_ok};
 use std::path::{Path, PathBuf};
@@ -21,6 +21,7 @@ use zz_activator::policy::MemberState;
 use zz_client::ClientPool;
 use zz_protocol::ClientId;
 use zz_protocol::config::ClusterConfig;
+use zz_protocol::messages::FaultReason;
 
 /// How long the activator, the detector and the woken containers get for each step.
 const STEP_TIMEOUT: Duration = Duration::from_secs(60);
@@ -124,7 +125,7 @@ fn a_lying_container_wakes_a_paused_standby_container_and_is_replaced() {
         &dir,
         STEP_TIMEOUT,
         "waking execution-2 and replacing execution-1",
-        || has_event(&dir, "woke execution-2") && refilled(&dir, 1, &liar.id),
+        || has_event(&dir, woke(2)) && refilled(&dir, 1, &liar.id),
     );
     assert!(
         !containers(&dir).iter().any(|c| c.id == liar.id),
@@ -175,7 +176,7 @@ fn a_killed_bank_container_is_replaced_and_money_is_conserved() {
         &dir,
         STEP_TIMEOUT,
         "replacing execution-0 with a fresh paused container",
-        || has_event(&dir, "execution-0 is faulty (silent") && refilled(&dir, 0, &victim.id),
+        || has_event(&dir, faulty(Some(0), Some(FaultReason::Silent))) && refilled(&dir, 0, &victim.id),
     );
     assert_eq!(state_of(&dir, 1), Some(MemberState::Active));
     assert_eq!(state_of(&dir, 2), Some(MemberState::Active));
@@ -287,7 +288,7 @@ fn a_cold_standby_container_is_created_on_the_wake_and_serves() {
         STEP_TIMEOUT,
         "creating execution-2 on the wake",
         || {
-            has_event(&dir, "woke execution-2")
+            has_event(&dir, woke(2))
                 && container_of(&dir, "execution-2").is_some_and(|c| c.state == "running")
         },
     );

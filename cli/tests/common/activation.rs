@@ -5,10 +5,12 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 use zz_activator::node::ActivatorStatus;
-use zz_activator::policy::MemberState;
+use zz_activator::policy::{MemberState, PolicyEvent};
+use zz_activator::status::ActivatorEvent;
 use zz_cluster::ClusterDir;
-use zz_protocol::NodeId;
 use zz_protocol::config::LOCAL_ACTIVATOR;
+use zz_protocol::messages::FaultReason;
+use zz_protocol::{ExecutionId, NodeId};
 
 pub fn activator(dir: &Path) -> ActivatorStatus {
     let path = ClusterDir::new(dir).status_path(NodeId::Activator(LOCAL_ACTIVATOR));
@@ -23,8 +25,38 @@ pub fn states(dir: &Path) -> BTreeMap<u32, MemberState> {
         .collect()
 }
 
-pub fn has_event(dir: &Path, text: &str) -> bool {
-    (activator(dir).events.iter()).any(|event| event.text.contains(text))
+/// Whether the activator's events hold one that `holds`.
+pub fn has_event(dir: &Path, holds: impl Fn(&PolicyEvent) -> bool) -> bool {
+    (activator(dir).events.iter()).any(|event| match &event.event {
+        ActivatorEvent::Policy(event) => holds(event),
+        ActivatorEvent::Backend(_) => false,
+    })
+}
+
+/// The policy woke execution replica `member`.
+pub fn woke(member: u32) -> impl Fn(&PolicyEvent) -> bool {
+    move |event| matches!(event, PolicyEvent::Woke { members, .. } if members.contains(&ExecutionId(member)))
+}
+
+/// The policy paused execution replica `member` again after a quiet period.
+pub fn paused_again(member: u32) -> impl Fn(&PolicyEvent) -> bool {
+    move |event| matches!(event, PolicyEvent::Paused { members, .. } if members.contains(&ExecutionId(member)))
+}
+
+/// f+1 agreement replicas reported execution replica `member` faulty (for `reason`, or
+/// any reason when None); with `member` None, any member.
+pub fn faulty(member: Option<u32>, reason: Option<FaultReason>) -> impl Fn(&PolicyEvent) -> bool {
+    move |event| match event {
+        PolicyEvent::Faulty {
+            member: reported,
+            reason: why,
+            ..
+        } => {
+            member.is_none_or(|member| *reported == ExecutionId(member))
+                && reason.is_none_or(|reason| *why == reason)
+        }
+        _ => false,
+    }
 }
 
 /// Wait up to `timeout` until `done` holds, or fail naming `what` with the activator's
