@@ -20,9 +20,12 @@ use crate::status::{
 };
 use bytes::Bytes;
 use std::collections::{BTreeMap, VecDeque};
+use zz_cluster::status_file::reasons;
 use zz_protocol::bus::MessageBus;
 use zz_protocol::messages::{Faulty, Message, Wake};
-use zz_protocol::{AppId, Endpoint, ExecutionId, NodeId, RejectReason, ReplicaId, Time};
+use zz_protocol::{
+    AppId, Endpoint, ExecutionId, FrameCounters, NodeId, RejectReason, ReplicaId, Time,
+};
 
 /// How often the policy's timers run and the backend is asked which starts completed.
 pub const TICK_MICROS: u64 = 20_000;
@@ -49,8 +52,9 @@ pub struct ActivatorCounters {
     pub faulty_received: u64,
     /// Backend commands that failed.
     pub commands_failed: u64,
-    /// Frames rejected before the policy (decode, MAC, sender, kind), by reason.
-    pub rejected: BTreeMap<RejectReason, u64>,
+    /// Frames received, and those rejected before the policy (decode, MAC, sender,
+    /// kind), by reason.
+    pub frames: FrameCounters,
 }
 
 /// An alarm from an agreement replica.
@@ -110,9 +114,6 @@ impl<M: MessageBus, K: Backend> ActivatorDriver<M, K> {
     pub fn policy(&self) -> &Policy {
         &self.policy
     }
-    pub fn backend(&self) -> &K {
-        &self.backend
-    }
     pub fn backend_mut(&mut self) -> &mut K {
         &mut self.backend
     }
@@ -148,15 +149,12 @@ impl<M: MessageBus, K: Backend> ActivatorDriver<M, K> {
     /// A frame from the network: an alarm goes to the policy (and is returned), anything
     /// else is dropped and counted.
     pub fn handle_frame(&mut self, now: Time, frame: &[u8]) -> Option<ReceivedAlarm> {
+        self.counters.frames.frames_received += 1;
         let verified = match self.endpoint.open(frame) {
             Ok(verified) => verified,
             Err(rejection) => {
                 tracing::debug!(%rejection, "rejected frame");
-                *self
-                    .counters
-                    .rejected
-                    .entry(rejection.reason())
-                    .or_default() += 1;
+                self.counters.frames.count_rejection(rejection.reason());
                 return None;
             }
         };
@@ -164,9 +162,9 @@ impl<M: MessageBus, K: Backend> ActivatorDriver<M, K> {
             (NodeId::Replica(from), Message::Wake(wake)) => (from, Alarm::Wake(wake)),
             (NodeId::Replica(from), Message::Faulty(faulty)) => (from, Alarm::Faulty(faulty)),
             _ => {
-                *(self.counters.rejected)
-                    .entry(RejectReason::UnexpectedKind)
-                    .or_default() += 1;
+                self.counters
+                    .frames
+                    .count_rejection(RejectReason::UnexpectedKind);
                 return None;
             }
         };
@@ -174,7 +172,7 @@ impl<M: MessageBus, K: Backend> ActivatorDriver<M, K> {
             Alarm::Wake(wake) => wake.app,
             Alarm::Faulty(faulty) => faulty.app,
         };
-        let epoch = self.policy.status().get(&app).map(|pool| pool.epoch);
+        let epoch = self.policy.epoch(app);
         match alarm {
             Alarm::Wake(wake) => {
                 self.counters.wakes_received += 1;
@@ -325,7 +323,7 @@ impl<M: MessageBus, K: Backend> ActivatorDriver<M, K> {
             .map(|(at, event)| Event {
                 unix_ms: self.wall_clock_at_zero_ms + at.as_millis(),
                 text: event.to_string(),
-                event,
+                event: Some(event),
             })
             .collect();
         events.sort_by_key(|event| event.unix_ms);
@@ -337,9 +335,7 @@ impl<M: MessageBus, K: Backend> ActivatorDriver<M, K> {
             wakes_received: self.counters.wakes_received,
             faulty_received: self.counters.faulty_received,
             commands_failed: self.counters.commands_failed,
-            rejected: (self.counters.rejected.iter())
-                .map(|(reason, count)| (reason.to_string(), *count))
-                .collect(),
+            rejected: reasons(&self.counters.frames.rejected),
             updated_unix_ms,
         }
     }

@@ -184,6 +184,11 @@ impl Policy {
         self.events.iter().map(|(at, event)| (*at, event))
     }
 
+    /// `app`'s membership epoch, if it is an app of this policy.
+    pub fn epoch(&self, app: AppId) -> Option<u64> {
+        self.apps.get(&app).map(|pool| pool.epoch)
+    }
+
     pub fn status(&self) -> BTreeMap<AppId, AppPoolStatus> {
         self.apps
             .iter()

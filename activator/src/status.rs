@@ -110,7 +110,9 @@ impl fmt::Display for ActivatorEvent {
 pub struct Event {
     pub unix_ms: u64,
     pub text: String,
-    pub event: ActivatorEvent,
+    /// None only in a status file an older activator wrote.
+    #[serde(default)]
+    pub event: Option<ActivatorEvent>,
 }
 
 /// What `run/activator.json` holds.

@@ -176,7 +176,10 @@ fn a_killed_bank_container_is_replaced_and_money_is_conserved() {
         &dir,
         STEP_TIMEOUT,
         "replacing execution-0 with a fresh paused container",
-        || has_event(&dir, faulty(Some(0), Some(FaultReason::Silent))) && refilled(&dir, 0, &victim.id),
+        || {
+            has_event(&dir, faulty(Some(0), Some(FaultReason::Silent)))
+                && refilled(&dir, 0, &victim.id)
+        },
     );
     assert_eq!(state_of(&dir, 1), Some(MemberState::Active));
     assert_eq!(state_of(&dir, 2), Some(MemberState::Active));

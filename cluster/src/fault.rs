@@ -63,12 +63,17 @@ impl Fault {
         matches!(self, Fault::CorruptReply | Fault::CorruptState)
     }
 
-    /// The fault written for `node`, honest when there is none or it cannot be read.
+    /// The fault written for `node`, honest when there is none or it cannot be read. A
+    /// crash is never shown from a file (a real crash is a killed process): honest too.
     pub fn read(dir: &ClusterDir, node: NodeId) -> Fault {
-        std::fs::read(dir.fault_path(node))
+        let fault = std::fs::read(dir.fault_path(node))
             .ok()
             .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-            .unwrap_or_default()
+            .unwrap_or_default();
+        match fault {
+            Fault::Crash => Fault::Honest,
+            fault => fault,
+        }
     }
 
     /// Write this fault for `node` to show; honest removes the file.

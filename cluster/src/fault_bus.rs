@@ -67,7 +67,8 @@ impl FaultSwitch {
     }
 
     /// Frames dropped on purpose (muted, or too many delayed).
-    pub fn dropped_on_purpose(&self) -> u64 {
+    #[cfg(test)]
+    fn dropped_on_purpose(&self) -> u64 {
         self.shared.dropped.load(Ordering::Relaxed)
     }
 }

@@ -42,12 +42,18 @@ pub enum NodeError {
         path: String,
         source: std::io::Error,
     },
-    /// A node kind's own start-up problem, said in a sentence.
-    #[error("{0}")]
-    Setup(String),
+    /// A node kind's own start-up problem (its key file, its records, its place in the
+    /// configuration), as that kind types it.
+    #[error(transparent)]
+    Start(Box<dyn std::error::Error + Send + Sync>),
 }
 
 impl NodeError {
+    /// A node kind's own start-up problem.
+    pub fn start(error: impl std::error::Error + Send + Sync + 'static) -> NodeError {
+        NodeError::Start(Box::new(error))
+    }
+
     /// An I/O error about `path` (a file, or what was being set up).
     pub fn io(path: impl std::fmt::Display) -> impl FnOnce(std::io::Error) -> NodeError {
         move |source| NodeError::Io {
@@ -204,7 +210,10 @@ impl Harness {
             }
             node.end_turn(self.now()).await;
         }
-        self.write_status(node, fault)
+        if let Err(error) = self.write_status(node, fault) {
+            tracing::warn!(%error, "cannot write the last status file");
+        }
+        Ok(())
     }
 
     /// Show the fault `zz inject` wrote for this node, if it changed.

@@ -2,11 +2,13 @@
 //! (`zz init`); [`dir`] names every file in it; [`status_file`] writes the status files
 //! nodes keep there; [`fault`] is the one injected-fault type, which `zz inject` writes
 //! there, the nodes show and the simulator draws; [`fault_bus`] is the message bus that
-//! shows mute and slow in a real node; [`harness`] is the loop every node kind runs in. The configuration's types and their reading stay in
-//! `zz_protocol::config`: every node needs them, and they are part of the wire's contract.
+//! shows mute and slow in a real node; [`harness`] is the loop every node kind runs in.
+//! The configuration's types and their reading stay in `zz_protocol::config`: every node
+//! needs them, and they are part of the wire's contract.
 //!
 //! Calling protocol: `zz init` calls [`init_cluster`] once; every node and tool then
-//! names its files through a [`ClusterDir`].
+//! names its files through a [`ClusterDir`]; every node process runs its driver in a
+//! [`harness::Harness`].
 
 pub mod dir;
 pub mod fault;

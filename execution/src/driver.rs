@@ -46,8 +46,10 @@ pub struct ExecutionDriver<B> {
     needed: Vec<BucketIndex>,
     /// While woken and not yet restarted from a stable checkpoint.
     join: Option<Joining>,
-    /// The last executed sequence number, and since when.
-    progress: (Seq, Time),
+    /// The last executed sequence number the driver saw.
+    executed_seen: Seq,
+    /// Since when orders have waited that cannot run yet, with no progress since.
+    waiting_since: Option<Time>,
     fetcher: BucketFetcher,
     leases: Leases,
     /// An injected fault (honest unless an operator or the simulator says otherwise).
@@ -71,7 +73,8 @@ impl<B: MessageBus> ExecutionDriver<B> {
             reports: Vec::new(),
             needed: Vec::new(),
             join: None,
-            progress: (Seq(0), Time(0)),
+            executed_seen: Seq(0),
+            waiting_since: None,
             fetcher: BucketFetcher::default(),
             leases: Leases::default(),
             fault: Fault::Honest,
@@ -106,7 +109,8 @@ impl<B: MessageBus> ExecutionDriver<B> {
     }
 
     /// Buckets asked for and not installed yet.
-    pub fn fetches_in_flight(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn fetches_in_flight(&self) -> usize {
         self.fetcher.in_flight()
     }
 
@@ -127,8 +131,9 @@ impl<B: MessageBus> ExecutionDriver<B> {
     /// orders to ask for again, a lease to expire, a bucket ask due again.
     pub fn poll_timeout(&self) -> Option<Time> {
         let join = self.join.as_ref().map(Joining::poll_timeout);
-        let orders = (self.join.is_none() && self.replica.waits_for_orders())
-            .then(|| self.progress.1.saturating_add_micros(ORDERS_RETRY_MICROS));
+        let orders = (self.waiting_since)
+            .filter(|_| self.join.is_none())
+            .map(|since| since.saturating_add_micros(ORDERS_RETRY_MICROS));
         let fetch = self
             .fetching()
             .then(|| self.fetcher.poll_timeout())
@@ -153,10 +158,10 @@ impl<B: MessageBus> ExecutionDriver<B> {
                     self.start_from(now, seq, root);
                 }
             }
-        } else if self.replica.waits_for_orders()
-            && now.saturating_sub(self.progress.1) >= ORDERS_RETRY_MICROS
+        } else if (self.waiting_since)
+            .is_some_and(|since| now.saturating_sub(since) >= ORDERS_RETRY_MICROS)
         {
-            self.progress.1 = now;
+            self.waiting_since = Some(now);
             let fetch = Message::FetchOrders(FetchOrders {
                 app: self.replica.app(),
                 after: self.replica.last_executed(),
@@ -167,6 +172,19 @@ impl<B: MessageBus> ExecutionDriver<B> {
             self.replica.store_mut().lease_snapshots(seqs);
         }
         self.fetch(now);
+    }
+
+    /// Track whether orders wait that cannot run yet (copies from fewer than f+1
+    /// agreement replicas, or a gap before them), and since when without progress.
+    fn note_progress(&mut self, now: Time) {
+        let executed = self.replica.last_executed();
+        let progressed = executed != self.executed_seen;
+        self.executed_seen = executed;
+        if !self.replica.waits_for_orders() {
+            self.waiting_since = None;
+        } else if progressed || self.waiting_since.is_none() {
+            self.waiting_since = Some(now);
+        }
     }
 
     /// Whether buckets of a pinned checkpoint are still missing and a peer can serve them.
@@ -221,8 +239,8 @@ impl<B: MessageBus> ExecutionDriver<B> {
             return;
         };
         let params = self.endpoint.params();
-        if let Some((seq, root)) = join.handle_answer(params, from, checkpoint.seq, checkpoint.root)
-        {
+        let named = (checkpoint.seq, checkpoint.root);
+        if let Some((seq, root)) = join.handle_answer(params, now, from, named) {
             self.join = None;
             self.start_from(now, seq, root);
         }
@@ -235,7 +253,7 @@ impl<B: MessageBus> ExecutionDriver<B> {
         self.replica.restart_from(seq, root);
         self.needed.clear();
         self.fetcher.clear();
-        self.progress = (self.replica.last_executed(), now);
+        self.note_progress(now);
         let fetch = Message::FetchOrders(FetchOrders {
             app: self.replica.app(),
             after: seq,
@@ -300,31 +318,31 @@ impl<B: MessageBus> ExecutionDriver<B> {
                     .as_deref()
                     .and_then(|bytes| postcard::from_bytes::<BucketProof>(bytes).ok());
                 let bucket = BucketIndex(data.bucket);
-                let installed = match proof {
-                    Some(proof) if data.app == self.replica.app() && proof.index == bucket => {
-                        match self.replica.install_bucket(proof) {
-                            Ok(()) => true,
-                            // A second answer to an ask that was retried: harmless.
-                            Err(zz_state_fetch::StateError::BucketPresent { .. }) => {
-                                self.reject(RejectReason::BucketAlreadyPresent);
-                                true
-                            }
-                            Err(error) => {
-                                tracing::debug!(app = %self.replica.app(), %error, "bucket refused");
-                                self.reject(RejectReason::BadBucket);
-                                false
+                if data.app != self.replica.app() {
+                    self.reject(RejectReason::OtherApp);
+                } else {
+                    match proof {
+                        Some(proof) if proof.index == bucket => {
+                            match self.replica.install_bucket(proof) {
+                                Ok(()) => self.fetcher.installed(bucket, from),
+                                // A second answer to an ask that was retried: harmless, but
+                                // unverified, so it earns the peer nothing.
+                                Err(zz_state_fetch::StateError::BucketPresent { .. }) => {
+                                    self.reject(RejectReason::BucketAlreadyPresent);
+                                    self.fetcher.forget(bucket);
+                                }
+                                Err(error) => {
+                                    tracing::debug!(app = %self.replica.app(), %error, "bucket refused");
+                                    self.reject(RejectReason::BadBucket);
+                                    self.fetcher.refused(now, bucket, from);
+                                }
                             }
                         }
+                        _ => {
+                            self.reject(RejectReason::BucketMissingOrUndecodable);
+                            self.fetcher.refused(now, bucket, from);
+                        }
                     }
-                    _ => {
-                        self.reject(RejectReason::BucketMissingOrUndecodable);
-                        false
-                    }
-                };
-                match installed {
-                    true => self.fetcher.installed(bucket, from),
-                    // Discard the answer; another replica is asked at the next round.
-                    false => self.fetcher.refused(now, bucket, from),
                 }
             }
             (NodeId::Client(client), Message::Request(request)) => {
@@ -341,10 +359,7 @@ impl<B: MessageBus> ExecutionDriver<B> {
             _ => self.reject(RejectReason::UnexpectedKind),
         }
         self.flush();
-        let executed = self.replica.last_executed();
-        if executed != self.progress.0 {
-            self.progress = (executed, now);
-        }
+        self.note_progress(now);
         // Ask at once for buckets execution now waits on, and keep the background
         // pipeline full (answers free room).
         self.fetch(now);

@@ -8,8 +8,10 @@
 //! - background asks keep at most [`BACKGROUND_FETCHES_MAX`] in flight
 //!   ([`EAGER_FETCHES_MAX`] for a replica that serves nothing until its state is whole);
 //! - an ask unanswered for [`FETCH_RETRY_MICROS`] goes to another peer, and the silent
-//!   peer counts a miss; a wrong answer counts a miss and is asked again at the next
-//!   retry round, not at once (two bad answerers must not keep each other busy);
+//!   peer counts a miss; a wrong answer from the peer asked counts a miss and the bucket
+//!   is asked of another peer [`REFUSED_REASK_MICROS`] later, not at once (two bad
+//!   answerers must not keep each other busy); an answer from a peer not asked changes
+//!   nothing, so no replica can put off an ask it was not sent;
 //! - each ask goes to a peer with the fewest misses, spread by bucket among equals, and
 //!   never to the peer asked last time for that bucket (unless it is the only one).
 
@@ -139,14 +141,25 @@ impl BucketFetcher {
         self.peer_misses.remove(&from);
     }
 
-    /// `from` answered `bucket` wrongly at `now`: discard the answer, ask another peer
-    /// at the next round.
+    /// `from` answered `bucket` wrongly at `now`: if it was the peer asked, ask another
+    /// one [`REFUSED_REASK_MICROS`] later (never later than the ask was due anyway).
     pub fn refused(&mut self, now: Time, bucket: BucketIndex, from: ExecutionId) {
-        if let Some(fetch) = self.fetches.get_mut(&bucket) {
-            fetch.due_at = now.saturating_add_micros(REFUSED_REASK_MICROS);
-            fetch.refused = true;
-            self.missed(from);
+        let Some(fetch) = self.fetches.get_mut(&bucket) else {
+            return;
+        };
+        if fetch.peer != from || fetch.refused {
+            return;
         }
+        let reask_at = now.saturating_add_micros(REFUSED_REASK_MICROS);
+        fetch.due_at = fetch.due_at.min(reask_at);
+        fetch.refused = true;
+        self.missed(from);
+    }
+
+    /// `bucket` is installed already (an answer to an earlier ask came first): forget the
+    /// ask, crediting no peer, since nothing was verified.
+    pub fn forget(&mut self, bucket: BucketIndex) {
+        self.fetches.remove(&bucket);
     }
 
     fn missed(&mut self, peer: ExecutionId) {
@@ -250,6 +263,25 @@ mod tests {
         // The refused ones are due again at the next round, and go to B.
         let asks = poll(&mut fetcher, REFUSED_REASK_MICROS, &[], 4..6);
         assert!(asks.iter().all(|(peer, _)| *peer == B), "{asks:?}");
+    }
+
+    /// A replica that was not asked cannot put an ask off by answering wrongly, and the
+    /// peer asked cannot put it off past its due time.
+    #[test]
+    fn wrong_answers_never_postpone_an_ask() {
+        let mut fetcher = BucketFetcher::new(vec![A, B]);
+        let (peer, bucket) = poll(&mut fetcher, 0, &[], 0..1)[0];
+        let other = if peer == A { B } else { A };
+        for now in (0..FETCH_RETRY_MICROS).step_by(5_000) {
+            fetcher.refused(Time(now), bucket, other);
+            fetcher.refused(Time(now), bucket, ExecutionId(9));
+        }
+        assert_eq!(fetcher.poll_timeout(), Some(Time(FETCH_RETRY_MICROS)));
+        fetcher.refused(Time(FETCH_RETRY_MICROS - 1), bucket, peer);
+        fetcher.refused(Time(FETCH_RETRY_MICROS - 1), bucket, peer);
+        assert_eq!(fetcher.poll_timeout(), Some(Time(FETCH_RETRY_MICROS)));
+        let again = poll(&mut fetcher, FETCH_RETRY_MICROS, &[], 0..1);
+        assert_eq!(again, vec![(other, bucket)]);
     }
 
     #[test]

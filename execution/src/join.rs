@@ -41,18 +41,19 @@ impl Joining {
         }
     }
 
-    /// Agreement replica `from` names `(seq, root)`. Once 2f+1 answered, the latest
-    /// checkpoint f+1 name alike, if any.
+    /// Agreement replica `from` names `(seq, root)` at `now`. Once 2f+1 answered, or
+    /// the retry interval passed, the latest checkpoint f+1 name alike, if any.
     pub fn handle_answer(
         &mut self,
         params: &ProtocolParams,
+        now: Time,
         from: ReplicaId,
-        seq: Seq,
-        root: Digest,
+        (seq, root): (Seq, Digest),
     ) -> Option<(Seq, Digest)> {
         self.answers.insert(from, (seq, root));
         let answers_wanted = params.replica_count() - params.f;
-        (self.answers.len() >= answers_wanted)
+        let settling = now.saturating_sub(self.started_at) >= JOIN_RETRY_MICROS;
+        (self.answers.len() >= answers_wanted || settling)
             .then(|| self.agreed(params.weak_quorum()))
             .flatten()
     }
@@ -110,15 +111,15 @@ mod tests {
         let mut join = Joining::new(Time(0));
         let root = Digest([1; 32]);
         assert_eq!(
-            join.handle_answer(&params, ReplicaId(0), Seq(0), Digest::default()),
+            join.handle_answer(&params, Time(1), ReplicaId(0), (Seq(0), Digest::default())),
             None
         );
         assert_eq!(
-            join.handle_answer(&params, ReplicaId(1), Seq(8), root),
+            join.handle_answer(&params, Time(1), ReplicaId(1), (Seq(8), root)),
             None
         );
         assert_eq!(
-            join.handle_answer(&params, ReplicaId(2), Seq(8), root),
+            join.handle_answer(&params, Time(1), ReplicaId(2), (Seq(8), root)),
             Some((Seq(8), root))
         );
     }
@@ -127,7 +128,8 @@ mod tests {
     fn fewer_answers_settle_after_the_retry_interval_and_join_is_asked_again_meanwhile() {
         let params = params();
         let mut join = Joining::new(Time(0));
-        join.handle_answer(&params, ReplicaId(0), Seq(0), Digest::default());
+        let zero = (Seq(0), Digest::default());
+        join.handle_answer(&params, Time(0), ReplicaId(0), zero);
         assert_eq!(join.handle_timeout(&params, Time(1)), JoinStep::Wait);
         assert_eq!(join.poll_timeout(), Time(JOIN_RETRY_MICROS));
         assert_eq!(
@@ -135,10 +137,29 @@ mod tests {
             JoinStep::AskAgain,
             "one answer is not f+1"
         );
-        join.handle_answer(&params, ReplicaId(1), Seq(0), Digest::default());
+        join.handle_answer(&params, Time(1), ReplicaId(1), zero);
         assert_eq!(
             join.handle_timeout(&params, Time(JOIN_RETRY_MICROS + 1)),
             JoinStep::StartFrom(Seq(0), Digest::default())
+        );
+    }
+
+    /// Past the retry interval, an answer that makes f+1 alike settles at once, without
+    /// waiting for the next resend.
+    #[test]
+    fn an_answer_after_the_retry_interval_settles_at_once() {
+        let params = params();
+        let mut join = Joining::new(Time(0));
+        let zero = (Seq(0), Digest::default());
+        join.handle_answer(&params, Time(0), ReplicaId(0), zero);
+        assert_eq!(
+            join.handle_timeout(&params, Time(JOIN_RETRY_MICROS)),
+            JoinStep::AskAgain
+        );
+        let late = Time(JOIN_RETRY_MICROS + 5);
+        assert_eq!(
+            join.handle_answer(&params, late, ReplicaId(1), zero),
+            Some(zero)
         );
     }
 }

@@ -44,6 +44,15 @@ pub struct ExecutionStatus {
     pub updated_unix_ms: u64,
 }
 
+/// Why an execution replica could not start, beyond what every node kind meets.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("execution replica {id} is not in the cluster configuration")]
+    Unknown { id: ExecutionId },
+    #[error("bucket_bits: {problem}")]
+    BucketBits { problem: String },
+}
+
 /// The activator woke this replica (SIGUSR1, after thawing it).
 struct Woken;
 
@@ -122,17 +131,17 @@ pub async fn run_execution_node(
 ) -> Result<(), NodeError> {
     let mut harness = Harness::new(dir, NodeId::Execution(id))?;
     let (cluster, endpoint) = endpoint_for_execution(dir, id)?;
-    let member = (cluster.execution(id)).ok_or_else(|| {
-        NodeError::Setup(format!(
-            "execution replica {id} is not in the cluster configuration"
-        ))
-    })?;
+    let member =
+        (cluster.execution(id)).ok_or_else(|| NodeError::start(StartError::Unknown { id }))?;
     let config = ExecutionConfig::for_app(member.app, &cluster.protocol);
     let app_config = cluster.apps.iter().find(|app| app.id == member.app);
     let params = match app_config.and_then(|app| app.bucket_bits) {
         None => StateParams::default(),
-        Some(bits) => StateParams::new(bits)
-            .map_err(|error| NodeError::Setup(format!("bucket_bits: {error}")))?,
+        Some(bits) => StateParams::new(bits).map_err(|error| {
+            NodeError::start(StartError::BucketBits {
+                problem: error.to_string(),
+            })
+        })?,
     };
     let eager =
         app_config.is_some_and(|app| app.state_fetch == zz_protocol::config::StateFetch::Eager);

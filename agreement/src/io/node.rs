@@ -44,6 +44,13 @@ pub struct NodeStatus {
     pub updated_unix_ms: u64,
 }
 
+/// Why an agreement replica could not start, beyond what every node kind meets.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("replica {id} has no signing key in its key file")]
+    NoSigningKey { id: ReplicaId },
+}
+
 type NodeDriver = ReplicaDriver<FaultyBus<QuicBus>, FileStorage>;
 
 struct AgreementNode {
@@ -115,13 +122,12 @@ pub async fn run_agreement_node(
 ) -> Result<(), NodeError> {
     let mut harness = Harness::new(dir, NodeId::Replica(id))?;
     let (cluster, endpoint) = endpoint_for_replica(dir, id)?;
-    let signing_key = (endpoint.keys().signing_key.clone()).ok_or_else(|| {
-        NodeError::Setup(format!("replica {id} has no signing key in its key file"))
-    })?;
+    let signing_key = (endpoint.keys().signing_key.clone())
+        .ok_or_else(|| NodeError::start(StartError::NoSigningKey { id }))?;
     let state_dir = harness.dir().state_dir();
     std::fs::create_dir_all(&state_dir).map_err(NodeError::io(state_dir.display()))?;
-    let (storage, records) = FileStorage::open(&harness.dir().records_path(id))
-        .map_err(|error| NodeError::Setup(error.to_string()))?;
+    let (storage, records) =
+        FileStorage::open(&harness.dir().records_path(id)).map_err(NodeError::start)?;
     let config = ReplicaConfig {
         id,
         params: cluster.protocol.clone(),

@@ -28,8 +28,8 @@ pub fn states(dir: &Path) -> BTreeMap<u32, MemberState> {
 /// Whether the activator's events hold one that `holds`.
 pub fn has_event(dir: &Path, holds: impl Fn(&PolicyEvent) -> bool) -> bool {
     (activator(dir).events.iter()).any(|event| match &event.event {
-        ActivatorEvent::Policy(event) => holds(event),
-        ActivatorEvent::Backend(_) => false,
+        Some(ActivatorEvent::Policy(event)) => holds(event),
+        Some(ActivatorEvent::Backend(_)) | None => false,
     })
 }
 

@@ -48,7 +48,10 @@ impl Backend for SimBackend {
     }
 
     async fn poll_started(&mut self) -> Vec<ExecutionId> {
-        std::mem::take(&mut self.ready)
+        match self.ready.is_empty() {
+            true => Vec::new(),
+            false => vec![self.ready.remove(0)],
+        }
     }
 
     async fn pause(&mut self, member: ExecutionId) -> Result<(), BackendError> {

@@ -62,7 +62,7 @@ impl fmt::Display for SimStats {
         write!(
             f,
             "events {}, accepted {}, batches {}, execution checkpoints {}, app orders checked \
-             {}, view changes {}, state transfers {}, rejected {}, lost {}, dropped {:?}, \
+             {}, view changes {}, state transfers {}, rejected {}, lost {}, dropped {{{}}}, \
              byzantine {} ({} frames altered, {} false alarms), crashes {} ({} restarts), \
              execution faults {} ({} planned), alarms {} wakes and {} faulty ({} from correct \
              replicas), woken {}, destroyed {} ({} faulty), started {}, paused {}, buckets \
@@ -76,7 +76,10 @@ impl fmt::Display for SimStats {
             self.state_transfers,
             self.frames_rejected,
             self.frames_lost,
-            self.messages_dropped,
+            (self.messages_dropped.iter())
+                .map(|(reason, count)| format!("{reason}: {count}"))
+                .collect::<Vec<_>>()
+                .join(", "),
             self.byzantine_replicas,
             self.byzantine_frames_altered,
             self.false_alarms_sent,

@@ -167,6 +167,7 @@ impl World {
                     crashed: false,
                     instance: 0,
                     timer: None,
+                    timer_generation: 0,
                 }
             })
             .collect();

@@ -32,6 +32,8 @@ pub(crate) struct SimExecution {
     pub(crate) instance: u64,
     /// The driver's timeout scheduled last, and its generation (a later one replaces it).
     pub(crate) timer: Option<(Time, u64)>,
+    /// Generations handed out so far: only ever grows, so a stale event never matches.
+    pub(crate) timer_generation: u64,
 }
 
 impl SimExecution {
@@ -157,7 +159,8 @@ impl World {
         if sim.timer.is_some_and(|(scheduled, _)| scheduled == at) {
             return;
         }
-        let generation = sim.timer.map_or(0, |(_, generation)| generation + 1);
+        sim.timer_generation += 1;
+        let generation = sim.timer_generation;
         sim.timer = Some((at, generation));
         self.schedule(
             at,
