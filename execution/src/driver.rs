@@ -46,10 +46,9 @@ pub struct ExecutionDriver<B> {
     needed: Vec<BucketIndex>,
     /// While woken and not yet restarted from a stable checkpoint.
     join: Option<Joining>,
-    /// The last executed sequence number the driver saw.
-    executed_seen: Seq,
-    /// Since when orders have waited that cannot run yet, with no progress since.
-    waiting_since: Option<Time>,
+    /// The last executed sequence number the driver saw, and when it first saw it (or
+    /// last asked for orders after it).
+    progress: (Seq, Time),
     fetcher: BucketFetcher,
     leases: Leases,
     /// An injected fault (honest unless an operator or the simulator says otherwise).
@@ -73,8 +72,7 @@ impl<B: MessageBus> ExecutionDriver<B> {
             reports: Vec::new(),
             needed: Vec::new(),
             join: None,
-            executed_seen: Seq(0),
-            waiting_since: None,
+            progress: (Seq(0), Time(0)),
             fetcher: BucketFetcher::default(),
             leases: Leases::default(),
             fault: Fault::Honest,
@@ -131,9 +129,8 @@ impl<B: MessageBus> ExecutionDriver<B> {
     /// orders to ask for again, a lease to expire, a bucket ask due again.
     pub fn poll_timeout(&self) -> Option<Time> {
         let join = self.join.as_ref().map(Joining::poll_timeout);
-        let orders = (self.waiting_since)
-            .filter(|_| self.join.is_none())
-            .map(|since| since.saturating_add_micros(ORDERS_RETRY_MICROS));
+        let orders = (self.join.is_none() && self.replica.waits_for_orders())
+            .then(|| self.progress.1.saturating_add_micros(ORDERS_RETRY_MICROS));
         let fetch = self
             .fetching()
             .then(|| self.fetcher.poll_timeout())
@@ -158,10 +155,10 @@ impl<B: MessageBus> ExecutionDriver<B> {
                     self.start_from(now, seq, root);
                 }
             }
-        } else if (self.waiting_since)
-            .is_some_and(|since| now.saturating_sub(since) >= ORDERS_RETRY_MICROS)
+        } else if self.replica.waits_for_orders()
+            && now.saturating_sub(self.progress.1) >= ORDERS_RETRY_MICROS
         {
-            self.waiting_since = Some(now);
+            self.progress.1 = now;
             let fetch = Message::FetchOrders(FetchOrders {
                 app: self.replica.app(),
                 after: self.replica.last_executed(),
@@ -174,16 +171,14 @@ impl<B: MessageBus> ExecutionDriver<B> {
         self.fetch(now);
     }
 
-    /// Track whether orders wait that cannot run yet (copies from fewer than f+1
-    /// agreement replicas, or a gap before them), and since when without progress.
+    /// Note when execution last progressed. Orders that wait (copies from fewer than f+1
+    /// agreement replicas, or a gap before them) are asked for again once execution has
+    /// not progressed for [`ORDERS_RETRY_MICROS`]: right away when they come after an
+    /// idle spell, since copies lost then are the likeliest reason for the wait.
     fn note_progress(&mut self, now: Time) {
         let executed = self.replica.last_executed();
-        let progressed = executed != self.executed_seen;
-        self.executed_seen = executed;
-        if !self.replica.waits_for_orders() {
-            self.waiting_since = None;
-        } else if progressed || self.waiting_since.is_none() {
-            self.waiting_since = Some(now);
+        if executed != self.progress.0 {
+            self.progress = (executed, now);
         }
     }
 
