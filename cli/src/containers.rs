@@ -148,10 +148,8 @@ pub async fn up(args: &UpArgs) -> Result<()> {
         );
         return Ok(());
     }
-    println!("platform running in containers; Ctrl-C stops it");
-    tokio::signal::ctrl_c()
-        .await
-        .context("cannot wait for Ctrl-C")?;
+    println!("platform running in containers; Ctrl-C or SIGTERM stops it");
+    crate::shutdown_signal().await;
     let removed = teardown(&docker, &platform, &config).await?;
     let mut activator = started;
     let _ = activator.wait();

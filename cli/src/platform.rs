@@ -267,10 +267,8 @@ pub async fn up(args: &UpArgs) -> Result<()> {
         );
         return Ok(());
     }
-    println!("platform running; Ctrl-C stops it");
-    tokio::signal::ctrl_c()
-        .await
-        .context("cannot wait for Ctrl-C")?;
+    println!("platform running; Ctrl-C or SIGTERM stops it");
+    crate::shutdown_signal().await;
     stop(dir, &config)?;
     for mut child in children {
         let _ = child.wait();
