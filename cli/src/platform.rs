@@ -231,6 +231,7 @@ pub async fn up(args: &UpArgs) -> Result<()> {
         std::fs::create_dir_all(&sub)
             .with_context(|| format!("cannot create {}", sub.display()))?;
     }
+    stop_orphans(dir, &config)?;
     if let Some((node, pid)) = running(dir, &config).first() {
         bail!(
             "{}: {} is already running (pid {pid}); run `zz down --dir {}` first",
@@ -339,9 +340,55 @@ pub fn running(dir: &Path, config: &ClusterConfig) -> Vec<(Node, u32)> {
         .into_iter()
         .filter_map(|node| {
             let pid = node.pid(dir)?;
-            process_alive(pid).then_some((node, pid))
+            is_node_of(dir, pid).then_some((node, pid))
         })
         .collect()
+}
+
+/// Whether `pid` is alive and runs a node of the platform in `dir` (`zz node ...
+/// --cluster DIR`): after a power cut the pid files remain, and a pid may since name a
+/// process that has nothing to do with this platform.
+fn is_node_of(dir: &Path, pid: u32) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    if !process_alive(pid) {
+        return false;
+    }
+    let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+        return false;
+    };
+    let args: Vec<&[u8]> = cmdline.split(|byte| *byte == 0).collect();
+    let is_node = args.get(1).is_some_and(|arg| *arg == b"node");
+    let cluster =
+        (args.iter().position(|arg| *arg == b"--cluster")).and_then(|at| args.get(at + 1));
+    let Some(cluster) = cluster.filter(|_| is_node) else {
+        return false;
+    };
+    // A relative directory is relative to the node's working directory.
+    let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).unwrap_or_default();
+    let cluster = cwd.join(std::ffi::OsStr::from_bytes(cluster));
+    match (cluster.canonicalize(), dir.canonicalize()) {
+        (Ok(cluster), Ok(dir)) => cluster == dir,
+        _ => false,
+    }
+}
+
+/// Execution replicas left behind by a platform whose agreement replicas and activator are
+/// all gone (killed, or a crash): a frozen standby survives a SIGKILL until it is thawed.
+/// Nothing drives them any more, so `zz up` stops them rather than refusing to start.
+fn stop_orphans(dir: &Path, config: &ClusterConfig) -> Result<()> {
+    let alive = running(dir, config);
+    let driven = (alive.iter()).any(|(node, _)| !matches!(node, Node::Execution(_)));
+    if driven || alive.is_empty() {
+        return Ok(());
+    }
+    for (node, pid) in &alive {
+        println!(
+            "{} (pid {pid}) was left behind by a platform that is gone; stopping it",
+            node.name()
+        );
+    }
+    stop(dir, config)?;
+    Ok(())
 }
 
 /// Stop every process of the platform: the activator first, so that it starts nothing

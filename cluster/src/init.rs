@@ -320,6 +320,7 @@ pub fn init_cluster(dir: &Path, options: InitOptions) -> Result<ClusterConfig, C
         })
         .collect();
     let config = ClusterConfig {
+        format: zz_protocol::config::CLUSTER_FORMAT,
         clients: options.clients,
         protocol,
         replicas,

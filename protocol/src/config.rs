@@ -72,6 +72,9 @@ pub const APP_NAME_BYTES_MAX: usize = 64;
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClusterConfig {
+    /// The directory's format ([`CLUSTER_FORMAT`]): a directory written by an older zz holds
+    /// state files this one cannot read, so it is refused by name rather than overwritten.
+    pub format: u32,
     /// Client ids provisioned: clients 0..clients may connect.
     pub clients: u64,
     /// The `[protocol]` table; parameters left out take their defaults.
@@ -168,6 +171,19 @@ pub enum ConfigError {
         field: String,
         problem: String,
     },
+    /// The directory was written by another zz, whose state files this one cannot read.
+    #[error(
+        "{}: written by {written} (this zz reads format {CLUSTER_FORMAT}); its state files cannot be read here: move {} aside (or back it up) and run `zz up --dir {}` to create a new platform",
+        path.display(),
+        dir.display(),
+        dir.display()
+    )]
+    OtherFormat {
+        path: PathBuf,
+        dir: PathBuf,
+        /// "an older zz (no format)" or "format N".
+        written: String,
+    },
     /// `zz_cluster::init_cluster` found a cluster already there and will not overwrite its keys.
     #[error("{}: already exists; refusing to overwrite an existing cluster", path.display())]
     AlreadyExists { path: PathBuf },
@@ -217,6 +233,32 @@ impl ConfigError {
 }
 
 /// Read and parse a TOML file; a parse error carries the file, line and column.
+/// The cluster directory format this zz writes and reads: 2 since agreement records are
+/// framed with a header and checksums and execution replicas keep their state on disk.
+pub const CLUSTER_FORMAT: u32 = 2;
+
+/// Refuse a `cluster.toml` of another format before reading it as this one's.
+fn check_format(dir: &Path) -> Result<(), ConfigError> {
+    let path = dir.join(CLUSTER_FILE);
+    let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::io(&path, source))?;
+    // A file that is not TOML at all gets the parser's error, with its position, later.
+    let Ok(table) = toml::from_str::<toml::Table>(&text) else {
+        return Ok(());
+    };
+    let written = match table.get("format") {
+        None => "an older zz (no format)".to_string(),
+        Some(toml::Value::Integer(format)) if *format == i64::from(CLUSTER_FORMAT) => {
+            return Ok(());
+        }
+        Some(format) => format!("format {format}"),
+    };
+    Err(ConfigError::OtherFormat {
+        path,
+        dir: dir.to_path_buf(),
+        written,
+    })
+}
+
 pub(crate) fn read_toml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::io(path, source))?;
     toml::from_str(&text).map_err(|error| {
@@ -291,6 +333,7 @@ impl ClusterConfig {
     /// replicas and execution replicas come back sorted by id, so
     /// `replicas[i].id == ReplicaId(i)` and `executions[i].id == ExecutionId(i)`.
     pub fn load(dir: &Path) -> Result<ClusterConfig, ConfigError> {
+        check_format(dir)?;
         let mut config: ClusterConfig = read_toml(&dir.join(CLUSTER_FILE))?;
         config.validate(dir)?;
         config.replicas.sort_by_key(|replica| replica.id);

@@ -176,6 +176,16 @@ fn bad_configs_name_the_field() {
             "unknown field `colour`",
         ),
         (
+            "older format",
+            good.replacen("format = 2\n", "", 1),
+            "written by an older zz (no format) (this zz reads format 2); its state files cannot be read here: move",
+        ),
+        (
+            "other format",
+            good.replacen("format = 2", "format = 7", 1),
+            "written by format 7 (this zz reads format 2)",
+        ),
+        (
             "no clients",
             good.replacen("clients = 4", "clients = 0", 1),
             "clients: must be at least 1",
