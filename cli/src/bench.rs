@@ -77,6 +77,27 @@ struct BenchReport {
     latency_p90_us: u64,
     latency_p99_us: u64,
     latency_max_us: u64,
+    /// Bytes the platform's processes wrote to storage while measuring, per answered
+    /// request (records, checkpoints, logs); None where the processes cannot be read (the
+    /// Docker backend, or another user's processes).
+    disk_bytes_per_request: Option<f64>,
+}
+
+/// Bytes the platform's running node processes have written to storage so far (their
+/// `write_bytes` in /proc), or None if one of them cannot be read.
+fn disk_bytes_written(dir: &std::path::Path, config: &ClusterConfig) -> Option<u64> {
+    if crate::containers::is_docker(dir) {
+        return None;
+    }
+    let mut total = 0;
+    for (_, pid) in crate::platform::running(dir, config) {
+        let io = std::fs::read_to_string(format!("/proc/{pid}/io")).ok()?;
+        let line = io
+            .lines()
+            .find_map(|line| line.strip_prefix("write_bytes:"))?;
+        total += line.trim().parse::<u64>().ok()?;
+    }
+    Some(total)
 }
 
 /// Builds client `index`'s operation.
@@ -176,6 +197,7 @@ pub async fn run(args: &BenchArgs) -> Result<()> {
     tokio::time::sleep(Duration::from_secs(1)).await;
     measuring.store(true, Ordering::Relaxed);
     let started = Instant::now();
+    let disk_before = disk_bytes_written(&args.dir, &config);
     let progress = if args.json {
         ProgressBar::hidden()
     } else {
@@ -191,6 +213,7 @@ pub async fn run(args: &BenchArgs) -> Result<()> {
     progress.finish_and_clear();
     measuring.store(false, Ordering::Relaxed);
     let elapsed = started.elapsed().as_secs_f64();
+    let disk_after = disk_bytes_written(&args.dir, &config);
     stop.store(true, Ordering::Relaxed);
     let mut histogram = Histogram::<u64>::new(3).expect("valid histogram precision");
     for worker in workers {
@@ -208,6 +231,12 @@ pub async fn run(args: &BenchArgs) -> Result<()> {
         latency_p90_us: histogram.value_at_quantile(0.90),
         latency_p99_us: histogram.value_at_quantile(0.99),
         latency_max_us: histogram.max(),
+        disk_bytes_per_request: match (disk_before, disk_after) {
+            (Some(before), Some(after)) if !histogram.is_empty() => {
+                Some(after.saturating_sub(before) as f64 / histogram.len() as f64)
+            }
+            _ => None,
+        },
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -229,6 +258,9 @@ pub async fn run(args: &BenchArgs) -> Result<()> {
             report.latency_p99_us as f64 / 1000.0,
             report.latency_max_us as f64 / 1000.0
         );
+        if let Some(bytes) = report.disk_bytes_per_request {
+            println!("disk: {bytes:.0} bytes written per request (every node of the platform)");
+        }
     }
     Ok(())
 }
