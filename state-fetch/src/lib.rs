@@ -42,6 +42,11 @@
 //!    stable checkpoint are kept.
 //! 6. **Serve.** [`ObjectStore::snapshot`]`(seq)` gives the state at a kept checkpoint;
 //!    later writes to the live state never change it.
+//! 7. **Persist and restore.** [`Snapshot::delta_since`] says what a durable copy of an
+//!    older snapshot must write to become this one (changed objects and leaves only);
+//!    [`Restorer`] rebuilds a store from such a copy, trusting only what hashes up to its
+//!    root, and leaves the buckets that fail missing, to be fetched like a woken
+//!    replica's.
 //!
 //! # Example
 //!
@@ -79,5 +84,6 @@ pub use hash::{empty_bucket_digest, root_of};
 pub use params::{BucketIndex, StateParams};
 pub use proof::BucketProof;
 pub use store::{
-    KeyValue, ObjectStore, STABLE_SNAPSHOT_COUNT, Snapshot, UNSTABLE_SNAPSHOT_COUNT_MAX, Write,
+    BucketDelta, KeyValue, LeafUnknown, ObjectDelta, ObjectStore, Restored, Restorer,
+    RootMismatch, STABLE_SNAPSHOT_COUNT, Snapshot, UNSTABLE_SNAPSHOT_COUNT_MAX, Write,
 };

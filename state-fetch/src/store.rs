@@ -13,8 +13,12 @@ use std::ops::Bound;
 use std::sync::Arc;
 use zz_protocol::{Digest, Seq};
 
+mod delta;
+mod restore;
 mod snapshot;
 
+pub use delta::{BucketDelta, LeafUnknown, ObjectDelta};
+pub use restore::{Restored, Restorer, RootMismatch};
 pub use snapshot::Snapshot;
 
 /// How many stable checkpoints keep their snapshot: the latest, and the one before it,
@@ -456,5 +460,7 @@ fn range_is_empty(start: Bound<&[u8]>, end: Bound<&[u8]>) -> bool {
     }
 }
 
+#[cfg(test)]
+mod durable_tests;
 #[cfg(test)]
 mod tests;

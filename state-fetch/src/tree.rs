@@ -56,6 +56,11 @@ impl MerkleTree {
             .expect("invariant: the root is always known")
     }
 
+    /// Leaf `index`, if known.
+    pub(crate) fn leaf(&self, index: u32) -> Option<Digest> {
+        *self.levels[0].get(index as usize)
+    }
+
     /// Sets the given leaves and rehashes every node above them, each once, bottom-up.
     pub(crate) fn update(&mut self, leaves: &BTreeMap<u32, Digest>) {
         let mut dirty: BTreeSet<usize> = BTreeSet::new();

@@ -1,0 +1,235 @@
+//! Deltas between snapshots and restores from a durable copy, against a model of the copy
+//! (leaves and objects keyed by bucket, as a disk keeps them).
+
+use super::*;
+
+fn params(bits: u8) -> StateParams {
+    StateParams::new(bits).unwrap()
+}
+
+/// A durable copy as a disk would keep it.
+#[derive(Clone, Default)]
+struct Copy {
+    checkpoint: Option<(Seq, Digest)>,
+    leaves: BTreeMap<u32, Digest>,
+    objects: BTreeMap<(u32, Vec<u8>), Vec<u8>>,
+}
+
+/// What one delta wrote.
+#[derive(Default, Debug, PartialEq, Eq)]
+struct Written {
+    puts: usize,
+    deletes: usize,
+    leaves: usize,
+}
+
+impl Copy {
+    fn write(&mut self, snapshot: &Snapshot, base: Option<&Snapshot>) -> Written {
+        let mut written = Written::default();
+        for delta in snapshot.delta_since(base).unwrap() {
+            let index = delta.index.0;
+            self.leaves.insert(index, delta.leaf);
+            written.leaves += 1;
+            match delta.objects {
+                ObjectDelta::Replace(objects) => {
+                    self.objects.retain(|(bucket, _), _| *bucket != index);
+                    for (key, value) in objects {
+                        self.objects.insert((index, key.to_vec()), value.to_vec());
+                        written.puts += 1;
+                    }
+                }
+                ObjectDelta::Edit(edits) => {
+                    for (key, value) in edits {
+                        match value {
+                            Some(value) => {
+                                self.objects.insert((index, key.to_vec()), value.to_vec());
+                                written.puts += 1;
+                            }
+                            None => {
+                                self.objects.remove(&(index, key.to_vec()));
+                                written.deletes += 1;
+                            }
+                        }
+                    }
+                }
+                ObjectDelta::NotFetched => {}
+            }
+        }
+        self.checkpoint = Some((snapshot.seq(), snapshot.root()));
+        written
+    }
+
+    fn restore(&self, params: StateParams) -> Result<Restored, RootMismatch> {
+        let (seq, root) = self.checkpoint.unwrap();
+        let mut restorer = Restorer::new(params, seq, root);
+        for (&index, &leaf) in &self.leaves {
+            restorer.leaf(BucketIndex(index), leaf);
+        }
+        let mut buckets: BTreeMap<u32, Vec<(Vec<u8>, Vec<u8>)>> = BTreeMap::new();
+        for ((index, key), value) in &self.objects {
+            buckets
+                .entry(*index)
+                .or_default()
+                .push((key.clone(), value.clone()));
+        }
+        for (index, objects) in buckets {
+            restorer.bucket(BucketIndex(index), objects);
+        }
+        restorer.finish()
+    }
+
+    /// The bucket and key of the first stored object.
+    fn first_object(&self) -> (u32, Vec<u8>) {
+        self.objects.keys().next().cloned().unwrap()
+    }
+}
+
+fn filled(params: StateParams, count: u32) -> ObjectStore {
+    let mut store = ObjectStore::new(params);
+    for i in 0..count {
+        store
+            .put(format!("key{i}").into_bytes(), vec![i as u8; 100])
+            .unwrap();
+    }
+    store
+}
+
+#[test]
+fn a_first_delta_writes_every_leaf_and_object_and_a_restore_gives_the_same_state() {
+    let params = params(4);
+    let mut store = filled(params, 200);
+    let root = store.checkpoint(Seq(8));
+    let mut copy = Copy::default();
+    let written = copy.write(store.snapshot(Seq(8)).unwrap(), None);
+    assert_eq!(written.leaves, params.bucket_count());
+    assert_eq!(written.puts, 200);
+
+    let restored = copy.restore(params).unwrap();
+    assert!(restored.refused.is_empty());
+    let mut back = restored.store;
+    assert!(back.is_complete());
+    assert_eq!(back.last_checkpoint(), Some((Seq(8), root)));
+    assert_eq!(back.latest_stable(), Some(Seq(8)));
+    assert_eq!(back.get(b"key7").unwrap(), Some(&[7u8; 100][..]));
+    // It serves the checkpoint it was restored from, and goes on checkpointing.
+    let proof = back.snapshot(Seq(8)).unwrap().bucket_with_proof(BucketIndex(3));
+    proof.unwrap().verify(&root, params).unwrap();
+    back.put(b"key7".to_vec(), b"new".to_vec()).unwrap();
+    store.put(b"key7".to_vec(), b"new".to_vec()).unwrap();
+    assert_eq!(back.checkpoint(Seq(16)), store.checkpoint(Seq(16)));
+}
+
+#[test]
+fn a_delta_writes_only_the_objects_changed_since_its_base() {
+    let params = params(4);
+    let mut store = filled(params, 200);
+    store.checkpoint(Seq(8));
+    let mut copy = Copy::default();
+    copy.write(store.snapshot(Seq(8)).unwrap(), None);
+
+    store.put(b"key1".to_vec(), b"changed".to_vec()).unwrap();
+    store.put(b"fresh".to_vec(), b"added".to_vec()).unwrap();
+    store.delete(b"key2").unwrap();
+    // A put of the same value changes nothing.
+    store.put(b"key3".to_vec(), vec![3; 100]).unwrap();
+    store.checkpoint(Seq(16));
+    let base = store.snapshot(Seq(8)).unwrap();
+    let written = copy.write(store.snapshot(Seq(16)).unwrap(), Some(base));
+    assert_eq!((written.puts, written.deletes), (2, 1));
+    let touched: BTreeSet<BucketIndex> = [&b"key1"[..], b"fresh", b"key2"]
+        .iter()
+        .map(|key| params.bucket_of(key))
+        .collect();
+    assert_eq!(written.leaves, touched.len());
+
+    store.checkpoint(Seq(24));
+    let nothing = (store.snapshot(Seq(24)).unwrap()).delta_since(store.snapshot(Seq(16)));
+    assert_eq!(nothing, Ok(Vec::new()), "an unchanged checkpoint writes nothing");
+
+    let restored = copy.restore(params).unwrap();
+    assert!(restored.refused.is_empty());
+    assert_eq!(restored.store.get(b"key2").unwrap(), None);
+    assert_eq!(restored.store.get(b"fresh").unwrap(), Some(&b"added"[..]));
+    assert_eq!(
+        restored.store.last_checkpoint(),
+        store.snapshot(Seq(16)).map(|s| (s.seq(), s.root()))
+    );
+}
+
+/// A damaged object value, a damaged leaf and a lost object each cost their bucket alone:
+/// it is refused, fetched from a replica that has it, and verified against the root.
+#[test]
+fn a_damaged_value_leaf_or_lost_object_refuses_its_bucket_which_is_then_fetched() {
+    let params = params(4);
+    let mut store = filled(params, 200);
+    let root = store.checkpoint(Seq(8));
+    let snapshot = store.snapshot(Seq(8)).unwrap();
+    let mut good = Copy::default();
+    good.write(snapshot, None);
+    let (bucket, key) = good.first_object();
+
+    let mut damaged_value = good.clone();
+    damaged_value
+        .objects
+        .insert((bucket, key.clone()), b"bit rot".to_vec());
+    let mut damaged_leaf = good.clone();
+    damaged_leaf.leaves.insert(bucket, Digest([9; 32]));
+    let mut lost_object = good.clone();
+    lost_object.objects.remove(&(bucket, key.clone()));
+    let mut lost_leaf = good.clone();
+    lost_leaf.leaves.remove(&bucket);
+
+    for (name, copy) in [
+        ("value", damaged_value),
+        ("leaf", damaged_leaf),
+        ("object", lost_object),
+        ("leaf record", lost_leaf),
+    ] {
+        let Restored {
+            mut store,
+            refused,
+        } = copy.restore(params).unwrap();
+        assert_eq!(refused, vec![BucketIndex(bucket)], "{name}");
+        assert_eq!(store.missing_count(), 1, "{name}");
+        assert_eq!(store.pin(), Some((Seq(8), root)));
+        assert!(store.get(&key).is_err(), "{name}: the bucket is missing");
+        let restored_snapshot = store.snapshot(Seq(8)).unwrap().clone();
+        let proof = snapshot.bucket_with_proof(BucketIndex(bucket)).unwrap();
+        store.install_bucket(proof).unwrap();
+        assert!(store.is_complete());
+        assert_eq!(store.get(&key).unwrap(), snapshot.get(&key).unwrap(), "{name}");
+        // The next write of the copy rewrites the fetched bucket in full.
+        store.checkpoint(Seq(16));
+        let delta = (store.snapshot(Seq(16)).unwrap())
+            .delta_since(Some(&restored_snapshot))
+            .unwrap();
+        assert_eq!(delta.len(), 1, "{name}");
+        assert!(matches!(delta[0].objects, ObjectDelta::Replace(_)), "{name}");
+    }
+}
+
+#[test]
+fn a_copy_whose_root_nothing_reproduces_is_refused_whole() {
+    let params = params(4);
+    let mut store = filled(params, 50);
+    store.checkpoint(Seq(8));
+    let mut copy = Copy::default();
+    copy.write(store.snapshot(Seq(8)).unwrap(), None);
+    copy.checkpoint = Some((Seq(8), Digest([1; 32])));
+    let error = copy.restore(params).unwrap_err();
+    assert_eq!(error.root, Digest([1; 32]));
+    assert!(error.from_stored_leaves.is_some() && error.from_objects.is_some());
+}
+
+#[test]
+fn a_pinned_store_still_fetching_has_leaves_it_cannot_write() {
+    let params = params(4);
+    let mut store = filled(params, 50);
+    let root = store.checkpoint(Seq(8));
+    let mut pinned = ObjectStore::pinned(params, Seq(8), root);
+    let proof = store.snapshot(Seq(8)).unwrap().bucket_with_proof(BucketIndex(0));
+    pinned.install_bucket(proof.unwrap()).unwrap();
+    pinned.checkpoint(Seq(16));
+    let delta = pinned.snapshot(Seq(16)).unwrap().delta_since(None);
+    assert!(matches!(delta, Err(LeafUnknown { .. })));
+}

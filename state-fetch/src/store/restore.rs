@@ -1,0 +1,159 @@
+//! Rebuilding a store from a durable copy of a checkpoint: its root, its bucket leaves and
+//! its objects, none trusted until checked. The leaves are trusted only if they hash up to
+//! the root; a bucket is kept only if its objects hash to its trusted leaf. A bucket that
+//! fails is left missing, in a store pinned to the checkpoint, so the driver fetches it
+//! from another replica and the install path verifies it against the root as for a woken
+//! replica.
+
+use super::{Bucket, Object, ObjectStore, Slot, Snapshot, bucket_leaf};
+use crate::cow::CowVec;
+use crate::hash::{empty_bucket_digest, leaf_hash, value_hash};
+use crate::tree::MerkleTree;
+use crate::{BucketIndex, StateParams};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use zz_protocol::{Digest, Seq};
+
+/// Neither the stored leaves nor the leaves recomputed from the stored objects hash up to
+/// the stored root: nothing in the copy can be trusted bucket by bucket.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "no leaves lead to the stored root {root}: the stored ones lead to {from_stored_leaves:?}, \
+     the ones recomputed from the objects to {from_objects:?}"
+)]
+pub struct RootMismatch {
+    pub root: Digest,
+    /// None when a stored leaf is absent.
+    pub from_stored_leaves: Option<Digest>,
+    /// None when a bucket's objects are malformed (out of order, in the wrong bucket).
+    pub from_objects: Option<Digest>,
+}
+
+/// A store rebuilt from a durable copy, and the buckets it refused.
+#[derive(Debug)]
+pub struct Restored {
+    /// Pinned to the copy's checkpoint, which is its latest stable one and keeps a
+    /// snapshot (so the replica can serve it); refused buckets are missing.
+    pub store: ObjectStore,
+    /// Buckets whose stored objects and stored leaf disagree, ascending.
+    pub refused: Vec<BucketIndex>,
+}
+
+/// Collects a durable copy of checkpoint `(seq, root)` bucket by bucket, then checks it
+/// ([`Restorer::finish`]). A bucket given no objects is empty.
+pub struct Restorer {
+    params: StateParams,
+    seq: Seq,
+    root: Digest,
+    stored_leaves: Vec<Option<Digest>>,
+    /// Recomputed from the objects given; None if they are malformed.
+    computed_leaves: Vec<Option<Digest>>,
+    buckets: Vec<Bucket>,
+}
+
+impl Restorer {
+    pub fn new(params: StateParams, seq: Seq, root: Digest) -> Restorer {
+        let count = params.bucket_count();
+        let empty = empty_bucket_digest();
+        Restorer {
+            params,
+            seq,
+            root,
+            stored_leaves: vec![None; count],
+            computed_leaves: (0..count as u32)
+                .map(|index| Some(leaf_hash(params.bucket_bits(), index, &empty)))
+                .collect(),
+            buckets: vec![Bucket::new(); count],
+        }
+    }
+
+    /// The stored leaf of bucket `index` (out of range: ignored, as nothing refers to it).
+    pub fn leaf(&mut self, index: BucketIndex, leaf: Digest) {
+        if let Some(slot) = self.stored_leaves.get_mut(index.index()) {
+            *slot = Some(leaf);
+        }
+    }
+
+    /// The stored objects of bucket `index`, ascending by key, given once. Objects out of
+    /// order or in another bucket make the whole bucket malformed.
+    pub fn bucket(&mut self, index: BucketIndex, objects: Vec<(Vec<u8>, Vec<u8>)>) {
+        if index.index() >= self.buckets.len() {
+            return;
+        }
+        let ascending = objects.windows(2).all(|pair| pair[0].0 < pair[1].0);
+        let placed = (objects.iter()).all(|(key, _)| self.params.bucket_of(key) == index);
+        let bucket: Bucket = objects
+            .into_iter()
+            .map(|(key, value)| {
+                let value_hash = value_hash(&value);
+                (key, Object { value, value_hash })
+            })
+            .collect();
+        self.computed_leaves[index.index()] =
+            (ascending && placed).then(|| bucket_leaf(self.params, index.0, &bucket));
+        self.buckets[index.index()] = bucket;
+    }
+
+    /// Check the copy: the stored leaves are trusted if they hash to the root; failing
+    /// that, the leaves recomputed from the objects are, if they do (only leaf records
+    /// were damaged). Every bucket whose objects do not match its stored leaf is refused
+    /// either way: one rule, and what is refused is fetched and rewritten.
+    pub fn finish(self) -> Result<Restored, RootMismatch> {
+        let root_over = |leaves: &[Option<Digest>]| -> Option<Digest> {
+            let leaves: Option<Vec<Digest>> = leaves.iter().copied().collect();
+            leaves.map(|leaves| MerkleTree::full(leaves).root())
+        };
+        let from_stored_leaves = root_over(&self.stored_leaves);
+        let trusted = if from_stored_leaves == Some(self.root) {
+            &self.stored_leaves
+        } else {
+            let from_objects = root_over(&self.computed_leaves);
+            if from_objects != Some(self.root) {
+                return Err(RootMismatch {
+                    root: self.root,
+                    from_stored_leaves,
+                    from_objects,
+                });
+            }
+            &self.computed_leaves
+        };
+        let leaves: Vec<Digest> = trusted
+            .iter()
+            .map(|leaf| leaf.expect("invariant: trusted leaves are all known"))
+            .collect();
+        let consistent: Vec<bool> = (self.stored_leaves.iter())
+            .zip(&self.computed_leaves)
+            .map(|(stored, computed)| stored.is_some() && stored == computed)
+            .collect();
+        let refused: Vec<BucketIndex> = (consistent.iter().enumerate())
+            .filter(|(_, consistent)| !**consistent)
+            .map(|(index, _)| BucketIndex(index as u32))
+            .collect();
+        let mut buckets = self.buckets.into_iter().zip(consistent);
+        let slots: CowVec<Slot> = CowVec::from_fn(self.params.bucket_count(), |_| {
+            let (bucket, consistent) = buckets.next().expect("one bucket per slot");
+            consistent.then(|| Arc::new(bucket))
+        });
+        let tree = MerkleTree::full(leaves);
+        let snapshot = Snapshot {
+            params: self.params,
+            seq: self.seq,
+            root: self.root,
+            buckets: slots.clone(),
+            tree: tree.clone(),
+        };
+        let store = ObjectStore {
+            params: self.params,
+            buckets: slots,
+            tree,
+            dirty: BTreeSet::new(),
+            missing_count: refused.len(),
+            pin: Some((self.seq, self.root)),
+            last_checkpoint: Some((self.seq, self.root)),
+            stable: BTreeSet::from([self.seq]),
+            snapshots: BTreeMap::from([(self.seq, snapshot)]),
+            leased: BTreeSet::new(),
+        };
+        Ok(Restored { store, refused })
+    }
+}
