@@ -84,6 +84,6 @@ pub use hash::{empty_bucket_digest, root_of};
 pub use params::{BucketIndex, StateParams};
 pub use proof::BucketProof;
 pub use store::{
-    BucketDelta, KeyValue, LeafUnknown, ObjectDelta, ObjectStore, Restored, Restorer,
-    RootMismatch, STABLE_SNAPSHOT_COUNT, Snapshot, UNSTABLE_SNAPSHOT_COUNT_MAX, Write,
+    BucketDelta, BucketObjects, KeyValue, LeafUnknown, ObjectDelta, ObjectStore, Restored,
+    Restorer, RootMismatch, STABLE_SNAPSHOT_COUNT, Snapshot, UNSTABLE_SNAPSHOT_COUNT_MAX, Write,
 };

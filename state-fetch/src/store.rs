@@ -18,7 +18,7 @@ mod restore;
 mod snapshot;
 
 pub use delta::{BucketDelta, LeafUnknown, ObjectDelta};
-pub use restore::{Restored, Restorer, RootMismatch};
+pub use restore::{BucketObjects, Restored, Restorer, RootMismatch};
 pub use snapshot::Snapshot;
 
 /// How many stable checkpoints keep their snapshot: the latest, and the one before it,

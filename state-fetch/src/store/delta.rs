@@ -51,6 +51,16 @@ impl Snapshot {
         self.tree.leaf(index.0)
     }
 
+    /// The first bucket neither fetched nor of known leaf, if any: while there is one,
+    /// [`delta_since`](Self::delta_since) fails and the snapshot cannot be written.
+    pub fn unknown_leaf(&self) -> Option<BucketIndex> {
+        (0..self.params.bucket_count() as u32)
+            .map(BucketIndex)
+            .find(|&bucket| {
+                self.buckets.get(bucket.index()).is_none() && self.leaf(bucket).is_none()
+            })
+    }
+
     /// What a durable copy of `base` (none: an empty copy that may hold stale objects)
     /// must write to become this snapshot, bucket by bucket in ascending order; unchanged
     /// buckets are left out. Fails if a bucket this snapshot lacks has an unknown leaf.

@@ -14,6 +14,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use zz_protocol::{Digest, Seq};
 
+/// A bucket's objects as a durable copy holds them: (key, value), ascending by key.
+pub type BucketObjects = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// Neither the stored leaves nor the leaves recomputed from the stored objects hash up to
 /// the stored root: nothing in the copy can be trusted bucket by bucket.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -76,7 +79,7 @@ impl Restorer {
 
     /// The stored objects of bucket `index`, ascending by key, given once. Objects out of
     /// order or in another bucket make the whole bucket malformed.
-    pub fn bucket(&mut self, index: BucketIndex, objects: Vec<(Vec<u8>, Vec<u8>)>) {
+    pub fn bucket(&mut self, index: BucketIndex, objects: BucketObjects) {
         if index.index() >= self.buckets.len() {
             return;
         }
