@@ -6,6 +6,7 @@
 //! certs/, keys/              certificates and secret key files (ditto)
 //! docker.json                where a Docker platform lives on the engine
 //! state/replica-<i>.records  agreement replica i's record file
+//! state/execution-<i>.redb   execution replica i's state store (its last checkpoint)
 //! run/<node>.json            a node's status file, rewritten while it runs
 //! run/<node>.pid             a node's process
 //! run/<node>.paused          how a paused node was paused
@@ -80,7 +81,7 @@ impl ClusterDir {
         self.0.join("docker.json")
     }
 
-    /// `state/`: what outlives a process (record files).
+    /// `state/`: what outlives a process (record files, state stores).
     pub fn state_dir(&self) -> PathBuf {
         self.0.join("state")
     }
@@ -103,6 +104,11 @@ impl ClusterDir {
     /// `state/replica-<i>.records`: agreement replica `id`'s record file.
     pub fn records_path(&self, id: ReplicaId) -> PathBuf {
         self.state_dir().join(format!("replica-{}.records", id.0))
+    }
+
+    /// `state/execution-<i>.redb`: execution replica `id`'s state store.
+    pub fn execution_store_path(&self, id: ExecutionId) -> PathBuf {
+        self.state_dir().join(format!("execution-{}.redb", id.0))
     }
 
     /// `run/<node>.json`: the status file `node` rewrites while it runs.
@@ -184,6 +190,10 @@ mod tests {
             (dir.client_keys_file(), "/c/keys/clients.toml"),
             (dir.docker_platform_file(), "/c/docker.json"),
             (dir.records_path(ReplicaId(2)), "/c/state/replica-2.records"),
+            (
+                dir.execution_store_path(ExecutionId(1)),
+                "/c/state/execution-1.redb",
+            ),
             (dir.status_path(replica), "/c/run/replica-2.json"),
             (dir.status_path(execution), "/c/run/execution-1.json"),
             (dir.status_path(activator), "/c/run/activator.json"),

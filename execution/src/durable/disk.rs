@@ -1,0 +1,394 @@
+//! One execution replica's durable checkpoint: `state/execution-<i>.redb`.
+//!
+//! Why redb: pure Rust (it builds into the static binary), one file per replica, ACID
+//! transactions whose commit fsyncs, and a B-tree, which of the embedded stores is the
+//! fastest at individually synced writes: a checkpoint is one such write. (fjall, an LSM,
+//! is faster at batched writes, which a checkpoint is not; sled is unmaintained; rocksdb
+//! needs a C++ build.)
+//!
+//! Layout, three tables:
+//!
+//! ```text
+//! meta     &str -> bytes   "format"      u32 LE  FORMAT_VERSION
+//!                          "bucket_bits" u8      the app's state parameters
+//!                          "seq"         u64 LE  the checkpoint held (absent: none yet)
+//!                          "root"        32 B    its Merkle root
+//! leaves   u32 -> 32 B     bucket index -> the bucket's leaf at that checkpoint
+//! objects  bytes -> bytes  bucket index (u32 BE) ++ key -> value
+//! ```
+//!
+//! Keying objects by bucket first makes one bucket one range scan. Each checkpoint is one
+//! write transaction holding its seq and root, the leaves of the buckets that changed and
+//! the objects that changed, so the file always holds exactly one checkpoint, whole.
+//!
+//! Nothing read back is trusted: [`DiskStore::load`] hands the leaves and objects to a
+//! [`Restorer`], which checks them against the root.
+
+use super::WriteStats;
+use redb::{ReadableDatabase, ReadableTable, TableDefinition};
+use std::path::{Path, PathBuf};
+use zz_protocol::{Digest, Seq};
+use zz_state_fetch::{
+    BucketDelta, BucketIndex, BucketObjects, ObjectDelta, Restorer, Snapshot, StateParams,
+};
+
+/// The layout above. A file of another version is refused at start-up, never rewritten.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// Page cache redb keeps: the state itself lives in memory already, so this only speeds
+/// up the B-tree walks of a checkpoint's writes.
+const CACHE_BYTES: usize = 32 << 20;
+
+pub(super) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+pub(super) const LEAVES: TableDefinition<u32, &[u8]> = TableDefinition::new("leaves");
+pub(super) const OBJECTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("objects");
+
+pub(super) const META_FORMAT: &str = "format";
+const META_BUCKET_BITS: &str = "bucket_bits";
+const META_SEQ: &str = "seq";
+const META_ROOT: &str = "root";
+
+/// Why the store cannot be used as it is.
+#[derive(Debug, thiserror::Error)]
+pub enum DiskError {
+    /// Not a readable redb file of ours: truncated, overwritten, or failing redb's own
+    /// checksums. The caller moves it aside and fetches the agreed state instead.
+    #[error("{path}: damaged ({problem})")]
+    Damaged { path: PathBuf, problem: String },
+    /// Written by another version of zz (or of redb): never rewritten, never guessed at.
+    #[error(
+        "{path}: state store format {found}, this zz reads format {FORMAT_VERSION}; \
+         run the zz that wrote it, or move the file away to start this replica from its peers"
+    )]
+    FormatVersion { path: PathBuf, found: String },
+    /// Written for other state parameters (the app's bucket_bits changed).
+    #[error(
+        "{path}: state store written with bucket_bits {found}, the app now has {expected}; \
+         move the file away to start this replica from its peers"
+    )]
+    BucketBits {
+        path: PathBuf,
+        found: u8,
+        expected: u8,
+    },
+    /// Anything else (permissions, a full disk, another process holding it): an
+    /// operating problem to fix, not a reason to throw the data away.
+    #[error("{path}: {problem}")]
+    Unusable { path: PathBuf, problem: String },
+}
+
+/// An open state store. See the module documentation.
+pub struct DiskStore {
+    db: redb::Database,
+    path: PathBuf,
+    params: StateParams,
+    checkpoint: Option<(Seq, Digest)>,
+}
+
+impl std::fmt::Debug for DiskStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DiskStore")
+            .field("path", &self.path)
+            .field("checkpoint", &self.checkpoint)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DiskStore {
+    /// Open (creating if needed) the store at `path` for state of `params`. redb checks
+    /// every page's checksum on open, so a damaged file is refused here rather than
+    /// trusted, and an interrupted commit is rolled back to the last one.
+    pub fn open(path: &Path, params: StateParams) -> Result<DiskStore, DiskError> {
+        let db = redb::Builder::new()
+            .set_cache_size(CACHE_BYTES)
+            .set_check_integrity_on_open(true)
+            .create(path)
+            .map_err(|error| classify_open(path, error))?;
+        let mut store = DiskStore {
+            db,
+            path: path.to_path_buf(),
+            params,
+            checkpoint: None,
+        };
+        store.checkpoint = store.read_meta()?;
+        Ok(store)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The checkpoint the store holds, as its metadata names it (not checked yet).
+    pub fn checkpoint(&self) -> Option<(Seq, Digest)> {
+        self.checkpoint
+    }
+
+    fn damaged(&self, problem: impl std::fmt::Display) -> DiskError {
+        DiskError::Damaged {
+            path: self.path.clone(),
+            problem: problem.to_string(),
+        }
+    }
+
+    /// An error from reading or writing an open file: damage if redb says so.
+    fn storage(&self, error: impl Into<redb::Error>) -> DiskError {
+        classify(&self.path, error.into())
+    }
+
+    /// Check the format and parameters (writing them into a new file) and read the
+    /// checkpoint named, if any.
+    fn read_meta(&self) -> Result<Option<(Seq, Digest)>, DiskError> {
+        let read = self.db.begin_read().map_err(|e| self.storage(e))?;
+        let meta = match read.open_table(META) {
+            Ok(meta) => meta,
+            Err(redb::TableError::TableDoesNotExist(_)) => {
+                drop(read);
+                self.initialise()?;
+                return Ok(None);
+            }
+            Err(error) => return Err(self.storage(error)),
+        };
+        let get = |name: &str| -> Result<Option<Vec<u8>>, DiskError> {
+            let value = meta.get(name).map_err(|e| self.storage(e))?;
+            Ok(value.map(|value| value.value().to_vec()))
+        };
+        let format = get(META_FORMAT)?.ok_or_else(|| self.damaged("no format version"))?;
+        let format = <[u8; 4]>::try_from(format.as_slice())
+            .map(u32::from_le_bytes)
+            .map_err(|_| self.damaged(format!("format version of {} bytes", format.len())))?;
+        if format != FORMAT_VERSION {
+            return Err(DiskError::FormatVersion {
+                path: self.path.clone(),
+                found: format.to_string(),
+            });
+        }
+        let bits = get(META_BUCKET_BITS)?.ok_or_else(|| self.damaged("no bucket_bits"))?;
+        let [bits] = bits[..] else {
+            return Err(self.damaged(format!("bucket_bits of {} bytes", bits.len())));
+        };
+        if bits != self.params.bucket_bits() {
+            return Err(DiskError::BucketBits {
+                path: self.path.clone(),
+                found: bits,
+                expected: self.params.bucket_bits(),
+            });
+        }
+        match (get(META_SEQ)?, get(META_ROOT)?) {
+            (None, None) => Ok(None),
+            (Some(seq), Some(root)) => {
+                let seq = <[u8; 8]>::try_from(seq.as_slice())
+                    .map_err(|_| self.damaged(format!("checkpoint seq of {} bytes", seq.len())))?;
+                let root = <[u8; 32]>::try_from(root.as_slice())
+                    .map_err(|_| self.damaged(format!("root of {} bytes", root.len())))?;
+                Ok(Some((Seq(u64::from_le_bytes(seq)), Digest(root))))
+            }
+            _ => Err(self.damaged("a checkpoint seq without its root, or a root without seq")),
+        }
+    }
+
+    /// Mark a new file as ours: format version and parameters, no checkpoint yet.
+    fn initialise(&self) -> Result<(), DiskError> {
+        let write = self.db.begin_write().map_err(|e| self.storage(e))?;
+        {
+            let mut meta = write.open_table(META).map_err(|e| self.storage(e))?;
+            let format = FORMAT_VERSION.to_le_bytes();
+            (meta.insert(META_FORMAT, &format[..])).map_err(|e| self.storage(e))?;
+            let bits = [self.params.bucket_bits()];
+            (meta.insert(META_BUCKET_BITS, &bits[..])).map_err(|e| self.storage(e))?;
+            write.open_table(LEAVES).map_err(|e| self.storage(e))?;
+            write.open_table(OBJECTS).map_err(|e| self.storage(e))?;
+        }
+        write.commit().map_err(|e| self.storage(e))
+    }
+
+    /// Make `snapshot` the checkpoint held, in one transaction, writing only what differs
+    /// from `base`, which must be what the store holds now (None: unknown, so every
+    /// bucket is written whole). Nothing changes on error.
+    pub fn write(
+        &mut self,
+        snapshot: &Snapshot,
+        base: Option<&Snapshot>,
+    ) -> Result<WriteStats, DiskError> {
+        let deltas = snapshot
+            .delta_since(base)
+            .map_err(|error| DiskError::Unusable {
+                path: self.path.clone(),
+                problem: format!("checkpoint {}: {error}", snapshot.seq()),
+            })?;
+        let stats = write_checkpoint(&self.db, snapshot, deltas).map_err(|e| self.storage(e))?;
+        self.checkpoint = Some((snapshot.seq(), snapshot.root()));
+        Ok(stats)
+    }
+
+    /// Read the checkpoint held into a [`Restorer`] (None if the store holds none).
+    /// Leaves of the wrong length are left out, and objects whose key is too short to
+    /// name a bucket are skipped: the restorer then refuses their buckets, or, for a
+    /// record naming none, nothing depends on it.
+    pub fn load(&self) -> Result<Option<Restorer>, DiskError> {
+        let Some((seq, root)) = self.checkpoint else {
+            return Ok(None);
+        };
+        let mut restorer = Restorer::new(self.params, seq, root);
+        let read = self.db.begin_read().map_err(|e| self.storage(e))?;
+        let leaves = read.open_table(LEAVES).map_err(|e| self.storage(e))?;
+        for entry in leaves.iter().map_err(|e| self.storage(e))? {
+            let (index, leaf) = entry.map_err(|e| self.storage(e))?;
+            if let Ok(leaf) = <[u8; 32]>::try_from(leaf.value()) {
+                restorer.leaf(BucketIndex(index.value()), Digest(leaf));
+            }
+        }
+        let objects = read.open_table(OBJECTS).map_err(|e| self.storage(e))?;
+        let mut current: Option<(BucketIndex, BucketObjects)> = None;
+        let mut unplaced = 0u64;
+        for entry in objects.iter().map_err(|e| self.storage(e))? {
+            let (key, value) = entry.map_err(|e| self.storage(e))?;
+            let Some((index, key)) = split_object_key(key.value()) else {
+                unplaced += 1;
+                continue;
+            };
+            match &mut current {
+                Some((bucket, objects)) if *bucket == index => {
+                    objects.push((key.to_vec(), value.value().to_vec()));
+                }
+                _ => {
+                    if let Some((bucket, objects)) = current.take() {
+                        restorer.bucket(bucket, objects);
+                    }
+                    current = Some((index, vec![(key.to_vec(), value.value().to_vec())]));
+                }
+            }
+        }
+        if let Some((bucket, objects)) = current {
+            restorer.bucket(bucket, objects);
+        }
+        if unplaced > 0 {
+            tracing::warn!(path = %self.path.display(), unplaced, "state store objects with keys too short to name a bucket: skipped");
+        }
+        Ok(Some(restorer))
+    }
+
+    /// Close the store and move its file aside, as `<name>.damaged-<unix_ms>`, so that
+    /// nothing is lost and a fresh store can take its place.
+    pub fn set_aside(path: &Path, unix_ms: u64) -> std::io::Result<PathBuf> {
+        let mut name = path.file_name().unwrap_or_default().to_os_string();
+        name.push(format!(".damaged-{unix_ms}"));
+        let aside = path.with_file_name(name);
+        std::fs::rename(path, &aside)?;
+        Ok(aside)
+    }
+}
+
+/// One checkpoint's transaction: the changed leaves and objects, then its seq and root.
+fn write_checkpoint(
+    db: &redb::Database,
+    snapshot: &Snapshot,
+    deltas: Vec<BucketDelta<'_>>,
+) -> Result<WriteStats, redb::Error> {
+    let mut stats = WriteStats::default();
+    let write = db.begin_write()?;
+    {
+        let mut leaves = write.open_table(LEAVES)?;
+        let mut objects = write.open_table(OBJECTS)?;
+        let mut put = |objects: &mut redb::Table<&[u8], &[u8]>,
+                       index: BucketIndex,
+                       key: &[u8],
+                       value: &[u8]|
+         -> Result<(), redb::Error> {
+            objects.insert(object_key(index, key).as_slice(), value)?;
+            stats.objects_put += 1;
+            stats.object_bytes += (key.len() + value.len()) as u64;
+            Ok(())
+        };
+        for delta in deltas {
+            let index = delta.index;
+            leaves.insert(index.0, &delta.leaf.0[..])?;
+            match delta.objects {
+                ObjectDelta::Replace(replacement) => {
+                    let (start, end) = bucket_range(index);
+                    objects.retain_in(start.as_slice()..end.as_slice(), |_, _| false)?;
+                    for (key, value) in replacement {
+                        put(&mut objects, index, key, value)?;
+                    }
+                }
+                ObjectDelta::Edit(edits) => {
+                    for (key, value) in edits {
+                        match value {
+                            Some(value) => put(&mut objects, index, key, value)?,
+                            None => {
+                                objects.remove(object_key(index, key).as_slice())?;
+                                stats.objects_deleted += 1;
+                            }
+                        }
+                    }
+                }
+                ObjectDelta::NotFetched => {}
+            }
+            stats.leaves_written += 1;
+        }
+        let mut meta = write.open_table(META)?;
+        meta.insert(META_SEQ, &snapshot.seq().0.to_le_bytes()[..])?;
+        meta.insert(META_ROOT, &snapshot.root().0[..])?;
+    }
+    write.commit()?;
+    Ok(stats)
+}
+
+/// Object records sort by bucket, then key.
+fn object_key(bucket: BucketIndex, key: &[u8]) -> Vec<u8> {
+    let mut stored = Vec::with_capacity(4 + key.len());
+    stored.extend_from_slice(&bucket.0.to_be_bytes());
+    stored.extend_from_slice(key);
+    stored
+}
+
+fn split_object_key(stored: &[u8]) -> Option<(BucketIndex, &[u8])> {
+    let (prefix, key) = stored.split_first_chunk::<4>()?;
+    Some((BucketIndex(u32::from_be_bytes(*prefix)), key))
+}
+
+/// The keys of bucket `index`'s records: from its prefix to the next bucket's (there are
+/// at most 2^20 buckets, so the next prefix exists).
+fn bucket_range(index: BucketIndex) -> (Vec<u8>, Vec<u8>) {
+    let next = index
+        .0
+        .checked_add(1)
+        .expect("bucket indexes stay far below u32::MAX");
+    (index.0.to_be_bytes().to_vec(), next.to_be_bytes().to_vec())
+}
+
+/// Damage is what redb finds corrupted, and a file that is not a redb database at all
+/// (redb reports an I/O error of kind InvalidData then); anything else is an operating
+/// problem.
+fn classify(path: &Path, error: redb::Error) -> DiskError {
+    let damaged = match &error {
+        redb::Error::Corrupted(_) => true,
+        redb::Error::Io(io) => io.kind() == std::io::ErrorKind::InvalidData,
+        _ => false,
+    };
+    match (damaged, error) {
+        (true, error) => DiskError::Damaged {
+            path: path.to_path_buf(),
+            problem: error.to_string(),
+        },
+        (false, redb::Error::UpgradeRequired(version)) => DiskError::FormatVersion {
+            path: path.to_path_buf(),
+            found: format!("redb file format {version}"),
+        },
+        (false, error) => DiskError::Unusable {
+            path: path.to_path_buf(),
+            problem: error.to_string(),
+        },
+    }
+}
+
+fn classify_open(path: &Path, error: redb::DatabaseError) -> DiskError {
+    match error {
+        // Repair runs when the last process stopped mid-commit; it is aborted only when
+        // the file cannot be repaired.
+        redb::DatabaseError::RepairAborted => DiskError::Damaged {
+            path: path.to_path_buf(),
+            problem: "redb could not repair it".to_string(),
+        },
+        error => classify(path, error.into()),
+    }
+}
