@@ -6,13 +6,20 @@
 //! fetches buckets from the app's other replicas, lazily and in the background
 //! ([`BucketFetcher`]); it leases the snapshots fetchers ask it for ([`Leases`]).
 //!
+//! Each checkpoint goes to its [`CheckpointSink`] before its report leaves: the report is
+//! sent once the sink says the checkpoint is durable (persist before sending; replies are
+//! not held). See [`crate::durable`].
+//!
 //! Calling protocol: [`ExecutionDriver::handle_frame`] for every frame,
-//! [`ExecutionDriver::join`] when woken, and [`ExecutionDriver::handle_timeout`] whenever
+//! [`ExecutionDriver::join`] when woken, [`ExecutionDriver::resume`] once after starting
+//! from a checkpoint restored from disk, [`ExecutionDriver::handle_checkpoint_saved`]
+//! whenever the sink reports a write, and [`ExecutionDriver::handle_timeout`] whenever
 //! [`ExecutionDriver::poll_timeout`] is reached (ask it again after every call). No clock,
 //! no tasks: time comes in as an argument, so the node and the simulator run the same
 //! code on the same schedule.
 
 use crate::core::{ExecOutput, ExecutionReplica};
+use crate::durable::{CheckpointSink, MemoryCheckpoints};
 use crate::fault::FaultyOutputs as _;
 use crate::fetcher::{BucketFetcher, Wanted};
 use crate::join::{JoinStep, Joining};
@@ -33,8 +40,13 @@ use zz_state_fetch::{BucketIndex, BucketProof};
 /// the orders after what it executed.
 pub const ORDERS_RETRY_MICROS: u64 = 200_000;
 
-/// See the module documentation.
-pub struct ExecutionDriver<B> {
+mod durability;
+
+pub use durability::DurabilityCounters;
+
+/// See the module documentation. `S` is where checkpoints become durable: in memory
+/// unless [`ExecutionDriver::with_checkpoint_sink`] says otherwise.
+pub struct ExecutionDriver<B, S = MemoryCheckpoints> {
     replica: ExecutionReplica,
     endpoint: Endpoint,
     bus: B,
@@ -53,6 +65,10 @@ pub struct ExecutionDriver<B> {
     leases: Leases,
     /// An injected fault (honest unless an operator or the simulator says otherwise).
     fault: Fault,
+    sink: S,
+    /// Checkpoint reports waiting for their checkpoint to be durable, in sequence order.
+    unsaved: std::collections::VecDeque<ExecutionCheckpoint>,
+    durability: DurabilityCounters,
 }
 
 impl<B: MessageBus> ExecutionDriver<B> {
@@ -76,6 +92,36 @@ impl<B: MessageBus> ExecutionDriver<B> {
             fetcher: BucketFetcher::default(),
             leases: Leases::default(),
             fault: Fault::Honest,
+            sink: MemoryCheckpoints::default(),
+            unsaved: std::collections::VecDeque::new(),
+            durability: DurabilityCounters::default(),
+        }
+    }
+}
+
+impl<B: MessageBus, S: CheckpointSink> ExecutionDriver<B, S> {
+    /// Make checkpoints durable through `sink` (before any checkpoint is made).
+    pub fn with_checkpoint_sink<T: CheckpointSink>(self, sink: T) -> ExecutionDriver<B, T> {
+        assert!(
+            self.unsaved.is_empty(),
+            "the sink is chosen before checkpoints"
+        );
+        ExecutionDriver {
+            replica: self.replica,
+            endpoint: self.endpoint,
+            bus: self.bus,
+            agreement_replicas: self.agreement_replicas,
+            counters: self.counters,
+            reports: self.reports,
+            needed: self.needed,
+            join: self.join,
+            progress: self.progress,
+            fetcher: self.fetcher,
+            leases: self.leases,
+            fault: self.fault,
+            sink,
+            unsaved: self.unsaved,
+            durability: self.durability,
         }
     }
 
@@ -373,9 +419,8 @@ impl<B: MessageBus> ExecutionDriver<B> {
                     self.reports.push(ExecOutput::Executed(executed));
                 }
                 ExecOutput::Checkpoint(checkpoint) => {
-                    let reported = self.fault.checkpoint(checkpoint);
-                    self.broadcast(&Message::ExecutionCheckpoint(reported));
                     self.reports.push(ExecOutput::Checkpoint(checkpoint));
+                    self.save_checkpoint(checkpoint);
                 }
                 ExecOutput::NeedBucket(bucket) => {
                     if !self.needed.contains(&bucket) {
@@ -408,5 +453,7 @@ impl<B: MessageBus> ExecutionDriver<B> {
     }
 }
 
+#[cfg(test)]
+mod durability_tests;
 #[cfg(test)]
 mod tests;

@@ -1,10 +1,15 @@
 //! The execution node: one execution replica's driver in the node harness (QUIC, the
 //! clock, injected faults, the status file). What is its own: SIGUSR1, on which a thawed
-//! replica joins from the stable checkpoint, and what its status file shows.
+//! replica joins from the stable checkpoint; its state store (`state/execution-<i>.redb`,
+//! see [`crate::durable`]), restored from at start and written by a thread whose commits
+//! come back through the side channel; and what its status file shows.
 
 use crate::app::App;
 use crate::core::{ExecutionConfig, ExecutionReplica};
 use crate::driver::ExecutionDriver;
+use crate::durable::CheckpointSaved;
+use crate::durable::startup::{LostState, open_durable};
+use crate::durable::writer::DiskSink;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -12,7 +17,7 @@ use tokio::sync::mpsc;
 use zz_cluster::Fault;
 use zz_cluster::fault_bus::FaultyBus;
 use zz_cluster::harness::{Harness, NodeError, NodeLoop, StatusContext};
-use zz_cluster::status_file::reasons;
+use zz_cluster::status_file::{reasons, unix_ms};
 use zz_protocol::config::endpoint_for_execution;
 use zz_protocol::quic::QuicBus;
 use zz_protocol::{ExecutionId, NodeId, Seq, Time};
@@ -39,6 +44,28 @@ pub struct ExecutionStatus {
     /// The fault injected with `zz inject`, if any.
     #[serde(default)]
     pub fault: Option<String>,
+    /// The checkpoint this replica restored from its state store at start, if any.
+    #[serde(default)]
+    pub restored_from: Option<u64>,
+    /// Buckets of that checkpoint refused because their objects failed their leaf (fetched
+    /// from peers instead).
+    #[serde(default)]
+    pub disk_buckets_refused: u64,
+    /// State stores found damaged at start and moved aside (the state was fetched instead).
+    #[serde(default)]
+    pub disk_stores_set_aside: u64,
+    /// Milliseconds reading and checking the restored checkpoint took.
+    #[serde(default)]
+    pub restore_ms: Option<u64>,
+    /// The latest checkpoint written to the state store.
+    #[serde(default)]
+    pub last_durable: Option<u64>,
+    /// Checkpoint writes that failed.
+    #[serde(default)]
+    pub checkpoint_save_failures: u64,
+    /// Checkpoints reported without being written (the state was still being fetched).
+    #[serde(default)]
+    pub checkpoints_not_durable: u64,
     pub dropped: BTreeMap<String, u64>,
     pub rejected: BTreeMap<String, u64>,
     pub updated_unix_ms: u64,
@@ -53,17 +80,34 @@ pub enum StartError {
     BucketBits { problem: String },
 }
 
-/// The activator woke this replica (SIGUSR1, after thawing it).
-struct Woken;
+/// Inputs of the node's own: the activator woke it (SIGUSR1, after thawing it), or the
+/// writer thread committed a checkpoint.
+enum Side {
+    Woken,
+    CheckpointSaved(CheckpointSaved),
+}
+
+/// How the replica started from its state store.
+#[derive(Clone, Copy, Debug, Default)]
+struct DiskStart {
+    restored_from: Option<Seq>,
+    buckets_refused: u64,
+    stores_set_aside: u64,
+    restore_ms: Option<u64>,
+}
+
+/// Side inputs queued at most; the writer sends one per commit.
+const SIDE_INPUTS_MAX: usize = 16;
 
 struct ExecutionNode {
     id: ExecutionId,
-    driver: ExecutionDriver<FaultyBus<QuicBus>>,
+    driver: ExecutionDriver<FaultyBus<QuicBus>, DiskSink>,
+    disk: DiskStart,
 }
 
 impl NodeLoop for ExecutionNode {
     type Status = ExecutionStatus;
-    type Side = Woken;
+    type Side = Side;
 
     fn handle_frame(&mut self, now: Time, frame: &[u8]) {
         self.driver.handle_frame(now, frame);
@@ -77,10 +121,15 @@ impl NodeLoop for ExecutionNode {
         self.driver.handle_timeout(now);
     }
 
-    /// Join from the latest stable checkpoint rather than from whatever it held.
-    fn handle_side(&mut self, now: Time, Woken: Woken) {
-        tracing::info!(execution = %self.id, "woken: joining from the stable checkpoint");
-        self.driver.join(now);
+    /// Woken: join from the latest stable checkpoint rather than from whatever it held.
+    fn handle_side(&mut self, now: Time, input: Side) {
+        match input {
+            Side::Woken => {
+                tracing::info!(execution = %self.id, "woken: joining from the stable checkpoint");
+                self.driver.join(now);
+            }
+            Side::CheckpointSaved(saved) => self.driver.handle_checkpoint_saved(saved),
+        }
     }
 
     /// Wrong replies and state show in the driver; mute and slow on the bus.
@@ -113,6 +162,13 @@ impl NodeLoop for ExecutionNode {
             joining: self.driver.is_joining(),
             missing_buckets: replica.store().missing_count(),
             fault: context.fault_name(),
+            restored_from: self.disk.restored_from.map(|seq| seq.0),
+            disk_buckets_refused: self.disk.buckets_refused,
+            disk_stores_set_aside: self.disk.stores_set_aside,
+            restore_ms: self.disk.restore_ms,
+            last_durable: self.driver.durability().last_saved.map(|seq| seq.0),
+            checkpoint_save_failures: self.driver.durability().save_failures,
+            checkpoints_not_durable: self.driver.durability().checkpoints_not_durable,
             dropped: reasons(&counters.dropped),
             rejected: reasons(&self.driver.counters().rejected),
             updated_unix_ms: context.unix_ms,
@@ -145,33 +201,71 @@ pub async fn run_execution_node(
     };
     let eager =
         app_config.is_some_and(|app| app.state_fetch == zz_protocol::config::StateFetch::Eager);
-    let store = ObjectStore::new(params);
+    // A standby loads nothing: woken, it joins from the stable checkpoint anyway.
+    let path = harness.dir().execution_store_path(id);
+    let durable =
+        open_durable(&path, params, !member.standby, unix_ms()).map_err(NodeError::start)?;
+    let mut disk = DiskStart::default();
+    let joins = durable.lost.is_some() && !member.standby;
+    if let Some(LostState::SetAside { .. }) = &durable.lost {
+        disk.stores_set_aside = 1;
+    }
+    if let Some(LostState::RootMismatch(_)) = &durable.lost {
+        disk.buckets_refused = params.bucket_count() as u64;
+    }
+    let (store, executed, base) = match durable.restored {
+        Some(restored) => {
+            disk.restored_from = Some(restored.seq);
+            disk.buckets_refused = restored.refused.len() as u64;
+            disk.restore_ms = Some(restored.load_micros / 1000);
+            let base = restored.store.snapshot(restored.seq).cloned();
+            (restored.store, restored.seq, base)
+        }
+        None => (ObjectStore::new(params), Seq(0), None),
+    };
     let mut replica =
-        ExecutionReplica::new(config, app, store, Seq(0)).fetching_whole_state_first(eager);
+        ExecutionReplica::new(config, app, store, executed).fetching_whole_state_first(eager);
     if let Some(genesis) = genesis {
-        // A standby builds it only if it ever restarts before the first checkpoint.
-        replica = replica.with_genesis(genesis, !member.standby);
+        // Built now only by a replica that starts active from nothing; others keep it for
+        // a restart before the first checkpoint.
+        let apply_now = !member.standby && disk.restored_from.is_none() && !joins;
+        replica = replica.with_genesis(genesis, apply_now);
     }
     let (bus, inbox) = harness.start_bus(&cluster)?;
     tracing::info!(execution = %id, app = %member.app, address = %bus.inner().local_addr(), "execution replica started");
     let peers = (cluster.executions_of(member.app).into_iter())
         .filter(|peer| *peer != id)
         .collect();
-    let driver = ExecutionDriver::new(replica, endpoint, bus, cluster.replica_count() as u32)
-        .with_peers(peers);
+    let (side_inputs, side) = mpsc::channel(SIDE_INPUTS_MAX);
+    let saved = side_inputs.clone();
+    let notify = move |done: CheckpointSaved| {
+        // The node has stopped when nobody receives: the commit happened all the same.
+        let _ = saved.blocking_send(Side::CheckpointSaved(done));
+    };
+    let sink =
+        DiskSink::start(durable.disk, base, notify).map_err(NodeError::io("checkpoint writer"))?;
+    let mut driver = ExecutionDriver::new(replica, endpoint, bus, cluster.replica_count() as u32)
+        .with_peers(peers)
+        .with_checkpoint_sink(sink);
+    if disk.restored_from.is_some() {
+        driver.resume(harness.now());
+    } else if joins {
+        driver.join(harness.now());
+    }
     // The activator sends SIGUSR1 when it wakes this replica (after thawing it).
     let mut woken = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1())
         .map_err(NodeError::io("SIGUSR1 handler"))?;
-    let (wakes, side) = mpsc::channel(1);
     tokio::spawn(async move {
         while woken.recv().await.is_some() {
-            if wakes.send(Woken).await.is_err() {
+            if side_inputs.send(Side::Woken).await.is_err() {
                 break;
             }
         }
     });
-    let mut node = ExecutionNode { id, driver };
+    let mut node = ExecutionNode { id, driver, disk };
     harness.run(&mut node, inbox, Some(side), shutdown).await?;
+    // The last checkpoint handed to the writer is committed before the process ends.
+    node.driver.sink_mut().finish();
     tracing::info!(execution = %id, "execution replica stopped");
     Ok(())
 }

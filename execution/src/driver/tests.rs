@@ -14,7 +14,7 @@ use zz_protocol::{AppId, ClientId, ExecutionId, ProtocolParams, Seq};
 use zz_state_fetch::{NotFetched, ObjectStore, StateParams};
 
 /// Stores each operation under itself.
-struct Echo;
+pub(super) struct Echo;
 
 impl App for Echo {
     fn name(&self) -> &'static str {
@@ -39,7 +39,7 @@ fn stored_key(name: &[u8]) -> Vec<u8> {
 const A: ExecutionId = ExecutionId(0);
 const B: ExecutionId = ExecutionId(1);
 
-fn config() -> ExecutionConfig {
+pub(super) fn config() -> ExecutionConfig {
     ExecutionConfig {
         app: AppId(0),
         f: 1,
@@ -49,11 +49,11 @@ fn config() -> ExecutionConfig {
     }
 }
 
-fn state_params() -> StateParams {
+pub(super) fn state_params() -> StateParams {
     StateParams::new(3).unwrap()
 }
 
-fn order(seq: u64) -> AppOrder {
+pub(super) fn order(seq: u64) -> AppOrder {
     AppOrder {
         app: AppId(0),
         seq: Seq(seq),
