@@ -57,7 +57,7 @@ pub struct ExecutionStatus {
     /// Milliseconds reading and checking the restored checkpoint took.
     #[serde(default)]
     pub restore_ms: Option<u64>,
-    /// The latest checkpoint written to the state store.
+    /// The latest checkpoint in the state store (written, or restored from).
     #[serde(default)]
     pub last_durable: Option<u64>,
     /// Checkpoint writes that failed.
@@ -166,7 +166,9 @@ impl NodeLoop for ExecutionNode {
             disk_buckets_refused: self.disk.buckets_refused,
             disk_stores_set_aside: self.disk.stores_set_aside,
             restore_ms: self.disk.restore_ms,
-            last_durable: self.driver.durability().last_saved.map(|seq| seq.0),
+            last_durable: (self.driver.durability().last_saved)
+                .or(self.disk.restored_from)
+                .map(|seq| seq.0),
             checkpoint_save_failures: self.driver.durability().save_failures,
             checkpoints_not_durable: self.driver.durability().checkpoints_not_durable,
             dropped: reasons(&counters.dropped),
