@@ -9,7 +9,6 @@ mod common;
 use common::{Platform, ZZ, free_base_port, zz};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use zz_apps::kv;
 use zz_client::{Client, ClientPool};
@@ -18,7 +17,7 @@ use zz_protocol::config::ClusterConfig;
 use zz_protocol::{AppId, ClientId, ExecutionId, NodeId};
 
 /// One platform at a time: the tests share a two-core machine.
-static ONE_PLATFORM: Mutex<()> = Mutex::new(());
+static ONE_PLATFORM: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 const WRITERS: u32 = 8;
 /// Puts per writer: well past several checkpoints (every 64 app sequence numbers) however
@@ -171,12 +170,12 @@ async fn written_and_stopped(dir: &Path, multiplier: u16, stride: u16) -> Setup 
     let app = config.app_by_name("kv").unwrap().id;
     let active = config.active_groups().remove(&app).unwrap();
     let replicas = config.executions_of(app);
-    let pool = ClientPool::connect(&dir, ClientId(0), 16).unwrap();
+    let pool = ClientPool::connect(dir, ClientId(0), 16).unwrap();
     put_all(&pool, app).await;
-    let through_cli = zz(&["kv", "put", "through-cli", "yes"], &dir);
+    let through_cli = zz(&["kv", "put", "through-cli", "yes"], dir);
     assert!(through_cli.status.success(), "{through_cli:?}");
-    pad_to_checkpoint(&dir, &pool, app, &replicas).await;
-    let durable = status_file(&dir, active[0])["last_durable"]
+    pad_to_checkpoint(dir, &pool, app, &replicas).await;
+    let durable = status_file(dir, active[0])["last_durable"]
         .as_u64()
         .unwrap();
     assert!(durable >= 3 * 64, "past several checkpoints: {durable}");
@@ -217,9 +216,7 @@ async fn check_after_restart(dir: &Path, setup: &Setup, damaged: ExecutionId) ->
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_damaged_object_on_disk_is_refused_and_fetched_from_a_peer() {
-    let _one = ONE_PLATFORM
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let _one = ONE_PLATFORM.lock().await;
     let dir = platform_dir("storage-fault-value");
     let _platform = Platform(&dir);
     let setup = written_and_stopped(&dir, 31, 67).await;
@@ -248,9 +245,7 @@ async fn a_damaged_object_on_disk_is_refused_and_fetched_from_a_peer() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_truncated_store_is_moved_aside_and_the_state_fetched_from_peers() {
-    let _one = ONE_PLATFORM
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let _one = ONE_PLATFORM.lock().await;
     let dir = platform_dir("storage-fault-truncated");
     let _platform = Platform(&dir);
     let setup = written_and_stopped(&dir, 37, 71).await;
