@@ -94,7 +94,9 @@ pub fn open_durable(
             if restored.refused.is_empty() {
                 tracing::info!(path = %path.display(), %seq, load_ms = load_micros / 1000, "state restored from disk");
             } else {
-                tracing::warn!(path = %path.display(), %seq, refused = restored.refused.len(), buckets = ?restored.refused, "state restored from disk; buckets failing their leaf are refused and fetched from peers");
+                let buckets: Vec<String> =
+                    (restored.refused.iter()).map(ToString::to_string).collect();
+                tracing::warn!(path = %path.display(), %seq, refused = restored.refused.len(), buckets = %buckets.join(","), "state restored from disk; buckets failing their leaf are refused and fetched from peers");
             }
             Ok(DurableStart {
                 disk,
