@@ -67,7 +67,7 @@ impl World {
     pub(crate) fn restart(&mut self, replica: ReplicaId) {
         if self.replicas[replica.index()].driver.is_none() {
             self.stats.restarts += 1;
-            let records = self.replicas[replica.index()].storage.records.clone();
+            let records = self.replicas[replica.index()].storage.records().to_vec();
             self.start_replica(replica, Some(records));
         }
     }
