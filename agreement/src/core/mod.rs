@@ -154,6 +154,7 @@ impl Replica {
         }
         replica.proposer.next_seq = replica.checkpoints.stable.seq.next();
         replica.reapply_new_view();
+        replica.restore_own_votes();
         if !replica.normal {
             // It was changing view when it stopped: its view change is resent from here.
             let view_change = replica.make_view_change(replica.view);
