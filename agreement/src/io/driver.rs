@@ -2,6 +2,12 @@
 //! frames (dropping and counting what fails), feeds the core, and carries out the core's
 //! outputs in order: persist, then send. It reads no clock and spawns no task, so the real
 //! node and the simulator run exactly the same code around the core.
+//!
+//! Persist, then send, with one sync per turn (group commit): while the storage holds
+//! records not yet synced, every frame is held back, in order, instead of going to the
+//! bus; [`ReplicaDriver::sync_and_send_held`] syncs once and sends them all. The host calls
+//! it at the end of each turn (the node after a batch of frames or a timeout, the
+//! simulator a moment after a step that persisted).
 
 use crate::core::persist::Record;
 use crate::core::{Output, Replica};
@@ -14,6 +20,10 @@ use zz_protocol::bus::MessageBus;
 use zz_protocol::config::LOCAL_ACTIVATOR;
 use zz_protocol::messages::{AppOrder, ExecutionCheckpoint, Message, Order, Reply};
 use zz_protocol::{ClientId, Endpoint, FrameCounters, NodeId, ReplicaId, Seq, Time, View};
+
+/// Frames held back for a sync at most; a turn producing more syncs early rather than
+/// grow the queue (the node's turns, of at most 256 frames, stay far below it).
+pub const HELD_FRAMES_MAX: usize = 65_536;
 
 /// What the driver hands up to whoever consumes ordered batches.
 #[derive(Clone, Debug, PartialEq)]
@@ -39,6 +49,8 @@ pub struct ReplicaDriver<B, S> {
     detector: Detector,
     counters: FrameCounters,
     deliveries: Vec<Delivery>,
+    /// Frames waiting for the records they follow from to be synced, in sending order.
+    held: Vec<(NodeId, Bytes)>,
 }
 
 impl<B: MessageBus, S: Storage> ReplicaDriver<B, S> {
@@ -60,6 +72,7 @@ impl<B: MessageBus, S: Storage> ReplicaDriver<B, S> {
             ),
             counters: FrameCounters::default(),
             deliveries: Vec::new(),
+            held: Vec::new(),
         }
     }
 
@@ -105,6 +118,29 @@ impl<B: MessageBus, S: Storage> ReplicaDriver<B, S> {
         for checkpoint in self.orders.take_newly_stable() {
             self.storage.append(&Record::ExecutionStable(checkpoint));
         }
+    }
+
+    /// Group commit: sync every record appended since the last call with one sync, then
+    /// send the frames held back until they were durable, in the order they were sent.
+    /// Call once per turn (not per input, or each input pays for its own sync).
+    pub fn sync_and_send_held(&mut self) {
+        if self.storage.has_unsynced() {
+            self.storage.sync();
+        }
+        for (to, frame) in self.held.drain(..) {
+            self.bus.send(to, frame);
+        }
+    }
+
+    /// Frames held back until the next sync.
+    pub fn held_frame_count(&self) -> usize {
+        self.held.len()
+    }
+
+    /// Whether records wait to be synced or frames to be sent: the host owes a call to
+    /// [`ReplicaDriver::sync_and_send_held`].
+    pub fn awaits_sync(&self) -> bool {
+        self.storage.has_unsynced() || !self.held.is_empty()
     }
 
     /// Divergence detection.
@@ -341,7 +377,7 @@ impl<B: MessageBus, S: Storage> ReplicaDriver<B, S> {
 
     fn send(&mut self, to: NodeId, message: &Message) {
         if let Some(frame) = self.endpoint.seal(to, message) {
-            self.bus.send(to, Bytes::from(frame));
+            self.transmit(to, Bytes::from(frame));
         }
     }
 
@@ -350,9 +386,21 @@ impl<B: MessageBus, S: Storage> ReplicaDriver<B, S> {
         let me = self.replica.id();
         for replica in 0..self.replica.params().replica_count() as u32 {
             if ReplicaId(replica) != me {
-                self.bus
-                    .send(NodeId::Replica(ReplicaId(replica)), frame.clone());
+                self.transmit(NodeId::Replica(ReplicaId(replica)), frame.clone());
             }
+        }
+    }
+
+    /// To the bus, unless a record is not durable yet (the frame may follow from it) or
+    /// frames are held already (they go first): then held for the next sync.
+    fn transmit(&mut self, to: NodeId, frame: Bytes) {
+        if self.held.is_empty() && !self.storage.has_unsynced() {
+            self.bus.send(to, frame);
+            return;
+        }
+        self.held.push((to, frame));
+        if self.held.len() >= HELD_FRAMES_MAX {
+            self.sync_and_send_held();
         }
     }
 

@@ -1,6 +1,7 @@
 //! The agreement node: one replica driver in the node harness (QUIC, the clock, injected
 //! faults, the status file). What is its own: the record file it restores from and
-//! appends to, and what its status file shows.
+//! appends to (synced once at the end of every turn, before what the turn sent leaves),
+//! and what its status file shows.
 
 use crate::core::{Replica, ReplicaConfig};
 use crate::io::driver::{Delivery, ReplicaDriver};
@@ -75,6 +76,8 @@ impl NodeLoop for AgreementNode {
     }
 
     async fn end_turn(&mut self, _now: Time) {
+        // One fsync for every record of the turn; then what they vouch for goes out.
+        self.driver.sync_and_send_held();
         for delivery in self.driver.take_deliveries() {
             match delivery {
                 // The driver already sent each app's share to its execution replicas.
@@ -154,6 +157,8 @@ pub async fn run_agreement_node(
         .with_restored_orders(&records);
     let mut node = AgreementNode { id, driver };
     harness.run(&mut node, inbox, None, shutdown).await?;
+    // What the last turn appended is durable before the process goes.
+    node.driver.sync_and_send_held();
     tracing::info!(replica = %id, "agreement replica stopped");
     Ok(())
 }

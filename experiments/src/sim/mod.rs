@@ -2,6 +2,9 @@
 //! message delays, drops, duplicates, partitions, crashes and restarts, and which replicas
 //! are Byzantine and how they lie. Real agreement drivers (core, frame sealing and opening,
 //! persistence) run on a virtual network with a virtual clock that jumps to the next event.
+//! Their storage is a disk that loses, in a crash, what was appended and not synced yet;
+//! each replica syncs (and sends what waited for the sync) a random moment after a step
+//! that persisted.
 //!
 //! Each cluster hosts two apps (kv and null), each with f+1 active execution replicas that
 //! get their app's orders from the agreement replicas and answer the clients, and paused

@@ -25,6 +25,10 @@ pub struct SimStats {
     pub crashes: usize,
     /// Crashed replicas brought back from their persisted records.
     pub restarts: u64,
+    /// Records a crash lost because they were appended but not synced yet, and frames it
+    /// lost because they waited for that sync.
+    pub unsynced_records_lost: u64,
+    pub held_frames_lost: u64,
     /// Execution checkpoints (app, seq) whose roots the checker compared.
     pub execution_checkpoints: u64,
     /// Per-app orders from correct replicas that the checker compared.
@@ -63,7 +67,8 @@ impl fmt::Display for SimStats {
             f,
             "events {}, accepted {}, batches {}, execution checkpoints {}, app orders checked \
              {}, view changes {}, state transfers {}, rejected {}, lost {}, dropped {{{}}}, \
-             byzantine {} ({} frames altered, {} false alarms), crashes {} ({} restarts), \
+             byzantine {} ({} frames altered, {} false alarms), crashes {} ({} restarts, {} \
+             unsynced records and {} held frames lost), \
              execution faults {} ({} planned), alarms {} wakes and {} faulty ({} from correct \
              replicas), woken {}, destroyed {} ({} faulty), started {}, paused {}, buckets \
              fetched {} ({} bad refused), results checked {}, active at end {:?}, end {:.1}s",
@@ -85,6 +90,8 @@ impl fmt::Display for SimStats {
             self.false_alarms_sent,
             self.crashes,
             self.restarts,
+            self.unsynced_records_lost,
+            self.held_frames_lost,
             self.execution_faults_injected,
             self.execution_faults_planned,
             self.wakes_received,

@@ -45,6 +45,12 @@ pub(crate) enum Event {
         client: ClientId,
         generation: u64,
     },
+    /// Sync the replica's records and send what it held for them, if `generation` is still
+    /// its latest.
+    ReplicaSync {
+        replica: ReplicaId,
+        generation: u64,
+    },
     Crash(ReplicaId),
     Restart(ReplicaId),
     Heal,
@@ -70,6 +76,9 @@ pub(crate) enum Event {
 pub(crate) struct World {
     pub(crate) scenario: Scenario,
     pub(crate) rng: SimRng,
+    /// When replicas sync their records: a stream of its own, so that the other draws keep
+    /// their order whatever the syncs do.
+    pub(crate) sync_rng: SimRng,
     pub(crate) now: Time,
     queue: BTreeMap<(Time, u64), Event>,
     event_counter: u64,
@@ -135,6 +144,8 @@ impl World {
                     storage: MemoryStorage::default(),
                     byzantine,
                     timer_generation: 0,
+                    sync_scheduled: false,
+                    sync_generation: 0,
                 }
             })
             .collect();
@@ -207,6 +218,7 @@ impl World {
             checker: Checker::new(f, replica_count as usize),
             scenario,
             rng,
+            sync_rng: SimRng::new(!seed).fork(),
             now: Time(0),
             queue: BTreeMap::new(),
             event_counter: 0,
@@ -287,6 +299,10 @@ impl World {
                 generation,
             } => self.replica_timer(replica, generation)?,
             Event::ClientTimer { client, generation } => self.client_timer(client, generation),
+            Event::ReplicaSync {
+                replica,
+                generation,
+            } => self.replica_sync(replica, generation)?,
             Event::Crash(replica) => self.crash(replica),
             Event::Restart(replica) => self.restart(replica),
             Event::ExecutionFault {

@@ -1,6 +1,11 @@
 //! Simulated agreement replicas: the real replica driver (core, frame sealing and opening,
 //! persistence) on the simulated bus, with storage that survives crashes as a disk would,
 //! and, for Byzantine ones, the liar that rewrites what the core sends.
+//!
+//! The driver holds what it sends while records wait to be synced; the world syncs them
+//! as an event of its own, a random moment (up to [`SYNC_DELAY_MAX_MICROS`]) after a step
+//! that left any, so that crashes often fall between an append and its sync. A crash then
+//! loses the unsynced records and the frames held for them.
 
 use super::super::byzantine::Byzantine;
 use super::super::network::SimBus;
@@ -11,6 +16,9 @@ use zz_agreement::io::storage::MemoryStorage;
 use zz_agreement::{Replica, ReplicaConfig};
 use zz_protocol::{Endpoint, NodeId, ReplicaId};
 
+/// The longest a replica's records wait between the step that appended them and their sync.
+pub(crate) const SYNC_DELAY_MAX_MICROS: u64 = 2_000;
+
 pub(crate) struct SimReplica {
     pub(crate) config: ReplicaConfig,
     pub(crate) endpoint: Endpoint,
@@ -20,6 +28,10 @@ pub(crate) struct SimReplica {
     pub(crate) storage: MemoryStorage,
     pub(crate) byzantine: Option<Byzantine>,
     pub(crate) timer_generation: u64,
+    /// Whether a sync event is scheduled for the running driver, and its generation (a
+    /// crash makes a scheduled one stale).
+    pub(crate) sync_scheduled: bool,
+    pub(crate) sync_generation: u64,
 }
 
 impl World {
@@ -53,13 +65,39 @@ impl World {
         Ok(())
     }
 
-    /// A crash (during the safety phase only): the driver goes, its records stay.
+    /// The scheduled sync of the replica's records, then what it held for them goes out.
+    pub(crate) fn replica_sync(
+        &mut self,
+        replica: ReplicaId,
+        generation: u64,
+    ) -> Result<(), Violation> {
+        let sim = &mut self.replicas[replica.index()];
+        if sim.sync_generation != generation {
+            return Ok(());
+        }
+        sim.sync_scheduled = false;
+        let Some(driver) = sim.driver.as_mut() else {
+            return Ok(());
+        };
+        driver.sync_and_send_held();
+        self.after_replica_step(replica)
+    }
+
+    /// A crash (during the safety phase only): the driver goes with the frames it held,
+    /// and of its records only the synced ones stay.
     pub(crate) fn crash(&mut self, replica: ReplicaId) {
         if !self.healed {
             let sim = &mut self.replicas[replica.index()];
             if let Some(driver) = sim.driver.take() {
-                sim.storage = driver.storage().clone();
+                let mut storage = driver.storage().clone();
+                let unsynced = storage.records().len() - storage.synced_records().len();
+                storage.lose_unsynced();
+                sim.storage = storage;
                 sim.bus.drain();
+                sim.sync_scheduled = false;
+                sim.sync_generation += 1;
+                self.stats.unsynced_records_lost += unsynced as u64;
+                self.stats.held_frames_lost += driver.held_frame_count() as u64;
             }
         }
     }
@@ -127,6 +165,7 @@ impl World {
             .assert_bounds(driver.replica().params().replica_count());
         let deliveries = driver.take_deliveries();
         let stable = driver.replica().stable_checkpoint();
+        let sync_due = driver.awaits_sync() && !sim.sync_scheduled;
         let frames = sim.bus.drain();
         if correct {
             for delivery in deliveries {
@@ -138,6 +177,25 @@ impl World {
             self.route(NodeId::Replica(id), to, frame);
         }
         self.reschedule_replica(id);
+        if sync_due {
+            self.schedule_sync(id);
+        }
         Ok(())
+    }
+
+    fn schedule_sync(&mut self, id: ReplicaId) {
+        let delay = self.sync_rng.range(0, SYNC_DELAY_MAX_MICROS);
+        let sim = &mut self.replicas[id.index()];
+        sim.sync_scheduled = true;
+        sim.sync_generation += 1;
+        let generation = sim.sync_generation;
+        let at = self.now.saturating_add_micros(delay);
+        self.schedule(
+            at,
+            Event::ReplicaSync {
+                replica: id,
+                generation,
+            },
+        );
     }
 }
