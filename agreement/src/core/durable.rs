@@ -119,7 +119,7 @@ impl Replica {
                 }
             }
             // The order router's, restored by the driver.
-            Record::ExecutionStable(_) => {}
+            Record::ExecutionStable(_) | Record::AppOrder { .. } => {}
             Record::Prepared { prepares } => {
                 let Some(first) = prepares.first() else {
                     return;

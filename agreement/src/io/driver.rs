@@ -14,7 +14,7 @@ use crate::core::{Output, Replica};
 use crate::io::storage::Storage;
 use crate::liaison::detect::{Alarm, Detector, DetectorConfig};
 use crate::liaison::membership::{ExecutionGroups, MembershipTable};
-use crate::liaison::orders::OrderRouter;
+use crate::liaison::orders::{OrderRestoreError, OrderRouter, RetainedOrder};
 use bytes::Bytes;
 use zz_protocol::bus::MessageBus;
 use zz_protocol::config::LOCAL_ACTIVATOR;
@@ -101,23 +101,54 @@ impl<B: MessageBus, S: Storage> ReplicaDriver<B, S> {
         self
     }
 
-    /// After a restart: the router starts from the stable execution checkpoints `records`
-    /// (the ones the replica was restored from) hold.
-    pub fn with_restored_orders(mut self, records: &[Record]) -> Self {
+    /// After a restart, right after [`ReplicaDriver::with_execution_groups`]: the router
+    /// starts from the stable execution checkpoints `records` (the ones the replica was
+    /// restored from) hold, and takes back the orders after them up to the restored
+    /// checkpoint's heads. Orders that contradict the checkpoint the core restored (a log
+    /// not written consistently) are an error: the replica must not serve from it.
+    pub fn with_restored_orders(mut self, records: &[Record]) -> Result<Self, OrderRestoreError> {
         for record in records {
             if let Record::ExecutionStable(checkpoint) = record {
                 self.orders.restore_stable(*checkpoint);
             }
         }
-        self
+        let orders = records.iter().filter_map(|record| match record {
+            Record::AppOrder {
+                order,
+                chain_before,
+            } => Some(RetainedOrder {
+                order: order.clone(),
+                chain_before: *chain_before,
+            }),
+            _ => None,
+        });
+        self.orders.restore_orders(orders)?;
+        Ok(self)
     }
 
-    /// Make the router's newly stable checkpoints durable; before sending anything that
-    /// follows from them.
-    fn persist_stable_checkpoints(&mut self) {
+    /// Append what the router must find again after a restart (checkpoints that became
+    /// stable, orders it retained); before sending anything that follows from them.
+    fn persist_router_records(&mut self) {
         for checkpoint in self.orders.take_newly_stable() {
             self.storage.append(&Record::ExecutionStable(checkpoint));
         }
+        for retained in self.orders.take_newly_retained() {
+            self.storage.append(&Record::AppOrder {
+                order: retained.order,
+                chain_before: retained.chain_before,
+            });
+        }
+    }
+
+    /// The router's state as records, for a compacted log: each app's stable execution
+    /// checkpoint and the orders retained after it.
+    fn router_records(&self) -> impl Iterator<Item = Record> + '_ {
+        let stable = self.orders.stable_checkpoints().into_iter();
+        let orders = self.orders.retained_orders().map(|retained| Record::AppOrder {
+            order: retained.order.clone(),
+            chain_before: retained.chain_before,
+        });
+        stable.map(Record::ExecutionStable).chain(orders)
     }
 
     /// Group commit: sync every record appended since the last call with one sync, then
@@ -212,7 +243,7 @@ impl<B: MessageBus, S: Storage> ReplicaDriver<B, S> {
                     self.orders.membership(),
                 );
                 let told = self.orders.handle_checkpoint(from, *checkpoint);
-                self.persist_stable_checkpoints();
+                self.persist_router_records();
                 for member in told {
                     let notice = Message::ExecutionStable(*checkpoint);
                     self.send(NodeId::Execution(member), &notice);
@@ -230,7 +261,7 @@ impl<B: MessageBus, S: Storage> ReplicaDriver<B, S> {
                         &change.previously_active,
                         self.orders.membership(),
                     );
-                    self.persist_stable_checkpoints();
+                    self.persist_router_records();
                     for (member, checkpoint) in change.told {
                         self.send(
                             NodeId::Execution(member),
@@ -260,7 +291,7 @@ impl<B: MessageBus, S: Storage> ReplicaDriver<B, S> {
             }
             (NodeId::Replica(from), Message::ChainedOrders(answer)) => {
                 let next = self.orders.handle_chained_orders(from, answer);
-                self.persist_stable_checkpoints();
+                self.persist_router_records();
                 if let Some(next) = next {
                     self.send(NodeId::Replica(from), &Message::FetchChainedOrders(next));
                 }
@@ -328,9 +359,8 @@ impl<B: MessageBus, S: Storage> ReplicaDriver<B, S> {
             match output {
                 Output::Persist(record) => self.storage.append(&record),
                 Output::Compact(mut records) => {
-                    // The core's records say nothing of the router's checkpoints.
-                    let stable = self.orders.stable_checkpoints();
-                    records.extend(stable.into_iter().map(Record::ExecutionStable));
+                    // The core's records say nothing of the router's checkpoints and orders.
+                    records.extend(self.router_records());
                     self.storage.compact(&records)
                 }
                 Output::Send { to, message } => self.send(NodeId::Replica(to), &message),
@@ -340,7 +370,9 @@ impl<B: MessageBus, S: Storage> ReplicaDriver<B, S> {
                     self.deliveries.push(Delivery::Order(order));
                 }
                 Output::AppOrder(order) => {
-                    for (member, order) in self.orders.route(order.clone()) {
+                    let sends = self.orders.route(order.clone());
+                    self.persist_router_records();
+                    for (member, order) in sends {
                         self.send(NodeId::Execution(member), &Message::AppOrder(order));
                     }
                     self.deliveries.push(Delivery::AppOrder(order));

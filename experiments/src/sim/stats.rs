@@ -29,6 +29,8 @@ pub struct SimStats {
     /// lost because they waited for that sync.
     pub unsynced_records_lost: u64,
     pub held_frames_lost: u64,
+    /// Per-app orders restarted replicas took back from their records.
+    pub orders_restored: u64,
     /// Execution checkpoints (app, seq) whose roots the checker compared.
     pub execution_checkpoints: u64,
     /// Per-app orders from correct replicas that the checker compared.
@@ -68,7 +70,7 @@ impl fmt::Display for SimStats {
             "events {}, accepted {}, batches {}, execution checkpoints {}, app orders checked \
              {}, view changes {}, state transfers {}, rejected {}, lost {}, dropped {{{}}}, \
              byzantine {} ({} frames altered, {} false alarms), crashes {} ({} restarts, {} \
-             unsynced records and {} held frames lost), \
+             unsynced records and {} held frames lost, {} orders restored), \
              execution faults {} ({} planned), alarms {} wakes and {} faulty ({} from correct \
              replicas), woken {}, destroyed {} ({} faulty), started {}, paused {}, buckets \
              fetched {} ({} bad refused), results checked {}, active at end {:?}, end {:.1}s",
@@ -92,6 +94,7 @@ impl fmt::Display for SimStats {
             self.restarts,
             self.unsynced_records_lost,
             self.held_frames_lost,
+            self.orders_restored,
             self.execution_faults_injected,
             self.execution_faults_planned,
             self.wakes_received,

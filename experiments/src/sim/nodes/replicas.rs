@@ -124,11 +124,14 @@ impl World {
         let records = records.unwrap_or_default();
         self.checker.replica_started(id, replica.last_executed());
         let storage = std::mem::take(&mut sim.storage);
-        sim.driver = Some(
-            ReplicaDriver::new(replica, sim.endpoint.clone(), sim.bus.clone(), storage)
-                .with_execution_groups(self.groups.clone(), self.initial_active.clone())
-                .with_restored_orders(&records),
-        );
+        let driver = ReplicaDriver::new(replica, sim.endpoint.clone(), sim.bus.clone(), storage)
+            .with_execution_groups(self.groups.clone(), self.initial_active.clone())
+            .with_restored_orders(&records)
+            .unwrap_or_else(|error| panic!("{id} cannot restart from its records: {error}"));
+        self.stats.orders_restored += (self.groups.keys())
+            .map(|app| driver.orders().retained_count(*app) as u64)
+            .sum::<u64>();
+        sim.driver = Some(driver);
         self.reschedule_replica(id);
     }
 
