@@ -13,9 +13,7 @@ use zz_agreement::liaison::orders::OrderRestoreError;
 use zz_agreement::{Replica, ReplicaConfig, ReplicaDriver};
 use zz_protocol::bus::{Inbox, MemoryBus, MemoryNetwork, MessageBus};
 use zz_protocol::derived_keys::DerivedKeys;
-use zz_protocol::messages::{
-    AppOrder, ExecutionCheckpoint, FetchOrders, Message, Request,
-};
+use zz_protocol::messages::{AppOrder, ExecutionCheckpoint, FetchOrders, Message, Request};
 use zz_protocol::{
     AppId, ClientId, Digest, ExecutionId, NodeId, ProtocolParams, ReplicaId, Seq, Time,
 };
@@ -227,25 +225,41 @@ fn frames_wait_for_the_sync_of_the_records_they_follow_from() {
     // one sync covers the turn: until then the frame is held, and nothing reaches the bus.
     let mut cluster = Cluster::new();
     cluster.request();
-    let frame = cluster.inboxes[0].try_recv().expect("the request reached the primary");
+    let frame = cluster.inboxes[0]
+        .try_recv()
+        .expect("the request reached the primary");
     for backup in 1..4 {
         // The client's copies of the request, which the backups do not read here.
         while cluster.inboxes[backup].try_recv().is_ok() {}
     }
     let primary = &mut cluster.drivers[0];
     primary.handle_frame(cluster.now, &frame);
-    assert!(primary.storage().has_unsynced(), "the pre-prepare was recorded");
+    assert!(
+        primary.storage().has_unsynced(),
+        "the pre-prepare was recorded"
+    );
     assert!(primary.awaits_sync());
-    assert!(primary.held_frame_count() >= 3, "one pre-prepare per backup, held");
-    assert!(cluster.inboxes[1].try_recv().is_err(), "nothing sent before the sync");
+    assert!(
+        primary.held_frame_count() >= 3,
+        "one pre-prepare per backup, held"
+    );
+    assert!(
+        cluster.inboxes[1].try_recv().is_err(),
+        "nothing sent before the sync"
+    );
     let records = primary.storage().records().len();
     cluster.drivers[0].sync_and_send_held();
     let primary = &cluster.drivers[0];
     assert!(!primary.awaits_sync());
     assert_eq!(primary.storage().synced_records().len(), records);
     for backup in 1..4 {
-        let frame = cluster.inboxes[backup].try_recv().expect("sent after the sync");
-        let verified = cluster.keys.replica_endpoint(ReplicaId(backup as u32)).open(&frame);
+        let frame = cluster.inboxes[backup]
+            .try_recv()
+            .expect("sent after the sync");
+        let verified = cluster
+            .keys
+            .replica_endpoint(ReplicaId(backup as u32))
+            .open(&frame);
         assert!(matches!(
             verified.unwrap().message(),
             Message::PrePrepare { .. }
@@ -307,7 +321,10 @@ fn a_whole_cluster_restart_keeps_the_orders_after_the_stable_execution_checkpoin
     for (from, order) in cluster.orders_received(0) {
         by_seq.entry(order.seq).or_default().push(from);
     }
-    assert_eq!(by_seq.keys().copied().collect::<Vec<_>>(), (3..=6).map(Seq).collect::<Vec<_>>());
+    assert_eq!(
+        by_seq.keys().copied().collect::<Vec<_>>(),
+        (3..=6).map(Seq).collect::<Vec<_>>()
+    );
     assert!(by_seq.values().all(|senders| senders.len() == 4));
 
     // Retransmission of the restored votes commits app seq 7 again; then a new request.
@@ -342,9 +359,19 @@ fn orders_on_disk_that_contradict_the_certified_head_refuse_to_start() {
     storage.replace(&records);
     let replica = Replica::restore(cluster.config(ReplicaId(1)), records.clone(), cluster.now);
     let (driver, _inbox) = cluster.driver(replica, storage);
-    let error = driver.with_restored_orders(&records).err().expect("refused");
+    let error = driver
+        .with_restored_orders(&records)
+        .err()
+        .expect("refused");
     assert!(
-        matches!(error, OrderRestoreError::HeadChainMismatch { app: APP, seq: Seq(6), .. }),
+        matches!(
+            error,
+            OrderRestoreError::HeadChainMismatch {
+                app: APP,
+                seq: Seq(6),
+                ..
+            }
+        ),
         "{error}"
     );
     assert!(error.to_string().contains("refusing to serve"));

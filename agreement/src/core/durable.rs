@@ -3,9 +3,9 @@
 //! replica starts from (persist before sending: see [`crate::core::persist`]).
 
 use super::checkpoint::ExecState;
-use zz_protocol::Seq;
 use super::{Replica, view_change};
 use crate::core::persist::Record;
+use zz_protocol::Seq;
 use zz_protocol::messages::{Commit, Prepare, PreparedCertificate};
 
 impl Replica {

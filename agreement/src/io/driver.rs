@@ -144,10 +144,13 @@ impl<B: MessageBus, S: Storage> ReplicaDriver<B, S> {
     /// checkpoint and the orders retained after it.
     fn router_records(&self) -> impl Iterator<Item = Record> + '_ {
         let stable = self.orders.stable_checkpoints().into_iter();
-        let orders = self.orders.retained_orders().map(|retained| Record::AppOrder {
-            order: retained.order.clone(),
-            chain_before: retained.chain_before,
-        });
+        let orders = self
+            .orders
+            .retained_orders()
+            .map(|retained| Record::AppOrder {
+                order: retained.order.clone(),
+                chain_before: retained.chain_before,
+            });
         stable.map(Record::ExecutionStable).chain(orders)
     }
 

@@ -139,7 +139,11 @@ fn a_checksum_failure_before_the_last_record_is_an_error_naming_the_file() {
     );
     assert!(line.starts_with(&format!("{}: the record at byte", path.display())));
     assert!(!line.contains('\n'), "one line: {line}");
-    assert_eq!(std::fs::read(&path).unwrap(), bytes, "the file is untouched");
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        bytes,
+        "the file is untouched"
+    );
 }
 
 /// A damaged length cannot be told to end anywhere; if anything but zeros follows it, the
@@ -203,7 +207,11 @@ fn a_file_without_a_header_is_an_error_naming_the_file_and_what_to_do() {
             path.display()
         )
     );
-    assert_eq!(std::fs::read(&path).unwrap(), bytes, "the file is untouched");
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        bytes,
+        "the file is untouched"
+    );
 }
 
 /// A header of a later format version is refused too.

@@ -348,13 +348,22 @@ fn a_restarted_router_takes_back_its_persisted_orders_and_recovers_the_rest() {
     restarted.jumped_to(pbft_checkpoint);
     restarted.restore_stable(stable[0]);
     // Orders 3 and 4 never reached this replica's disk.
-    let on_disk = persisted.iter().filter(|retained| retained.order.seq.0 != 3 && retained.order.seq.0 != 4);
+    let on_disk = persisted
+        .iter()
+        .filter(|retained| retained.order.seq.0 != 3 && retained.order.seq.0 != 4);
     restarted.restore_orders(on_disk.cloned()).unwrap();
-    assert!(restarted.take_newly_retained().is_empty(), "on disk already");
+    assert!(
+        restarted.take_newly_retained().is_empty(),
+        "on disk already"
+    );
     assert_eq!(restarted.routed(AppId(0)), Seq(6), "up to the head only");
     assert!(restarted.retains(AppId(0), Seq(5)) && restarted.retains(AppId(0), Seq(6)));
     assert!(!restarted.retains(AppId(0), Seq(7)));
-    assert_eq!(restarted.join_checkpoint(AppId(0)), None, "3 and 4 are missing");
+    assert_eq!(
+        restarted.join_checkpoint(AppId(0)),
+        None,
+        "3 and 4 are missing"
+    );
     assert_eq!(
         restarted.next_fetch(AppId(0)),
         Some(FetchChainedOrders {
