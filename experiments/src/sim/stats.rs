@@ -25,6 +25,8 @@ pub struct SimStats {
     pub crashes: usize,
     /// Crashed replicas brought back from their persisted records.
     pub restarts: u64,
+    /// Whether every agreement replica crashed at once (and restarted).
+    pub cluster_crashes: u64,
     /// Records a crash lost because they were appended but not synced yet, and frames it
     /// lost because they waited for that sync.
     pub unsynced_records_lost: u64,
@@ -69,8 +71,8 @@ impl fmt::Display for SimStats {
             f,
             "events {}, accepted {}, batches {}, execution checkpoints {}, app orders checked \
              {}, view changes {}, state transfers {}, rejected {}, lost {}, dropped {{{}}}, \
-             byzantine {} ({} frames altered, {} false alarms), crashes {} ({} restarts, {} \
-             unsynced records and {} held frames lost, {} orders restored), \
+             byzantine {} ({} frames altered, {} false alarms), crashes {} ({} restarts, {} of \
+             the whole cluster, {} unsynced records and {} held frames lost, {} orders restored), \
              execution faults {} ({} planned), alarms {} wakes and {} faulty ({} from correct \
              replicas), woken {}, destroyed {} ({} faulty), started {}, paused {}, buckets \
              fetched {} ({} bad refused), results checked {}, active at end {:?}, end {:.1}s",
@@ -92,6 +94,7 @@ impl fmt::Display for SimStats {
             self.false_alarms_sent,
             self.crashes,
             self.restarts,
+            self.cluster_crashes,
             self.unsynced_records_lost,
             self.held_frames_lost,
             self.orders_restored,

@@ -53,6 +53,9 @@ pub(crate) enum Event {
     },
     Crash(ReplicaId),
     Restart(ReplicaId),
+    /// Every agreement replica crashes at once, or restarts.
+    CrashCluster,
+    RestartCluster,
     Heal,
     /// The planned fault hits execution replica `execution` if `instance` still runs.
     ExecutionFault {
@@ -146,6 +149,7 @@ impl World {
                     timer_generation: 0,
                     sync_scheduled: false,
                     sync_generation: 0,
+                    crash_when_unsynced: false,
                 }
             })
             .collect();
@@ -243,7 +247,7 @@ impl World {
     /// liveness phase ends, and check liveness.
     pub(crate) fn run(&mut self) -> Result<(), Violation> {
         for index in 0..self.replicas.len() {
-            self.start_replica(ReplicaId(index as u32), None);
+            self.start_replica(ReplicaId(index as u32), None)?;
         }
         for client in 0..self.clients.len() {
             self.reschedule_client(ClientId(client as u64));
@@ -251,6 +255,10 @@ impl World {
         for (at, restart, replica) in self.scenario.crashes.clone() {
             self.schedule(Time(at), Event::Crash(replica));
             self.schedule(Time(restart), Event::Restart(replica));
+        }
+        if let Some((at, restart)) = self.scenario.cluster_crash {
+            self.schedule(Time(at), Event::CrashCluster);
+            self.schedule(Time(restart), Event::RestartCluster);
         }
         self.schedule(Time(self.scenario.safety_micros), Event::Heal);
         for plan in self.scenario.execution_faults.clone() {
@@ -303,8 +311,21 @@ impl World {
                 replica,
                 generation,
             } => self.replica_sync(replica, generation)?,
-            Event::Crash(replica) => self.crash(replica),
-            Event::Restart(replica) => self.restart(replica),
+            Event::Crash(replica) => self.planned_crash(replica),
+            Event::Restart(replica) => self.restart(replica)?,
+            Event::CrashCluster => {
+                if !self.healed {
+                    self.stats.cluster_crashes += 1;
+                }
+                for index in 0..self.replicas.len() {
+                    self.crash(ReplicaId(index as u32));
+                }
+            }
+            Event::RestartCluster => {
+                for index in 0..self.replicas.len() {
+                    self.restart(ReplicaId(index as u32))?;
+                }
+            }
             Event::ExecutionFault {
                 execution,
                 instance,
@@ -322,7 +343,7 @@ impl World {
             Event::Heal => {
                 self.healed = true;
                 for index in 0..self.replicas.len() {
-                    self.restart(ReplicaId(index as u32));
+                    self.restart(ReplicaId(index as u32))?;
                 }
             }
         }

@@ -4,8 +4,9 @@
 //!
 //! The driver holds what it sends while records wait to be synced; the world syncs them
 //! as an event of its own, a random moment (up to [`SYNC_DELAY_MAX_MICROS`]) after a step
-//! that left any, so that crashes often fall between an append and its sync. A crash then
-//! loses the unsynced records and the frames held for them.
+//! that left any, and half the planned crashes wait for such a moment (the other half
+//! strike when they are due), so that crashes often fall between an append and its sync.
+//! A crash then loses the unsynced records and the frames held for them.
 
 use super::super::byzantine::Byzantine;
 use super::super::network::SimBus;
@@ -32,6 +33,8 @@ pub(crate) struct SimReplica {
     /// crash makes a scheduled one stale).
     pub(crate) sync_scheduled: bool,
     pub(crate) sync_generation: u64,
+    /// A planned crash waiting for the replica to hold records not synced yet.
+    pub(crate) crash_when_unsynced: bool,
 }
 
 impl World {
@@ -83,11 +86,24 @@ impl World {
         self.after_replica_step(replica)
     }
 
+    /// A planned crash is due: now, or (half the time, if nothing waits for a sync now) at
+    /// the end of the replica's next step that leaves records unsynced.
+    pub(crate) fn planned_crash(&mut self, replica: ReplicaId) {
+        let awaits_sync = (self.replicas[replica.index()].driver.as_ref())
+            .is_some_and(|driver| driver.awaits_sync());
+        if self.healed || awaits_sync || self.sync_rng.chance(500) {
+            self.crash(replica);
+        } else {
+            self.replicas[replica.index()].crash_when_unsynced = true;
+        }
+    }
+
     /// A crash (during the safety phase only): the driver goes with the frames it held,
     /// and of its records only the synced ones stay.
     pub(crate) fn crash(&mut self, replica: ReplicaId) {
+        let sim = &mut self.replicas[replica.index()];
+        sim.crash_when_unsynced = false;
         if !self.healed {
-            let sim = &mut self.replicas[replica.index()];
             if let Some(driver) = sim.driver.take() {
                 let mut storage = driver.storage().clone();
                 let unsynced = storage.records().len() - storage.synced_records().len();
@@ -102,25 +118,34 @@ impl World {
         }
     }
 
-    pub(crate) fn restart(&mut self, replica: ReplicaId) {
+    pub(crate) fn restart(&mut self, replica: ReplicaId) -> Result<(), Violation> {
+        if self.replicas[replica.index()].crash_when_unsynced {
+            // The moment never came: the crash strikes now, and the restart follows.
+            self.crash(replica);
+        }
         if self.replicas[replica.index()].driver.is_none() {
             self.stats.restarts += 1;
             let records = self.replicas[replica.index()].storage.records().to_vec();
-            self.start_replica(replica, Some(records));
+            self.start_replica(replica, Some(records))?;
         }
+        Ok(())
     }
 
     pub(crate) fn start_replica(
         &mut self,
         id: ReplicaId,
         records: Option<Vec<zz_agreement::core::persist::Record>>,
-    ) {
+    ) -> Result<(), Violation> {
         let now = self.now;
+        let correct = self.is_correct(id);
         let sim = &mut self.replicas[id.index()];
         let replica = match &records {
             Some(records) => Replica::restore(sim.config.clone(), records.clone(), now),
             None => Replica::new(sim.config.clone(), now),
         };
+        if correct && records.is_some() {
+            self.checker.check_restored_votes(&replica)?;
+        }
         let records = records.unwrap_or_default();
         self.checker.replica_started(id, replica.last_executed());
         let storage = std::mem::take(&mut sim.storage);
@@ -133,6 +158,7 @@ impl World {
             .sum::<u64>();
         sim.driver = Some(driver);
         self.reschedule_replica(id);
+        Ok(())
     }
 
     fn reschedule_replica(&mut self, id: ReplicaId) {
@@ -175,6 +201,7 @@ impl World {
                 (self.checker).check_delivery(id, delivery, &mut self.stats)?;
             }
             self.checker.check_stable(id, stable)?;
+            self.checker.check_own_votes(id, &frames)?;
         }
         for (to, frame) in frames {
             self.route(NodeId::Replica(id), to, frame);
@@ -182,6 +209,10 @@ impl World {
         self.reschedule_replica(id);
         if sync_due {
             self.schedule_sync(id);
+        }
+        let sim = &self.replicas[id.index()];
+        if sim.crash_when_unsynced && sim.driver.as_ref().is_some_and(|d| d.awaits_sync()) {
+            self.crash(id);
         }
         Ok(())
     }
