@@ -146,7 +146,7 @@ impl Cluster {
     }
 
     /// Execution replica `member` sends `message` to every agreement replica.
-    fn from_execution(&mut self, member: usize, message: &Message) {
+    fn execution_sends(&mut self, member: usize, message: &Message) {
         let endpoint = self.keys.execution_endpoint(MEMBERS[member]);
         for id in 0..self.drivers.len() as u32 {
             let to = NodeId::Replica(ReplicaId(id));
@@ -214,7 +214,7 @@ fn report_checkpoint(cluster: &mut Cluster, seq: u64) {
         root: ROOT,
     };
     for member in 0..MEMBERS.len() {
-        cluster.from_execution(member, &Message::ExecutionCheckpoint(checkpoint));
+        cluster.execution_sends(member, &Message::ExecutionCheckpoint(checkpoint));
     }
     cluster.pump();
 }
@@ -315,7 +315,7 @@ fn a_whole_cluster_restart_keeps_the_orders_after_the_stable_execution_checkpoin
         app: APP,
         after: Seq(2),
     };
-    cluster.from_execution(0, &Message::FetchOrders(fetch));
+    cluster.execution_sends(0, &Message::FetchOrders(fetch));
     cluster.pump();
     let mut by_seq: BTreeMap<Seq, Vec<NodeId>> = BTreeMap::new();
     for (from, order) in cluster.orders_received(0) {

@@ -103,18 +103,18 @@ impl World {
     pub(crate) fn crash(&mut self, replica: ReplicaId) {
         let sim = &mut self.replicas[replica.index()];
         sim.crash_when_unsynced = false;
-        if !self.healed {
-            if let Some(driver) = sim.driver.take() {
-                let mut storage = driver.storage().clone();
-                let unsynced = storage.records().len() - storage.synced_records().len();
-                storage.lose_unsynced();
-                sim.storage = storage;
-                sim.bus.drain();
-                sim.sync_scheduled = false;
-                sim.sync_generation += 1;
-                self.stats.unsynced_records_lost += unsynced as u64;
-                self.stats.held_frames_lost += driver.held_frame_count() as u64;
-            }
+        if !self.healed
+            && let Some(driver) = sim.driver.take()
+        {
+            let mut storage = driver.storage().clone();
+            let unsynced = storage.records().len() - storage.synced_records().len();
+            storage.lose_unsynced();
+            sim.storage = storage;
+            sim.bus.drain();
+            sim.sync_scheduled = false;
+            sim.sync_generation += 1;
+            self.stats.unsynced_records_lost += unsynced as u64;
+            self.stats.held_frames_lost += driver.held_frame_count() as u64;
         }
     }
 
