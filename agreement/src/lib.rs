@@ -16,8 +16,9 @@
 //! a [`ReplicaDriver`] with its endpoint, bus and storage, then feed the driver frames
 //! ([`ReplicaDriver::handle_frame`]) and timer expiries
 //! ([`ReplicaDriver::handle_timeout`] at [`ReplicaDriver::poll_timeout`]); it persists
-//! before it sends, and hands ordered batches up as [`Delivery`]s
-//! ([`ReplicaDriver::take_deliveries`]).
+//! before it sends: what follows from records not synced yet waits for the host's call to
+//! [`ReplicaDriver::sync_and_send_held`], once per turn (one sync for the whole turn). It
+//! hands ordered batches up as [`Delivery`]s ([`ReplicaDriver::take_deliveries`]).
 
 pub mod core;
 pub mod io;

@@ -5,7 +5,8 @@
 use super::checkpoint::ExecState;
 use super::{Replica, view_change};
 use crate::core::persist::Record;
-use zz_protocol::messages::PreparedCertificate;
+use zz_protocol::Seq;
+use zz_protocol::messages::{Commit, Prepare, PreparedCertificate};
 
 impl Replica {
     /// After a restore in a view entered through a new-view message: its re-proposals are
@@ -42,6 +43,49 @@ impl Replica {
         self.proposer.next_seq = self.proposer.next_seq.max(floor.next());
     }
 
+    /// After a restore: this replica's own prepare and commit in each slot's view, for the
+    /// pre-prepares it accepted and the slots it prepared (it sent them before it stopped,
+    /// or was about to: the record comes first), so that retransmission sends them again.
+    /// Without them, a cluster that restarted whole would stall on slots that prepared
+    /// before the restart: nobody would repeat a prepare or a commit for them.
+    pub(super) fn restore_own_votes(&mut self) {
+        let me = self.config.id;
+        let replicas = self.config.params.replica_count();
+        let prepares: Vec<(Seq, Prepare)> = (self.slots.iter())
+            .filter_map(|(seq, slot)| {
+                let (pre_prepare, _) = slot.pre_prepare.as_ref()?;
+                let header = pre_prepare.body;
+                (header.view == slot.view && header.view.primary(replicas) != me).then_some((
+                    *seq,
+                    Prepare {
+                        view: header.view,
+                        seq: header.seq,
+                        digest: header.digest,
+                    },
+                ))
+            })
+            .collect();
+        for (seq, prepare) in prepares {
+            let prepare = self.sign(prepare);
+            if let Some(slot) = self.slots.get_mut(&seq) {
+                slot.prepares.insert(me, prepare);
+            }
+        }
+        for (seq, slot) in &mut self.slots {
+            let Some(certificate) = &slot.prepared_certificate else {
+                continue;
+            };
+            if slot.commit_sent && certificate.view() == slot.view {
+                let commit = Commit {
+                    view: slot.view,
+                    seq: *seq,
+                    digest: certificate.pre_prepare.body.digest,
+                };
+                slot.commits.insert(me, commit);
+            }
+        }
+    }
+
     pub(super) fn apply_record(&mut self, record: Record) {
         match record {
             Record::View { view, normal } => {
@@ -75,7 +119,7 @@ impl Replica {
                 }
             }
             // The order router's, restored by the driver.
-            Record::ExecutionStable(_) => {}
+            Record::ExecutionStable(_) | Record::AppOrder { .. } => {}
             Record::Prepared { prepares } => {
                 let Some(first) = prepares.first() else {
                     return;

@@ -154,6 +154,7 @@ impl Replica {
         }
         replica.proposer.next_seq = replica.checkpoints.stable.seq.next();
         replica.reapply_new_view();
+        replica.restore_own_votes();
         if !replica.normal {
             // It was changing view when it stopped: its view change is resent from here.
             let view_change = replica.make_view_change(replica.view);
@@ -193,6 +194,19 @@ impl Replica {
             seq: *seq,
             chain: *chain,
         })
+    }
+    /// The pre-prepare accepted (or, as primary, proposed) for `seq` in the view of its
+    /// votes: (view, digest). For checkers: a restarted replica must still hold each one
+    /// it voted for in its view.
+    pub fn accepted_at(&self, seq: Seq) -> Option<(View, Digest)> {
+        let slot = self.slots.get(&seq)?;
+        let (pre_prepare, _) = slot.pre_prepare.as_ref()?;
+        Some((pre_prepare.body.view, pre_prepare.body.digest))
+    }
+    /// The prepared certificate held for `seq`: (view, digest).
+    pub fn prepared_at(&self, seq: Seq) -> Option<(View, Digest)> {
+        let certificate = self.slots.get(&seq)?.prepared_certificate.as_ref()?;
+        Some((certificate.view(), certificate.pre_prepare.body.digest))
     }
     /// The latest stable checkpoint: (seq, state digest).
     pub fn stable_checkpoint(&self) -> (Seq, Digest) {

@@ -4,12 +4,12 @@
 //! rules state: persist before sending).
 
 use serde::{Deserialize, Serialize};
-use zz_protocol::View;
 use zz_protocol::crypto::Signed;
 use zz_protocol::messages::{
-    Batch, CheckpointCertificate, CheckpointState, ExecutionCheckpoint, NewView, PrePrepareHeader,
-    Prepare,
+    AppOrder, Batch, CheckpointCertificate, CheckpointState, ExecutionCheckpoint, NewView,
+    PrePrepareHeader, Prepare,
 };
+use zz_protocol::{Digest, View};
 
 /// One durable fact. A replica's durable state is the fold of its records, in order.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -38,4 +38,13 @@ pub enum Record {
     /// from it, so the replica need not find f+1 peers still naming it, and recovers the
     /// orders after it. Losing it costs liveness only (any stable checkpoint is genuine).
     ExecutionStable(ExecutionCheckpoint),
+    /// An order of an app with execution replicas that the order router retains (it comes
+    /// after the app's stable execution checkpoint), with the app's order chain before it.
+    /// The driver's, recorded before the order leaves: after a restart the router takes
+    /// back the orders up to the restored checkpoint's head and rebuilds their chain
+    /// without asking peers, so an app survives every agreement replica restarting at once.
+    AppOrder {
+        order: AppOrder,
+        chain_before: Digest,
+    },
 }

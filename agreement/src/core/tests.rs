@@ -237,3 +237,51 @@ fn new_view_entries_take_the_highest_view_certificate_and_fill_gaps_with_null() 
     assert_eq!(entries[0].1.digest(), new.digest());
     assert_eq!(entries[2].1.digest(), third.digest());
 }
+
+/// A replica restored from its records sends its own votes again: the prepare for the
+/// pre-prepare it accepted and the commit for the slot it prepared. Otherwise a cluster
+/// restarting whole would never commit a slot that prepared before the restart, since no
+/// replica would repeat a vote for it (each holds its pre-prepare already, so a resent
+/// pre-prepare is a duplicate).
+#[test]
+fn a_restored_replica_retransmits_its_prepare_and_commit() {
+    let mut backup = Replica::new(config(1), Time(0));
+    let accepted = batch(1);
+    backup.handle_message(Time(1), from(0, pre_prepare(0, 1, &accepted)));
+    backup.handle_message(Time(1), from(2, prepare(0, 1, &accepted, 2)));
+    let records: Vec<Record> = drain(&mut backup)
+        .into_iter()
+        .filter_map(|output| match output {
+            Output::Persist(record) => Some(record),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        records
+            .iter()
+            .any(|record| matches!(record, Record::Prepared { .. })),
+        "it prepared"
+    );
+
+    let mut restarted = Replica::restore(config(1), records, Time(2));
+    let interval = params().status_interval_ms * 1000;
+    restarted.handle_timeout(Time(2 + interval));
+    let sent: Vec<Message> = drain(&mut restarted)
+        .into_iter()
+        .filter_map(|output| match output {
+            Output::Broadcast(message) => Some(message),
+            _ => None,
+        })
+        .collect();
+    let digest = accepted.digest();
+    assert!(sent.iter().any(|message| matches!(
+        message,
+        Message::Prepare(prepare) if prepare.signer == ReplicaId(1)
+            && prepare.body.seq == Seq(1) && prepare.body.digest == digest
+    )));
+    assert!(sent.contains(&Message::Commit(Commit {
+        view: View(0),
+        seq: Seq(1),
+        digest
+    })));
+}

@@ -2,18 +2,28 @@
 //! frames (dropping and counting what fails), feeds the core, and carries out the core's
 //! outputs in order: persist, then send. It reads no clock and spawns no task, so the real
 //! node and the simulator run exactly the same code around the core.
+//!
+//! Persist, then send, with one sync per turn (group commit): while the storage holds
+//! records not yet synced, every frame is held back, in order, instead of going to the
+//! bus; [`ReplicaDriver::sync_and_send_held`] syncs once and sends them all. The host calls
+//! it at the end of each turn (the node after a batch of frames or a timeout, the
+//! simulator a moment after a step that persisted).
 
 use crate::core::persist::Record;
 use crate::core::{Output, Replica};
 use crate::io::storage::Storage;
 use crate::liaison::detect::{Alarm, Detector, DetectorConfig};
 use crate::liaison::membership::{ExecutionGroups, MembershipTable};
-use crate::liaison::orders::OrderRouter;
+use crate::liaison::orders::{OrderRestoreError, OrderRouter, RetainedOrder};
 use bytes::Bytes;
 use zz_protocol::bus::MessageBus;
 use zz_protocol::config::LOCAL_ACTIVATOR;
 use zz_protocol::messages::{AppOrder, ExecutionCheckpoint, Message, Order, Reply};
 use zz_protocol::{ClientId, Endpoint, FrameCounters, NodeId, ReplicaId, Seq, Time, View};
+
+/// Frames held back for a sync at most; a turn producing more syncs early rather than
+/// grow the queue (the node's turns, of at most 256 frames, stay far below it).
+pub const HELD_FRAMES_MAX: usize = 65_536;
 
 /// What the driver hands up to whoever consumes ordered batches.
 #[derive(Clone, Debug, PartialEq)]
@@ -39,6 +49,8 @@ pub struct ReplicaDriver<B, S> {
     detector: Detector,
     counters: FrameCounters,
     deliveries: Vec<Delivery>,
+    /// Frames waiting for the records they follow from to be synced, in sending order.
+    held: Vec<(NodeId, Bytes)>,
 }
 
 impl<B: MessageBus, S: Storage> ReplicaDriver<B, S> {
@@ -60,6 +72,7 @@ impl<B: MessageBus, S: Storage> ReplicaDriver<B, S> {
             ),
             counters: FrameCounters::default(),
             deliveries: Vec::new(),
+            held: Vec::new(),
         }
     }
 
@@ -88,23 +101,80 @@ impl<B: MessageBus, S: Storage> ReplicaDriver<B, S> {
         self
     }
 
-    /// After a restart: the router starts from the stable execution checkpoints `records`
-    /// (the ones the replica was restored from) hold.
-    pub fn with_restored_orders(mut self, records: &[Record]) -> Self {
+    /// After a restart, right after [`ReplicaDriver::with_execution_groups`]: the router
+    /// starts from the stable execution checkpoints `records` (the ones the replica was
+    /// restored from) hold, and takes back the orders after them up to the restored
+    /// checkpoint's heads. Orders that contradict the checkpoint the core restored (a log
+    /// not written consistently) are an error: the replica must not serve from it.
+    pub fn with_restored_orders(mut self, records: &[Record]) -> Result<Self, OrderRestoreError> {
         for record in records {
             if let Record::ExecutionStable(checkpoint) = record {
                 self.orders.restore_stable(*checkpoint);
             }
         }
-        self
+        let orders = records.iter().filter_map(|record| match record {
+            Record::AppOrder {
+                order,
+                chain_before,
+            } => Some(RetainedOrder {
+                order: order.clone(),
+                chain_before: *chain_before,
+            }),
+            _ => None,
+        });
+        self.orders.restore_orders(orders)?;
+        Ok(self)
     }
 
-    /// Make the router's newly stable checkpoints durable; before sending anything that
-    /// follows from them.
-    fn persist_stable_checkpoints(&mut self) {
+    /// Append what the router must find again after a restart (checkpoints that became
+    /// stable, orders it retained); before sending anything that follows from them.
+    fn persist_router_records(&mut self) {
         for checkpoint in self.orders.take_newly_stable() {
             self.storage.append(&Record::ExecutionStable(checkpoint));
         }
+        for retained in self.orders.take_newly_retained() {
+            self.storage.append(&Record::AppOrder {
+                order: retained.order,
+                chain_before: retained.chain_before,
+            });
+        }
+    }
+
+    /// The router's state as records, for a compacted log: each app's stable execution
+    /// checkpoint and the orders retained after it.
+    fn router_records(&self) -> impl Iterator<Item = Record> + '_ {
+        let stable = self.orders.stable_checkpoints().into_iter();
+        let orders = self
+            .orders
+            .retained_orders()
+            .map(|retained| Record::AppOrder {
+                order: retained.order.clone(),
+                chain_before: retained.chain_before,
+            });
+        stable.map(Record::ExecutionStable).chain(orders)
+    }
+
+    /// Group commit: sync every record appended since the last call with one sync, then
+    /// send the frames held back until they were durable, in the order they were sent.
+    /// Call once per turn (not per input, or each input pays for its own sync).
+    pub fn sync_and_send_held(&mut self) {
+        if self.storage.has_unsynced() {
+            self.storage.sync();
+        }
+        for (to, frame) in self.held.drain(..) {
+            self.bus.send(to, frame);
+        }
+    }
+
+    /// Frames held back until the next sync.
+    pub fn held_frame_count(&self) -> usize {
+        self.held.len()
+    }
+
+    /// Whether records wait to be synced or frames to be sent: the host owes a call to
+    /// [`ReplicaDriver::sync_and_send_held`].
+    pub fn awaits_sync(&self) -> bool {
+        self.storage.has_unsynced() || !self.held.is_empty()
     }
 
     /// Divergence detection.
@@ -176,7 +246,7 @@ impl<B: MessageBus, S: Storage> ReplicaDriver<B, S> {
                     self.orders.membership(),
                 );
                 let told = self.orders.handle_checkpoint(from, *checkpoint);
-                self.persist_stable_checkpoints();
+                self.persist_router_records();
                 for member in told {
                     let notice = Message::ExecutionStable(*checkpoint);
                     self.send(NodeId::Execution(member), &notice);
@@ -194,7 +264,7 @@ impl<B: MessageBus, S: Storage> ReplicaDriver<B, S> {
                         &change.previously_active,
                         self.orders.membership(),
                     );
-                    self.persist_stable_checkpoints();
+                    self.persist_router_records();
                     for (member, checkpoint) in change.told {
                         self.send(
                             NodeId::Execution(member),
@@ -224,7 +294,7 @@ impl<B: MessageBus, S: Storage> ReplicaDriver<B, S> {
             }
             (NodeId::Replica(from), Message::ChainedOrders(answer)) => {
                 let next = self.orders.handle_chained_orders(from, answer);
-                self.persist_stable_checkpoints();
+                self.persist_router_records();
                 if let Some(next) = next {
                     self.send(NodeId::Replica(from), &Message::FetchChainedOrders(next));
                 }
@@ -292,9 +362,8 @@ impl<B: MessageBus, S: Storage> ReplicaDriver<B, S> {
             match output {
                 Output::Persist(record) => self.storage.append(&record),
                 Output::Compact(mut records) => {
-                    // The core's records say nothing of the router's checkpoints.
-                    let stable = self.orders.stable_checkpoints();
-                    records.extend(stable.into_iter().map(Record::ExecutionStable));
+                    // The core's records say nothing of the router's checkpoints and orders.
+                    records.extend(self.router_records());
                     self.storage.compact(&records)
                 }
                 Output::Send { to, message } => self.send(NodeId::Replica(to), &message),
@@ -304,7 +373,9 @@ impl<B: MessageBus, S: Storage> ReplicaDriver<B, S> {
                     self.deliveries.push(Delivery::Order(order));
                 }
                 Output::AppOrder(order) => {
-                    for (member, order) in self.orders.route(order.clone()) {
+                    let sends = self.orders.route(order.clone());
+                    self.persist_router_records();
+                    for (member, order) in sends {
                         self.send(NodeId::Execution(member), &Message::AppOrder(order));
                     }
                     self.deliveries.push(Delivery::AppOrder(order));
@@ -341,7 +412,7 @@ impl<B: MessageBus, S: Storage> ReplicaDriver<B, S> {
 
     fn send(&mut self, to: NodeId, message: &Message) {
         if let Some(frame) = self.endpoint.seal(to, message) {
-            self.bus.send(to, Bytes::from(frame));
+            self.transmit(to, Bytes::from(frame));
         }
     }
 
@@ -350,9 +421,21 @@ impl<B: MessageBus, S: Storage> ReplicaDriver<B, S> {
         let me = self.replica.id();
         for replica in 0..self.replica.params().replica_count() as u32 {
             if ReplicaId(replica) != me {
-                self.bus
-                    .send(NodeId::Replica(ReplicaId(replica)), frame.clone());
+                self.transmit(NodeId::Replica(ReplicaId(replica)), frame.clone());
             }
+        }
+    }
+
+    /// To the bus, unless a record is not durable yet (the frame may follow from it) or
+    /// frames are held already (they go first): then held for the next sync.
+    fn transmit(&mut self, to: NodeId, frame: Bytes) {
+        if self.held.is_empty() && !self.storage.has_unsynced() {
+            self.bus.send(to, frame);
+            return;
+        }
+        self.held.push((to, frame));
+        if self.held.len() >= HELD_FRAMES_MAX {
+            self.sync_and_send_held();
         }
     }
 

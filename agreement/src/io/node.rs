@@ -1,10 +1,12 @@
 //! The agreement node: one replica driver in the node harness (QUIC, the clock, injected
 //! faults, the status file). What is its own: the record file it restores from and
-//! appends to, and what its status file shows.
+//! appends to (synced once at the end of every turn, before what the turn sent leaves),
+//! and what its status file shows.
 
 use crate::core::{Replica, ReplicaConfig};
 use crate::io::driver::{Delivery, ReplicaDriver};
 use crate::io::storage::FileStorage;
+use crate::liaison::orders::OrderRestoreError;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -49,6 +51,11 @@ pub struct NodeStatus {
 pub enum StartError {
     #[error("replica {id} has no signing key in its key file")]
     NoSigningKey { id: ReplicaId },
+    #[error("{path}: {source}")]
+    InconsistentOrders {
+        path: String,
+        source: OrderRestoreError,
+    },
 }
 
 type NodeDriver = ReplicaDriver<FaultyBus<QuicBus>, FileStorage>;
@@ -75,6 +82,8 @@ impl NodeLoop for AgreementNode {
     }
 
     async fn end_turn(&mut self, _now: Time) {
+        // One fsync for every record of the turn; then what they vouch for goes out.
+        self.driver.sync_and_send_held();
         for delivery in self.driver.take_deliveries() {
             match delivery {
                 // The driver already sent each app's share to its execution replicas.
@@ -126,8 +135,8 @@ pub async fn run_agreement_node(
         .ok_or_else(|| NodeError::start(StartError::NoSigningKey { id }))?;
     let state_dir = harness.dir().state_dir();
     std::fs::create_dir_all(&state_dir).map_err(NodeError::io(state_dir.display()))?;
-    let (storage, records) =
-        FileStorage::open(&harness.dir().records_path(id)).map_err(NodeError::start)?;
+    let records_path = harness.dir().records_path(id);
+    let (storage, records) = FileStorage::open(&records_path).map_err(NodeError::start)?;
     let config = ReplicaConfig {
         id,
         params: cluster.protocol.clone(),
@@ -151,9 +160,17 @@ pub async fn run_agreement_node(
     );
     let driver = ReplicaDriver::new(replica, endpoint, bus, storage)
         .with_execution_groups(cluster.execution_groups(), cluster.active_groups())
-        .with_restored_orders(&records);
+        .with_restored_orders(&records)
+        .map_err(|source| {
+            NodeError::start(StartError::InconsistentOrders {
+                path: records_path.display().to_string(),
+                source,
+            })
+        })?;
     let mut node = AgreementNode { id, driver };
     harness.run(&mut node, inbox, None, shutdown).await?;
+    // What the last turn appended is durable before the process goes.
+    node.driver.sync_and_send_held();
     tracing::info!(replica = %id, "agreement replica stopped");
     Ok(())
 }

@@ -14,8 +14,15 @@
 //! form a hash chain whose head the PBFT checkpoint certifies, so one peer's copy can be
 //! checked on its own. Until it holds every order after the stable checkpoint it names,
 //! it names none to a joining replica.
+//!
+//! The retained orders, with the chain before each, and the stable checkpoints are what the
+//! driver persists for the router (see the `restore` module): a router restarted with
+//! every peer (a whole cluster restarting) takes them back from disk.
 
 mod recovery;
+mod restore;
+
+pub use restore::OrderRestoreError;
 
 use super::membership::{ExecutionGroups, MembershipTable};
 use std::collections::{BTreeMap, BTreeSet};
@@ -41,6 +48,14 @@ pub struct MembershipChange {
     pub told: Vec<(ExecutionId, ExecutionCheckpoint)>,
 }
 
+/// An order retained for resending, with the app's order chain before it (what a peer or
+/// a restarted replica needs to check it and the ones after it).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RetainedOrder {
+    pub order: AppOrder,
+    pub chain_before: Digest,
+}
+
 /// Routes, retains and resends per-app orders. See the module documentation.
 #[derive(Default)]
 pub struct OrderRouter {
@@ -48,7 +63,7 @@ pub struct OrderRouter {
     membership: MembershipTable,
     /// f+1: members that must report a root alike for it to be stable.
     weak_quorum: usize,
-    retained: BTreeMap<AppId, BTreeMap<Seq, AppOrder>>,
+    retained: BTreeMap<AppId, BTreeMap<Seq, RetainedOrder>>,
     /// The last sequence number each execution replica reported executing.
     progress: BTreeMap<ExecutionId, Seq>,
     /// Roots reported per app and sequence number, by member, until stable.
@@ -65,6 +80,8 @@ pub struct OrderRouter {
     claims: BTreeMap<AppId, BTreeMap<ReplicaId, (Seq, Digest)>>,
     /// Checkpoints that became stable since the driver last took them, to persist.
     newly_stable: Vec<ExecutionCheckpoint>,
+    /// Orders retained since the driver last took them, to persist.
+    newly_retained: Vec<RetainedOrder>,
     next_resend_at: Time,
     next_recovery_at: Time,
 }
@@ -162,6 +179,17 @@ impl OrderRouter {
         std::mem::take(&mut self.newly_stable)
     }
 
+    /// Orders to persist: those retained since the last call (routed, or recovered from
+    /// peers), each with the chain before it.
+    pub fn take_newly_retained(&mut self) -> Vec<RetainedOrder> {
+        std::mem::take(&mut self.newly_retained)
+    }
+
+    /// Every retained order of every app, for a compacted log.
+    pub fn retained_orders(&self) -> impl Iterator<Item = &RetainedOrder> + '_ {
+        self.retained.values().flat_map(BTreeMap::values)
+    }
+
     /// Each app's stable checkpoint, for a compacted log.
     pub fn stable_checkpoints(&self) -> Vec<ExecutionCheckpoint> {
         (self.stable.iter())
@@ -228,7 +256,7 @@ impl OrderRouter {
         retained
             .range(Seq(after.0.saturating_add(1))..)
             .take(ORDERS_RESENT_PER_ROUND_MAX)
-            .map(|(_, order)| (from, order.clone()))
+            .map(|(_, retained)| (from, retained.order.clone()))
             .collect()
     }
 
@@ -254,7 +282,7 @@ impl OrderRouter {
         // A restarted replica may order again up to a checkpoint it had seen stable.
         let stable = self.stable_checkpoint(app).map_or(Seq(0), |(seq, _)| seq);
         if order.seq > stable {
-            self.retain(order);
+            self.retain(order, before);
         }
         sends
     }
@@ -275,11 +303,17 @@ impl OrderRouter {
         }
     }
 
-    fn retain(&mut self, order: AppOrder) {
-        let retained = self.retained.entry(order.app).or_default();
-        retained.insert(order.seq, order);
-        while retained.len() > ORDERS_RETAINED_MAX {
-            retained.pop_first();
+    /// Keep `order` for resending (and persist it), the oldest going once over the bound.
+    fn retain(&mut self, order: AppOrder, chain_before: Digest) {
+        let retained = RetainedOrder {
+            order,
+            chain_before,
+        };
+        self.newly_retained.push(retained.clone());
+        let app_retained = self.retained.entry(retained.order.app).or_default();
+        app_retained.insert(retained.order.seq, retained);
+        while app_retained.len() > ORDERS_RETAINED_MAX {
+            app_retained.pop_first();
         }
     }
 
@@ -418,7 +452,7 @@ impl OrderRouter {
             let behind = retained
                 .range(Seq(done.0.saturating_add(1))..)
                 .take(ORDERS_RESENT_PER_ROUND_MAX)
-                .map(|(_, order)| (member, order.clone()));
+                .map(|(_, retained)| (member, retained.order.clone()));
             sends.extend(behind);
         }
         sends

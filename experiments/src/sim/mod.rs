@@ -1,7 +1,10 @@
 //! The deterministic simulator. One `u64` seed decides everything: protocol parameters,
-//! message delays, drops, duplicates, partitions, crashes and restarts, and which replicas
-//! are Byzantine and how they lie. Real agreement drivers (core, frame sealing and opening,
-//! persistence) run on a virtual network with a virtual clock that jumps to the next event.
+//! message delays, drops, duplicates, partitions, crashes and restarts (now and then of
+//! the whole agreement cluster at once), and which replicas are Byzantine and how they lie.
+//! Real agreement drivers (core, frame sealing and opening, persistence) run on a virtual
+//! network with a virtual clock that jumps to the next event. Their storage is a disk that
+//! loses, in a crash, what was appended and not synced yet; each replica syncs (and sends
+//! what waited for the sync) a random moment after a step that persisted.
 //!
 //! Each cluster hosts two apps (kv and null), each with f+1 active execution replicas that
 //! get their app's orders from the agreement replicas and answer the clients, and paused
@@ -17,7 +20,9 @@
 //! (crashed replicas restarted; Byzantine replicas go on lying). After every step the
 //! checker verifies: no two correct replicas order different batches at one sequence
 //! number, or different requests at one app sequence number; each correct replica orders
-//! gap-free; stable checkpoints agree; execution replicas report equal replies digests and
+//! gap-free; stable checkpoints agree; no correct replica sends a vote (pre-prepare,
+//! prepare, commit, checkpoint) contradicting one it sent before, even across a restart;
+//! execution replicas report equal replies digests and
 //! equal state roots at equal sequence numbers (correct ones, woken standbys included);
 //! a client accepts only what a correct replica ordered, with the result correct execution
 //! replicas gave; every thaw and destroy the activator carries out is backed by f+1
@@ -46,7 +51,9 @@ mod world;
 
 pub use stats::SimStats;
 pub use sweep::{ActivationSummary, sweep};
-pub use violation::{BoundViolation, OrderShortage, ReportKind, SafetyViolation, Violation};
+pub use violation::{
+    BoundViolation, OrderShortage, ReportKind, SafetyViolation, Violation, VoteKind,
+};
 
 use rng::SimRng;
 use scenario::Scenario;

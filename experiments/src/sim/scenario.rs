@@ -32,6 +32,9 @@ pub struct Scenario {
     pub partitions: Vec<(u64, u64, Vec<ReplicaId>)>,
     /// (crash time, restart time, replica).
     pub crashes: Vec<(u64, u64, ReplicaId)>,
+    /// (crash time, restart time) of every agreement replica at once, as a power cut or
+    /// `zz down` would: what survives is only what each had synced.
+    pub cluster_crash: Option<(u64, u64)>,
     pub byzantine: BTreeMap<ReplicaId, Behaviours>,
     pub clients: u64,
     pub requests_per_client: u64,
@@ -118,6 +121,7 @@ impl Scenario {
             delay_max_micros: delay_min_micros + rng.range(0, 30_000),
             partitions,
             crashes,
+            cluster_crash: None,
             byzantine,
             clients: rng.range(1, 4),
             requests_per_client: rng.range(5, 40),
@@ -130,9 +134,21 @@ impl Scenario {
             quiet_micros: 0,
             announce_micros: 0,
         };
-        // Activation draws come last, so the draws above keep the values they had before.
+        // Activation draws come after the others, and the cluster crash last, so the
+        // draws before each keep the values they had before it was added.
         scenario.draw_activation(rng, APP_COUNT);
+        scenario.draw_cluster_crash(rng);
         scenario
+    }
+
+    /// Now and then, every agreement replica crashes at once during the safety phase and
+    /// restarts a little later (still within it, so liveness is judged after).
+    fn draw_cluster_crash(&mut self, rng: &mut SimRng) {
+        if rng.chance(CLUSTER_CRASH_PER_MILLE) {
+            let at = rng.range(0, self.safety_micros);
+            let restart = (at + rng.range(10_000, 2_000_000)).min(self.safety_micros);
+            self.cluster_crash = Some((at, restart));
+        }
     }
 
     /// Standbys, execution faults and activator settings.
@@ -169,6 +185,9 @@ impl Scenario {
         }
     }
 }
+
+/// Seeds, per thousand, whose whole agreement cluster crashes and restarts once.
+pub const CLUSTER_CRASH_PER_MILLE: u64 = 200;
 
 /// Apps in every simulated cluster (kv and null; see the simulator).
 pub const APP_COUNT: u32 = 2;

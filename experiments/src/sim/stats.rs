@@ -25,6 +25,14 @@ pub struct SimStats {
     pub crashes: usize,
     /// Crashed replicas brought back from their persisted records.
     pub restarts: u64,
+    /// Whether every agreement replica crashed at once (and restarted).
+    pub cluster_crashes: u64,
+    /// Records a crash lost because they were appended but not synced yet, and frames it
+    /// lost because they waited for that sync.
+    pub unsynced_records_lost: u64,
+    pub held_frames_lost: u64,
+    /// Per-app orders restarted replicas took back from their records.
+    pub orders_restored: u64,
     /// Execution checkpoints (app, seq) whose roots the checker compared.
     pub execution_checkpoints: u64,
     /// Per-app orders from correct replicas that the checker compared.
@@ -63,7 +71,8 @@ impl fmt::Display for SimStats {
             f,
             "events {}, accepted {}, batches {}, execution checkpoints {}, app orders checked \
              {}, view changes {}, state transfers {}, rejected {}, lost {}, dropped {{{}}}, \
-             byzantine {} ({} frames altered, {} false alarms), crashes {} ({} restarts), \
+             byzantine {} ({} frames altered, {} false alarms), crashes {} ({} restarts, {} of \
+             the whole cluster, {} unsynced records and {} held frames lost, {} orders restored), \
              execution faults {} ({} planned), alarms {} wakes and {} faulty ({} from correct \
              replicas), woken {}, destroyed {} ({} faulty), started {}, paused {}, buckets \
              fetched {} ({} bad refused), results checked {}, active at end {:?}, end {:.1}s",
@@ -85,6 +94,10 @@ impl fmt::Display for SimStats {
             self.false_alarms_sent,
             self.crashes,
             self.restarts,
+            self.cluster_crashes,
+            self.unsynced_records_lost,
+            self.held_frames_lost,
+            self.orders_restored,
             self.execution_faults_injected,
             self.execution_faults_planned,
             self.wakes_received,

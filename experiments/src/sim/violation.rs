@@ -3,7 +3,7 @@
 //! values involved; `Display` gives the line people (and failing tests) read.
 
 use std::fmt;
-use zz_protocol::{AppId, ClientId, Digest, ExecutionId, ReplicaId, Seq};
+use zz_protocol::{AppId, ClientId, Digest, ExecutionId, ReplicaId, Seq, View};
 
 /// Why a run failed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -94,6 +94,27 @@ impl fmt::Display for ReportKind {
     }
 }
 
+/// Which of an agreement replica's votes it contradicted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum VoteKind {
+    /// As the primary: the pre-prepare it proposed.
+    PrePrepare,
+    Prepare,
+    Commit,
+    Checkpoint,
+}
+
+impl fmt::Display for VoteKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            VoteKind::PrePrepare => "pre-prepare",
+            VoteKind::Prepare => "prepare",
+            VoteKind::Commit => "commit",
+            VoteKind::Checkpoint => "checkpoint vote",
+        })
+    }
+}
+
 /// One safety check that failed, with what it compared.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SafetyViolation {
@@ -126,6 +147,26 @@ pub enum SafetyViolation {
         app: AppId,
         seq: Seq,
         last: Seq,
+    },
+    /// A correct replica sent a vote with another digest than one it sent before for the
+    /// same (view, seq) (checkpoint votes: the same seq, `view` 0): typically after a
+    /// restart that lost the record of the first.
+    OwnVoteContradicted {
+        replica: ReplicaId,
+        kind: VoteKind,
+        view: View,
+        seq: Seq,
+        first_digest: Digest,
+        digest: Digest,
+    },
+    /// A correct replica restarted without a vote it had sent in the view it restarted in
+    /// (the record vouching for it was lost, so the vote left before it was synced).
+    SentVoteForgotten {
+        replica: ReplicaId,
+        kind: VoteKind,
+        view: View,
+        seq: Seq,
+        digest: Digest,
     },
     /// A correct replica holds a stable checkpoint other replicas hold with another digest.
     StableCheckpointsDiffer {
@@ -211,6 +252,29 @@ impl fmt::Display for SafetyViolation {
                 seq,
                 last,
             } => write!(f, "gap: {replica} ordered {seq} of {app} after {last}"),
+            SafetyViolation::OwnVoteContradicted {
+                replica,
+                kind,
+                view,
+                seq,
+                first_digest,
+                digest,
+            } => write!(
+                f,
+                "safety: correct {replica} sent a {kind} for {seq} in {view} with digest \
+                 {digest:?} after one with {first_digest:?}"
+            ),
+            SafetyViolation::SentVoteForgotten {
+                replica,
+                kind,
+                view,
+                seq,
+                digest,
+            } => write!(
+                f,
+                "safety: correct {replica} restarted without the {kind} it sent for {seq} in \
+                 {view} (digest {digest:?}): it left before its record was synced"
+            ),
             SafetyViolation::StableCheckpointsDiffer { replica, seq, .. } => write!(
                 f,
                 "safety: {replica} holds stable checkpoint {seq} with a digest other replicas \
@@ -366,6 +430,19 @@ mod tests {
         assert_eq!(
             thaws.to_string(),
             "activation: app1 thawed [ExecutionId(4), ExecutionId(5)] at once, more than f"
+        );
+        let contradicted = SafetyViolation::OwnVoteContradicted {
+            replica: ReplicaId(2),
+            kind: VoteKind::Prepare,
+            view: View(1),
+            seq: Seq(4),
+            first_digest: Digest([1; 32]),
+            digest: Digest([2; 32]),
+        };
+        assert_eq!(
+            contradicted.to_string(),
+            "safety: correct r2 sent a prepare for s4 in v1 with digest 02020202 after one \
+             with 01010101"
         );
         let spins = Violation::from(BoundViolation::Events { limit: 10 });
         assert_eq!(spins.to_string(), "more than 10 events: something spins");

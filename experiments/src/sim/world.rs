@@ -45,8 +45,17 @@ pub(crate) enum Event {
         client: ClientId,
         generation: u64,
     },
+    /// Sync the replica's records and send what it held for them, if `generation` is still
+    /// its latest.
+    ReplicaSync {
+        replica: ReplicaId,
+        generation: u64,
+    },
     Crash(ReplicaId),
     Restart(ReplicaId),
+    /// Every agreement replica crashes at once, or restarts.
+    CrashCluster,
+    RestartCluster,
     Heal,
     /// The planned fault hits execution replica `execution` if `instance` still runs.
     ExecutionFault {
@@ -70,6 +79,9 @@ pub(crate) enum Event {
 pub(crate) struct World {
     pub(crate) scenario: Scenario,
     pub(crate) rng: SimRng,
+    /// When replicas sync their records: a stream of its own, so that the other draws keep
+    /// their order whatever the syncs do.
+    pub(crate) sync_rng: SimRng,
     pub(crate) now: Time,
     queue: BTreeMap<(Time, u64), Event>,
     event_counter: u64,
@@ -135,6 +147,9 @@ impl World {
                     storage: MemoryStorage::default(),
                     byzantine,
                     timer_generation: 0,
+                    sync_scheduled: false,
+                    sync_generation: 0,
+                    crash_when_unsynced: false,
                 }
             })
             .collect();
@@ -207,6 +222,7 @@ impl World {
             checker: Checker::new(f, replica_count as usize),
             scenario,
             rng,
+            sync_rng: SimRng::new(!seed).fork(),
             now: Time(0),
             queue: BTreeMap::new(),
             event_counter: 0,
@@ -231,7 +247,7 @@ impl World {
     /// liveness phase ends, and check liveness.
     pub(crate) fn run(&mut self) -> Result<(), Violation> {
         for index in 0..self.replicas.len() {
-            self.start_replica(ReplicaId(index as u32), None);
+            self.start_replica(ReplicaId(index as u32), None)?;
         }
         for client in 0..self.clients.len() {
             self.reschedule_client(ClientId(client as u64));
@@ -239,6 +255,10 @@ impl World {
         for (at, restart, replica) in self.scenario.crashes.clone() {
             self.schedule(Time(at), Event::Crash(replica));
             self.schedule(Time(restart), Event::Restart(replica));
+        }
+        if let Some((at, restart)) = self.scenario.cluster_crash {
+            self.schedule(Time(at), Event::CrashCluster);
+            self.schedule(Time(restart), Event::RestartCluster);
         }
         self.schedule(Time(self.scenario.safety_micros), Event::Heal);
         for plan in self.scenario.execution_faults.clone() {
@@ -287,8 +307,25 @@ impl World {
                 generation,
             } => self.replica_timer(replica, generation)?,
             Event::ClientTimer { client, generation } => self.client_timer(client, generation),
-            Event::Crash(replica) => self.crash(replica),
-            Event::Restart(replica) => self.restart(replica),
+            Event::ReplicaSync {
+                replica,
+                generation,
+            } => self.replica_sync(replica, generation)?,
+            Event::Crash(replica) => self.planned_crash(replica),
+            Event::Restart(replica) => self.restart(replica)?,
+            Event::CrashCluster => {
+                if !self.healed {
+                    self.stats.cluster_crashes += 1;
+                }
+                for index in 0..self.replicas.len() {
+                    self.crash(ReplicaId(index as u32));
+                }
+            }
+            Event::RestartCluster => {
+                for index in 0..self.replicas.len() {
+                    self.restart(ReplicaId(index as u32))?;
+                }
+            }
             Event::ExecutionFault {
                 execution,
                 instance,
@@ -306,7 +343,7 @@ impl World {
             Event::Heal => {
                 self.healed = true;
                 for index in 0..self.replicas.len() {
-                    self.restart(ReplicaId(index as u32));
+                    self.restart(ReplicaId(index as u32))?;
                 }
             }
         }

@@ -17,7 +17,7 @@
 //! replica routed). A replica lacking any order after its stable checkpoint names none to
 //! joiners (`join_checkpoint`).
 
-use super::{ORDERS_RETAINED_MAX, OrderRouter};
+use super::{ORDERS_RETAINED_MAX, OrderRouter, RetainedOrder};
 use zz_protocol::messages::{AppOrder, ChainedOrders, ExecutionCheckpoint, FetchChainedOrders};
 use zz_protocol::validate::CHAINED_ORDERS_MAX;
 use zz_protocol::{AppId, Digest, ReplicaId, Seq, Time};
@@ -105,7 +105,7 @@ impl OrderRouter {
         let mut orders = Vec::new();
         let mut bytes = 0usize;
         let mut next = fetch.up_to;
-        for (seq, order) in retained.range(..=fetch.up_to).rev() {
+        for (seq, RetainedOrder { order, .. }) in retained.range(..=fetch.up_to).rev() {
             if *seq != next || orders.len() >= CHAINED_ORDERS_MAX {
                 break;
             }
@@ -173,11 +173,13 @@ impl OrderRouter {
         let Some(expected) = self.chain_at(app, last.seq) else {
             return false;
         };
+        // The chain before and after each order.
         let mut chains = Vec::with_capacity(orders.len());
         let mut chain = chain_before;
         for order in orders {
-            chain = order.chained(chain);
-            chains.push(chain);
+            let before = chain;
+            chain = order.chained(before);
+            chains.push((before, chain));
         }
         if chain != expected {
             tracing::debug!(%app, seq = %last.seq, "dropped orders that do not chain");
@@ -189,7 +191,7 @@ impl OrderRouter {
         if before_first >= floor {
             self.record_chain(app, before_first, chain_before);
         }
-        for (order, chain) in orders.iter().zip(chains) {
+        for (order, (before, after)) in orders.iter().zip(chains) {
             let seq = order.seq;
             if seq <= floor || self.retains(app, seq) {
                 continue;
@@ -197,8 +199,8 @@ impl OrderRouter {
             if self.retained_count(app) >= ORDERS_RETAINED_MAX {
                 break;
             }
-            self.record_chain(app, seq, chain);
-            self.retain(order.clone());
+            self.record_chain(app, seq, after);
+            self.retain(order.clone(), before);
             recovered = true;
         }
         recovered

@@ -330,3 +330,77 @@ fn a_checkpoint_every_active_member_agrees_on_releases_the_orders_before_it() {
     );
     assert_eq!(router.retained_count(AppId(0)), 0);
 }
+
+/// A restarted router takes back the orders it persisted after its stable checkpoint, up
+/// to the PBFT checkpoint's head (not beyond: those are ordered again), with their chain;
+/// the ones not on disk (this replica never recovered them before it stopped) it still
+/// recovers from a peer, checked against the chain the persisted ones give.
+#[test]
+fn a_restarted_router_takes_back_its_persisted_orders_and_recovers_the_rest() {
+    let mut before_crash = router_that_routed(8);
+    make_stable_at(&mut before_crash, 2, 3);
+    let persisted: Vec<RetainedOrder> = before_crash.take_newly_retained();
+    assert_eq!(persisted.len(), 8, "every order was retained when routed");
+    let pbft_checkpoint = head(&router_that_routed(6));
+    let stable = before_crash.take_newly_stable();
+
+    let mut restarted = router();
+    restarted.jumped_to(pbft_checkpoint);
+    restarted.restore_stable(stable[0]);
+    // Orders 3 and 4 never reached this replica's disk.
+    let on_disk = persisted
+        .iter()
+        .filter(|retained| retained.order.seq.0 != 3 && retained.order.seq.0 != 4);
+    restarted.restore_orders(on_disk.cloned()).unwrap();
+    assert!(
+        restarted.take_newly_retained().is_empty(),
+        "on disk already"
+    );
+    assert_eq!(restarted.routed(AppId(0)), Seq(6), "up to the head only");
+    assert!(restarted.retains(AppId(0), Seq(5)) && restarted.retains(AppId(0), Seq(6)));
+    assert!(!restarted.retains(AppId(0), Seq(7)));
+    assert_eq!(
+        restarted.join_checkpoint(AppId(0)),
+        None,
+        "3 and 4 are missing"
+    );
+    assert_eq!(
+        restarted.next_fetch(AppId(0)),
+        Some(FetchChainedOrders {
+            app: AppId(0),
+            up_to: Seq(4)
+        })
+    );
+    recover_from(&mut restarted, 2, &before_crash);
+    assert_eq!(
+        restarted.join_checkpoint(AppId(0)),
+        Some((Seq(2), Digest([3; 32])))
+    );
+    let recovered: Vec<u64> = (restarted.take_newly_retained().iter())
+        .map(|retained| retained.order.seq.0)
+        .collect();
+    assert_eq!(recovered, vec![3, 4], "recovered orders are persisted too");
+    // Ordering goes on from the head, chained onto what came back from disk.
+    restarted.route(order(0, 7));
+    assert_eq!(head(&restarted), head(&router_that_routed(7)));
+}
+
+/// An order persisted at the head that does not chain to what the PBFT checkpoint
+/// certifies is refused, naming the app and the sequence number.
+#[test]
+fn a_persisted_order_contradicting_the_certified_head_is_refused() {
+    let mut before_crash = router_that_routed(4);
+    let mut persisted = before_crash.take_newly_retained();
+    persisted[3].order.agreement_seq = Seq(99);
+    let mut restarted = router();
+    restarted.jumped_to(head(&router_that_routed(4)));
+    let error = restarted.restore_orders(persisted).unwrap_err();
+    assert!(matches!(
+        error,
+        OrderRestoreError::HeadChainMismatch {
+            app: AppId(0),
+            seq: Seq(4),
+            ..
+        }
+    ));
+}

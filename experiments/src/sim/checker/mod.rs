@@ -5,13 +5,16 @@
 //! answer it saw to each question and compares every later one with it.
 
 mod ledger;
+mod votes;
 
 pub(crate) use ledger::AlarmLedger;
+use votes::SentVotes;
 
 use super::stats::SimStats;
 use super::violation::{ReportKind, SafetyViolation};
 use bytes::Bytes;
 use std::collections::{BTreeMap, BTreeSet};
+use zz_agreement::Replica;
 use zz_agreement::io::driver::Delivery;
 use zz_client::Accepted;
 use zz_execution::ExecOutput;
@@ -44,6 +47,8 @@ pub(crate) struct Checker {
     stable_digests: BTreeMap<Seq, Digest>,
     /// Per agreement replica, by index.
     cursors: Vec<OrderCursor>,
+    /// Every vote correct agreement replicas sent, to see none contradicts its own.
+    sent_votes: SentVotes,
     /// What reached the activator, kept apart from its policy.
     pub(crate) ledger: AlarmLedger,
 }
@@ -59,6 +64,7 @@ impl Checker {
             ordered_requests: BTreeSet::new(),
             stable_digests: BTreeMap::new(),
             cursors: (0..replica_count).map(|_| OrderCursor::default()).collect(),
+            sent_votes: SentVotes::default(),
             ledger: AlarmLedger::new(f),
         }
     }
@@ -149,6 +155,22 @@ impl Checker {
             }
         }
         Ok(())
+    }
+
+    /// Safety: a correct replica never sends a vote that contradicts one it sent before,
+    /// restarts included: `frames` are what replica `id` sent in one step.
+    pub(crate) fn check_own_votes(
+        &mut self,
+        id: ReplicaId,
+        frames: &[(NodeId, Bytes)],
+    ) -> Result<(), SafetyViolation> {
+        self.sent_votes.check(id, frames)
+    }
+
+    /// Safety: a correct replica restored from its records holds every vote it sent in the
+    /// view it restarted in.
+    pub(crate) fn check_restored_votes(&self, replica: &Replica) -> Result<(), SafetyViolation> {
+        self.sent_votes.check_restored(replica)
     }
 
     /// Safety: correct replicas hold equal stable checkpoints at equal sequence numbers.
