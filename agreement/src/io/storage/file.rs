@@ -64,7 +64,10 @@ impl FileStorage {
             // Cut the torn record off before anything is appended after it.
             let torn_bytes = bytes.len() - contents.valid_bytes;
             tracing::warn!(path = %path.display(), torn_bytes, "dropped a torn last record");
-            storage.file.set_len(contents.valid_bytes as u64).map_err(io_error)?;
+            storage
+                .file
+                .set_len(contents.valid_bytes as u64)
+                .map_err(io_error)?;
         }
         // What was read may have reached only the page cache before a kill (appended, not
         // yet synced); the restored replica sends votes again from it, so it must be on
