@@ -127,7 +127,8 @@ async fn replicas_order_survive_a_primary_crash_and_the_crashed_one_catches_up()
         .expect("1,000 requests ordered within 60 s");
     wait_for(
         "the status files to show the requests",
-        Duration::from_secs(5),
+        // A replica that missed the last commits catches up on a retransmission timer.
+        Duration::from_secs(15),
         || {
             (0..4).all(|id| {
                 cluster

@@ -25,6 +25,10 @@ use zz_protocol::{NodeId, Time};
 
 /// Frames handled in one go before the node looks at its timers again.
 pub const FRAMES_PER_TURN_MAX: usize = 256;
+/// Frames handled in one go, at most, while the node holds output back until its turn
+/// ends (records waiting for their group commit): every held frame waits for the rest of
+/// the turn, so a long turn adds its length to every hop of the protocol.
+pub const FRAMES_PER_HOLDING_TURN_MAX: usize = 16;
 /// How often a node rewrites its status file (and rereads its fault file).
 pub const STATUS_FILE_INTERVAL: Duration = Duration::from_millis(250);
 /// How long a node with no timeout sleeps before it looks again.
@@ -97,6 +101,11 @@ pub trait NodeLoop {
     /// A fault `zz inject` asked for, once it changed (the bus already shows mute and slow).
     fn handle_fault(&mut self, fault: Fault) {
         let _ = fault;
+    }
+    /// Whether the node holds output back until the end of the turn (so the turn should
+    /// not grow past [`FRAMES_PER_HOLDING_TURN_MAX`] frames).
+    fn holds_output(&self) -> bool {
+        false
     }
     /// After every turn: carry out what the turn's inputs asked for.
     async fn end_turn(&mut self, now: Time) {
@@ -190,7 +199,10 @@ impl Harness {
                 frame = inbox.recv() => {
                     let Some(frame) = frame else { break };
                     node.handle_frame(self.now(), &frame);
-                    for _ in 1..FRAMES_PER_TURN_MAX {
+                    for handled in 1..FRAMES_PER_TURN_MAX {
+                        if handled >= FRAMES_PER_HOLDING_TURN_MAX && node.holds_output() {
+                            break;
+                        }
                         let Ok(frame) = inbox.try_recv() else { break };
                         node.handle_frame(self.now(), &frame);
                     }

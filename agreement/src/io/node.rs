@@ -81,6 +81,10 @@ impl NodeLoop for AgreementNode {
         self.driver.handle_timeout(now);
     }
 
+    fn holds_output(&self) -> bool {
+        self.driver.awaits_sync()
+    }
+
     async fn end_turn(&mut self, _now: Time) {
         // One fsync for every record of the turn; then what they vouch for goes out.
         self.driver.sync_and_send_held();
