@@ -34,8 +34,8 @@ pub enum Saving {
     /// Being written: report it once [`CheckpointSaved`] comes back for it or a later one.
     InProgress,
     /// It cannot be written: the state misses buckets whose leaves it does not know (a
-    /// woken replica still fetching). Report it now, not durable here; the first
-    /// checkpoint after the fetch completes is written whole.
+    /// woken replica still fetching). Its report waits for the first checkpoint written
+    /// whole once the fetch completes, which vouches for it.
     Unwritable,
 }
 

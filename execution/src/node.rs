@@ -63,9 +63,10 @@ pub struct ExecutionStatus {
     /// Checkpoint writes that failed.
     #[serde(default)]
     pub checkpoint_save_failures: u64,
-    /// Checkpoints reported without being written (the state was still being fetched).
+    /// Checkpoints not written because the state was still being fetched; their reports
+    /// waited for the first checkpoint written whole.
     #[serde(default)]
-    pub checkpoints_not_durable: u64,
+    pub checkpoints_awaiting_state: u64,
     pub dropped: BTreeMap<String, u64>,
     pub rejected: BTreeMap<String, u64>,
     pub updated_unix_ms: u64,
@@ -170,7 +171,7 @@ impl NodeLoop for ExecutionNode {
                 .or(self.disk.restored_from)
                 .map(|seq| seq.0),
             checkpoint_save_failures: self.driver.durability().save_failures,
-            checkpoints_not_durable: self.driver.durability().checkpoints_not_durable,
+            checkpoints_awaiting_state: self.driver.durability().checkpoints_awaiting_state,
             dropped: reasons(&counters.dropped),
             rejected: reasons(&self.driver.counters().rejected),
             updated_unix_ms: context.unix_ms,

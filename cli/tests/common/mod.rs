@@ -40,7 +40,9 @@ pub struct Platform<'a>(pub &'a Path);
 impl Drop for Platform<'_> {
     fn drop(&mut self) {
         let _ = zz(&["down"], self.0);
-        let _ = std::fs::remove_dir_all(self.0);
+        if std::env::var_os("ZZ_KEEP_TEST_DIR").is_none() {
+            let _ = std::fs::remove_dir_all(self.0);
+        }
     }
 }
 

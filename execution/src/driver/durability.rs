@@ -20,8 +20,9 @@ pub struct DurabilityCounters {
     pub checkpoints_saved: u64,
     /// Writes that failed (their reports wait for a later write that succeeds).
     pub save_failures: u64,
-    /// Checkpoints reported without being written: the state was still being fetched.
-    pub checkpoints_not_durable: u64,
+    /// Checkpoints that could not be written (the state was still being fetched): their
+    /// reports wait for the first checkpoint written whole after the fetch.
+    pub checkpoints_awaiting_state: u64,
     /// The latest checkpoint known durable.
     pub last_saved: Option<Seq>,
 }
@@ -90,9 +91,10 @@ impl<B: MessageBus, S: CheckpointSink> ExecutionDriver<B, S> {
             Saving::Saved => self.note_saved(checkpoint.seq),
             Saving::InProgress => {}
             Saving::Unwritable => {
-                // Not durable here whatever waits: holding earlier reports gains nothing.
-                self.durability.checkpoints_not_durable += 1;
-                self.release_reports(checkpoint.seq);
+                // Reported now, it could become stable with this replica's disk lacking
+                // it, and the orders before it could go from the agreement replicas; so
+                // it waits for the first checkpoint written whole once the fetch is done.
+                self.durability.checkpoints_awaiting_state += 1;
             }
         }
     }

@@ -126,17 +126,21 @@ fn a_checkpoint_is_reported_only_once_its_write_completes() {
 }
 
 #[test]
-fn a_sink_durable_at_once_or_unable_to_write_lets_reports_leave_at_once() {
+fn a_sink_durable_at_once_lets_reports_leave_at_once_and_an_unwritable_one_holds_them() {
     let mut durable = setup(Saving::Saved);
     durable.execute(1..=2);
     assert_eq!(durable.reports(), (vec![Seq(2)], 2));
     assert_eq!(durable.driver.durability().last_saved, Some(Seq(2)));
 
+    // A checkpoint of a state still being fetched cannot be written: its report waits
+    // (else it could become stable with this disk lacking it), until a later write.
     let mut unwritable = setup(Saving::Unwritable);
     unwritable.execute(1..=2);
-    assert_eq!(unwritable.reports(), (vec![Seq(2)], 2));
-    assert_eq!(unwritable.driver.durability().checkpoints_not_durable, 1);
+    assert_eq!(unwritable.reports(), (vec![], 2));
+    assert_eq!(unwritable.driver.durability().checkpoints_awaiting_state, 1);
     assert_eq!(unwritable.driver.durability().last_saved, None);
+    unwritable.driver.handle_checkpoint_saved(saved(4));
+    assert_eq!(unwritable.reports(), (vec![Seq(2)], 0));
 }
 
 /// A replica restored from disk at checkpoint 2 asks every agreement replica for the
