@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{Platform, ZZ, free_base_port, zz};
+use common::{Platform, free_base_port, zz};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
@@ -29,18 +29,7 @@ const OPENING_DEPOSIT: u64 = 10_000;
 const DEADLINE: Duration = Duration::from_secs(30);
 
 fn up(dir: &Path, port: &str) {
-    let output = Command::new(ZZ)
-        .args(["up", "--apps", "kv,bank", "--standbys", "1"])
-        .args(["--base-port", port, "--clients", "16", "--detach", "--dir"])
-        .arg(dir)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "zz up: {}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    common::up_detached(dir, "kv,bank", port);
 }
 
 fn account(index: u64) -> String {

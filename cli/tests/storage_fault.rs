@@ -6,9 +6,8 @@
 
 mod common;
 
-use common::{Platform, ZZ, free_base_port, zz};
+use common::{Platform, free_base_port, zz};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 use zz_apps::kv;
 use zz_client::{Client, ClientPool};
@@ -28,18 +27,7 @@ const DEADLINE: Duration = Duration::from_secs(30);
 const PADDING_PUTS_MAX: u64 = 256;
 
 fn up(dir: &Path, port: &str) {
-    let output = Command::new(ZZ)
-        .args(["up", "--apps", "kv", "--standbys", "1", "--base-port", port])
-        .args(["--clients", "16", "--detach", "--dir"])
-        .arg(dir)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "zz up: {}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    common::up_detached(dir, "kv", port);
 }
 
 fn key(writer: u32, index: u64) -> Vec<u8> {

@@ -34,6 +34,22 @@ pub fn zz_ok(args: &[&str], dir: &Path) -> String {
     String::from_utf8_lossy(&output.stdout).trim().to_string()
 }
 
+/// `zz up --detach` of `apps` with one standby each and 16 clients, which must succeed.
+pub fn up_detached(dir: &Path, apps: &str, port: &str) {
+    let output = Command::new(ZZ)
+        .args(["up", "--apps", apps, "--standbys", "1", "--base-port", port])
+        .args(["--clients", "16", "--detach", "--dir"])
+        .arg(dir)
+        .output()
+        .expect("run zz up");
+    assert!(
+        output.status.success(),
+        "zz up: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 /// Stops the platform in the directory, and removes it, however the test ends.
 pub struct Platform<'a>(pub &'a Path);
 
