@@ -19,6 +19,13 @@ pub enum StorageError {
     },
     #[error("{path}: {problem}")]
     Unreadable { path: String, problem: FormatError },
+    #[error(
+        "{path}: the record file is missing, and a replica started without it would forget \
+         the votes it sent: restore it from a backup, or, if no more than f replicas \
+         (protocol.f in cluster.toml) lost theirs, create it empty (`: > {path}`), accepting \
+         that this replica counts among the f faulty ones until it has caught up"
+    )]
+    Missing { path: String },
 }
 
 /// Records in an append-only file. See the module documentation.
@@ -41,10 +48,11 @@ pub struct FileStorage {
 const COMPACT_AFTER_BYTES: u64 = 64 * 1024 * 1024;
 
 impl FileStorage {
-    /// Open (creating if needed) the record file at `path` and read back its records. A
-    /// torn tail (what was appended after the last sync, lost in a crash or a power cut) is
-    /// cut off; a file this zz cannot read (another format, or synced records damaged) is
-    /// an error. An empty file is taken as an empty log: there is nothing in it to lose.
+    /// Open the record file at `path` and read back its records. A torn tail (what was
+    /// appended after the last sync, lost in a crash or a power cut) is cut off; a file
+    /// this zz cannot read (another format, or synced records damaged) is an error, and so
+    /// is a missing file: a replica that already voted must not start as if it never had.
+    /// An empty file (an operator's deliberate fresh start) is taken as an empty log.
     pub fn open(path: &Path) -> Result<(FileStorage, Vec<Record>), StorageError> {
         let io_error = |source| StorageError::Io {
             path: path.display().to_string(),
@@ -52,7 +60,11 @@ impl FileStorage {
         };
         let bytes = match std::fs::read(path) {
             Ok(bytes) => bytes,
-            Err(error) if error.kind() == ErrorKind::NotFound => Vec::new(),
+            Err(error) if error.kind() == ErrorKind::NotFound => {
+                return Err(StorageError::Missing {
+                    path: path.display().to_string(),
+                });
+            }
             Err(error) => return Err(io_error(error)),
         };
         if bytes.is_empty() {

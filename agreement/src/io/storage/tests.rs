@@ -1,5 +1,5 @@
 //! The record file: what it reads back, what it forgives (a torn last record) and what it
-//! refuses (another format, synced records damaged), and when appends are
+//! refuses (another format, a missing file, synced records damaged), and when appends are
 //! durable. Power cuts that lose unsynced pages out of order: `power_cut_tests`.
 
 use super::format::{HEADER_BYTES, MARKER_BYTES, file_id_of, frame};
@@ -276,6 +276,27 @@ fn a_short_header_is_an_error() {
         std::fs::write(&path, &bytes[..length]).unwrap();
         assert_eq!(unreadable(&path).1, FormatError::ShortHeader);
     }
+}
+
+/// A missing record file is never taken for an empty log (the replica may have voted):
+/// the error names the file and what to do, and creates nothing.
+#[test]
+fn a_missing_file_is_an_error_naming_the_file_and_what_to_do() {
+    let dir = TestDir::new("missing");
+    let path = dir.path();
+    let line = match FileStorage::open(&path) {
+        Err(error @ StorageError::Missing { .. }) => error.to_string(),
+        Err(error) => panic!("expected a missing file, got {error}"),
+        Ok((_, records)) => panic!("expected a missing file, read {records:?}"),
+    };
+    assert!(line.starts_with(&format!("{}: the record file is missing", path.display())));
+    assert!(line.contains("restore it from a backup"), "{line}");
+    assert!(
+        line.contains(&format!("`: > {}`", path.display())),
+        "{line}"
+    );
+    assert!(!line.contains('\n'), "one line: {line}");
+    assert!(!path.exists(), "nothing is created");
 }
 
 /// A new replica's file is the header alone, and opens as an empty log.
