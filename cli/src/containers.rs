@@ -212,7 +212,8 @@ async fn start(
         }
     }
     let activator = platform::spawn_with(&dir, Node::Activator, &["--backend", "docker"])?;
-    platform::wait_ready(&dir, config, begun)
+    // The agreement replicas run in containers, not as children: their logs are Docker's.
+    platform::wait_ready(&dir, config, begun, &mut [])
         .await
         .map_err(|error| {
             let logs = platform.container_name("NODE");

@@ -10,10 +10,11 @@ use crate::liaison::orders::OrderRestoreError;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::Path;
+use zz_cluster::ClusterDir;
 use zz_cluster::fault_bus::FaultyBus;
 use zz_cluster::harness::{Harness, NodeError, NodeLoop, StatusContext};
 use zz_cluster::status_file::reasons;
-use zz_protocol::config::endpoint_for_replica;
+use zz_protocol::config::{ClusterConfig, ConfigError, endpoint_for_replica};
 use zz_protocol::quic::QuicBus;
 use zz_protocol::{NodeId, ReplicaId, Time};
 
@@ -126,8 +127,20 @@ impl NodeLoop for AgreementNode {
     }
 }
 
+/// What a new cluster's agreement replicas start from (`zz init` writes it, through
+/// `zz_cluster::init_cluster`): an empty record file each. From then on a missing record
+/// file means lost votes, and the replica refuses to start without it.
+pub fn create_record_files(files: &ClusterDir, config: &ClusterConfig) -> Result<(), ConfigError> {
+    for replica in &config.replicas {
+        let path = files.records_path(replica.id);
+        FileStorage::create_empty(&path).map_err(|source| ConfigError::io(&path, source))?;
+    }
+    Ok(())
+}
+
 /// Run replica `id` of the cluster in `dir` until `shutdown` completes. A replica that
-/// finds records from an earlier run restores itself from them.
+/// finds records from an earlier run restores itself from them; one whose record file is
+/// missing refuses to start (see [`create_record_files`]).
 pub async fn run_agreement_node(
     dir: &Path,
     id: ReplicaId,

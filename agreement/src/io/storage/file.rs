@@ -2,8 +2,9 @@
 //! with one `fdatasync` per [`Storage::sync`].
 
 use super::Storage;
-use super::format::{self, FormatError, HEADER_BYTES};
+use super::format::{self, FileId, FormatError, HEADER_BYTES};
 use crate::core::persist::Record;
+use rand::RngExt as _;
 use std::fs::{File, OpenOptions};
 use std::io::{ErrorKind, Write};
 use std::path::{Path, PathBuf};
@@ -18,16 +19,28 @@ pub enum StorageError {
     },
     #[error("{path}: {problem}")]
     Unreadable { path: String, problem: FormatError },
+    #[error(
+        "{path}: the record file is missing, and a replica started without it would forget \
+         the votes it sent: restore it from a backup, or, if no more than f replicas \
+         (protocol.f in cluster.toml) lost theirs, create it empty (`: > {path}`), accepting \
+         that this replica counts among the f faulty ones until it has caught up"
+    )]
+    Missing { path: String },
 }
 
 /// Records in an append-only file. See the module documentation.
 pub struct FileStorage {
     path: PathBuf,
     file: File,
-    /// Bytes appended since the file was last rewritten.
+    file_id: FileId,
+    /// Bytes in the file: where the next append lands.
+    file_bytes: u64,
+    /// Bytes appended since the file was last written whole.
     appended_bytes: u64,
     /// Whether an append reached the file after the last sync.
     unsynced: bool,
+    /// What one append writes, kept so that appending allocates nothing.
+    buffer: Vec<u8>,
 }
 
 /// A record file is rewritten (compacted) only once this much was appended since the last
@@ -35,10 +48,11 @@ pub struct FileStorage {
 const COMPACT_AFTER_BYTES: u64 = 64 * 1024 * 1024;
 
 impl FileStorage {
-    /// Open (creating if needed) the record file at `path` and read back its records. A
-    /// torn last record, from a crash in the middle of a write, is cut off; a file this zz
-    /// cannot read (another format, or damaged before its last record) is an error. An
-    /// empty file is taken as an empty log: there is nothing in it to lose.
+    /// Open the record file at `path` and read back its records. A torn tail (what was
+    /// appended after the last sync, lost in a crash or a power cut) is cut off; a file
+    /// this zz cannot read (another format, or synced records damaged) is an error, and so
+    /// is a missing file: a replica that already voted must not start as if it never had.
+    /// An empty file (an operator's deliberate fresh start) is taken as an empty log.
     pub fn open(path: &Path) -> Result<(FileStorage, Vec<Record>), StorageError> {
         let io_error = |source| StorageError::Io {
             path: path.display().to_string(),
@@ -46,29 +60,32 @@ impl FileStorage {
         };
         let bytes = match std::fs::read(path) {
             Ok(bytes) => bytes,
-            Err(error) if error.kind() == ErrorKind::NotFound => Vec::new(),
+            Err(error) if error.kind() == ErrorKind::NotFound => {
+                return Err(StorageError::Missing {
+                    path: path.display().to_string(),
+                });
+            }
             Err(error) => return Err(io_error(error)),
         };
         if bytes.is_empty() {
-            write_durably(path, &FileStorage::encode(&[])).map_err(io_error)?;
-            let storage = FileStorage::reopen(path, 0).map_err(io_error)?;
+            let storage = FileStorage::write_whole(path, &[]).map_err(io_error)?;
             return Ok((storage, Vec::new()));
         }
         let contents = format::decode_file(&bytes).map_err(|problem| StorageError::Unreadable {
             path: path.display().to_string(),
             problem,
         })?;
-        let storage = FileStorage::reopen(path, (contents.valid_bytes - HEADER_BYTES) as u64)
-            .map_err(io_error)?;
         if contents.valid_bytes < bytes.len() {
-            // Cut the torn record off before anything is appended after it.
             let torn_bytes = bytes.len() - contents.valid_bytes;
-            tracing::warn!(path = %path.display(), torn_bytes, "dropped a torn last record");
-            storage
-                .file
-                .set_len(contents.valid_bytes as u64)
-                .map_err(io_error)?;
+            tracing::warn!(path = %path.display(), torn_bytes, "dropped a torn tail");
+            // Rewritten whole, under a new file id, rather than cut in place: then within
+            // one file id the file only ever grows, so no stale byte past the cut (should
+            // the file system show one again) passes a check.
+            let storage = FileStorage::write_whole(path, &contents.records).map_err(io_error)?;
+            return Ok((storage, contents.records));
         }
+        let file_bytes = bytes.len() as u64;
+        let storage = FileStorage::reopen(path, contents.file_id, file_bytes).map_err(io_error)?;
         // What was read may have reached only the page cache before a kill (appended, not
         // yet synced); the restored replica sends votes again from it, so it must be on
         // disk first, or a power cut after the restart could make it forget them.
@@ -76,22 +93,38 @@ impl FileStorage {
         Ok((storage, contents.records))
     }
 
-    fn reopen(path: &Path, appended_bytes: u64) -> std::io::Result<FileStorage> {
+    /// Write an empty record file (the header alone) at `path`, durably, replacing any
+    /// file there: what a new cluster's replica starts from.
+    pub fn create_empty(path: &Path) -> std::io::Result<()> {
+        FileStorage::write_whole(path, &[]).map(drop)
+    }
+
+    /// Write `records` as the whole file at `path`, under a new file id, durably; open it
+    /// for appending.
+    fn write_whole(path: &Path, records: &[Record]) -> std::io::Result<FileStorage> {
+        let file_id = FileId(rand::rng().random());
+        let mut bytes = format::header(file_id).to_vec();
+        for record in records {
+            format::encode_record(record, file_id, &mut bytes);
+        }
+        write_durably(path, &bytes)?;
+        let mut storage = FileStorage::reopen(path, file_id, bytes.len() as u64)?;
+        storage.appended_bytes = 0;
+        Ok(storage)
+    }
+
+    /// The file at `path`, of `file_bytes` bytes, open for appending; every record in it
+    /// counts as appended since the last rewrite (when that was is not known).
+    fn reopen(path: &Path, file_id: FileId, file_bytes: u64) -> std::io::Result<FileStorage> {
         Ok(FileStorage {
             path: path.to_path_buf(),
             file: OpenOptions::new().append(true).open(path)?,
-            appended_bytes,
+            file_id,
+            file_bytes,
+            appended_bytes: file_bytes - HEADER_BYTES as u64,
             unsynced: false,
+            buffer: Vec::new(),
         })
-    }
-
-    /// A whole file: the header, then `records`.
-    fn encode(records: &[Record]) -> Vec<u8> {
-        let mut bytes = format::header().to_vec();
-        for record in records {
-            format::encode_record(record, &mut bytes);
-        }
-        bytes
     }
 }
 
@@ -112,13 +145,20 @@ fn write_durably(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 
 impl Storage for FileStorage {
     fn append(&mut self, record: &Record) {
-        let mut bytes = Vec::new();
-        format::encode_record(record, &mut bytes);
-        self.appended_bytes += bytes.len() as u64;
+        self.buffer.clear();
+        if !self.unsynced {
+            // The first append since the file was last durable says how far it was, in the
+            // same write: a reader finding this marker past damage knows the damage was
+            // synced, not a torn tail.
+            format::encode_sync_marker(self.file_bytes, self.file_id, &mut self.buffer);
+        }
+        format::encode_record(record, self.file_id, &mut self.buffer);
+        self.file_bytes += self.buffer.len() as u64;
+        self.appended_bytes += self.buffer.len() as u64;
         self.unsynced = true;
         // A replica that cannot persist its votes must not go on voting.
         self.file
-            .write_all(&bytes)
+            .write_all(&self.buffer)
             .unwrap_or_else(|error| panic!("cannot append to {}: {error}", self.path.display()));
     }
 
@@ -139,14 +179,8 @@ impl Storage for FileStorage {
     }
 
     fn replace(&mut self, records: &[Record]) {
-        let result = write_durably(&self.path, &FileStorage::encode(records))
-            .and_then(|()| OpenOptions::new().append(true).open(&self.path));
-        match result {
-            Ok(file) => {
-                self.file = file;
-                self.appended_bytes = 0;
-                self.unsynced = false;
-            }
+        match FileStorage::write_whole(&self.path, records) {
+            Ok(storage) => *self = storage,
             Err(error) => panic!("cannot rewrite {}: {error}", self.path.display()),
         }
     }

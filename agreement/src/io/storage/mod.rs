@@ -3,7 +3,9 @@
 //!
 //! An append is not durable yet; [`Storage::sync`] makes every record appended so far
 //! durable at once. The driver holds back whatever the records vouch for until then and
-//! syncs once per turn, so one fsync covers every record of a turn (group commit).
+//! syncs once per turn, so one fsync covers every record of a turn (group commit). The
+//! file marks each sync point, so that reading after a power cut drops only what was
+//! never synced, and refuses a file whose synced records are damaged.
 
 mod file;
 mod format;
@@ -75,5 +77,7 @@ impl Storage for MemoryStorage {
     }
 }
 
+#[cfg(test)]
+mod power_cut_tests;
 #[cfg(test)]
 mod tests;
