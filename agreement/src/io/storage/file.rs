@@ -1,11 +1,12 @@
-//! Records in a file (see the `format` module), appended as they come and made durable
-//! with one `fdatasync` per [`Storage::sync`].
+//! The record file itself (see the `format` module): opened and read back, records
+//! appended, synced with `fdatasync`, or rewritten whole. The writer thread (the `writer`
+//! module) owns it while the replica runs.
 
-use super::Storage;
 use super::format::{self, FormatError, HEADER_BYTES};
 use crate::core::persist::Record;
 use std::fs::{File, OpenOptions};
 use std::io::{ErrorKind, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 /// A record file that could not be opened or read back.
@@ -21,25 +22,31 @@ pub enum StorageError {
 }
 
 /// Records in an append-only file. See the module documentation.
-pub struct FileStorage {
+///
+/// The file is kept longer than its records, by zeros written ahead in chunks, so that an
+/// append and its sync write data only: a sync that must also write the file's new size
+/// (and allocate blocks) costs several more disk requests, for every sync. Zeros after the
+/// last record read as unwritten space, the end of the log.
+pub(super) struct RecordFile {
     path: PathBuf,
     file: File,
+    /// Where the next record goes: the end of the last one.
+    end: u64,
+    /// The file's length: zeros from `end` on.
+    allocated: u64,
     /// Bytes appended since the file was last rewritten.
     appended_bytes: u64,
-    /// Whether an append reached the file after the last sync.
-    unsynced: bool,
 }
 
-/// A record file is rewritten (compacted) only once this much was appended since the last
-/// rewrite: compacting at every stable checkpoint would rewrite the whole window each time.
-const COMPACT_AFTER_BYTES: u64 = 64 * 1024 * 1024;
+/// Zeros are written ahead of the records this many bytes at a time.
+const ALLOCATE_AHEAD_BYTES: u64 = 4 * 1024 * 1024;
 
-impl FileStorage {
+impl RecordFile {
     /// Open (creating if needed) the record file at `path` and read back its records. A
     /// torn last record, from a crash in the middle of a write, is cut off; a file this zz
     /// cannot read (another format, or damaged before its last record) is an error. An
     /// empty file is taken as an empty log: there is nothing in it to lose.
-    pub fn open(path: &Path) -> Result<(FileStorage, Vec<Record>), StorageError> {
+    pub(super) fn open(path: &Path) -> Result<(RecordFile, Vec<Record>), StorageError> {
         let io_error = |source| StorageError::Io {
             path: path.display().to_string(),
             source,
@@ -50,24 +57,27 @@ impl FileStorage {
             Err(error) => return Err(io_error(error)),
         };
         if bytes.is_empty() {
-            write_durably(path, &FileStorage::encode(&[])).map_err(io_error)?;
-            let storage = FileStorage::reopen(path, 0).map_err(io_error)?;
+            write_durably(path, &RecordFile::encode(&[])).map_err(io_error)?;
+            let storage = RecordFile::reopen(path, HEADER_BYTES as u64, 0).map_err(io_error)?;
             return Ok((storage, Vec::new()));
         }
         let contents = format::decode_file(&bytes).map_err(|problem| StorageError::Unreadable {
             path: path.display().to_string(),
             problem,
         })?;
-        let storage = FileStorage::reopen(path, (contents.valid_bytes - HEADER_BYTES) as u64)
-            .map_err(io_error)?;
+        let valid_bytes = contents.valid_bytes as u64;
+        let appended_bytes = valid_bytes - HEADER_BYTES as u64;
+        let mut storage = RecordFile::reopen(path, valid_bytes, appended_bytes).map_err(io_error)?;
         if contents.valid_bytes < bytes.len() {
-            // Cut the torn record off before anything is appended after it.
-            let torn_bytes = bytes.len() - contents.valid_bytes;
-            tracing::warn!(path = %path.display(), torn_bytes, "dropped a torn last record");
-            storage
-                .file
-                .set_len(contents.valid_bytes as u64)
-                .map_err(io_error)?;
+            // Cut the torn record (or the zeros written ahead) off before anything is
+            // appended after it.
+            let tail = &bytes[contents.valid_bytes..];
+            if tail.iter().any(|byte| *byte != 0) {
+                let torn_bytes = tail.len();
+                tracing::warn!(path = %path.display(), torn_bytes, "dropped a torn last record");
+            }
+            storage.file.set_len(valid_bytes).map_err(io_error)?;
+            storage.allocated = valid_bytes;
         }
         // What was read may have reached only the page cache before a kill (appended, not
         // yet synced); the restored replica sends votes again from it, so it must be on
@@ -76,13 +86,60 @@ impl FileStorage {
         Ok((storage, contents.records))
     }
 
-    fn reopen(path: &Path, appended_bytes: u64) -> std::io::Result<FileStorage> {
-        Ok(FileStorage {
+    /// The file at `path`, its records ending at `end`.
+    fn reopen(path: &Path, end: u64, appended_bytes: u64) -> std::io::Result<RecordFile> {
+        let file = OpenOptions::new().write(true).open(path)?;
+        let allocated = file.metadata()?.len();
+        Ok(RecordFile {
             path: path.to_path_buf(),
-            file: OpenOptions::new().append(true).open(path)?,
+            file,
+            end,
+            allocated,
             appended_bytes,
-            unsynced: false,
         })
+    }
+
+    pub(super) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Bytes appended since the file was last rewritten.
+    pub(super) fn appended_bytes(&self) -> u64 {
+        self.appended_bytes
+    }
+
+    /// Append `records` with one write; durable after [`RecordFile::sync`].
+    pub(super) fn append(&mut self, records: &[Record]) -> std::io::Result<()> {
+        let mut bytes = Vec::new();
+        for record in records {
+            format::encode_record(record, &mut bytes);
+        }
+        let new_end = self.end + bytes.len() as u64;
+        if new_end > self.allocated {
+            let allocated = new_end.next_multiple_of(ALLOCATE_AHEAD_BYTES);
+            let zeros = vec![0u8; (allocated - self.allocated) as usize];
+            self.file.write_all_at(&zeros, self.allocated)?;
+            self.allocated = allocated;
+        }
+        self.file.write_all_at(&bytes, self.end)?;
+        self.end = new_end;
+        self.appended_bytes += bytes.len() as u64;
+        Ok(())
+    }
+
+    /// Make every record appended so far durable. After a failed fdatasync the kernel may
+    /// have dropped the dirty pages: retrying could report success for data never
+    /// written, so a failure is for good (the caller stops).
+    pub(super) fn sync(&mut self) -> std::io::Result<()> {
+        self.file.sync_data()
+    }
+
+    /// Replace every record with `records`, durably.
+    pub(super) fn replace(&mut self, records: &[Record]) -> std::io::Result<()> {
+        let bytes = RecordFile::encode(records);
+        write_durably(&self.path, &bytes)?;
+        *self = RecordFile::reopen(&self.path, bytes.len() as u64, 0)?;
+        Ok(())
     }
 
     /// A whole file: the header, then `records`.
@@ -108,52 +165,4 @@ fn write_durably(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         _ => Path::new("."),
     };
     File::open(directory)?.sync_all()
-}
-
-impl Storage for FileStorage {
-    fn append(&mut self, record: &Record) {
-        let mut bytes = Vec::new();
-        format::encode_record(record, &mut bytes);
-        self.appended_bytes += bytes.len() as u64;
-        self.unsynced = true;
-        // A replica that cannot persist its votes must not go on voting.
-        self.file
-            .write_all(&bytes)
-            .unwrap_or_else(|error| panic!("cannot append to {}: {error}", self.path.display()));
-    }
-
-    fn sync(&mut self) {
-        if !self.unsynced {
-            return;
-        }
-        // After a failed fdatasync the kernel may have dropped the dirty pages: retrying
-        // could report success for data never written, so the replica stops instead.
-        self.file
-            .sync_data()
-            .unwrap_or_else(|error| panic!("cannot sync {}: {error}", self.path.display()));
-        self.unsynced = false;
-    }
-
-    fn has_unsynced(&self) -> bool {
-        self.unsynced
-    }
-
-    fn replace(&mut self, records: &[Record]) {
-        let result = write_durably(&self.path, &FileStorage::encode(records))
-            .and_then(|()| OpenOptions::new().append(true).open(&self.path));
-        match result {
-            Ok(file) => {
-                self.file = file;
-                self.appended_bytes = 0;
-                self.unsynced = false;
-            }
-            Err(error) => panic!("cannot rewrite {}: {error}", self.path.display()),
-        }
-    }
-
-    fn compact(&mut self, records: &[Record]) {
-        if self.appended_bytes >= COMPACT_AFTER_BYTES {
-            self.replace(records);
-        }
-    }
 }

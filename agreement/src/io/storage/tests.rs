@@ -1,7 +1,7 @@
 //! The record file: what it reads back, what it forgives (a torn last record) and what it
 //! refuses (another format, damage before the end), and when appends are durable.
 
-use super::format::{HEADER_BYTES, frame};
+use super::format::{HEADER_BYTES, encode_record, frame};
 use super::*;
 use std::path::{Path, PathBuf};
 use zz_protocol::View;
@@ -35,16 +35,25 @@ impl Drop for TestDir {
     }
 }
 
-/// A file holding views 1..=count, synced; and where each record starts.
+/// A file holding views 1..=count, synced, cut at the end of the last record (without the
+/// zeros written ahead, so a test can damage its end); and where each record starts.
 fn file_with_views(path: &Path, count: u64) -> Vec<usize> {
     let (mut storage, records) = FileStorage::open(path).unwrap();
     assert!(records.is_empty());
     let mut starts = Vec::new();
+    let mut end = HEADER_BYTES;
     for v in 1..=count {
-        starts.push(std::fs::metadata(path).unwrap().len() as usize);
-        storage.append(&view(v));
+        starts.push(end);
+        let mut framed = Vec::new();
+        encode_record(&view(v), &mut framed);
+        end += framed.len();
+        storage.append(view(v));
     }
     storage.sync();
+    drop(storage);
+    let file = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+    assert!(file.metadata().unwrap().len() >= end as u64);
+    file.set_len(end as u64).unwrap();
     starts
 }
 
@@ -75,7 +84,7 @@ fn a_record_file_survives_a_torn_tail() {
     {
         let (mut storage, records) = FileStorage::open(&path).unwrap();
         assert_eq!(records, vec![view(1), view(2)]);
-        storage.append(&view(3));
+        storage.append(view(3));
         storage.sync();
     }
     let (_, records) = FileStorage::open(&path).unwrap();
@@ -240,7 +249,7 @@ fn an_empty_file_opens_as_an_empty_log() {
     std::fs::write(&path, []).unwrap();
     let (mut storage, records) = FileStorage::open(&path).unwrap();
     assert!(records.is_empty());
-    storage.append(&view(4));
+    storage.append(view(4));
     storage.sync();
     let (_, records) = FileStorage::open(&path).unwrap();
     assert_eq!(records, vec![view(4)]);
@@ -254,14 +263,14 @@ fn appends_wait_for_a_sync_and_a_rewrite_is_durable_at_once() {
     let path = dir.path();
     let (mut storage, _) = FileStorage::open(&path).unwrap();
     assert!(!storage.has_unsynced());
-    storage.append(&view(1));
+    storage.append(view(1));
     assert!(storage.has_unsynced());
     storage.sync();
     assert!(!storage.has_unsynced());
-    storage.append(&view(2));
-    storage.replace(&[view(7)]);
+    storage.append(view(2));
+    storage.replace(vec![view(7)]);
     assert!(!storage.has_unsynced());
-    storage.append(&view(8));
+    storage.append(view(8));
     storage.sync();
     let (_, records) = FileStorage::open(&path).unwrap();
     assert_eq!(records, vec![view(7), view(8)]);
@@ -271,16 +280,67 @@ fn appends_wait_for_a_sync_and_a_rewrite_is_durable_at_once() {
 #[test]
 fn memory_storage_loses_only_the_unsynced_tail_in_a_crash() {
     let mut storage = MemoryStorage::default();
-    storage.append(&view(1));
+    storage.append(view(1));
     storage.sync();
-    storage.append(&view(2));
+    storage.append(view(2));
     assert!(storage.has_unsynced());
     assert_eq!(storage.synced_records(), &[view(1)]);
     storage.lose_unsynced();
     assert_eq!(storage.records(), &[view(1)]);
-    storage.append(&view(3));
-    storage.replace(&[view(5)]);
-    storage.append(&view(6));
+    storage.append(view(3));
+    storage.replace(vec![view(5)]);
+    storage.append(view(6));
     storage.lose_unsynced();
     assert_eq!(storage.records(), &[view(5)]);
+}
+
+/// A background sync: records handed over by `start_sync` become durable while the
+/// caller goes on, the callback says when, and they read back after a reopen.
+#[test]
+fn a_background_sync_makes_records_durable_and_says_so() {
+    let dir = TestDir::new("background");
+    let path = dir.path();
+    let (mut storage, _) = FileStorage::open(&path).unwrap();
+    let (told, durable) = std::sync::mpsc::channel();
+    storage.on_durable(Box::new(move || {
+        let _ = told.send(());
+    }));
+    storage.append(view(1));
+    storage.append(view(2));
+    storage.start_sync();
+    durable
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .expect("the writer says when records are durable");
+    assert_eq!((storage.appended(), storage.durable()), (2, 2));
+    assert!(!storage.has_unsynced());
+    // Nothing pending: no job, no callback.
+    storage.start_sync();
+    storage.append(view(3));
+    assert!(storage.has_unsynced());
+    drop(storage);
+    let (_, records) = FileStorage::open(&path).unwrap();
+    assert_eq!(records, vec![view(1), view(2)], "an unsynced append was never written");
+}
+
+/// The zeros written ahead of the records read as the end of the log: a reopened file
+/// reads back every record, and appends go on right after the last one.
+#[test]
+fn zeros_written_ahead_read_as_the_end_of_the_log() {
+    let dir = TestDir::new("ahead");
+    let path = dir.path();
+    let (mut storage, _) = FileStorage::open(&path).unwrap();
+    storage.append(view(1));
+    storage.sync();
+    drop(storage);
+    let mut framed = Vec::new();
+    encode_record(&view(1), &mut framed);
+    let length = std::fs::metadata(&path).unwrap().len() as usize;
+    assert!(length > HEADER_BYTES + framed.len(), "zeros are written ahead");
+    let (mut storage, records) = FileStorage::open(&path).unwrap();
+    assert_eq!(records, vec![view(1)]);
+    storage.append(view(2));
+    storage.sync();
+    drop(storage);
+    let (_, records) = FileStorage::open(&path).unwrap();
+    assert_eq!(records, vec![view(1), view(2)]);
 }
