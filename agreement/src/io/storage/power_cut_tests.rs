@@ -6,21 +6,35 @@
 use super::format::{self, FileId, HEADER_BYTES, MARKER_BYTES, file_id_of};
 use super::tests::{TestDir, file_length, file_with_views, unreadable, view};
 use super::*;
+use super::file::RecordFile;
 use proptest::prelude::*;
 use std::path::Path;
 
-/// Append views `views` to the file at `path` without syncing (what a power cut may then
-/// lose); returns where each record starts and the file's length at its last sync.
+/// Append views `views` to the file at `path` (which ends at its last record) in one
+/// write, as the writer thread does, without the sync that follows (what a power cut may
+/// then lose), and cut the zeros written ahead off; returns where each record starts and
+/// the file's length at its last sync.
 fn appended_unsynced(path: &Path, views: std::ops::RangeInclusive<u64>) -> (Vec<usize>, usize) {
     let synced_bytes = file_length(path);
-    let (mut storage, _) = FileStorage::open(path).unwrap();
+    let (mut file, _) = RecordFile::open(path).unwrap();
+    let records: Vec<Record> = views.map(view).collect();
     let mut starts = Vec::new();
-    for v in views {
-        let marker_bytes = if starts.is_empty() { MARKER_BYTES } else { 0 };
-        starts.push(file_length(path) + marker_bytes);
-        storage.append(&view(v));
+    let mut end = synced_bytes + MARKER_BYTES;
+    for record in &records {
+        starts.push(end);
+        end += format_record_bytes(record);
     }
+    file.append(&records).unwrap();
+    assert_eq!(file.end(), end as u64);
+    drop(file);
+    cut_at(path, end);
     (starts, synced_bytes)
+}
+
+/// Cut the file at `path` at `end` (the zeros written ahead go).
+fn cut_at(path: &Path, end: usize) {
+    let file = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+    file.set_len(end as u64).unwrap();
 }
 
 fn read_back(path: &Path) -> Vec<Record> {
@@ -48,7 +62,7 @@ fn a_zeroed_hole_after_the_last_sync_is_cut_and_appending_goes_on() {
         let (mut storage, records) = FileStorage::open(&path).unwrap();
         assert_eq!(records, vec![view(1), view(2)]);
         assert!(file_length(&path) <= synced_bytes, "the tail is cut off");
-        storage.append(&view(6));
+        storage.append(view(6));
         storage.sync();
         drop(storage);
         assert_eq!(read_back(&path), vec![view(1), view(2), view(6)]);
@@ -219,26 +233,35 @@ struct Written {
 
 /// A new file at `path` with one view appended for each of `syncs`, synced after it if
 /// that is true.
+///
+/// The views appended between two syncs go in one write, after one sync marker, as the
+/// writer thread writes them; the zeros written ahead stay (a power cut may damage them
+/// too).
 fn write_turns(path: &Path, syncs: &[bool]) -> Written {
     FileStorage::create_empty(path).unwrap();
-    let (mut storage, _) = FileStorage::open(path).unwrap();
+    let (mut file, _) = RecordFile::open(path).unwrap();
     let mut written = Written {
         appended: Vec::new(),
         synced_count: 0,
         synced_bytes: HEADER_BYTES,
         last_marker: HEADER_BYTES,
     };
+    let mut turn = Vec::new();
     for (index, sync_after) in syncs.iter().enumerate() {
-        if !storage.has_unsynced() {
-            written.last_marker = file_length(path);
-        }
-        written.appended.push(view(index as u64 + 1));
-        storage.append(written.appended.last().unwrap());
+        turn.push(view(index as u64 + 1));
         if *sync_after {
-            storage.sync();
+            written.last_marker = file.end() as usize;
+            file.append(&turn).unwrap();
+            file.sync().unwrap();
+            written.appended.append(&mut turn);
             written.synced_count = written.appended.len();
-            written.synced_bytes = file_length(path);
+            written.synced_bytes = file.end() as usize;
         }
+    }
+    if !turn.is_empty() {
+        written.last_marker = file.end() as usize;
+        file.append(&turn).unwrap();
+        written.appended.append(&mut turn);
     }
     written
 }
@@ -273,7 +296,7 @@ proptest! {
         prop_assert_eq!(&records[..], &written.appended[..records.len()]);
 
         let (mut storage, _) = FileStorage::open(&path).unwrap();
-        storage.append(&view(1000));
+        storage.append(view(1000));
         storage.sync();
         drop(storage);
         let mut expected = records;

@@ -2,7 +2,7 @@
 //! refuses (another format, a missing file, synced records damaged), and when appends are
 //! durable. Power cuts that lose unsynced pages out of order: `power_cut_tests`.
 
-use super::format::{HEADER_BYTES, MARKER_BYTES, file_id_of, frame};
+use super::format::{HEADER_BYTES, MARKER_BYTES, encode_record, file_id_of, frame};
 use super::*;
 use std::path::{Path, PathBuf};
 use zz_protocol::View;
@@ -36,19 +36,28 @@ impl Drop for TestDir {
     }
 }
 
-/// A new file holding views 1..=count, appended in one turn and synced; and where each
-/// record starts (the first comes after the turn's sync marker).
+/// A new file holding views 1..=count, appended in one turn and synced, cut at the end
+/// of the last record (without the zeros written ahead, so a test can damage its end);
+/// and where each record starts (the first comes after the turn's sync marker).
 pub(super) fn file_with_views(path: &Path, count: u64) -> Vec<usize> {
     FileStorage::create_empty(path).unwrap();
+    let file_id = file_id_of(&std::fs::read(path).unwrap());
     let (mut storage, records) = FileStorage::open(path).unwrap();
     assert!(records.is_empty());
     let mut starts = Vec::new();
+    let mut end = HEADER_BYTES + MARKER_BYTES;
     for v in 1..=count {
-        let marker_bytes = if v == 1 { MARKER_BYTES } else { 0 };
-        starts.push(file_length(path) + marker_bytes);
-        storage.append(&view(v));
+        starts.push(end);
+        let mut framed = Vec::new();
+        encode_record(&view(v), file_id, &mut framed);
+        end += framed.len();
+        storage.append(view(v));
     }
     storage.sync();
+    drop(storage);
+    let file = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+    assert!(file.metadata().unwrap().len() >= end as u64);
+    file.set_len(end as u64).unwrap();
     starts
 }
 
@@ -89,7 +98,7 @@ fn a_record_file_survives_a_torn_tail() {
             file_id_of(&bytes),
             "a cut file is rewritten under a new file id"
         );
-        storage.append(&view(3));
+        storage.append(view(3));
         storage.sync();
     }
     let (_, records) = FileStorage::open(&path).unwrap();
@@ -167,7 +176,7 @@ fn a_checksum_failure_before_a_later_sync_is_an_error_naming_the_file() {
 pub(super) fn synced_past_views(path: &Path) -> u64 {
     let synced_bytes = file_length(path) as u64;
     let (mut storage, _) = FileStorage::open(path).unwrap();
-    storage.append(&view(100));
+    storage.append(view(100));
     storage.sync();
     synced_bytes
 }
@@ -308,7 +317,7 @@ fn a_file_created_empty_is_a_header_and_opens_as_an_empty_log() {
     assert_eq!(file_length(&path), HEADER_BYTES);
     let (mut storage, records) = FileStorage::open(&path).unwrap();
     assert!(records.is_empty());
-    storage.append(&view(1));
+    storage.append(view(1));
     storage.sync();
     let (_, records) = FileStorage::open(&path).unwrap();
     assert_eq!(records, vec![view(1)]);
@@ -322,7 +331,7 @@ fn an_empty_file_opens_as_an_empty_log() {
     std::fs::write(&path, []).unwrap();
     let (mut storage, records) = FileStorage::open(&path).unwrap();
     assert!(records.is_empty());
-    storage.append(&view(4));
+    storage.append(view(4));
     storage.sync();
     let (_, records) = FileStorage::open(&path).unwrap();
     assert_eq!(records, vec![view(4)]);
@@ -337,14 +346,14 @@ fn appends_wait_for_a_sync_and_a_rewrite_is_durable_at_once() {
     FileStorage::create_empty(&path).unwrap();
     let (mut storage, _) = FileStorage::open(&path).unwrap();
     assert!(!storage.has_unsynced());
-    storage.append(&view(1));
+    storage.append(view(1));
     assert!(storage.has_unsynced());
     storage.sync();
     assert!(!storage.has_unsynced());
-    storage.append(&view(2));
-    storage.replace(&[view(7)]);
+    storage.append(view(2));
+    storage.replace(vec![view(7)]);
     assert!(!storage.has_unsynced());
-    storage.append(&view(8));
+    storage.append(view(8));
     storage.sync();
     let (_, records) = FileStorage::open(&path).unwrap();
     assert_eq!(records, vec![view(7), view(8)]);
@@ -354,16 +363,77 @@ fn appends_wait_for_a_sync_and_a_rewrite_is_durable_at_once() {
 #[test]
 fn memory_storage_loses_only_the_unsynced_tail_in_a_crash() {
     let mut storage = MemoryStorage::default();
-    storage.append(&view(1));
+    storage.append(view(1));
     storage.sync();
-    storage.append(&view(2));
+    storage.append(view(2));
     assert!(storage.has_unsynced());
     assert_eq!(storage.synced_records(), &[view(1)]);
     storage.lose_unsynced();
     assert_eq!(storage.records(), &[view(1)]);
-    storage.append(&view(3));
-    storage.replace(&[view(5)]);
-    storage.append(&view(6));
+    storage.append(view(3));
+    storage.replace(vec![view(5)]);
+    storage.append(view(6));
     storage.lose_unsynced();
     assert_eq!(storage.records(), &[view(5)]);
+}
+
+/// A background sync: records handed over by `start_sync` become durable while the
+/// caller goes on, the callback says when, and they read back after a reopen.
+#[test]
+fn a_background_sync_makes_records_durable_and_says_so() {
+    let dir = TestDir::new("background");
+    let path = dir.path();
+    FileStorage::create_empty(&path).unwrap();
+    let (mut storage, _) = FileStorage::open(&path).unwrap();
+    let (told, durable) = std::sync::mpsc::channel();
+    storage.on_durable(Box::new(move || {
+        let _ = told.send(());
+    }));
+    storage.append(view(1));
+    storage.append(view(2));
+    storage.start_sync();
+    durable
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .expect("the writer says when records are durable");
+    assert_eq!((storage.appended(), storage.durable()), (2, 2));
+    assert!(!storage.has_unsynced());
+    // Nothing pending: no job, no callback.
+    storage.start_sync();
+    storage.append(view(3));
+    assert!(storage.has_unsynced());
+    drop(storage);
+    let (_, records) = FileStorage::open(&path).unwrap();
+    assert_eq!(records, vec![view(1), view(2)], "an unsynced append was never written");
+}
+
+/// The zeros written ahead of the records read as the end of the log: a reopened file
+/// reads back every record, and appends go on right after the last one.
+#[test]
+fn zeros_written_ahead_read_as_the_end_of_the_log() {
+    let dir = TestDir::new("ahead");
+    let path = dir.path();
+    FileStorage::create_empty(&path).unwrap();
+    let (mut storage, _) = FileStorage::open(&path).unwrap();
+    storage.append(view(1));
+    storage.sync();
+    drop(storage);
+    let bytes = std::fs::read(&path).unwrap();
+    let mut framed = Vec::new();
+    encode_record(&view(1), file_id_of(&bytes), &mut framed);
+    let end = HEADER_BYTES + MARKER_BYTES + framed.len();
+    assert!(bytes.len() > end, "zeros are written ahead");
+    assert!(bytes[end..].iter().all(|byte| *byte == 0));
+    let (mut storage, records) = FileStorage::open(&path).unwrap();
+    assert_eq!(records, vec![view(1)]);
+    let reopened = std::fs::read(&path).unwrap();
+    assert_eq!(
+        file_id_of(&reopened),
+        file_id_of(&bytes),
+        "zeros are no torn tail: the file is not rewritten"
+    );
+    storage.append(view(2));
+    storage.sync();
+    drop(storage);
+    let (_, records) = FileStorage::open(&path).unwrap();
+    assert_eq!(records, vec![view(1), view(2)]);
 }
