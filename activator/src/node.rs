@@ -7,6 +7,7 @@ use crate::backend::Backend;
 use crate::control::{self, ControlAnswer, ControlRequest};
 use crate::driver::{ActivatorDriver, ActivatorSetup};
 use crate::policy::{Member, MemberState, PolicyConfig};
+use crate::pools_file::{PoolsFile, PoolsFileError};
 use std::collections::BTreeMap;
 use std::path::Path;
 use tokio::sync::{mpsc, oneshot};
@@ -67,7 +68,7 @@ fn serve_control(listener: tokio::net::UnixListener, requests: mpsc::Sender<Cont
 }
 
 struct ActivatorNode<B, C> {
-    driver: ActivatorDriver<QuicBus, B>,
+    driver: ActivatorDriver<QuicBus, B, PoolsFile>,
     clock: C,
 }
 
@@ -101,8 +102,10 @@ impl<B: Backend, C: Fn() -> Time + Copy> NodeLoop for ActivatorNode<B, C> {
 }
 
 /// Run the activator of the cluster in `dir` with `backend` until `shutdown`. It starts
-/// every configured execution replica that is not a spare slot; it leaves them running
-/// when it stops (`zz down` stops them).
+/// the execution replicas as its record (`state/activator.pools`) has them, or as
+/// configured on the platform's first start: actives running, standbys paused, spare
+/// slots not at all; it leaves them running when it stops (`zz down` stops them). A
+/// record it cannot read, or one of another configuration, stops it at start-up.
 pub async fn run_activator_node<B: Backend>(
     dir: &Path,
     backend: B,
@@ -110,6 +113,8 @@ pub async fn run_activator_node<B: Backend>(
 ) -> Result<(), NodeError> {
     let harness = Harness::new(dir, NodeId::Activator(LOCAL_ACTIVATOR))?;
     let (cluster, endpoint) = endpoint_for_activator(dir)?;
+    let pools_file = PoolsFile::new(harness.dir().activator_pools_path());
+    let record = pools_file.load().map_err(NodeError::start)?;
     let settings = cluster
         .activator
         .clone()
@@ -128,16 +133,26 @@ pub async fn run_activator_node<B: Backend>(
             .collect(),
         wall_clock_at_zero_ms: harness.wall_clock_at_zero_ms(),
     };
+    let (bus, inbox) = harness.start_plain_bus(&cluster)?;
+    tracing::info!(address = %bus.local_addr(), backend = backend.name(), "activator started");
+    let clock = harness.clock();
+    let mut driver =
+        ActivatorDriver::new(setup, endpoint, bus, backend).with_pool_store(pools_file);
+    if let Some(record) = record {
+        driver.restore(&record).map_err(|mismatch| {
+            NodeError::start(PoolsFileError::Mismatch {
+                path: harness.dir().activator_pools_path(),
+                problem: mismatch.to_string(),
+            })
+        })?;
+        tracing::info!("started from the activator's record of who is active");
+    }
     let socket_path = harness.dir().activator_socket();
     let _ = std::fs::remove_file(&socket_path);
     let listener = tokio::net::UnixListener::bind(&socket_path)
         .map_err(NodeError::io(socket_path.display()))?;
     let (control_sender, control_requests) = mpsc::channel(CONTROL_QUEUE_MAX);
     serve_control(listener, control_sender);
-    let (bus, inbox) = harness.start_plain_bus(&cluster)?;
-    tracing::info!(address = %bus.local_addr(), backend = backend.name(), "activator started");
-    let clock = harness.clock();
-    let mut driver = ActivatorDriver::new(setup, endpoint, bus, backend);
     driver.start_members(clock).await;
     let mut node = ActivatorNode { driver, clock };
     let result = harness
