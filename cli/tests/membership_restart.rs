@@ -20,7 +20,7 @@ use zz_client::{Client, ClientPool};
 use zz_cluster::ClusterDir;
 use zz_execution::node::ExecutionStatus;
 use zz_protocol::config::ClusterConfig;
-use zz_protocol::{AppId, ClientId, ExecutionId, NodeId};
+use zz_protocol::{AppId, ClientId, ExecutionId, NodeId, ReplicaId};
 
 const STEP_TIMEOUT: Duration = Duration::from_secs(20);
 /// Sequential puts per round: each its own batch, so a round passes an execution
@@ -89,8 +89,40 @@ fn kill_everything(dir: &Path) {
     }
 }
 
-/// After a restart: the membership is `before`, nothing was woken or named faulty, every
-/// key written so far reads back and `more` new puts are answered.
+/// `text` without its terminal colour codes (ESC [ ... m).
+fn without_colours(text: &str) -> String {
+    let mut plain = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            chars.by_ref().find(|c| *c == 'm');
+        } else {
+            plain.push(c);
+        }
+    }
+    plain
+}
+
+/// The membership epochs agreement replica `replica` adopted in this run, as its log says.
+fn adopted_epochs(dir: &Path, replica: u32) -> Vec<u64> {
+    let log = ClusterDir::new(dir).log_path(NodeId::Replica(ReplicaId(replica)));
+    let log = without_colours(&std::fs::read_to_string(log).unwrap());
+    (log.lines())
+        .filter(|line| line.contains(" membership "))
+        .filter_map(|line| {
+            line.split(" epoch=")
+                .nth(1)?
+                .split(' ')
+                .next()?
+                .parse()
+                .ok()
+        })
+        .collect()
+}
+
+/// After a restart: the membership is `before`, the agreement replicas (which start at
+/// epoch 0) adopted its epoch directly, nothing was woken or named faulty, every key
+/// written so far reads back and `more` new puts are answered.
 async fn check_restarted(
     dir: &Path,
     app: AppId,
@@ -112,6 +144,13 @@ async fn check_restarted(
     };
     assert!(!has_event(dir, woken_again), "{:?}", activator(dir).events);
     assert_eq!(&membership(dir), before, "still, after serving");
+    for replica in 0..4 {
+        assert_eq!(
+            adopted_epochs(dir, replica),
+            vec![before.0],
+            "replica-{replica}"
+        );
+    }
     let restored = execution(dir, 2).unwrap().restored_from;
     assert!(
         restored.is_some(),
