@@ -6,15 +6,16 @@
 use crate::backend::Backend;
 use crate::control::{self, ControlAnswer, ControlRequest};
 use crate::driver::{ActivatorDriver, ActivatorSetup};
-use crate::policy::{Member, MemberState, PolicyConfig};
+use crate::policy::{Member, MemberState, PolicyConfig, PoolsRecord};
 use crate::pools_file::{PoolsFile, PoolsFileError};
 use std::collections::BTreeMap;
 use std::path::Path;
 use tokio::sync::{mpsc, oneshot};
+use zz_cluster::ClusterDir;
 use zz_cluster::harness::{Harness, NodeError, NodeLoop, StatusContext};
 use zz_protocol::config::{ClusterConfig, LOCAL_ACTIVATOR, endpoint_for_activator};
 use zz_protocol::quic::QuicBus;
-use zz_protocol::{AppId, NodeId, Time};
+use zz_protocol::{AppId, ExecutionId, NodeId, Time};
 
 pub use crate::status::{ActivatorStatus, Event, MemberStatus, PoolStatus};
 
@@ -40,6 +41,33 @@ fn configured_members(cluster: &ClusterConfig) -> BTreeMap<AppId, Vec<Member>> {
         });
     }
     members
+}
+
+/// The activator's record in the cluster directory `dir` (`state/activator.pools`),
+/// checked against `cluster`; None on the platform's first start. `zz up` reads it too, to
+/// refuse a record the activator would refuse before starting anything.
+pub fn read_record(
+    dir: &ClusterDir,
+    cluster: &ClusterConfig,
+) -> Result<Option<PoolsRecord>, PoolsFileError> {
+    let path = dir.activator_pools_path();
+    let Some(record) = PoolsFile::new(&path).load()? else {
+        return Ok(None);
+    };
+    let configured = (configured_members(cluster).into_iter())
+        .map(|(app, members)| {
+            let mut ids: Vec<ExecutionId> = members.iter().map(|member| member.id).collect();
+            ids.sort();
+            (app, ids)
+        })
+        .collect();
+    record
+        .check(&configured)
+        .map_err(|mismatch| PoolsFileError::Mismatch {
+            path,
+            problem: mismatch.to_string(),
+        })?;
+    Ok(Some(record))
 }
 
 /// Accept control connections and hand each request to the main loop.
@@ -113,8 +141,8 @@ pub async fn run_activator_node<B: Backend>(
 ) -> Result<(), NodeError> {
     let harness = Harness::new(dir, NodeId::Activator(LOCAL_ACTIVATOR))?;
     let (cluster, endpoint) = endpoint_for_activator(dir)?;
+    let record = read_record(harness.dir(), &cluster).map_err(NodeError::start)?;
     let pools_file = PoolsFile::new(harness.dir().activator_pools_path());
-    let record = pools_file.load().map_err(NodeError::start)?;
     let settings = cluster
         .activator
         .clone()

@@ -231,6 +231,9 @@ pub async fn up(args: &UpArgs) -> Result<()> {
         std::fs::create_dir_all(&sub)
             .with_context(|| format!("cannot create {}", sub.display()))?;
     }
+    // Who was active comes from the activator's record: one it would refuse stops `zz
+    // up` before anything starts.
+    zz_activator::node::read_record(&files, &config)?;
     stop_orphans(dir, &config)?;
     if let Some((node, pid)) = running(dir, &config).first() {
         bail!(

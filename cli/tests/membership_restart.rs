@@ -240,3 +240,27 @@ async fn the_active_set_survives_down_up_and_sigkill_of_every_process() {
     let written = written + 10;
     check_restarted(&dir, app, &before, written..written + 10).await;
 }
+
+#[test]
+fn a_damaged_record_of_who_is_active_stops_zz_up_in_one_line_naming_it() {
+    let dir = std::env::temp_dir().join(format!("zz-membership-bad-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let port = free_base_port(16, 43, 5 * 43 + 1).to_string();
+    zz_ok(&["init", "--apps", "kv", "--base-port", &port], &dir);
+    let _platform = Platform(&dir);
+    let record = ClusterDir::new(&dir).activator_pools_path();
+    std::fs::create_dir_all(record.parent().unwrap()).unwrap();
+    std::fs::write(&record, "zz-activator-pools 1 0000\n{\"apps\": []}\n").unwrap();
+    let output = common::zz(&["up", "--detach"], &dir);
+    assert!(!output.status.success());
+    let error = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(error.trim().lines().count(), 1, "{error}");
+    assert!(error.contains(&record.display().to_string()), "{error}");
+    assert!(error.contains("checksum does not match"), "{error}");
+    assert!(
+        ClusterDir::new(&dir)
+            .read_pid(NodeId::Activator(zz_protocol::config::LOCAL_ACTIVATOR))
+            .is_none(),
+        "nothing started"
+    );
+}

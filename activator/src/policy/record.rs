@@ -7,7 +7,7 @@
 
 use super::{MemberState, Policy};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use zz_protocol::{AppId, ExecutionId};
 
 /// Every app's pool, in app id order.
@@ -100,6 +100,28 @@ fn listed(ids: &[impl std::fmt::Display]) -> String {
     names.join(", ")
 }
 
+impl PoolsRecord {
+    /// Whether the record fits `configured`, each app's slots in id order: the same apps,
+    /// the same slots, and only active members woken, once each.
+    pub fn check(
+        &self,
+        configured: &BTreeMap<AppId, Vec<ExecutionId>>,
+    ) -> Result<(), RecordMismatch> {
+        let recorded: Vec<AppId> = self.apps.iter().map(|pool| pool.app).collect();
+        let apps: Vec<AppId> = configured.keys().copied().collect();
+        if recorded != apps {
+            return Err(RecordMismatch::Apps {
+                recorded,
+                configured: apps,
+            });
+        }
+        for pool in &self.apps {
+            check_pool(pool, &configured[&pool.app])?;
+        }
+        Ok(())
+    }
+}
+
 impl Policy {
     /// The durable part of the policy's state (see the module documentation).
     pub fn record(&self) -> PoolsRecord {
@@ -128,17 +150,10 @@ impl Policy {
     /// mismatch nothing changes.
     pub fn restore(&mut self, record: &PoolsRecord) -> Result<(), RecordMismatch> {
         assert!(self.commands.is_empty(), "restore before any input");
-        let recorded: Vec<AppId> = record.apps.iter().map(|pool| pool.app).collect();
-        let configured: Vec<AppId> = self.apps.keys().copied().collect();
-        if recorded != configured {
-            return Err(RecordMismatch::Apps {
-                recorded,
-                configured,
-            });
-        }
-        for pool in &record.apps {
-            check_pool(pool, self.apps[&pool.app].members.keys().copied().collect())?;
-        }
+        let configured = (self.apps.iter())
+            .map(|(app, pool)| (*app, pool.members.keys().copied().collect()))
+            .collect();
+        record.check(&configured)?;
         for recorded in &record.apps {
             let pool = self.apps.get_mut(&recorded.app).expect("checked above");
             pool.epoch = recorded.epoch;
@@ -153,13 +168,13 @@ impl Policy {
 }
 
 /// `pool` names exactly the `configured` slots, and only active members as woken, once.
-fn check_pool(pool: &PoolRecord, configured: Vec<ExecutionId>) -> Result<(), RecordMismatch> {
+fn check_pool(pool: &PoolRecord, configured: &[ExecutionId]) -> Result<(), RecordMismatch> {
     let recorded: Vec<ExecutionId> = pool.slots.iter().map(|slot| slot.id).collect();
     if recorded != configured {
         return Err(RecordMismatch::Slots {
             app: pool.app,
             recorded,
-            configured,
+            configured: configured.to_vec(),
         });
     }
     let active: BTreeSet<ExecutionId> = (pool.slots.iter())
