@@ -197,6 +197,8 @@ async fn start(
         std::fs::create_dir_all(&sub)
             .with_context(|| format!("cannot create {}", sub.display()))?;
     }
+    // A record of who was active that the activator would refuse stops it here.
+    zz_activator::node::read_record(&files, config)?;
     let begun = Instant::now();
     for node in nodes(config) {
         for stale in [

@@ -235,6 +235,9 @@ pub async fn up(args: &UpArgs) -> Result<()> {
         std::fs::create_dir_all(&sub)
             .with_context(|| format!("cannot create {}", sub.display()))?;
     }
+    // Who was active comes from the activator's record: one it would refuse stops `zz
+    // up` before anything starts.
+    zz_activator::node::read_record(&files, &config)?;
     stop_orphans(dir, &config)?;
     if let Some((node, pid)) = running(dir, &config).first() {
         bail!(
@@ -313,16 +316,23 @@ pub async fn wait_ready(
         if let Some(exited) = exited_child(dir, children) {
             bail!(exited);
         }
-        // A cold standby (docker `--cold-standbys`) has no container until woken.
-        let cold: Vec<u32> = (activator_status(dir).into_iter())
+        // A cold standby (docker `--cold-standbys`) has no container until woken; a slot
+        // the activator's record holds spare (a pool shrunk) runs nothing either.
+        let members: Vec<_> = (activator_status(dir).into_iter())
             .flat_map(|status| status.pools)
             .flat_map(|pool| pool.members)
-            .filter(|member| member.instance.as_ref().is_some_and(|i| i.state == "cold"))
+            .collect();
+        let idle: Vec<u32> = (members.iter())
+            .filter(|member| {
+                let cold = member.instance.as_ref().is_some_and(|i| i.state == "cold");
+                cold || member.state == MemberState::Spare
+            })
             .map(|member| member.id)
             .collect();
         let spare = |node: &Node| match node {
             Node::Execution(id) => {
-                config.execution(*id).is_some_and(|e| e.spare) || cold.contains(&id.0)
+                let configured_spare = config.execution(*id).is_some_and(|e| e.spare);
+                (configured_spare && members.is_empty()) || idle.contains(&id.0)
             }
             _ => false,
         };

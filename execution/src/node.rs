@@ -180,12 +180,14 @@ impl NodeLoop for ExecutionNode {
 }
 
 /// Run execution replica `id` of the cluster in `dir`, executing `app` from `genesis`
-/// (the empty state when None), until `shutdown`.
+/// (the empty state when None), until `shutdown`; as a `standby` (which the activator
+/// decides, not the configuration) it loads nothing and waits to be woken.
 pub async fn run_execution_node(
     dir: &Path,
     id: ExecutionId,
     app: Box<dyn App>,
     genesis: Option<crate::core::Genesis>,
+    standby: bool,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), NodeError> {
     let mut harness = Harness::new(dir, NodeId::Execution(id))?;
@@ -204,12 +206,12 @@ pub async fn run_execution_node(
     };
     let eager =
         app_config.is_some_and(|app| app.state_fetch == zz_protocol::config::StateFetch::Eager);
-    // A standby loads nothing: woken, it joins from the stable checkpoint anyway.
+    // A standby loads nothing: woken, it joins from the stable checkpoint anyway. A
+    // member woken before a restart is started active, and loads its store like any.
     let path = harness.dir().execution_store_path(id);
-    let durable =
-        open_durable(&path, params, !member.standby, unix_ms()).map_err(NodeError::start)?;
+    let durable = open_durable(&path, params, !standby, unix_ms()).map_err(NodeError::start)?;
     let mut disk = DiskStart::default();
-    let joins = durable.lost.is_some() && !member.standby;
+    let joins = durable.lost.is_some() && !standby;
     if let Some(LostState::SetAside { .. }) = &durable.lost {
         disk.stores_set_aside = 1;
     }
@@ -231,7 +233,7 @@ pub async fn run_execution_node(
     if let Some(genesis) = genesis {
         // Built now only by a replica that starts active from nothing; others keep it for
         // a restart before the first checkpoint.
-        let apply_now = !member.standby && disk.restored_from.is_none() && !joins;
+        let apply_now = !standby && disk.restored_from.is_none() && !joins;
         replica = replica.with_genesis(genesis, apply_now);
     }
     let (bus, inbox) = harness.start_bus(&cluster)?;
