@@ -349,13 +349,21 @@ fn orders_on_disk_that_contradict_the_certified_head_refuse_to_start() {
     let mut storage = cluster.drivers[1].storage().clone();
     storage.lose_unsynced();
     let mut records = storage.records().to_vec();
+    let mut tampered = 0;
     for record in &mut records {
-        if let Record::AppOrder { order, .. } = record
-            && order.seq == Seq(6)
-        {
-            order.nondet.seed ^= 1;
+        match record {
+            Record::AppOrder { order, .. } if order.seq == Seq(6) => {
+                order.nondet.seed ^= 1;
+                tampered += 1;
+            }
+            Record::AppOrderOfBatch { seq, nondet, .. } if *seq == Seq(6) => {
+                nondet.seed ^= 1;
+                tampered += 1;
+            }
+            _ => {}
         }
     }
+    assert!(tampered > 0, "the order is on disk");
     storage.replace(records.clone());
     let replica = Replica::restore(cluster.config(ReplicaId(1)), records.clone(), cluster.now);
     let (driver, _inbox) = cluster.driver(replica, storage);
@@ -375,4 +383,33 @@ fn orders_on_disk_that_contradict_the_certified_head_refuse_to_start() {
         "{error}"
     );
     assert!(error.to_string().contains("refusing to serve"));
+}
+
+#[test]
+fn orders_are_recorded_by_reference_to_their_batch_and_a_missing_batch_refuses_to_start() {
+    // Goal: an order whose batch is on disk already is recorded without its requests (they
+    // are most of its bytes), restored from that batch; a log without the batch is not
+    // one the replica wrote, and restoring it is an error.
+    let cluster = cluster_before_a_power_cut();
+    let mut storage = cluster.drivers[1].storage().clone();
+    storage.lose_unsynced();
+    let records = storage.records().to_vec();
+    let references = (records.iter())
+        .filter(|record| matches!(record, Record::AppOrderOfBatch { .. }))
+        .count();
+    assert!(references > 0, "orders of stored batches go by reference");
+    let without_batches: Vec<Record> = (records.iter())
+        .filter(|record| record.batches().is_empty())
+        .cloned()
+        .collect();
+    let replica = Replica::restore(cluster.config(ReplicaId(1)), records.clone(), cluster.now);
+    let (driver, _inbox) = cluster.driver(replica, storage.clone());
+    let error = driver
+        .with_restored_orders(&without_batches)
+        .err()
+        .expect("refused");
+    assert!(
+        matches!(error, OrderRestoreError::BatchMissing { app: APP, .. }),
+        "{error}"
+    );
 }

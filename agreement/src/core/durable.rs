@@ -119,7 +119,9 @@ impl Replica {
                 }
             }
             // The order router's, restored by the driver.
-            Record::ExecutionStable(_) | Record::AppOrder { .. } => {}
+            Record::ExecutionStable(_)
+            | Record::AppOrder { .. }
+            | Record::AppOrderOfBatch { .. } => {}
             Record::Prepared { prepares } => {
                 let Some(first) = prepares.first() else {
                     return;

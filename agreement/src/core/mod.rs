@@ -73,8 +73,9 @@ pub enum Output {
     Persist(Record),
     /// Replace everything persisted so far with these records (after a stable checkpoint).
     Compact(Vec<Record>),
-    /// A committed batch; emitted strictly in sequence order, each sequence number once.
-    Order(Order),
+    /// A committed batch, with its digest; emitted strictly in sequence order, each
+    /// sequence number once.
+    Order { order: Order, digest: Digest },
     /// The same batch's requests for one app, numbered in that app's own gap-free
     /// sequence; emitted right after the batch's [`Output::Order`], one per app in it.
     AppOrder(AppOrder),

@@ -402,8 +402,10 @@ impl Replica {
         self.counters.batches_ordered += 1;
         self.catch_up.fetched.remove(&seq);
         let app_orders = self.split_by_app(seq, &batch);
-        self.outputs
-            .push_back(Output::Order(Order { view, seq, batch }));
+        self.outputs.push_back(Output::Order {
+            order: Order { view, seq, batch },
+            digest,
+        });
         self.outputs
             .extend(app_orders.into_iter().map(Output::AppOrder));
         if seq.0.is_multiple_of(self.config.params.checkpoint_interval) {

@@ -6,10 +6,10 @@
 use serde::{Deserialize, Serialize};
 use zz_protocol::crypto::Signed;
 use zz_protocol::messages::{
-    AppOrder, Batch, CheckpointCertificate, CheckpointState, ExecutionCheckpoint, NewView,
+    AppOrder, Batch, CheckpointCertificate, CheckpointState, ExecutionCheckpoint, NewView, NonDet,
     PrePrepareHeader, Prepare,
 };
-use zz_protocol::{Digest, View};
+use zz_protocol::{AppId, Digest, Seq, View};
 
 /// One durable fact. A replica's durable state is the fold of its records, in order.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -47,4 +47,30 @@ pub enum Record {
         order: AppOrder,
         chain_before: Digest,
     },
+    /// An [`Record::AppOrder`] without its requests: they are the requests of the batch
+    /// with digest `batch` that belong to the app, in the batch's order, and that batch is
+    /// in an earlier record of the same log (an accepted pre-prepare or a new view's
+    /// entry). The driver writes this instead whenever it can: an order's requests are
+    /// most of its bytes, and the batch holding them is on disk already.
+    AppOrderOfBatch {
+        app: AppId,
+        seq: Seq,
+        agreement_seq: Seq,
+        nondet: NonDet,
+        batch: Digest,
+        chain_before: Digest,
+    },
+}
+
+impl Record {
+    /// The batches this record holds whole, with their digests.
+    pub fn batches(&self) -> Vec<(Digest, &Batch)> {
+        match self {
+            Record::Accepted { pre_prepare, batch } => vec![(pre_prepare.body.digest, batch)],
+            Record::NewView(new_view) => (new_view.body.entries.iter())
+                .map(|entry| (entry.pre_prepare.body.digest, &entry.batch))
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
 }

@@ -100,7 +100,7 @@ fn orders(outputs: &[Output]) -> Vec<u64> {
     outputs
         .iter()
         .filter_map(|output| match output {
-            Output::Order(order) => Some(order.seq.0),
+            Output::Order { order, .. } => Some(order.seq.0),
             _ => None,
         })
         .collect()

@@ -26,11 +26,11 @@ use crate::liaison::detect::{Alarm, Detector, DetectorConfig};
 use crate::liaison::membership::{ExecutionGroups, MembershipTable};
 use crate::liaison::orders::{OrderRestoreError, OrderRouter, RetainedOrder};
 use bytes::Bytes;
-use std::collections::VecDeque;
+use std::collections::{HashMap, HashSet, VecDeque};
 use zz_protocol::bus::MessageBus;
 use zz_protocol::config::LOCAL_ACTIVATOR;
 use zz_protocol::messages::{AppOrder, ExecutionCheckpoint, Message, Order, Reply};
-use zz_protocol::{ClientId, Endpoint, FrameCounters, NodeId, ReplicaId, Seq, Time, View};
+use zz_protocol::{ClientId, Digest, Endpoint, FrameCounters, NodeId, ReplicaId, Seq, Time, View};
 
 /// Frames held back for a sync at most; a turn producing more syncs early rather than
 /// grow the queue (the node's turns, of at most 256 frames, stay far below it).
@@ -68,6 +68,12 @@ pub struct ReplicaDriver<B, S> {
     votes_through: u64,
     /// The storage position known durable (cached from the storage).
     durable: u64,
+    /// The batches the storage holds whole (since it was last rewritten), by digest: an
+    /// order of one is recorded by reference ([`Record::AppOrderOfBatch`]).
+    batches_stored: HashSet<Digest>,
+    /// The batch the last [`Output::Order`] committed, if the storage holds it: the orders
+    /// split from it come right after.
+    batch_of_orders: Option<(Seq, Digest)>,
 }
 
 impl<B: MessageBus, S: Storage> ReplicaDriver<B, S> {
@@ -77,6 +83,8 @@ impl<B: MessageBus, S: Storage> ReplicaDriver<B, S> {
         ReplicaDriver {
             votes_through: durable,
             durable,
+            batches_stored: HashSet::new(),
+            batch_of_orders: None,
             replica,
             endpoint,
             bus,
@@ -127,21 +135,58 @@ impl<B: MessageBus, S: Storage> ReplicaDriver<B, S> {
     /// checkpoint's heads. Orders that contradict the checkpoint the core restored (a log
     /// not written consistently) are an error: the replica must not serve from it.
     pub fn with_restored_orders(mut self, records: &[Record]) -> Result<Self, OrderRestoreError> {
+        let mut batches = HashMap::new();
         for record in records {
             if let Record::ExecutionStable(checkpoint) = record {
                 self.orders.restore_stable(*checkpoint);
             }
+            batches.extend(record.batches());
         }
-        let orders = records.iter().filter_map(|record| match record {
-            Record::AppOrder {
-                order,
-                chain_before,
-            } => Some(RetainedOrder {
-                order: order.clone(),
-                chain_before: *chain_before,
-            }),
-            _ => None,
-        });
+        let mut orders = Vec::new();
+        for record in records {
+            match record {
+                Record::AppOrder {
+                    order,
+                    chain_before,
+                } => orders.push(RetainedOrder {
+                    order: order.clone(),
+                    chain_before: *chain_before,
+                }),
+                Record::AppOrderOfBatch {
+                    app,
+                    seq,
+                    agreement_seq,
+                    nondet,
+                    batch,
+                    chain_before,
+                } => {
+                    let Some(batch) = batches.get(batch) else {
+                        return Err(OrderRestoreError::BatchMissing {
+                            app: *app,
+                            seq: *seq,
+                            batch: *batch,
+                        });
+                    };
+                    let requests = (batch.requests.iter())
+                        .filter(|request| request.request.app == *app)
+                        .cloned()
+                        .collect();
+                    let order = AppOrder {
+                        app: *app,
+                        seq: *seq,
+                        agreement_seq: *agreement_seq,
+                        nondet: *nondet,
+                        requests,
+                    };
+                    orders.push(RetainedOrder {
+                        order,
+                        chain_before: *chain_before,
+                    });
+                }
+                _ => {}
+            }
+        }
+        self.batches_stored = batches.into_keys().collect();
         self.orders.restore_orders(orders)?;
         Ok(self)
     }
@@ -153,10 +198,22 @@ impl<B: MessageBus, S: Storage> ReplicaDriver<B, S> {
             self.storage.append(Record::ExecutionStable(checkpoint));
         }
         for retained in self.orders.take_newly_retained() {
-            self.storage.append(Record::AppOrder {
-                order: retained.order,
-                chain_before: retained.chain_before,
-            });
+            let order = retained.order;
+            let record = match self.batch_of_orders {
+                Some((seq, batch)) if seq == order.agreement_seq => Record::AppOrderOfBatch {
+                    app: order.app,
+                    seq: order.seq,
+                    agreement_seq: order.agreement_seq,
+                    nondet: order.nondet,
+                    batch,
+                    chain_before: retained.chain_before,
+                },
+                _ => Record::AppOrder {
+                    order,
+                    chain_before: retained.chain_before,
+                },
+            };
+            self.storage.append(record);
         }
     }
 
@@ -199,7 +256,10 @@ impl<B: MessageBus, S: Storage> ReplicaDriver<B, S> {
             self.storage.sync();
         }
         self.send_durable();
-        assert!(self.held.is_empty(), "every held frame waits for a record appended");
+        assert!(
+            self.held.is_empty(),
+            "every held frame waits for a record appended"
+        );
     }
 
     /// Frames held back until their records are durable.
@@ -402,18 +462,27 @@ impl<B: MessageBus, S: Storage> ReplicaDriver<B, S> {
         while let Some(output) = self.replica.poll_output() {
             match output {
                 Output::Persist(record) => {
+                    (self.batches_stored).extend(record.batches().into_iter().map(|(d, _)| d));
                     self.storage.append(record);
                     self.votes_through = self.storage.appended();
                 }
                 Output::Compact(mut records) => {
                     // The core's records say nothing of the router's checkpoints and orders.
                     records.extend(self.router_records());
-                    self.storage.compact(records);
+                    let batches: HashSet<Digest> = (records.iter())
+                        .flat_map(|record| record.batches().into_iter().map(|(d, _)| d))
+                        .collect();
+                    if self.storage.compact(records) {
+                        self.batches_stored = batches;
+                        self.batch_of_orders = None;
+                    }
                     self.send_durable();
                 }
                 Output::Send { to, message } => self.send(NodeId::Replica(to), &message),
                 Output::Broadcast(message) => self.broadcast(&message),
-                Output::Order(order) => {
+                Output::Order { order, digest } => {
+                    self.batch_of_orders =
+                        (self.batches_stored.contains(&digest)).then_some((order.seq, digest));
                     self.reply_for_order(&order);
                     self.deliveries.push(Delivery::Order(order));
                 }

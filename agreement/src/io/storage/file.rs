@@ -51,7 +51,11 @@ pub(super) struct RecordFile {
 
 /// Zeros are written ahead of the records this many bytes at a time (less in tests, which
 /// write many small files).
-const ALLOCATE_AHEAD_BYTES: u64 = if cfg!(test) { 64 * 1024 } else { 4 * 1024 * 1024 };
+const ALLOCATE_AHEAD_BYTES: u64 = if cfg!(test) {
+    64 * 1024
+} else {
+    4 * 1024 * 1024
+};
 
 impl RecordFile {
     /// Open the record file at `path` and read back its records. A torn tail (what was

@@ -43,9 +43,10 @@ pub trait Storage {
     fn replace(&mut self, records: Vec<Record>);
     /// `records` say all that matters now; the storage may replace what it holds with them,
     /// or keep appending if rewriting costs more than it saves (the fold of the longer log
-    /// gives the same replica).
-    fn compact(&mut self, records: Vec<Record>) {
+    /// gives the same replica). Whether it replaced them.
+    fn compact(&mut self, records: Vec<Record>) -> bool {
         self.replace(records);
+        true
     }
     /// Whether a record appended is not durable yet.
     fn has_unsynced(&self) -> bool {

@@ -3,10 +3,10 @@
 //! whole. Reading cuts such a tail off, and refuses a file only when a sync marker after
 //! the damage shows that the damaged bytes had been synced.
 
+use super::file::RecordFile;
 use super::format::{self, FileId, HEADER_BYTES, MARKER_BYTES, file_id_of};
 use super::tests::{TestDir, file_length, file_with_views, unreadable, view};
 use super::*;
-use super::file::RecordFile;
 use proptest::prelude::*;
 use std::path::Path;
 

@@ -403,7 +403,11 @@ fn a_background_sync_makes_records_durable_and_says_so() {
     assert!(storage.has_unsynced());
     drop(storage);
     let (_, records) = FileStorage::open(&path).unwrap();
-    assert_eq!(records, vec![view(1), view(2)], "an unsynced append was never written");
+    assert_eq!(
+        records,
+        vec![view(1), view(2)],
+        "an unsynced append was never written"
+    );
 }
 
 /// The zeros written ahead of the records read as the end of the log: a reopened file

@@ -103,7 +103,10 @@ impl FileStorage {
 
     fn hand(&mut self, job: Job) {
         self.handed = self.appended;
-        let jobs = self.jobs.as_ref().expect("the writer runs while the storage lives");
+        let jobs = self
+            .jobs
+            .as_ref()
+            .expect("the writer runs while the storage lives");
         if jobs.send(job).is_err() {
             // The writer stopped on a failure; `progress` says which.
             self.wait_durable();
@@ -173,10 +176,12 @@ impl Storage for FileStorage {
         self.wait_durable();
     }
 
-    fn compact(&mut self, records: Vec<Record>) {
-        if self.progress().appended_bytes >= COMPACT_AFTER_BYTES {
+    fn compact(&mut self, records: Vec<Record>) -> bool {
+        let rewrite = self.progress().appended_bytes >= COMPACT_AFTER_BYTES;
+        if rewrite {
             self.replace(records);
         }
+        rewrite
     }
 }
 
@@ -238,5 +243,7 @@ fn write_jobs(mut file: RecordFile, jobs: mpsc::Receiver<Job>, shared: &Shared) 
 
 /// A poisoned lock still holds consistent progress (it is updated in one assignment).
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }

@@ -39,6 +39,11 @@ pub enum OrderRestoreError {
         on_disk: Digest,
         known: Digest,
     },
+    #[error(
+        "the order {seq} of {app} on disk names batch {batch:?} for its requests, and no \
+         record before it holds that batch; refusing to serve orders from an inconsistent log"
+    )]
+    BatchMissing { app: AppId, seq: Seq, batch: Digest },
 }
 
 impl OrderRouter {
