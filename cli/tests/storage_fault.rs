@@ -3,6 +3,9 @@
 //! value rewritten on disk: the replica restores the rest, refuses that bucket, fetches it
 //! from a peer, and every key reads back right. (b) The store truncated: the replica moves
 //! it aside, fetches the agreed state from its peers, and every key reads back right.
+//! (c) The store deleted: the replica does not serve from a fresh start at genesis; f+1
+//! agreement replicas name the stable checkpoint, it starts over from it and fetches the
+//! state, and its status says why.
 
 mod common;
 
@@ -263,4 +266,31 @@ async fn a_truncated_store_is_moved_aside_and_the_state_fetched_from_peers() {
         .filter(|name| name.starts_with(&format!("execution-{}.redb.damaged-", damaged.0)))
         .collect();
     assert_eq!(aside.len(), 1, "the damaged file is kept: {aside:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_store_is_fetched_from_peers_not_started_over_at_genesis() {
+    let _one = ONE_PLATFORM.lock().await;
+    let dir = platform_dir("storage-fault-deleted");
+    let _platform = Platform(&dir);
+    let setup = written_and_stopped(&dir, 41, 73).await;
+    let lost = setup.active[0];
+    let stable_before = status_file(&dir, lost)["last_stable"].as_u64().unwrap();
+    std::fs::remove_file(ClusterDir::new(&dir).execution_store_path(lost)).unwrap();
+
+    up(&dir, &setup.port);
+    let status = check_after_restart(&dir, &setup, lost).await;
+    assert!(status["restored_from"].is_null(), "{status}");
+    assert_eq!(status["lost_state"], "missing", "{status}");
+    assert!(
+        status["started_from_stable"].as_u64() >= Some(stable_before),
+        "started over from the stable checkpoint: {status}"
+    );
+    assert!(
+        status["last_executed"].as_u64() > Some(stable_before),
+        "it executes again: {status}"
+    );
+    let peer = status_file(&dir, setup.active[1]);
+    assert!(peer["lost_state"].is_null(), "{peer}");
+    assert!(peer["restored_from"].as_u64().is_some(), "{peer}");
 }
