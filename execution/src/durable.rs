@@ -22,6 +22,7 @@
 //! kept since the stable one; buckets that fail are fetched from peers; the replica
 //! resumes after the checkpoint.
 
+mod commit;
 pub mod disk;
 pub mod startup;
 #[cfg(any(test, feature = "test-support"))]

@@ -42,14 +42,12 @@
 //! [`Restorer`], which checks them against the root.
 
 use super::WriteStats;
+use super::commit;
 use super::undo::{self, UNDO};
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 use std::path::{Path, PathBuf};
 use zz_protocol::{Digest, Seq};
-use zz_state_fetch::{
-    BucketDelta, BucketIndex, BucketObjects, ObjectDelta, ObjectEdit, Restorer, Snapshot,
-    StateParams,
-};
+use zz_state_fetch::{BucketIndex, BucketObjects, Restorer, Snapshot, StateParams};
 
 /// The layout above. A file of another version is refused at start-up, never rewritten.
 pub const FORMAT_VERSION: u32 = 1;
@@ -64,9 +62,9 @@ pub(super) const OBJECTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("
 
 pub(super) const META_FORMAT: &str = "format";
 const META_BUCKET_BITS: &str = "bucket_bits";
-const META_SEQ: &str = "seq";
-const META_ROOT: &str = "root";
-const META_STABLE: &str = "stable";
+pub(super) const META_SEQ: &str = "seq";
+pub(super) const META_ROOT: &str = "root";
+pub(super) const META_STABLE: &str = "stable";
 
 /// Why the store cannot be used as it is.
 #[derive(Debug, thiserror::Error)]
@@ -288,7 +286,8 @@ impl DiskStore {
             before = Some(snapshot);
         }
         let stable = stable.filter(|&stable| self.stable.is_none_or(|known| stable > known));
-        let stats = write_checkpoints(&self.db, chain, stable).map_err(|e| self.storage(e))?;
+        let stats =
+            commit::write_checkpoints(&self.db, chain, stable).map_err(|e| self.storage(e))?;
         if let Some(last) = snapshots.last() {
             self.checkpoint = Some((last.seq(), last.root()));
         }
@@ -376,92 +375,6 @@ impl DiskStore {
     }
 }
 
-/// A checkpoint to write, the base it is a delta on, and the delta.
-type Link<'a> = (&'a Snapshot, Option<&'a Snapshot>, Vec<BucketDelta<'a>>);
-
-/// One transaction: each checkpoint's changed leaves and objects, with the undo of its
-/// base, then the last one's seq and root; then the stable checkpoint, if given, with the
-/// undo before it dropped.
-fn write_checkpoints(
-    db: &redb::Database,
-    chain: Vec<Link<'_>>,
-    stable: Option<Seq>,
-) -> Result<WriteStats, redb::Error> {
-    let mut stats = WriteStats::default();
-    let write = db.begin_write()?;
-    {
-        let mut leaves = write.open_table(LEAVES)?;
-        let mut objects = write.open_table(OBJECTS)?;
-        let mut undo = write.open_table(UNDO)?;
-        let mut meta = write.open_table(META)?;
-        for (snapshot, base, deltas) in chain {
-            match base {
-                Some(base) => undo::write(&mut undo, base, &deltas, &mut stats)?,
-                // The file's content is unknown: undo records in it belong to no chain.
-                None => stats.undo_records_deleted += undo::clear_before(&mut undo, None)?,
-            }
-            write_delta(&mut leaves, &mut objects, deltas, &mut stats)?;
-            meta.insert(META_SEQ, &snapshot.seq().0.to_le_bytes()[..])?;
-            meta.insert(META_ROOT, &snapshot.root().0[..])?;
-        }
-        if let Some(stable) = stable {
-            stats.undo_records_deleted += undo::clear_before(&mut undo, Some(stable))?;
-            meta.insert(META_STABLE, &stable.0.to_le_bytes()[..])?;
-        }
-    }
-    write.commit()?;
-    Ok(stats)
-}
-
-/// One checkpoint's changed leaves and objects.
-fn write_delta(
-    leaves: &mut redb::Table<u32, &[u8]>,
-    objects: &mut redb::Table<&[u8], &[u8]>,
-    deltas: Vec<BucketDelta<'_>>,
-    stats: &mut WriteStats,
-) -> Result<(), redb::Error> {
-    for delta in deltas {
-        let index = delta.index;
-        leaves.insert(index.0, &delta.leaf.0[..])?;
-        match delta.objects {
-            ObjectDelta::Replace(replacement) => {
-                let (start, end) = bucket_range(index);
-                objects.retain_in(start.as_slice()..end.as_slice(), |_, _| false)?;
-                for (key, value) in replacement {
-                    put_object(objects, index, key, value, stats)?;
-                }
-            }
-            ObjectDelta::Edit(edits) => {
-                for ObjectEdit { key, after, .. } in edits {
-                    match after {
-                        Some(value) => put_object(objects, index, key, value, stats)?,
-                        None => {
-                            objects.remove(object_key(index, key).as_slice())?;
-                            stats.objects_deleted += 1;
-                        }
-                    }
-                }
-            }
-            ObjectDelta::NotFetched => {}
-        }
-        stats.leaves_written += 1;
-    }
-    Ok(())
-}
-
-fn put_object(
-    objects: &mut redb::Table<&[u8], &[u8]>,
-    index: BucketIndex,
-    key: &[u8],
-    value: &[u8],
-    stats: &mut WriteStats,
-) -> Result<(), redb::Error> {
-    objects.insert(object_key(index, key).as_slice(), value)?;
-    stats.objects_put += 1;
-    stats.object_bytes += (key.len() + value.len()) as u64;
-    Ok(())
-}
-
 /// Object records sort by bucket, then key.
 pub(super) fn object_key(bucket: BucketIndex, key: &[u8]) -> Vec<u8> {
     let mut stored = Vec::with_capacity(4 + key.len());
@@ -477,7 +390,7 @@ pub(super) fn split_object_key(stored: &[u8]) -> Option<(BucketIndex, &[u8])> {
 
 /// The keys of bucket `index`'s records: from its prefix to the next bucket's (there are
 /// at most 2^20 buckets, so the next prefix exists).
-fn bucket_range(index: BucketIndex) -> (Vec<u8>, Vec<u8>) {
+pub(super) fn bucket_range(index: BucketIndex) -> (Vec<u8>, Vec<u8>) {
     let next = index
         .0
         .checked_add(1)
