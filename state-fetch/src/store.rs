@@ -469,4 +469,6 @@ fn range_is_empty(start: Bound<&[u8]>, end: Bound<&[u8]>) -> bool {
 #[cfg(test)]
 mod durable_tests;
 #[cfg(test)]
+mod rewind_props;
+#[cfg(test)]
 mod tests;

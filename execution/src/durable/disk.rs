@@ -150,7 +150,8 @@ impl DiskStore {
         self.stable
     }
 
-    /// The older checkpoints whose undo records are kept, ascending.
+    /// The older checkpoints whose undo records are kept, ascending (scans every undo
+    /// record).
     pub fn older_checkpoints(&self) -> Result<Vec<Seq>, DiskError> {
         let read = self.db.begin_read().map_err(|e| self.storage(e))?;
         let undo = match read.open_table(UNDO) {

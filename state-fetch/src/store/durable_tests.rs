@@ -10,7 +10,7 @@ fn params(bits: u8) -> StateParams {
 
 /// A durable copy as a disk would keep it.
 #[derive(Clone, Default)]
-struct Copy {
+pub(super) struct Copy {
     checkpoint: Option<(Seq, Digest)>,
     leaves: BTreeMap<u32, Digest>,
     objects: BTreeMap<(u32, Vec<u8>), Vec<u8>>,
@@ -20,14 +20,14 @@ struct Copy {
 
 /// What one delta wrote.
 #[derive(Default, Debug, PartialEq, Eq)]
-struct Written {
+pub(super) struct Written {
     puts: usize,
     deletes: usize,
     leaves: usize,
 }
 
 impl Copy {
-    fn write(&mut self, snapshot: &Snapshot, base: Option<&Snapshot>) -> Written {
+    pub(super) fn write(&mut self, snapshot: &Snapshot, base: Option<&Snapshot>) -> Written {
         let mut written = Written::default();
         let mut undo = base.map(|base| Undo {
             seq: base.seq(),
@@ -93,7 +93,7 @@ impl Copy {
     }
 
     /// Restore, rebuilding the older checkpoints kept down to `stable`.
-    fn restore_from_stable(
+    pub(super) fn restore_from_stable(
         &self,
         params: StateParams,
         stable: Option<Seq>,

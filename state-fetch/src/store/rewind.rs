@@ -144,3 +144,82 @@ fn edited(
     }
     Some(objects)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ObjectStore;
+
+    fn latest() -> (ObjectStore, Snapshot) {
+        let mut store = ObjectStore::new(StateParams::new(3).unwrap());
+        store.put(b"a".to_vec(), b"1".to_vec()).unwrap();
+        store.checkpoint(Seq(8));
+        let snapshot = store.snapshot(Seq(8)).unwrap().clone();
+        (store, snapshot)
+    }
+
+    #[test]
+    fn bad_undo_is_an_error_naming_it_never_a_panic() {
+        let (_, latest) = latest();
+        let not_older = Undo {
+            seq: Seq(8),
+            ..Undo::default()
+        };
+        assert_eq!(
+            latest.rewound(not_older).unwrap_err(),
+            RewindError::NotOlder {
+                seq: Seq(8),
+                newer: Seq(8)
+            }
+        );
+        let out_of_range = Undo {
+            seq: Seq(4),
+            root: Digest([1; 32]),
+            buckets: BTreeMap::from([(BucketIndex(8), BucketUndo::default())]),
+        };
+        assert!(matches!(
+            latest.rewound(out_of_range),
+            Err(RewindError::BucketIndexOutOfRange {
+                bucket_count: 8,
+                ..
+            })
+        ));
+        let no_leaf = Undo {
+            seq: Seq(4),
+            root: Digest([1; 32]),
+            buckets: BTreeMap::from([(BucketIndex(2), BucketUndo::default())]),
+        };
+        assert!(matches!(
+            latest.rewound(no_leaf),
+            Err(RewindError::LeafUnknown {
+                bucket: BucketIndex(2),
+                ..
+            })
+        ));
+        let wrong_root = Undo {
+            seq: Seq(4),
+            root: Digest([1; 32]),
+            buckets: BTreeMap::new(),
+        };
+        assert!(matches!(
+            latest.rewound(wrong_root),
+            Err(RewindError::RootMismatch { computed, .. }) if computed == latest.root()
+        ));
+    }
+
+    #[test]
+    fn a_snapshot_whose_leaves_are_not_all_known_rewinds_nothing() {
+        let (_, latest) = latest();
+        let mut pinned = ObjectStore::pinned(latest.params, Seq(8), latest.root());
+        pinned.checkpoint(Seq(16));
+        let undo = Undo {
+            seq: Seq(8),
+            root: latest.root(),
+            buckets: BTreeMap::new(),
+        };
+        assert_eq!(
+            pinned.snapshot(Seq(16)).unwrap().rewound(undo).unwrap_err(),
+            RewindError::NewerIncomplete { newer: Seq(16) }
+        );
+    }
+}
