@@ -6,7 +6,14 @@
 //! so the activator node and the simulator (with a simulated backend whose calls complete
 //! at once) run the same code.
 //!
-//! Calling protocol: [`ActivatorDriver::start_members`] once; then
+//! The policy's record (each app's epoch, active set and pool) goes to the driver's
+//! [`PoolStore`] whenever it changed, before any command derived from it is carried out
+//! or announced: no agreement replica sees an epoch a restarted activator could forget.
+//! A record that could not be saved holds the announcements back (the backend's work
+//! still happens); the next turn tries again.
+//!
+//! Calling protocol: [`ActivatorDriver::restore`] if a record was kept, then
+//! [`ActivatorDriver::start_members`] once; then
 //! [`ActivatorDriver::handle_frame`] for every frame, [`ActivatorDriver::handle_control`]
 //! for every control request and [`ActivatorDriver::handle_timeout`] whenever
 //! [`ActivatorDriver::poll_timeout`] is reached; after each of these, and before waiting
@@ -14,7 +21,10 @@
 
 use crate::backend::Backend;
 use crate::control::{ControlAnswer, ControlRequest};
-use crate::policy::{Command, Member, MemberState, Policy, PolicyConfig};
+use crate::policy::{
+    Command, Member, MemberState, Policy, PolicyConfig, PoolsRecord, RecordMismatch,
+};
+use crate::pools_file::{PoolStore, Unpersisted};
 use crate::status::{
     ActivatorEvent, ActivatorStatus, BackendAction, BackendEvent, Event, MemberStatus, PoolStatus,
 };
@@ -52,6 +62,8 @@ pub struct ActivatorCounters {
     pub faulty_received: u64,
     /// Backend commands that failed.
     pub commands_failed: u64,
+    /// Records the pool store could not save (their announcements waited).
+    pub record_save_failures: u64,
     /// Frames received, and those rejected before the policy (decode, MAC, sender,
     /// kind), by reason.
     pub frames: FrameCounters,
@@ -74,9 +86,12 @@ pub struct ReceivedAlarm {
 }
 
 /// See the module documentation.
-pub struct ActivatorDriver<M, K> {
+pub struct ActivatorDriver<M, K, S = Unpersisted> {
     policy: Policy,
     backend: K,
+    pool_store: S,
+    /// The record the pool store holds, as far as this driver knows.
+    saved: Option<PoolsRecord>,
     endpoint: Endpoint,
     bus: M,
     replica_count: u32,
@@ -89,6 +104,8 @@ pub struct ActivatorDriver<M, K> {
 }
 
 impl<M: MessageBus, K: Backend> ActivatorDriver<M, K> {
+    /// A driver that persists nothing, unless [`ActivatorDriver::with_pool_store`] says
+    /// otherwise.
     pub fn new(setup: ActivatorSetup, endpoint: Endpoint, bus: M, backend: K) -> Self {
         assert!(matches!(endpoint.id(), NodeId::Activator(_)));
         let app_of = (setup.pools.iter())
@@ -99,6 +116,8 @@ impl<M: MessageBus, K: Backend> ActivatorDriver<M, K> {
         ActivatorDriver {
             policy,
             backend,
+            pool_store: Unpersisted,
+            saved: None,
             endpoint,
             bus,
             replica_count,
@@ -109,6 +128,36 @@ impl<M: MessageBus, K: Backend> ActivatorDriver<M, K> {
             next_tick: Time(0),
             wall_clock_at_zero_ms: setup.wall_clock_at_zero_ms,
         }
+    }
+}
+
+impl<M: MessageBus, K: Backend, S: PoolStore> ActivatorDriver<M, K, S> {
+    /// The same driver, persisting the policy's record to `store`.
+    pub fn with_pool_store<T: PoolStore>(self, store: T) -> ActivatorDriver<M, K, T> {
+        ActivatorDriver {
+            policy: self.policy,
+            backend: self.backend,
+            pool_store: store,
+            saved: self.saved,
+            endpoint: self.endpoint,
+            bus: self.bus,
+            replica_count: self.replica_count,
+            app_names: self.app_names,
+            app_of: self.app_of,
+            counters: self.counters,
+            backend_events: self.backend_events,
+            next_tick: self.next_tick,
+            wall_clock_at_zero_ms: self.wall_clock_at_zero_ms,
+        }
+    }
+
+    /// Start from `record`, which the pool store held: its actives start active, its
+    /// standbys as standbys, its spare slots (destroyed or never grown into) not at all,
+    /// and the first announcements name its epochs. Before [`Self::start_members`].
+    pub fn restore(&mut self, record: &PoolsRecord) -> Result<(), RecordMismatch> {
+        self.policy.restore(record)?;
+        self.saved = Some(record.clone());
+        Ok(())
     }
 
     pub fn policy(&self) -> &Policy {
@@ -230,11 +279,16 @@ impl<M: MessageBus, K: Backend> ActivatorDriver<M, K> {
     /// Carry out the policy's commands in order. `clock` reads the time, so that the
     /// events say how long each command took.
     pub async fn carry_out(&mut self, clock: impl Fn() -> Time) {
+        let saved = self.save_record();
         for command in self.policy.take_commands() {
             let begun = clock();
             let (action, member, result) = match command {
                 Command::Announce(membership) => {
-                    self.announce(&Message::Membership(membership));
+                    // The policy announces every app again periodically: one held back
+                    // now goes out once a save succeeds.
+                    if saved {
+                        self.announce(&Message::Membership(membership));
+                    }
                     continue;
                 }
                 Command::Thaw(member) => {
@@ -275,6 +329,26 @@ impl<M: MessageBus, K: Backend> ActivatorDriver<M, K> {
                 }
             };
             self.backend_event(now, event);
+        }
+    }
+
+    /// Save the policy's record if it changed since the last save; whether the store
+    /// holds the current one.
+    fn save_record(&mut self) -> bool {
+        let record = self.policy.record();
+        if self.saved.as_ref() == Some(&record) {
+            return true;
+        }
+        match self.pool_store.save(&record) {
+            Ok(()) => {
+                self.saved = Some(record);
+                true
+            }
+            Err(error) => {
+                tracing::error!(%error, "membership not announced until its record is saved");
+                self.counters.record_save_failures += 1;
+                false
+            }
         }
     }
 
@@ -335,8 +409,12 @@ impl<M: MessageBus, K: Backend> ActivatorDriver<M, K> {
             wakes_received: self.counters.wakes_received,
             faulty_received: self.counters.faulty_received,
             commands_failed: self.counters.commands_failed,
+            record_save_failures: self.counters.record_save_failures,
             rejected: reasons(&self.counters.frames.rejected),
             updated_unix_ms,
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

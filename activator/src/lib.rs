@@ -5,8 +5,9 @@
 //! f Byzantine agreement replicas can never wake or destroy anything. [`backend`] carries
 //! the commands out (local processes, or containers through [`docker`]);
 //! [`driver::ActivatorDriver`] joins policy, endpoint, bus and backend without reading a
-//! clock (the simulator runs it with a simulated backend); [`node`] runs the driver over
-//! QUIC, and [`control`] is the socket `zz scale` talks to.
+//! clock (the simulator runs it with a simulated backend); [`pools_file`] keeps who is
+//! active across restarts; [`node`] runs the driver over QUIC, and [`control`] is the
+//! socket `zz scale` talks to.
 
 pub mod backend;
 pub mod control;
@@ -15,4 +16,5 @@ pub mod driver;
 pub mod freezer;
 pub mod node;
 pub mod policy;
+pub mod pools_file;
 pub mod status;

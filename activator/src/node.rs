@@ -6,14 +6,16 @@
 use crate::backend::Backend;
 use crate::control::{self, ControlAnswer, ControlRequest};
 use crate::driver::{ActivatorDriver, ActivatorSetup};
-use crate::policy::{Member, MemberState, PolicyConfig};
+use crate::policy::{Member, MemberState, PolicyConfig, PoolsRecord};
+use crate::pools_file::{PoolsFile, PoolsFileError};
 use std::collections::BTreeMap;
 use std::path::Path;
 use tokio::sync::{mpsc, oneshot};
+use zz_cluster::ClusterDir;
 use zz_cluster::harness::{Harness, NodeError, NodeLoop, StatusContext};
 use zz_protocol::config::{ClusterConfig, LOCAL_ACTIVATOR, endpoint_for_activator};
 use zz_protocol::quic::QuicBus;
-use zz_protocol::{AppId, NodeId, Time};
+use zz_protocol::{AppId, ExecutionId, NodeId, Time};
 
 pub use crate::status::{ActivatorStatus, Event, MemberStatus, PoolStatus};
 
@@ -39,6 +41,33 @@ fn configured_members(cluster: &ClusterConfig) -> BTreeMap<AppId, Vec<Member>> {
         });
     }
     members
+}
+
+/// The activator's record in the cluster directory `dir` (`state/activator.pools`),
+/// checked against `cluster`; None on the platform's first start. `zz up` reads it too, to
+/// refuse a record the activator would refuse before starting anything.
+pub fn read_record(
+    dir: &ClusterDir,
+    cluster: &ClusterConfig,
+) -> Result<Option<PoolsRecord>, PoolsFileError> {
+    let path = dir.activator_pools_path();
+    let Some(record) = PoolsFile::new(&path).load()? else {
+        return Ok(None);
+    };
+    let configured = (configured_members(cluster).into_iter())
+        .map(|(app, members)| {
+            let mut ids: Vec<ExecutionId> = members.iter().map(|member| member.id).collect();
+            ids.sort();
+            (app, ids)
+        })
+        .collect();
+    record
+        .check(&configured)
+        .map_err(|mismatch| PoolsFileError::Mismatch {
+            path,
+            problem: mismatch.to_string(),
+        })?;
+    Ok(Some(record))
 }
 
 /// Accept control connections and hand each request to the main loop.
@@ -67,7 +96,7 @@ fn serve_control(listener: tokio::net::UnixListener, requests: mpsc::Sender<Cont
 }
 
 struct ActivatorNode<B, C> {
-    driver: ActivatorDriver<QuicBus, B>,
+    driver: ActivatorDriver<QuicBus, B, PoolsFile>,
     clock: C,
 }
 
@@ -101,8 +130,10 @@ impl<B: Backend, C: Fn() -> Time + Copy> NodeLoop for ActivatorNode<B, C> {
 }
 
 /// Run the activator of the cluster in `dir` with `backend` until `shutdown`. It starts
-/// every configured execution replica that is not a spare slot; it leaves them running
-/// when it stops (`zz down` stops them).
+/// the execution replicas as its record (`state/activator.pools`) has them, or as
+/// configured on the platform's first start: actives running, standbys paused, spare
+/// slots not at all; it leaves them running when it stops (`zz down` stops them). A
+/// record it cannot read, or one of another configuration, stops it at start-up.
 pub async fn run_activator_node<B: Backend>(
     dir: &Path,
     backend: B,
@@ -110,6 +141,8 @@ pub async fn run_activator_node<B: Backend>(
 ) -> Result<(), NodeError> {
     let harness = Harness::new(dir, NodeId::Activator(LOCAL_ACTIVATOR))?;
     let (cluster, endpoint) = endpoint_for_activator(dir)?;
+    let record = read_record(harness.dir(), &cluster).map_err(NodeError::start)?;
+    let pools_file = PoolsFile::new(harness.dir().activator_pools_path());
     let settings = cluster
         .activator
         .clone()
@@ -128,16 +161,21 @@ pub async fn run_activator_node<B: Backend>(
             .collect(),
         wall_clock_at_zero_ms: harness.wall_clock_at_zero_ms(),
     };
+    let (bus, inbox) = harness.start_plain_bus(&cluster)?;
+    tracing::info!(address = %bus.local_addr(), backend = backend.name(), "activator started");
+    let clock = harness.clock();
+    let mut driver =
+        ActivatorDriver::new(setup, endpoint, bus, backend).with_pool_store(pools_file);
+    if let Some(record) = record {
+        (driver.restore(&record)).expect("read_record checked it against this configuration");
+        tracing::info!("started from the activator's record of who is active");
+    }
     let socket_path = harness.dir().activator_socket();
     let _ = std::fs::remove_file(&socket_path);
     let listener = tokio::net::UnixListener::bind(&socket_path)
         .map_err(NodeError::io(socket_path.display()))?;
     let (control_sender, control_requests) = mpsc::channel(CONTROL_QUEUE_MAX);
     serve_control(listener, control_sender);
-    let (bus, inbox) = harness.start_plain_bus(&cluster)?;
-    tracing::info!(address = %bus.local_addr(), backend = backend.name(), "activator started");
-    let clock = harness.clock();
-    let mut driver = ActivatorDriver::new(setup, endpoint, bus, backend);
     driver.start_members(clock).await;
     let mut node = ActivatorNode { driver, clock };
     let result = harness

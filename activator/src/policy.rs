@@ -6,14 +6,20 @@
 //! - on f+1 matching `Faulty` reports (same app, epoch and member) it destroys that member,
 //!   starts a fresh standby in its place, and announces the membership without it;
 //! - after a quiet period with more than f+1 active members it pauses the extra ones,
-//!   most recently woken first, and the app is back to f+1 active.
+//!   most recently woken first, and the app is back to f+1 active;
+//! - on f+1 alarms naming epochs past its own (its record was lost or is older than what
+//!   the agreement replicas adopted) it moves past them, so epochs never go backwards.
 //!
-//! Calling protocol: feed alarms, backend readiness and ticks; drain
-//! [`Policy::take_commands`] after each call and carry the commands out in order.
+//! Calling protocol: [`Policy::restore`] once if a [`PoolsRecord`] was kept; then feed
+//! alarms, backend readiness and ticks; after each call persist [`Policy::record`] if it
+//! changed, then drain [`Policy::take_commands`] and carry the commands out in order.
 
+mod catch_up;
 mod events;
+mod record;
 
 pub use events::{PolicyEvent, ScaleRefusal};
+pub use record::{PoolRecord, PoolsRecord, RecordMismatch, SlotRecord, SlotRole};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use zz_protocol::messages::{Faulty, Membership, Wake};
@@ -75,6 +81,8 @@ struct AppPool {
     wakes: BTreeSet<ReplicaId>,
     /// Agreement replicas that reported each member in the current epoch.
     faulty: BTreeMap<ExecutionId, BTreeSet<ReplicaId>>,
+    /// Per agreement replica, the highest epoch past the current one its alarms named.
+    ahead: BTreeMap<ReplicaId, u64>,
     /// The last time f+1 replicas raised an alarm.
     last_trouble: Time,
     /// Woken members, oldest first: the newest are paused first after a quiet period.
@@ -139,6 +147,7 @@ impl Policy {
                     members: members.into_iter().map(|m| (m.id, m)).collect(),
                     wakes: BTreeSet::new(),
                     faulty: BTreeMap::new(),
+                    ahead: BTreeMap::new(),
                     last_trouble: Time(0),
                     woken: Vec::new(),
                     wake_wanted: false,
@@ -224,6 +233,7 @@ impl Policy {
             return;
         };
         if wake.epoch != pool.epoch {
+            self.handle_epoch_ahead(now, from, wake.app, wake.epoch);
             return;
         }
         pool.wakes.insert(from);
@@ -257,11 +267,15 @@ impl Policy {
         let Some(pool) = self.apps.get_mut(&faulty.app) else {
             return;
         };
+        if faulty.epoch != pool.epoch {
+            self.handle_epoch_ahead(now, from, faulty.app, faulty.epoch);
+            return;
+        }
         let is_active = pool
             .members
             .get(&faulty.member)
             .is_some_and(|member| member.state == MemberState::Active);
-        if faulty.epoch != pool.epoch || !is_active {
+        if !is_active {
             return;
         }
         let reporters = pool.faulty.entry(faulty.member).or_default();
@@ -459,6 +473,8 @@ impl Policy {
         pool.wakes.clear();
         pool.woken_this_epoch = false;
         pool.faulty.clear();
+        let epoch = pool.epoch;
+        pool.ahead.retain(|_, claimed| *claimed > epoch);
         self.announce(now, app);
     }
 

@@ -127,6 +127,9 @@ pub struct ActivatorStatus {
     pub faulty_received: u64,
     /// Backend commands that failed.
     pub commands_failed: u64,
+    /// Records of who is active that could not be saved (their announcements waited).
+    #[serde(default)]
+    pub record_save_failures: u64,
     /// Frames rejected before the policy (decode, MAC, sender), by reason.
     pub rejected: BTreeMap<String, u64>,
     pub updated_unix_ms: u64,

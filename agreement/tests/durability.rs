@@ -356,7 +356,7 @@ fn orders_on_disk_that_contradict_the_certified_head_refuse_to_start() {
             order.nondet.seed ^= 1;
         }
     }
-    storage.replace(&records);
+    storage.replace(records.clone());
     let replica = Replica::restore(cluster.config(ReplicaId(1)), records.clone(), cluster.now);
     let (driver, _inbox) = cluster.driver(replica, storage);
     let error = driver

@@ -197,6 +197,8 @@ async fn start(
         std::fs::create_dir_all(&sub)
             .with_context(|| format!("cannot create {}", sub.display()))?;
     }
+    // A record of who was active that the activator would refuse stops it here.
+    zz_activator::node::read_record(&files, config)?;
     let begun = Instant::now();
     for node in nodes(config) {
         for stale in [
@@ -212,7 +214,8 @@ async fn start(
         }
     }
     let activator = platform::spawn_with(&dir, Node::Activator, &["--backend", "docker"])?;
-    platform::wait_ready(&dir, config, begun)
+    // The agreement replicas run in containers, not as children: their logs are Docker's.
+    platform::wait_ready(&dir, config, begun, &mut [])
         .await
         .map_err(|error| {
             let logs = platform.container_name("NODE");

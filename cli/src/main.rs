@@ -84,6 +84,10 @@ enum NodeCommand {
         /// This execution replica's id.
         #[arg(long)]
         id: u32,
+        /// Start active (load the state store, execute) or as a standby (load nothing,
+        /// join when woken); the activator says which. Default: as configured.
+        #[arg(long, value_parser = ["active", "standby"])]
+        start_as: Option<String>,
     },
     /// The host's activator: starts execution replicas, wakes and replaces them.
     Activator {
@@ -165,7 +169,11 @@ fn run(command: Command) -> Result<ExitCode> {
         Command::Bench(args) => runtime()?.block_on(bench::run(&args))?,
         Command::Kv(args) => runtime()?.block_on(apps::run_kv(&args))?,
         Command::Bank(args) => runtime()?.block_on(apps::run_bank(&args))?,
-        Command::Node(NodeCommand::Execution { cluster, id }) => {
+        Command::Node(NodeCommand::Execution {
+            cluster,
+            id,
+            start_as,
+        }) => {
             let config = zz_protocol::config::ClusterConfig::load(&cluster)?;
             let id = ExecutionId(id);
             let member = config
@@ -189,12 +197,14 @@ fn run(command: Command) -> Result<ExitCode> {
                 });
                 genesis
             });
+            let standby = start_as.map_or(member.standby, |role| role == "standby");
             let runtime = node_runtime()?;
             runtime.block_on(zz_execution::node::run_execution_node(
                 &cluster,
                 id,
                 app,
                 genesis,
+                standby,
                 shutdown_signal(),
             ))?;
         }

@@ -84,7 +84,11 @@ pub fn init(args: &InitArgs) -> Result<ClusterConfig> {
             _ => zz_protocol::config::StateFetch::Lazy,
         },
     };
-    let config = init_cluster(&args.dir, options)?;
+    let config = init_cluster(
+        &args.dir,
+        options,
+        zz_agreement::io::node::create_record_files,
+    )?;
     Ok(config)
 }
 
@@ -231,6 +235,9 @@ pub async fn up(args: &UpArgs) -> Result<()> {
         std::fs::create_dir_all(&sub)
             .with_context(|| format!("cannot create {}", sub.display()))?;
     }
+    // Who was active comes from the activator's record: one it would refuse stops `zz
+    // up` before anything starts.
+    zz_activator::node::read_record(&files, &config)?;
     stop_orphans(dir, &config)?;
     if let Some((node, pid)) = running(dir, &config).first() {
         bail!(
@@ -253,10 +260,10 @@ pub async fn up(args: &UpArgs) -> Result<()> {
         if !matches!(node, Node::Execution(_)) {
             // Each run's log starts empty.
             let _ = std::fs::remove_file(files.log_path(node.id()));
-            children.push(spawn(dir, node)?);
+            children.push((node, spawn(dir, node)?));
         }
     }
-    if let Err(error) = wait_ready(dir, &config, started).await {
+    if let Err(error) = wait_ready(dir, &config, started, &mut children).await {
         let _ = stop(dir, &config);
         return Err(error.context(format!("see {}/logs/", dir.display())));
     }
@@ -271,7 +278,7 @@ pub async fn up(args: &UpArgs) -> Result<()> {
     println!("platform running; Ctrl-C or SIGTERM stops it");
     crate::shutdown_signal().await;
     stop(dir, &config)?;
-    for mut child in children {
+    for (_, mut child) in children {
         let _ = child.wait();
     }
     println!("platform stopped");
@@ -297,19 +304,35 @@ fn pools_ready(dir: &Path) -> bool {
 }
 
 /// Wait until every node (but spare slots) wrote its status and no standby is still
-/// starting; an error names the nodes missing.
-pub async fn wait_ready(dir: &Path, config: &ClusterConfig, started: Instant) -> Result<()> {
+/// starting; an error names the nodes missing, or the first of `children` (the processes
+/// started here) that exited, with the last line of its log: why it could not start.
+pub async fn wait_ready(
+    dir: &Path,
+    config: &ClusterConfig,
+    started: Instant,
+    children: &mut [(Node, std::process::Child)],
+) -> Result<()> {
     loop {
-        // A cold standby (docker `--cold-standbys`) has no container until woken.
-        let cold: Vec<u32> = (activator_status(dir).into_iter())
+        if let Some(exited) = exited_child(dir, children) {
+            bail!(exited);
+        }
+        // A cold standby (docker `--cold-standbys`) has no container until woken; a slot
+        // the activator's record holds spare (a pool shrunk) runs nothing either.
+        let members: Vec<_> = (activator_status(dir).into_iter())
             .flat_map(|status| status.pools)
             .flat_map(|pool| pool.members)
-            .filter(|member| member.instance.as_ref().is_some_and(|i| i.state == "cold"))
+            .collect();
+        let idle: Vec<u32> = (members.iter())
+            .filter(|member| {
+                let cold = member.instance.as_ref().is_some_and(|i| i.state == "cold");
+                cold || member.state == MemberState::Spare
+            })
             .map(|member| member.id)
             .collect();
         let spare = |node: &Node| match node {
             Node::Execution(id) => {
-                config.execution(*id).is_some_and(|e| e.spare) || cold.contains(&id.0)
+                let configured_spare = config.execution(*id).is_some_and(|e| e.spare);
+                (configured_spare && members.is_empty()) || idle.contains(&id.0)
             }
             _ => false,
         };
@@ -332,6 +355,29 @@ pub async fn wait_ready(dir: &Path, config: &ClusterConfig, started: Instant) ->
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// The first of `children` that exited, described with the last line of its log.
+fn exited_child(dir: &Path, children: &mut [(Node, std::process::Child)]) -> Option<String> {
+    let (node, status) = children.iter_mut().find_map(|(node, child)| {
+        let status = child.try_wait().ok().flatten()?;
+        Some((*node, status))
+    })?;
+    let log = ClusterDir::new(dir).log_path(node.id());
+    let last_line = std::fs::read_to_string(&log)
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .rev()
+                .find(|line| !line.trim().is_empty())
+                .map(str::to_string)
+        })
+        .unwrap_or_else(|| "(nothing)".to_string());
+    Some(format!(
+        "{} exited at start-up ({status}); the last line of {}: {last_line}",
+        node.name(),
+        log.display()
+    ))
 }
 
 /// Every node whose recorded process is alive, with its pid.

@@ -7,6 +7,7 @@
 //! docker.json                where a Docker platform lives on the engine
 //! state/replica-<i>.records  agreement replica i's record file
 //! state/execution-<i>.redb   execution replica i's state store (its last checkpoint)
+//! state/activator.pools      who the activator holds active: epochs, active sets, pools
 //! run/<node>.json            a node's status file, rewritten while it runs
 //! run/<node>.pid             a node's process
 //! run/<node>.paused          how a paused node was paused
@@ -109,6 +110,12 @@ impl ClusterDir {
     /// `state/execution-<i>.redb`: execution replica `id`'s state store.
     pub fn execution_store_path(&self, id: ExecutionId) -> PathBuf {
         self.state_dir().join(format!("execution-{}.redb", id.0))
+    }
+
+    /// `state/activator.pools`: the activator's record of each app's epoch, active set
+    /// and pool, which a restart of the platform starts from.
+    pub fn activator_pools_path(&self) -> PathBuf {
+        self.state_dir().join("activator.pools")
     }
 
     /// `run/<node>.json`: the status file `node` rewrites while it runs.

@@ -1,5 +1,6 @@
 //! Writing a fresh cluster directory (`zz init`): every secret is drawn here, once.
 
+use crate::dir::ClusterDir;
 use rand::RngExt as _;
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -259,10 +260,17 @@ fn write_key_file<T: serde::Serialize>(path: &Path, value: &T) -> Result<(), Con
 /// `standbys_per_app` standby execution replicas. Every replica shares a fresh random key
 /// with every other replica and with every execution replica.
 ///
+/// `write_state` then writes what the nodes start from into `state/` (created for it): the
+/// agreement replicas' empty record files, in a format this crate leaves to theirs.
+///
 /// Refuses if `dir/cluster.toml` exists, so an existing cluster's keys are never replaced.
 /// `cluster.toml` is written last: a directory without it holds no usable cluster, and a
 /// failed init can be retried.
-pub fn init_cluster(dir: &Path, options: InitOptions) -> Result<ClusterConfig, ConfigError> {
+pub fn init_cluster(
+    dir: &Path,
+    options: InitOptions,
+    write_state: impl FnOnce(&ClusterDir, &ClusterConfig) -> Result<(), ConfigError>,
+) -> Result<ClusterConfig, ConfigError> {
     let cluster_path = dir.join(CLUSTER_FILE);
     if cluster_path.exists() {
         return Err(ConfigError::AlreadyExists { path: cluster_path });
@@ -370,6 +378,9 @@ pub fn init_cluster(dir: &Path, options: InitOptions) -> Result<ClusterConfig, C
             .collect(),
     };
     write_key_file(&dir.join(CLIENT_KEYS_FILE), &client_file)?;
+    let files = ClusterDir::new(dir);
+    create_dir(&files.state_dir(), false)?;
+    write_state(&files, &config)?;
 
     let text = format!(
         "{CLUSTER_FILE_HEADER}\n{}",

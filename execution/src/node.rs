@@ -224,12 +224,14 @@ impl NodeLoop for ExecutionNode {
 }
 
 /// Run execution replica `id` of the cluster in `dir`, executing `app` from `genesis`
-/// (the empty state when None), until `shutdown`.
+/// (the empty state when None), until `shutdown`; as a `standby` (which the activator
+/// decides, not the configuration) it loads nothing and waits to be woken.
 pub async fn run_execution_node(
     dir: &Path,
     id: ExecutionId,
     app: Box<dyn App>,
     genesis: Option<crate::core::Genesis>,
+    standby: bool,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), NodeError> {
     let mut harness = Harness::new(dir, NodeId::Execution(id))?;
@@ -248,14 +250,14 @@ pub async fn run_execution_node(
     };
     let eager =
         app_config.is_some_and(|app| app.state_fetch == zz_protocol::config::StateFetch::Eager);
-    // A standby loads nothing: woken, it joins from the stable checkpoint anyway.
+    // A standby loads nothing: woken, it joins from the stable checkpoint anyway. A
+    // member woken before a restart is started active, and loads its store like any.
     let path = harness.dir().execution_store_path(id);
     let existed = path.exists();
-    let durable =
-        open_durable(&path, params, !member.standby, unix_ms()).map_err(NodeError::start)?;
+    let durable = open_durable(&path, params, !standby, unix_ms()).map_err(NodeError::start)?;
     let mut disk = DiskStart::default();
-    let joins = durable.lost.is_some() && !member.standby;
-    if !member.standby {
+    let joins = durable.lost.is_some() && !standby;
+    if !standby {
         disk.found = match (&durable.lost, &durable.restored) {
             (Some(LostState::SetAside { .. }), _) => StoreAtStart::Damaged,
             (Some(LostState::RootMismatch(_)), _) => StoreAtStart::RootMismatch,
@@ -285,7 +287,7 @@ pub async fn run_execution_node(
     if let Some(genesis) = genesis {
         // Built now only by a replica that starts active from nothing; others keep it for
         // a restart before the first checkpoint.
-        let apply_now = !member.standby && disk.restored_from.is_none() && !joins;
+        let apply_now = !standby && disk.restored_from.is_none() && !joins;
         replica = replica.with_genesis(genesis, apply_now);
     }
     let (bus, inbox) = harness.start_bus(&cluster)?;
@@ -306,7 +308,7 @@ pub async fn run_execution_node(
         .with_checkpoint_sink(sink);
     if joins {
         driver.join(harness.now());
-    } else if !member.standby {
+    } else if !standby {
         // Restored, or from genesis with a store that held no checkpoint: that is a new
         // platform, or a platform whose app ran on and this replica's store is lost. Asking
         // for the orders after what it holds tells them apart: if a checkpoint is stable

@@ -8,6 +8,7 @@
 //! woken: the thaw creates and starts one and tells it to join once it has loaded, and
 //! pausing it again removes it.
 
+use super::process::start_as;
 use super::{Backend, BackendError, Instance};
 use crate::docker::{DockerError, DockerPlatform, short_id};
 use bollard::Docker;
@@ -111,7 +112,7 @@ impl Backend for DockerBackend {
             self.containers.insert(member, placeholder);
             return Ok(());
         }
-        let id = self.create(member).await?;
+        let id = self.create(member, standby).await?;
         tracing::info!(%member, container = short_id(&id), standby, "started");
         let container = Container {
             id,
@@ -202,7 +203,8 @@ impl Backend for DockerBackend {
 
     async fn thaw(&mut self, member: ExecutionId) -> Result<(), BackendError> {
         if self.container(member)?.id.is_empty() {
-            let id = self.create(member).await?;
+            // A cold standby's container starts now, as a standby told to join.
+            let id = self.create(member, true).await?;
             let container = self.container(member)?;
             container.id = id;
             container.paused = false;
@@ -241,7 +243,10 @@ impl Backend for DockerBackend {
         }
         let dir = self.dir();
         let node = NodeId::Execution(member);
-        for file in [dir.pause_path(node), dir.fault_path(node)] {
+        // Its state store goes too: a replacement woken and restarted before it wrote a
+        // checkpoint of its own must not load the destroyed one's.
+        let store = dir.execution_store_path(member);
+        for file in [dir.pause_path(node), dir.fault_path(node), store] {
             let _ = std::fs::remove_file(file);
         }
         Ok(())
@@ -271,7 +276,7 @@ impl Backend for DockerBackend {
 impl DockerBackend {
     /// Create and start `member`'s container (it loads, then waits for SIGUSR1 if it is
     /// a standby); returns its id.
-    async fn create(&mut self, member: ExecutionId) -> Result<String, BackendError> {
+    async fn create(&mut self, member: ExecutionId, standby: bool) -> Result<String, BackendError> {
         let node = name(member);
         let config = self
             .cluster
@@ -300,7 +305,8 @@ impl DockerBackend {
         let labels = self
             .platform
             .labels(&node, "execution", app.as_deref(), Some(&config.host));
-        let args = self.platform.node_args("execution", member.0);
+        let mut args = self.platform.node_args("execution", member.0);
+        args.extend(["--start-as".to_string(), start_as(standby).to_string()]);
         (self.platform)
             .run_node(&self.docker, &node, args, address, labels)
             .await

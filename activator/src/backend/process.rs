@@ -13,6 +13,13 @@ use zz_cluster::dir::process_alive;
 use zz_cluster::{ClusterDir, node_name};
 use zz_protocol::{ExecutionId, NodeId};
 
+/// `zz node execution --start-as`: whether the replica loads its store and executes
+/// (active) or loads nothing and waits to be woken (standby). The activator, not the
+/// configuration, decides: a woken standby stays active across a restart.
+pub fn start_as(standby: bool) -> &'static str {
+    if standby { "standby" } else { "active" }
+}
+
 struct Process {
     child: Child,
     pause: Option<Pause>,
@@ -100,6 +107,7 @@ impl Backend for ProcessBackend {
         let mut command = std::process::Command::new(&self.exe);
         command
             .args(["node", "execution", "--id", &member.0.to_string()])
+            .args(["--start-as", start_as(standby)])
             .arg("--cluster")
             .arg(self.dir.path())
             .stdin(Stdio::null())
@@ -177,10 +185,13 @@ impl Backend for ProcessBackend {
             let _ = process.child.wait();
             tracing::info!(%member, pid, "destroyed");
         }
+        // Its state store goes too: a replacement woken and restarted before it wrote a
+        // checkpoint of its own must not load the destroyed one's.
         for file in [
             self.dir.pid_path(NodeId::Execution(member)),
             self.dir.pause_path(NodeId::Execution(member)),
             self.dir.fault_path(NodeId::Execution(member)),
+            self.dir.execution_store_path(member),
         ] {
             let _ = std::fs::remove_file(file);
         }

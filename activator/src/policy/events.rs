@@ -53,6 +53,14 @@ pub enum PolicyEvent {
         app: String,
         standbys: usize,
     },
+    /// f+1 agreement replicas' alarms named epochs of at least `held`, past this
+    /// activator's `behind`: its membership is announced again at `epoch`, past theirs.
+    EpochBehind {
+        app: String,
+        behind: u64,
+        held: u64,
+        epoch: u64,
+    },
 }
 
 impl fmt::Display for PolicyEvent {
@@ -103,6 +111,17 @@ impl fmt::Display for PolicyEvent {
             PolicyEvent::PoolUnchanged { app, standbys } => {
                 write!(f, "{app}: pool already has {standbys} standbys")
             }
+            PolicyEvent::EpochBehind {
+                app,
+                behind,
+                held,
+                epoch,
+            } => write!(
+                f,
+                "{app}: f+1 agreement replicas hold membership epoch {held}, past this \
+                 activator's {behind} (its record is older): announcing its membership at \
+                 epoch {epoch}"
+            ),
         }
     }
 }

@@ -3,11 +3,21 @@
 //! outputs in order: persist, then send. It reads no clock and spawns no task, so the real
 //! node and the simulator run exactly the same code around the core.
 //!
-//! Persist, then send, with one sync per turn (group commit): while the storage holds
-//! records not yet synced, every frame is held back, in order, instead of going to the
-//! bus; [`ReplicaDriver::sync_and_send_held`] syncs once and sends them all. The host calls
-//! it at the end of each turn (the node after a batch of frames or a timeout, the
-//! simulator a moment after a step that persisted).
+//! Persist, then send, with group commit: while a vote the core recorded (a record it
+//! must not forget once what follows from it is sent) is not durable yet, every frame is
+//! held back, in order, instead of going to the bus, each with the storage position it
+//! waits for. The host starts a sync at the end of each turn
+//! ([`ReplicaDriver::start_sync`]; it runs in the background, and covers everything
+//! appended while the one before ran) and, told that records became durable, calls
+//! [`ReplicaDriver::send_durable`]; or it syncs and sends at once
+//! ([`ReplicaDriver::sync_and_send_held`], as the simulator does a moment after a step
+//! that persisted).
+//!
+//! The router's own records (stable execution checkpoints, retained orders) hold nothing
+//! back: an order is derived from a committed batch whose records 2f+1 replicas synced
+//! before they voted, so a replica that lost the order record derives it again, and a
+//! stable checkpoint record that passed them (compaction, or the core's own stable
+//! checkpoint) is only durable after they are (one file, synced in order).
 
 use crate::core::persist::Record;
 use crate::core::{Output, Replica};
@@ -16,6 +26,7 @@ use crate::liaison::detect::{Alarm, Detector, DetectorConfig};
 use crate::liaison::membership::{ExecutionGroups, MembershipTable};
 use crate::liaison::orders::{OrderRestoreError, OrderRouter, RetainedOrder};
 use bytes::Bytes;
+use std::collections::VecDeque;
 use zz_protocol::bus::MessageBus;
 use zz_protocol::config::LOCAL_ACTIVATOR;
 use zz_protocol::messages::{AppOrder, ExecutionCheckpoint, Message, Order, Reply};
@@ -49,14 +60,23 @@ pub struct ReplicaDriver<B, S> {
     detector: Detector,
     counters: FrameCounters,
     deliveries: Vec<Delivery>,
-    /// Frames waiting for the records they follow from to be synced, in sending order.
-    held: Vec<(NodeId, Bytes)>,
+    /// Frames waiting for the records they follow from to be durable, in sending order,
+    /// each with the storage position it waits for.
+    held: VecDeque<(u64, NodeId, Bytes)>,
+    /// The storage position just after the core's last record: frames sent before it is
+    /// durable are held.
+    votes_through: u64,
+    /// The storage position known durable (cached from the storage).
+    durable: u64,
 }
 
 impl<B: MessageBus, S: Storage> ReplicaDriver<B, S> {
     pub fn new(replica: Replica, endpoint: Endpoint, bus: B, storage: S) -> Self {
         assert_eq!(endpoint.id(), NodeId::Replica(replica.id()));
+        let durable = storage.durable();
         ReplicaDriver {
+            votes_through: durable,
+            durable,
             replica,
             endpoint,
             bus,
@@ -72,7 +92,7 @@ impl<B: MessageBus, S: Storage> ReplicaDriver<B, S> {
             ),
             counters: FrameCounters::default(),
             deliveries: Vec::new(),
-            held: Vec::new(),
+            held: VecDeque::new(),
         }
     }
 
@@ -130,10 +150,10 @@ impl<B: MessageBus, S: Storage> ReplicaDriver<B, S> {
     /// stable, orders it retained); before sending anything that follows from them.
     fn persist_router_records(&mut self) {
         for checkpoint in self.orders.take_newly_stable() {
-            self.storage.append(&Record::ExecutionStable(checkpoint));
+            self.storage.append(Record::ExecutionStable(checkpoint));
         }
         for retained in self.orders.take_newly_retained() {
-            self.storage.append(&Record::AppOrder {
+            self.storage.append(Record::AppOrder {
                 order: retained.order,
                 chain_before: retained.chain_before,
             });
@@ -154,27 +174,51 @@ impl<B: MessageBus, S: Storage> ReplicaDriver<B, S> {
         stable.map(Record::ExecutionStable).chain(orders)
     }
 
-    /// Group commit: sync every record appended since the last call with one sync, then
-    /// send the frames held back until they were durable, in the order they were sent.
-    /// Call once per turn (not per input, or each input pays for its own sync).
-    pub fn sync_and_send_held(&mut self) {
-        if self.storage.has_unsynced() {
-            self.storage.sync();
-        }
-        for (to, frame) in self.held.drain(..) {
+    /// Group commit: start making every record appended so far durable, in the background
+    /// (unless a sync runs already; the host calls again once told it ended). Call at the
+    /// end of every turn.
+    pub fn start_sync(&mut self) {
+        self.storage.start_sync();
+    }
+
+    /// Send the held frames whose records are durable now, in order. Call when the
+    /// storage says more records became durable, and at the end of every turn.
+    pub fn send_durable(&mut self) {
+        self.durable = self.storage.durable();
+        while let Some((through, _, _)) = self.held.front()
+            && *through <= self.durable
+        {
+            let (_, to, frame) = self.held.pop_front().expect("a front frame");
             self.bus.send(to, frame);
         }
     }
 
-    /// Frames held back until the next sync.
+    /// Sync every record appended so far, then send every held frame, in order.
+    pub fn sync_and_send_held(&mut self) {
+        if self.storage.has_unsynced() {
+            self.storage.sync();
+        }
+        self.send_durable();
+        assert!(
+            self.held.is_empty(),
+            "every held frame waits for a record appended"
+        );
+    }
+
+    /// Frames held back until their records are durable.
     pub fn held_frame_count(&self) -> usize {
         self.held.len()
     }
 
-    /// Whether records wait to be synced or frames to be sent: the host owes a call to
-    /// [`ReplicaDriver::sync_and_send_held`].
+    /// Whether records wait to be synced or frames to be sent: the host owes a sync and a
+    /// call to [`ReplicaDriver::send_durable`].
     pub fn awaits_sync(&self) -> bool {
         self.storage.has_unsynced() || !self.held.is_empty()
+    }
+
+    /// Whether frames are held, or will be: what is sent now waits for a sync.
+    pub fn holds_frames(&self) -> bool {
+        !self.held.is_empty() || self.votes_through > self.durable
     }
 
     /// Divergence detection.
@@ -360,11 +404,15 @@ impl<B: MessageBus, S: Storage> ReplicaDriver<B, S> {
     fn flush(&mut self, now: Time) {
         while let Some(output) = self.replica.poll_output() {
             match output {
-                Output::Persist(record) => self.storage.append(&record),
+                Output::Persist(record) => {
+                    self.storage.append(record);
+                    self.votes_through = self.storage.appended();
+                }
                 Output::Compact(mut records) => {
                     // The core's records say nothing of the router's checkpoints and orders.
                     records.extend(self.router_records());
-                    self.storage.compact(&records)
+                    self.storage.compact(records);
+                    self.send_durable();
                 }
                 Output::Send { to, message } => self.send(NodeId::Replica(to), &message),
                 Output::Broadcast(message) => self.broadcast(&message),
@@ -426,14 +474,14 @@ impl<B: MessageBus, S: Storage> ReplicaDriver<B, S> {
         }
     }
 
-    /// To the bus, unless a record is not durable yet (the frame may follow from it) or
-    /// frames are held already (they go first): then held for the next sync.
+    /// To the bus, unless a vote is not durable yet (the frame may follow from it) or
+    /// frames are held already (they go first): then held until it is.
     fn transmit(&mut self, to: NodeId, frame: Bytes) {
-        if self.held.is_empty() && !self.storage.has_unsynced() {
+        if self.held.is_empty() && self.votes_through <= self.durable {
             self.bus.send(to, frame);
             return;
         }
-        self.held.push((to, frame));
+        self.held.push_back((self.votes_through, to, frame));
         if self.held.len() >= HELD_FRAMES_MAX {
             self.sync_and_send_held();
         }

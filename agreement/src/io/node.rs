@@ -1,7 +1,8 @@
 //! The agreement node: one replica driver in the node harness (QUIC, the clock, injected
 //! faults, the status file). What is its own: the record file it restores from and
-//! appends to (synced once at the end of every turn, before what the turn sent leaves),
-//! and what its status file shows.
+//! appends to (its writer thread syncs in the background, started at the end of every
+//! turn; what a turn sent leaves once the records it follows from are durable, which the
+//! writer signals through the harness's side channel), and what its status file shows.
 
 use crate::core::{Replica, ReplicaConfig};
 use crate::io::driver::{Delivery, ReplicaDriver};
@@ -10,10 +11,11 @@ use crate::liaison::orders::OrderRestoreError;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::Path;
+use zz_cluster::ClusterDir;
 use zz_cluster::fault_bus::FaultyBus;
 use zz_cluster::harness::{Harness, NodeError, NodeLoop, StatusContext};
 use zz_cluster::status_file::reasons;
-use zz_protocol::config::endpoint_for_replica;
+use zz_protocol::config::{ClusterConfig, ConfigError, endpoint_for_replica};
 use zz_protocol::quic::QuicBus;
 use zz_protocol::{NodeId, ReplicaId, Time};
 
@@ -81,13 +83,20 @@ impl NodeLoop for AgreementNode {
         self.driver.handle_timeout(now);
     }
 
+    /// The writer thread made more records durable.
+    fn handle_side(&mut self, _now: Time, (): ()) {
+        self.driver.send_durable();
+    }
+
     fn holds_output(&self) -> bool {
-        self.driver.awaits_sync()
+        self.driver.holds_frames()
     }
 
     async fn end_turn(&mut self, _now: Time) {
-        // One fsync for every record of the turn; then what they vouch for goes out.
-        self.driver.sync_and_send_held();
+        // What became durable goes out; one sync starts for every record of the turn (and
+        // of the turns since the last one started), and the node goes on meanwhile.
+        self.driver.send_durable();
+        self.driver.start_sync();
         for delivery in self.driver.take_deliveries() {
             match delivery {
                 // The driver already sent each app's share to its execution replicas.
@@ -126,8 +135,20 @@ impl NodeLoop for AgreementNode {
     }
 }
 
+/// What a new cluster's agreement replicas start from (`zz init` writes it, through
+/// `zz_cluster::init_cluster`): an empty record file each. From then on a missing record
+/// file means lost votes, and the replica refuses to start without it.
+pub fn create_record_files(files: &ClusterDir, config: &ClusterConfig) -> Result<(), ConfigError> {
+    for replica in &config.replicas {
+        let path = files.records_path(replica.id);
+        FileStorage::create_empty(&path).map_err(|source| ConfigError::io(&path, source))?;
+    }
+    Ok(())
+}
+
 /// Run replica `id` of the cluster in `dir` until `shutdown` completes. A replica that
-/// finds records from an earlier run restores itself from them.
+/// finds records from an earlier run restores itself from them; one whose record file is
+/// missing refuses to start (see [`create_record_files`]).
 pub async fn run_agreement_node(
     dir: &Path,
     id: ReplicaId,
@@ -141,6 +162,11 @@ pub async fn run_agreement_node(
     std::fs::create_dir_all(&state_dir).map_err(NodeError::io(state_dir.display()))?;
     let records_path = harness.dir().records_path(id);
     let (storage, records) = FileStorage::open(&records_path).map_err(NodeError::start)?;
+    // One wake-up waiting is enough: the node reads how far records are durable.
+    let (durable_tx, durable_rx) = tokio::sync::mpsc::channel(1);
+    storage.on_durable(Box::new(move || {
+        let _ = durable_tx.try_send(());
+    }));
     let config = ReplicaConfig {
         id,
         params: cluster.protocol.clone(),
@@ -172,7 +198,9 @@ pub async fn run_agreement_node(
             })
         })?;
     let mut node = AgreementNode { id, driver };
-    harness.run(&mut node, inbox, None, shutdown).await?;
+    harness
+        .run(&mut node, inbox, Some(durable_rx), shutdown)
+        .await?;
     // What the last turn appended is durable before the process goes.
     node.driver.sync_and_send_held();
     tracing::info!(replica = %id, "agreement replica stopped");

@@ -34,6 +34,11 @@ impl Drop for TempDir {
     }
 }
 
+/// The state a test cluster starts from: none (no node runs from these directories).
+fn no_state(_: &ClusterDir, _: &ClusterConfig) -> Result<(), ConfigError> {
+    Ok(())
+}
+
 /// Parameters for tests, as the configuration's own tests use them.
 fn test_params() -> ProtocolParams {
     ProtocolParams {
@@ -54,14 +59,14 @@ fn init_test_cluster(name: &str, base_port: u16, standbys_per_app: usize) -> Tem
         params: test_params(),
         ..InitOptions::default()
     };
-    init_cluster(&dir.0, options).expect("init_cluster");
+    init_cluster(&dir.0, options, no_state).expect("init_cluster");
     dir
 }
 
 #[test]
 fn init_refuses_an_existing_cluster_and_keys_are_owner_only() {
     let dir = init_test_cluster("refuse", 17100, 0);
-    let error = init_cluster(&dir.0, InitOptions::default()).unwrap_err();
+    let error = init_cluster(&dir.0, InitOptions::default(), no_state).unwrap_err();
     assert!(matches!(error, ConfigError::AlreadyExists { .. }));
     assert!(error.to_string().contains("cluster.toml"), "{error}");
     #[cfg(unix)]
@@ -89,7 +94,9 @@ fn init_rejects_bad_options_before_writing() {
         params: test_params(),
         ..InitOptions::default()
     };
-    let error = init_cluster(&dir.0, options).unwrap_err().to_string();
+    let error = init_cluster(&dir.0, options, no_state)
+        .unwrap_err()
+        .to_string();
     assert!(error.contains("apps[0].name"), "{error}");
     assert!(!dir.0.exists());
     let options = InitOptions {
@@ -97,7 +104,9 @@ fn init_rejects_bad_options_before_writing() {
         params: test_params(),
         ..InitOptions::default()
     };
-    let error = init_cluster(&dir.0, options).unwrap_err().to_string();
+    let error = init_cluster(&dir.0, options, no_state)
+        .unwrap_err()
+        .to_string();
     assert!(error.contains("base_port"), "{error}");
 }
 
@@ -191,7 +200,9 @@ fn init_rejects_bad_execution_options() {
         params: test_params(),
         ..InitOptions::default()
     };
-    let error = init_cluster(&dir.0, options).unwrap_err().to_string();
+    let error = init_cluster(&dir.0, options, no_state)
+        .unwrap_err()
+        .to_string();
     assert!(error.contains("executions_per_app"), "{error}");
     // The replicas fit below 65535; their execution replicas do not.
     let options = InitOptions {
@@ -200,7 +211,9 @@ fn init_rejects_bad_execution_options() {
         params: test_params(),
         ..InitOptions::default()
     };
-    let error = init_cluster(&dir.0, options).unwrap_err().to_string();
+    let error = init_cluster(&dir.0, options, no_state)
+        .unwrap_err()
+        .to_string();
     assert!(error.contains("base_port"), "{error}");
     assert!(!dir.0.exists());
 }
@@ -216,7 +229,7 @@ fn clusters_without_execution_replicas_keep_the_old_files() {
         params: test_params(),
         ..InitOptions::default()
     };
-    let config = init_cluster(&dir.0, options).unwrap();
+    let config = init_cluster(&dir.0, options, no_state).unwrap();
     assert_eq!(config.execution_count(), 0);
     assert!(config.execution_groups().is_empty());
     for file in [CLUSTER_FILE, "keys/replica-0.toml", CLIENT_KEYS_FILE] {
@@ -247,7 +260,7 @@ fn init_provisions_the_activator_and_execution_pairs() {
         params: test_params(),
         ..InitOptions::default()
     };
-    let config = init_cluster(&dir.0, options).unwrap();
+    let config = init_cluster(&dir.0, options, no_state).unwrap();
     let (_, activator) = endpoint_for_activator(&dir.0).unwrap();
     let (_, replica) = endpoint_for_replica(&dir.0, ReplicaId(1)).unwrap();
     let wake = Message::Wake(Wake {
@@ -275,4 +288,36 @@ fn init_provisions_the_activator_and_execution_pairs() {
     let (_, first) = endpoint_for_execution(&dir.0, kv[0]).unwrap();
     assert!(first.seal(NodeId::Execution(kv[1]), &wake).is_some());
     assert!(first.seal(NodeId::Execution(bank[0]), &wake).is_none());
+}
+
+/// The nodes' state is written into `state/` before `cluster.toml`: if writing it fails,
+/// the directory holds no usable cluster, and init can be run again.
+#[test]
+fn init_writes_the_state_before_the_cluster_file_and_can_be_retried_after_it_fails() {
+    let dir = TempDir::new("state");
+    let failing = |files: &ClusterDir, config: &ClusterConfig| {
+        assert!(files.state_dir().is_dir());
+        assert!(!files.cluster_file().exists());
+        assert_eq!(config.replica_count(), 4);
+        Err(ConfigError::io(
+            &files.state_dir(),
+            std::io::ErrorKind::StorageFull.into(),
+        ))
+    };
+    let error = init_cluster(&dir.0, InitOptions::default(), failing).unwrap_err();
+    assert!(error.to_string().contains("state"), "{error}");
+    assert!(!ClusterDir::new(&dir.0).cluster_file().exists());
+
+    let mut written = Vec::new();
+    init_cluster(&dir.0, InitOptions::default(), |files, config| {
+        for replica in &config.replicas {
+            let path = files.records_path(replica.id);
+            std::fs::write(&path, b"").map_err(|source| ConfigError::io(&path, source))?;
+            written.push(path);
+        }
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(written.len(), 4);
+    assert!(written.iter().all(|path| path.exists()));
 }

@@ -58,7 +58,8 @@ pub(crate) fn init_cluster_with_standbys(
     // zz_cluster links this crate's library build, whose types are not this test build's:
     // hand it plain values only; the tests read back what it wrote with this build's code.
     options.params.frame_bytes_max = test_params().frame_bytes_max;
-    zz_cluster::init_cluster(&dir.0, options).expect("init_cluster");
+    // No node runs from these directories: they need no state.
+    zz_cluster::init_cluster(&dir.0, options, |_, _| Ok(())).expect("init_cluster");
     dir
 }
 

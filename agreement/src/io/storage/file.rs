@@ -1,11 +1,13 @@
-//! Records in a file (see the `format` module), appended as they come and made durable
-//! with one `fdatasync` per [`Storage::sync`].
+//! The record file itself (see the `format` module): opened and read back, records
+//! appended, synced with `fdatasync`, or rewritten whole. The writer thread (the `writer`
+//! module) owns it while the replica runs.
 
-use super::Storage;
-use super::format::{self, FormatError, HEADER_BYTES};
+use super::format::{self, FileId, FormatError, HEADER_BYTES};
 use crate::core::persist::Record;
+use rand::RngExt as _;
 use std::fs::{File, OpenOptions};
 use std::io::{ErrorKind, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 /// A record file that could not be opened or read back.
@@ -18,57 +20,84 @@ pub enum StorageError {
     },
     #[error("{path}: {problem}")]
     Unreadable { path: String, problem: FormatError },
+    #[error(
+        "{path}: the record file is missing, and a replica started without it would forget \
+         the votes it sent: restore it from a backup, or, if no more than f replicas \
+         (protocol.f in cluster.toml) lost theirs, create it empty (`: > {path}`), accepting \
+         that this replica counts among the f faulty ones until it has caught up"
+    )]
+    Missing { path: String },
 }
 
 /// Records in an append-only file. See the module documentation.
-pub struct FileStorage {
+///
+/// The file is kept longer than its records, by zeros written ahead in chunks, so that an
+/// append and its sync write data only: a sync that must also write the file's new size
+/// (and allocate blocks) costs several more disk requests, for every sync. Zeros after the
+/// last record read as unwritten space, the end of the log.
+pub(super) struct RecordFile {
     path: PathBuf,
     file: File,
-    /// Bytes appended since the file was last rewritten.
+    file_id: FileId,
+    /// Where the next append goes: the end of the last frame.
+    end: u64,
+    /// The file's length: zeros from `end` on.
+    allocated: u64,
+    /// Bytes appended since the file was last written whole.
     appended_bytes: u64,
-    /// Whether an append reached the file after the last sync.
-    unsynced: bool,
+    /// What one append writes, kept so that appending allocates nothing.
+    buffer: Vec<u8>,
 }
 
-/// A record file is rewritten (compacted) only once this much was appended since the last
-/// rewrite: compacting at every stable checkpoint would rewrite the whole window each time.
-const COMPACT_AFTER_BYTES: u64 = 64 * 1024 * 1024;
+/// Zeros are written ahead of the records this many bytes at a time (less in tests, which
+/// write many small files).
+const ALLOCATE_AHEAD_BYTES: u64 = if cfg!(test) {
+    64 * 1024
+} else {
+    4 * 1024 * 1024
+};
 
-impl FileStorage {
-    /// Open (creating if needed) the record file at `path` and read back its records. A
-    /// torn last record, from a crash in the middle of a write, is cut off; a file this zz
-    /// cannot read (another format, or damaged before its last record) is an error. An
-    /// empty file is taken as an empty log: there is nothing in it to lose.
-    pub fn open(path: &Path) -> Result<(FileStorage, Vec<Record>), StorageError> {
+impl RecordFile {
+    /// Open the record file at `path` and read back its records. A torn tail (what was
+    /// appended after the last sync, lost in a crash or a power cut) is cut off; a file
+    /// this zz cannot read (another format, or synced records damaged) is an error, and so
+    /// is a missing file: a replica that already voted must not start as if it never had.
+    /// An empty file (an operator's deliberate fresh start) is taken as an empty log.
+    pub(super) fn open(path: &Path) -> Result<(RecordFile, Vec<Record>), StorageError> {
         let io_error = |source| StorageError::Io {
             path: path.display().to_string(),
             source,
         };
         let bytes = match std::fs::read(path) {
             Ok(bytes) => bytes,
-            Err(error) if error.kind() == ErrorKind::NotFound => Vec::new(),
+            Err(error) if error.kind() == ErrorKind::NotFound => {
+                return Err(StorageError::Missing {
+                    path: path.display().to_string(),
+                });
+            }
             Err(error) => return Err(io_error(error)),
         };
         if bytes.is_empty() {
-            write_durably(path, &FileStorage::encode(&[])).map_err(io_error)?;
-            let storage = FileStorage::reopen(path, 0).map_err(io_error)?;
+            let storage = RecordFile::write_whole(path, &[]).map_err(io_error)?;
             return Ok((storage, Vec::new()));
         }
         let contents = format::decode_file(&bytes).map_err(|problem| StorageError::Unreadable {
             path: path.display().to_string(),
             problem,
         })?;
-        let storage = FileStorage::reopen(path, (contents.valid_bytes - HEADER_BYTES) as u64)
-            .map_err(io_error)?;
-        if contents.valid_bytes < bytes.len() {
-            // Cut the torn record off before anything is appended after it.
-            let torn_bytes = bytes.len() - contents.valid_bytes;
-            tracing::warn!(path = %path.display(), torn_bytes, "dropped a torn last record");
-            storage
-                .file
-                .set_len(contents.valid_bytes as u64)
-                .map_err(io_error)?;
+        let tail = &bytes[contents.valid_bytes..];
+        if tail.iter().any(|byte| *byte != 0) {
+            tracing::warn!(path = %path.display(), torn_bytes = tail.len(), "dropped a torn tail");
+            // Rewritten whole, under a new file id, rather than cut in place: then within
+            // one file id the file only ever grows, so no stale byte past the cut (should
+            // the file system show one again) passes a check.
+            let storage = RecordFile::write_whole(path, &contents.records).map_err(io_error)?;
+            return Ok((storage, contents.records));
         }
+        // Zeros after the last frame are space written ahead (or never written): appends
+        // go on over them, and no stale byte is left there to pass a check.
+        let end = contents.valid_bytes as u64;
+        let storage = RecordFile::reopen(path, contents.file_id, end).map_err(io_error)?;
         // What was read may have reached only the page cache before a kill (appended, not
         // yet synced); the restored replica sends votes again from it, so it must be on
         // disk first, or a power cut after the restart could make it forget them.
@@ -76,22 +105,91 @@ impl FileStorage {
         Ok((storage, contents.records))
     }
 
-    fn reopen(path: &Path, appended_bytes: u64) -> std::io::Result<FileStorage> {
-        Ok(FileStorage {
+    /// Write an empty record file (the header alone) at `path`, durably, replacing any
+    /// file there: what a new cluster's replica starts from.
+    pub(super) fn create_empty(path: &Path) -> std::io::Result<()> {
+        RecordFile::write_whole(path, &[]).map(drop)
+    }
+
+    /// Write `records` as the whole file at `path`, under a new file id, durably; open it
+    /// for appending.
+    fn write_whole(path: &Path, records: &[Record]) -> std::io::Result<RecordFile> {
+        let file_id = FileId(rand::rng().random());
+        let mut bytes = format::header(file_id).to_vec();
+        for record in records {
+            format::encode_record(record, file_id, &mut bytes);
+        }
+        write_durably(path, &bytes)?;
+        let mut storage = RecordFile::reopen(path, file_id, bytes.len() as u64)?;
+        storage.appended_bytes = 0;
+        Ok(storage)
+    }
+
+    /// The file at `path`, its frames ending at `end`; every record in it counts as
+    /// appended since the last rewrite (when that was is not known).
+    fn reopen(path: &Path, file_id: FileId, end: u64) -> std::io::Result<RecordFile> {
+        let file = OpenOptions::new().write(true).open(path)?;
+        let allocated = file.metadata()?.len();
+        Ok(RecordFile {
             path: path.to_path_buf(),
-            file: OpenOptions::new().append(true).open(path)?,
-            appended_bytes,
-            unsynced: false,
+            file,
+            file_id,
+            end,
+            allocated,
+            appended_bytes: end - HEADER_BYTES as u64,
+            buffer: Vec::new(),
         })
     }
 
-    /// A whole file: the header, then `records`.
-    fn encode(records: &[Record]) -> Vec<u8> {
-        let mut bytes = format::header().to_vec();
+    /// Where the next append goes.
+    #[cfg(test)]
+    pub(super) fn end(&self) -> u64 {
+        self.end
+    }
+
+    pub(super) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Bytes appended since the file was last rewritten.
+    pub(super) fn appended_bytes(&self) -> u64 {
+        self.appended_bytes
+    }
+
+    /// Append `records` with one write, after a sync marker; durable after
+    /// [`RecordFile::sync`]. Call once per sync: the marker says the file was durable up
+    /// to where it starts, so a reader finding it past damage knows the damage was synced,
+    /// not a torn tail.
+    pub(super) fn append(&mut self, records: &[Record]) -> std::io::Result<()> {
+        self.buffer.clear();
+        format::encode_sync_marker(self.end, self.file_id, &mut self.buffer);
         for record in records {
-            format::encode_record(record, &mut bytes);
+            format::encode_record(record, self.file_id, &mut self.buffer);
         }
-        bytes
+        let new_end = self.end + self.buffer.len() as u64;
+        if new_end > self.allocated {
+            let allocated = new_end.next_multiple_of(ALLOCATE_AHEAD_BYTES);
+            let zeros = vec![0u8; (allocated - self.allocated) as usize];
+            self.file.write_all_at(&zeros, self.allocated)?;
+            self.allocated = allocated;
+        }
+        self.file.write_all_at(&self.buffer, self.end)?;
+        self.end = new_end;
+        self.appended_bytes += self.buffer.len() as u64;
+        Ok(())
+    }
+
+    /// Make every record appended so far durable. After a failed fdatasync the kernel may
+    /// have dropped the dirty pages: retrying could report success for data never
+    /// written, so a failure is for good (the caller stops).
+    pub(super) fn sync(&mut self) -> std::io::Result<()> {
+        self.file.sync_data()
+    }
+
+    /// Replace every record with `records`, durably.
+    pub(super) fn replace(&mut self, records: &[Record]) -> std::io::Result<()> {
+        *self = RecordFile::write_whole(&self.path, records)?;
+        Ok(())
     }
 }
 
@@ -108,52 +206,4 @@ fn write_durably(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         _ => Path::new("."),
     };
     File::open(directory)?.sync_all()
-}
-
-impl Storage for FileStorage {
-    fn append(&mut self, record: &Record) {
-        let mut bytes = Vec::new();
-        format::encode_record(record, &mut bytes);
-        self.appended_bytes += bytes.len() as u64;
-        self.unsynced = true;
-        // A replica that cannot persist its votes must not go on voting.
-        self.file
-            .write_all(&bytes)
-            .unwrap_or_else(|error| panic!("cannot append to {}: {error}", self.path.display()));
-    }
-
-    fn sync(&mut self) {
-        if !self.unsynced {
-            return;
-        }
-        // After a failed fdatasync the kernel may have dropped the dirty pages: retrying
-        // could report success for data never written, so the replica stops instead.
-        self.file
-            .sync_data()
-            .unwrap_or_else(|error| panic!("cannot sync {}: {error}", self.path.display()));
-        self.unsynced = false;
-    }
-
-    fn has_unsynced(&self) -> bool {
-        self.unsynced
-    }
-
-    fn replace(&mut self, records: &[Record]) {
-        let result = write_durably(&self.path, &FileStorage::encode(records))
-            .and_then(|()| OpenOptions::new().append(true).open(&self.path));
-        match result {
-            Ok(file) => {
-                self.file = file;
-                self.appended_bytes = 0;
-                self.unsynced = false;
-            }
-            Err(error) => panic!("cannot rewrite {}: {error}", self.path.display()),
-        }
-    }
-
-    fn compact(&mut self, records: &[Record]) {
-        if self.appended_bytes >= COMPACT_AFTER_BYTES {
-            self.replace(records);
-        }
-    }
 }

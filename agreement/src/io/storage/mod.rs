@@ -1,15 +1,24 @@
 //! Where a replica's [`Record`]s go: memory (simulator, tests) or an append-only file
-//! ([`FileStorage`], in the format of the `format` module).
+//! ([`FileStorage`], in the format of the `format` module, written by a thread of its own).
 //!
-//! An append is not durable yet; [`Storage::sync`] makes every record appended so far
-//! durable at once. The driver holds back whatever the records vouch for until then and
-//! syncs once per turn, so one fsync covers every record of a turn (group commit).
+//! An append is not durable yet. Records become durable in the order they were appended,
+//! by syncs: [`Storage::start_sync`] starts one in the background (the file's writer thread
+//! writes and fsyncs every record appended so far, and the host is told when it is done),
+//! [`Storage::sync`] makes them durable before it returns. Positions count records
+//! appended since the storage was opened: [`Storage::appended`] and [`Storage::durable`].
+//! The driver holds back whatever the records vouch for until they are durable; one sync
+//! covers every record appended while the previous one ran (group commit), and the node
+//! goes on with its inputs meanwhile.
+//! The file marks each sync point, so that reading after a power cut drops only what was
+//! never synced, and refuses a file whose synced records are damaged.
 
 mod file;
 mod format;
+mod writer;
 
-pub use file::{FileStorage, StorageError};
+pub use file::StorageError;
 pub use format::{Corruption, FORMAT_VERSION, FormatError};
+pub use writer::FileStorage;
 
 use crate::core::persist::Record;
 
@@ -17,29 +26,43 @@ use crate::core::persist::Record;
 /// (naming what it could not write): a replica that cannot persist its votes must not go
 /// on voting.
 pub trait Storage {
-    /// Add one record after the others; durable once [`Storage::sync`] returns.
-    fn append(&mut self, record: &Record);
-    /// Make every record appended so far durable.
+    /// Add one record after the others; durable once a sync of it completed.
+    fn append(&mut self, record: Record);
+    /// Records appended so far: the position just after the last one.
+    fn appended(&self) -> u64;
+    /// Records durable so far: every record before this position survives a crash.
+    fn durable(&self) -> u64;
+    /// Start making every record appended so far durable, unless a sync runs already (its
+    /// end starts none: the host calls again). A storage without background syncs makes
+    /// records durable only in [`Storage::sync`].
+    fn start_sync(&mut self);
+    /// Make every record appended so far durable before returning.
     fn sync(&mut self);
-    /// Whether a record was appended since the last sync.
-    fn has_unsynced(&self) -> bool;
-    /// Replace every record with `records`, durably by the time it returns.
-    fn replace(&mut self, records: &[Record]);
+    /// Replace every record with `records` (which say all that matters of the records so
+    /// far), durably by the time it returns: every position appended is then durable.
+    fn replace(&mut self, records: Vec<Record>);
     /// `records` say all that matters now; the storage may replace what it holds with them,
     /// or keep appending if rewriting costs more than it saves (the fold of the longer log
     /// gives the same replica).
-    fn compact(&mut self, records: &[Record]) {
+    fn compact(&mut self, records: Vec<Record>) {
         self.replace(records);
+    }
+    /// Whether a record appended is not durable yet.
+    fn has_unsynced(&self) -> bool {
+        self.durable() < self.appended()
     }
 }
 
 /// Records kept in memory, as a disk would keep them: those synced survive a simulated
 /// crash ([`MemoryStorage::lose_unsynced`]), those appended after the last sync do not.
+/// It has no background sync: records become durable in [`Storage::sync`] only.
 #[derive(Clone, Debug, Default)]
 pub struct MemoryStorage {
     records: Vec<Record>,
     /// The first `synced_count` records are durable.
     synced_count: usize,
+    /// Records appended since the storage was made (positions go on across replaces).
+    appended: u64,
 }
 
 impl MemoryStorage {
@@ -55,25 +78,34 @@ impl MemoryStorage {
 
     /// A crash: the records appended since the last sync are gone.
     pub fn lose_unsynced(&mut self) {
+        let lost = self.records.len() - self.synced_count;
         self.records.truncate(self.synced_count);
+        self.appended -= lost as u64;
     }
 }
 
 impl Storage for MemoryStorage {
-    fn append(&mut self, record: &Record) {
-        self.records.push(record.clone());
+    fn append(&mut self, record: Record) {
+        self.records.push(record);
+        self.appended += 1;
     }
+    fn appended(&self) -> u64 {
+        self.appended
+    }
+    fn durable(&self) -> u64 {
+        self.appended - (self.records.len() - self.synced_count) as u64
+    }
+    fn start_sync(&mut self) {}
     fn sync(&mut self) {
         self.synced_count = self.records.len();
     }
-    fn has_unsynced(&self) -> bool {
-        self.synced_count < self.records.len()
-    }
-    fn replace(&mut self, records: &[Record]) {
-        self.records = records.to_vec();
+    fn replace(&mut self, records: Vec<Record>) {
+        self.records = records;
         self.synced_count = self.records.len();
     }
 }
 
+#[cfg(test)]
+mod power_cut_tests;
 #[cfg(test)]
 mod tests;

@@ -1,12 +1,13 @@
 //! The record file: what it reads back, what it forgives (a torn last record) and what it
-//! refuses (another format, damage before the end), and when appends are durable.
+//! refuses (another format, a missing file, synced records damaged), and when appends are
+//! durable. Power cuts that lose unsynced pages out of order: `power_cut_tests`.
 
-use super::format::{HEADER_BYTES, frame};
+use super::format::{HEADER_BYTES, MARKER_BYTES, encode_record, file_id_of, frame};
 use super::*;
 use std::path::{Path, PathBuf};
 use zz_protocol::View;
 
-fn view(v: u64) -> Record {
+pub(super) fn view(v: u64) -> Record {
     Record::View {
         view: View(v),
         normal: true,
@@ -14,17 +15,17 @@ fn view(v: u64) -> Record {
 }
 
 /// A fresh directory for one test, and the record file's path in it.
-struct TestDir(PathBuf);
+pub(super) struct TestDir(PathBuf);
 
 impl TestDir {
-    fn new(test: &str) -> TestDir {
+    pub(super) fn new(test: &str) -> TestDir {
         let dir = std::env::temp_dir().join(format!("zz-storage-{}-{test}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         TestDir(dir)
     }
 
-    fn path(&self) -> PathBuf {
+    pub(super) fn path(&self) -> PathBuf {
         self.0.join("replica-0.records")
     }
 }
@@ -35,20 +36,36 @@ impl Drop for TestDir {
     }
 }
 
-/// A file holding views 1..=count, synced; and where each record starts.
-fn file_with_views(path: &Path, count: u64) -> Vec<usize> {
+/// A new file holding views 1..=count, appended in one turn and synced, cut at the end
+/// of the last record (without the zeros written ahead, so a test can damage its end);
+/// and where each record starts (the first comes after the turn's sync marker).
+pub(super) fn file_with_views(path: &Path, count: u64) -> Vec<usize> {
+    FileStorage::create_empty(path).unwrap();
+    let file_id = file_id_of(&std::fs::read(path).unwrap());
     let (mut storage, records) = FileStorage::open(path).unwrap();
     assert!(records.is_empty());
     let mut starts = Vec::new();
+    let mut end = HEADER_BYTES + MARKER_BYTES;
     for v in 1..=count {
-        starts.push(std::fs::metadata(path).unwrap().len() as usize);
-        storage.append(&view(v));
+        starts.push(end);
+        let mut framed = Vec::new();
+        encode_record(&view(v), file_id, &mut framed);
+        end += framed.len();
+        storage.append(view(v));
     }
     storage.sync();
+    drop(storage);
+    let file = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+    assert!(file.metadata().unwrap().len() >= end as u64);
+    file.set_len(end as u64).unwrap();
     starts
 }
 
-fn unreadable(path: &Path) -> (String, FormatError) {
+pub(super) fn file_length(path: &Path) -> usize {
+    std::fs::metadata(path).unwrap().len() as usize
+}
+
+pub(super) fn unreadable(path: &Path) -> (String, FormatError) {
     match FileStorage::open(path) {
         Err(error @ StorageError::Unreadable { .. }) => {
             let line = error.to_string();
@@ -71,11 +88,17 @@ fn a_record_file_survives_a_torn_tail() {
     file_with_views(&path, 2);
     let mut bytes = std::fs::read(&path).unwrap();
     bytes.extend_from_slice(&[200, 0, 0, 0, 1, 2]);
-    std::fs::write(&path, bytes).unwrap();
+    std::fs::write(&path, &bytes).unwrap();
     {
         let (mut storage, records) = FileStorage::open(&path).unwrap();
         assert_eq!(records, vec![view(1), view(2)]);
-        storage.append(&view(3));
+        let rewritten = std::fs::read(&path).unwrap();
+        assert_ne!(
+            file_id_of(&rewritten),
+            file_id_of(&bytes),
+            "a cut file is rewritten under a new file id"
+        );
+        storage.append(view(3));
         storage.sync();
     }
     let (_, records) = FileStorage::open(&path).unwrap();
@@ -118,13 +141,14 @@ fn a_last_record_failing_its_checksum_or_a_zero_tail_is_dropped() {
     assert_eq!(records, vec![view(1), view(2)]);
 }
 
-/// Damage before the last record is never cut off: the file is refused, named, and left
-/// as it was.
+/// Damage before a sync marker that shows the file was synced past it is never cut off:
+/// the file is refused, named, and left as it was.
 #[test]
-fn a_checksum_failure_before_the_last_record_is_an_error_naming_the_file() {
+fn a_checksum_failure_before_a_later_sync_is_an_error_naming_the_file() {
     let dir = TestDir::new("checksum-middle");
     let path = dir.path();
     let starts = file_with_views(&path, 3);
+    let synced_bytes = synced_past_views(&path);
     let mut bytes = std::fs::read(&path).unwrap();
     // The last payload byte of the second record.
     bytes[starts[2] - 1] ^= 0x55;
@@ -132,12 +156,13 @@ fn a_checksum_failure_before_the_last_record_is_an_error_naming_the_file() {
     let (line, problem) = unreadable(&path);
     assert_eq!(
         problem,
-        FormatError::Corrupt {
+        FormatError::SyncedDamage {
             offset: starts[1] as u64,
-            problem: Corruption::Checksum
+            problem: Corruption::Checksum,
+            synced_bytes,
         }
     );
-    assert!(line.starts_with(&format!("{}: the record at byte", path.display())));
+    assert!(line.starts_with(&format!("{}: the frame at byte", path.display())));
     assert!(!line.contains('\n'), "one line: {line}");
     assert_eq!(
         std::fs::read(&path).unwrap(),
@@ -146,22 +171,34 @@ fn a_checksum_failure_before_the_last_record_is_an_error_naming_the_file() {
     );
 }
 
-/// A damaged length cannot be told to end anywhere; if anything but zeros follows it, the
-/// file is refused.
+/// Append one more view to the file at `path` (whose last append was synced), so that a
+/// sync marker before it vouches for everything before; returns where that marker is.
+pub(super) fn synced_past_views(path: &Path) -> u64 {
+    let synced_bytes = file_length(path) as u64;
+    let (mut storage, _) = FileStorage::open(path).unwrap();
+    storage.append(view(100));
+    storage.sync();
+    synced_bytes
+}
+
+/// A damaged length cannot be told to end anywhere; with a later sync marker, the file is
+/// refused.
 #[test]
-fn a_damaged_length_before_the_end_is_an_error() {
+fn a_damaged_length_before_a_later_sync_is_an_error() {
     let dir = TestDir::new("length-middle");
     let path = dir.path();
     let starts = file_with_views(&path, 3);
+    let synced_bytes = synced_past_views(&path);
     let mut bytes = std::fs::read(&path).unwrap();
     bytes[starts[0]] ^= 0x01;
     std::fs::write(&path, &bytes).unwrap();
     let (_, problem) = unreadable(&path);
     assert_eq!(
         problem,
-        FormatError::Corrupt {
-            offset: HEADER_BYTES as u64,
-            problem: Corruption::Length
+        FormatError::SyncedDamage {
+            offset: (HEADER_BYTES + MARKER_BYTES) as u64,
+            problem: Corruption::Length,
+            synced_bytes,
         }
     );
 }
@@ -175,14 +212,13 @@ fn a_checksummed_record_that_does_not_decode_is_an_error() {
     file_with_views(&path, 1);
     let mut bytes = std::fs::read(&path).unwrap();
     let offset = bytes.len();
-    bytes.extend_from_slice(&frame(&[0xff; 9]));
+    bytes.extend_from_slice(&frame(&[0xff; 9], file_id_of(&bytes)));
     std::fs::write(&path, &bytes).unwrap();
     let (_, problem) = unreadable(&path);
     assert_eq!(
         problem,
-        FormatError::Corrupt {
-            offset: offset as u64,
-            problem: Corruption::Undecodable
+        FormatError::Undecodable {
+            offset: offset as u64
         }
     );
 }
@@ -214,22 +250,77 @@ fn a_file_without_a_header_is_an_error_naming_the_file_and_what_to_do() {
     );
 }
 
-/// A header of a later format version is refused too.
+/// A header of another format version is refused too, saying whether an older or a
+/// newer zz wrote it.
 #[test]
 fn a_file_of_another_format_version_is_an_error() {
     let dir = TestDir::new("version");
     let path = dir.path();
     file_with_views(&path, 1);
-    let mut bytes = std::fs::read(&path).unwrap();
-    bytes[HEADER_BYTES - 4..HEADER_BYTES].copy_from_slice(&(FORMAT_VERSION + 1).to_le_bytes());
-    std::fs::write(&path, &bytes).unwrap();
-    let (_, problem) = unreadable(&path);
-    assert_eq!(
-        problem,
-        FormatError::UnknownVersion {
-            found: FORMAT_VERSION + 1
-        }
+    let bytes = std::fs::read(&path).unwrap();
+    for (found, writer) in [
+        (FORMAT_VERSION - 1, "an older zz"),
+        (FORMAT_VERSION + 1, "a newer zz"),
+    ] {
+        let mut bytes = bytes.clone();
+        bytes[8..12].copy_from_slice(&found.to_le_bytes());
+        std::fs::write(&path, &bytes).unwrap();
+        let (line, problem) = unreadable(&path);
+        assert_eq!(problem, FormatError::UnknownVersion { found });
+        assert!(
+            line.contains(&format!("written in record format {found} by {writer}, and this zz reads format {FORMAT_VERSION} only")),
+            "{line}"
+        );
+    }
+}
+
+/// A header cut short is damage, not an older format.
+#[test]
+fn a_short_header_is_an_error() {
+    let dir = TestDir::new("short-header");
+    let path = dir.path();
+    file_with_views(&path, 1);
+    let bytes = std::fs::read(&path).unwrap();
+    for length in [10, HEADER_BYTES - 1] {
+        std::fs::write(&path, &bytes[..length]).unwrap();
+        assert_eq!(unreadable(&path).1, FormatError::ShortHeader);
+    }
+}
+
+/// A missing record file is never taken for an empty log (the replica may have voted):
+/// the error names the file and what to do, and creates nothing.
+#[test]
+fn a_missing_file_is_an_error_naming_the_file_and_what_to_do() {
+    let dir = TestDir::new("missing");
+    let path = dir.path();
+    let line = match FileStorage::open(&path) {
+        Err(error @ StorageError::Missing { .. }) => error.to_string(),
+        Err(error) => panic!("expected a missing file, got {error}"),
+        Ok((_, records)) => panic!("expected a missing file, read {records:?}"),
+    };
+    assert!(line.starts_with(&format!("{}: the record file is missing", path.display())));
+    assert!(line.contains("restore it from a backup"), "{line}");
+    assert!(
+        line.contains(&format!("`: > {}`", path.display())),
+        "{line}"
     );
+    assert!(!line.contains('\n'), "one line: {line}");
+    assert!(!path.exists(), "nothing is created");
+}
+
+/// A new replica's file is the header alone, and opens as an empty log.
+#[test]
+fn a_file_created_empty_is_a_header_and_opens_as_an_empty_log() {
+    let dir = TestDir::new("create-empty");
+    let path = dir.path();
+    FileStorage::create_empty(&path).unwrap();
+    assert_eq!(file_length(&path), HEADER_BYTES);
+    let (mut storage, records) = FileStorage::open(&path).unwrap();
+    assert!(records.is_empty());
+    storage.append(view(1));
+    storage.sync();
+    let (_, records) = FileStorage::open(&path).unwrap();
+    assert_eq!(records, vec![view(1)]);
 }
 
 /// An empty file holds nothing to lose: it opens as an empty log, with a header from then on.
@@ -240,7 +331,7 @@ fn an_empty_file_opens_as_an_empty_log() {
     std::fs::write(&path, []).unwrap();
     let (mut storage, records) = FileStorage::open(&path).unwrap();
     assert!(records.is_empty());
-    storage.append(&view(4));
+    storage.append(view(4));
     storage.sync();
     let (_, records) = FileStorage::open(&path).unwrap();
     assert_eq!(records, vec![view(4)]);
@@ -252,16 +343,17 @@ fn an_empty_file_opens_as_an_empty_log() {
 fn appends_wait_for_a_sync_and_a_rewrite_is_durable_at_once() {
     let dir = TestDir::new("sync");
     let path = dir.path();
+    FileStorage::create_empty(&path).unwrap();
     let (mut storage, _) = FileStorage::open(&path).unwrap();
     assert!(!storage.has_unsynced());
-    storage.append(&view(1));
+    storage.append(view(1));
     assert!(storage.has_unsynced());
     storage.sync();
     assert!(!storage.has_unsynced());
-    storage.append(&view(2));
-    storage.replace(&[view(7)]);
+    storage.append(view(2));
+    storage.replace(vec![view(7)]);
     assert!(!storage.has_unsynced());
-    storage.append(&view(8));
+    storage.append(view(8));
     storage.sync();
     let (_, records) = FileStorage::open(&path).unwrap();
     assert_eq!(records, vec![view(7), view(8)]);
@@ -271,16 +363,81 @@ fn appends_wait_for_a_sync_and_a_rewrite_is_durable_at_once() {
 #[test]
 fn memory_storage_loses_only_the_unsynced_tail_in_a_crash() {
     let mut storage = MemoryStorage::default();
-    storage.append(&view(1));
+    storage.append(view(1));
     storage.sync();
-    storage.append(&view(2));
+    storage.append(view(2));
     assert!(storage.has_unsynced());
     assert_eq!(storage.synced_records(), &[view(1)]);
     storage.lose_unsynced();
     assert_eq!(storage.records(), &[view(1)]);
-    storage.append(&view(3));
-    storage.replace(&[view(5)]);
-    storage.append(&view(6));
+    storage.append(view(3));
+    storage.replace(vec![view(5)]);
+    storage.append(view(6));
     storage.lose_unsynced();
     assert_eq!(storage.records(), &[view(5)]);
+}
+
+/// A background sync: records handed over by `start_sync` become durable while the
+/// caller goes on, the callback says when, and they read back after a reopen.
+#[test]
+fn a_background_sync_makes_records_durable_and_says_so() {
+    let dir = TestDir::new("background");
+    let path = dir.path();
+    FileStorage::create_empty(&path).unwrap();
+    let (mut storage, _) = FileStorage::open(&path).unwrap();
+    let (told, durable) = std::sync::mpsc::channel();
+    storage.on_durable(Box::new(move || {
+        let _ = told.send(());
+    }));
+    storage.append(view(1));
+    storage.append(view(2));
+    storage.start_sync();
+    durable
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .expect("the writer says when records are durable");
+    assert_eq!((storage.appended(), storage.durable()), (2, 2));
+    assert!(!storage.has_unsynced());
+    // Nothing pending: no job, no callback.
+    storage.start_sync();
+    storage.append(view(3));
+    assert!(storage.has_unsynced());
+    drop(storage);
+    let (_, records) = FileStorage::open(&path).unwrap();
+    assert_eq!(
+        records,
+        vec![view(1), view(2)],
+        "an unsynced append was never written"
+    );
+}
+
+/// The zeros written ahead of the records read as the end of the log: a reopened file
+/// reads back every record, and appends go on right after the last one.
+#[test]
+fn zeros_written_ahead_read_as_the_end_of_the_log() {
+    let dir = TestDir::new("ahead");
+    let path = dir.path();
+    FileStorage::create_empty(&path).unwrap();
+    let (mut storage, _) = FileStorage::open(&path).unwrap();
+    storage.append(view(1));
+    storage.sync();
+    drop(storage);
+    let bytes = std::fs::read(&path).unwrap();
+    let mut framed = Vec::new();
+    encode_record(&view(1), file_id_of(&bytes), &mut framed);
+    let end = HEADER_BYTES + MARKER_BYTES + framed.len();
+    assert!(bytes.len() > end, "zeros are written ahead");
+    assert!(bytes[end..].iter().all(|byte| *byte == 0));
+    let (mut storage, records) = FileStorage::open(&path).unwrap();
+    assert_eq!(records, vec![view(1)]);
+    let reopened = std::fs::read(&path).unwrap();
+    assert_eq!(
+        file_id_of(&reopened),
+        file_id_of(&bytes),
+        "zeros are no torn tail: the file is not rewritten"
+    );
+    storage.append(view(2));
+    storage.sync();
+    drop(storage);
+    let (_, records) = FileStorage::open(&path).unwrap();
+    assert_eq!(records, vec![view(1), view(2)]);
 }
