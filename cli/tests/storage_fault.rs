@@ -3,10 +3,15 @@
 //! value rewritten on disk: the replica restores the rest, refuses that bucket, fetches it
 //! from a peer, and every key reads back right. (b) The store truncated: the replica moves
 //! it aside, fetches the agreed state from its peers, and every key reads back right.
+//! (c) The store deleted: the replica does not serve from a fresh start at genesis; f+1
+//! agreement replicas name the stable checkpoint, it starts over from it and fetches the
+//! state, and its status says why. (d) The same while the peer's last checkpoint is ahead
+//! of the stable one: the peer, restarted, rebuilds the stable checkpoint from its store
+//! and serves it.
 
 mod common;
 
-use common::{Platform, free_base_port, zz};
+use common::{Platform, free_base_port, zz, zz_ok};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use zz_apps::kv;
@@ -263,4 +268,138 @@ async fn a_truncated_store_is_moved_aside_and_the_state_fetched_from_peers() {
         .filter(|name| name.starts_with(&format!("execution-{}.redb.damaged-", damaged.0)))
         .collect();
     assert_eq!(aside.len(), 1, "the damaged file is kept: {aside:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_store_is_fetched_from_peers_not_started_over_at_genesis() {
+    let _one = ONE_PLATFORM.lock().await;
+    let dir = platform_dir("storage-fault-deleted");
+    let _platform = Platform(&dir);
+    let setup = written_and_stopped(&dir, 41, 73).await;
+    let lost = setup.active[0];
+    let stable_before = status_file(&dir, lost)["last_stable"].as_u64().unwrap();
+    std::fs::remove_file(ClusterDir::new(&dir).execution_store_path(lost)).unwrap();
+
+    up(&dir, &setup.port);
+    let status = check_after_restart(&dir, &setup, lost).await;
+    assert!(status["restored_from"].is_null(), "{status}");
+    assert_eq!(status["lost_state"], "missing", "{status}");
+    assert!(
+        status["started_from_stable"].as_u64() >= Some(stable_before),
+        "started over from the stable checkpoint: {status}"
+    );
+    assert!(
+        status["last_executed"].as_u64() > Some(stable_before),
+        "it executes again: {status}"
+    );
+    let peer = status_file(&dir, setup.active[1]);
+    assert!(peer["lost_state"].is_null(), "{peer}");
+    assert!(peer["restored_from"].as_u64().is_some(), "{peer}");
+}
+
+/// The status file of `id` once `ready` holds for it (rewritten every 250 ms).
+async fn status_when(
+    dir: &Path,
+    id: ExecutionId,
+    what: &str,
+    ready: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let started = Instant::now();
+    loop {
+        let status = status_file(dir, id);
+        if ready(&status) {
+            return status;
+        }
+        assert!(started.elapsed() < DEADLINE, "{what}: {status}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_store_is_fetched_from_a_peer_whose_last_checkpoint_is_past_the_stable_one() {
+    let _one = ONE_PLATFORM.lock().await;
+    let dir = platform_dir("storage-fault-ahead");
+    let _platform = Platform(&dir);
+    let port = free_base_port(16, 43, 79).to_string();
+    let init = ["init", "--apps", "kv", "--standbys", "1", "--clients", "16"];
+    zz_ok(&[&init[..], &["--base-port", &port]].concat(), &dir);
+    // The muted replica below must not count as silent (and be replaced) before it is
+    // healed.
+    common::activation::set_silence_ms(&dir, 60_000);
+    up(&dir, &port);
+    let config = ClusterConfig::load(&dir).unwrap();
+    let app = config.app_by_name("kv").unwrap().id;
+    let active = config.active_groups().remove(&app).unwrap();
+    let replicas = config.executions_of(app);
+    let interval = config.protocol.checkpoint_interval;
+    let (lost, serving) = (active[0], active[1]);
+    // Before the pool connects (see `written_and_stopped`).
+    zz_ok(&["kv", "put", "through-cli", "yes"], &dir);
+    let pool = ClientPool::connect(&dir, ClientId(0), 16).unwrap();
+    put_all(&pool, app).await;
+    pad_to_checkpoint(&dir, &pool, app, &replicas).await;
+    let at_stable = status_when(&dir, lost, "the checkpoint stable", |status| {
+        status["last_stable"].is_u64() && status["last_stable"] == status["last_durable"]
+    })
+    .await;
+    let stable = at_stable["last_stable"].as_u64().unwrap();
+    let next = stable + interval;
+
+    // Single puts (one sequence number each) up to just before the next checkpoint.
+    let client = pool.client(WRITERS);
+    for index in 0.. {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let executed = status_file(&dir, lost)["last_executed"].as_u64().unwrap();
+        assert!(executed < next, "past the checkpoint: {executed}");
+        if executed == next - 1 {
+            break;
+        }
+        for more in executed..next - 1 {
+            let put = kv::Op::Put {
+                key: format!("to-checkpoint-{index}-{more}").into_bytes(),
+                value: b"pad".to_vec(),
+            };
+            call(&client, app, put).await;
+        }
+    }
+    // The put that makes the next checkpoint: both replicas write it, but the muted one's
+    // report never leaves, so it does not become stable. Its answer needs the muted
+    // replica (or a woken standby), so it is not awaited.
+    let serving_name = format!("execution-{}", serving.0);
+    zz_ok(&["inject", &serving_name, "mute"], &dir);
+    let crossing = tokio::spawn(async move {
+        let put = kv::Op::Put {
+            key: b"crossing".to_vec(),
+            value: b"written".to_vec(),
+        };
+        let _ = client
+            .invoke_with_deadline(app, kv::encode_op(&put), DEADLINE)
+            .await;
+    });
+    for id in [lost, serving] {
+        status_when(&dir, id, "the next checkpoint durable", |status| {
+            status["last_durable"].as_u64() == Some(next)
+        })
+        .await;
+    }
+    zz_ok(&["inject", &serving_name, "heal"], &dir);
+    crossing.abort();
+    let before = status_file(&dir, lost);
+    assert_eq!(before["last_stable"].as_u64(), Some(stable), "{before}");
+    drop(pool);
+    let down = zz(&["down"], &dir);
+    assert!(down.status.success(), "zz down: {down:?}");
+    std::fs::remove_file(ClusterDir::new(&dir).execution_store_path(lost)).unwrap();
+
+    up(&dir, &port);
+    let setup = Setup { port, app, active };
+    let status = check_after_restart(&dir, &setup, lost).await;
+    assert_eq!(status["lost_state"], "missing", "{status}");
+    assert_eq!(
+        status["started_from_stable"].as_u64(),
+        Some(stable),
+        "{status}"
+    );
+    let peer = status_file(&dir, serving);
+    assert_eq!(peer["restored_from"].as_u64(), Some(next), "{peer}");
 }

@@ -90,6 +90,9 @@ pub struct ExecutionReplica {
     fetch_whole_state_first: bool,
     /// The app's initial state (a preloaded data set), applied to every fresh store.
     genesis: Option<Genesis>,
+    /// An order beyond the window came since execution last progressed: the replica is
+    /// far behind (a lost state store, a long pause), and must ask where to resume.
+    behind_window: bool,
 }
 
 /// Fills a fresh store with an app's initial state; the same on every replica.
@@ -142,6 +145,7 @@ impl ExecutionReplica {
             counters: ExecCounters::default(),
             fetch_whole_state_first: false,
             genesis: None,
+            behind_window: false,
         }
     }
 
@@ -204,6 +208,7 @@ impl ExecutionReplica {
             return self.drop_input(DropReason::Stale);
         }
         if order.seq.0 - self.next_seq.0 >= self.config.window {
+            self.behind_window = true;
             return self.drop_input(DropReason::OutsideWindow);
         }
         let from_replica = self.orders.entry(order.seq).or_default();
@@ -233,9 +238,12 @@ impl ExecutionReplica {
     }
 
     /// Whether orders are buffered that cannot run yet (too few matching copies of the
-    /// next one, or a gap before them), while no bucket is awaited.
+    /// next one, or a gap before them), or came beyond the window since execution last
+    /// progressed, while no bucket is awaited. The driver then asks for the orders after
+    /// what it executed; if those are gone, f+1 agreement replicas name the stable
+    /// checkpoint to start over from.
     pub fn waits_for_orders(&self) -> bool {
-        self.in_progress.is_none() && !self.orders.is_empty()
+        self.in_progress.is_none() && (!self.orders.is_empty() || self.behind_window)
     }
 
     /// An agreement replica's notice that `checkpoint` became stable. On f+1 matching
@@ -318,6 +326,7 @@ impl ExecutionReplica {
         self.orders.clear();
         self.in_progress = None;
         self.stable_notices.clear();
+        self.behind_window = false;
     }
 
     /// Install a fetched bucket (verified against the pinned root) and resume.
@@ -423,6 +432,7 @@ impl ExecutionReplica {
         let seq = progress.order.seq;
         assert_eq!(seq, self.next_seq, "execution is gap-free");
         self.next_seq = seq.next();
+        self.behind_window = false;
         self.counters.batches_executed += 1;
         self.outputs.push_back(ExecOutput::Executed(Executed {
             app: self.config.app,

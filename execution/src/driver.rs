@@ -69,6 +69,8 @@ pub struct ExecutionDriver<B, S = MemoryCheckpoints> {
     /// Checkpoint reports waiting for their checkpoint to be durable, in sequence order.
     unsaved: std::collections::VecDeque<ExecutionCheckpoint>,
     durability: DurabilityCounters,
+    /// The stable checkpoint the replica last started over from, if it did.
+    started_from: Option<Seq>,
 }
 
 impl<B: MessageBus> ExecutionDriver<B> {
@@ -95,6 +97,7 @@ impl<B: MessageBus> ExecutionDriver<B> {
             sink: MemoryCheckpoints::default(),
             unsaved: std::collections::VecDeque::new(),
             durability: DurabilityCounters::default(),
+            started_from: None,
         }
     }
 }
@@ -122,6 +125,7 @@ impl<B: MessageBus, S: CheckpointSink> ExecutionDriver<B, S> {
             sink,
             unsaved: self.unsaved,
             durability: self.durability,
+            started_from: self.started_from,
         }
     }
 
@@ -161,6 +165,12 @@ impl<B: MessageBus, S: CheckpointSink> ExecutionDriver<B, S> {
     /// Whether the replica is still waiting for f+1 matching stable checkpoints.
     pub fn is_joining(&self) -> bool {
         self.join.is_some()
+    }
+
+    /// The stable checkpoint the replica last started over from (joining, or told by f+1
+    /// agreement replicas that it is behind one), its state fetched from peers.
+    pub fn started_from(&self) -> Option<Seq> {
+        self.started_from
     }
 
     /// Start joining, as a woken replica does: ask every agreement replica for the app's
@@ -292,6 +302,10 @@ impl<B: MessageBus, S: CheckpointSink> ExecutionDriver<B, S> {
     fn start_from(&mut self, now: Time, seq: Seq, root: Digest) {
         tracing::info!(app = %self.replica.app(), %seq, "starting from the stable checkpoint");
         self.replica.restart_from(seq, root);
+        self.started_from = Some(seq);
+        if seq > Seq(0) {
+            self.sink.stable(seq);
+        }
         self.needed.clear();
         self.fetcher.clear();
         self.note_progress(now);
@@ -326,7 +340,15 @@ impl<B: MessageBus, S: CheckpointSink> ExecutionDriver<B, S> {
                 self.handle_join_answer(now, from, checkpoint)
             }
             (NodeId::Replica(from), Message::ExecutionStable(checkpoint)) => {
-                if let Some((seq, root)) = self.replica.handle_stable(from, checkpoint) {
+                let stable_before = self.replica.store().latest_stable();
+                let restart = self.replica.handle_stable(from, checkpoint);
+                let stable = self.replica.store().latest_stable();
+                if stable > stable_before
+                    && let Some(stable) = stable
+                {
+                    self.sink.stable(stable);
+                }
+                if let Some((seq, root)) = restart {
                     tracing::info!(app = %self.replica.app(), %seq, executed = %self.replica.last_executed(), "behind a stable checkpoint: starting over from it");
                     self.start_from(now, seq, root);
                 }
@@ -455,5 +477,7 @@ impl<B: MessageBus, S: CheckpointSink> ExecutionDriver<B, S> {
 
 #[cfg(test)]
 mod durability_tests;
+#[cfg(test)]
+mod restart_tests;
 #[cfg(test)]
 mod tests;

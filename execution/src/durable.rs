@@ -10,17 +10,24 @@
 //!
 //! The node's sink is [`writer::DiskSink`]: a thread that writes each checkpoint into the
 //! replica's [`disk::DiskStore`], one redb write transaction per checkpoint, holding only
-//! what changed since the last checkpoint written ([`Snapshot::delta_since`]). The
+//! what changed since the last checkpoint written ([`Snapshot::delta_since`]), and what
+//! that overwrote, so that the checkpoints written after the latest stable one can be
+//! rebuilt at restart too: a checkpoint is written before it can become stable, so
+//! fetchers may be pinned to one older than the last written. The sink hears of each
+//! newer stable checkpoint ([`CheckpointSink::stable`]) and drops what is older. The
 //! simulator and tests use [`MemoryCheckpoints`], which is durable at once.
 //!
 //! On start the node opens the store ([`startup`]): a checkpoint found there is rebuilt and
-//! checked against its root ([`zz_state_fetch::Restorer`]); buckets that fail are fetched
-//! from peers; the replica resumes after the checkpoint.
+//! checked against its root ([`zz_state_fetch::Restorer`]), as is each older checkpoint
+//! kept since the stable one; buckets that fail are fetched from peers; the replica
+//! resumes after the checkpoint.
 
+mod commit;
 pub mod disk;
 pub mod startup;
 #[cfg(any(test, feature = "test-support"))]
 pub mod test_support;
+mod undo;
 pub mod writer;
 
 use zz_protocol::Seq;
@@ -46,6 +53,11 @@ pub enum Saving {
 /// Snapshots are copy-on-write, so keeping one is cheap.
 pub trait CheckpointSink {
     fn save(&mut self, snapshot: &Snapshot) -> Saving;
+
+    /// Checkpoint `seq` is stable (f+1 agreement replicas said so): no fetcher is pinned
+    /// to an older one any more, so what the sink keeps of older ones may go. Called with
+    /// ascending `seq`.
+    fn stable(&mut self, seq: Seq);
 }
 
 /// A sink's answer for checkpoint `seq`, which covers every checkpoint before it too (a
@@ -65,6 +77,9 @@ pub struct WriteStats {
     /// Key and value bytes of the objects put.
     pub object_bytes: u64,
     pub leaves_written: u64,
+    /// Undo records kept for the checkpoint before it, and dropped (older than stable).
+    pub undo_records_written: u64,
+    pub undo_records_deleted: u64,
 }
 
 /// A sink durable at once, in memory: it keeps the last checkpoint saved (what a restart
@@ -73,11 +88,17 @@ pub struct WriteStats {
 pub struct MemoryCheckpoints {
     last: Option<Snapshot>,
     saved_count: u64,
+    stable: Option<Seq>,
 }
 
 impl MemoryCheckpoints {
     pub fn last_saved(&self) -> Option<&Snapshot> {
         self.last.as_ref()
+    }
+
+    /// The latest checkpoint the sink heard is stable.
+    pub fn stable_seq(&self) -> Option<Seq> {
+        self.stable
     }
 
     pub fn saved_count(&self) -> u64 {
@@ -91,7 +112,13 @@ impl CheckpointSink for MemoryCheckpoints {
         self.saved_count += 1;
         Saving::Saved
     }
+
+    fn stable(&mut self, seq: Seq) {
+        self.stable = Some(seq);
+    }
 }
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod undo_tests;

@@ -54,6 +54,16 @@ pub struct ExecutionStatus {
     /// State stores found damaged at start and moved aside (the state was fetched instead).
     #[serde(default)]
     pub disk_stores_set_aside: u64,
+    /// Why a replica that started active fetched the agreed state rather than restoring
+    /// it: its store was `missing` or `empty` (and the app past its first stable
+    /// checkpoint), `damaged` (moved aside), or its checkpoint matched no root
+    /// (`root-mismatch`). None when it restored, or started with the app.
+    #[serde(default)]
+    pub lost_state: Option<String>,
+    /// The stable checkpoint the replica last started over from, its state fetched from
+    /// peers (a woken standby, or a replica whose own state was lost or behind).
+    #[serde(default)]
+    pub started_from_stable: Option<u64>,
     /// Milliseconds reading and checking the restored checkpoint took.
     #[serde(default)]
     pub restore_ms: Option<u64>,
@@ -88,9 +98,26 @@ enum Side {
     CheckpointSaved(CheckpointSaved),
 }
 
+/// What the state store held at start, for a replica that started active.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum StoreAtStart {
+    /// A standby: its store is not read.
+    #[default]
+    NotRead,
+    /// No file.
+    Missing,
+    /// A file without a checkpoint.
+    Empty,
+    Restored,
+    /// Moved aside.
+    Damaged,
+    RootMismatch,
+}
+
 /// How the replica started from its state store.
 #[derive(Clone, Copy, Debug, Default)]
 struct DiskStart {
+    found: StoreAtStart,
     restored_from: Option<Seq>,
     buckets_refused: u64,
     stores_set_aside: u64,
@@ -104,6 +131,21 @@ struct ExecutionNode {
     id: ExecutionId,
     driver: ExecutionDriver<FaultyBus<QuicBus>, DiskSink>,
     disk: DiskStart,
+}
+
+impl ExecutionNode {
+    /// See [`ExecutionStatus::lost_state`]. A missing or empty store counts only once the
+    /// replica started from a stable checkpoint: on a new platform every store is empty.
+    fn lost_state(&self) -> Option<&'static str> {
+        let fetched = self.driver.started_from().is_some_and(|seq| seq > Seq(0));
+        match self.disk.found {
+            StoreAtStart::Missing if fetched => Some("missing"),
+            StoreAtStart::Empty if fetched => Some("empty"),
+            StoreAtStart::Damaged => Some("damaged"),
+            StoreAtStart::RootMismatch => Some("root-mismatch"),
+            _ => None,
+        }
+    }
 }
 
 impl NodeLoop for ExecutionNode {
@@ -166,6 +208,8 @@ impl NodeLoop for ExecutionNode {
             restored_from: self.disk.restored_from.map(|seq| seq.0),
             disk_buckets_refused: self.disk.buckets_refused,
             disk_stores_set_aside: self.disk.stores_set_aside,
+            lost_state: self.lost_state().map(str::to_string),
+            started_from_stable: self.driver.started_from().map(|seq| seq.0),
             restore_ms: self.disk.restore_ms,
             last_durable: (self.driver.durability().last_saved)
                 .or(self.disk.restored_from)
@@ -209,9 +253,19 @@ pub async fn run_execution_node(
     // A standby loads nothing: woken, it joins from the stable checkpoint anyway. A
     // member woken before a restart is started active, and loads its store like any.
     let path = harness.dir().execution_store_path(id);
+    let existed = path.exists();
     let durable = open_durable(&path, params, !standby, unix_ms()).map_err(NodeError::start)?;
     let mut disk = DiskStart::default();
     let joins = durable.lost.is_some() && !standby;
+    if !standby {
+        disk.found = match (&durable.lost, &durable.restored) {
+            (Some(LostState::SetAside { .. }), _) => StoreAtStart::Damaged,
+            (Some(LostState::RootMismatch(_)), _) => StoreAtStart::RootMismatch,
+            (None, Some(_)) => StoreAtStart::Restored,
+            (None, None) if existed => StoreAtStart::Empty,
+            (None, None) => StoreAtStart::Missing,
+        };
+    }
     if let Some(LostState::SetAside { .. }) = &durable.lost {
         disk.stores_set_aside = 1;
     }
@@ -252,10 +306,15 @@ pub async fn run_execution_node(
     let mut driver = ExecutionDriver::new(replica, endpoint, bus, cluster.replica_count() as u32)
         .with_peers(peers)
         .with_checkpoint_sink(sink);
-    if disk.restored_from.is_some() {
-        driver.resume(harness.now());
-    } else if joins {
+    if joins {
         driver.join(harness.now());
+    } else if !standby {
+        // Restored, or from genesis with a store that held no checkpoint: that is a new
+        // platform, or a platform whose app ran on and this replica's store is lost. Asking
+        // for the orders after what it holds tells them apart: if a checkpoint is stable
+        // past it, f+1 agreement replicas name it and the replica starts over from it,
+        // fetching the state; else the orders come and it replays them.
+        driver.resume(harness.now());
     }
     // The activator sends SIGUSR1 when it wakes this replica (after thawing it).
     let mut woken = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1())

@@ -46,7 +46,10 @@
 //!    older snapshot must write to become this one (changed objects and leaves only);
 //!    [`Restorer`] rebuilds a store from such a copy, trusting only what hashes up to its
 //!    root, and leaves the buckets that fail missing, to be fetched like a woken
-//!    replica's.
+//!    replica's. An [`Undo`] per older checkpoint the copy keeps (how the buckets that
+//!    changed after it stood then) lets it rebuild those too, each checked against the
+//!    root it was reported with, so a restarted replica still serves fetchers pinned to
+//!    the stable checkpoint when it had written newer ones.
 //!
 //! # Example
 //!
@@ -84,6 +87,7 @@ pub use hash::{empty_bucket_digest, root_of};
 pub use params::{BucketIndex, StateParams};
 pub use proof::BucketProof;
 pub use store::{
-    BucketDelta, BucketObjects, KeyValue, LeafUnknown, ObjectDelta, ObjectStore, Restored,
-    Restorer, RootMismatch, STABLE_SNAPSHOT_COUNT, Snapshot, UNSTABLE_SNAPSHOT_COUNT_MAX, Write,
+    BucketDelta, BucketObjects, BucketUndo, KeyValue, LeafUnknown, ObjectBefore, ObjectDelta,
+    ObjectEdit, ObjectStore, Restored, Restorer, RewindError, RootMismatch, STABLE_SNAPSHOT_COUNT,
+    Snapshot, UNSTABLE_SNAPSHOT_COUNT_MAX, Undo, Write,
 };

@@ -15,10 +15,12 @@ use zz_protocol::{Digest, Seq};
 
 mod delta;
 mod restore;
+mod rewind;
 mod snapshot;
 
-pub use delta::{BucketDelta, LeafUnknown, ObjectDelta};
+pub use delta::{BucketDelta, LeafUnknown, ObjectDelta, ObjectEdit};
 pub use restore::{BucketObjects, Restored, Restorer, RootMismatch};
+pub use rewind::{BucketUndo, ObjectBefore, RewindError, Undo};
 pub use snapshot::Snapshot;
 
 /// How many stable checkpoints keep their snapshot: the latest, and the one before it,
@@ -322,7 +324,8 @@ impl ObjectStore {
     /// changes; the caller drops the proof and asks another replica.
     ///
     /// Installing at the pinned checkpoint is right for the live state and for later
-    /// snapshots too: a missing bucket cannot have been written since.
+    /// snapshots too: a missing bucket cannot have been written since. An older snapshot
+    /// (rebuilt from a durable copy) gets it only where its leaf there is the same.
     pub fn install_bucket(&mut self, proof: BucketProof) -> Result<(), StateError> {
         let (_, root) = self.pin.ok_or(StateError::NotPinned)?;
         let bucket_count = self.params.bucket_count();
@@ -350,8 +353,11 @@ impl ObjectStore {
         self.missing_count -= 1;
         self.tree
             .fill_path(index.0, &verified.path, &proof.siblings);
+        let (pinned_seq, _) = self.pin.expect("checked above");
+        let leaf = verified.path[0];
         for snapshot in self.snapshots.values_mut() {
-            if snapshot.buckets.get(index.index()).is_none() {
+            let same_bucket = snapshot.seq >= pinned_seq || snapshot.leaf(index) == Some(leaf);
+            if same_bucket && snapshot.buckets.get(index.index()).is_none() {
                 *snapshot.buckets.get_mut(index.index()) = Some(Arc::clone(&bucket));
                 snapshot
                     .tree
@@ -462,5 +468,7 @@ fn range_is_empty(start: Bound<&[u8]>, end: Bound<&[u8]>) -> bool {
 
 #[cfg(test)]
 mod durable_tests;
+#[cfg(test)]
+mod rewind_props;
 #[cfg(test)]
 mod tests;

@@ -56,6 +56,11 @@ impl MerkleTree {
             .expect("invariant: the root is always known")
     }
 
+    /// Whether every node is known (a tree built from all leaves, or rebuilt from one).
+    pub(crate) fn is_full(&self) -> bool {
+        (self.levels.iter()).all(|level| level.iter().all(Option::is_some))
+    }
+
     /// Leaf `index`, if known.
     pub(crate) fn leaf(&self, index: u32) -> Option<Digest> {
         *self.levels[0].get(index as usize)

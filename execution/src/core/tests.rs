@@ -323,3 +323,26 @@ fn f_plus_one_stable_notices_beyond_a_newcomer_make_it_start_over_from_them() {
     past.handle_stable(ReplicaId(1), notice);
     assert_eq!(past.handle_stable(ReplicaId(3), notice), None);
 }
+
+/// A replica far behind (its state store lost, say) sees only orders beyond its window:
+/// it waits for orders, so its driver asks the agreement replicas where to resume (the
+/// orders after what it executed, or the stable checkpoint to start over from), until
+/// execution progresses or it starts over.
+#[test]
+fn an_order_beyond_the_window_makes_a_replica_ask_where_to_resume() {
+    let beyond = config().window + 1;
+    let mut behind = replica();
+    assert!(!behind.waits_for_orders());
+    behind.handle_order(ReplicaId(0), order(beyond, vec![request(1, 1, b"x")]));
+    assert!(behind.waits_for_orders(), "asks where to resume");
+    for from in [ReplicaId(0), ReplicaId(1)] {
+        behind.handle_order(from, order(1, vec![request(1, 1, b"x")]));
+    }
+    assert_eq!(behind.last_executed(), Seq(1));
+    assert!(!behind.waits_for_orders(), "it progresses");
+
+    behind.handle_order(ReplicaId(0), order(beyond + 1, vec![request(1, 2, b"y")]));
+    assert!(behind.waits_for_orders());
+    behind.restart_from(Seq(0), Digest::default());
+    assert!(!behind.waits_for_orders(), "started over");
+}

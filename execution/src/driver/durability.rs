@@ -45,12 +45,13 @@ impl<B: MessageBus, S: CheckpointSink> ExecutionDriver<B, S> {
         self.unsaved.len()
     }
 
-    /// Start executing after the checkpoint the replica was restored from: ask every
-    /// agreement replica for the orders after it. If a newer checkpoint is stable by now,
-    /// f+1 of them say so, and the replica starts over from that one.
+    /// Start executing after what the replica's state store held (a restored checkpoint,
+    /// or nothing: sequence 0): ask every agreement replica for the orders after it. If a
+    /// newer checkpoint is stable by now, f+1 of them say so, and the replica starts over
+    /// from that one.
     pub fn resume(&mut self, now: Time) {
         let after = self.replica.last_executed();
-        tracing::info!(app = %self.replica.app(), %after, "resuming after the checkpoint restored from disk");
+        tracing::info!(app = %self.replica.app(), %after, "resuming after what the state store held");
         self.note_progress(now);
         let fetch = Message::FetchOrders(FetchOrders {
             app: self.replica.app(),

@@ -20,6 +20,8 @@ impl CheckpointSink for ScriptedSink {
         self.handed.push(snapshot.seq());
         self.answer
     }
+
+    fn stable(&mut self, _seq: Seq) {}
 }
 
 struct Setup {

@@ -6,31 +6,48 @@
 //! is faster at batched writes, which a checkpoint is not; sled is unmaintained; rocksdb
 //! needs a C++ build.)
 //!
-//! Layout, three tables:
+//! Layout, four tables:
 //!
 //! ```text
 //! meta     &str -> bytes   "format"      u32 LE  FORMAT_VERSION
 //!                          "bucket_bits" u8      the app's state parameters
 //!                          "seq"         u64 LE  the checkpoint held (absent: none yet)
 //!                          "root"        32 B    its Merkle root
+//!                          "stable"      u64 LE  the latest checkpoint known stable
 //! leaves   u32 -> 32 B     bucket index -> the bucket's leaf at that checkpoint
 //! objects  bytes -> bytes  bucket index (u32 BE) ++ key -> value
+//! undo     bytes -> bytes  older checkpoints kept, see below
 //! ```
 //!
 //! Keying objects by bucket first makes one bucket one range scan. Each checkpoint is one
 //! write transaction holding its seq and root, the leaves of the buckets that changed and
-//! the objects that changed, so the file always holds exactly one checkpoint, whole.
+//! the objects that changed, so the file always holds exactly one checkpoint whole.
+//!
+//! The same transaction writes, into `undo`, what it overwrote: how the checkpoint before
+//! it (its base, seq b) stood, so that a restarted replica can rebuild b too and serve
+//! fetchers pinned to it (the stable checkpoint may be older than the last one written).
+//! Records are keyed by b first, so dropping the checkpoints older than the latest stable
+//! one is one range delete, done in a later transaction:
+//!
+//! ```text
+//! b (u64 BE) ++ "L" ++ bucket (u32 BE)          -> 32 B      its leaf at b
+//! b (u64 BE) ++ "O" ++ bucket (u32 BE) ++ key   -> 0 | 1 ++ value   absent at b | its value
+//! b (u64 BE) ++ "R"                             -> 32 B      b's root
+//! b (u64 BE) ++ "U" ++ bucket (u32 BE)          -> empty     its objects at b unknown
+//! ```
+//!
+//! Files written before `undo` and `stable` existed simply hold no older checkpoint.
 //!
 //! Nothing read back is trusted: [`DiskStore::load`] hands the leaves and objects to a
 //! [`Restorer`], which checks them against the root.
 
 use super::WriteStats;
+use super::commit;
+use super::undo::{self, UNDO};
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 use std::path::{Path, PathBuf};
 use zz_protocol::{Digest, Seq};
-use zz_state_fetch::{
-    BucketDelta, BucketIndex, BucketObjects, ObjectDelta, Restorer, Snapshot, StateParams,
-};
+use zz_state_fetch::{BucketIndex, BucketObjects, Restorer, Snapshot, StateParams};
 
 /// The layout above. A file of another version is refused at start-up, never rewritten.
 pub const FORMAT_VERSION: u32 = 1;
@@ -45,8 +62,9 @@ pub(super) const OBJECTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("
 
 pub(super) const META_FORMAT: &str = "format";
 const META_BUCKET_BITS: &str = "bucket_bits";
-const META_SEQ: &str = "seq";
-const META_ROOT: &str = "root";
+pub(super) const META_SEQ: &str = "seq";
+pub(super) const META_ROOT: &str = "root";
+pub(super) const META_STABLE: &str = "stable";
 
 /// Why the store cannot be used as it is.
 #[derive(Debug, thiserror::Error)]
@@ -83,6 +101,8 @@ pub struct DiskStore {
     path: PathBuf,
     params: StateParams,
     checkpoint: Option<(Seq, Digest)>,
+    /// The latest checkpoint recorded as stable (absent or unreadable: none).
+    stable: Option<Seq>,
 }
 
 impl std::fmt::Debug for DiskStore {
@@ -109,8 +129,10 @@ impl DiskStore {
             path: path.to_path_buf(),
             params,
             checkpoint: None,
+            stable: None,
         };
         store.checkpoint = store.read_meta()?;
+        store.stable = store.read_stable()?;
         Ok(store)
     }
 
@@ -121,6 +143,33 @@ impl DiskStore {
     /// The checkpoint the store holds, as its metadata names it (not checked yet).
     pub fn checkpoint(&self) -> Option<(Seq, Digest)> {
         self.checkpoint
+    }
+
+    /// The latest checkpoint recorded as stable.
+    pub fn stable(&self) -> Option<Seq> {
+        self.stable
+    }
+
+    /// The older checkpoints whose undo records are kept, ascending (scans every undo
+    /// record).
+    pub fn older_checkpoints(&self) -> Result<Vec<Seq>, DiskError> {
+        let read = self.db.begin_read().map_err(|e| self.storage(e))?;
+        let undo = match read.open_table(UNDO) {
+            Ok(undo) => undo,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(error) => return Err(self.storage(error)),
+        };
+        undo::roots(&undo).map_err(|e| self.storage(e))
+    }
+
+    /// The stable checkpoint, read leniently: it only bounds what is rebuilt, and every
+    /// rebuilt checkpoint is checked against its root, so a bad record costs nothing.
+    fn read_stable(&self) -> Result<Option<Seq>, DiskError> {
+        let read = self.db.begin_read().map_err(|e| self.storage(e))?;
+        let meta = read.open_table(META).map_err(|e| self.storage(e))?;
+        let value = meta.get(META_STABLE).map_err(|e| self.storage(e))?;
+        let seq = value.and_then(|value| <[u8; 8]>::try_from(value.value()).ok());
+        Ok(seq.map(|seq| Seq(u64::from_le_bytes(seq))))
     }
 
     fn damaged(&self, problem: impl std::fmt::Display) -> DiskError {
@@ -197,6 +246,7 @@ impl DiskStore {
             (meta.insert(META_BUCKET_BITS, &bits[..])).map_err(|e| self.storage(e))?;
             write.open_table(LEAVES).map_err(|e| self.storage(e))?;
             write.open_table(OBJECTS).map_err(|e| self.storage(e))?;
+            write.open_table(UNDO).map_err(|e| self.storage(e))?;
         }
         write.commit().map_err(|e| self.storage(e))
     }
@@ -209,15 +259,47 @@ impl DiskStore {
         snapshot: &Snapshot,
         base: Option<&Snapshot>,
     ) -> Result<WriteStats, DiskError> {
-        let deltas = snapshot
-            .delta_since(base)
-            .map_err(|error| DiskError::Unusable {
+        self.write_chain(&[snapshot], base, None)
+    }
+
+    /// Write `snapshots` (ascending) in one transaction, each as a delta on the one
+    /// before it (the first on `base`, as in [`write`](Self::write)), keeping the undo of
+    /// each base; and, if `stable` is newer than the one recorded, record it and drop the
+    /// undo of the checkpoints before it. Nothing changes on error.
+    pub fn write_chain(
+        &mut self,
+        snapshots: &[&Snapshot],
+        base: Option<&Snapshot>,
+        stable: Option<Seq>,
+    ) -> Result<WriteStats, DiskError> {
+        let mut chain = Vec::with_capacity(snapshots.len());
+        let mut before = base;
+        for &snapshot in snapshots {
+            assert!(
+                before.is_none_or(|before| before.seq() < snapshot.seq()),
+                "checkpoints are written in sequence order"
+            );
+            let deltas = (snapshot.delta_since(before)).map_err(|error| DiskError::Unusable {
                 path: self.path.clone(),
                 problem: format!("checkpoint {}: {error}", snapshot.seq()),
             })?;
-        let stats = write_checkpoint(&self.db, snapshot, deltas).map_err(|e| self.storage(e))?;
-        self.checkpoint = Some((snapshot.seq(), snapshot.root()));
+            chain.push((snapshot, before, deltas));
+            before = Some(snapshot);
+        }
+        let stable = stable.filter(|&stable| self.stable.is_none_or(|known| stable > known));
+        let stats =
+            commit::write_checkpoints(&self.db, chain, stable).map_err(|e| self.storage(e))?;
+        if let Some(last) = snapshots.last() {
+            self.checkpoint = Some((last.seq(), last.root()));
+        }
+        self.stable = stable.or(self.stable);
         Ok(stats)
+    }
+
+    /// Record `stable` as the latest stable checkpoint, if newer, and drop the undo of
+    /// the checkpoints before it, in a transaction of its own.
+    pub fn record_stable(&mut self, stable: Seq) -> Result<WriteStats, DiskError> {
+        self.write_chain(&[], None, Some(stable))
     }
 
     /// Read the checkpoint held into a [`Restorer`] (None if the store holds none).
@@ -264,6 +346,22 @@ impl DiskStore {
         if unplaced > 0 {
             tracing::warn!(path = %self.path.display(), unplaced, "state store objects with keys too short to name a bucket: skipped");
         }
+        if let Some(stable) = self.stable {
+            restorer.stable(stable);
+        }
+        match read.open_table(UNDO) {
+            Ok(table) => {
+                let (older, malformed) = undo::read(&table).map_err(|e| self.storage(e))?;
+                if malformed > 0 {
+                    tracing::warn!(path = %self.path.display(), malformed, "state store undo records that name nothing: skipped");
+                }
+                for undo in older {
+                    restorer.older(undo);
+                }
+            }
+            Err(redb::TableError::TableDoesNotExist(_)) => {}
+            Err(error) => return Err(self.storage(error)),
+        }
         Ok(Some(restorer))
     }
 
@@ -278,77 +376,22 @@ impl DiskStore {
     }
 }
 
-/// One checkpoint's transaction: the changed leaves and objects, then its seq and root.
-fn write_checkpoint(
-    db: &redb::Database,
-    snapshot: &Snapshot,
-    deltas: Vec<BucketDelta<'_>>,
-) -> Result<WriteStats, redb::Error> {
-    let mut stats = WriteStats::default();
-    let write = db.begin_write()?;
-    {
-        let mut leaves = write.open_table(LEAVES)?;
-        let mut objects = write.open_table(OBJECTS)?;
-        let mut put = |objects: &mut redb::Table<&[u8], &[u8]>,
-                       index: BucketIndex,
-                       key: &[u8],
-                       value: &[u8]|
-         -> Result<(), redb::Error> {
-            objects.insert(object_key(index, key).as_slice(), value)?;
-            stats.objects_put += 1;
-            stats.object_bytes += (key.len() + value.len()) as u64;
-            Ok(())
-        };
-        for delta in deltas {
-            let index = delta.index;
-            leaves.insert(index.0, &delta.leaf.0[..])?;
-            match delta.objects {
-                ObjectDelta::Replace(replacement) => {
-                    let (start, end) = bucket_range(index);
-                    objects.retain_in(start.as_slice()..end.as_slice(), |_, _| false)?;
-                    for (key, value) in replacement {
-                        put(&mut objects, index, key, value)?;
-                    }
-                }
-                ObjectDelta::Edit(edits) => {
-                    for (key, value) in edits {
-                        match value {
-                            Some(value) => put(&mut objects, index, key, value)?,
-                            None => {
-                                objects.remove(object_key(index, key).as_slice())?;
-                                stats.objects_deleted += 1;
-                            }
-                        }
-                    }
-                }
-                ObjectDelta::NotFetched => {}
-            }
-            stats.leaves_written += 1;
-        }
-        let mut meta = write.open_table(META)?;
-        meta.insert(META_SEQ, &snapshot.seq().0.to_le_bytes()[..])?;
-        meta.insert(META_ROOT, &snapshot.root().0[..])?;
-    }
-    write.commit()?;
-    Ok(stats)
-}
-
 /// Object records sort by bucket, then key.
-fn object_key(bucket: BucketIndex, key: &[u8]) -> Vec<u8> {
+pub(super) fn object_key(bucket: BucketIndex, key: &[u8]) -> Vec<u8> {
     let mut stored = Vec::with_capacity(4 + key.len());
     stored.extend_from_slice(&bucket.0.to_be_bytes());
     stored.extend_from_slice(key);
     stored
 }
 
-fn split_object_key(stored: &[u8]) -> Option<(BucketIndex, &[u8])> {
+pub(super) fn split_object_key(stored: &[u8]) -> Option<(BucketIndex, &[u8])> {
     let (prefix, key) = stored.split_first_chunk::<4>()?;
     Some((BucketIndex(u32::from_be_bytes(*prefix)), key))
 }
 
 /// The keys of bucket `index`'s records: from its prefix to the next bucket's (there are
 /// at most 2^20 buckets, so the next prefix exists).
-fn bucket_range(index: BucketIndex) -> (Vec<u8>, Vec<u8>) {
+pub(super) fn bucket_range(index: BucketIndex) -> (Vec<u8>, Vec<u8>) {
     let next = index
         .0
         .checked_add(1)

@@ -19,7 +19,7 @@ use super::disk::{DiskError, DiskStore};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 use zz_protocol::Seq;
-use zz_state_fetch::{BucketIndex, ObjectStore, RootMismatch, StateParams};
+use zz_state_fetch::{BucketIndex, ObjectStore, RewindError, RootMismatch, StateParams};
 
 /// A checkpoint rebuilt from the store and checked against its root.
 #[derive(Debug)]
@@ -28,6 +28,11 @@ pub struct RestoredCheckpoint {
     /// Pinned to the checkpoint; refused buckets are missing, to be fetched.
     pub store: ObjectStore,
     pub refused: Vec<BucketIndex>,
+    /// The older checkpoints rebuilt (those since the latest stable one), ascending: the
+    /// store keeps their snapshots, to serve fetchers pinned to them.
+    pub older: Vec<Seq>,
+    /// Why the next older one could not be rebuilt, if one could not (it is not served).
+    pub older_refused: Option<RewindError>,
     /// How long reading and checking took.
     pub load_micros: u64,
 }
@@ -98,12 +103,21 @@ pub fn open_durable(
                     (restored.refused.iter()).map(ToString::to_string).collect();
                 tracing::warn!(path = %path.display(), %seq, refused = restored.refused.len(), buckets = %buckets.join(","), "state restored from disk; buckets failing their leaf are refused and fetched from peers");
             }
+            if let Some(error) = &restored.older_refused {
+                tracing::warn!(path = %path.display(), %error, "an older checkpoint kept on disk could not be rebuilt: it is not served");
+            }
+            if !restored.older.is_empty() {
+                let older: Vec<String> = restored.older.iter().map(ToString::to_string).collect();
+                tracing::info!(path = %path.display(), older = %older.join(","), "older checkpoints rebuilt, to serve fetchers pinned to them");
+            }
             Ok(DurableStart {
                 disk,
                 restored: Some(RestoredCheckpoint {
                     seq,
                     store: restored.store,
                     refused: restored.refused,
+                    older: restored.older,
+                    older_refused: restored.older_refused,
                     load_micros,
                 }),
                 lost: None,

@@ -9,11 +9,11 @@ use std::path::Path;
 /// Records visited at most looking for a key (a test store is small).
 const RECORDS_SCANNED_MAX: usize = 1 << 24;
 
-fn change(
+fn change<T>(
     path: &Path,
-    edit: impl FnOnce(&redb::WriteTransaction) -> Result<bool, redb::Error>,
-) -> Result<bool, String> {
-    let run = || -> Result<bool, redb::Error> {
+    edit: impl FnOnce(&redb::WriteTransaction) -> Result<T, redb::Error>,
+) -> Result<T, String> {
+    let run = || -> Result<T, redb::Error> {
         let db = redb::Database::create(path)?;
         let write = db.begin_write()?;
         let changed = edit(&write)?;
@@ -77,5 +77,26 @@ pub fn set_format_version(path: &Path, version: u32) -> Result<bool, String> {
         Ok(meta
             .insert(META_FORMAT, &version.to_le_bytes()[..])?
             .is_some())
+    })
+}
+
+/// Give every undo record of the object `key` (the store's key) the stored value `value`;
+/// how many there were.
+pub fn overwrite_undo_objects(path: &Path, key: &[u8], value: &[u8]) -> Result<u64, String> {
+    change(path, |write| {
+        let mut undo = write.open_table(super::undo::UNDO)?;
+        let mut found = Vec::new();
+        for entry in undo.iter()?.take(RECORDS_SCANNED_MAX) {
+            let (stored, _) = entry?;
+            // seq (8) ++ "O" ++ bucket (4) ++ key
+            let record = stored.value();
+            if record.get(8) == Some(&b'O') && record.get(13..) == Some(key) {
+                found.push(record.to_vec());
+            }
+        }
+        for record in &found {
+            undo.insert(record.as_slice(), value)?;
+        }
+        Ok(found.len() as u64)
     })
 }

@@ -11,17 +11,17 @@ use zz_protocol::Seq;
 use zz_state_fetch::{BucketIndex, ObjectStore, StateParams};
 
 /// A fresh directory for one test, removed when dropped.
-struct TempDir(PathBuf);
+pub(super) struct TempDir(PathBuf);
 
 impl TempDir {
-    fn new(name: &str) -> TempDir {
+    pub(super) fn new(name: &str) -> TempDir {
         let dir = std::env::temp_dir().join(format!("zz-durable-{}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         TempDir(dir)
     }
 
-    fn store(&self) -> PathBuf {
+    pub(super) fn store(&self) -> PathBuf {
         self.0.join("state").join("execution-0.redb")
     }
 }
@@ -32,15 +32,15 @@ impl Drop for TempDir {
     }
 }
 
-fn params() -> StateParams {
+pub(super) fn params() -> StateParams {
     StateParams::new(6).unwrap()
 }
 
-fn key(i: u32) -> Vec<u8> {
+pub(super) fn key(i: u32) -> Vec<u8> {
     format!("key-{i}").into_bytes()
 }
 
-fn filled(count: u32) -> ObjectStore {
+pub(super) fn filled(count: u32) -> ObjectStore {
     let mut store = ObjectStore::new(params());
     for i in 0..count {
         store.put(key(i), vec![i as u8; 200]).unwrap();

@@ -2,22 +2,32 @@
 //! checkpoints into it, so a commit's fsync never stalls the event loop.
 //!
 //! The thread holds the last snapshot written (what the file holds) as the base of the
-//! next write's delta. One checkpoint waits at most: a newer one replaces it, so a disk
-//! slower than checkpoints fall due writes the newest (its delta covers the skipped one)
-//! and memory stays bounded. Each commit is reported through `notify`, which the node
-//! feeds back to its driver.
+//! next write's delta. Checkpoints that fall due while a write is under way wait, and the
+//! next transaction writes them all, each as a delta on the one before, so every
+//! checkpoint can be rebuilt at restart (a skipped one could be the stable one fetchers
+//! are pinned to). At most [`PENDING_CHECKPOINTS_MAX`] wait (snapshots share unchanged
+//! buckets, so each costs what changed); past that the oldest waiting is skipped, its
+//! changes covered by the next one's delta. A newer stable checkpoint is recorded, and
+//! the undo before it dropped, with the next write, or alone when the writer stops. Each
+//! commit is reported through `notify`, which the node feeds back to its driver.
 
 use super::disk::DiskStore;
 use super::{CheckpointSaved, CheckpointSink, Saving};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
+use zz_protocol::Seq;
 use zz_state_fetch::Snapshot;
+
+/// Checkpoints waiting for the writer at most.
+pub const PENDING_CHECKPOINTS_MAX: usize = 16;
 
 /// What the node and the writer thread share.
 #[derive(Default)]
 struct Mailbox {
-    /// The checkpoint to write next.
-    waiting: Option<Snapshot>,
+    /// The checkpoints to write next, ascending.
+    waiting: Vec<Snapshot>,
+    /// The latest stable checkpoint not recorded yet.
+    stable: Option<Seq>,
     stopping: bool,
 }
 
@@ -75,9 +85,21 @@ impl CheckpointSink for DiskSink {
             return Saving::Unwritable;
         }
         let (mailbox, wake) = &*self.shared;
-        lock(mailbox).waiting = Some(snapshot.clone());
+        let mut guard = lock(mailbox);
+        if guard.waiting.len() >= PENDING_CHECKPOINTS_MAX {
+            let skipped = guard.waiting.remove(0);
+            tracing::warn!(seq = %skipped.seq(), "the disk lags: a checkpoint waiting for the writer is skipped (the next one's write covers it)");
+        }
+        guard.waiting.push(snapshot.clone());
+        drop(guard);
         wake.notify_one();
         Saving::InProgress
+    }
+
+    fn stable(&mut self, seq: Seq) {
+        let (mailbox, wake) = &*self.shared;
+        lock(mailbox).stable = Some(seq);
+        wake.notify_one();
     }
 }
 
@@ -96,26 +118,37 @@ fn write_loop(
 ) {
     let (mailbox, wake) = &**shared;
     loop {
-        let snapshot = {
+        let (waiting, stable) = {
             let mut guard = lock(mailbox);
             loop {
-                if let Some(snapshot) = guard.waiting.take() {
-                    break snapshot;
+                if !guard.waiting.is_empty() {
+                    break (std::mem::take(&mut guard.waiting), guard.stable.take());
                 }
                 if guard.stopping {
+                    if let Some(stable) = guard.stable.take()
+                        && let Err(error) = disk.record_stable(stable)
+                    {
+                        tracing::warn!(%stable, %error, "stable checkpoint not recorded");
+                    }
                     return;
                 }
                 guard = wake.wait(guard).unwrap_or_else(|p| p.into_inner());
             }
         };
-        let seq = snapshot.seq();
-        let result = disk.write(&snapshot, base.as_ref());
+        let last = waiting.last().expect("at least one waits").clone();
+        let chain: Vec<&Snapshot> = waiting.iter().collect();
+        let result = disk.write_chain(&chain, base.as_ref(), stable);
         match &result {
-            Ok(_) => base = Some(snapshot),
-            Err(error) => tracing::error!(%seq, %error, "checkpoint not written"),
+            Ok(_) => base = Some(last.clone()),
+            Err(error) => {
+                tracing::error!(seq = %last.seq(), %error, "checkpoint not written");
+                // Not recorded: the next write tries again.
+                let mut guard = lock(mailbox);
+                guard.stable = guard.stable.max(stable);
+            }
         }
         notify(CheckpointSaved {
-            seq,
+            seq: last.seq(),
             result: result.map_err(|error| error.to_string()),
         });
     }

@@ -19,7 +19,20 @@ pub struct BucketDelta<'a> {
     pub index: BucketIndex,
     /// The bucket's leaf in the later snapshot.
     pub leaf: Digest,
+    /// Its leaf in the base, if known: with the edits' `before` values, what a durable
+    /// copy keeps to rebuild the base later (see [`Undo`](super::Undo)).
+    pub leaf_before: Option<Digest>,
     pub objects: ObjectDelta<'a>,
+}
+
+/// One object put or deleted since the base.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ObjectEdit<'a> {
+    pub key: &'a [u8],
+    /// Its value in the later snapshot (None: deleted).
+    pub after: Option<&'a [u8]>,
+    /// Its value in the base (None: absent then).
+    pub before: Option<&'a [u8]>,
 }
 
 /// What happened to a bucket's objects.
@@ -28,8 +41,8 @@ pub enum ObjectDelta<'a> {
     /// The base's copy of the bucket is unknown (no base, or the bucket was not fetched
     /// in it): its objects are exactly these, ascending by key.
     Replace(Vec<(&'a [u8], &'a [u8])>),
-    /// Objects put (`Some(value)`) or deleted (`None`) since the base, ascending by key.
-    Edit(Vec<(&'a [u8], Option<&'a [u8]>)>),
+    /// Objects put or deleted since the base, ascending by key.
+    Edit(Vec<ObjectEdit<'a>>),
     /// The bucket is not fetched in the later snapshot: its objects are unknown here, only
     /// its leaf is. A durable copy keeps whatever objects it has, which then no longer
     /// match the leaf, so a restore refuses them and fetches the bucket.
@@ -100,6 +113,7 @@ impl Snapshot {
             deltas.push(BucketDelta {
                 index: bucket,
                 leaf,
+                leaf_before,
                 objects,
             });
         }
@@ -108,12 +122,20 @@ impl Snapshot {
 }
 
 /// The puts and deletes that turn `before` into `after`: a merge of the two key orders.
-fn edits<'a>(before: &'a Bucket, after: &'a Bucket) -> Vec<(&'a [u8], Option<&'a [u8]>)> {
+fn edits<'a>(before: &'a Bucket, after: &'a Bucket) -> Vec<ObjectEdit<'a>> {
     let mut edits = Vec::new();
     let mut old = before.iter().peekable();
     let mut new = after.iter().peekable();
-    let put = |(key, o): (&'a Vec<u8>, &'a Object)| (key.as_slice(), Some(o.value.as_slice()));
-    let delete = |(key, _): (&'a Vec<u8>, &'a Object)| (key.as_slice(), None);
+    let put = |(key, o): (&'a Vec<u8>, &'a Object), before: Option<&'a Object>| ObjectEdit {
+        key: key.as_slice(),
+        after: Some(o.value.as_slice()),
+        before: before.map(|o| o.value.as_slice()),
+    };
+    let delete = |(key, o): (&'a Vec<u8>, &'a Object)| ObjectEdit {
+        key: key.as_slice(),
+        after: None,
+        before: Some(o.value.as_slice()),
+    };
     loop {
         let order = match (old.peek(), new.peek()) {
             (None, None) => break,
@@ -123,12 +145,12 @@ fn edits<'a>(before: &'a Bucket, after: &'a Bucket) -> Vec<(&'a [u8], Option<&'a
         };
         match order {
             Ordering::Less => edits.push(delete(old.next().expect("peeked"))),
-            Ordering::Greater => edits.push(put(new.next().expect("peeked"))),
+            Ordering::Greater => edits.push(put(new.next().expect("peeked"), None)),
             Ordering::Equal => {
                 let (_, old_object) = old.next().expect("peeked");
                 let (key, new_object) = new.next().expect("peeked");
                 if old_object.value_hash != new_object.value_hash {
-                    edits.push(put((key, new_object)));
+                    edits.push(put((key, new_object), Some(old_object)));
                 }
             }
         }

@@ -4,7 +4,12 @@
 //! fails is left missing, in a store pinned to the checkpoint, so the driver fetches it
 //! from another replica and the install path verifies it against the root as for a woken
 //! replica.
+//!
+//! Older checkpoints the copy still keeps (see [`super::rewind`]) are rebuilt from the
+//! restored one, newest first, down to the latest one known stable, so the replica serves
+//! fetchers pinned to any of them.
 
+use super::rewind::{RewindError, Undo};
 use super::{Bucket, Object, ObjectStore, Slot, Snapshot, bucket_leaf};
 use crate::cow::CowVec;
 use crate::hash::{empty_bucket_digest, leaf_hash, value_hash};
@@ -35,11 +40,17 @@ pub struct RootMismatch {
 /// A store rebuilt from a durable copy, and the buckets it refused.
 #[derive(Debug)]
 pub struct Restored {
-    /// Pinned to the copy's checkpoint, which is its latest stable one and keeps a
-    /// snapshot (so the replica can serve it); refused buckets are missing.
+    /// Pinned to the copy's checkpoint, which keeps a snapshot (so the replica can serve
+    /// it), as does each older checkpoint rebuilt; refused buckets are missing. Its latest
+    /// stable checkpoint is the one the copy names, else the copy's own.
     pub store: ObjectStore,
     /// Buckets whose stored objects and stored leaf disagree, ascending.
     pub refused: Vec<BucketIndex>,
+    /// The older checkpoints rebuilt, ascending.
+    pub older: Vec<Seq>,
+    /// Why the next older checkpoint could not be rebuilt, if one could not: it and the
+    /// ones before it are not served.
+    pub older_refused: Option<RewindError>,
 }
 
 /// Collects a durable copy of checkpoint `(seq, root)` bucket by bucket, then checks it
@@ -52,6 +63,8 @@ pub struct Restorer {
     /// Recomputed from the objects given; None if they are malformed.
     computed_leaves: Vec<Option<Digest>>,
     buckets: Vec<Bucket>,
+    older: Vec<Undo>,
+    stable: Option<Seq>,
 }
 
 impl Restorer {
@@ -67,7 +80,19 @@ impl Restorer {
                 .map(|index| Some(leaf_hash(params.bucket_bits(), index, &empty)))
                 .collect(),
             buckets: vec![Bucket::new(); count],
+            older: Vec::new(),
+            stable: None,
         }
+    }
+
+    /// What the copy keeps of an older checkpoint, in any order.
+    pub fn older(&mut self, undo: Undo) {
+        self.older.push(undo);
+    }
+
+    /// The latest checkpoint the copy says was stable: older ones are not rebuilt.
+    pub fn stable(&mut self, seq: Seq) {
+        self.stable = Some(seq);
     }
 
     /// The stored leaf of bucket `index` (out of range: ignored, as nothing refers to it).
@@ -145,6 +170,11 @@ impl Restorer {
             buckets: slots.clone(),
             tree: tree.clone(),
         };
+        let stable = (self.stable).filter(|&stable| stable <= self.seq);
+        let (snapshots, older_refused) = rebuild_older(snapshot, self.older, stable);
+        let older = (snapshots.keys().copied())
+            .filter(|&seq| seq < self.seq)
+            .collect();
         let store = ObjectStore {
             params: self.params,
             buckets: slots,
@@ -153,10 +183,40 @@ impl Restorer {
             missing_count: refused.len(),
             pin: Some((self.seq, self.root)),
             last_checkpoint: Some((self.seq, self.root)),
-            stable: BTreeSet::from([self.seq]),
-            snapshots: BTreeMap::from([(self.seq, snapshot)]),
+            stable: BTreeSet::from([stable.unwrap_or(self.seq)]),
+            snapshots,
             leased: BTreeSet::new(),
         };
-        Ok(Restored { store, refused })
+        Ok(Restored {
+            store,
+            refused,
+            older,
+            older_refused,
+        })
     }
+}
+
+/// `latest` and the older checkpoints rebuilt from it, newest first, each from the one
+/// after it, down to `stable`; the walk stops at the first that fails.
+fn rebuild_older(
+    latest: Snapshot,
+    mut older: Vec<Undo>,
+    stable: Option<Seq>,
+) -> (BTreeMap<Seq, Snapshot>, Option<RewindError>) {
+    older.sort_by_key(|undo| std::cmp::Reverse(undo.seq));
+    let mut newer = latest.clone();
+    let mut snapshots = BTreeMap::from([(latest.seq, latest)]);
+    for undo in older {
+        if stable.is_some_and(|stable| undo.seq < stable) {
+            break;
+        }
+        match newer.rewound(undo) {
+            Ok(snapshot) => {
+                snapshots.insert(snapshot.seq, snapshot.clone());
+                newer = snapshot;
+            }
+            Err(error) => return (snapshots, Some(error)),
+        }
+    }
+    (snapshots, None)
 }
