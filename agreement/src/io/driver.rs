@@ -6,12 +6,11 @@
 //! Persist, then send, with group commit: while a vote the core recorded (a record it
 //! must not forget once what follows from it is sent) is not durable yet, every frame is
 //! held back, in order, instead of going to the bus, each with the storage position it
-//! waits for. The host starts a sync at the end of each turn
-//! ([`ReplicaDriver::start_sync`]; it runs in the background, and covers everything
-//! appended while the one before ran) and, told that records became durable, calls
-//! [`ReplicaDriver::send_durable`]; or it syncs and sends at once
-//! ([`ReplicaDriver::sync_and_send_held`], as the simulator does a moment after a step
-//! that persisted).
+//! waits for. The host syncs and sends at the end of each turn
+//! ([`ReplicaDriver::sync_and_send_held`]: the node at the end of every turn, the
+//! simulator a moment after a step that persisted), or starts a sync in the background
+//! ([`ReplicaDriver::start_sync`]) and, once told records became durable, sends what
+//! waited for them ([`ReplicaDriver::send_durable`]).
 //!
 //! The router's own records (stable execution checkpoints, retained orders) hold nothing
 //! back: an order is derived from a committed batch whose records 2f+1 replicas synced

@@ -30,32 +30,17 @@ pub enum StorageError {
 }
 
 /// Records in an append-only file. See the module documentation.
-///
-/// The file is kept longer than its records, by zeros written ahead in chunks, so that an
-/// append and its sync write data only: a sync that must also write the file's new size
-/// (and allocate blocks) costs several more disk requests, for every sync. Zeros after the
-/// last record read as unwritten space, the end of the log.
 pub(super) struct RecordFile {
     path: PathBuf,
     file: File,
     file_id: FileId,
     /// Where the next append goes: the end of the last frame.
     end: u64,
-    /// The file's length: zeros from `end` on.
-    allocated: u64,
     /// Bytes appended since the file was last written whole.
     appended_bytes: u64,
     /// What one append writes, kept so that appending allocates nothing.
     buffer: Vec<u8>,
 }
-
-/// Zeros are written ahead of the records this many bytes at a time (less in tests, which
-/// write many small files).
-const ALLOCATE_AHEAD_BYTES: u64 = if cfg!(test) {
-    64 * 1024
-} else {
-    4 * 1024 * 1024
-};
 
 impl RecordFile {
     /// Open the record file at `path` and read back its records. A torn tail (what was
@@ -94,8 +79,8 @@ impl RecordFile {
             let storage = RecordFile::write_whole(path, &contents.records).map_err(io_error)?;
             return Ok((storage, contents.records));
         }
-        // Zeros after the last frame are space written ahead (or never written): appends
-        // go on over them, and no stale byte is left there to pass a check.
+        // Zeros after the last frame are space the file system allocated and never wrote:
+        // appends go on over them, and no stale byte is left there to pass a check.
         let end = contents.valid_bytes as u64;
         let storage = RecordFile::reopen(path, contents.file_id, end).map_err(io_error)?;
         // What was read may have reached only the page cache before a kill (appended, not
@@ -129,13 +114,11 @@ impl RecordFile {
     /// appended since the last rewrite (when that was is not known).
     fn reopen(path: &Path, file_id: FileId, end: u64) -> std::io::Result<RecordFile> {
         let file = OpenOptions::new().write(true).open(path)?;
-        let allocated = file.metadata()?.len();
         Ok(RecordFile {
             path: path.to_path_buf(),
             file,
             file_id,
             end,
-            allocated,
             appended_bytes: end - HEADER_BYTES as u64,
             buffer: Vec::new(),
         })
@@ -166,15 +149,8 @@ impl RecordFile {
         for record in records {
             format::encode_record(record, self.file_id, &mut self.buffer);
         }
-        let new_end = self.end + self.buffer.len() as u64;
-        if new_end > self.allocated {
-            let allocated = new_end.next_multiple_of(ALLOCATE_AHEAD_BYTES);
-            let zeros = vec![0u8; (allocated - self.allocated) as usize];
-            self.file.write_all_at(&zeros, self.allocated)?;
-            self.allocated = allocated;
-        }
         self.file.write_all_at(&self.buffer, self.end)?;
-        self.end = new_end;
+        self.end += self.buffer.len() as u64;
         self.appended_bytes += self.buffer.len() as u64;
         Ok(())
     }
