@@ -24,6 +24,7 @@ use crate::fault::FaultyOutputs as _;
 use crate::fetcher::{BucketFetcher, Wanted};
 use crate::join::{JoinStep, Joining};
 use crate::leases::Leases;
+use crate::reports::LastReports;
 use bytes::Bytes;
 use zz_cluster::Fault;
 use zz_protocol::bus::MessageBus;
@@ -71,6 +72,8 @@ pub struct ExecutionDriver<B, S = MemoryCheckpoints> {
     durability: DurabilityCounters,
     /// The stable checkpoint the replica last started over from, if it did.
     started_from: Option<Seq>,
+    /// The last reports, sent again while execution is idle.
+    last_reports: LastReports,
 }
 
 impl<B: MessageBus> ExecutionDriver<B> {
@@ -98,6 +101,7 @@ impl<B: MessageBus> ExecutionDriver<B> {
             unsaved: std::collections::VecDeque::new(),
             durability: DurabilityCounters::default(),
             started_from: None,
+            last_reports: LastReports::default(),
         }
     }
 }
@@ -126,6 +130,7 @@ impl<B: MessageBus, S: CheckpointSink> ExecutionDriver<B, S> {
             unsaved: self.unsaved,
             durability: self.durability,
             started_from: self.started_from,
+            last_reports: self.last_reports,
         }
     }
 
@@ -191,10 +196,20 @@ impl<B: MessageBus, S: CheckpointSink> ExecutionDriver<B, S> {
             .fetching()
             .then(|| self.fetcher.poll_timeout())
             .flatten();
-        [join, orders, self.leases.poll_timeout(), fetch]
-            .into_iter()
-            .flatten()
-            .min()
+        let resend = self
+            .join
+            .is_none()
+            .then(|| self.last_reports.poll_timeout());
+        [
+            join,
+            orders,
+            self.leases.poll_timeout(),
+            fetch,
+            resend.flatten(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Timed work. Joining and catching up hang on single messages the network may lose:
@@ -221,6 +236,17 @@ impl<B: MessageBus, S: CheckpointSink> ExecutionDriver<B, S> {
             });
             self.broadcast(&fetch);
         }
+        if self.join.is_none()
+            && let Some((executed, checkpoint)) = self.last_reports.due(now)
+        {
+            if let Some(executed) = executed {
+                self.broadcast(&Message::Executed(self.fault.executed(executed)));
+            }
+            if let Some(checkpoint) = checkpoint {
+                let reported = self.fault.checkpoint(checkpoint);
+                self.broadcast(&Message::ExecutionCheckpoint(reported));
+            }
+        }
         if let Some(seqs) = self.leases.expire(now) {
             self.replica.store_mut().lease_snapshots(seqs);
         }
@@ -235,6 +261,7 @@ impl<B: MessageBus, S: CheckpointSink> ExecutionDriver<B, S> {
         let executed = self.replica.last_executed();
         if executed != self.progress.0 {
             self.progress = (executed, now);
+            self.last_reports.progressed(now);
         }
     }
 
@@ -303,6 +330,7 @@ impl<B: MessageBus, S: CheckpointSink> ExecutionDriver<B, S> {
         tracing::info!(app = %self.replica.app(), %seq, "starting from the stable checkpoint");
         self.replica.restart_from(seq, root);
         self.started_from = Some(seq);
+        self.last_reports.clear();
         if seq > Seq(0) {
             self.sink.stable(seq);
         }
@@ -438,6 +466,7 @@ impl<B: MessageBus, S: CheckpointSink> ExecutionDriver<B, S> {
                 }
                 ExecOutput::Executed(executed) => {
                     self.broadcast(&Message::Executed(self.fault.executed(executed)));
+                    self.last_reports.executed(executed);
                     self.reports.push(ExecOutput::Executed(executed));
                 }
                 ExecOutput::Checkpoint(checkpoint) => {

@@ -25,6 +25,7 @@ pub mod fetcher;
 pub mod join;
 pub mod leases;
 pub mod node;
+pub mod reports;
 
 pub use driver::ExecutionDriver;
 pub use fault::FaultyOutputs;

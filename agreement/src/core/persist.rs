@@ -36,11 +36,13 @@ pub enum Record {
     /// An app's stable execution checkpoint, as this replica judged it or adopted it from
     /// f+1 peers. The driver's, not the core's: after a restart the order router starts
     /// from it, so the replica need not find f+1 peers still naming it, and recovers the
-    /// orders after it. Losing it costs liveness only (any stable checkpoint is genuine).
+    /// orders after it. Any stable checkpoint is genuine, so losing it could cost liveness
+    /// only; the notices it makes the driver send wait for it to be durable.
     ExecutionStable(ExecutionCheckpoint),
     /// An order of an app with execution replicas that the order router retains (it comes
     /// after the app's stable execution checkpoint), with the app's order chain before it.
-    /// The driver's, recorded before the order leaves: after a restart the router takes
+    /// The driver's, appended as the order leaves (and synced with the turn's votes; a
+    /// replica that lost it derives it again from the batch): after a restart the router takes
     /// back the orders up to the restored checkpoint's head and rebuilds their chain
     /// without asking peers, so an app survives every agreement replica restarting at once.
     AppOrder {

@@ -12,11 +12,12 @@
 //! ([`ReplicaDriver::start_sync`]) and, once told records became durable, sends what
 //! waited for them ([`ReplicaDriver::send_durable`]).
 //!
-//! The router's own records (stable execution checkpoints, retained orders) hold nothing
-//! back: an order is derived from a committed batch whose records 2f+1 replicas synced
-//! before they voted, so a replica that lost the order record derives it again, and a
-//! stable checkpoint record that passed them (compaction, or the core's own stable
-//! checkpoint) is only durable after they are (one file, synced in order).
+//! The router's retained orders hold nothing back: an order is derived from a committed
+//! batch whose records 2f+1 replicas synced before they voted, so a replica that lost the
+//! order record derives it again. A stable execution checkpoint does hold back what
+//! follows it (the notices telling execution replicas, which then drop what came before
+//! it): a replica that forgot it after a power cut would name an older checkpoint to a
+//! joining replica, one the execution replicas may no longer serve.
 
 use crate::core::persist::Record;
 use crate::core::{Output, Replica};
@@ -195,6 +196,7 @@ impl<B: MessageBus, S: Storage> ReplicaDriver<B, S> {
     fn persist_router_records(&mut self) {
         for checkpoint in self.orders.take_newly_stable() {
             self.storage.append(Record::ExecutionStable(checkpoint));
+            self.votes_through = self.storage.appended();
         }
         for retained in self.orders.take_newly_retained() {
             let order = retained.order;
@@ -374,6 +376,12 @@ impl<B: MessageBus, S: Storage> ReplicaDriver<B, S> {
                 }
             }
             (NodeId::Execution(from), Message::Join(join)) => {
+                let told = self.orders.handle_join(from, join.app);
+                self.persist_router_records();
+                for (member, checkpoint) in told {
+                    let notice = Message::ExecutionStable(checkpoint);
+                    self.send(NodeId::Execution(member), &notice);
+                }
                 if self.orders.membership().is_member(from, join.app)
                     && let Some((seq, root)) = self.orders.join_checkpoint(join.app)
                 {

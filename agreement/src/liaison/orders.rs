@@ -6,8 +6,12 @@
 //! rather than a stuck replica.
 //!
 //! A checkpoint is stable when at least f+1 members reported the same root (so a correct
-//! one vouches for it, whatever the activator says) and every active member did: the
-//! orders before it are then dropped, and a woken replica starts from it.
+//! one vouches for it, whatever the activator says) and every active member did, except
+//! those joining (they asked where to start and start from a stable checkpoint, needing
+//! no order before it): the orders before it are then dropped, and a woken replica starts
+//! from it. Without that exception, a woken replica would hold back every checkpoint until
+//! it joined, and agreement replicas that learned of the wake at different points would
+//! name different stable checkpoints to it, never f+1 alike.
 //!
 //! An agreement replica that jumped past some orders (state transfer) or forgot them
 //! (restart) recovers them from its peers (see the `recovery` module): each app's orders
@@ -80,6 +84,8 @@ pub struct OrderRouter {
     claims: BTreeMap<AppId, BTreeMap<ReplicaId, (Seq, Digest)>>,
     /// Checkpoints that became stable since the driver last took them, to persist.
     newly_stable: Vec<ExecutionCheckpoint>,
+    /// Active members that asked to join and have reported no checkpoint since.
+    joining: BTreeSet<ExecutionId>,
     /// Orders retained since the driver last took them, to persist.
     newly_retained: Vec<RetainedOrder>,
     next_resend_at: Time,
@@ -117,6 +123,10 @@ impl OrderRouter {
         active: &[ExecutionId],
     ) -> Option<MembershipChange> {
         let previously_active = self.membership.handle_notice(app, epoch, active)?;
+        let membership = &self.membership;
+        (self.joining).retain(|member| {
+            !membership.is_member(*member, app) || membership.active(app).contains(member)
+        });
         let told = self.judge_pending_checkpoints(app);
         Some(MembershipChange {
             previously_active,
@@ -139,6 +149,20 @@ impl OrderRouter {
             }
         }
         Vec::new()
+    }
+
+    /// Active member `from` of `app` asks where to start (`Join`): it no longer holds back
+    /// the app's checkpoints until it reports one. Returns the members to tell of a pending
+    /// checkpoint that became stable through it.
+    pub fn handle_join(
+        &mut self,
+        from: ExecutionId,
+        app: AppId,
+    ) -> Vec<(ExecutionId, ExecutionCheckpoint)> {
+        if !self.membership.active(app).contains(&from) || !self.joining.insert(from) {
+            return Vec::new();
+        }
+        self.judge_pending_checkpoints(app)
     }
 
     /// The app's highest routed sequence number.
@@ -350,6 +374,7 @@ impl OrderRouter {
         if checkpoint.seq <= stable_seq || checkpoint.seq > routed {
             return Vec::new();
         }
+        self.joining.remove(&from);
         let tracked = self.checkpoints.entry(app).or_default();
         // One pending root per member: its latest report replaces its earlier ones, so
         // the table holds at most one entry per member.
@@ -385,7 +410,8 @@ impl OrderRouter {
             return Vec::new();
         };
         let active = self.membership.active(app);
-        if !active.iter().all(|member| roots.get(member) == Some(&root)) {
+        let settled = |member: &&ExecutionId| !self.joining.contains(*member);
+        if !(active.iter().filter(settled)).all(|member| roots.get(member) == Some(&root)) {
             return Vec::new();
         }
         let checkpoint = ExecutionCheckpoint { app, seq, root };

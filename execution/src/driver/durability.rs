@@ -115,6 +115,7 @@ impl<B: MessageBus, S: CheckpointSink> ExecutionDriver<B, S> {
             self.unsaved.pop_front();
             let reported = self.fault.checkpoint(checkpoint);
             self.broadcast(&Message::ExecutionCheckpoint(reported));
+            self.last_reports.checkpoint(checkpoint);
         }
     }
 }

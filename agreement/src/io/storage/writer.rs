@@ -209,6 +209,7 @@ impl std::fmt::Debug for FileStorage {
 /// The writer thread: carry out jobs in order until the storage is dropped or a write
 /// fails.
 fn write_jobs(mut file: RecordFile, jobs: mpsc::Receiver<Job>, shared: &Shared) {
+    let _stops_on_panic = FailsOnPanic(shared);
     for job in jobs {
         let (result, through, what) = match job {
             Job::Append { records, through } => {
@@ -241,9 +242,48 @@ fn write_jobs(mut file: RecordFile, jobs: mpsc::Receiver<Job>, shared: &Shared) 
     }
 }
 
+/// Marks the writer failed if it panics, so that the replica waiting on it stops with a
+/// reason instead of waiting forever.
+struct FailsOnPanic<'a>(&'a Shared);
+
+impl Drop for FailsOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let mut progress = lock(&self.0.progress);
+            progress
+                .failure
+                .get_or_insert_with(|| "the record writer panicked".into());
+            drop(progress);
+            self.0.changed.notify_all();
+        }
+    }
+}
+
 /// A poisoned lock still holds consistent progress (it is updated in one assignment).
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_writer_that_panics_leaves_a_failure_for_the_waiting_replica() {
+        let shared = Arc::new(Shared {
+            progress: Mutex::new(Progress::default()),
+            changed: Condvar::new(),
+            on_durable: Mutex::new(None),
+        });
+        let writer_shared = Arc::clone(&shared);
+        let writer = std::thread::spawn(move || {
+            let _guard = FailsOnPanic(&writer_shared);
+            panic!("a bug in the writer");
+        });
+        assert!(writer.join().is_err());
+        let failure = lock(&shared.progress).failure.clone();
+        assert_eq!(failure.as_deref(), Some("the record writer panicked"));
+    }
 }

@@ -404,3 +404,69 @@ fn a_persisted_order_contradicting_the_certified_head_is_refused() {
         }
     ));
 }
+
+/// A woken member holds back no checkpoint once it asked to join: the checkpoint the
+/// others reported alike becomes stable, and that is what it is told to start from. Left
+/// to hold them back, agreement replicas that learned of the wake at different moments
+/// would name different checkpoints, never f+1 alike.
+#[test]
+fn a_joining_member_does_not_hold_back_the_checkpoint_the_others_reported() {
+    let members = vec![ExecutionId(0), ExecutionId(1), ExecutionId(2)];
+    let groups = BTreeMap::from([(AppId(0), members.clone())]);
+    let active = BTreeMap::from([(AppId(0), members[..2].to_vec())]);
+    let mut router = OrderRouter::new(groups, active, 2);
+    for seq in 1..=4 {
+        router.route(order(0, seq));
+    }
+    let checkpoint = |seq| ExecutionCheckpoint {
+        app: AppId(0),
+        seq: Seq(seq),
+        root: Digest([seq as u8; 32]),
+    };
+    for member in &members[..2] {
+        router.handle_checkpoint(*member, checkpoint(2));
+    }
+    assert_eq!(
+        router.stable_checkpoint(AppId(0)),
+        Some((Seq(2), Digest([2; 32])))
+    );
+    // The third member is woken: checkpoint 4 waits for it...
+    router.handle_membership(AppId(0), 1, &members);
+    for member in &members[..2] {
+        router.handle_checkpoint(*member, checkpoint(4));
+    }
+    assert_eq!(
+        router.stable_checkpoint(AppId(0)),
+        Some((Seq(2), Digest([2; 32])))
+    );
+    // ...until it asks to join. A member that is not active cannot ask for that.
+    assert!(router.handle_join(ExecutionId(9), AppId(0)).is_empty());
+    let told = router.handle_join(ExecutionId(2), AppId(0));
+    assert_eq!(
+        router.stable_checkpoint(AppId(0)),
+        Some((Seq(4), Digest([4; 32])))
+    );
+    assert_eq!(
+        router.join_checkpoint(AppId(0)),
+        Some((Seq(4), Digest([4; 32])))
+    );
+    let told: Vec<ExecutionId> = told.into_iter().map(|(member, _)| member).collect();
+    assert_eq!(told, members);
+    // Once it reports a checkpoint it counts again: the next one waits for its root.
+    for seq in 5..=6 {
+        router.route(order(0, seq));
+    }
+    router.handle_checkpoint(ExecutionId(2), checkpoint(5));
+    for member in &members[..2] {
+        router.handle_checkpoint(*member, checkpoint(6));
+    }
+    assert_eq!(
+        router.stable_checkpoint(AppId(0)),
+        Some((Seq(4), Digest([4; 32])))
+    );
+    router.handle_checkpoint(ExecutionId(2), checkpoint(6));
+    assert_eq!(
+        router.stable_checkpoint(AppId(0)),
+        Some((Seq(6), Digest([6; 32])))
+    );
+}
