@@ -10,11 +10,6 @@ use super::undo::{self, UNDO};
 use zz_protocol::Seq;
 use zz_state_fetch::{BucketDelta, BucketIndex, ObjectDelta, ObjectEdit, Snapshot};
 
-/// Older checkpoints whose undo the store keeps, at most (see [`undo::keep_latest`]):
-/// the stable ones and the unstable ones the replica keeps in memory, and some margin.
-pub(super) const UNDO_CHECKPOINTS_MAX: usize =
-    zz_state_fetch::STABLE_SNAPSHOT_COUNT + zz_state_fetch::UNSTABLE_SNAPSHOT_COUNT_MAX + 2;
-
 /// A checkpoint to write, the base it is a delta on, and the delta.
 pub(super) type Link<'a> = (&'a Snapshot, Option<&'a Snapshot>, Vec<BucketDelta<'a>>);
 
@@ -47,7 +42,6 @@ pub(super) fn write_checkpoints(
             stats.undo_records_deleted += undo::clear_before(&mut undo, Some(stable))?;
             meta.insert(META_STABLE, &stable.0.to_le_bytes()[..])?;
         }
-        stats.undo_records_deleted += undo::keep_latest(&mut undo, UNDO_CHECKPOINTS_MAX)?;
     }
     write.commit()?;
     Ok(stats)

@@ -93,37 +93,6 @@ pub(super) fn clear_before(
     Ok(dropped)
 }
 
-/// Drop the undo of the oldest checkpoints while more than `count` have undo: a stable
-/// checkpoint held back for long (a member that never reports) must not grow the file
-/// without bound. The checkpoints dropped are no longer rebuilt at a restart (the replica
-/// then serves the later ones, and starts over from the stable one if it must). Jumps
-/// from one checkpoint's records to the next, so the cost grows with `count`, not with
-/// the records. Returns the records dropped.
-pub(super) fn keep_latest(
-    undo: &mut redb::Table<&[u8], &[u8]>,
-    count: usize,
-) -> Result<u64, redb::Error> {
-    let mut seqs = Vec::new();
-    let mut from = Seq(0);
-    loop {
-        let start = from.0.to_be_bytes();
-        let next = match undo.range(&start[..]..)?.next() {
-            Some(entry) => split(entry?.0.value()).map(|(seq, _, _)| seq),
-            None => None,
-        };
-        let Some(seq) = next else { break };
-        seqs.push(seq);
-        let Some(after) = seq.0.checked_add(1) else {
-            break;
-        };
-        from = Seq(after);
-    }
-    match seqs.len().checked_sub(count) {
-        Some(excess) if excess > 0 => clear_before(undo, Some(seqs[excess])),
-        _ => Ok(0),
-    }
-}
-
 /// The checkpoints whose undo is kept, ascending.
 pub(super) fn roots(
     undo: &impl ReadableTable<&'static [u8], &'static [u8]>,

@@ -184,37 +184,3 @@ fn a_damaged_undo_record_leaves_its_bucket_unserved_at_that_checkpoint() {
             .unwrap();
     }
 }
-
-/// A stable checkpoint that never advances does not grow the undo without bound: only
-/// the latest older checkpoints keep theirs, and those are what a restart rebuilds.
-#[test]
-fn undo_is_kept_for_a_bounded_number_of_checkpoints_when_none_becomes_stable() {
-    let dir = TempDir::new("undo-bounded");
-    let mut disk = open_durable(&dir.store(), params(), true, 0).unwrap().disk;
-    let mut store = filled(50);
-    let checkpoints = super::commit::UNDO_CHECKPOINTS_MAX as u64 + 5;
-    let mut roots = std::collections::BTreeMap::new();
-    store.checkpoint(Seq(1));
-    disk.write(store.snapshot(Seq(1)).unwrap(), None).unwrap();
-    roots.insert(Seq(1), store.snapshot(Seq(1)).unwrap().root());
-    for seq in 2..=checkpoints {
-        store.put(key(seq as u32), b"later".to_vec()).unwrap();
-        store.checkpoint(Seq(seq));
-        let base = store.snapshot(Seq(seq - 1)).cloned();
-        let snapshot = store.snapshot(Seq(seq)).unwrap();
-        roots.insert(Seq(seq), snapshot.root());
-        disk.write(snapshot, base.as_ref()).unwrap();
-    }
-    drop(disk);
-    let restored = open_durable(&dir.store(), params(), true, 0)
-        .unwrap()
-        .restored
-        .unwrap();
-    assert_eq!(restored.seq, Seq(checkpoints));
-    let kept = super::commit::UNDO_CHECKPOINTS_MAX as u64;
-    let expected: Vec<Seq> = (checkpoints - kept..checkpoints).map(Seq).collect();
-    assert_eq!(restored.older, expected);
-    for seq in &expected {
-        assert_eq!(restored.store.snapshot(*seq).unwrap().root(), roots[seq]);
-    }
-}
