@@ -1,13 +1,14 @@
 //! The record file itself (see the `format` module): opened and read back, records
-//! appended, synced with `fdatasync`, or rewritten whole. The writer thread (the `writer`
-//! module) owns it while the replica runs.
+//! appended (directly to the disk where possible, see the `direct` module), synced with
+//! `fdatasync`, or rewritten whole. The writer thread (the `writer` module) owns it while
+//! the replica runs.
 
+use super::direct::Appender;
 use super::format::{self, FileId, FormatError, HEADER_BYTES};
 use crate::core::persist::Record;
 use rand::RngExt as _;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{ErrorKind, Write};
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 /// A record file that could not be opened or read back.
@@ -32,7 +33,7 @@ pub enum StorageError {
 /// Records in an append-only file. See the module documentation.
 pub(super) struct RecordFile {
     path: PathBuf,
-    file: File,
+    appender: Appender,
     file_id: FileId,
     /// Where the next append goes: the end of the last frame.
     end: u64,
@@ -86,7 +87,7 @@ impl RecordFile {
         // What was read may have reached only the page cache before a kill (appended, not
         // yet synced); the restored replica sends votes again from it, so it must be on
         // disk first, or a power cut after the restart could make it forget them.
-        storage.file.sync_data().map_err(io_error)?;
+        storage.appender.sync().map_err(io_error)?;
         Ok((storage, contents.records))
     }
 
@@ -113,10 +114,9 @@ impl RecordFile {
     /// The file at `path`, its frames ending at `end`; every record in it counts as
     /// appended since the last rewrite (when that was is not known).
     fn reopen(path: &Path, file_id: FileId, end: u64) -> std::io::Result<RecordFile> {
-        let file = OpenOptions::new().write(true).open(path)?;
         Ok(RecordFile {
             path: path.to_path_buf(),
-            file,
+            appender: Appender::open(path, end)?,
             file_id,
             end,
             appended_bytes: end - HEADER_BYTES as u64,
@@ -149,7 +149,7 @@ impl RecordFile {
         for record in records {
             format::encode_record(record, self.file_id, &mut self.buffer);
         }
-        self.file.write_all_at(&self.buffer, self.end)?;
+        self.appender.append(&self.buffer, self.end)?;
         self.end += self.buffer.len() as u64;
         self.appended_bytes += self.buffer.len() as u64;
         Ok(())
@@ -159,7 +159,7 @@ impl RecordFile {
     /// have dropped the dirty pages: retrying could report success for data never
     /// written, so a failure is for good (the caller stops).
     pub(super) fn sync(&mut self) -> std::io::Result<()> {
-        self.file.sync_data()
+        self.appender.sync()
     }
 
     /// Replace every record with `records`, durably.

@@ -12,6 +12,7 @@
 //! The file marks each sync point, so that reading after a power cut drops only what was
 //! never synced, and refuses a file whose synced records are damaged.
 
+mod direct;
 mod file;
 mod format;
 mod writer;
