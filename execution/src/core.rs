@@ -364,17 +364,15 @@ impl ExecutionReplica {
         }
     }
 
-    /// The order f+1 distinct agreement replicas agree on for `seq`, if any.
+    /// The order f+1 distinct agreement replicas agree on for `seq`, if any. Copies are
+    /// compared whole rather than by digest: with at most 3f+1 copies that is cheaper than
+    /// encoding and hashing each one (this runs for every copy that arrives), and exact.
     fn trusted_order(&self, seq: Seq) -> Option<AppOrder> {
-        let copies = self.orders.get(&seq)?;
-        let mut by_digest: BTreeMap<Digest, (usize, &AppOrder)> = BTreeMap::new();
-        for order in copies.values() {
-            by_digest.entry(order.digest()).or_insert((0, order)).0 += 1;
-        }
-        by_digest
-            .into_values()
-            .find(|(count, _)| *count > self.config.f)
-            .map(|(_, order)| order.clone())
+        let copies: Vec<&AppOrder> = self.orders.get(&seq)?.values().collect();
+        let alike = |order: &AppOrder| copies.iter().filter(|other| **other == order).count();
+        (copies.iter())
+            .find(|order| alike(order) > self.config.f)
+            .map(|order| (*order).clone())
     }
 
     /// Execute the batch in progress from where it stopped; Err when a bucket is missing.
