@@ -6,11 +6,8 @@
 //! Persist, then send, with group commit: while a vote the core recorded (a record it
 //! must not forget once what follows from it is sent) is not durable yet, every frame is
 //! held back, in order, instead of going to the bus, each with the storage position it
-//! waits for. The host syncs and sends at the end of each turn
-//! ([`ReplicaDriver::sync_and_send_held`]: the node at the end of every turn, the
-//! simulator a moment after a step that persisted), or starts a sync in the background
-//! ([`ReplicaDriver::start_sync`]) and, once told records became durable, sends what
-//! waited for them ([`ReplicaDriver::send_durable`]).
+//! waits for. The host syncs and sends ([`ReplicaDriver::sync_and_send_held`]): the node
+//! at the end of every turn, the simulator a moment after a step that persisted.
 //!
 //! The router's retained orders hold nothing back: an order is derived from a committed
 //! batch whose records 2f+1 replicas synced before they voted, so a replica that lost the
@@ -232,16 +229,8 @@ impl<B: MessageBus, S: Storage> ReplicaDriver<B, S> {
         stable.map(Record::ExecutionStable).chain(orders)
     }
 
-    /// Group commit: start making every record appended so far durable, in the background
-    /// (unless a sync runs already; the host calls again once told it ended). Call at the
-    /// end of every turn.
-    pub fn start_sync(&mut self) {
-        self.storage.start_sync();
-    }
-
-    /// Send the held frames whose records are durable now, in order. Call when the
-    /// storage says more records became durable, and at the end of every turn.
-    pub fn send_durable(&mut self) {
+    /// Send the held frames whose records are durable now, in order.
+    fn send_durable(&mut self) {
         self.durable = self.storage.durable();
         while let Some((through, _, _)) = self.held.front()
             && *through <= self.durable
@@ -251,9 +240,13 @@ impl<B: MessageBus, S: Storage> ReplicaDriver<B, S> {
         }
     }
 
-    /// Sync every record appended so far, then send every held frame, in order.
+    /// If a vote (or a stable execution checkpoint) waits to be durable, sync every record
+    /// appended so far; then send every held frame, in order. Records nothing waits for
+    /// (retained orders) are left for the next sync: a replica that loses them in a crash
+    /// derives them again, and the sync of any later vote covers them, so the turns that
+    /// only execute cost no sync.
     pub fn sync_and_send_held(&mut self) {
-        if self.storage.has_unsynced() {
+        if self.votes_through > self.durable {
             self.storage.sync();
         }
         self.send_durable();
@@ -263,15 +256,21 @@ impl<B: MessageBus, S: Storage> ReplicaDriver<B, S> {
         );
     }
 
+    /// Sync every record appended so far and send every held frame: before a clean stop.
+    pub fn sync_all(&mut self) {
+        self.storage.sync();
+        self.sync_and_send_held();
+    }
+
     /// Frames held back until their records are durable.
     pub fn held_frame_count(&self) -> usize {
         self.held.len()
     }
 
-    /// Whether records wait to be synced or frames to be sent: the host owes a sync and a
-    /// call to [`ReplicaDriver::send_durable`].
+    /// Whether records wait to be synced or frames to be sent: the host owes a call to
+    /// [`ReplicaDriver::sync_and_send_held`].
     pub fn awaits_sync(&self) -> bool {
-        self.storage.has_unsynced() || !self.held.is_empty()
+        self.votes_through > self.durable || !self.held.is_empty()
     }
 
     /// Whether frames are held, or will be: what is sent now waits for a sync.

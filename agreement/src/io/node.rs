@@ -1,7 +1,7 @@
 //! The agreement node: one replica driver in the node harness (QUIC, the clock, injected
 //! faults, the status file). What is its own: the record file it restores from and
-//! appends to (its writer thread writes and syncs every record of a turn at the end of
-//! the turn, before what the turn sent leaves), and what its status file shows.
+//! appends to (every record of a turn written and synced at the end of the turn, before
+//! what the turn sent leaves), and what its status file shows.
 
 use crate::core::{Replica, ReplicaConfig};
 use crate::io::driver::{Delivery, ReplicaDriver};
@@ -90,7 +90,8 @@ impl NodeLoop for AgreementNode {
         // One sync for every record of the turn, waited for: on this kind of machine a
         // sync costs CPU more than time, and syncing in the background while the turns go
         // on measured no faster (more, smaller syncs); then what the records vouch for
-        // goes out.
+        // goes out. The sync runs on this thread: handing it to another costs two
+        // context switches a sync, for no overlap.
         self.driver.sync_and_send_held();
         for delivery in self.driver.take_deliveries() {
             match delivery {
@@ -189,8 +190,8 @@ pub async fn run_agreement_node(
         })?;
     let mut node = AgreementNode { id, driver };
     harness.run(&mut node, inbox, None, shutdown).await?;
-    // What the last turn appended is durable before the process goes.
-    node.driver.sync_and_send_held();
+    // What the last turns appended is durable before the process goes.
+    node.driver.sync_all();
     tracing::info!(replica = %id, "agreement replica stopped");
     Ok(())
 }

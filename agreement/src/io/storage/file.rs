@@ -1,7 +1,6 @@
 //! The record file itself (see the `format` module): opened and read back, records
 //! appended (directly to the disk where possible, see the `direct` module), synced with
-//! `fdatasync`, or rewritten whole. The writer thread (the `writer` module) owns it while
-//! the replica runs.
+//! `fdatasync`, or rewritten whole. [`super::FileStorage`] owns it while the replica runs.
 
 use super::direct::Appender;
 use super::format::{self, FileId, FormatError, HEADER_BYTES};

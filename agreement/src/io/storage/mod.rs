@@ -1,25 +1,23 @@
 //! Where a replica's [`Record`]s go: memory (simulator, tests) or an append-only file
-//! ([`FileStorage`], in the format of the `format` module, written by a thread of its own).
+//! ([`FileStorage`], in the format of the `format` module).
 //!
 //! An append is not durable yet. Records become durable in the order they were appended,
-//! by syncs: [`Storage::start_sync`] starts one in the background (the file's writer thread
-//! writes and fsyncs every record appended so far, and the host is told when it is done),
-//! [`Storage::sync`] makes them durable before it returns. Positions count records
-//! appended since the storage was opened: [`Storage::appended`] and [`Storage::durable`].
-//! The driver holds back whatever the records vouch for until they are durable; one sync
-//! covers every record appended while the previous one ran (group commit), and the node
-//! goes on with its inputs meanwhile.
+//! by [`Storage::sync`], which makes every record appended so far durable before it
+//! returns. Positions count records appended since the storage was opened:
+//! [`Storage::appended`] and [`Storage::durable`]. The driver holds back whatever the
+//! records vouch for until they are durable; one sync covers every record of a turn
+//! (group commit).
 //! The file marks each sync point, so that reading after a power cut drops only what was
 //! never synced, and refuses a file whose synced records are damaged.
 
 mod direct;
 mod file;
+mod file_storage;
 mod format;
-mod writer;
 
 pub use file::StorageError;
+pub use file_storage::FileStorage;
 pub use format::{Corruption, FORMAT_VERSION, FormatError};
-pub use writer::FileStorage;
 
 use crate::core::persist::Record;
 
@@ -33,10 +31,6 @@ pub trait Storage {
     fn appended(&self) -> u64;
     /// Records durable so far: every record before this position survives a crash.
     fn durable(&self) -> u64;
-    /// Start making every record appended so far durable, unless a sync runs already (its
-    /// end starts none: the host calls again). A storage without background syncs makes
-    /// records durable only in [`Storage::sync`].
-    fn start_sync(&mut self);
     /// Make every record appended so far durable before returning.
     fn sync(&mut self);
     /// Replace every record with `records` (which say all that matters of the records so
@@ -57,7 +51,6 @@ pub trait Storage {
 
 /// Records kept in memory, as a disk would keep them: those synced survive a simulated
 /// crash ([`MemoryStorage::lose_unsynced`]), those appended after the last sync do not.
-/// It has no background sync: records become durable in [`Storage::sync`] only.
 #[derive(Clone, Debug, Default)]
 pub struct MemoryStorage {
     records: Vec<Record>,
@@ -97,7 +90,6 @@ impl Storage for MemoryStorage {
     fn durable(&self) -> u64 {
         self.appended - (self.records.len() - self.synced_count) as u64
     }
-    fn start_sync(&mut self) {}
     fn sync(&mut self) {
         self.synced_count = self.records.len();
     }

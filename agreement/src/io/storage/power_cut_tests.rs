@@ -11,7 +11,7 @@ use proptest::prelude::*;
 use std::path::Path;
 
 /// Append views `views` to the file at `path` (which ends at its last record) in one
-/// write, as the writer thread does, without the sync that follows (what a power cut may
+/// write, as a sync does, without the `fdatasync` that follows (what a power cut may
 /// then lose), and cut the zeros written ahead off; returns where each record starts and
 /// the file's length at its last sync.
 fn appended_unsynced(path: &Path, views: std::ops::RangeInclusive<u64>) -> (Vec<usize>, usize) {
@@ -235,7 +235,7 @@ struct Written {
 /// that is true.
 ///
 /// The views appended between two syncs go in one write, after one sync marker, as the
-/// writer thread writes them; the zeros written ahead stay (a power cut may damage them
+/// storage writes them; the zeros written ahead stay (a power cut may damage them
 /// too).
 fn write_turns(path: &Path, syncs: &[bool]) -> Written {
     FileStorage::create_empty(path).unwrap();

@@ -377,39 +377,6 @@ fn memory_storage_loses_only_the_unsynced_tail_in_a_crash() {
     assert_eq!(storage.records(), &[view(5)]);
 }
 
-/// A background sync: records handed over by `start_sync` become durable while the
-/// caller goes on, the callback says when, and they read back after a reopen.
-#[test]
-fn a_background_sync_makes_records_durable_and_says_so() {
-    let dir = TestDir::new("background");
-    let path = dir.path();
-    FileStorage::create_empty(&path).unwrap();
-    let (mut storage, _) = FileStorage::open(&path).unwrap();
-    let (told, durable) = std::sync::mpsc::channel();
-    storage.on_durable(Box::new(move || {
-        let _ = told.send(());
-    }));
-    storage.append(view(1));
-    storage.append(view(2));
-    storage.start_sync();
-    durable
-        .recv_timeout(std::time::Duration::from_secs(10))
-        .expect("the writer says when records are durable");
-    assert_eq!((storage.appended(), storage.durable()), (2, 2));
-    assert!(!storage.has_unsynced());
-    // Nothing pending: no job, no callback.
-    storage.start_sync();
-    storage.append(view(3));
-    assert!(storage.has_unsynced());
-    drop(storage);
-    let (_, records) = FileStorage::open(&path).unwrap();
-    assert_eq!(
-        records,
-        vec![view(1), view(2)],
-        "an unsynced append was never written"
-    );
-}
-
 /// Zeros after the last record (space a file system allocated and never wrote) read as
 /// the end of the log: the file is not rewritten, and appends go on after the last record.
 #[test]
