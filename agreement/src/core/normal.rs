@@ -55,7 +55,10 @@ impl Replica {
     }
 
     /// Primary: close batches while the pipeline has room (so batches grow under load) and
-    /// the high watermark allows.
+    /// the high watermark allows. With a batch in flight already, another is closed only
+    /// once a quarter of a full batch waits: every batch costs each replica signatures and
+    /// syncs whatever its size, so on busy cores a few large batches order more requests
+    /// than many small ones, while an idle pipeline still proposes a lone request at once.
     pub(super) fn try_propose(&mut self) {
         if !self.normal || !self.is_primary() {
             return;
@@ -76,6 +79,10 @@ impl Replica {
             if in_flight >= self.config.params.pipeline_max
                 || self.proposer.next_seq > self.high_watermark()
             {
+                return;
+            }
+            let early_fill = self.config.params.batch_size_max.div_ceil(4);
+            if in_flight > 0 && self.requests.arrivals.len() < early_fill {
                 return;
             }
             let requests = self.take_proposable_requests();
