@@ -433,8 +433,13 @@ impl<B: MessageBus, S: Storage> ReplicaDriver<B, S> {
     pub fn handle_timeout(&mut self, now: Time) {
         self.replica.handle_timeout(now);
         let interval = self.replica.params().status_interval_ms * 1000;
-        for (member, order) in self.orders.resend(now, interval) {
+        let resends = self.orders.resend(now, interval);
+        for (member, order) in resends.orders {
             self.send(NodeId::Execution(member), &Message::AppOrder(order));
+        }
+        for (member, checkpoint) in resends.stable_notices {
+            let notice = Message::ExecutionStable(checkpoint);
+            self.send(NodeId::Execution(member), &notice);
         }
         for fetch in self.orders.poll_recovery(now, interval) {
             self.broadcast(&Message::FetchChainedOrders(fetch));

@@ -375,6 +375,9 @@ impl OrderRouter {
             return Vec::new();
         }
         self.joining.remove(&from);
+        // A member reporting a checkpoint executed up to it (its Executed report may be lost).
+        let progress = self.progress.entry(from).or_default();
+        *progress = (*progress).max(checkpoint.seq);
         let tracked = self.checkpoints.entry(app).or_default();
         // One pending root per member: its latest report replaces its earlier ones, so
         // the table holds at most one entry per member.
@@ -459,30 +462,51 @@ impl OrderRouter {
         self.retained.get(&app).map_or(0, BTreeMap::len)
     }
 
-    /// Orders to send again: for each member behind the latest retained order, the next
-    /// ones after what it reported. At most once per `interval_micros`.
-    pub fn resend(&mut self, now: Time, interval_micros: u64) -> Vec<(ExecutionId, AppOrder)> {
+    /// What to send again, at most once per `interval_micros`: to each active member behind
+    /// the latest retained order, the next orders after what it reported; to each active
+    /// member behind the stable checkpoint (the orders it lacks are dropped, so no resend
+    /// can bring it up), the checkpoint to start over from once f+1 agreement replicas
+    /// named it: the stable one, or for a member still joining the one a join is answered
+    /// with (none while orders after the stable one are missing here).
+    pub fn resend(&mut self, now: Time, interval_micros: u64) -> Resends {
+        let mut resends = Resends::default();
         if now < self.next_resend_at {
-            return Vec::new();
+            return resends;
         }
         self.next_resend_at = now.saturating_add_micros(interval_micros);
-        let mut sends = Vec::new();
         for (member, app) in self.membership.members_by_id() {
-            let Some(retained) = self.retained.get(&app) else {
-                continue;
-            };
             if !self.membership.active(app).contains(&member) {
                 continue;
             }
             let done = self.progress.get(&member).copied().unwrap_or_default();
+            let start_from = match self.joining.contains(&member) {
+                true => self.join_checkpoint(app),
+                false => self.stable_checkpoint(app),
+            };
+            if let Some((seq, root)) = start_from
+                && done < seq
+            {
+                let checkpoint = ExecutionCheckpoint { app, seq, root };
+                resends.stable_notices.push((member, checkpoint));
+            }
+            let Some(retained) = self.retained.get(&app) else {
+                continue;
+            };
             let behind = retained
                 .range(Seq(done.0.saturating_add(1))..)
                 .take(ORDERS_RESENT_PER_ROUND_MAX)
                 .map(|(_, retained)| (member, retained.order.clone()));
-            sends.extend(behind);
+            resends.orders.extend(behind);
         }
-        sends
+        resends
     }
+}
+
+/// What [`OrderRouter::resend`] sends again.
+#[derive(Debug, Default)]
+pub struct Resends {
+    pub orders: Vec<(ExecutionId, AppOrder)>,
+    pub stable_notices: Vec<(ExecutionId, ExecutionCheckpoint)>,
 }
 
 #[cfg(test)]
