@@ -153,14 +153,15 @@ impl<T: SignedBody> Signed<T> {
         }
     }
 
-    /// Whether the signature is `signer`'s, per `keys`.
+    /// Whether the signature is `signer`'s, per `keys`. Strict: a signature with a
+    /// non-canonical or small-order component is refused, so no replica accepts a
+    /// signature another would refuse (or one a forger derived from a genuine one).
     pub fn verify(&self, keys: &ReplicaVerifyingKeys) -> bool {
         let Some(key) = keys.0.get(self.signer.index()) else {
             return false;
         };
         let signature = ed25519_dalek::Signature::from_bytes(&self.signature.to_bytes());
-        key.verify(&signing_input(&self.body, self.signer), &signature)
-            .is_ok()
+        (key.verify_strict(&signing_input(&self.body, self.signer), &signature)).is_ok()
     }
 }
 
@@ -261,5 +262,34 @@ mod tests {
             signature: prepare.signature,
         };
         assert!(!forged.verify(&keys));
+    }
+
+    /// A small-order key (here the identity point) with R the identity and S zero
+    /// "verifies" any message under the lax check; the strict one refuses it.
+    #[test]
+    fn a_signature_under_a_small_order_key_is_refused() {
+        use crate::ids::{Digest, Seq, View};
+        use crate::messages::Prepare;
+        let mut identity = [0u8; 32];
+        identity[0] = 1;
+        let weak_key = VerifyingKey::from_bytes(&identity).expect("a point on the curve");
+        let mut signature = [0u8; 64];
+        signature[0] = 1;
+        let forged = Signed {
+            body: Prepare {
+                view: View(1),
+                seq: Seq(2),
+                digest: Digest([3; 32]),
+            },
+            signer: ReplicaId(0),
+            signature: Signature::from_bytes(signature),
+        };
+        let lax = ed25519_dalek::Signature::from_bytes(&signature);
+        let input = signing_input(&forged.body, forged.signer);
+        assert!(
+            weak_key.verify(&input, &lax).is_ok(),
+            "the lax check accepts it"
+        );
+        assert!(!forged.verify(&ReplicaVerifyingKeys(vec![weak_key])));
     }
 }
