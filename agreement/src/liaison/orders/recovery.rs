@@ -163,10 +163,10 @@ impl OrderRouter {
         let (Some(first), Some(last)) = (orders.first(), orders.last()) else {
             return false;
         };
-        let consecutive = orders
-            .iter()
-            .enumerate()
-            .all(|(index, order)| order.app == app && order.seq.0 == first.seq.0 + index as u64);
+        // Checked: a Byzantine peer's orders may end at u64::MAX.
+        let consecutive = orders.iter().enumerate().all(|(index, order)| {
+            order.app == app && Some(order.seq.0) == first.seq.0.checked_add(index as u64)
+        });
         if !consecutive || first.seq == Seq(0) {
             return false;
         }
