@@ -374,6 +374,14 @@ impl OrderRouter {
         if checkpoint.seq <= stable_seq || checkpoint.seq > routed {
             return Vec::new();
         }
+        // A report older than the member's pending one (replayed, or overtaken on the
+        // way) must not replace it: that would hold the newer checkpoint back.
+        let newer_pending = (self.checkpoints.get(&app)).is_some_and(|tracked| {
+            (tracked.range(checkpoint.seq.next()..)).any(|(_, roots)| roots.contains_key(&from))
+        });
+        if newer_pending {
+            return Vec::new();
+        }
         self.joining.remove(&from);
         // A member reporting a checkpoint executed up to it (its Executed report may be lost).
         let progress = self.progress.entry(from).or_default();

@@ -214,7 +214,11 @@ fn forged_chained_orders_are_dropped_whole() {
     gap.orders.remove(1);
     let mut other_app = genuine.clone();
     other_app.orders[0].app = AppId(5);
-    for forged in [changed, other_before, gap, other_app] {
+    // Sequence numbers that wrap past u64::MAX are not consecutive (nor a panic).
+    let mut wrapped = genuine.clone();
+    wrapped.orders[0].seq = Seq(u64::MAX);
+    wrapped.orders[1].seq = Seq(0);
+    for forged in [changed, other_before, gap, other_app, wrapped] {
         assert_eq!(jumper.handle_chained_orders(ReplicaId(3), &forged), None);
         assert_eq!(jumper.retained_count(AppId(0)), 0);
     }
@@ -519,4 +523,23 @@ fn a_member_behind_the_stable_checkpoint_is_told_it_again() {
     router.handle_executed(ExecutionId(2), executed(4));
     let resent = router.resend(Time(2000), 1000);
     assert!(resent.stable_notices.is_empty());
+}
+
+/// A member's older checkpoint report, replayed after its newer one, does not replace it:
+/// the newer checkpoint still becomes stable when the other member reports it.
+#[test]
+fn an_older_report_does_not_replace_a_members_newer_one() {
+    let mut router = router_that_routed(4);
+    let checkpoint = |seq| ExecutionCheckpoint {
+        app: AppId(0),
+        seq: Seq(seq),
+        root: Digest([seq as u8; 32]),
+    };
+    router.handle_checkpoint(ExecutionId(0), checkpoint(4));
+    router.handle_checkpoint(ExecutionId(0), checkpoint(2));
+    router.handle_checkpoint(ExecutionId(1), checkpoint(4));
+    assert_eq!(
+        router.stable_checkpoint(AppId(0)),
+        Some((Seq(4), Digest([4; 32])))
+    );
 }
