@@ -494,7 +494,8 @@ pub fn endpoint_for_replica(
 ) -> Result<(ClusterConfig, Endpoint), ConfigError> {
     let config = ClusterConfig::load(dir)?;
     let keys = keys::replica_keys(dir, &config, id)?;
-    let endpoint = Endpoint::new(keys, config.verifying_keys(), config.protocol.clone());
+    let endpoint = Endpoint::new(keys, config.verifying_keys(), config.protocol.clone())
+        .with_clients_provisioned(config.clients);
     Ok((config, endpoint))
 }
 
@@ -505,6 +506,7 @@ pub fn endpoint_for_client(
 ) -> Result<(ClusterConfig, Endpoint), ConfigError> {
     let config = ClusterConfig::load(dir)?;
     let keys = keys::client_keys(dir, &config, id)?;
-    let endpoint = Endpoint::new(keys, config.verifying_keys(), config.protocol.clone());
+    let endpoint = Endpoint::new(keys, config.verifying_keys(), config.protocol.clone())
+        .with_clients_provisioned(config.clients);
     Ok((config, endpoint))
 }

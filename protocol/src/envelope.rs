@@ -190,6 +190,9 @@ pub struct Endpoint {
     peer_macs: BTreeMap<NodeId, MacKey>,
     /// Keys derived for clients (a replica derives one per client it hears from).
     client_macs: ClientKeyCache,
+    /// Clients 0..this are provisioned; no key is derived for any other id, so a frame or
+    /// a request naming one fails its check. None: any id (tests, the simulator).
+    clients_provisioned: Option<u64>,
 }
 
 fn envelope_mac_input<'a>(from: &'a [u8], to: &'a [u8], payload: &'a [u8]) -> [&'a [u8]; 4] {
@@ -241,7 +244,14 @@ impl Endpoint {
             params,
             peer_macs,
             client_macs: ClientKeyCache::default(),
+            clients_provisioned: None,
         }
+    }
+
+    /// Refuse every client id at or above `clients` (the configuration's `clients`).
+    pub fn with_clients_provisioned(mut self, clients: u64) -> Self {
+        self.clients_provisioned = Some(clients);
+        self
     }
 
     /// Run `use_key` with the keyed MAC state this node shares with `peer`, if any. Client
@@ -252,6 +262,12 @@ impl Endpoint {
                 self.peer_macs.get(&peer).map(use_key)
             }
             NodeId::Client(client) => {
+                if self
+                    .clients_provisioned
+                    .is_some_and(|clients| client.0 >= clients)
+                {
+                    return None;
+                }
                 // A poisoned cache is only a cache: keep using it.
                 let mut cache = self
                     .client_macs
@@ -430,6 +446,39 @@ pub fn peek_message(frame: &[u8]) -> Option<Message> {
 #[cfg(test)]
 mod tests {
     use super::RejectReason;
+    use crate::derived_keys::DerivedKeys;
+    use crate::messages::{Message, Request};
+    use crate::{AppId, ClientId, NodeId, ReplicaId, params::ProtocolParams};
+
+    /// A client id outside the provisioned range gets nowhere, even with MACs made from
+    /// the replica's client master (which derives a key for any id): its frames are
+    /// refused, its request's authenticator fails, and nothing is sealed for it.
+    #[test]
+    fn a_client_outside_the_provisioned_range_is_refused() {
+        let params = ProtocolParams::default();
+        let keys = DerivedKeys::new(1, &params);
+        let replica = keys
+            .replica_endpoint(ReplicaId(0))
+            .with_clients_provisioned(4);
+        let request = |client| Request {
+            app: AppId(0),
+            client: ClientId(client),
+            timestamp: 1,
+            op: Vec::new(),
+        };
+        for (client, provisioned) in [(3, true), (4, false), (u64::MAX, false)] {
+            let sender = keys.client_endpoint(ClientId(client));
+            let authenticated = sender.authenticate_request(request(client));
+            let frame = sender.seal_multicast(&Message::Request(authenticated.clone()));
+            assert_eq!(replica.open(&frame).is_ok(), provisioned, "client {client}");
+            assert_eq!(replica.check_request(&authenticated), provisioned);
+            let to = NodeId::Client(ClientId(client));
+            assert_eq!(
+                replica.seal(to, &Message::Request(authenticated)).is_some(),
+                provisioned
+            );
+        }
+    }
     use serde::Deserialize as _;
     use serde::de::IntoDeserializer as _;
     use serde::de::value::{Error, StrDeserializer};

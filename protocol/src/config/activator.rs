@@ -106,7 +106,8 @@ pub fn load_activator_tls_key(dir: &Path) -> Result<PrivateKeyDer<'static>, Conf
 pub fn endpoint_for_activator(dir: &Path) -> Result<(ClusterConfig, Endpoint), ConfigError> {
     let config = ClusterConfig::load(dir)?;
     let keys = activator_keys(dir, &config)?;
-    let endpoint = Endpoint::new(keys, config.verifying_keys(), config.protocol.clone());
+    let endpoint = Endpoint::new(keys, config.verifying_keys(), config.protocol.clone())
+        .with_clients_provisioned(config.clients);
     Ok((config, endpoint))
 }
 

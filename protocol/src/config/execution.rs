@@ -210,6 +210,7 @@ pub fn endpoint_for_execution(
 ) -> Result<(ClusterConfig, Endpoint), ConfigError> {
     let config = ClusterConfig::load(dir)?;
     let keys = keys::execution_keys(dir, &config, id)?;
-    let endpoint = Endpoint::new(keys, config.verifying_keys(), config.protocol.clone());
+    let endpoint = Endpoint::new(keys, config.verifying_keys(), config.protocol.clone())
+        .with_clients_provisioned(config.clients);
     Ok((config, endpoint))
 }
