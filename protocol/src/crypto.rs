@@ -9,7 +9,7 @@
 //! other nodes share, so it cannot forge their messages.
 
 use crate::ids::{ClientId, NodeId, ReplicaId};
-use ed25519_dalek::{Signer as _, SigningKey, Verifier as _, VerifyingKey};
+use ed25519_dalek::{Signer as _, SigningKey, VerifyingKey};
 use hmac::{Hmac, KeyInit, Mac as _};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -270,6 +270,7 @@ mod tests {
     fn a_signature_under_a_small_order_key_is_refused() {
         use crate::ids::{Digest, Seq, View};
         use crate::messages::Prepare;
+        use ed25519_dalek::Verifier as _;
         let mut identity = [0u8; 32];
         identity[0] = 1;
         let weak_key = VerifyingKey::from_bytes(&identity).expect("a point on the curve");

@@ -402,6 +402,9 @@ impl<B: MessageBus, S: Storage> ReplicaDriver<B, S> {
             (NodeId::Replica(from), Message::ChainedOrders(answer)) => {
                 let next = self.orders.handle_chained_orders(from, answer);
                 self.persist_router_records();
+                // Recovered orders let this replica name its stable checkpoint to joiners,
+                // so they are synced this turn, not left for a vote that may never come.
+                self.votes_through = self.storage.appended();
                 if let Some(next) = next {
                     self.send(NodeId::Replica(from), &Message::FetchChainedOrders(next));
                 }

@@ -189,9 +189,10 @@ pub async fn run_agreement_node(
             })
         })?;
     let mut node = AgreementNode { id, driver };
-    harness.run(&mut node, inbox, None, shutdown).await?;
-    // What the last turns appended is durable before the process goes.
+    let run = harness.run(&mut node, inbox, None, shutdown).await;
+    // What the last turns appended is durable before the process goes, however it ends.
     node.driver.sync_all();
+    run?;
     tracing::info!(replica = %id, "agreement replica stopped");
     Ok(())
 }

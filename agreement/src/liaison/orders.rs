@@ -474,8 +474,8 @@ impl OrderRouter {
     /// the latest retained order, the next orders after what it reported; to each active
     /// member behind the stable checkpoint (the orders it lacks are dropped, so no resend
     /// can bring it up), the checkpoint to start over from once f+1 agreement replicas
-    /// named it: the stable one, or for a member still joining the one a join is answered
-    /// with (none while orders after the stable one are missing here).
+    /// named it, as a join is answered: none while orders after it are missing here (a
+    /// joiner takes the notice as an answer).
     pub fn resend(&mut self, now: Time, interval_micros: u64) -> Resends {
         let mut resends = Resends::default();
         if now < self.next_resend_at {
@@ -487,11 +487,7 @@ impl OrderRouter {
                 continue;
             }
             let done = self.progress.get(&member).copied().unwrap_or_default();
-            let start_from = match self.joining.contains(&member) {
-                true => self.join_checkpoint(app),
-                false => self.stable_checkpoint(app),
-            };
-            if let Some((seq, root)) = start_from
+            if let Some((seq, root)) = self.join_checkpoint(app)
                 && done < seq
             {
                 let checkpoint = ExecutionCheckpoint { app, seq, root };
