@@ -27,7 +27,9 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use zz_protocol::bus::MessageBus;
 use zz_protocol::config::LOCAL_ACTIVATOR;
 use zz_protocol::messages::{AppOrder, ExecutionCheckpoint, Message, Order, Reply};
-use zz_protocol::{ClientId, Digest, Endpoint, FrameCounters, NodeId, ReplicaId, Seq, Time, View};
+use zz_protocol::{
+    ClientId, Digest, Endpoint, ExecutionId, FrameCounters, NodeId, ReplicaId, Seq, Time, View,
+};
 
 /// Frames held back for a sync at most; a turn producing more syncs early rather than
 /// grow the queue (the node's turns, of at most 256 frames, stay far below it).
@@ -348,10 +350,7 @@ impl<B: MessageBus, S: Storage> ReplicaDriver<B, S> {
                 );
                 let told = self.orders.handle_checkpoint(from, *checkpoint);
                 self.persist_router_records();
-                for member in told {
-                    let notice = Message::ExecutionStable(*checkpoint);
-                    self.send(NodeId::Execution(member), &notice);
-                }
+                self.tell_stable(told.into_iter().map(|member| (member, *checkpoint)));
             }
             (NodeId::Activator(_), Message::Membership(membership)) => {
                 let app = membership.app;
@@ -366,21 +365,13 @@ impl<B: MessageBus, S: Storage> ReplicaDriver<B, S> {
                         self.orders.membership(),
                     );
                     self.persist_router_records();
-                    for (member, checkpoint) in change.told {
-                        self.send(
-                            NodeId::Execution(member),
-                            &Message::ExecutionStable(checkpoint),
-                        );
-                    }
+                    self.tell_stable(change.told);
                 }
             }
             (NodeId::Execution(from), Message::Join(join)) => {
                 let told = self.orders.handle_join(from, join.app);
                 self.persist_router_records();
-                for (member, checkpoint) in told {
-                    let notice = Message::ExecutionStable(checkpoint);
-                    self.send(NodeId::Execution(member), &notice);
-                }
+                self.tell_stable(told);
                 if self.orders.membership().is_member(from, join.app)
                     && let Some((seq, root)) = self.orders.join_checkpoint(join.app)
                 {
@@ -440,15 +431,25 @@ impl<B: MessageBus, S: Storage> ReplicaDriver<B, S> {
         for (member, order) in resends.orders {
             self.send(NodeId::Execution(member), &Message::AppOrder(order));
         }
-        for (member, checkpoint) in resends.stable_notices {
-            let notice = Message::ExecutionStable(checkpoint);
-            self.send(NodeId::Execution(member), &notice);
-        }
+        self.tell_stable(resends.stable_notices);
         for fetch in self.orders.poll_recovery(now, interval) {
             self.broadcast(&Message::FetchChainedOrders(fetch));
         }
         self.detector.handle_tick(now, self.orders.membership());
         self.flush(now);
+    }
+
+    /// Tell each execution replica the stable checkpoint of its app paired with it.
+    fn tell_stable(
+        &mut self,
+        notices: impl IntoIterator<Item = (ExecutionId, ExecutionCheckpoint)>,
+    ) {
+        for (member, checkpoint) in notices {
+            self.send(
+                NodeId::Execution(member),
+                &Message::ExecutionStable(checkpoint),
+            );
+        }
     }
 
     /// The detector's alarms go to the activator.
