@@ -153,6 +153,13 @@ impl Replica {
         for record in records {
             replica.apply_record(record);
         }
+        let new_view_known = (replica.view_change.last_new_view.as_ref())
+            .is_some_and(|new_view| new_view.body.view == replica.view);
+        if replica.normal && replica.view > View(0) && !new_view_known {
+            // Normal in a view without its new view (a log written by an older zz, which
+            // recorded the view first): changing view again is safe, serving in it is not.
+            replica.normal = false;
+        }
         replica.proposer.next_seq = replica.checkpoints.stable.seq.next();
         replica.reapply_new_view();
         replica.restore_own_votes();

@@ -285,3 +285,17 @@ fn a_restored_replica_retransmits_its_prepare_and_commit() {
         digest
     })));
 }
+
+/// Records saying "normal in view 1" without view 1's new view (an older zz wrote the view
+/// first, and a torn tail can keep just that) restore a replica changing view, not one
+/// that would accept any pre-prepare of view 1's primary.
+#[test]
+fn a_view_restored_without_its_new_view_is_not_served_in() {
+    let records = vec![Record::View {
+        view: View(1),
+        normal: true,
+    }];
+    let restored = Replica::restore(config(2), records, Time(0));
+    assert_eq!(restored.view(), View(1));
+    assert!(!restored.is_normal());
+}

@@ -256,8 +256,11 @@ impl Replica {
         self.normal = true;
         self.view_change.attempts = 0;
         self.view_change.new_view_deadline = None;
-        self.persist(Record::View { view, normal: true });
+        // The new view first: a torn tail keeps a prefix of the records, and a replica
+        // restored as normal in the view without its new view would accept pre-prepares
+        // that contradict it (see `Replica::restore`).
         self.persist(Record::NewView(new_view.clone()));
+        self.persist(Record::View { view, normal: true });
         self.view_change.last_new_view = Some(new_view.clone());
         let (stable, _) = compute_new_view_entries(&new_view.body.view_changes);
         self.adopt_stable_certificate(stable.clone());
