@@ -15,6 +15,8 @@ use zz_protocol::{AppId, Digest, ReplicaId, Seq, View};
 pub(super) struct Proposer {
     /// Primary only: the next sequence number to propose.
     pub(super) next_seq: Seq,
+    /// The batch this replica last proposed in this run, and in which view.
+    last_proposed: Option<(View, Seq)>,
     rng_state: u64,
 }
 
@@ -22,6 +24,7 @@ impl Proposer {
     pub(super) fn new(seed: u64) -> Proposer {
         Proposer {
             next_seq: Seq(1),
+            last_proposed: None,
             rng_state: seed ^ 0x9e37_79b9_7f4a_7c15,
         }
     }
@@ -59,6 +62,8 @@ impl Replica {
     /// once a quarter of a full batch waits: every batch costs each replica signatures and
     /// syncs whatever its size, so on busy cores a few large batches order more requests
     /// than many small ones, while an idle pipeline still proposes a lone request at once.
+    /// Only behind a batch of its own: a primary that restarted, or entered a view, with
+    /// batches above what it executed goes on proposing while it catches up on them.
     pub(super) fn try_propose(&mut self) {
         if !self.normal || !self.is_primary() {
             return;
@@ -82,7 +87,9 @@ impl Replica {
                 return;
             }
             let early_fill = self.config.params.batch_size_max.div_ceil(4);
-            if in_flight > 0 && self.requests.arrivals.len() < early_fill {
+            let behind_own_batch =
+                self.proposer.last_proposed == Some((self.view, Seq(self.proposer.next_seq.0 - 1)));
+            if in_flight > 0 && behind_own_batch && self.requests.arrivals.len() < early_fill {
                 return;
             }
             let requests = self.take_proposable_requests();
@@ -96,6 +103,7 @@ impl Replica {
             let batch = Batch { requests, nondet };
             let seq = self.proposer.next_seq;
             self.proposer.next_seq = seq.next();
+            self.proposer.last_proposed = Some((self.view, seq));
             self.propose(seq, batch);
         }
     }
