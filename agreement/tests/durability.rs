@@ -267,18 +267,19 @@ fn frames_wait_for_the_sync_of_the_records_they_follow_from() {
     }
 }
 
-/// Orders app seqs 1..=6 (PBFT checkpoint stable at 6, so the app's head is 6 there), with
-/// the app's execution checkpoint at 2 stable, then app seq 7 committed after the PBFT
-/// checkpoint, and a last request that reaches the primary but is never synced.
+/// Orders app seqs 1..=5 in batches 1, 2 and 4..=6 (batch 3 orders the certificate that
+/// makes the app's execution checkpoint at 2 stable; PBFT checkpoint stable at 6, so the
+/// app's head is 5 there), then app seq 6 committed after the PBFT checkpoint, and a last
+/// request that reaches the primary but is never synced.
 fn cluster_before_a_power_cut() -> Cluster {
     let mut cluster = Cluster::new();
     order_requests(&mut cluster, 2);
     report_checkpoint(&mut cluster, 2);
-    order_requests(&mut cluster, 5);
+    order_requests(&mut cluster, 4);
     for driver in &cluster.drivers {
         assert_eq!(driver.replica().stable_seq(), Seq(6));
         assert_eq!(driver.orders().stable_checkpoint(APP), Some((Seq(2), ROOT)));
-        assert_eq!(driver.orders().routed(APP), Seq(7));
+        assert_eq!(driver.orders().routed(APP), Seq(6));
     }
     // The primary records a pre-prepare for the last request, and crashes before the sync.
     cluster.request();
@@ -303,13 +304,13 @@ fn a_whole_cluster_restart_keeps_the_orders_after_the_stable_execution_checkpoin
         let orders = driver.orders();
         assert_eq!(driver.replica().stable_seq(), Seq(6));
         assert_eq!(orders.stable_checkpoint(APP), Some((Seq(2), ROOT)));
-        assert_eq!(orders.routed(APP), Seq(6), "up to the restored head");
-        assert!((3..=6).all(|seq| orders.retains(APP, Seq(seq))));
+        assert_eq!(orders.routed(APP), Seq(5), "up to the restored head");
+        assert!((3..=5).all(|seq| orders.retains(APP, Seq(seq))));
         assert!(orders.holds_all_after_stable(APP));
         assert_eq!(orders.join_checkpoint(APP), Some((Seq(2), ROOT)));
     }
 
-    // A woken execution replica starting from the checkpoint gets orders 3..=6 from each.
+    // A woken execution replica starting from the checkpoint gets orders 3..=5 from each.
     cluster.orders_received(0);
     let fetch = FetchOrders {
         app: APP,
@@ -323,19 +324,19 @@ fn a_whole_cluster_restart_keeps_the_orders_after_the_stable_execution_checkpoin
     }
     assert_eq!(
         by_seq.keys().copied().collect::<Vec<_>>(),
-        (3..=6).map(Seq).collect::<Vec<_>>()
+        (3..=5).map(Seq).collect::<Vec<_>>()
     );
     assert!(by_seq.values().all(|senders| senders.len() == 4));
 
-    // Retransmission of the restored votes commits app seq 7 again; then a new request.
+    // Retransmission of the restored votes commits app seq 6 again; then a new request.
     cluster.tick(params().status_interval_ms);
     for driver in &cluster.drivers {
-        assert_eq!(driver.orders().routed(APP), Seq(7));
+        assert_eq!(driver.orders().routed(APP), Seq(6));
     }
     order_requests(&mut cluster, 1);
     cluster.tick(params().status_interval_ms);
     for driver in &cluster.drivers {
-        assert!(driver.orders().routed(APP) >= Seq(8), "ordering goes on");
+        assert!(driver.orders().routed(APP) >= Seq(7), "ordering goes on");
         assert!(driver.orders().holds_all_after_stable(APP));
     }
 }
@@ -352,11 +353,11 @@ fn orders_on_disk_that_contradict_the_certified_head_refuse_to_start() {
     let mut tampered = 0;
     for record in &mut records {
         match record {
-            Record::AppOrder { order, .. } if order.seq == Seq(6) => {
+            Record::AppOrder { order, .. } if order.seq == Seq(5) => {
                 order.nondet.seed ^= 1;
                 tampered += 1;
             }
-            Record::AppOrderOfBatch { seq, nondet, .. } if *seq == Seq(6) => {
+            Record::AppOrderOfBatch { seq, nondet, .. } if *seq == Seq(5) => {
                 nondet.seed ^= 1;
                 tampered += 1;
             }
@@ -376,7 +377,7 @@ fn orders_on_disk_that_contradict_the_certified_head_refuse_to_start() {
             error,
             OrderRestoreError::HeadChainMismatch {
                 app: APP,
-                seq: Seq(6),
+                seq: Seq(5),
                 ..
             }
         ),

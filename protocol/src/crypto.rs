@@ -217,6 +217,9 @@ impl SignedBody for crate::messages::Checkpoint {
 impl SignedBody for crate::messages::ViewChange {
     const DOMAIN: &'static [u8] = b"view-change";
 }
+impl SignedBody for crate::messages::ExecutionCheckpoint {
+    const DOMAIN: &'static [u8] = b"stable execution checkpoint vote";
+}
 impl SignedBody for crate::messages::NewView {
     const DOMAIN: &'static [u8] = b"new-view";
 }

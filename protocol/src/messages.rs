@@ -47,6 +47,10 @@ pub struct NonDet {
 pub struct Batch {
     pub requests: Vec<AuthenticatedRequest>,
     pub nondet: NonDet,
+    /// Execution checkpoints to make stable, each certified by f+1 agreement replicas:
+    /// ordered like requests, so every correct replica makes the same checkpoint of an app
+    /// stable at the same point of the sequence.
+    pub stability: Vec<StabilityCertificate>,
 }
 
 impl Batch {
@@ -57,13 +61,23 @@ impl Batch {
     }
 
     pub fn is_null(&self) -> bool {
-        self.requests.is_empty()
+        self.requests.is_empty() && self.stability.is_empty()
     }
 
     pub fn digest(&self) -> Digest {
         let bytes = postcard::to_stdvec(self).expect("encoding a batch cannot fail");
         Digest::of(&[b"zz batch", &bytes])
     }
+}
+
+/// f+1 agreement replicas' signed votes that `checkpoint` (f+1 of the app's execution
+/// replicas, and every active one not joining, reported its root) is stable: at least one
+/// correct replica judged so. Ordered in a batch, it makes the checkpoint the app's stable
+/// one at every replica alike.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StabilityCertificate {
+    pub checkpoint: ExecutionCheckpoint,
+    pub votes: Vec<Signed<ExecutionCheckpoint>>,
 }
 
 /// The signed part of a pre-prepare: it binds a digest to (view, seq).
@@ -173,6 +187,8 @@ pub struct AppHead {
     pub app: AppId,
     pub seq: Seq,
     pub chain: Digest,
+    /// The app's stable execution checkpoint as ordered up to here, if any: (seq, root).
+    pub stable: Option<(Seq, Digest)>,
 }
 
 impl CheckpointState {
@@ -247,9 +263,12 @@ pub enum Message {
     Executed(Executed),
     ExecutionCheckpoint(ExecutionCheckpoint),
     /// From an agreement replica to an app's execution replicas: this checkpoint became
-    /// stable (every active replica reported this root). On f+1 matching notices an
+    /// stable (a certificate of it was ordered). On f+1 matching notices an
     /// execution replica keeps its snapshot as a stable one and drops older snapshots.
     ExecutionStable(ExecutionCheckpoint),
+    /// Between agreement replicas: the sender judged this execution checkpoint stable and
+    /// asks that it be ordered (f+1 such votes make a [`StabilityCertificate`]).
+    StableVote(Signed<ExecutionCheckpoint>),
     Wake(Wake),
     Faulty(Faulty),
     Membership(Membership),
@@ -280,6 +299,7 @@ impl Message {
             Message::Executed(_) => "executed",
             Message::ExecutionCheckpoint(_) => "execution-checkpoint",
             Message::ExecutionStable(_) => "execution-stable",
+            Message::StableVote(_) => "stable-vote",
             Message::Wake(_) => "wake",
             Message::Faulty(_) => "faulty",
             Message::Membership(_) => "membership",

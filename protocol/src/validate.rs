@@ -8,7 +8,7 @@ use crate::envelope::Endpoint;
 use crate::ids::{NodeId, ReplicaId, Seq, View};
 use crate::messages::{
     Batch, Batches, CheckpointCertificate, CheckpointState, Message, NewView, PreparedCertificate,
-    ViewChange,
+    StabilityCertificate, ViewChange,
 };
 use std::collections::BTreeSet;
 
@@ -78,10 +78,37 @@ fn signed_by_sender<T: crate::crypto::SignedBody>(
     )
 }
 
-/// A batch's size only. Batches inside certificates (2f+1 replicas vouched for them) and
-/// fetched batches (kept only on f+1 matching offers) are not checked against the client
-/// authenticators again: a Byzantine client whose authenticator is valid for some replicas
-/// only must not be able to shut the others out of view changes and catch-up.
+/// Stability certificates in one batch, at most.
+pub const STABILITY_CERTIFICATES_MAX: usize = 64;
+
+/// f+1 distinct agreement replicas signed the certificate's checkpoint.
+pub fn check_stability_certificate(endpoint: &Endpoint, cert: &StabilityCertificate) -> Check {
+    let params = endpoint.params();
+    bounded(cert.votes.len(), params.replica_count())?;
+    let mut signers = BTreeSet::new();
+    for vote in &cert.votes {
+        require(vote.body == cert.checkpoint, Invalid::MismatchedVote)?;
+        require(
+            vote.verify(endpoint.verifying_keys()),
+            Invalid::BadSignature(vote.signer),
+        )?;
+        signers.insert(vote.signer);
+    }
+    require(
+        signers.len() >= params.weak_quorum(),
+        Invalid::ShortCertificate {
+            count: signers.len(),
+            needed: params.weak_quorum(),
+        },
+    )
+}
+
+/// A batch's size and its stability certificates. Batches inside certificates (2f+1
+/// replicas vouched for them) and fetched batches (kept only on f+1 matching offers) are
+/// not checked against the client authenticators again: a Byzantine client whose
+/// authenticator is valid for some replicas only must not be able to shut the others out
+/// of view changes and catch-up. Stability certificates are signed, so every replica
+/// judges them alike wherever they travel.
 fn check_batch_size(endpoint: &Endpoint, batch: &Batch) -> Check {
     let limit = endpoint.params().batch_size_max;
     require(
@@ -90,7 +117,12 @@ fn check_batch_size(endpoint: &Endpoint, batch: &Batch) -> Check {
             count: batch.requests.len(),
             limit,
         },
-    )
+    )?;
+    bounded(batch.stability.len(), STABILITY_CERTIFICATES_MAX)?;
+    for cert in &batch.stability {
+        check_stability_certificate(endpoint, cert)?;
+    }
+    Ok(())
 }
 
 /// A batch the primary proposes: its size, and every request's authenticator for us.
@@ -375,6 +407,7 @@ pub fn check_message(endpoint: &Endpoint, from: NodeId, message: &Message) -> Ch
             )
         }
         Message::Prepare(prepare) => signed_by_sender(endpoint, from, prepare),
+        Message::StableVote(vote) => signed_by_sender(endpoint, from, vote),
         Message::Checkpoint(checkpoint) => signed_by_sender(endpoint, from, checkpoint),
         Message::ViewChange(view_change) => {
             signed_by_sender(endpoint, from, view_change)?;
@@ -406,5 +439,56 @@ pub fn check_message(endpoint: &Endpoint, from: NodeId, message: &Message) -> Ch
         | Message::Status(_)
         | Message::FetchBatches(_)
         | Message::FetchChainedOrders(_) => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::derived_keys::DerivedKeys;
+    use crate::ids::{AppId, Digest};
+    use crate::messages::ExecutionCheckpoint;
+    use crate::params::ProtocolParams;
+
+    /// A stability certificate needs f+1 distinct replicas' valid signatures on its very
+    /// checkpoint: short, repeated, mismatched or forged votes make the batch carrying it
+    /// invalid wherever it travels.
+    #[test]
+    fn a_stability_certificate_needs_f_plus_1_distinct_valid_votes_alike() {
+        let params = ProtocolParams::default();
+        let keys = DerivedKeys::new(3, &params);
+        let endpoint = keys.replica_endpoint(ReplicaId(0));
+        let checkpoint = ExecutionCheckpoint {
+            app: AppId(0),
+            seq: Seq(8),
+            root: Digest([5; 32]),
+        };
+        let vote = |by: u32, body: ExecutionCheckpoint| {
+            let key = keys
+                .replica(ReplicaId(by))
+                .signing_key
+                .expect("replicas sign");
+            Signed::sign(body, ReplicaId(by), &key)
+        };
+        let certificate = |votes| StabilityCertificate { checkpoint, votes };
+        let good = certificate(vec![vote(1, checkpoint), vote(2, checkpoint)]);
+        assert_eq!(check_stability_certificate(&endpoint, &good), Ok(()));
+        let short = certificate(vec![vote(1, checkpoint)]);
+        let repeated = certificate(vec![vote(1, checkpoint), vote(1, checkpoint)]);
+        let other_root = ExecutionCheckpoint {
+            root: Digest([6; 32]),
+            ..checkpoint
+        };
+        let mismatched = certificate(vec![vote(1, checkpoint), vote(2, other_root)]);
+        let mut forged = good.clone();
+        forged.votes[1].signer = ReplicaId(3);
+        for bad in [short, repeated, mismatched, forged] {
+            assert!(check_stability_certificate(&endpoint, &bad).is_err());
+            let batch = Batch {
+                stability: vec![bad],
+                ..Batch::default()
+            };
+            assert!(check_batch_size(&endpoint, &batch).is_err());
+        }
     }
 }

@@ -23,7 +23,7 @@ use zz_protocol::messages::{
     CheckpointCertificate, CheckpointState, Commit, Executed, ExecutionCheckpoint, FaultReason,
     Faulty, FetchBatches, FetchBucket, FetchChainedOrders, FetchOrders, Join, Membership, Message,
     NewView, NewViewEntry, NonDet, PrePrepareHeader, Prepare, PreparedCertificate, Reply, Request,
-    Status, ViewChange, Wake, WakeReason,
+    StabilityCertificate, Status, ViewChange, Wake, WakeReason,
 };
 use zz_protocol::{
     AppId, ClientId, Digest, Endpoint, ExecutionId, NodeId, ProtocolParams, ReplicaId, Seq, View,
@@ -179,9 +179,21 @@ prop_compose! {
 }
 
 prop_compose! {
-    fn batch()(requests in vec(authenticated_request(), 0..COLLECTION_SIZE_MAX), nondet in nondet())
-        -> Batch {
-        Batch { requests, nondet }
+    fn batch()(
+        requests in vec(authenticated_request(), 0..COLLECTION_SIZE_MAX),
+        nondet in nondet(),
+        stability in vec(stability_certificate(), 0..3),
+    ) -> Batch {
+        Batch { requests, nondet, stability }
+    }
+}
+
+prop_compose! {
+    fn stability_certificate()(
+        checkpoint in execution_checkpoint(),
+        votes in vec(signed(execution_checkpoint()), 0..3),
+    ) -> StabilityCertificate {
+        StabilityCertificate { checkpoint, votes }
     }
 }
 
@@ -263,7 +275,8 @@ prop_compose! {
         last_timestamp_ms in any_u64(),
         clients in vec((client_id(), any_u64()), 0..COLLECTION_SIZE_MAX),
         apps in vec(
-            (app_id(), seq(), digest()).prop_map(|(app, seq, chain)| AppHead { app, seq, chain }),
+            (app_id(), seq(), digest(), proptest::option::of((seq(), digest())))
+                .prop_map(|(app, seq, chain, stable)| AppHead { app, seq, chain, stable }),
             0..COLLECTION_SIZE_MAX,
         ),
     ) -> CheckpointState {
@@ -343,6 +356,7 @@ fn message() -> impl Strategy<Value = Message> {
         executed().prop_map(Message::Executed),
         execution_checkpoint().prop_map(Message::ExecutionCheckpoint),
         execution_checkpoint().prop_map(Message::ExecutionStable),
+        signed(execution_checkpoint()).prop_map(Message::StableVote),
         activation_message(),
         (app_id(), seq()).prop_map(|(app, up_to)| {
             Message::FetchChainedOrders(FetchChainedOrders { app, up_to })
@@ -424,7 +438,7 @@ fn activation_message() -> impl Strategy<Value = Message> {
 
 /// The variants of [`Message`], in declaration order. The match is exhaustive, so a new
 /// variant fails to compile here until [`message`] generates it too.
-const VARIANT_COUNT: usize = 24;
+const VARIANT_COUNT: usize = 25;
 
 fn variant_index(message: &Message) -> usize {
     match message {
@@ -443,15 +457,16 @@ fn variant_index(message: &Message) -> usize {
         Message::Executed(_) => 12,
         Message::ExecutionCheckpoint(_) => 13,
         Message::ExecutionStable(_) => 14,
-        Message::Wake(_) => 15,
-        Message::Faulty(_) => 16,
-        Message::Membership(_) => 17,
-        Message::Join(_) => 18,
-        Message::FetchOrders(_) => 19,
-        Message::FetchBucket(_) => 20,
-        Message::BucketData(_) => 21,
-        Message::FetchChainedOrders(_) => 22,
-        Message::ChainedOrders(_) => 23,
+        Message::StableVote(_) => 15,
+        Message::Wake(_) => 16,
+        Message::Faulty(_) => 17,
+        Message::Membership(_) => 18,
+        Message::Join(_) => 19,
+        Message::FetchOrders(_) => 20,
+        Message::FetchBucket(_) => 21,
+        Message::BucketData(_) => 22,
+        Message::FetchChainedOrders(_) => 23,
+        Message::ChainedOrders(_) => 24,
     }
 }
 

@@ -173,6 +173,7 @@ impl Replica {
                 .get(client)
                 .is_none_or(|executed| waiting.request.request.timestamp > *executed)
         });
+        self.prune_stable_votes();
         self.counters.state_transfers += 1;
         self.outputs.push_back(Output::Skipped {
             to: seq,

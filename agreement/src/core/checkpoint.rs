@@ -46,6 +46,8 @@ pub(super) struct ExecState {
     /// Each app's own gap-free sequence: the last number its orders reached, and the
     /// hash chain over its orders up to it.
     pub(super) apps: BTreeMap<AppId, (Seq, Digest)>,
+    /// Each app's stable execution checkpoint, as ordered: (seq, root).
+    pub(super) stable: BTreeMap<AppId, (Seq, Digest)>,
 }
 
 impl ExecState {
@@ -55,14 +57,17 @@ impl ExecState {
             chain: self.chain,
             last_timestamp_ms: self.last_timestamp_ms,
             clients: self.clients.iter().map(|(c, t)| (*c, *t)).collect(),
-            apps: (self.apps.iter())
-                .map(|(app, (seq, chain))| AppHead {
-                    app: *app,
-                    seq: *seq,
-                    chain: *chain,
-                })
-                .collect(),
+            apps: self.app_heads().collect(),
         }
+    }
+
+    pub(super) fn app_heads(&self) -> impl Iterator<Item = AppHead> + '_ {
+        (self.apps.iter()).map(|(app, (seq, chain))| AppHead {
+            app: *app,
+            seq: *seq,
+            chain: *chain,
+            stable: self.stable.get(app).copied(),
+        })
     }
 
     pub(super) fn from_snapshot(state: &CheckpointState) -> ExecState {
@@ -73,6 +78,9 @@ impl ExecState {
             clients: state.clients.iter().copied().collect(),
             apps: (state.apps.iter())
                 .map(|head| (head.app, (head.seq, head.chain)))
+                .collect(),
+            stable: (state.apps.iter())
+                .filter_map(|head| Some((head.app, head.stable?)))
                 .collect(),
         }
     }

@@ -23,9 +23,11 @@ mod normal;
 pub mod persist;
 mod requests;
 mod slot;
+mod stability;
 mod view_change;
 
 pub use counters::{Counters, DropReason};
+pub use stability::STABLE_VOTES_KEPT_PER_REPLICA;
 
 use catch_up::CatchUpState;
 use checkpoint::{CheckpointLog, ExecState};
@@ -33,10 +35,11 @@ use normal::Proposer;
 use persist::Record;
 use requests::RequestQueue;
 use slot::Slot;
+use stability::StabilityVotes;
 use std::collections::{BTreeMap, VecDeque};
 use view_change::ViewChangeState;
 use zz_protocol::crypto::{Ed25519SigningKey, Signed};
-use zz_protocol::messages::{AppHead, AppOrder, Message, Order, Status};
+use zz_protocol::messages::{AppHead, AppOrder, ExecutionCheckpoint, Message, Order, Status};
 use zz_protocol::validate::genesis_checkpoint;
 use zz_protocol::{
     AppId, ClientId, Digest, NodeId, ProtocolParams, ReplicaId, Seq, Time, Verified, View,
@@ -83,6 +86,9 @@ pub enum Output {
     /// here; whoever consumes orders must fetch that state elsewhere. `apps` is where each
     /// app's orders stood at that checkpoint (certified with it).
     Skipped { to: Seq, apps: Vec<AppHead> },
+    /// A certificate ordered in the last [`Output::Order`]'s batch made this the app's
+    /// stable execution checkpoint; emitted after that batch's [`Output::AppOrder`]s.
+    ExecutionStable(ExecutionCheckpoint),
     /// A client retransmitted the request that was ordered last for it.
     AlreadyOrdered {
         app: AppId,
@@ -113,6 +119,8 @@ pub struct Replica {
     view_change: ViewChangeState,
     /// What peers report, and batches fetched from them, for catching up.
     catch_up: CatchUpState,
+    /// Votes that execution checkpoints are stable, until one is ordered.
+    stability: StabilityVotes,
     next_status_at: Time,
     outputs: VecDeque<Output>,
     counters: Counters,
@@ -138,6 +146,7 @@ impl Replica {
             proposer: Proposer::new(config.seed),
             view_change: ViewChangeState::new(now),
             catch_up: CatchUpState::default(),
+            stability: StabilityVotes::default(),
             next_status_at: now,
             outputs: VecDeque::new(),
             counters: Counters::default(),
@@ -197,11 +206,7 @@ impl Replica {
     /// Each app's last per-app sequence number ordered (or reached by a state transfer),
     /// with the app's order chain up to it.
     pub fn app_heads(&self) -> impl Iterator<Item = AppHead> + '_ {
-        (self.exec.apps.iter()).map(|(app, (seq, chain))| AppHead {
-            app: *app,
-            seq: *seq,
-            chain: *chain,
-        })
+        self.exec.app_heads()
     }
     /// The pre-prepare accepted (or, as primary, proposed) for `seq` in the view of its
     /// votes: (view, digest). For checkers: a restarted replica must still hold each one
@@ -263,6 +268,8 @@ impl Replica {
         for slot in self.slots.values() {
             assert!(slot.prepares.len() <= replicas && slot.commits.len() <= replicas);
         }
+        let apps = self.exec.apps.len();
+        assert!(self.stability.entry_count() <= apps * replicas * STABLE_VOTES_KEPT_PER_REPLICA);
     }
 
     /// The next output to carry out, if any.
@@ -315,6 +322,7 @@ impl Replica {
             self.resend_view_change();
             self.retransmit_stalled_slots();
             self.resend_checkpoint_votes();
+            self.resend_stable_votes();
         }
         if let Some(deadline) = self.view_change_deadline()
             && self.now >= deadline
@@ -331,6 +339,7 @@ impl Replica {
                 self.handle_pre_prepare(sender, pre_prepare, batch)
             }
             Message::Prepare(prepare) => self.handle_prepare(sender, prepare),
+            Message::StableVote(vote) => self.handle_stable_vote(vote),
             Message::Commit(commit) => self.handle_commit(sender, commit),
             Message::Checkpoint(checkpoint) => self.handle_checkpoint(checkpoint),
             Message::ViewChange(view_change) => self.handle_view_change(view_change),
@@ -360,6 +369,7 @@ impl Replica {
     fn after_event(&mut self) {
         self.try_execute();
         self.try_propose();
+        self.track_formable_certificates();
     }
 
     fn primary_of(&self, view: View) -> ReplicaId {
@@ -415,5 +425,7 @@ impl Replica {
     }
 }
 
+#[cfg(test)]
+mod stability_tests;
 #[cfg(test)]
 mod tests;

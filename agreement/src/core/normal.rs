@@ -93,14 +93,19 @@ impl Replica {
                 return;
             }
             let requests = self.take_proposable_requests();
-            if requests.is_empty() {
+            let stability = self.take_proposable_certificates();
+            if requests.is_empty() && stability.is_empty() {
                 return;
             }
             let nondet = NonDet {
                 timestamp_ms: self.wall_clock_ms().max(self.exec.last_timestamp_ms),
                 seed: self.proposer.next_random(),
             };
-            let batch = Batch { requests, nondet };
+            let batch = Batch {
+                requests,
+                nondet,
+                stability,
+            };
             let seq = self.proposer.next_seq;
             self.proposer.next_seq = seq.next();
             self.proposer.last_proposed = Some((self.view, seq));
@@ -417,12 +422,14 @@ impl Replica {
         self.counters.batches_ordered += 1;
         self.catch_up.fetched.remove(&seq);
         let app_orders = self.split_by_app(seq, &batch);
+        let batch_stability = batch.stability.clone();
         self.outputs.push_back(Output::Order {
             order: Order { view, seq, batch },
             digest,
         });
         self.outputs
             .extend(app_orders.into_iter().map(Output::AppOrder));
+        self.apply_stability(&batch_stability);
         if seq.0.is_multiple_of(self.config.params.checkpoint_interval) {
             self.take_checkpoint(seq);
         }

@@ -12,7 +12,7 @@ use zz_protocol::{AppId, ClientId};
 
 const WALL_CLOCK_AT_ZERO_MS: u64 = 1_800_000_000_000;
 
-fn params() -> ProtocolParams {
+pub(super) fn params() -> ProtocolParams {
     ProtocolParams {
         checkpoint_interval: 4,
         window: 8,
@@ -20,18 +20,18 @@ fn params() -> ProtocolParams {
     }
 }
 
-fn keys() -> DerivedKeys {
+pub(super) fn keys() -> DerivedKeys {
     DerivedKeys::new(7, &params())
 }
 
-fn signing_key(id: u32) -> Ed25519SigningKey {
+pub(super) fn signing_key(id: u32) -> Ed25519SigningKey {
     keys()
         .replica(ReplicaId(id))
         .signing_key
         .expect("replicas sign")
 }
 
-fn config(id: u32) -> ReplicaConfig {
+pub(super) fn config(id: u32) -> ReplicaConfig {
     ReplicaConfig {
         id: ReplicaId(id),
         params: params(),
@@ -41,7 +41,7 @@ fn config(id: u32) -> ReplicaConfig {
     }
 }
 
-fn batch(timestamp: u64) -> Batch {
+pub(super) fn batch(timestamp: u64) -> Batch {
     let client = keys().client_endpoint(ClientId(1));
     let request = client.authenticate_request(Request {
         app: AppId(0),
@@ -55,14 +55,15 @@ fn batch(timestamp: u64) -> Batch {
             timestamp_ms: WALL_CLOCK_AT_ZERO_MS,
             seed: timestamp,
         },
+        stability: Vec::new(),
     }
 }
 
-fn from(id: u32, message: Message) -> Verified {
+pub(super) fn from(id: u32, message: Message) -> Verified {
     Verified::assume_verified(NodeId::Replica(ReplicaId(id)), message)
 }
 
-fn pre_prepare(view: u64, seq: u64, batch: &Batch) -> Message {
+pub(super) fn pre_prepare(view: u64, seq: u64, batch: &Batch) -> Message {
     let header = PrePrepareHeader {
         view: View(view),
         seq: Seq(seq),
@@ -75,7 +76,7 @@ fn pre_prepare(view: u64, seq: u64, batch: &Batch) -> Message {
     }
 }
 
-fn prepare(view: u64, seq: u64, batch: &Batch, by: u32) -> Message {
+pub(super) fn prepare(view: u64, seq: u64, batch: &Batch, by: u32) -> Message {
     let body = Prepare {
         view: View(view),
         seq: Seq(seq),
@@ -84,7 +85,7 @@ fn prepare(view: u64, seq: u64, batch: &Batch, by: u32) -> Message {
     Message::Prepare(Signed::sign(body, ReplicaId(by), &signing_key(by)))
 }
 
-fn commit(view: u64, seq: u64, batch: &Batch) -> Message {
+pub(super) fn commit(view: u64, seq: u64, batch: &Batch) -> Message {
     Message::Commit(Commit {
         view: View(view),
         seq: Seq(seq),
@@ -92,7 +93,7 @@ fn commit(view: u64, seq: u64, batch: &Batch) -> Message {
     })
 }
 
-fn drain(replica: &mut Replica) -> Vec<Output> {
+pub(super) fn drain(replica: &mut Replica) -> Vec<Output> {
     std::iter::from_fn(|| replica.poll_output()).collect()
 }
 

@@ -293,8 +293,10 @@ impl Replica {
                 slot.enter_view(view);
             }
         }
-        // Every request still waiting gets a fresh timer, and the new primary proposes them.
+        // Every request still waiting gets a fresh timer, and the new primary proposes them;
+        // so does every formable stability certificate.
         let now = self.now;
+        self.stability.formable_since = self.stability.formable_since.map(|_| now);
         let mut arrivals: Vec<_> = self
             .requests
             .waiting
@@ -337,12 +339,13 @@ impl Replica {
         if self.is_primary() {
             return None;
         }
-        let oldest = self
-            .requests
-            .waiting
-            .values()
+        let oldest_request = (self.requests.waiting.values())
             .map(|waiting| waiting.since)
-            .min()?;
+            .min();
+        let oldest = match (oldest_request, self.stability.formable_since) {
+            (Some(request), Some(certificate)) => request.min(certificate),
+            (request, certificate) => request.or(certificate)?,
+        };
         Some(oldest.saturating_add_micros(self.view_change_timeout_micros()))
     }
 

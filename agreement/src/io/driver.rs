@@ -43,6 +43,8 @@ pub enum Delivery {
     AppOrder(AppOrder),
     /// Sequence numbers up to this one were skipped by a state transfer.
     Skipped(Seq),
+    /// The last [`Delivery::Order`]'s batch made this the app's stable execution checkpoint.
+    ExecutionStable(ExecutionCheckpoint),
 }
 
 /// A replica core with its I/O seams. See the module documentation.
@@ -348,9 +350,8 @@ impl<B: MessageBus, S: Storage> ReplicaDriver<B, S> {
                     routed,
                     self.orders.membership(),
                 );
-                let told = self.orders.handle_checkpoint(from, *checkpoint);
-                self.persist_router_records();
-                self.tell_stable(told.into_iter().map(|member| (member, *checkpoint)));
+                let vote = self.orders.handle_checkpoint(from, *checkpoint);
+                self.vote_stable(now, vote);
             }
             (NodeId::Activator(_), Message::Membership(membership)) => {
                 let app = membership.app;
@@ -364,14 +365,12 @@ impl<B: MessageBus, S: Storage> ReplicaDriver<B, S> {
                         &change.previously_active,
                         self.orders.membership(),
                     );
-                    self.persist_router_records();
-                    self.tell_stable(change.told);
+                    self.vote_stable(now, change.vote);
                 }
             }
             (NodeId::Execution(from), Message::Join(join)) => {
-                let told = self.orders.handle_join(from, join.app);
-                self.persist_router_records();
-                self.tell_stable(told);
+                let vote = self.orders.handle_join(from, join.app);
+                self.vote_stable(now, vote);
                 if self.orders.membership().is_member(from, join.app)
                     && let Some((seq, root)) = self.orders.join_checkpoint(join.app)
                 {
@@ -437,6 +436,13 @@ impl<B: MessageBus, S: Storage> ReplicaDriver<B, S> {
         }
         self.detector.handle_tick(now, self.orders.membership());
         self.flush(now);
+    }
+
+    /// The router judged a checkpoint stable: the core votes for it, to have it ordered.
+    fn vote_stable(&mut self, now: Time, vote: Option<ExecutionCheckpoint>) {
+        if let Some(checkpoint) = vote {
+            self.replica.vote_stable(now, checkpoint);
+        }
     }
 
     /// Tell each execution replica the stable checkpoint of its app paired with it.
@@ -509,12 +515,19 @@ impl<B: MessageBus, S: Storage> ReplicaDriver<B, S> {
                     }
                     self.deliveries.push(Delivery::AppOrder(order));
                 }
+                Output::ExecutionStable(checkpoint) => {
+                    let told = self.orders.agreed_stable(checkpoint);
+                    self.persist_router_records();
+                    self.tell_stable(told);
+                    self.deliveries.push(Delivery::ExecutionStable(checkpoint));
+                }
                 Output::Skipped { to, apps } => {
                     // The per-app sequences jumped with the state: orders up to them were
                     // ordered, only not here; the router recovers them from peers.
                     for head in apps {
                         self.orders.jumped_to(head);
                     }
+                    self.persist_router_records();
                     self.deliveries.push(Delivery::Skipped(to))
                 }
                 Output::AlreadyOrdered {

@@ -97,6 +97,10 @@ impl NodeLoop for AgreementNode {
             match delivery {
                 // The driver already sent each app's share to its execution replicas.
                 Delivery::Order(_) | Delivery::AppOrder(_) => {}
+                Delivery::ExecutionStable(checkpoint) => {
+                    let (app, seq) = (checkpoint.app, checkpoint.seq);
+                    tracing::debug!(replica = %self.id, %app, %seq, "execution checkpoint stable");
+                }
                 Delivery::Skipped(to) => {
                     tracing::info!(replica = %self.id, %to, "skipped to checkpoint")
                 }

@@ -5,13 +5,14 @@
 //! woken replica does), gets the missing ones again, so a lost order costs a resend
 //! rather than a stuck replica.
 //!
-//! A checkpoint is stable when at least f+1 members reported the same root (so a correct
-//! one vouches for it, whatever the activator says) and every active member did, except
-//! those joining (they asked where to start and start from a stable checkpoint, needing
-//! no order before it): the orders before it are then dropped, and a woken replica starts
-//! from it. Without that exception, a woken replica would hold back every checkpoint until
-//! it joined, and agreement replicas that learned of the wake at different points would
-//! name different stable checkpoints to it, never f+1 alike.
+//! The router judges a checkpoint stable when at least f+1 members reported the same root
+//! (so a correct one vouches for it, whatever the activator says) and every active member
+//! did, except those joining (they asked where to start and start from a stable
+//! checkpoint, needing no order before it). A judgement is only this replica's vote: the
+//! core orders f+1 votes alike (see its `stability` module), and only then is the
+//! checkpoint stable ([`OrderRouter::agreed_stable`]): the orders before it are dropped,
+//! and a woken replica starts from it. Replicas learn of reports and wakes at different
+//! points, so their judgements may differ; what is ordered does not.
 //!
 //! An agreement replica that jumped past some orders (state transfer) or forgot them
 //! (restart) recovers them from its peers (see the `recovery` module): each app's orders
@@ -44,12 +45,12 @@ pub const CHAINS_KEPT_MAX: usize = 2 * ORDERS_RETAINED_MAX;
 
 const _: () = assert!(CHAINS_KEPT_MAX > ORDERS_RETAINED_MAX);
 
-/// What a membership notice changed: the members active before it, and whom to tell of
-/// a checkpoint that became stable through the change.
+/// What a membership notice changed: the members active before it, and the checkpoint
+/// judged stable through the change, to vote for.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MembershipChange {
     pub previously_active: BTreeSet<ExecutionId>,
-    pub told: Vec<(ExecutionId, ExecutionCheckpoint)>,
+    pub vote: Option<ExecutionCheckpoint>,
 }
 
 /// An order retained for resending, with the app's order chain before it (what a peer or
@@ -127,40 +128,29 @@ impl OrderRouter {
         (self.joining).retain(|member| {
             !membership.is_member(*member, app) || membership.active(app).contains(member)
         });
-        let told = self.judge_pending_checkpoints(app);
+        let vote = self.judge_pending_checkpoints(app);
         Some(MembershipChange {
             previously_active,
-            told,
+            vote,
         })
     }
 
-    /// Whether a pending checkpoint of `app` is stable now; returns the members to tell
-    /// of the latest one that became so.
-    fn judge_pending_checkpoints(&mut self, app: AppId) -> Vec<(ExecutionId, ExecutionCheckpoint)> {
+    /// The latest pending checkpoint of `app` judged stable now, if any.
+    fn judge_pending_checkpoints(&mut self, app: AppId) -> Option<ExecutionCheckpoint> {
         let pending: Vec<Seq> = self
             .checkpoints
             .get(&app)
             .map(|tracked| tracked.keys().rev().copied().collect())
             .unwrap_or_default();
-        for seq in pending {
-            let stable = self.try_stable(app, seq);
-            if !stable.is_empty() {
-                return stable;
-            }
-        }
-        Vec::new()
+        pending.into_iter().find_map(|seq| self.judge(app, seq))
     }
 
     /// Active member `from` of `app` asks where to start (`Join`): it no longer holds back
-    /// the app's checkpoints until it reports one. Returns the members to tell of a pending
-    /// checkpoint that became stable through it.
-    pub fn handle_join(
-        &mut self,
-        from: ExecutionId,
-        app: AppId,
-    ) -> Vec<(ExecutionId, ExecutionCheckpoint)> {
+    /// the app's checkpoints until it reports one. Returns a pending checkpoint judged
+    /// stable through it, to vote for.
+    pub fn handle_join(&mut self, from: ExecutionId, app: AppId) -> Option<ExecutionCheckpoint> {
         if !self.membership.active(app).contains(&from) || !self.joining.insert(from) {
-            return Vec::new();
+            return None;
         }
         self.judge_pending_checkpoints(app)
     }
@@ -184,6 +174,14 @@ impl OrderRouter {
         chains.insert(head.seq, head.chain);
         while chains.len() > CHAINS_KEPT_MAX {
             chains.pop_first();
+        }
+        if let Some((seq, root)) = head.stable {
+            let checkpoint = ExecutionCheckpoint {
+                app: head.app,
+                seq,
+                root,
+            };
+            self.agreed_stable(checkpoint);
         }
     }
 
@@ -356,23 +354,22 @@ impl OrderRouter {
     }
 
     /// An execution replica's checkpoint root. When every active member of the app reported
-    /// the same root for a sequence number, that checkpoint is stable: orders up to it are
-    /// no longer needed for replay and are dropped.
-    /// Returns the members to tell when this report made the checkpoint stable.
+    /// the same root for a sequence number, this replica judges that checkpoint stable:
+    /// returns it, to vote for.
     pub fn handle_checkpoint(
         &mut self,
         from: ExecutionId,
         checkpoint: ExecutionCheckpoint,
-    ) -> Vec<ExecutionId> {
+    ) -> Option<ExecutionCheckpoint> {
         let app = checkpoint.app;
         if !self.membership.is_member(from, app) {
-            return Vec::new();
+            return None;
         }
         let stable_seq = self.stable.get(&app).map_or(Seq(0), |(seq, _)| *seq);
         let routed = self.routed.get(&app).copied().unwrap_or_default();
         // Only checkpoints of orders actually routed: a member cannot park claims far ahead.
         if checkpoint.seq <= stable_seq || checkpoint.seq > routed {
-            return Vec::new();
+            return None;
         }
         // A report older than the member's pending one (replayed, or overtaken on the
         // way) must not replace it: that would hold the newer checkpoint back.
@@ -380,7 +377,7 @@ impl OrderRouter {
             (tracked.range(checkpoint.seq.next()..)).any(|(_, roots)| roots.contains_key(&from))
         });
         if newer_pending {
-            return Vec::new();
+            return None;
         }
         self.joining.remove(&from);
         // A member reporting a checkpoint executed up to it (its Executed report may be lost).
@@ -397,37 +394,46 @@ impl OrderRouter {
             .entry(checkpoint.seq)
             .or_default()
             .insert(from, checkpoint.root);
-        self.try_stable(app, checkpoint.seq)
-            .into_iter()
-            .map(|(member, _)| member)
-            .collect()
+        self.judge(app, checkpoint.seq)
     }
 
-    /// Whether checkpoint `seq` of `app` is now stable (f+1 members and every active one
-    /// reported one root); if so, records it and returns whom to tell.
-    fn try_stable(&mut self, app: AppId, seq: Seq) -> Vec<(ExecutionId, ExecutionCheckpoint)> {
-        let Some(roots) = self.checkpoints.get(&app).and_then(|t| t.get(&seq)) else {
-            return Vec::new();
-        };
+    /// Whether this replica judges checkpoint `seq` of `app` stable now (f+1 members and
+    /// every active one not joining reported one root).
+    fn judge(&self, app: AppId, seq: Seq) -> Option<ExecutionCheckpoint> {
+        let roots = self.checkpoints.get(&app)?.get(&seq)?;
         let mut counts: BTreeMap<Digest, usize> = BTreeMap::new();
         for root in roots.values() {
             *counts.entry(*root).or_default() += 1;
         }
-        let Some(root) = counts
+        let root = counts
             .into_iter()
             .find(|(_, count)| *count >= self.weak_quorum)
-            .map(|(root, _)| root)
-        else {
-            return Vec::new();
-        };
+            .map(|(root, _)| root)?;
         let active = self.membership.active(app);
         let settled = |member: &&ExecutionId| !self.joining.contains(*member);
-        if !(active.iter().filter(settled)).all(|member| roots.get(member) == Some(&root)) {
+        (active.iter().filter(settled))
+            .all(|member| roots.get(member) == Some(&root))
+            .then_some(ExecutionCheckpoint { app, seq, root })
+    }
+
+    /// The agreement ordered `checkpoint` as the app's stable one (or a certified PBFT
+    /// checkpoint says it was): record it unless a later one is, and return whom to tell
+    /// (the members that reported a root for it, and the active ones).
+    pub fn agreed_stable(
+        &mut self,
+        checkpoint: ExecutionCheckpoint,
+    ) -> Vec<(ExecutionId, ExecutionCheckpoint)> {
+        let ExecutionCheckpoint { app, seq, root } = checkpoint;
+        let own = self.stable_checkpoint(app).map_or(Seq(0), |(seq, _)| seq);
+        if !self.membership.has_group(app) || seq <= own {
             return Vec::new();
         }
-        let checkpoint = ExecutionCheckpoint { app, seq, root };
+        let reported = self.checkpoints.get(&app).and_then(|t| t.get(&seq));
+        let active = self.membership.active(app);
         let told = (self.membership.members(app).iter())
-            .filter(|member| roots.contains_key(member) || active.contains(member))
+            .filter(|member| {
+                reported.is_some_and(|roots| roots.contains_key(member)) || active.contains(member)
+            })
             .map(|member| (*member, checkpoint))
             .collect();
         self.make_stable(app, seq, root);

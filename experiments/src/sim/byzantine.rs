@@ -2,8 +2,8 @@
 //! sends passes through [`Byzantine::mutate`], which lies the ways a compromised replica
 //! can with its own keys: equivocating pre-prepares, conflicting prepares and commits,
 //! false checkpoints, forged orders to execution replicas and to peers recovering them,
-//! false stable execution checkpoints, view changes that hide prepared
-//! certificates, absurd views and sequence numbers, replays of its old messages, forged
+//! false stable execution checkpoints and votes for them, a primary leaving stability
+//! certificates out of its batches, view changes that hide prepared certificates, absurd views and sequence numbers, replays of its old messages, forged
 //! MACs, silence, and false `Wake` and `Faulty` alarms to the activator (validly
 //! authenticated, for random apps, epochs and members).
 
@@ -189,6 +189,25 @@ impl Byzantine {
             return out;
         }
         let lie = match message {
+            // A primary leaving stability certificates out, alike for every backup (decided
+            // by the sequence number, not per frame): backups holding one change view.
+            Message::PrePrepare { pre_prepare, batch }
+                if !batch.stability.is_empty()
+                    && pre_prepare.body.seq.0 % 1000 < b.hide_certificates =>
+            {
+                let censored = Batch {
+                    stability: Vec::new(),
+                    ..batch.clone()
+                };
+                let header = PrePrepareHeader {
+                    digest: censored.digest(),
+                    ..pre_prepare.body
+                };
+                Some(Message::PrePrepare {
+                    pre_prepare: self.sign(header),
+                    batch: censored,
+                })
+            }
             Message::PrePrepare { pre_prepare, batch } if rng.chance(b.equivocate) => {
                 // Backups with odd ids get a different batch for the same (view, seq).
                 let to_odd = matches!(to, NodeId::Replica(r) if r.0 % 2 == 1);
@@ -226,6 +245,13 @@ impl Byzantine {
                 let mut body = checkpoint.body;
                 body.digest = Self::random_digest(rng);
                 Some(Message::Checkpoint(self.sign(body)))
+            }
+            // A vote that a checkpoint nobody reported is stable: alone (f of them at most)
+            // it never makes a certificate.
+            Message::StableVote(vote) if rng.chance(b.false_checkpoint) => {
+                let mut body = vote.body;
+                body.root = Self::random_digest(rng);
+                Some(Message::StableVote(self.sign(body)))
             }
             // An order to execution replicas with other contents: alone (f of them at
             // most) it can never gather the f+1 matching copies execution waits for.

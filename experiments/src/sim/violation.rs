@@ -175,6 +175,15 @@ pub enum SafetyViolation {
         digest: Digest,
         others_digest: Digest,
     },
+    /// A correct agreement replica made an app's execution checkpoint stable with another
+    /// root, or after another batch, than a correct one before it did, or with a root no
+    /// correct execution replica reported.
+    ExecutionStableDiffers {
+        replica: ReplicaId,
+        app: AppId,
+        seq: Seq,
+        problem: &'static str,
+    },
     /// A correct execution replica reported another digest than one before it.
     ExecutionReportsDiffer {
         execution: ExecutionId,
@@ -274,6 +283,15 @@ impl fmt::Display for SafetyViolation {
                 f,
                 "safety: correct {replica} restarted without the {kind} it sent for {seq} in \
                  {view} (digest {digest:?}): it left before its record was synced"
+            ),
+            SafetyViolation::ExecutionStableDiffers {
+                replica,
+                app,
+                seq,
+                problem,
+            } => write!(
+                f,
+                "safety: {replica} made checkpoint {seq} of {app} stable {problem}"
             ),
             SafetyViolation::StableCheckpointsDiffer { replica, seq, .. } => write!(
                 f,

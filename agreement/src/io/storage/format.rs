@@ -33,7 +33,8 @@ use zz_protocol::Digest;
 const MAGIC: [u8; 8] = *b"zzrecord";
 const MARKER_MAGIC: [u8; 8] = *b"zzsynced";
 /// The record format this zz writes and reads.
-pub const FORMAT_VERSION: u32 = 2;
+/// 3: batches carry stability certificates, app heads their stable checkpoint.
+pub const FORMAT_VERSION: u32 = 3;
 /// Bytes of the file header: the magic, the version and the file id.
 pub(super) const HEADER_BYTES: usize = MAGIC.len() + 4 + FILE_ID_BYTES;
 const FILE_ID_BYTES: usize = 8;

@@ -3,6 +3,63 @@ use zz_protocol::Digest;
 use zz_protocol::messages::{ChainedOrders, FetchChainedOrders, NonDet};
 use zz_protocol::validate::CHAINED_ORDERS_MAX;
 
+/// The router as these tests drive it: what it judges stable is ordered at once (as if
+/// f+1 agreement replicas voted alike and the certificate committed).
+trait AgreeAtOnce {
+    fn report(&mut self, from: ExecutionId, checkpoint: ExecutionCheckpoint) -> Vec<ExecutionId>;
+    fn join(&mut self, from: ExecutionId, app: AppId) -> Vec<(ExecutionId, ExecutionCheckpoint)>;
+}
+
+impl AgreeAtOnce for OrderRouter {
+    fn report(&mut self, from: ExecutionId, checkpoint: ExecutionCheckpoint) -> Vec<ExecutionId> {
+        let vote = self.handle_checkpoint(from, checkpoint);
+        let told = vote
+            .map(|vote| self.agreed_stable(vote))
+            .unwrap_or_default();
+        told.into_iter().map(|(member, _)| member).collect()
+    }
+
+    fn join(&mut self, from: ExecutionId, app: AppId) -> Vec<(ExecutionId, ExecutionCheckpoint)> {
+        let vote = self.handle_join(from, app);
+        vote.map(|vote| self.agreed_stable(vote))
+            .unwrap_or_default()
+    }
+}
+
+/// A judgement is a vote: nothing is stable until the agreement orders it, and then
+/// whatever this replica's own reports said.
+#[test]
+fn a_checkpoint_judged_stable_is_stable_only_once_ordered() {
+    let mut router = router_that_routed(4);
+    let checkpoint = |seq, root| ExecutionCheckpoint {
+        app: AppId(0),
+        seq: Seq(seq),
+        root: Digest([root; 32]),
+    };
+    assert_eq!(
+        router.handle_checkpoint(ExecutionId(0), checkpoint(2, 2)),
+        None
+    );
+    let vote = router.handle_checkpoint(ExecutionId(1), checkpoint(2, 2));
+    assert_eq!(vote, Some(checkpoint(2, 2)));
+    assert_eq!(router.stable_checkpoint(AppId(0)), None);
+    assert!(router.retains(AppId(0), Seq(1)));
+    // The others agreed on checkpoint 4 (this replica saw no report of it): it is stable.
+    let told = router.agreed_stable(checkpoint(4, 7));
+    assert_eq!(
+        router.stable_checkpoint(AppId(0)),
+        Some((Seq(4), Digest([7; 32])))
+    );
+    assert_eq!(told.len(), 2, "both active members are told");
+    assert!(!router.retains(AppId(0), Seq(4)));
+    // An older agreement changes nothing.
+    assert!(router.agreed_stable(checkpoint(2, 2)).is_empty());
+    assert_eq!(
+        router.stable_checkpoint(AppId(0)),
+        Some((Seq(4), Digest([7; 32])))
+    );
+}
+
 fn order(app: u32, seq: u64) -> AppOrder {
     AppOrder {
         app: AppId(app),
@@ -71,14 +128,14 @@ fn a_lying_member_cannot_crash_the_router_or_block_the_others() {
             seq: Seq(seq),
             root: Digest([1; 32]),
         };
-        assert!(router.handle_checkpoint(liar, checkpoint).is_empty());
+        assert!(router.report(liar, checkpoint).is_empty());
     }
     let honest = ExecutionCheckpoint {
         app: AppId(0),
         seq: Seq(2),
         root: Digest([2; 32]),
     };
-    assert!(router.handle_checkpoint(ExecutionId(1), honest).is_empty());
+    assert!(router.report(ExecutionId(1), honest).is_empty());
     let resent = router.resend(Time(0), 1000);
     let to: Vec<(u32, u64)> = (resent.orders.iter())
         .map(|(e, o)| (e.0, o.seq.0))
@@ -105,13 +162,15 @@ fn router_that_routed(up_to: u64) -> OrderRouter {
     router
 }
 
-/// Where app 0 stands at `router`: what a PBFT checkpoint taken there certifies.
+/// Where app 0's orders stand at `router`: what a PBFT checkpoint taken there certifies,
+/// had its stable execution checkpoint not been ordered yet.
 fn head(router: &OrderRouter) -> AppHead {
     let seq = router.routed(AppId(0));
     AppHead {
         app: AppId(0),
         seq,
         chain: router.chain_at(AppId(0), seq).expect("kept"),
+        stable: None,
     }
 }
 
@@ -122,8 +181,8 @@ fn make_stable_at(router: &mut OrderRouter, seq: u64, root: u8) {
         seq: Seq(seq),
         root: Digest([root; 32]),
     };
-    router.handle_checkpoint(ExecutionId(0), checkpoint);
-    router.handle_checkpoint(ExecutionId(1), checkpoint);
+    router.report(ExecutionId(0), checkpoint);
+    router.report(ExecutionId(1), checkpoint);
     assert_eq!(
         router.stable_checkpoint(AppId(0)),
         Some((Seq(seq), Digest([root; 32])))
@@ -225,6 +284,35 @@ fn forged_chained_orders_are_dropped_whole() {
     jumper.handle_chained_orders(ReplicaId(1), &genuine);
     assert_eq!(jumper.retained_count(AppId(0)), 4);
     assert!(jumper.holds_all_after_stable(AppId(0)));
+}
+
+/// A state transfer to a PBFT checkpoint that certifies the app's stable execution
+/// checkpoint makes it stable here too: the jumper names it to joiners once it recovered
+/// the orders after it.
+#[test]
+fn a_jump_takes_the_stable_checkpoint_the_pbft_checkpoint_certifies() {
+    let mut peer = router_that_routed(6);
+    make_stable_at(&mut peer, 4, 3);
+    let mut jumper = router();
+    let certified = AppHead {
+        stable: peer.stable_checkpoint(AppId(0)),
+        ..head(&peer)
+    };
+    jumper.jumped_to(certified);
+    assert_eq!(
+        jumper.stable_checkpoint(AppId(0)),
+        Some((Seq(4), Digest([3; 32])))
+    );
+    assert_eq!(
+        jumper.join_checkpoint(AppId(0)),
+        None,
+        "orders 5 and 6 are missing"
+    );
+    recover_from(&mut jumper, 1, &peer);
+    assert_eq!(
+        jumper.join_checkpoint(AppId(0)),
+        Some((Seq(4), Digest([3; 32])))
+    );
 }
 
 /// A replica that restarted with an empty router knows neither the orders before its
@@ -331,12 +419,12 @@ fn a_checkpoint_every_active_member_agrees_on_releases_the_orders_before_it() {
         seq: Seq(seq),
         root: Digest([root; 32]),
     };
-    router.handle_checkpoint(ExecutionId(0), checkpoint(2, 1));
-    router.handle_checkpoint(ExecutionId(1), checkpoint(2, 9));
+    router.report(ExecutionId(0), checkpoint(2, 1));
+    router.report(ExecutionId(1), checkpoint(2, 9));
     assert_eq!(router.stable_checkpoint(AppId(0)), None, "roots differ");
     assert_eq!(router.retained_count(AppId(0)), 4);
-    router.handle_checkpoint(ExecutionId(0), checkpoint(4, 5));
-    router.handle_checkpoint(ExecutionId(1), checkpoint(4, 5));
+    router.report(ExecutionId(0), checkpoint(4, 5));
+    router.report(ExecutionId(1), checkpoint(4, 5));
     assert_eq!(
         router.stable_checkpoint(AppId(0)),
         Some((Seq(4), Digest([5; 32])))
@@ -437,7 +525,7 @@ fn a_joining_member_does_not_hold_back_the_checkpoint_the_others_reported() {
         root: Digest([seq as u8; 32]),
     };
     for member in &members[..2] {
-        router.handle_checkpoint(*member, checkpoint(2));
+        router.report(*member, checkpoint(2));
     }
     assert_eq!(
         router.stable_checkpoint(AppId(0)),
@@ -446,15 +534,15 @@ fn a_joining_member_does_not_hold_back_the_checkpoint_the_others_reported() {
     // The third member is woken: checkpoint 4 waits for it...
     router.handle_membership(AppId(0), 1, &members);
     for member in &members[..2] {
-        router.handle_checkpoint(*member, checkpoint(4));
+        router.report(*member, checkpoint(4));
     }
     assert_eq!(
         router.stable_checkpoint(AppId(0)),
         Some((Seq(2), Digest([2; 32])))
     );
     // ...until it asks to join. A member that is not active cannot ask for that.
-    assert!(router.handle_join(ExecutionId(9), AppId(0)).is_empty());
-    let told = router.handle_join(ExecutionId(2), AppId(0));
+    assert!(router.join(ExecutionId(9), AppId(0)).is_empty());
+    let told = router.join(ExecutionId(2), AppId(0));
     assert_eq!(
         router.stable_checkpoint(AppId(0)),
         Some((Seq(4), Digest([4; 32])))
@@ -469,15 +557,15 @@ fn a_joining_member_does_not_hold_back_the_checkpoint_the_others_reported() {
     for seq in 5..=6 {
         router.route(order(0, seq));
     }
-    router.handle_checkpoint(ExecutionId(2), checkpoint(5));
+    router.report(ExecutionId(2), checkpoint(5));
     for member in &members[..2] {
-        router.handle_checkpoint(*member, checkpoint(6));
+        router.report(*member, checkpoint(6));
     }
     assert_eq!(
         router.stable_checkpoint(AppId(0)),
         Some((Seq(4), Digest([4; 32])))
     );
-    router.handle_checkpoint(ExecutionId(2), checkpoint(6));
+    router.report(ExecutionId(2), checkpoint(6));
     assert_eq!(
         router.stable_checkpoint(AppId(0)),
         Some((Seq(6), Digest([6; 32])))
@@ -507,9 +595,9 @@ fn a_member_behind_the_stable_checkpoint_is_told_it_again() {
         replies: Digest::default(),
     };
     router.handle_executed(ExecutionId(2), executed(3));
-    assert!(router.handle_join(ExecutionId(2), AppId(0)).is_empty());
+    assert!(router.join(ExecutionId(2), AppId(0)).is_empty());
     for member in &members[..2] {
-        router.handle_checkpoint(*member, checkpoint);
+        router.report(*member, checkpoint);
     }
     assert_eq!(
         router.stable_checkpoint(AppId(0)),
@@ -535,9 +623,9 @@ fn an_older_report_does_not_replace_a_members_newer_one() {
         seq: Seq(seq),
         root: Digest([seq as u8; 32]),
     };
-    router.handle_checkpoint(ExecutionId(0), checkpoint(4));
-    router.handle_checkpoint(ExecutionId(0), checkpoint(2));
-    router.handle_checkpoint(ExecutionId(1), checkpoint(4));
+    router.report(ExecutionId(0), checkpoint(4));
+    router.report(ExecutionId(0), checkpoint(2));
+    router.report(ExecutionId(1), checkpoint(4));
     assert_eq!(
         router.stable_checkpoint(AppId(0)),
         Some((Seq(4), Digest([4; 32])))

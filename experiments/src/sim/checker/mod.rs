@@ -45,6 +45,9 @@ pub(crate) struct Checker {
     /// (client, timestamp) ordered by some correct replica.
     ordered_requests: BTreeSet<(ClientId, u64)>,
     stable_digests: BTreeMap<Seq, Digest>,
+    /// (app, seq) -> (root, the agreement batch that made it stable) at the first correct
+    /// replica that made the execution checkpoint stable.
+    execution_stable: BTreeMap<(AppId, Seq), (Digest, Seq)>,
     /// Per agreement replica, by index.
     cursors: Vec<OrderCursor>,
     /// Every vote correct agreement replicas sent, to see none contradicts its own.
@@ -63,6 +66,7 @@ impl Checker {
             app_committed: BTreeMap::new(),
             ordered_requests: BTreeSet::new(),
             stable_digests: BTreeMap::new(),
+            execution_stable: BTreeMap::new(),
             cursors: (0..replica_count).map(|_| OrderCursor::default()).collect(),
             sent_votes: SentVotes::default(),
             ledger: AlarmLedger::new(f),
@@ -85,6 +89,33 @@ impl Checker {
     ) -> Result<(), SafetyViolation> {
         let cursor = &mut self.cursors[id.index()];
         match delivery {
+            Delivery::ExecutionStable(checkpoint) => {
+                let key = (checkpoint.app, checkpoint.seq);
+                let violation = |problem| SafetyViolation::ExecutionStableDiffers {
+                    replica: id,
+                    app: checkpoint.app,
+                    seq: checkpoint.seq,
+                    problem,
+                };
+                let made = (checkpoint.root, cursor.last_delivered);
+                match self.execution_stable.get(&key) {
+                    Some((root, _)) if *root != checkpoint.root => {
+                        return Err(violation("with another root than a correct replica"));
+                    }
+                    Some((_, batch)) if *batch != cursor.last_delivered => {
+                        return Err(violation("after another batch than a correct replica"));
+                    }
+                    Some(_) => {}
+                    None => {
+                        self.execution_stable.insert(key, made);
+                    }
+                }
+                if (self.execution_roots.get(&key)).is_some_and(|root| *root != checkpoint.root) {
+                    return Err(violation(
+                        "with a root no correct execution replica reported",
+                    ));
+                }
+            }
             Delivery::Skipped(to) => {
                 cursor.last_delivered = cursor.last_delivered.max(to);
                 // The per-app sequences jumped too, to numbers the state transfer carried.
