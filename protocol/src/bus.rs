@@ -8,12 +8,15 @@
 use crate::ids::NodeId;
 use bytes::Bytes;
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 
 /// Frames queued for one receiver at most, in the in-memory bus.
 pub const MEMORY_INBOX_FRAMES_MAX: usize = 4096;
+/// Bytes of frames queued in one inbox at most, whoever sent them: what peers can make a
+/// node hold before it reads. At least two frames of the largest size fit.
+pub const INBOX_BYTES_MAX: usize = 256 * 1024 * 1024;
 
 /// Moves sealed frames to other nodes.
 pub trait MessageBus: Send + Sync {
@@ -25,13 +28,78 @@ pub trait MessageBus: Send + Sync {
     fn dropped_frames(&self) -> u64;
 }
 
-/// Incoming frames, as they arrived; not yet opened.
-pub type Inbox = mpsc::Receiver<Bytes>;
+/// Incoming frames, as they arrived; not yet opened. Bounded in frames and in bytes.
+pub struct Inbox {
+    frames: mpsc::Receiver<Bytes>,
+    bytes: Arc<AtomicUsize>,
+}
+
+/// The sending side of an [`Inbox`].
+#[derive(Clone)]
+pub struct InboxSender {
+    frames: mpsc::Sender<Bytes>,
+    bytes: Arc<AtomicUsize>,
+    bytes_max: usize,
+}
+
+/// An inbox of at most `frames_max` frames and `bytes_max` bytes.
+pub fn inbox(frames_max: usize, bytes_max: usize) -> (InboxSender, Inbox) {
+    let (sender, receiver) = mpsc::channel(frames_max);
+    let bytes = Arc::new(AtomicUsize::new(0));
+    let sender = InboxSender {
+        frames: sender,
+        bytes: Arc::clone(&bytes),
+        bytes_max,
+    };
+    (
+        sender,
+        Inbox {
+            frames: receiver,
+            bytes,
+        },
+    )
+}
+
+impl InboxSender {
+    /// Queue `frame` without waiting; `Full` when either bound would be passed.
+    pub fn try_send(&self, frame: Bytes) -> Result<(), mpsc::error::TrySendError<Bytes>> {
+        let length = frame.len();
+        let reserved = self.bytes.fetch_add(length, Ordering::AcqRel);
+        if reserved.saturating_add(length) > self.bytes_max {
+            self.bytes.fetch_sub(length, Ordering::AcqRel);
+            return Err(mpsc::error::TrySendError::Full(frame));
+        }
+        self.frames.try_send(frame).inspect_err(|_| {
+            self.bytes.fetch_sub(length, Ordering::AcqRel);
+        })
+    }
+}
+
+impl Inbox {
+    /// The next frame, waiting for one; None once every sender is gone.
+    pub async fn recv(&mut self) -> Option<Bytes> {
+        let frame = self.frames.recv().await?;
+        self.bytes.fetch_sub(frame.len(), Ordering::AcqRel);
+        Some(frame)
+    }
+
+    /// The next frame if one is queued.
+    pub fn try_recv(&mut self) -> Result<Bytes, mpsc::error::TryRecvError> {
+        let frame = self.frames.try_recv()?;
+        self.bytes.fetch_sub(frame.len(), Ordering::AcqRel);
+        Ok(frame)
+    }
+
+    /// Bytes of the frames queued now.
+    pub fn queued_bytes(&self) -> usize {
+        self.bytes.load(Ordering::Acquire)
+    }
+}
 
 /// An in-process network: every joined node has a bounded inbox.
 #[derive(Default)]
 pub struct MemoryNetwork {
-    inboxes: Mutex<BTreeMap<NodeId, mpsc::Sender<Bytes>>>,
+    inboxes: Mutex<BTreeMap<NodeId, InboxSender>>,
     dropped: AtomicU64,
 }
 
@@ -42,7 +110,7 @@ impl MemoryNetwork {
 
     /// Add node `id`; returns its bus handle and its inbox.
     pub fn join(self: &Arc<Self>, id: NodeId) -> (MemoryBus, Inbox) {
-        let (sender, receiver) = mpsc::channel(MEMORY_INBOX_FRAMES_MAX);
+        let (sender, receiver) = inbox(MEMORY_INBOX_FRAMES_MAX, INBOX_BYTES_MAX);
         self.inboxes
             .lock()
             .expect("memory network lock")
@@ -107,5 +175,23 @@ mod tests {
         assert_eq!(inbox_b.recv().await.unwrap(), Bytes::from_static(b"hello"));
         bus_a.send(NodeId::Client(ClientId(9)), Bytes::from_static(b"lost"));
         assert_eq!(bus_a.dropped_frames(), 1);
+    }
+
+    /// An inbox refuses a frame that would pass its byte bound, whatever its frame count,
+    /// and takes frames again once some are read.
+    #[tokio::test]
+    async fn an_inbox_is_bounded_in_bytes() {
+        let (sender, mut receiver) = inbox(100, 10);
+        assert!(sender.try_send(Bytes::from_static(b"123456")).is_ok());
+        assert!(matches!(
+            sender.try_send(Bytes::from_static(b"12345")),
+            Err(mpsc::error::TrySendError::Full(_))
+        ));
+        assert!(sender.try_send(Bytes::from_static(b"1234")).is_ok());
+        assert_eq!(receiver.queued_bytes(), 10);
+        assert_eq!(receiver.recv().await.unwrap().len(), 6);
+        assert!(sender.try_send(Bytes::from_static(b"12345")).is_ok());
+        assert_eq!(receiver.try_recv().unwrap().len(), 4);
+        assert_eq!(receiver.queued_bytes(), 5);
     }
 }

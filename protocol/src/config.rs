@@ -44,8 +44,8 @@ pub use execution::{
     ExecutionReplicaConfig, HOST_LABEL_BYTES_MAX, endpoint_for_execution, execution_keys_file,
 };
 pub use keys::{
-    ClientKeyFile, ExecutionKeyFile, ExecutionPeerKey, PeerKey, ReplicaKeyFile, load_client_keys,
-    load_execution_keys, load_execution_tls_key, load_replica_keys, load_tls_key,
+    ClientKeyFile, ExecutionKeyFile, ExecutionPeerKey, PeerKey, ReplicaKeyFile, client_range_keys,
+    load_client_keys, load_execution_keys, load_execution_tls_key, load_replica_keys, load_tls_key,
 };
 
 use crate::crypto::{Ed25519VerifyingKey, ReplicaVerifyingKeys};

@@ -131,11 +131,14 @@ impl ProtocolParams {
         let batch_bytes = self
             .batch_size_max
             .saturating_mul(self.request_bytes_max + 256);
-        if self.frame_bytes_max < batch_bytes.min(1 << 30) || self.frame_bytes_max > 1 << 30 {
+        // Two frames of the largest size fit an inbox (its byte bound).
+        let frame_limit = crate::bus::INBOX_BYTES_MAX / 2;
+        if self.frame_bytes_max < batch_bytes.min(frame_limit) || self.frame_bytes_max > frame_limit
+        {
             return err(
                 "frame_bytes_max",
                 format!(
-                    "must hold a full batch (batch_size_max x (request_bytes_max + 256) = {batch_bytes}) and be at most 1 GiB, got {}",
+                    "must hold a full batch (batch_size_max x (request_bytes_max + 256) = {batch_bytes}) and be at most {frame_limit}, got {}",
                     self.frame_bytes_max
                 ),
             );

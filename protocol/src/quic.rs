@@ -14,10 +14,13 @@
 //!   when it retransmits), so the client's route must be registered everywhere up front.
 //! - Frames to a client go back over the connection the client opened: every stream starts
 //!   with a hello frame naming its sender, and a node that accepts a connection whose
-//!   hello names a client records that connection as the route to the client. The hello is
-//!   unauthenticated routing information only: every message is MAC-checked by the
-//!   [`crate::Endpoint`] above the bus, so a false hello can misroute replies (which the client
-//!   then retransmits for), never forge a message.
+//!   hello names a client records that connection as the route to the client.
+//! - Hellos are authenticated (the `hello` module): one naming a node only on a connection
+//!   that node's pinned certificate authenticated (nodes present theirs when they dial;
+//!   mutual TLS), one naming clients only with a tag made from every one of those clients'
+//!   keys. A false hello is refused and counted, and changes nothing: no route is taken,
+//!   no peer is thought restarted. Every message is MAC-checked by the [`crate::Endpoint`]
+//!   above the bus besides.
 //! - Incoming frames from every connection land in one bounded [`Inbox`], unopened.
 //!
 //! Bounds: every queue has a named limit; a frame that finds its queue full is dropped and
@@ -33,16 +36,18 @@
 //! [`QuicBus::shutdown`] (or drop the bus).
 
 mod frame;
+mod hello;
 mod identity;
 mod tasks;
 #[cfg(test)]
 mod tests;
 mod tls;
 
-pub use identity::{ListenIdentity, QuicIdentity, QuicPeers, ReplicaPeer};
+pub use hello::HelloKeys;
+pub use identity::{HeldKeys, ListenIdentity, QuicIdentity, QuicPeers, ReplicaPeer};
 pub use tls::{ALPN, install_crypto_provider};
 
-use crate::bus::{Inbox, MessageBus};
+use crate::bus::{INBOX_BYTES_MAX, Inbox, InboxSender, MessageBus};
 use crate::config::{ClusterConfig, ConfigError};
 use crate::ids::{ClientId, NodeId};
 use bytes::Bytes;
@@ -55,7 +60,8 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-/// Frames received and not yet taken from the inbox, at most.
+/// Frames received and not yet taken from the inbox, at most (and at most
+/// [`INBOX_BYTES_MAX`](crate::bus::INBOX_BYTES_MAX) bytes of them).
 pub const INBOX_FRAMES_MAX: usize = 8192;
 /// Frames queued for one peer and not yet written, at most.
 pub const PEER_QUEUE_FRAMES_MAX: usize = 4096;
@@ -124,7 +130,7 @@ struct Shared {
     /// For a client host: how many consecutive client ids from `id` it speaks for.
     client_count: u32,
     frame_bytes_max: usize,
-    inbox: mpsc::Sender<Bytes>,
+    inbox: InboxSender,
     routes: Mutex<HashMap<ClientId, Route>>,
     dropped_send: AtomicU64,
     dropped_inbox: AtomicU64,
@@ -136,6 +142,10 @@ struct Shared {
     /// writer to it: a peer that comes back with a new incarnation has restarted, and the
     /// connection to its old process is dead even if QUIC has not noticed yet.
     peer_restarts: HashMap<NodeId, Arc<tasks::PeerRestart>>,
+    /// Every node's pinned certificate, by its bytes: who a dialer's certificate says it is.
+    node_certificates: HashMap<Vec<u8>, NodeId>,
+    /// What client hellos are tagged or checked with.
+    hello_keys: Option<Arc<HeldKeys>>,
 }
 
 impl Shared {
@@ -188,9 +198,10 @@ impl QuicBus {
     pub fn start(local: QuicIdentity, peers: QuicPeers) -> Result<(QuicBus, Inbox), QuicError> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| QuicError::NoRuntime)?;
         install_crypto_provider();
-        if u32::try_from(peers.frame_bytes_max).is_err() || peers.frame_bytes_max == 0 {
+        let frame_limit = INBOX_BYTES_MAX / 2;
+        if peers.frame_bytes_max > frame_limit || peers.frame_bytes_max == 0 {
             let problem = format!(
-                "frame_bytes_max {} must be 1..=u32::MAX",
+                "frame_bytes_max {} must be 1..={frame_limit} (two frames fit an inbox)",
                 peers.frame_bytes_max
             );
             return Err(QuicError::Identity(problem));
@@ -213,22 +224,31 @@ impl QuicBus {
         // Every fallible step before the first task is spawned, so a failure leaks nothing.
         let mut targets = Vec::with_capacity(peers.replicas.len() + peers.executions.len());
         let frame_bytes_max = peers.frame_bytes_max;
-        for (peer, how) in peers.into_nodes() {
+        let nodes: Vec<(NodeId, ReplicaPeer)> = peers.into_nodes().collect();
+        let node_certificates: HashMap<Vec<u8>, NodeId> = (nodes.iter())
+            .map(|(node, how)| (how.certificate.to_vec(), *node))
+            .collect();
+        for (peer, how) in nodes.iter().cloned() {
             // Clients never talk to the activator.
             if peer == id || (eager && matches!(peer, NodeId::Activator(_))) {
                 continue;
             }
+            // A node dials with its own certificate, so the peer knows who it is.
+            let own = (local.listen.as_ref())
+                .map(|listen| (listen.certificate.clone(), listen.private_key.clone_key()));
             targets.push(tasks::DialTarget {
                 peer,
                 address: how.address,
-                config: tls::client_config(how.certificate)?,
+                config: tls::client_config(how.certificate, own)?,
                 eager,
             });
         }
         let listening = local.listen.is_some();
         let endpoint = match local.listen {
             Some(listen) => {
-                let mut config = tls::server_config(listen.certificate, listen.private_key)?;
+                let certificates = nodes.into_iter().map(|(_, how)| how.certificate).collect();
+                let mut config =
+                    tls::server_config(listen.certificate, listen.private_key, certificates)?;
                 config.max_incoming(INCOMING_CONNECTIONS_MAX);
                 quinn::Endpoint::server(config, listen.address).map_err(|source| {
                     QuicError::Bind {
@@ -257,7 +277,7 @@ impl QuicBus {
             source,
         })?;
 
-        let (inbox, inbox_receiver) = mpsc::channel(INBOX_FRAMES_MAX);
+        let (inbox, inbox_receiver) = crate::bus::inbox(INBOX_FRAMES_MAX, INBOX_BYTES_MAX);
         let shared = Arc::new(Shared {
             id: local.id,
             client_count: local.client_count,
@@ -272,6 +292,8 @@ impl QuicBus {
             peer_restarts: (targets.iter())
                 .map(|target| (target.peer, Arc::default()))
                 .collect(),
+            node_certificates,
+            hello_keys: local.hello_keys,
         });
         let mut task_handles = Vec::with_capacity(targets.len() + 1);
         if listening {
@@ -307,9 +329,18 @@ impl QuicBus {
         config: &ClusterConfig,
         id: NodeId,
     ) -> Result<(QuicBus, Inbox), QuicError> {
+        // A node checks client hellos with the key it shares with each client.
         let identity = match id {
-            NodeId::Replica(replica) => QuicIdentity::replica(dir, config, replica)?,
-            NodeId::Execution(execution) => QuicIdentity::execution(dir, config, execution)?,
+            NodeId::Replica(replica) => QuicIdentity::replica(dir, config, replica)?
+                .with_hello_keys(HeldKeys::new(
+                    [crate::config::load_replica_keys(dir, replica)?],
+                    config.clients,
+                )),
+            NodeId::Execution(execution) => QuicIdentity::execution(dir, config, execution)?
+                .with_hello_keys(HeldKeys::new(
+                    [crate::config::load_execution_keys(dir, execution)?],
+                    config.clients,
+                )),
             NodeId::Activator(_) => QuicIdentity::activator(dir, config)?,
             NodeId::Client(client) => return QuicBus::start_client_host(dir, config, client, 1),
         };
@@ -331,7 +362,9 @@ impl QuicBus {
             let client = ClientId(last.saturating_sub(1).max(first.0));
             return Err(ConfigError::UnknownClient { client, clients }.into());
         }
-        let identity = QuicIdentity::client_host(first, count);
+        let keys = crate::config::client_range_keys(dir, config, first, count)?;
+        let identity =
+            QuicIdentity::client_host(first, count).with_hello_keys(HeldKeys::new(keys, clients));
         QuicBus::start(identity, QuicPeers::from_config(dir, config)?)
     }
 

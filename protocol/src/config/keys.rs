@@ -319,9 +319,22 @@ pub(crate) fn client_keys(
     config: &ClusterConfig,
     id: ClientId,
 ) -> Result<NodeKeys, ConfigError> {
-    if id.0 >= config.clients {
+    let mut keys = client_range_keys(dir, config, id, 1)?;
+    Ok(keys.pop().expect("one client asked for"))
+}
+
+/// The keys of clients `first..first + count`, from one reading of the client key file.
+/// Fails for an id at or above the configured number of clients.
+pub fn client_range_keys(
+    dir: &Path,
+    config: &ClusterConfig,
+    first: ClientId,
+    count: u32,
+) -> Result<Vec<NodeKeys>, ConfigError> {
+    let end = first.0.saturating_add(u64::from(count));
+    if end > config.clients {
         return Err(ConfigError::UnknownClient {
-            client: id,
+            client: ClientId(end - 1),
             clients: config.clients,
         });
     }
@@ -347,24 +360,27 @@ pub(crate) fn client_keys(
             problem,
         ));
     }
-    let mut peer_keys = BTreeMap::new();
+    let mut masters = Vec::new();
     for (index, hex) in file.client_masters.iter().enumerate() {
         let master = SessionKey(key_at(&path, &format!("client_masters[{index}]"), hex)?);
-        let replica = ReplicaId(index as u32);
-        peer_keys.insert(NodeId::Replica(replica), client_key(&master, id));
+        masters.push((NodeId::Replica(ReplicaId(index as u32)), master));
     }
     for (index, hex) in file.execution_client_masters.iter().enumerate() {
         let field = format!("execution_client_masters[{index}]");
         let master = SessionKey(key_at(&path, &field, hex)?);
-        let execution = ExecutionId(index as u32);
-        peer_keys.insert(NodeId::Execution(execution), client_key(&master, id));
+        masters.push((NodeId::Execution(ExecutionId(index as u32)), master));
     }
-    Ok(NodeKeys {
+    let keys_of = |id: ClientId| NodeKeys {
         id: NodeId::Client(id),
-        peer_keys,
+        peer_keys: (masters.iter())
+            .map(|(node, master)| (*node, client_key(master, id)))
+            .collect(),
         client_master: None,
         signing_key: None,
-    })
+    };
+    Ok((first.0..end)
+        .map(|client| keys_of(ClientId(client)))
+        .collect())
 }
 
 /// Replica `id`'s secret keys from `dir/keys/replica-<id>.toml`, checked against the

@@ -1,15 +1,19 @@
 //! Framing on a QUIC stream: each frame is a u32 big-endian length, then that many bytes.
-//! A stream opens with a hello frame (the sender's postcard-encoded [`NodeId`]).
+//! A stream opens with a hello frame (the sender's postcard-encoded [`NodeId`], the client
+//! ids it speaks for, its incarnation and, from a client host, the tag that proves it).
 //!
 //! The reader checks a length against its limit before reserving a byte for the frame, so a
 //! peer cannot make it allocate more than one frame's limit by lying in a prefix.
 
+use super::hello::HelloClaim;
+use crate::crypto::Mac;
 use crate::ids::NodeId;
 use bytes::{Buf as _, Bytes, BytesMut};
 use quinn::RecvStream;
 
-/// Bytes in a hello frame at most; a postcard `NodeId` takes at most 11.
-pub(super) const HELLO_BYTES_MAX: usize = 24;
+/// Bytes in a hello frame at most: a postcard `NodeId` takes at most 11, the count 5, the
+/// incarnation 10, the tag 32.
+pub(super) const HELLO_BYTES_MAX: usize = 64;
 /// Bytes asked of quinn per read; a chunk may hold many small frames.
 const READ_CHUNK_BYTES_MAX: usize = 64 * 1024;
 /// Frames gathered into one write at most, so one write call does not hold many
@@ -39,12 +43,17 @@ pub(super) fn prefix(length: usize) -> Bytes {
 }
 
 /// The hello frame, prefix included: the sender's id, its incarnation (drawn at each
-/// process start, so a peer can tell a restarted node from a redial) and, for a client
-/// host, how many
-/// consecutive client ids (starting at `id`) it speaks for.
-pub(super) fn hello(id: NodeId, clients: u32, incarnation: u64) -> Bytes {
-    let body =
-        postcard::to_stdvec(&(id, clients, incarnation)).expect("encoding a hello cannot fail");
+/// process start, so a peer can tell a restarted node from a redial), for a client host
+/// how many consecutive client ids (starting at `id`) it speaks for, and the tag proving
+/// it holds their keys (zeros from a node, which its certificate proves).
+pub(super) fn hello(claim: HelloClaim, tag: Mac) -> Bytes {
+    let HelloClaim {
+        id,
+        clients,
+        incarnation,
+    } = claim;
+    let body = postcard::to_stdvec(&(id, clients, incarnation, tag))
+        .expect("encoding a hello cannot fail");
     assert!(body.len() <= HELLO_BYTES_MAX);
     let mut frame = Vec::with_capacity(PREFIX_BYTES + body.len());
     frame.extend_from_slice(&(body.len() as u32).to_be_bytes());
@@ -52,10 +61,17 @@ pub(super) fn hello(id: NodeId, clients: u32, incarnation: u64) -> Bytes {
     Bytes::from(frame)
 }
 
-/// The node id, client count and incarnation a hello frame names, if it is one.
-pub(super) fn parse_hello(frame: &[u8]) -> Option<(NodeId, u32, u64)> {
-    match postcard::take_from_bytes::<(NodeId, u32, u64)>(frame) {
-        Ok((hello, [])) => Some(hello),
+/// What a hello frame claims, and its tag, if it is one.
+pub(super) fn parse_hello(frame: &[u8]) -> Option<(HelloClaim, Mac)> {
+    match postcard::take_from_bytes::<(NodeId, u32, u64, Mac)>(frame) {
+        Ok(((id, clients, incarnation, tag), [])) => Some((
+            HelloClaim {
+                id,
+                clients,
+                incarnation,
+            },
+            tag,
+        )),
         _ => None,
     }
 }
@@ -118,18 +134,25 @@ mod tests {
 
     #[test]
     fn hello_round_trips_and_garbage_is_not_a_hello() {
+        let claim = |id| HelloClaim {
+            id,
+            clients: u32::MAX,
+            incarnation: u64::MAX,
+        };
         for id in [
             NodeId::Replica(ReplicaId(3)),
             NodeId::Client(ClientId(u64::MAX)),
             NodeId::Execution(ExecutionId(u32::MAX)),
         ] {
-            let frame = hello(id, 1, u64::MAX);
+            let frame = hello(claim(id), [0xff; 32]);
             assert!(frame.len() <= PREFIX_BYTES + HELLO_BYTES_MAX);
-            assert_eq!(parse_hello(&frame[PREFIX_BYTES..]), Some((id, 1, u64::MAX)));
+            let parsed = parse_hello(&frame[PREFIX_BYTES..]);
+            assert_eq!(parsed, Some((claim(id), [0xff; 32])));
         }
         assert_eq!(parse_hello(&[]), None);
         assert_eq!(parse_hello(&[9, 9, 9]), None);
-        let mut trailing = hello(NodeId::Replica(ReplicaId(1)), 0, 7)[PREFIX_BYTES..].to_vec();
+        let node = claim(NodeId::Replica(ReplicaId(1)));
+        let mut trailing = hello(node, [0; 32])[PREFIX_BYTES..].to_vec();
         trailing.push(0);
         assert_eq!(parse_hello(&trailing), None);
     }

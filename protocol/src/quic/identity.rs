@@ -2,14 +2,54 @@
 //! dials, both usually read from a cluster directory.
 
 use super::CLIENTS_PER_CONNECTION_MAX;
+use super::hello::HelloKeys;
 use crate::config::{
     ClusterConfig, ConfigError, LOCAL_ACTIVATOR, load_activator_tls_key, load_execution_tls_key,
     load_tls_key,
 };
+use crate::crypto::{NodeKeys, SessionKey};
 use crate::ids::{ClientId, ExecutionId, NodeId, ReplicaId};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::Arc;
+
+/// The keys a bus tags and checks client hellos with: a listening node's own (the key it
+/// shares with any provisioned client), or a client host's (each of its clients' keys
+/// with every node).
+pub struct HeldKeys {
+    by_id: BTreeMap<NodeId, NodeKeys>,
+    clients_provisioned: u64,
+}
+
+impl HeldKeys {
+    /// `keys`, of nodes or of clients, for a cluster that provisions `clients` client ids.
+    pub fn new(keys: impl IntoIterator<Item = NodeKeys>, clients: u64) -> HeldKeys {
+        HeldKeys {
+            by_id: keys.into_iter().map(|keys| (keys.id, keys)).collect(),
+            clients_provisioned: clients,
+        }
+    }
+}
+
+impl HelloKeys for HeldKeys {
+    fn key(&self, client: ClientId, node: NodeId) -> Option<SessionKey> {
+        if client.0 >= self.clients_provisioned {
+            return None;
+        }
+        match self.by_id.get(&node) {
+            Some(own) => own.key_for(NodeId::Client(client)),
+            None => self.by_id.get(&NodeId::Client(client))?.key_for(node),
+        }
+    }
+}
+
+impl std::fmt::Debug for HeldKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "HeldKeys({} holders)", self.by_id.len())
+    }
+}
 
 /// What a listening node presents.
 #[derive(Debug)]
@@ -30,6 +70,9 @@ pub struct QuicIdentity {
     /// For a client host: how many consecutive client ids from `id` it speaks for; 0 for
     /// a replica or an execution replica.
     pub client_count: u32,
+    /// The keys client hellos are tagged (client host) or checked (listening node) with;
+    /// None: this bus sends no client hello and accepts none.
+    pub hello_keys: Option<Arc<HeldKeys>>,
 }
 
 /// How to reach one listening node: an agreement replica or an execution replica.
@@ -128,7 +171,15 @@ impl QuicIdentity {
             id,
             listen: Some(listen),
             client_count: 0,
+            hello_keys: None,
         }
+    }
+
+    /// Check client hellos with `keys` (a listening node), or tag this client host's
+    /// hellos with them.
+    pub fn with_hello_keys(mut self, keys: HeldKeys) -> QuicIdentity {
+        self.hello_keys = Some(Arc::new(keys));
+        self
     }
 
     /// A client's identity: it does not listen.
@@ -144,6 +195,7 @@ impl QuicIdentity {
             id: NodeId::Client(first),
             listen: None,
             client_count: count,
+            hello_keys: None,
         }
     }
 }

@@ -3,11 +3,13 @@
 //! connection). Every one ends when its connection or queue does.
 
 use super::frame::{self, FrameError, FrameReader, HELLO_BYTES_MAX, WRITE_BATCH_FRAMES_MAX};
+use super::hello::{self, HelloClaim};
 use super::tls::SERVER_NAME;
 use super::{
     CONNECT_TIMEOUT, INCOMING_CONNECTIONS_MAX, PEER_QUEUE_FRAMES_MAX, RECONNECT_BACKOFF_MAX,
     RECONNECT_BACKOFF_MIN, Route, Shared,
 };
+use crate::crypto::Mac;
 use crate::ids::{ClientId, NodeId};
 use bytes::{Bytes, BytesMut};
 use quinn::{Connection, Endpoint, SendStream, VarInt};
@@ -49,7 +51,7 @@ impl PeerRestart {
         }
     }
 
-    fn restarts(&self) -> u64 {
+    pub(super) fn restarts(&self) -> u64 {
         self.restarts.load(Ordering::Relaxed)
     }
 }
@@ -88,7 +90,9 @@ pub(super) async fn accept_loop(shared: Arc<Shared>, endpoint: Endpoint) {
         let shared = Arc::clone(&shared);
         tokio::spawn(async move {
             match incoming.await {
-                Ok(connection) => serve_connection(Arc::clone(&shared), connection, true).await,
+                Ok(connection) => {
+                    serve_connection(Arc::clone(&shared), connection, Origin::Accepted).await
+                }
                 Err(error) => tracing::debug!(%error, "incoming handshake failed"),
             }
             shared.connections_incoming.fetch_sub(1, Ordering::Relaxed);
@@ -103,10 +107,67 @@ fn reject(shared: &Shared, connection: &Connection, code: VarInt, problem: &str)
     connection.close(code, problem.as_bytes());
 }
 
+/// How a connection came to be.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Origin {
+    /// Dialed to us: the dialer is whoever its certificate (a node) or hello tag (a client
+    /// host) proves it is.
+    Accepted,
+    /// Dialed by this node to this peer, whose pinned certificate the handshake checked.
+    Dialed(NodeId),
+}
+
+/// The node a connection's certificate belongs to, if the dialer presented one (the
+/// handshake checked it is one of the pinned node certificates).
+fn certified_node(shared: &Shared, connection: &Connection) -> Option<NodeId> {
+    let identity = connection.peer_identity()?;
+    let chain = identity
+        .downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>()
+        .ok()?;
+    let end_entity = chain.first()?;
+    shared.node_certificates.get(end_entity.as_ref()).copied()
+}
+
+/// Whether the hello `claim` (with `tag`) may be believed on a connection of `origin`;
+/// the problem to close it with if not.
+fn check_hello(
+    shared: &Shared,
+    connection: &Connection,
+    origin: Origin,
+    claim: HelloClaim,
+    tag: &Mac,
+) -> Result<(), String> {
+    let certified = match origin {
+        Origin::Dialed(peer) => Some(peer),
+        Origin::Accepted => certified_node(shared, connection),
+    };
+    match (claim.id, certified) {
+        (NodeId::Client(_), Some(node)) => Err(format!("{node}'s connection speaks for clients")),
+        (NodeId::Client(_), None) => {
+            if claim.clients == 0 || claim.clients > super::CLIENTS_PER_CONNECTION_MAX {
+                return Err(format!("hello speaks for {} clients", claim.clients));
+            }
+            let holds = (shared.hello_keys.as_deref())
+                .is_some_and(|keys| hello::client_tag_holds(keys, claim, shared.id, tag));
+            if holds {
+                Ok(())
+            } else {
+                Err(format!("hello of {} fails its tag", claim.id))
+            }
+        }
+        (node, Some(certified)) if node == certified => Ok(()),
+        (node, certified) => Err(format!(
+            "hello names {node}, the certificate is {}",
+            certified.map_or("no node's".to_string(), |c| format!("{c}'s"))
+        )),
+    }
+}
+
 /// Read every stream the peer opens on `connection`, one at a time, into the inbox. Each
-/// stream starts with a hello; on a connection this node accepted, the first hello naming a
-/// client makes this connection the route to that client.
-pub(super) async fn serve_connection(shared: Arc<Shared>, connection: Connection, accepted: bool) {
+/// stream starts with a hello, believed only as [`check_hello`] allows; on a connection
+/// this node accepted, the first hello naming clients makes this connection the route to
+/// them.
+pub(super) async fn serve_connection(shared: Arc<Shared>, connection: Connection, origin: Origin) {
     let mut peer: Option<NodeId> = None;
     while let Ok(mut recv) = connection.accept_uni().await {
         let mut reader = FrameReader::new();
@@ -126,7 +187,7 @@ pub(super) async fn serve_connection(shared: Arc<Shared>, connection: Connection
                 );
             }
         };
-        let Some((id, clients, incarnation)) = frame::parse_hello(&hello) else {
+        let Some((claim, tag)) = frame::parse_hello(&hello) else {
             return reject(
                 &shared,
                 &connection,
@@ -134,6 +195,7 @@ pub(super) async fn serve_connection(shared: Arc<Shared>, connection: Connection
                 "hello does not decode",
             );
         };
+        let id = claim.id;
         match peer {
             Some(known) if known != id => {
                 let problem = format!("hello names {id}, connection is {known}'s");
@@ -141,16 +203,15 @@ pub(super) async fn serve_connection(shared: Arc<Shared>, connection: Connection
             }
             Some(_) => {}
             None => {
+                if let Err(problem) = check_hello(&shared, &connection, origin, claim, &tag) {
+                    return reject(&shared, &connection, CLOSE_BAD_HELLO, &problem);
+                }
                 peer = Some(id);
                 if let Some(restart) = shared.peer_restarts.get(&id) {
-                    restart.saw(incarnation);
+                    restart.saw(claim.incarnation);
                 }
-                if let (true, NodeId::Client(first)) = (accepted, id) {
-                    if clients == 0 || clients > super::CLIENTS_PER_CONNECTION_MAX {
-                        let problem = format!("hello speaks for {clients} clients");
-                        return reject(&shared, &connection, CLOSE_BAD_HELLO, &problem);
-                    }
-                    register_routes(&shared, &connection, first, clients);
+                if let (Origin::Accepted, NodeId::Client(first)) = (origin, id) {
+                    register_routes(&shared, &connection, first, claim.clients);
                 }
             }
         }
@@ -214,7 +275,7 @@ async fn route_writer(
         _ = connection.closed() => None,
     };
     if let Some(first_frame) = first_frame {
-        match open_stream(&shared, &connection).await {
+        match open_stream(&shared, &connection, None).await {
             Ok(mut send) => {
                 if let WriteEnd::ConnectionLost { frames_lost } =
                     write_frames(&mut send, &connection, Some(first_frame), &mut frames, None).await
@@ -242,19 +303,30 @@ async fn route_writer(
     shared.count_dropped_send(drain(&mut frames));
 }
 
-/// Open this node's stream on `connection` and send the hello.
-async fn open_stream(shared: &Shared, connection: &Connection) -> Result<SendStream, String> {
+/// Open this node's stream on `connection` to `to` and send the hello (a client host's
+/// tagged for `to`; a node's proven by its certificate).
+async fn open_stream(
+    shared: &Shared,
+    connection: &Connection,
+    to: Option<NodeId>,
+) -> Result<SendStream, String> {
+    let claim = HelloClaim {
+        id: shared.id,
+        clients: shared.client_count,
+        incarnation: shared.incarnation,
+    };
+    let tag = match (shared.id, to, shared.hello_keys.as_deref()) {
+        (NodeId::Client(_), Some(to), Some(keys)) => hello::client_tag(keys, claim, to)
+            .ok_or_else(|| format!("no keys to say hello to {to} with"))?,
+        _ => [0; 32],
+    };
     let mut send = connection
         .open_uni()
         .await
         .map_err(|error| error.to_string())?;
-    send.write_all(&frame::hello(
-        shared.id,
-        shared.client_count,
-        shared.incarnation,
-    ))
-    .await
-    .map_err(|error| error.to_string())?;
+    send.write_all(&frame::hello(claim, tag))
+        .await
+        .map_err(|error| error.to_string())?;
     Ok(send)
 }
 
@@ -271,7 +343,7 @@ async fn dial(
         .await
         .map_err(|_| format!("no handshake within {CONNECT_TIMEOUT:?}"))?
         .map_err(|error| error.to_string())?;
-    let send = open_stream(shared, &connection).await?;
+    let send = open_stream(shared, &connection, Some(target.peer)).await?;
     Ok((connection, send))
 }
 
@@ -314,7 +386,7 @@ pub(super) async fn dial_writer(
                 tokio::spawn(serve_connection(
                     Arc::clone(&shared),
                     connection.clone(),
-                    false,
+                    Origin::Dialed(target.peer),
                 ));
                 let restart = shared.peer_restarts.get(&target.peer).map(Arc::as_ref);
                 let watch = restart.map(|restart| (restart, restart.restarts()));

@@ -5,6 +5,7 @@ use crate::config::tests::{TempDir, init_test_cluster};
 use crate::config::{endpoint_for_client, endpoint_for_execution, endpoint_for_replica};
 use crate::ids::{AppId, Digest, ExecutionId, ReplicaId, Seq, View};
 use crate::messages::{AppOrder, Executed, Message, NonDet, Reply, Request, Status};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use std::net::UdpSocket;
 
 const TEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -138,6 +139,18 @@ async fn ten_thousand_frames_arrive_in_order() {
     .await;
 }
 
+/// Client 0's hello to `to`, tagged with its keys, at incarnation 1.
+fn client_hello(dir: &TempDir, config: &ClusterConfig, to: NodeId) -> Bytes {
+    let keys = crate::config::client_range_keys(&dir.0, config, ClientId(0), 1).unwrap();
+    let keys = HeldKeys::new(keys, config.clients);
+    let claim = hello::HelloClaim {
+        id: C0,
+        clients: 1,
+        incarnation: 1,
+    };
+    frame::hello(claim, hello::client_tag(&keys, claim, to).unwrap())
+}
+
 /// A raw connection that announces a frame above `frame_bytes_max` is cut off, counted, and
 /// its length never allocated; so is one whose hello is too long. The bus keeps serving.
 #[tokio::test]
@@ -147,7 +160,8 @@ async fn oversized_length_prefix_is_rejected_and_counted() {
         let (bus0, mut inbox0) = start(&dir, &config, R0);
         let peers = QuicPeers::from_config(&dir.0, &config).unwrap();
         let raw = quinn::Endpoint::client(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).unwrap();
-        let pinned = tls::client_config(peers.replicas[0].certificate.clone()).unwrap();
+        let pinned = tls::client_config(peers.replicas[0].certificate.clone(), None).unwrap();
+        let hello = client_hello(&dir, &config, R0);
         let dial = || async {
             raw.connect_with(pinned.clone(), bus0.local_addr(), tls::SERVER_NAME)
                 .unwrap()
@@ -157,7 +171,7 @@ async fn oversized_length_prefix_is_rejected_and_counted() {
 
         let connection = dial().await;
         let mut send = connection.open_uni().await.unwrap();
-        send.write_all(&frame::hello(C0, 1, 1)).await.unwrap();
+        send.write_all(&hello).await.unwrap();
         send.write_all(&u32::MAX.to_be_bytes()).await.unwrap();
         let closed = connection.closed().await;
         assert!(
@@ -173,10 +187,10 @@ async fn oversized_length_prefix_is_rejected_and_counted() {
         connection.closed().await;
         assert_eq!(bus0.rejected_frames(), 2);
 
-        // A well-behaved stranger still gets through to the inbox (the MAC check is above).
+        // A well-behaved client still gets through to the inbox (the MAC check is above).
         let connection = dial().await;
         let mut send = connection.open_uni().await.unwrap();
-        send.write_all(&frame::hello(C0, 1, 1)).await.unwrap();
+        send.write_all(&hello).await.unwrap();
         send.write_all(&3u32.to_be_bytes()).await.unwrap();
         send.write_all(b"abc").await.unwrap();
         assert_eq!(inbox0.recv().await.unwrap().as_ref(), b"abc");
@@ -387,6 +401,121 @@ async fn a_client_host_hears_from_an_execution_replica_it_never_wrote_to() {
         assert_eq!(execution.stats().connections_incoming, 1);
         host.shutdown().await;
         execution.shutdown().await;
+    })
+    .await;
+}
+
+/// A raw connection's end: how the bus closed it (None: open still), and the connection,
+/// kept open while the caller holds it.
+type RawEnd = (
+    Option<quinn::ConnectionError>,
+    quinn::Connection,
+    quinn::Endpoint,
+);
+
+/// Dial `bus` raw: with `own` as the client certificate (None: as a client does), send
+/// `hello`, and wait until the bus closes the connection or half a second passes.
+async fn raw_hello(
+    bus: &QuicBus,
+    pinned: CertificateDer<'static>,
+    own: Option<(CertificateDer<'static>, PrivateKeyDer<'static>)>,
+    hello: &[u8],
+) -> Result<RawEnd, quinn::ConnectionError> {
+    let raw = quinn::Endpoint::client(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).unwrap();
+    let config = tls::client_config(pinned, own).unwrap();
+    let connection = raw
+        .connect_with(config, bus.local_addr(), tls::SERVER_NAME)
+        .unwrap()
+        .await?;
+    let mut send = connection.open_uni().await?;
+    send.write_all(hello).await.ok();
+    let closed = tokio::time::timeout(Duration::from_millis(500), connection.closed()).await;
+    Ok((closed.ok(), connection, raw))
+}
+
+/// An unauthenticated peer changes nothing. A hello naming a replica, from a dialer without
+/// that replica's certificate (none, or another node's), is refused and counted: the bus
+/// does not think the replica restarted, so its link to it is not redialed. A hello naming
+/// a client without that client's tag (none, or one made for another node) is refused: no
+/// route to the client is taken. A certificate outside the cluster fails the handshake.
+/// The genuine replica's hello, with its certificate, is believed.
+#[tokio::test]
+async fn an_unauthenticated_peer_changes_nothing() {
+    within(async {
+        let (dir, config) = cluster("quic-unauthenticated");
+        let (bus0, _inbox0) = start(&dir, &config, R0);
+        let (bus1, mut inbox1) = start(&dir, &config, R1);
+        bus0.send(R1, Bytes::from_static(b"linked"));
+        assert_eq!(inbox1.recv().await.unwrap().as_ref(), b"linked");
+        let peers = QuicPeers::from_config(&dir.0, &config).unwrap();
+        let pinned = peers.replicas[1].certificate.clone();
+        let restarts_of_r0 = || bus1.shared.peer_restarts[&R0].restarts();
+        let node_hello = |id, incarnation| {
+            let claim = hello::HelloClaim {
+                id,
+                clients: 0,
+                incarnation,
+            };
+            frame::hello(claim, [0; 32])
+        };
+        let r0_key = crate::config::load_tls_key(&dir.0, &config, ReplicaId(0)).unwrap();
+        let r0 = || Some((peers.replicas[0].certificate.clone(), r0_key.clone_key()));
+        let r2_key = crate::config::load_tls_key(&dir.0, &config, ReplicaId(2)).unwrap();
+        let r2 = Some((peers.replicas[2].certificate.clone(), r2_key));
+
+        let mut refused = 0;
+        for (own, hello) in [
+            (None, node_hello(R0, 99)),
+            (r2, node_hello(R0, 99)),
+            (r0(), node_hello(NodeId::Replica(ReplicaId(2)), 99)),
+            (r0(), client_hello(&dir, &config, R1)),
+            (None, client_hello(&dir, &config, R0)),
+            (None, node_hello(C0, 1)),
+        ] {
+            let (closed, _, _) = raw_hello(&bus1, pinned.clone(), own, &hello).await.unwrap();
+            assert!(
+                matches!(&closed, Some(quinn::ConnectionError::ApplicationClosed(close))
+                    if close.error_code == tasks::CLOSE_BAD_HELLO),
+                "{closed:?}"
+            );
+            refused += 1;
+            assert_eq!(bus1.rejected_frames(), refused);
+        }
+        assert_eq!(restarts_of_r0(), 0, "no false restart");
+        assert!(
+            !bus1.shared.routes().contains_key(&ClientId(0)),
+            "no route taken"
+        );
+
+        let (other_dir, other_config) = cluster("quic-unauthenticated-other");
+        let foreign_key = crate::config::load_tls_key(&other_dir.0, &other_config, ReplicaId(0));
+        let foreign_peers = QuicPeers::from_config(&other_dir.0, &other_config).unwrap();
+        let foreign = Some((
+            foreign_peers.replicas[0].certificate.clone(),
+            foreign_key.unwrap(),
+        ));
+        let outcome = raw_hello(&bus1, pinned.clone(), foreign, &node_hello(R0, 99)).await;
+        assert!(
+            outcome.as_ref().is_err() || outcome.as_ref().unwrap().0.is_some(),
+            "the handshake fails"
+        );
+        assert_eq!(restarts_of_r0(), 0);
+
+        // The genuine ones are believed: a client's tagged hello takes its route, and R0's
+        // certificate makes a new incarnation a restart.
+        let hello = client_hello(&dir, &config, R1);
+        let (closed, _client, _raw) = raw_hello(&bus1, pinned.clone(), None, &hello)
+            .await
+            .unwrap();
+        assert_eq!(closed, None, "kept open");
+        assert!(
+            bus1.shared.routes().contains_key(&ClientId(0)),
+            "route taken"
+        );
+        let genuine = raw_hello(&bus1, pinned.clone(), r0(), &node_hello(R0, 99)).await;
+        assert_eq!(genuine.unwrap().0, None, "kept open");
+        assert_eq!(restarts_of_r0(), 1);
+        assert_eq!(bus1.rejected_frames(), refused);
     })
     .await;
 }

@@ -1,10 +1,12 @@
 //! TLS for the QUIC bus: the ring provider, certificate pinning, and the quinn configs.
 //!
 //! Trust comes from the cluster directory, not from a certificate authority: a dialer
-//! accepts a replica only if it presents exactly the certificate `cluster.toml` lists for
+//! accepts a node only if it presents exactly the certificate `cluster.toml` lists for
 //! it, and proves it holds that certificate's key (the handshake signature, checked by the
-//! ring provider). Servers do not ask clients for certificates: every message is
-//! authenticated by a MAC in its envelope, so TLS on that side only gives privacy.
+//! ring provider). Both ways: a node dials with its own certificate, which the listener
+//! checks against the same list, so a hello naming a node is believed only from the
+//! connection that node's certificate authenticated. Clients have no certificate; their
+//! hello proves their keys instead (see the `hello` module).
 
 use super::QuicError;
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
@@ -12,7 +14,8 @@ use quinn::{IdleTimeout, TransportConfig, VarInt};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use rustls::{CertificateError, DigitallySignedStruct, SignatureScheme};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, SignatureScheme};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -68,15 +71,22 @@ fn transport_config() -> Result<Arc<TransportConfig>, QuicError> {
     Ok(Arc::new(transport))
 }
 
-/// The listening side: presents `certificate`, asks nothing of the dialer.
+/// The listening side: presents `certificate`; a dialer may present one of `nodes` (the
+/// cluster's node certificates), or none (a client).
 pub(super) fn server_config(
     certificate: CertificateDer<'static>,
     private_key: PrivateKeyDer<'static>,
+    nodes: Vec<CertificateDer<'static>>,
 ) -> Result<quinn::ServerConfig, QuicError> {
-    let mut tls = rustls::ServerConfig::builder_with_provider(provider())
+    let provider = provider();
+    let verifier = Arc::new(PinnedClientCerts {
+        pinned: nodes,
+        algorithms: provider.signature_verification_algorithms,
+    });
+    let mut tls = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|error| QuicError::Tls(error.to_string()))?
-        .with_no_client_auth()
+        .with_client_cert_verifier(verifier)
         .with_single_cert(vec![certificate], private_key)
         .map_err(|error| QuicError::Tls(format!("certificate or key: {error}")))?;
     tls.alpn_protocols = vec![ALPN.to_vec()];
@@ -87,21 +97,28 @@ pub(super) fn server_config(
     Ok(config)
 }
 
-/// The dialing side, for a server that must present exactly `pinned`.
+/// The dialing side, for a server that must present exactly `pinned`; a node presents
+/// `own`, its certificate and key, in turn.
 pub(super) fn client_config(
     pinned: CertificateDer<'static>,
+    own: Option<(CertificateDer<'static>, PrivateKeyDer<'static>)>,
 ) -> Result<quinn::ClientConfig, QuicError> {
     let provider = provider();
     let verifier = Arc::new(PinnedServerCert {
         pinned,
         algorithms: provider.signature_verification_algorithms,
     });
-    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|error| QuicError::Tls(error.to_string()))?
         .dangerous()
-        .with_custom_certificate_verifier(verifier)
-        .with_no_client_auth();
+        .with_custom_certificate_verifier(verifier);
+    let mut tls = match own {
+        Some((certificate, key)) => builder
+            .with_client_auth_cert(vec![certificate], key)
+            .map_err(|error| QuicError::Tls(format!("certificate or key: {error}")))?,
+        None => builder.with_no_client_auth(),
+    };
     tls.alpn_protocols = vec![ALPN.to_vec()];
     let crypto =
         QuicClientConfig::try_from(tls).map_err(|error| QuicError::Tls(error.to_string()))?;
@@ -131,6 +148,61 @@ impl ServerCertVerifier for PinnedServerCert {
     ) -> Result<ServerCertVerified, rustls::Error> {
         if end_entity.as_ref() == self.pinned.as_ref() {
             Ok(ServerCertVerified::assertion())
+        } else {
+            Err(rustls::Error::InvalidCertificate(
+                CertificateError::ApplicationVerificationFailure,
+            ))
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}
+
+/// Accepts a dialer's certificate only if it is byte for byte one of the cluster's node
+/// certificates; a dialer without one (a client) is let in too, and is a node to no one.
+#[derive(Debug)]
+struct PinnedClientCerts {
+    pinned: Vec<CertificateDer<'static>>,
+    algorithms: WebPkiSupportedAlgorithms,
+}
+
+impl ClientCertVerifier for PinnedClientCerts {
+    fn client_auth_mandatory(&self) -> bool {
+        false
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        if (self.pinned.iter()).any(|pinned| pinned.as_ref() == end_entity.as_ref()) {
+            Ok(ClientCertVerified::assertion())
         } else {
             Err(rustls::Error::InvalidCertificate(
                 CertificateError::ApplicationVerificationFailure,
