@@ -108,7 +108,7 @@ fn operations(config: &ClusterConfig, args: &BenchArgs) -> Result<(AppId, MakeOp
     let payload = args.payload;
     let Some(name) = args.app.as_deref() else {
         // No app has this id, so no execution replica runs it.
-        return Ok((AppId(u32::MAX), Box::new(move |_| vec![0u8; payload])));
+        return Ok((AppId::ORDERING_ONLY, Box::new(move |_| vec![0u8; payload])));
     };
     let Some(app) = config.app_by_name(name) else {
         bail!("--app {name}: {} hosts no such app", args.dir.display());

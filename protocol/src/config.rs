@@ -404,6 +404,14 @@ impl ClusterConfig {
         let mut app_ids = BTreeSet::new();
         let mut app_names = BTreeSet::new();
         for (index, app) in self.apps.iter().enumerate() {
+            if app.id == AppId::ORDERING_ONLY {
+                let problem = format!("{} is reserved for ordering only", app.id.0);
+                return Err(ConfigError::invalid(
+                    &path,
+                    format!("apps[{index}].id"),
+                    problem,
+                ));
+            }
             if !app_ids.insert(app.id) {
                 let problem = format!("duplicate id {}", app.id.0);
                 return Err(ConfigError::invalid(
@@ -495,7 +503,8 @@ pub fn endpoint_for_replica(
     let config = ClusterConfig::load(dir)?;
     let keys = keys::replica_keys(dir, &config, id)?;
     let endpoint = Endpoint::new(keys, config.verifying_keys(), config.protocol.clone())
-        .with_clients_provisioned(config.clients);
+        .with_clients_provisioned(config.clients)
+        .with_apps_hosted(config.apps.iter().map(|app| app.id));
     Ok((config, endpoint))
 }
 

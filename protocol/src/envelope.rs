@@ -6,7 +6,7 @@
 //! opening, by [`RejectReason`] in their [`FrameCounters`].
 
 use crate::crypto::{Authenticator, Mac, MacKey, NodeKeys, ReplicaVerifyingKeys};
-use crate::ids::{ClientId, NodeId, ReplicaId};
+use crate::ids::{AppId, ClientId, NodeId, ReplicaId};
 use crate::messages::{AuthenticatedRequest, Message, Request};
 use crate::params::ProtocolParams;
 use crate::validate::{self, Invalid};
@@ -193,6 +193,8 @@ pub struct Endpoint {
     /// Clients 0..this are provisioned; no key is derived for any other id, so a frame or
     /// a request naming one fails its check. None: any id (tests, the simulator).
     clients_provisioned: Option<u64>,
+    /// The apps requests may name (besides [`AppId::ORDERING_ONLY`]); None: any.
+    apps_hosted: Option<std::collections::BTreeSet<AppId>>,
 }
 
 fn envelope_mac_input<'a>(from: &'a [u8], to: &'a [u8], payload: &'a [u8]) -> [&'a [u8]; 4] {
@@ -245,7 +247,18 @@ impl Endpoint {
             peer_macs,
             client_macs: ClientKeyCache::default(),
             clients_provisioned: None,
+            apps_hosted: None,
         }
+    }
+
+    /// Refuse requests naming an app other than `apps` (the configuration's) and
+    /// [`AppId::ORDERING_ONLY`]: a made-up app id would become an app of its own in every
+    /// replica's state.
+    pub fn with_apps_hosted(mut self, apps: impl IntoIterator<Item = AppId>) -> Self {
+        let mut hosted: std::collections::BTreeSet<AppId> = apps.into_iter().collect();
+        hosted.insert(AppId::ORDERING_ONLY);
+        self.apps_hosted = Some(hosted);
+        self
     }
 
     /// Refuse every client id at or above `clients` (the configuration's `clients`).
@@ -370,6 +383,7 @@ impl Endpoint {
         };
         if request.auth.0.len() != self.params.replica_count()
             || request.request.op.len() > self.params.request_bytes_max
+            || (self.apps_hosted.as_ref()).is_some_and(|apps| !apps.contains(&request.request.app))
         {
             return false;
         }
@@ -477,6 +491,27 @@ mod tests {
                 replica.seal(to, &Message::Request(authenticated)).is_some(),
                 provisioned
             );
+        }
+    }
+    /// A request naming an app the configuration does not host is refused (it would
+    /// become an app head of its own in every checkpoint), even with a valid
+    /// authenticator; the hosted apps and the ordering-only app pass.
+    #[test]
+    fn a_request_for_an_app_not_hosted_is_refused() {
+        let params = ProtocolParams::default();
+        let keys = DerivedKeys::new(1, &params);
+        let replica = (keys.replica_endpoint(ReplicaId(0))).with_apps_hosted([AppId(0), AppId(1)]);
+        let client = keys.client_endpoint(ClientId(0));
+        for (app, hosted) in [(0, true), (1, true), (2, false), (u32::MAX, true)] {
+            let request = client.authenticate_request(Request {
+                app: AppId(app),
+                client: ClientId(0),
+                timestamp: 1,
+                op: Vec::new(),
+            });
+            assert_eq!(replica.check_request(&request), hosted, "app {app}");
+            let frame = client.seal_multicast(&Message::Request(request));
+            assert_eq!(replica.open(&frame).is_ok(), hosted, "app {app}");
         }
     }
     use serde::Deserialize as _;

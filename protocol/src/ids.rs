@@ -49,6 +49,13 @@ id_newtype!(
     ActivatorId(u32), "a"
 );
 
+impl AppId {
+    /// The app no execution replica runs: its requests are only ordered, and answered by
+    /// the agreement replicas themselves (`zz bench` without `--app` measures ordering
+    /// with it). No configured app may take its id.
+    pub const ORDERING_ONLY: AppId = AppId(u32::MAX);
+}
+
 impl View {
     /// The replica that is primary in this view, for a cluster of `replica_count` replicas.
     pub fn primary(self, replica_count: usize) -> ReplicaId {

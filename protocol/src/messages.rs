@@ -172,8 +172,9 @@ pub struct CheckpointState {
     pub seq: Seq,
     pub chain: Digest,
     pub last_timestamp_ms: u64,
-    /// Sorted by client id.
-    pub clients: Vec<(ClientId, u64)>,
+    /// Each client's last ordered request: its timestamp and the app it named, sorted by
+    /// client id (a retransmission naming another app is not that request).
+    pub clients: Vec<(ClientId, u64, AppId)>,
     /// Where each app's orders reached, sorted by app id.
     pub apps: Vec<AppHead>,
 }

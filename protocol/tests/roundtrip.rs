@@ -273,7 +273,7 @@ prop_compose! {
         seq in seq(),
         chain in digest(),
         last_timestamp_ms in any_u64(),
-        clients in vec((client_id(), any_u64()), 0..COLLECTION_SIZE_MAX),
+        clients in vec((client_id(), any_u64(), app_id()), 0..COLLECTION_SIZE_MAX),
         apps in vec(
             (app_id(), seq(), digest(), proptest::option::of((seq(), digest())))
                 .prop_map(|(app, seq, chain, stable)| AppHead { app, seq, chain, stable }),

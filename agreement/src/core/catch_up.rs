@@ -171,7 +171,7 @@ impl Replica {
         self.requests.waiting.retain(|client, waiting| {
             clients
                 .get(client)
-                .is_none_or(|executed| waiting.request.request.timestamp > *executed)
+                .is_none_or(|(executed, _)| waiting.request.request.timestamp > *executed)
         });
         self.prune_stable_votes();
         self.counters.state_transfers += 1;

@@ -42,7 +42,8 @@ pub(super) struct ExecState {
     pub(super) seq: Seq,
     pub(super) chain: Digest,
     pub(super) last_timestamp_ms: u64,
-    pub(super) clients: BTreeMap<ClientId, u64>,
+    /// Each client's last ordered request: (timestamp, app).
+    pub(super) clients: BTreeMap<ClientId, (u64, AppId)>,
     /// Each app's own gap-free sequence: the last number its orders reached, and the
     /// hash chain over its orders up to it.
     pub(super) apps: BTreeMap<AppId, (Seq, Digest)>,
@@ -56,7 +57,9 @@ impl ExecState {
             seq: self.seq,
             chain: self.chain,
             last_timestamp_ms: self.last_timestamp_ms,
-            clients: self.clients.iter().map(|(c, t)| (*c, *t)).collect(),
+            clients: (self.clients.iter())
+                .map(|(client, (timestamp, app))| (*client, *timestamp, *app))
+                .collect(),
             apps: self.app_heads().collect(),
         }
     }
@@ -75,7 +78,9 @@ impl ExecState {
             seq: state.seq,
             chain: state.chain,
             last_timestamp_ms: state.last_timestamp_ms,
-            clients: state.clients.iter().copied().collect(),
+            clients: (state.clients.iter())
+                .map(|(client, timestamp, app)| (*client, (*timestamp, *app)))
+                .collect(),
             apps: (state.apps.iter())
                 .map(|head| (head.app, (head.seq, head.chain)))
                 .collect(),

@@ -400,9 +400,10 @@ impl Replica {
         for request in &batch.requests {
             let client = request.request.client;
             let timestamp = request.request.timestamp;
-            let last = self.exec.clients.entry(client).or_insert(0);
-            if timestamp > *last {
-                *last = timestamp;
+            let app = request.request.app;
+            let last = self.exec.clients.entry(client).or_insert((0, app));
+            if timestamp > last.0 {
+                *last = (timestamp, app);
                 self.counters.requests_ordered += 1;
             }
             if self

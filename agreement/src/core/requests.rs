@@ -31,12 +31,14 @@ impl Replica {
         let client = request.request.client;
         let timestamp = request.request.timestamp;
         let last = self.exec.clients.get(&client).copied();
-        if let Some(last) = last
+        if let Some((last, app)) = last
             && timestamp <= last
         {
-            if timestamp == last {
+            // The app is the one ordered: a "retransmission" naming another app is not
+            // that request, and must not wake another app's standbys.
+            if timestamp == last && request.request.app == app {
                 self.outputs.push_back(Output::AlreadyOrdered {
-                    app: request.request.app,
+                    app,
                     client,
                     timestamp,
                 });
@@ -101,7 +103,7 @@ impl Replica {
     pub(super) fn note_request_in_flight(&mut self, request: &AuthenticatedRequest) {
         let client = request.request.client;
         let timestamp = request.request.timestamp;
-        let executed = self.exec.clients.get(&client).copied().unwrap_or(0);
+        let executed = self.exec.clients.get(&client).map_or(0, |(last, _)| *last);
         let known = self
             .requests
             .waiting
@@ -127,7 +129,7 @@ impl Replica {
             let Some((client, timestamp)) = self.requests.arrivals.pop_front() else {
                 break;
             };
-            let executed = self.exec.clients.get(&client).copied().unwrap_or(0);
+            let executed = self.exec.clients.get(&client).map_or(0, |(last, _)| *last);
             if let Some(waiting) = self.requests.waiting.get_mut(&client)
                 && waiting.request.request.timestamp == timestamp
                 && !waiting.proposed

@@ -34,6 +34,8 @@ pub(super) struct StabilityVotes {
     proposed: BTreeMap<AppId, (View, Seq)>,
     /// Since when a certificate could be formed here that is not ordered yet.
     pub(super) formable_since: Option<Time>,
+    /// Votes came or went since `formable_since` was last judged.
+    changed: bool,
 }
 
 impl StabilityVotes {
@@ -45,6 +47,7 @@ impl StabilityVotes {
         while by_seq.len() > STABLE_VOTES_KEPT_PER_REPLICA {
             by_seq.pop_first();
         }
+        self.changed = true;
     }
 
     /// Forget the votes of `app` at or below `seq` (it is stable there now).
@@ -52,6 +55,7 @@ impl StabilityVotes {
         let Some(by_replica) = self.votes.get_mut(&app) else {
             return;
         };
+        self.changed = true;
         for by_seq in by_replica.values_mut() {
             by_seq.retain(|voted, _| *voted > seq);
         }
@@ -188,8 +192,10 @@ impl Replica {
     /// A backup holding a certificate the primary has not ordered starts the view-change
     /// timer, as for a request (see [`Replica::view_change_deadline`]).
     pub(super) fn track_formable_certificates(&mut self) {
-        let formable = self.stability.entry_count() > 0
-            && !(self.stability.formable(self.config.params.weak_quorum())).is_empty();
+        if !std::mem::take(&mut self.stability.changed) {
+            return;
+        }
+        let formable = !(self.stability.formable(self.config.params.weak_quorum())).is_empty();
         match (formable, self.stability.formable_since) {
             (false, _) => self.stability.formable_since = None,
             (true, None) => self.stability.formable_since = Some(self.now),

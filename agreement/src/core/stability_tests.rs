@@ -1,7 +1,7 @@
 //! Stable execution checkpoints are ordered: votes, certificates in batches, the timer a
 //! backup starts for a certificate the primary leaves out.
 
-use super::tests::{batch, commit, config, drain, from, pre_prepare, prepare, signing_key};
+use super::tests::{batch, commit, config, drain, from, keys, pre_prepare, prepare, signing_key};
 use super::*;
 use zz_protocol::messages::{Batch, ExecutionCheckpoint, StabilityCertificate};
 
@@ -157,4 +157,34 @@ fn a_backup_holding_a_certificate_the_primary_leaves_out_changes_view() {
             .iter()
             .any(|o| matches!(o, Output::Broadcast(Message::ViewChange(_))))
     );
+}
+
+/// A client's retransmission of its last ordered request is answered for the app that
+/// request named; one naming another app is not that request (it must not wake another
+/// app's standbys) and is dropped.
+#[test]
+fn a_retransmission_counts_only_for_the_app_its_request_named() {
+    let mut backup = backup_with_app_ordered();
+    let client = keys().client_endpoint(ClientId(1));
+    let retransmit = |app| {
+        let request = client.authenticate_request(zz_protocol::messages::Request {
+            app: AppId(app),
+            client: ClientId(1),
+            timestamp: 1,
+            op: vec![1, 2, 3],
+        });
+        Verified::assume_verified(NodeId::Client(ClientId(1)), Message::Request(request))
+    };
+    backup.handle_message(Time(2), retransmit(0));
+    let already = |outputs: &[Output]| {
+        (outputs.iter())
+            .filter_map(|output| match output {
+                Output::AlreadyOrdered { app, .. } => Some(*app),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(already(&drain(&mut backup)), vec![AppId(0)]);
+    backup.handle_message(Time(2), retransmit(5));
+    assert!(already(&drain(&mut backup)).is_empty());
 }

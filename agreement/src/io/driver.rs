@@ -541,7 +541,7 @@ impl<B: MessageBus, S: Storage> ReplicaDriver<B, S> {
                         let routed = self.orders.routed(app);
                         let membership = self.orders.membership();
                         self.detector
-                            .handle_client_retransmit(now, app, routed, membership);
+                            .handle_client_retransmit(now, client, app, routed, membership);
                     } else {
                         let view = self.replica.view();
                         self.reply(view, client, timestamp);

@@ -19,7 +19,7 @@
 use super::membership::MembershipTable;
 use std::collections::{BTreeMap, BTreeSet};
 use zz_protocol::messages::{FaultReason, Faulty, Wake, WakeReason};
-use zz_protocol::{AppId, Digest, ExecutionId, Seq, Time};
+use zz_protocol::{AppId, ClientId, Digest, ExecutionId, Seq, Time};
 
 /// Sequence numbers (or checkpoints) watched per app at most; older ones are forgotten.
 pub const WATCHED_MAX: usize = 1024;
@@ -126,7 +126,17 @@ pub struct Detector {
     config: DetectorConfig,
     apps: BTreeMap<AppId, AppWatch>,
     alarms: Vec<Alarm>,
+    /// When each client's retransmission last asked for standbys (within the last
+    /// [`CLIENT_WAKE_INTERVALS`] resend intervals): one client wakes an app at most once
+    /// per that span, however often it retransmits.
+    client_wakes: BTreeMap<ClientId, Time>,
 }
+
+/// Resend intervals (the view-change timeout) between two wakes one client's
+/// retransmissions may cause.
+pub const CLIENT_WAKE_INTERVALS: u64 = 10;
+/// Clients whose last wake is remembered, at most (the oldest are forgotten first).
+pub const CLIENT_WAKES_KEPT_MAX: usize = 65_536;
 
 impl Detector {
     /// A detector for the apps of `membership` (every app with execution replicas).
@@ -140,6 +150,7 @@ impl Detector {
             config,
             apps,
             alarms: Vec::new(),
+            client_wakes: BTreeMap::new(),
         }
     }
 
@@ -226,10 +237,27 @@ impl Detector {
     pub fn handle_client_retransmit(
         &mut self,
         now: Time,
+        client: ClientId,
         app: AppId,
         seq: Seq,
         membership: &MembershipTable,
     ) {
+        let span = self
+            .config
+            .resend_micros
+            .saturating_mul(CLIENT_WAKE_INTERVALS);
+        if (self.client_wakes.get(&client)).is_some_and(|last| now.saturating_sub(*last) < span) {
+            return;
+        }
+        if !self.apps.contains_key(&app) {
+            return;
+        }
+        self.client_wakes
+            .retain(|_, last| now.saturating_sub(*last) < span);
+        if self.client_wakes.len() >= CLIENT_WAKES_KEPT_MAX {
+            return;
+        }
+        self.client_wakes.insert(client, now);
         let epoch = membership.epoch(app);
         self.wake(now, app, epoch, seq, WakeReason::ClientRetransmit);
     }

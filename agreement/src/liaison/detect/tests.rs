@@ -57,7 +57,11 @@ impl Watched {
     }
 
     fn handle_client_retransmit(&mut self, now: Time, app: AppId, seq: Seq) {
-        (self.detector).handle_client_retransmit(now, app, seq, &self.membership);
+        self.client_retransmits(now, ClientId(1), app, seq);
+    }
+
+    fn client_retransmits(&mut self, now: Time, client: ClientId, app: AppId, seq: Seq) {
+        (self.detector).handle_client_retransmit(now, client, app, seq, &self.membership);
     }
 
     fn handle_tick(&mut self, now: Time) {
@@ -274,12 +278,34 @@ fn a_client_retransmit_wake_stops_once_its_sequence_number_settles() {
     detector.handle_tick(Time(3 * RESEND));
     assert!(detector.take_alarms().is_empty(), "settled: no resend");
     assert_eq!(detector.wake_pending(APP), None);
-    detector.handle_client_retransmit(Time(3 * RESEND + 1), APP, Seq(4));
+    detector.client_retransmits(Time(3 * RESEND + 1), ClientId(2), APP, Seq(4));
     assert_eq!(
         wakes(&detector.take_alarms()).len(),
         1,
         "a new trouble wakes again"
     );
+}
+
+/// One client's retransmissions wake an app at most once per `CLIENT_WAKE_INTERVALS`
+/// resend intervals, however often it retransmits (a Byzantine client retransmitting
+/// forever would otherwise thaw standbys again after every quiet period).
+#[test]
+fn one_clients_retransmissions_wake_at_most_once_per_span() {
+    let mut detector = detector();
+    let span = RESEND * CLIENT_WAKE_INTERVALS;
+    detector.handle_client_retransmit(Time(0), APP, Seq(3));
+    assert_eq!(wakes(&detector.take_alarms()).len(), 1);
+    executed(&mut detector, 1, E0, 3, 1);
+    executed(&mut detector, 1, E1, 3, 1);
+    detector.handle_tick(Time(RESEND));
+    assert_eq!(detector.wake_pending(APP), None, "settled");
+    detector.handle_client_retransmit(Time(2 * RESEND), APP, Seq(3));
+    assert!(
+        detector.take_alarms().is_empty(),
+        "the same client, too soon"
+    );
+    detector.handle_client_retransmit(Time(span), APP, Seq(3));
+    assert_eq!(wakes(&detector.take_alarms()).len(), 1, "after the span");
 }
 
 #[test]
