@@ -81,10 +81,11 @@ fn signed_by_sender<T: crate::crypto::SignedBody>(
 /// Stability certificates in one batch, at most.
 pub const STABILITY_CERTIFICATES_MAX: usize = 64;
 
-/// f+1 distinct agreement replicas signed the certificate's checkpoint.
+/// f+1 distinct agreement replicas signed the certificate's checkpoint (exactly f+1
+/// votes: more would only cost their receivers verifications).
 pub fn check_stability_certificate(endpoint: &Endpoint, cert: &StabilityCertificate) -> Check {
     let params = endpoint.params();
-    bounded(cert.votes.len(), params.replica_count())?;
+    bounded(cert.votes.len(), params.weak_quorum())?;
     let mut signers = BTreeSet::new();
     for vote in &cert.votes {
         require(vote.body == cert.checkpoint, Invalid::MismatchedVote)?;
@@ -103,12 +104,12 @@ pub fn check_stability_certificate(endpoint: &Endpoint, cert: &StabilityCertific
     )
 }
 
-/// A batch's size and its stability certificates. Batches inside certificates (2f+1
-/// replicas vouched for them) and fetched batches (kept only on f+1 matching offers) are
-/// not checked against the client authenticators again: a Byzantine client whose
-/// authenticator is valid for some replicas only must not be able to shut the others out
-/// of view changes and catch-up. Stability certificates are signed, so every replica
-/// judges them alike wherever they travel.
+/// A batch's size. Batches inside certificates (2f+1 replicas vouched for them) and
+/// fetched batches (kept only on f+1 matching offers) are not checked against the client
+/// authenticators or stability certificates again: a Byzantine client whose authenticator
+/// is valid for some replicas only must not be able to shut the others out of view
+/// changes and catch-up, and a Byzantine replica must not make them verify thousands of
+/// signatures in one answer.
 fn check_batch_size(endpoint: &Endpoint, batch: &Batch) -> Check {
     let limit = endpoint.params().batch_size_max;
     require(
@@ -118,16 +119,16 @@ fn check_batch_size(endpoint: &Endpoint, batch: &Batch) -> Check {
             limit,
         },
     )?;
-    bounded(batch.stability.len(), STABILITY_CERTIFICATES_MAX)?;
+    bounded(batch.stability.len(), STABILITY_CERTIFICATES_MAX)
+}
+
+/// A batch the primary proposes: its size, every request's authenticator for us, and its
+/// stability certificates (signed, so every replica judges them alike).
+fn check_batch(endpoint: &Endpoint, batch: &Batch) -> Check {
+    check_batch_size(endpoint, batch)?;
     for cert in &batch.stability {
         check_stability_certificate(endpoint, cert)?;
     }
-    Ok(())
-}
-
-/// A batch the primary proposes: its size, and every request's authenticator for us.
-fn check_batch(endpoint: &Endpoint, batch: &Batch) -> Check {
-    check_batch_size(endpoint, batch)?;
     for request in &batch.requests {
         let client = NodeId::Client(request.request.client);
         require(endpoint.check_request(request), Invalid::BadRequest(client))?;
@@ -407,7 +408,11 @@ pub fn check_message(endpoint: &Endpoint, from: NodeId, message: &Message) -> Ch
             )
         }
         Message::Prepare(prepare) => signed_by_sender(endpoint, from, prepare),
-        Message::StableVote(vote) => signed_by_sender(endpoint, from, vote),
+        // Relayed by a backup to the primary too: the signature, not the sender, counts.
+        Message::StableVote(vote) => require(
+            vote.verify(endpoint.verifying_keys()),
+            Invalid::BadSignature(vote.signer),
+        ),
         Message::Checkpoint(checkpoint) => signed_by_sender(endpoint, from, checkpoint),
         Message::ViewChange(view_change) => {
             signed_by_sender(endpoint, from, view_change)?;
@@ -488,7 +493,7 @@ mod tests {
                 stability: vec![bad],
                 ..Batch::default()
             };
-            assert!(check_batch_size(&endpoint, &batch).is_err());
+            assert!(check_batch(&endpoint, &batch).is_err());
         }
     }
 }

@@ -32,8 +32,10 @@ pub(super) struct StabilityVotes {
     /// Per app, the checkpoint the primary last proposed a certificate for, and in which
     /// view: not proposed again in that view while its batch is on the way.
     proposed: BTreeMap<AppId, (View, Seq)>,
-    /// Since when a certificate could be formed here that is not ordered yet.
-    pub(super) formable_since: Option<Time>,
+    /// Per app, since when a certificate could be formed here with no progress of that
+    /// app's stable checkpoint: the view-change timer, as for a waiting request. Each
+    /// certificate ordered restarts its app's.
+    pub(super) formable_since: BTreeMap<AppId, Time>,
     /// Votes came or went since `formable_since` was last judged.
     changed: bool,
 }
@@ -52,6 +54,8 @@ impl StabilityVotes {
 
     /// Forget the votes of `app` at or below `seq` (it is stable there now).
     fn prune(&mut self, app: AppId, seq: Seq) {
+        // The app's stable checkpoint moved: its timer starts again if more is formable.
+        self.formable_since.remove(&app);
         let Some(by_replica) = self.votes.get_mut(&app) else {
             return;
         };
@@ -62,6 +66,18 @@ impl StabilityVotes {
         by_replica.retain(|_, by_seq| !by_seq.is_empty());
         if by_replica.is_empty() {
             self.votes.remove(&app);
+        }
+    }
+
+    /// The earliest start of any app's view-change timer.
+    pub(super) fn oldest_formable(&self) -> Option<Time> {
+        self.formable_since.values().min().copied()
+    }
+
+    /// Entering a view: every timer starts again, for the new primary.
+    pub(super) fn restart_timers(&mut self, now: Time) {
+        for since in self.formable_since.values_mut() {
+            *since = now;
         }
     }
 
@@ -114,7 +130,8 @@ impl Replica {
         self.after_event();
     }
 
-    /// A peer's vote (its signature was checked at the boundary).
+    /// A peer's vote, or one it relays (its signer's signature was checked at the
+    /// boundary).
     pub(super) fn handle_stable_vote(&mut self, vote: Vote) {
         if self.votes_wanted(&vote.body) {
             self.stability.add(vote);
@@ -130,7 +147,9 @@ impl Replica {
     }
 
     /// Votes get lost: until its checkpoint is stable, resend this replica's latest vote
-    /// per app.
+    /// per app. A backup also relays to the primary the votes of every certificate it
+    /// could form (signed, so they convince it): Byzantine replicas that send their votes
+    /// to the backups only cannot make the backups suspect a primary that lacks them.
     pub(super) fn resend_stable_votes(&mut self) {
         let me = self.config.id;
         let own: Vec<Vote> = (self.stability.votes.values())
@@ -139,6 +158,16 @@ impl Replica {
             .collect();
         for vote in own {
             self.broadcast(Message::StableVote(vote));
+        }
+        if self.is_primary() {
+            return;
+        }
+        let primary = self.primary_of(self.view);
+        let formable = self.stability.formable(self.config.params.weak_quorum());
+        for vote in formable.into_iter().flat_map(|cert| cert.votes) {
+            if vote.signer != me && vote.signer != primary {
+                self.send(primary, Message::StableVote(vote));
+            }
         }
     }
 
@@ -195,11 +224,15 @@ impl Replica {
         if !std::mem::take(&mut self.stability.changed) {
             return;
         }
-        let formable = !(self.stability.formable(self.config.params.weak_quorum())).is_empty();
-        match (formable, self.stability.formable_since) {
-            (false, _) => self.stability.formable_since = None,
-            (true, None) => self.stability.formable_since = Some(self.now),
-            (true, Some(_)) => {}
+        let formable: Vec<AppId> = (self.stability.formable(self.config.params.weak_quorum()))
+            .into_iter()
+            .map(|cert| cert.checkpoint.app)
+            .collect();
+        let now = self.now;
+        let timers = &mut self.stability.formable_since;
+        timers.retain(|app, _| formable.contains(app));
+        for app in formable {
+            timers.entry(app).or_insert(now);
         }
     }
 }

@@ -188,3 +188,68 @@ fn a_retransmission_counts_only_for_the_app_its_request_named() {
     backup.handle_message(Time(2), retransmit(5));
     assert!(already(&drain(&mut backup)).is_empty());
 }
+
+fn view_changes(outputs: &[Output]) -> bool {
+    (outputs.iter()).any(|o| matches!(o, Output::Broadcast(Message::ViewChange(_))))
+}
+
+/// A primary that orders an app's certificates as they come is never suspected, however
+/// soon the next one is formable: each one ordered restarts the app's timer.
+#[test]
+fn each_certificate_ordered_restarts_the_timer() {
+    let mut backup = backup_with_app_ordered();
+    backup.handle_message(Time(2), from(2, vote(2, checkpoint(1, 9))));
+    backup.handle_message(Time(2), from(3, vote(3, checkpoint(1, 9))));
+    // The next checkpoint's votes arrive before the first certificate is ordered.
+    backup.handle_message(Time(500_000), from(2, vote(2, checkpoint(2, 9))));
+    backup.handle_message(Time(500_000), from(3, vote(3, checkpoint(2, 9))));
+    let votes = [2, 3].map(|by| Signed::sign(checkpoint(1, 9), ReplicaId(by), &signing_key(by)));
+    let certified = Batch {
+        requests: Vec::new(),
+        nondet: zz_protocol::messages::NonDet {
+            timestamp_ms: super::tests::WALL_CLOCK_AT_ZERO_MS + 900,
+            seed: 0,
+        },
+        stability: vec![StabilityCertificate {
+            checkpoint: checkpoint(1, 9),
+            votes: votes.to_vec(),
+        }],
+    };
+    backup.handle_message(Time(900_000), from(0, pre_prepare(0, 2, &certified)));
+    complete(&mut backup, 2, &certified, &[2, 3]);
+    assert_eq!(
+        backup.agreed_stable(AppId(0)),
+        Some((Seq(1), Digest([9; 32])))
+    );
+    drain(&mut backup);
+    backup.handle_timeout(Time(1_500_000));
+    assert!(
+        !view_changes(&drain(&mut backup)),
+        "the timer restarted at 0.9 s"
+    );
+    backup.handle_timeout(Time(2_000_000));
+    assert!(
+        view_changes(&drain(&mut backup)),
+        "checkpoint 2 waited a whole timeout"
+    );
+}
+
+/// A backup relays the votes of a certificate it could form to the primary, which may
+/// not have them (Byzantine replicas may have sent theirs to the backups only).
+#[test]
+fn a_backup_relays_the_votes_of_a_formable_certificate_to_the_primary() {
+    let mut backup = backup_with_app_ordered();
+    backup.handle_message(Time(2), from(2, vote(2, checkpoint(1, 9))));
+    backup.handle_message(Time(2), from(3, vote(3, checkpoint(1, 9))));
+    backup.handle_timeout(Time(200_000));
+    let relayed: Vec<ReplicaId> = (drain(&mut backup).iter())
+        .filter_map(|output| match output {
+            Output::Send {
+                to: ReplicaId(0),
+                message: Message::StableVote(vote),
+            } => Some(vote.signer),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(relayed, vec![ReplicaId(2), ReplicaId(3)]);
+}

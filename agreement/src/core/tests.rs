@@ -10,7 +10,7 @@ use zz_protocol::messages::{
 };
 use zz_protocol::{AppId, ClientId};
 
-const WALL_CLOCK_AT_ZERO_MS: u64 = 1_800_000_000_000;
+pub(super) const WALL_CLOCK_AT_ZERO_MS: u64 = 1_800_000_000_000;
 
 pub(super) fn params() -> ProtocolParams {
     ProtocolParams {

@@ -296,7 +296,7 @@ impl Replica {
         // Every request still waiting gets a fresh timer, and the new primary proposes them;
         // so does every formable stability certificate.
         let now = self.now;
-        self.stability.formable_since = self.stability.formable_since.map(|_| now);
+        self.stability.restart_timers(now);
         let mut arrivals: Vec<_> = self
             .requests
             .waiting
@@ -342,7 +342,7 @@ impl Replica {
         let oldest_request = (self.requests.waiting.values())
             .map(|waiting| waiting.since)
             .min();
-        let oldest = match (oldest_request, self.stability.formable_since) {
+        let oldest = match (oldest_request, self.stability.oldest_formable()) {
             (Some(request), Some(certificate)) => request.min(certificate),
             (request, certificate) => request.or(certificate)?,
         };

@@ -249,7 +249,8 @@ impl Detector {
         if (self.client_wakes.get(&client)).is_some_and(|last| now.saturating_sub(*last) < span) {
             return;
         }
-        if !self.apps.contains_key(&app) {
+        // A wake standing already costs the client nothing.
+        if (self.apps.get(&app)).is_none_or(|watch| watch.wake.is_some()) {
             return;
         }
         self.client_wakes

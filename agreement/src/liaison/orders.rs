@@ -166,15 +166,19 @@ impl OrderRouter {
     /// execution reports up to it are judged; the ones missing here are recovered from
     /// peers and checked against `head.chain`.
     pub fn jumped_to(&mut self, head: AppHead) {
-        if !self.membership.has_group(head.app) || head.seq <= self.routed(head.app) {
+        if !self.membership.has_group(head.app) {
             return;
         }
-        self.routed.insert(head.app, head.seq);
-        let chains = self.chains.entry(head.app).or_default();
-        chains.insert(head.seq, head.chain);
-        while chains.len() > CHAINS_KEPT_MAX {
-            chains.pop_first();
+        if head.seq > self.routed(head.app) {
+            self.routed.insert(head.app, head.seq);
+            let chains = self.chains.entry(head.app).or_default();
+            chains.insert(head.seq, head.chain);
+            while chains.len() > CHAINS_KEPT_MAX {
+                chains.pop_first();
+            }
         }
+        // The app's certificate may have been ordered in the skipped range even when none
+        // of its orders was (an idle app).
         if let Some((seq, root)) = head.stable {
             let checkpoint = ExecutionCheckpoint {
                 app: head.app,

@@ -315,6 +315,24 @@ fn a_jump_takes_the_stable_checkpoint_the_pbft_checkpoint_certifies() {
     );
 }
 
+/// An idle app's certificate may be ordered in the range a state transfer skipped, with
+/// none of its orders: the jump still takes the stable checkpoint.
+#[test]
+fn a_jump_past_no_order_still_takes_the_stable_checkpoint() {
+    let mut peer = router_that_routed(4);
+    make_stable_at(&mut peer, 4, 3);
+    let mut jumper = router_that_routed(4);
+    let certified = AppHead {
+        stable: peer.stable_checkpoint(AppId(0)),
+        ..head(&peer)
+    };
+    jumper.jumped_to(certified);
+    assert_eq!(
+        jumper.stable_checkpoint(AppId(0)),
+        Some((Seq(4), Digest([3; 32])))
+    );
+}
+
 /// A replica that restarted with an empty router knows neither the orders before its
 /// PBFT checkpoint nor the app's stable execution checkpoint. It recovers the orders its
 /// peers hold and adopts the checkpoint f+1 of them name alike; one peer's claim (it may
