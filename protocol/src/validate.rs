@@ -78,6 +78,32 @@ fn signed_by_sender<T: crate::crypto::SignedBody>(
     )
 }
 
+/// Every vote matches (`matches`) and is validly signed, by at least `needed` distinct
+/// replicas.
+fn check_votes<T: crate::crypto::SignedBody>(
+    endpoint: &Endpoint,
+    votes: &[Signed<T>],
+    needed: usize,
+    matches: impl Fn(&T) -> bool,
+) -> Check {
+    let mut signers = BTreeSet::new();
+    for vote in votes {
+        require(matches(&vote.body), Invalid::MismatchedVote)?;
+        require(
+            vote.verify(endpoint.verifying_keys()),
+            Invalid::BadSignature(vote.signer),
+        )?;
+        signers.insert(vote.signer);
+    }
+    require(
+        signers.len() >= needed,
+        Invalid::ShortCertificate {
+            count: signers.len(),
+            needed,
+        },
+    )
+}
+
 /// Stability certificates in one batch, at most.
 pub const STABILITY_CERTIFICATES_MAX: usize = 64;
 
@@ -86,22 +112,9 @@ pub const STABILITY_CERTIFICATES_MAX: usize = 64;
 pub fn check_stability_certificate(endpoint: &Endpoint, cert: &StabilityCertificate) -> Check {
     let params = endpoint.params();
     bounded(cert.votes.len(), params.weak_quorum())?;
-    let mut signers = BTreeSet::new();
-    for vote in &cert.votes {
-        require(vote.body == cert.checkpoint, Invalid::MismatchedVote)?;
-        require(
-            vote.verify(endpoint.verifying_keys()),
-            Invalid::BadSignature(vote.signer),
-        )?;
-        signers.insert(vote.signer);
-    }
-    require(
-        signers.len() >= params.weak_quorum(),
-        Invalid::ShortCertificate {
-            count: signers.len(),
-            needed: params.weak_quorum(),
-        },
-    )
+    check_votes(endpoint, &cert.votes, params.weak_quorum(), |vote| {
+        *vote == cert.checkpoint
+    })
 }
 
 /// A batch's size. Batches inside certificates (2f+1 replicas vouched for them) and
@@ -151,25 +164,9 @@ pub fn check_checkpoint_certificate(endpoint: &Endpoint, cert: &CheckpointCertif
         );
     }
     bounded(cert.votes.len(), params.replica_count())?;
-    let mut signers = BTreeSet::new();
-    for vote in &cert.votes {
-        require(
-            vote.body.seq == cert.seq && vote.body.digest == cert.digest,
-            Invalid::MismatchedVote,
-        )?;
-        require(
-            vote.verify(endpoint.verifying_keys()),
-            Invalid::BadSignature(vote.signer),
-        )?;
-        signers.insert(vote.signer);
-    }
-    require(
-        signers.len() >= params.quorum(),
-        Invalid::ShortCertificate {
-            count: signers.len(),
-            needed: params.quorum(),
-        },
-    )
+    check_votes(endpoint, &cert.votes, params.quorum(), |vote| {
+        vote.seq == cert.seq && vote.digest == cert.digest
+    })
 }
 
 /// A pre-prepare signed by the primary of its view and 2f matching prepares from distinct

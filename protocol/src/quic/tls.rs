@@ -79,10 +79,7 @@ pub(super) fn server_config(
     nodes: Vec<CertificateDer<'static>>,
 ) -> Result<quinn::ServerConfig, QuicError> {
     let provider = provider();
-    let verifier = Arc::new(PinnedClientCerts {
-        pinned: nodes,
-        algorithms: provider.signature_verification_algorithms,
-    });
+    let verifier = PinnedCerts::new(nodes, &provider);
     let mut tls = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|error| QuicError::Tls(error.to_string()))?
@@ -104,10 +101,7 @@ pub(super) fn client_config(
     own: Option<(CertificateDer<'static>, PrivateKeyDer<'static>)>,
 ) -> Result<quinn::ClientConfig, QuicError> {
     let provider = provider();
-    let verifier = Arc::new(PinnedServerCert {
-        pinned,
-        algorithms: provider.signature_verification_algorithms,
-    });
+    let verifier = PinnedCerts::new(vec![pinned], &provider);
     let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|error| QuicError::Tls(error.to_string()))?
@@ -127,27 +121,28 @@ pub(super) fn client_config(
     Ok(config)
 }
 
-/// Accepts a server only if its end-entity certificate is byte for byte the pinned one.
-/// Names, dates and issuers are not consulted: the configuration, not a CA, says which
-/// certificate each replica has. Handshake signatures are still checked, by ring, against
-/// that certificate's key.
+/// The certificates a peer may present: byte for byte one of `pinned` (a dialed server's
+/// exactly one; a dialer's any of the cluster's node certificates). Names, dates and
+/// issuers are not consulted: the configuration, not a CA, says which certificate each
+/// node has. Handshake signatures are still checked, by ring, against the certificate's
+/// key. A dialer without a certificate (a client) is let in, and is a node to no one.
 #[derive(Debug)]
-struct PinnedServerCert {
-    pinned: CertificateDer<'static>,
+struct PinnedCerts {
+    pinned: Vec<CertificateDer<'static>>,
     algorithms: WebPkiSupportedAlgorithms,
 }
 
-impl ServerCertVerifier for PinnedServerCert {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        if end_entity.as_ref() == self.pinned.as_ref() {
-            Ok(ServerCertVerified::assertion())
+impl PinnedCerts {
+    fn new(pinned: Vec<CertificateDer<'static>>, provider: &CryptoProvider) -> Arc<PinnedCerts> {
+        Arc::new(PinnedCerts {
+            pinned,
+            algorithms: provider.signature_verification_algorithms,
+        })
+    }
+
+    fn check(&self, end_entity: &CertificateDer<'_>) -> Result<(), rustls::Error> {
+        if (self.pinned.iter()).any(|pinned| pinned.as_ref() == end_entity.as_ref()) {
+            Ok(())
         } else {
             Err(rustls::Error::InvalidCertificate(
                 CertificateError::ApplicationVerificationFailure,
@@ -155,7 +150,7 @@ impl ServerCertVerifier for PinnedServerCert {
         }
     }
 
-    fn verify_tls12_signature(
+    fn tls12(
         &self,
         message: &[u8],
         cert: &CertificateDer<'_>,
@@ -164,7 +159,7 @@ impl ServerCertVerifier for PinnedServerCert {
         rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
     }
 
-    fn verify_tls13_signature(
+    fn tls13(
         &self,
         message: &[u8],
         cert: &CertificateDer<'_>,
@@ -172,21 +167,45 @@ impl ServerCertVerifier for PinnedServerCert {
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
         rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
     }
+}
+
+impl ServerCertVerifier for PinnedCerts {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        self.check(end_entity)
+            .map(|()| ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.tls12(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.tls13(message, cert, dss)
+    }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.algorithms.supported_schemes()
     }
 }
 
-/// Accepts a dialer's certificate only if it is byte for byte one of the cluster's node
-/// certificates; a dialer without one (a client) is let in too, and is a node to no one.
-#[derive(Debug)]
-struct PinnedClientCerts {
-    pinned: Vec<CertificateDer<'static>>,
-    algorithms: WebPkiSupportedAlgorithms,
-}
-
-impl ClientCertVerifier for PinnedClientCerts {
+impl ClientCertVerifier for PinnedCerts {
     fn client_auth_mandatory(&self) -> bool {
         false
     }
@@ -201,13 +220,8 @@ impl ClientCertVerifier for PinnedClientCerts {
         _intermediates: &[CertificateDer<'_>],
         _now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
-        if (self.pinned.iter()).any(|pinned| pinned.as_ref() == end_entity.as_ref()) {
-            Ok(ClientCertVerified::assertion())
-        } else {
-            Err(rustls::Error::InvalidCertificate(
-                CertificateError::ApplicationVerificationFailure,
-            ))
-        }
+        self.check(end_entity)
+            .map(|()| ClientCertVerified::assertion())
     }
 
     fn verify_tls12_signature(
@@ -216,7 +230,7 @@ impl ClientCertVerifier for PinnedClientCerts {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+        self.tls12(message, cert, dss)
     }
 
     fn verify_tls13_signature(
@@ -225,7 +239,7 @@ impl ClientCertVerifier for PinnedClientCerts {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+        self.tls13(message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
