@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 use zz_apps::{bank, kv};
 use zz_client::ClientPool;
-use zz_protocol::config::ClusterConfig;
-use zz_protocol::{AppId, ClientId};
+use zz_protocol::AppId;
+use zz_protocol::config::{ClusterConfig, read_client_file};
 
 /// How long a CLI request waits for its result.
 const REQUEST_DEADLINE: Duration = Duration::from_secs(5);
@@ -18,6 +18,9 @@ pub struct KvArgs {
     /// The cluster directory of a running platform.
     #[arg(long)]
     pub dir: PathBuf,
+    /// The client key file to speak with (`clients/NAME.toml`, see `zz client add`).
+    #[arg(long, default_value = zz_protocol::config::DEFAULT_CLIENT)]
+    pub client: String,
     #[command(subcommand)]
     pub command: KvCommand,
 }
@@ -46,6 +49,9 @@ pub struct BankArgs {
     /// The cluster directory of a running platform.
     #[arg(long)]
     pub dir: PathBuf,
+    /// The client key file to speak with (`clients/NAME.toml`, see `zz client add`).
+    #[arg(long, default_value = zz_protocol::config::DEFAULT_CLIENT)]
+    pub client: String,
     #[command(subcommand)]
     pub command: BankCommand,
 }
@@ -69,7 +75,7 @@ pub enum BankCommand {
 }
 
 /// Send one operation to `app_name` and return the result f+1 replicas vouch for.
-async fn invoke(dir: &Path, app_name: &str, op: Vec<u8>) -> Result<Vec<u8>> {
+async fn invoke(dir: &Path, client: &str, app_name: &str, op: Vec<u8>) -> Result<Vec<u8>> {
     let config = ClusterConfig::load(dir)?;
     let Some(app) = config.app_by_name(app_name) else {
         bail!(
@@ -78,10 +84,11 @@ async fn invoke(dir: &Path, app_name: &str, op: Vec<u8>) -> Result<Vec<u8>> {
         );
     };
     let app: AppId = app.id;
-    // A client id per process, so concurrent invocations do not share one; timestamps come
-    // from the clock, so a later invocation with the same id is still newer.
-    let id = ClientId(std::process::id() as u64 % config.clients);
-    let pool = ClientPool::connect(dir, id, 1).context("cannot start a client")?;
+    // One of the file's ids per process, so concurrent invocations seldom share one;
+    // timestamps come from the clock, so a later invocation with the same id is still newer.
+    let held = read_client_file(dir, client)?.clients.len() as u32;
+    let offset = std::process::id() % held.max(1);
+    let pool = ClientPool::connect_as(dir, client, offset, 1).context("cannot start a client")?;
     let result = pool
         .client(0)
         .invoke_with_deadline(app, op, REQUEST_DEADLINE)
@@ -112,7 +119,7 @@ pub async fn run_kv(args: &KvArgs) -> Result<()> {
             limit: *limit,
         },
     };
-    let result = invoke(&args.dir, kv::NAME, kv::encode_op(&op)).await?;
+    let result = invoke(&args.dir, &args.client, kv::NAME, kv::encode_op(&op)).await?;
     match kv::decode_result(&result)? {
         kv::Outcome::Value(Some(value)) => println!("{}", text(&value)),
         kv::Outcome::Value(None) => bail!("no such key"),
@@ -151,7 +158,7 @@ pub async fn run_bank(args: &BankArgs) -> Result<()> {
         },
         BankCommand::Audit => bank::Op::Audit,
     };
-    let result = invoke(&args.dir, bank::NAME, bank::encode_op(&op)).await?;
+    let result = invoke(&args.dir, &args.client, bank::NAME, bank::encode_op(&op)).await?;
     match bank::decode_result(&result)? {
         bank::Outcome::Opened => println!("opened"),
         bank::Outcome::Deposited { balance } => println!("{balance}"),

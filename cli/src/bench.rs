@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use zz_client::ClientPool;
+use zz_protocol::AppId;
 use zz_protocol::config::ClusterConfig;
-use zz_protocol::{AppId, ClientId};
 
 #[derive(Args, Debug)]
 pub struct BenchArgs {
@@ -21,6 +21,10 @@ pub struct BenchArgs {
     /// Concurrent closed-loop clients (each has one request outstanding).
     #[arg(long, default_value_t = 64)]
     pub clients: u64,
+    /// The client key file to speak with (`clients/NAME.toml`, see `zz client add`); it must
+    /// hold at least --clients ids.
+    #[arg(long, default_value = zz_protocol::config::DEFAULT_CLIENT)]
+    pub client: String,
     /// Seconds to measure, after one second of warm-up.
     #[arg(long, default_value_t = 10)]
     pub duration: u64,
@@ -167,7 +171,7 @@ pub async fn run(args: &BenchArgs) -> Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     let errors = Arc::new(AtomicU64::new(0));
     let mut workers = Vec::new();
-    let pool = ClientPool::connect(&args.dir, ClientId(0), args.clients as u32)
+    let pool = ClientPool::connect_as(&args.dir, &args.client, 0, args.clients as u32)
         .context("cannot start the clients")?;
     for index in 0..args.clients as u32 {
         let client = pool.client(index);

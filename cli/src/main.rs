@@ -2,6 +2,7 @@
 
 mod apps;
 mod bench;
+mod clients;
 mod containers;
 mod operate;
 mod platform;
@@ -46,6 +47,9 @@ enum Command {
     Scale(operate::ScaleArgs),
     /// Make a node misbehave (crash, mute, slow, corrupt-reply, corrupt-state) or heal it.
     Inject(operate::InjectArgs),
+    /// Client key files: add one (its own ids and keys), list them.
+    #[command(subcommand)]
+    Client(clients::ClientCommand),
     /// Use the kv app: put, get, del, scan.
     Kv(apps::KvArgs),
     /// Use the bank app: open, deposit, transfer, balance, audit.
@@ -167,6 +171,7 @@ fn run(command: Command) -> Result<ExitCode> {
             runtime.block_on(run_activator(cluster, backend))?;
         }
         Command::Bench(args) => runtime()?.block_on(bench::run(&args))?,
+        Command::Client(command) => clients::run(&command)?,
         Command::Kv(args) => runtime()?.block_on(apps::run_kv(&args))?,
         Command::Bank(args) => runtime()?.block_on(apps::run_bank(&args))?,
         Command::Node(NodeCommand::Execution {

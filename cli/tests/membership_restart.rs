@@ -136,10 +136,6 @@ async fn check_restarted(
     );
     let pool = ClientPool::connect(dir, ClientId(0), 1).unwrap();
     let client = pool.client(0);
-    // The client dials every node at once; a reply sent before its hello reached an
-    // execution replica has no route, and the retransmission it causes would wake a
-    // standby. What this test is about is the membership, not the first reply's latency.
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     read_back(&client, app, 0..more.start).await;
     put_range(&client, app, more.clone()).await;
     read_back(&client, app, more).await;

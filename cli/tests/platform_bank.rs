@@ -80,6 +80,45 @@ async fn concurrent_transfers_conserve_money_and_apply_exactly_once() {
         "{get:?}"
     );
 
+    // A client of its own: `zz client add` gives it free ids (the default file holds half
+    // of the 16) and a file with their keys only, which `--client` speaks with.
+    let zz_client = |args: &[&str]| {
+        let output = Command::new(ZZ)
+            .arg("client")
+            .args(args)
+            .arg("--dir")
+            .arg(&dir)
+            .output();
+        output.expect("run zz client")
+    };
+    let add = zz_client(&["add", "alice", "--ids", "2"]);
+    let added = String::from_utf8_lossy(&add.stdout);
+    assert!(added.contains("client ids 8..10"), "{add:?}");
+    let get = zz(&["kv", "--client", "alice", "get", "hello"], &dir);
+    assert_eq!(
+        String::from_utf8_lossy(&get.stdout).trim(),
+        "world",
+        "{get:?}"
+    );
+    let again = zz_client(&["add", "alice"]);
+    assert!(!again.status.success());
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("exists already"),
+        "{again:?}"
+    );
+    let nobody = zz(&["kv", "--client", "nobody", "get", "hello"], &dir);
+    assert!(!nobody.status.success());
+    assert!(
+        String::from_utf8_lossy(&nobody.stderr).contains("clients/nobody.toml"),
+        "{nobody:?}"
+    );
+    let list = zz_client(&["list"]);
+    let listed = String::from_utf8_lossy(&list.stdout);
+    assert!(
+        listed.contains("default") && listed.contains("alice"),
+        "{list:?}"
+    );
+
     let config = ClusterConfig::load(&dir).unwrap();
     let app = config.app_by_name("bank").unwrap().id;
     let pool = ClientPool::connect(&dir, ClientId(0), 8).unwrap();

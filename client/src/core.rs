@@ -200,6 +200,7 @@ mod tests {
                 op: vec![],
             },
             auth: Authenticator(vec![]),
+            signature: zz_protocol::crypto::Signature([0; 32], [0; 32]),
         }
     }
 

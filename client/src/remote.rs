@@ -9,7 +9,8 @@ use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::{mpsc, oneshot};
 use zz_protocol::bus::MessageBus;
-use zz_protocol::config::{ConfigError, endpoint_for_client};
+use zz_protocol::config::{ClusterConfig, ConfigError, client_range_keys, load_client_file};
+use zz_protocol::crypto::NodeKeys;
 use zz_protocol::envelope::peek_message;
 use zz_protocol::messages::{Message, Request};
 use zz_protocol::quic::{QuicBus, QuicError};
@@ -35,6 +36,15 @@ pub enum ClientError {
     Deadline(Duration),
     #[error("the client task stopped")]
     Closed,
+    #[error(
+        "client file {name:?} holds {held} client ids; clients {wanted:?} of it were asked for \
+         (zz client add NAME --ids N makes a larger one)"
+    )]
+    NotInFile {
+        name: String,
+        held: usize,
+        wanted: std::ops::Range<usize>,
+    },
 }
 
 struct Invoke {
@@ -61,25 +71,81 @@ pub struct Client {
 }
 
 impl ClientPool {
-    /// Connect clients `first..first + count` to the cluster in `dir`. Must be called inside
-    /// a tokio runtime.
+    /// Connect clients `first..first + count` to the cluster in `dir`, with keys derived from
+    /// the operator's `keys/clients.toml`. Must be called inside a tokio runtime.
     pub fn connect(dir: &Path, first: ClientId, count: u32) -> Result<ClientPool, ClientError> {
-        zz_protocol::quic::install_crypto_provider();
-        let mut endpoints = Vec::with_capacity(count as usize);
-        let mut cluster = None;
-        for offset in 0..count as u64 {
-            let (config, endpoint) = endpoint_for_client(dir, ClientId(first.0 + offset))?;
-            endpoints.push(endpoint);
-            cluster = Some(config);
+        let cluster = ClusterConfig::load(dir)?;
+        let last = first.0.saturating_add(u64::from(count));
+        if count == 0 || last > cluster.clients {
+            let client = ClientId(last.saturating_sub(1).max(first.0));
+            let clients = cluster.clients;
+            return Err(ConfigError::UnknownClient { client, clients }.into());
         }
-        let Some(cluster) = cluster else {
+        let keys = client_range_keys(dir, &cluster, first, count)?;
+        ClientPool::connect_with(dir, cluster, keys)
+    }
+
+    /// Connect `count` clients of the key file `clients/<name>.toml` (`zz client add`),
+    /// which holds their keys and no one else's, from its `offset`-th id on (a process
+    /// speaks only for the ids it uses: a node routes a client's replies to the last
+    /// connection that said hello for it). Must be called inside a tokio runtime.
+    pub fn connect_as(
+        dir: &Path,
+        name: &str,
+        offset: u32,
+        count: u32,
+    ) -> Result<ClientPool, ClientError> {
+        let cluster = ClusterConfig::load(dir)?;
+        let mut keys = load_client_file(dir, &cluster, name)?;
+        let held = keys.len();
+        let wanted = offset as usize..offset as usize + count as usize;
+        if count == 0 || wanted.end > held {
+            return Err(ClientError::NotInFile {
+                name: name.to_string(),
+                held,
+                wanted,
+            });
+        }
+        keys.truncate(wanted.end);
+        keys.drain(..wanted.start);
+        ClientPool::connect_with(dir, cluster, keys)
+    }
+
+    /// The pool's first client id.
+    pub fn first(&self) -> ClientId {
+        self.first
+    }
+
+    /// How many clients the pool speaks for.
+    pub fn len(&self) -> u32 {
+        self.count
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    fn connect_with(
+        dir: &Path,
+        cluster: ClusterConfig,
+        keys: Vec<NodeKeys>,
+    ) -> Result<ClientPool, ClientError> {
+        zz_protocol::quic::install_crypto_provider();
+        let Some(NodeId::Client(first)) = keys.first().map(|keys| keys.id) else {
             return Err(ConfigError::UnknownClient {
-                client: first,
+                client: ClientId(0),
                 clients: 0,
             }
             .into());
         };
-        let (bus, inbox) = QuicBus::start_client_host(dir, &cluster, first, count)?;
+        let count = keys.len() as u32;
+        let endpoints: Vec<Endpoint> = (keys.iter().cloned())
+            .map(|keys| {
+                Endpoint::new(keys, cluster.verifying_keys(), cluster.protocol.clone())
+                    .with_clients_provisioned(cluster.clients)
+            })
+            .collect();
+        let (bus, inbox) = QuicBus::start_client_host_with(dir, &cluster, keys)?;
         let (commands, receiver) = mpsc::channel(COMMANDS_QUEUED_MAX);
         let retransmit_micros = RETRANSMIT_TIMEOUT.as_micros() as u64;
         // An app with execution replicas is answered by them; the rest by the agreement

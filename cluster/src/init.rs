@@ -6,13 +6,14 @@ use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use zz_protocol::config::{
-    ACTIVATOR_KEYS_FILE, ActivatorConfig, AppConfig, CLIENT_KEYS_FILE, CLUSTER_FILE, ClientKeyFile,
-    ClusterConfig, ConfigError, ExecutionKeyFile, ExecutionPeerKey, ExecutionReplicaConfig,
-    PeerKey, ReplicaConfig, ReplicaKeyFile, StateFetch, activator_key_file, execution_keys_file,
-    hex_encode, replica_keys_file,
+    ACTIVATOR_KEYS_FILE, ActivatorConfig, AppConfig, CLIENT_KEYS_FILE, CLIENT_PUBLIC_FILE,
+    CLUSTER_FILE, ClientKeyFile, ClientPublicFile, ClusterConfig, ConfigError, DEFAULT_CLIENT,
+    ExecutionKeyFile, ExecutionPeerKey, ExecutionReplicaConfig, PeerKey, ReplicaConfig,
+    ReplicaKeyFile, StateFetch, activator_key_file, execution_keys_file, hex_encode,
+    replica_keys_file,
 };
-use zz_protocol::crypto::signing_key_from_bytes;
-use zz_protocol::{AppId, ExecutionId, ProtocolParams, ReplicaId};
+use zz_protocol::crypto::{SessionKey, client_signing_key, signing_key_from_bytes};
+use zz_protocol::{AppId, ClientId, ExecutionId, ProtocolParams, ReplicaId};
 
 #[cfg(test)]
 mod tests;
@@ -72,6 +73,11 @@ const CLUSTER_FILE_HEADER: &str = "\
 # Secrets (signing keys, session keys, TLS private keys) live in keys/, readable by owner only.
 ";
 
+const CLIENT_PUBLIC_FILE_HEADER: &str = "\
+# zz clients' request-verifying keys, written by `zz init`. Public: client i signs its
+# requests with the key matching verifying_keys[i].
+";
+
 const KEY_FILE_HEADER: &str = "\
 # zz secret keys, written by `zz init`. Anyone who reads this file can act as its owner.
 ";
@@ -114,7 +120,7 @@ fn write_file(path: &Path, contents: &[u8], secret: bool) -> Result<(), ConfigEr
     }
 }
 
-fn create_dir(path: &Path, secret: bool) -> Result<(), ConfigError> {
+pub(crate) fn create_dir(path: &Path, secret: bool) -> Result<(), ConfigError> {
     std::fs::create_dir_all(path).map_err(|source| ConfigError::io(path, source))?;
     #[cfg(unix)]
     if secret {
@@ -151,6 +157,8 @@ struct Secrets {
     execution_pair_keys: BTreeMap<(usize, usize), [u8; 32]>,
     /// Between the activator and each replica.
     activator_keys: Vec<[u8; 32]>,
+    /// Every client's request-signing key is derived from it.
+    client_signing_master: [u8; 32],
 }
 
 impl Secrets {
@@ -181,6 +189,7 @@ impl Secrets {
         }
         let activator_keys = (0..replica_count).map(|_| random_key(&mut rng)).collect();
         Secrets {
+            client_signing_master: random_key(&mut rng),
             execution_pair_keys,
             activator_keys,
             signing_seeds,
@@ -248,7 +257,10 @@ fn write_tls_identity(
 }
 
 /// Write `value` as a secret key file, under the warning header.
-fn write_key_file<T: serde::Serialize>(path: &Path, value: &T) -> Result<(), ConfigError> {
+pub(crate) fn write_key_file<T: serde::Serialize>(
+    path: &Path,
+    value: &T,
+) -> Result<(), ConfigError> {
     let text = format!("{KEY_FILE_HEADER}\n{}", to_toml(path, value)?);
     write_file(path, text.as_bytes(), true)
 }
@@ -376,8 +388,10 @@ pub fn init_cluster(
             .iter()
             .map(|master| hex_encode(master))
             .collect(),
+        signing_master: hex_encode(&secrets.client_signing_master),
     };
     write_key_file(&dir.join(CLIENT_KEYS_FILE), &client_file)?;
+    write_client_public_file(dir, &config, &secrets)?;
     let files = ClusterDir::new(dir);
     create_dir(&files.state_dir(), false)?;
     write_state(&files, &config)?;
@@ -387,8 +401,15 @@ pub fn init_cluster(
         to_toml(&cluster_path, &config)?
     );
     write_file(&cluster_path, text.as_bytes(), false)?;
+    // Half the ids at most, so `zz client add` has some to give.
+    let default_ids = config.clients.div_ceil(2).min(DEFAULT_CLIENT_IDS) as u32;
+    crate::clients::write_client_file(dir, &config, DEFAULT_CLIENT, ClientId(0), default_ids)?;
     ClusterConfig::load(dir)
 }
+
+/// Client ids `zz init` gives the `default` client file at most, and half the provisioned
+/// ones when fewer (`zz bench` runs this many clients at most with it).
+pub const DEFAULT_CLIENT_IDS: u64 = 64;
 
 /// Rewrite `cluster.toml` in `dir` with `config` (checked first), as a deployment does when
 /// it gives nodes new addresses; keys and certificates stay.
@@ -397,6 +418,26 @@ pub fn save_cluster_config(dir: &Path, config: &ClusterConfig) -> Result<(), Con
     let cluster_path = dir.join(CLUSTER_FILE);
     let text = format!("{CLUSTER_FILE_HEADER}\n{}", to_toml(&cluster_path, config)?);
     write_file(&cluster_path, text.as_bytes(), false)
+}
+
+/// Every client id's request-verifying key, public, for the agreement replicas.
+fn write_client_public_file(
+    dir: &Path,
+    config: &ClusterConfig,
+    secrets: &Secrets,
+) -> Result<(), ConfigError> {
+    let master = SessionKey(secrets.client_signing_master);
+    let public = ClientPublicFile {
+        verifying_keys: (0..config.clients)
+            .map(|client| {
+                let key = client_signing_key(&master, ClientId(client)).verifying_key();
+                hex_encode(key.as_bytes())
+            })
+            .collect(),
+    };
+    let path = dir.join(CLIENT_PUBLIC_FILE);
+    let text = format!("{CLIENT_PUBLIC_FILE_HEADER}\n{}", to_toml(&path, &public)?);
+    write_file(&path, text.as_bytes(), false)
 }
 
 /// Each agreement replica's certificate, TLS key and key file.

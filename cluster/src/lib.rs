@@ -10,6 +10,7 @@
 //! names its files through a [`ClusterDir`]; every node process runs its driver in a
 //! [`harness::Harness`].
 
+pub mod clients;
 pub mod dir;
 pub mod fault;
 pub mod fault_bus;
@@ -17,6 +18,7 @@ pub mod harness;
 pub mod init;
 pub mod status_file;
 
+pub use clients::{AddClientError, add_client};
 pub use dir::{ClusterDir, node_name};
 pub use fault::Fault;
 pub use init::{InitOptions, init_cluster, save_cluster_config};

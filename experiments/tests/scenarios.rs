@@ -57,6 +57,7 @@ fn calm(seed: u64, f: usize) -> (Scenario, SimRng) {
     scenario.cluster_crash = None;
     scenario.byzantine.clear();
     scenario.execution_faults.clear();
+    scenario.byzantine_client_every_micros = None;
     (scenario, rng)
 }
 
@@ -128,6 +129,28 @@ fn normal_case_f1_orders_every_request_without_a_view_change() {
     });
     assert_each(&runs, "per-app orders checked", |run| {
         run.stats().app_orders_checked > 0
+    });
+}
+
+#[test]
+fn a_byzantine_client_changes_no_view_and_stalls_no_correct_client_f1() {
+    // Goal: a client with valid keys that spoils some replicas' MAC slots (the primary's
+    // too), spoils its signature, names apps and ids that do not exist, replays a correct
+    // client's frames and floods requests makes no view change and delays no correct
+    // client for good; what it spoiled is refused and counted.
+    let test = "a_byzantine_client_changes_no_view_and_stalls_no_correct_client_f1";
+    let runs = run_seeds(test, seeds(), |seed| {
+        let (mut scenario, mut rng) = calm(seed, 1);
+        scenario.byzantine_client_every_micros = Some(rng.range(5_000, 40_000));
+        scenario
+    });
+    assert_each(&runs, "every request accepted", Run::all_requests_accepted);
+    assert_each(&runs, "no view change", |run| run.stats().view_changes == 0);
+    assert_each(&runs, "attacks sent", |run| {
+        run.stats().byzantine_client_attacks > 10
+    });
+    assert_each(&runs, "spoiled requests refused", |run| {
+        run.stats().frames_rejected > 0
     });
 }
 

@@ -5,7 +5,9 @@
 //! also count how often activation happened, so that a change that silently stopped
 //! waking standbys or replacing faulty replicas fails here too.
 
-use zz_experiments::sim::{ActivationSummary, SimOptions, SimOutcome, run, sweep};
+use zz_experiments::sim::rng::SimRng;
+use zz_experiments::sim::scenario::Scenario;
+use zz_experiments::sim::{ActivationSummary, SimOutcome, run_scenario, sweep};
 
 /// One thread per test: cargo already runs the two sweeps side by side.
 const JOBS: usize = 1;
@@ -98,8 +100,14 @@ fn seeds_where_agreement_replicas_lost_orders_to_state_transfer_and_restarts_hea
     // request accepted. In each, correct agreement replicas state-transferred past a range
     // of an app's orders or restarted with an empty order router, and a woken standby then
     // needed those orders (or a checkpoint named alike by f+1 of them to join from).
-    for (seed, f) in [(140, 1), (479, 1), (41, 2)] {
-        let outcome = run(SimOptions { seed, f });
+    // They are pinned as drawn before seeds got a Byzantine client (whose attacks draw from
+    // the network's generator and so change every later delay). Seed 41 at f=2 no longer
+    // transfers state since primaries propose one request per client at a time; 42 does
+    // (58 state transfers, 6 standbys woken, orders restored).
+    for (seed, f) in [(140, 1), (479, 1), (42, 2)] {
+        let mut scenario = Scenario::generate(&mut SimRng::new(seed), f);
+        scenario.byzantine_client_every_micros = None;
+        let outcome = run_scenario(seed, scenario);
         assert!(
             outcome.violation.is_none(),
             "seed {seed}: {}\n  replay: {}",

@@ -17,8 +17,10 @@
 //! keys/execution-<i>.key.pem secret: execution replica i's TLS private key
 //! certs/activator.pem        public: the activator's TLS certificate
 //! keys/activator.toml        secret: the activator's pairwise key with each agreement replica
+//! certs/clients.toml         public: every client id's request-verifying key
 //! keys/clients.toml          secret: every replica's and execution replica's client master
-//!                            (provisions all clients)
+//!                            and the clients' signing master (provisions all clients)
+//! clients/<name>.toml        secret: one client's keys, for a range of ids (its own only)
 //! ```
 //!
 //! Calling protocol: `zz_cluster::init_cluster` once; then each node calls [`ClusterConfig::load`] and
@@ -29,6 +31,7 @@
 //! address 127.0.0.1:7002`.
 
 mod activator;
+mod client_file;
 mod execution;
 #[cfg(test)]
 mod execution_tests;
@@ -40,12 +43,18 @@ pub use activator::{
     ACTIVATOR_KEYS_FILE, ActivatorConfig, ActivatorKeyFile, LOCAL_ACTIVATOR, activator_key_file,
     endpoint_for_activator, load_activator_tls_key,
 };
+pub use client_file::{
+    CLIENT_NAME_BYTES_MAX, CLIENTS_DIR, ClientFile, DEFAULT_CLIENT, OwnClientKeys,
+    client_file_path, free_client_ids, list_client_files, load_client_file, read_client_file,
+    valid_client_name,
+};
 pub use execution::{
     ExecutionReplicaConfig, HOST_LABEL_BYTES_MAX, endpoint_for_execution, execution_keys_file,
 };
 pub use keys::{
-    ClientKeyFile, ExecutionKeyFile, ExecutionPeerKey, PeerKey, ReplicaKeyFile, client_range_keys,
-    load_client_keys, load_execution_keys, load_execution_tls_key, load_replica_keys, load_tls_key,
+    ClientKeyFile, ClientPublicFile, ExecutionKeyFile, ExecutionPeerKey, PeerKey, ReplicaKeyFile,
+    client_range_keys, load_client_keys, load_client_verifying_keys, load_execution_keys,
+    load_execution_tls_key, load_replica_keys, load_tls_key,
 };
 
 use crate::crypto::{Ed25519VerifyingKey, ReplicaVerifyingKeys};
@@ -63,6 +72,9 @@ use std::path::{Path, PathBuf};
 pub const CLUSTER_FILE: &str = "cluster.toml";
 /// The secret file provisioning clients, relative to the cluster directory.
 pub const CLIENT_KEYS_FILE: &str = "keys/clients.toml";
+/// The public file of every client's request-verifying key, relative to the cluster
+/// directory.
+pub const CLIENT_PUBLIC_FILE: &str = "certs/clients.toml";
 /// Bytes in an app name at most; names end up in paths, URLs and log lines.
 pub const APP_NAME_BYTES_MAX: usize = 64;
 
@@ -232,10 +244,11 @@ impl ConfigError {
     }
 }
 
-/// Read and parse a TOML file; a parse error carries the file, line and column.
 /// The cluster directory format this zz writes and reads: 2 since agreement records are
-/// framed with a header and checksums and execution replicas keep their state on disk.
-pub const CLUSTER_FORMAT: u32 = 2;
+/// framed with a header and checksums and execution replicas keep their state on disk; 3
+/// since clients sign their requests (`certs/clients.toml`, a signing master in
+/// `keys/clients.toml`).
+pub const CLUSTER_FORMAT: u32 = 3;
 
 /// Refuse a `cluster.toml` of another format before reading it as this one's.
 fn check_format(dir: &Path) -> Result<(), ConfigError> {
@@ -259,6 +272,7 @@ fn check_format(dir: &Path) -> Result<(), ConfigError> {
     })
 }
 
+/// Read and parse a TOML file; a parse error carries the file, line and column.
 pub(crate) fn read_toml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::io(path, source))?;
     toml::from_str(&text).map_err(|error| {
@@ -309,7 +323,7 @@ pub(crate) fn hex_decode_32(text: &str) -> Result<[u8; 32], String> {
     Ok(bytes)
 }
 
-fn decode_verifying_key(text: &str) -> Result<Ed25519VerifyingKey, String> {
+pub(crate) fn decode_verifying_key(text: &str) -> Result<Ed25519VerifyingKey, String> {
     let bytes = hex_decode_32(text)?;
     Ed25519VerifyingKey::from_bytes(&bytes)
         .map_err(|_| "not a valid Ed25519 public key".to_string())
@@ -502,8 +516,10 @@ pub fn endpoint_for_replica(
 ) -> Result<(ClusterConfig, Endpoint), ConfigError> {
     let config = ClusterConfig::load(dir)?;
     let keys = keys::replica_keys(dir, &config, id)?;
+    let clients = load_client_verifying_keys(dir, &config)?;
     let endpoint = Endpoint::new(keys, config.verifying_keys(), config.protocol.clone())
         .with_clients_provisioned(config.clients)
+        .with_client_verifying_keys(clients)
         .with_apps_hosted(config.apps.iter().map(|app| app.id));
     Ok((config, endpoint))
 }

@@ -7,6 +7,13 @@
 //! client `c` is HMAC(master, c), so it derives any client's key without a table, and a
 //! client is provisioned with the keys for its own id. No node learns the keys that two
 //! other nodes share, so it cannot forge their messages.
+//!
+//! Client requests are also signed (Ed25519, one key pair per client id; every node holds
+//! the public keys). A MAC convinces only the replica holding its key, so a client could
+//! make a request valid for some replicas and not others, and backups would then refuse a
+//! correct primary's batch; a signature convinces every replica alike. The MAC slots stay as
+//! the cheap path: a backup checks the signature of a batched request only when its own slot
+//! fails (the Aardvark scheme).
 
 use crate::ids::{ClientId, NodeId, ReplicaId};
 use ed25519_dalek::{Signer as _, SigningKey, VerifyingKey};
@@ -169,6 +176,56 @@ impl<T: SignedBody> Signed<T> {
 #[derive(Clone, Debug)]
 pub struct ReplicaVerifyingKeys(pub Vec<VerifyingKey>);
 
+/// Every provisioned client's request-verifying key, indexed by client id (0..len).
+#[derive(Clone, Debug, Default)]
+pub struct ClientVerifyingKeys(pub std::sync::Arc<Vec<VerifyingKey>>);
+
+impl ClientVerifyingKeys {
+    pub fn new(keys: Vec<VerifyingKey>) -> ClientVerifyingKeys {
+        ClientVerifyingKeys(std::sync::Arc::new(keys))
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn get(&self, client: ClientId) -> Option<&VerifyingKey> {
+        usize::try_from(client.0)
+            .ok()
+            .and_then(|index| self.0.get(index))
+    }
+}
+
+/// What a client signs for a request: a domain, then the request's encoding.
+fn request_signing_input(request_bytes: &[u8]) -> Vec<u8> {
+    let mut input = Vec::with_capacity(24 + request_bytes.len());
+    input.extend_from_slice(b"zz sig client request");
+    input.extend_from_slice(request_bytes);
+    input
+}
+
+/// A client's signature over an encoded request.
+pub fn sign_request(key: &SigningKey, request_bytes: &[u8]) -> Signature {
+    Signature::from_bytes(key.sign(&request_signing_input(request_bytes)).to_bytes())
+}
+
+/// Whether `signature` is `key`'s over the encoded request (strict, as for replicas).
+pub fn verify_request(key: &VerifyingKey, request_bytes: &[u8], signature: &Signature) -> bool {
+    let signature = ed25519_dalek::Signature::from_bytes(&signature.to_bytes());
+    key.verify_strict(&request_signing_input(request_bytes), &signature)
+        .is_ok()
+}
+
+/// Client `client`'s request-signing key, derived from the operator's signing master (held
+/// only in `keys/clients.toml` and in that client's own key file).
+pub fn client_signing_key(signing_master: &SessionKey, client: ClientId) -> SigningKey {
+    signing_key_from_bytes(signing_master.mac(&[b"zz client signing key", &client.0.to_le_bytes()]))
+}
+
 /// The secret keys one node holds.
 #[derive(Clone, Debug)]
 pub struct NodeKeys {
@@ -179,7 +236,7 @@ pub struct NodeKeys {
     pub peer_keys: BTreeMap<NodeId, SessionKey>,
     /// For a replica or an execution replica: the master from which client keys are derived.
     pub client_master: Option<SessionKey>,
-    /// For a replica: its signing key.
+    /// For a replica: its signing key. For a client: the key it signs its requests with.
     pub signing_key: Option<SigningKey>,
 }
 

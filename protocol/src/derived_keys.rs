@@ -3,7 +3,8 @@
 
 use crate::config::LOCAL_ACTIVATOR;
 use crate::crypto::{
-    NodeKeys, ReplicaVerifyingKeys, SessionKey, client_key, signing_key_from_bytes,
+    ClientVerifyingKeys, NodeKeys, ReplicaVerifyingKeys, SessionKey, client_key,
+    client_signing_key, signing_key_from_bytes,
 };
 use crate::{ClientId, Digest, Endpoint, ExecutionId, NodeId, ProtocolParams, ReplicaId};
 use std::collections::BTreeMap;
@@ -19,12 +20,18 @@ fn derive(seed: u64, label: &[u8], a: u64, b: u64) -> [u8; 32] {
     .0
 }
 
-/// Every key of a cluster of `params.replica_count()` agreement replicas and
-/// `execution_count` execution replicas, derived from `seed`.
+/// Clients 0..this have keys unless [`DerivedKeys::with_clients`] says otherwise.
+pub const DERIVED_CLIENTS_DEFAULT: u64 = 64;
+
+/// Every key of a cluster of `params.replica_count()` agreement replicas,
+/// `execution_count` execution replicas and `client_count` clients, derived from `seed`.
 pub struct DerivedKeys {
     seed: u64,
     params: ProtocolParams,
     execution_count: u32,
+    client_count: u64,
+    /// The clients' verifying keys, computed once (a scalar multiplication each).
+    client_verifying_keys: std::sync::OnceLock<ClientVerifyingKeys>,
 }
 
 impl DerivedKeys {
@@ -33,7 +40,33 @@ impl DerivedKeys {
             seed,
             params: params.clone(),
             execution_count: 0,
+            client_count: DERIVED_CLIENTS_DEFAULT,
+            client_verifying_keys: std::sync::OnceLock::new(),
         }
+    }
+
+    /// The same cluster with clients 0..count: the others sign with keys no replica knows.
+    pub fn with_clients(mut self, count: u64) -> DerivedKeys {
+        self.client_count = count;
+        self.client_verifying_keys = std::sync::OnceLock::new();
+        self
+    }
+
+    fn client_signing_master(&self) -> SessionKey {
+        SessionKey(derive(self.seed, b"client signing master", 0, 0))
+    }
+
+    /// Every client's request-verifying key, as agreement replicas hold them.
+    pub fn client_verifying_keys(&self) -> ClientVerifyingKeys {
+        let master = self.client_signing_master();
+        (self.client_verifying_keys.get_or_init(|| {
+            ClientVerifyingKeys::new(
+                (0..self.client_count)
+                    .map(|client| client_signing_key(&master, ClientId(client)).verifying_key())
+                    .collect(),
+            )
+        }))
+        .clone()
     }
 
     /// The same cluster with execution replicas 0..count.
@@ -170,7 +203,7 @@ impl DerivedKeys {
             id: NodeId::Client(client),
             peer_keys,
             client_master: None,
-            signing_key: None,
+            signing_key: Some(client_signing_key(&self.client_signing_master(), client)),
         }
     }
 
@@ -190,6 +223,7 @@ impl DerivedKeys {
     /// Replica `id`'s endpoint.
     pub fn replica_endpoint(&self, id: ReplicaId) -> Endpoint {
         Endpoint::new(self.replica(id), self.verifying_keys(), self.params.clone())
+            .with_client_verifying_keys(self.client_verifying_keys())
     }
 
     /// Execution replica `id`'s endpoint.

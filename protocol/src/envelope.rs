@@ -5,7 +5,10 @@
 //! What fails is a [`Rejection`]; drivers count it, and what they refuse themselves after
 //! opening, by [`RejectReason`] in their [`FrameCounters`].
 
-use crate::crypto::{Authenticator, Mac, MacKey, NodeKeys, ReplicaVerifyingKeys};
+use crate::crypto::{
+    Authenticator, ClientVerifyingKeys, Mac, MacKey, NodeKeys, ReplicaVerifyingKeys, Signature,
+    sign_request, verify_request,
+};
 use crate::ids::{AppId, ClientId, NodeId, ReplicaId};
 use crate::messages::{AuthenticatedRequest, Message, Request};
 use crate::params::ProtocolParams;
@@ -195,6 +198,24 @@ pub struct Endpoint {
     clients_provisioned: Option<u64>,
     /// The apps requests may name (besides [`AppId::ORDERING_ONLY`]); None: any.
     apps_hosted: Option<std::collections::BTreeSet<AppId>>,
+    /// Every provisioned client's request-verifying key; a request from a client with none
+    /// here has no valid signature.
+    client_verifying_keys: ClientVerifyingKeys,
+}
+
+/// Where a replica met a request, which decides what it must check.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RequestCheck {
+    /// In a request message (from its client, or relayed by a replica; the envelope's MAC
+    /// names the sender): the replica may propose it in a batch, so its signature must
+    /// hold. The MAC slots do not count here: a client could spoil the primary's slot alone,
+    /// and backups, unable to get the primary to order it, would change view.
+    Received,
+    /// In a batch another replica proposes: this replica's MAC slot, or, when the client
+    /// made that slot wrong, the signature. Either proves the client sent it; the primary
+    /// checked the signature, so every correct backup accepts what a correct primary
+    /// proposes.
+    Batched,
 }
 
 fn envelope_mac_input<'a>(from: &'a [u8], to: &'a [u8], payload: &'a [u8]) -> [&'a [u8]; 4] {
@@ -248,7 +269,14 @@ impl Endpoint {
             client_macs: ClientKeyCache::default(),
             clients_provisioned: None,
             apps_hosted: None,
+            client_verifying_keys: ClientVerifyingKeys::default(),
         }
+    }
+
+    /// Check client requests' signatures with `keys`.
+    pub fn with_client_verifying_keys(mut self, keys: ClientVerifyingKeys) -> Self {
+        self.client_verifying_keys = keys;
+        self
     }
 
     /// Refuse requests naming an app other than `apps` (the configuration's) and
@@ -358,7 +386,9 @@ impl Endpoint {
         })
     }
 
-    /// A client authenticates its request for every replica, so it can travel in a batch.
+    /// A client authenticates its request for every replica and signs it, so it can travel
+    /// in a batch. Without a signing key (not a client) the signature is zeros, which no
+    /// replica accepts.
     pub fn authenticate_request(&self, request: Request) -> AuthenticatedRequest {
         let bytes = postcard::to_stdvec(&request).expect("encoding a request cannot fail");
         let macs = self
@@ -370,18 +400,24 @@ impl Endpoint {
                 .unwrap_or([0u8; 32])
             })
             .collect();
+        let signature = (self.keys.signing_key.as_ref())
+            .filter(|_| matches!(self.keys.id, NodeId::Client(_)))
+            .map_or(Signature([0; 32], [0; 32]), |key| sign_request(key, &bytes));
         AuthenticatedRequest {
             request,
             auth: Authenticator(macs),
+            signature,
         }
     }
 
-    /// Whether this replica's slot of the request's authenticator is the client's MAC.
-    pub fn check_request(&self, request: &AuthenticatedRequest) -> bool {
+    /// Whether the request is a provisioned client's, for this replica, met as `check` says.
+    pub fn check_request(&self, request: &AuthenticatedRequest, check: RequestCheck) -> bool {
         let NodeId::Replica(me) = self.keys.id else {
             return false;
         };
+        let client = request.request.client;
         if request.auth.0.len() != self.params.replica_count()
+            || (self.clients_provisioned).is_some_and(|clients| client.0 >= clients)
             || request.request.op.len() > self.params.request_bytes_max
             || (self.apps_hosted.as_ref()).is_some_and(|apps| !apps.contains(&request.request.app))
         {
@@ -389,10 +425,20 @@ impl Endpoint {
         }
         let bytes = postcard::to_stdvec(&request.request).expect("encoding a request cannot fail");
         let tag = &request.auth.0[me.index()];
-        self.with_mac_key(NodeId::Client(request.request.client), |key| {
-            key.verify(&request_mac_input(&bytes), tag)
-        })
-        .unwrap_or(false)
+        let mac_holds = || {
+            self.with_mac_key(NodeId::Client(request.request.client), |key| {
+                key.verify(&request_mac_input(&bytes), tag)
+            })
+            .unwrap_or(false)
+        };
+        let signature_holds = || {
+            (self.client_verifying_keys.get(request.request.client))
+                .is_some_and(|key| verify_request(key, &bytes, &request.signature))
+        };
+        match check {
+            RequestCheck::Received => signature_holds(),
+            RequestCheck::Batched => mac_holds() || signature_holds(),
+        }
     }
 
     /// Open one frame: every check, in order of cost. Never panics on any input.
@@ -485,7 +531,8 @@ mod tests {
             let authenticated = sender.authenticate_request(request(client));
             let frame = sender.seal_multicast(&Message::Request(authenticated.clone()));
             assert_eq!(replica.open(&frame).is_ok(), provisioned, "client {client}");
-            assert_eq!(replica.check_request(&authenticated), provisioned);
+            let check = super::RequestCheck::Received;
+            assert_eq!(replica.check_request(&authenticated, check), provisioned);
             let to = NodeId::Client(ClientId(client));
             assert_eq!(
                 replica.seal(to, &Message::Request(authenticated)).is_some(),
@@ -509,11 +556,65 @@ mod tests {
                 timestamp: 1,
                 op: Vec::new(),
             });
-            assert_eq!(replica.check_request(&request), hosted, "app {app}");
+            let check = super::RequestCheck::Received;
+            assert_eq!(replica.check_request(&request, check), hosted, "app {app}");
             let frame = client.seal_multicast(&Message::Request(request));
             assert_eq!(replica.open(&frame).is_ok(), hosted, "app {app}");
         }
     }
+
+    /// A client's MAC slot convinces one replica only, its signature every replica: a request
+    /// met directly needs its signature (the replica may propose it), one met in a batch
+    /// either. So a client that spoils some replicas' slots cannot make them refuse a correct
+    /// primary's batch, and one that spoils its signature gets nothing proposed.
+    #[test]
+    fn a_request_needs_mac_and_signature_when_received_and_either_in_a_batch() {
+        use super::RequestCheck::{Batched, Received};
+        let params = ProtocolParams::default();
+        let keys = DerivedKeys::new(1, &params);
+        let replica = keys.replica_endpoint(ReplicaId(2));
+        let client = keys.client_endpoint(ClientId(5));
+        let genuine = client.authenticate_request(Request {
+            app: AppId(0),
+            client: ClientId(5),
+            timestamp: 9,
+            op: b"put a 1".to_vec(),
+        });
+        let mut spoiled_slot = genuine.clone();
+        spoiled_slot.auth.0[2][0] ^= 1;
+        let mut spoiled_signature = genuine.clone();
+        spoiled_signature.signature.1[0] ^= 1;
+        let mut both = spoiled_slot.clone();
+        both.signature = spoiled_signature.signature;
+        // Client 6's signature over client 5's request.
+        let mut other_signer = genuine.clone();
+        let forger = keys.client_endpoint(ClientId(6));
+        other_signer.signature = forger
+            .authenticate_request(genuine.request.clone())
+            .signature;
+        other_signer.auth.0[2][0] ^= 1;
+        let cases = [
+            ("genuine", &genuine, true, true),
+            ("spoiled slot", &spoiled_slot, true, true),
+            ("spoiled signature", &spoiled_signature, false, true),
+            ("both spoiled", &both, false, false),
+            ("another client's signature", &other_signer, false, false),
+        ];
+        for (what, request, received, batched) in cases {
+            assert_eq!(replica.check_request(request, Received), received, "{what}");
+            assert_eq!(replica.check_request(request, Batched), batched, "{what}");
+        }
+        // A replica without the clients' public keys accepts no signature.
+        let unkeyed = crate::Endpoint::new(
+            keys.replica(ReplicaId(2)),
+            keys.verifying_keys(),
+            params.clone(),
+        );
+        assert!(!unkeyed.check_request(&genuine, Received));
+        assert!(unkeyed.check_request(&genuine, Batched));
+        assert!(!unkeyed.check_request(&spoiled_slot, Batched));
+    }
+
     use serde::Deserialize as _;
     use serde::de::IntoDeserializer as _;
     use serde::de::value::{Error, StrDeserializer};

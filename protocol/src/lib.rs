@@ -19,7 +19,7 @@ pub mod messages;
 pub mod params;
 pub mod validate;
 
-pub use envelope::{Endpoint, FrameCounters, RejectReason, Rejection, Verified};
+pub use envelope::{Endpoint, FrameCounters, RejectReason, Rejection, RequestCheck, Verified};
 pub use ids::{
     ActivatorId, AppId, ClientId, Digest, ExecutionId, NodeId, ReplicaId, Seq, Time, View,
 };

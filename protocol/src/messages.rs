@@ -5,7 +5,7 @@
 //! prepared certificate, checkpoints, view changes and new views) are also signed: a MAC
 //! proves nothing to anyone but its receiver (PBFT, OSDI 1999, section 4.4).
 
-use crate::crypto::{Authenticator, Signed};
+use crate::crypto::{Authenticator, Signature, Signed};
 use crate::ids::{AppId, ClientId, Digest, Seq, View};
 use serde::{Deserialize, Serialize};
 
@@ -25,13 +25,15 @@ pub struct Request {
     pub op: Vec<u8>,
 }
 
-/// A request with the client's authenticator: one MAC per agreement replica, so that the
-/// primary can forward it inside a batch and every backup can still check it came from the
-/// client (PBFT section 4.4, "authenticators").
+/// A request with the client's authenticator (one MAC per agreement replica, PBFT section
+/// 4.4) and its signature. The MACs are the cheap check; the signature is what convinces
+/// every replica alike, so that a client cannot make its request valid for some backups and
+/// not others (see [`crate::crypto`]).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuthenticatedRequest {
     pub request: Request,
     pub auth: Authenticator,
+    pub signature: Signature,
 }
 
 /// Non-deterministic inputs the primary proposes with a batch; backups check them.

@@ -124,6 +124,78 @@ struct Route {
     queue: mpsc::Sender<Bytes>,
 }
 
+/// Clients a node keeps a frame for at most while their route is missing.
+pub const PARKED_CLIENTS_MAX: usize = 1024;
+/// Bytes of parked frames a node keeps at most.
+pub const PARKED_BYTES_MAX: usize = 16 * 1024 * 1024;
+/// A parked frame older than this is dropped rather than sent.
+pub const PARKED_FRAME_TTL: Duration = Duration::from_secs(2);
+
+/// The last frame to each client whose hello has not arrived here yet. A client dials every
+/// node when it starts, and a reply can be ready before the client's hello reaches this
+/// node (the request went by the agreement replicas); dropped, that reply would cost the
+/// client a retransmission, which the replicas read as a sign of faulty execution and
+/// answer by waking standbys. One frame per client (its latest), bounded in clients and
+/// bytes, each kept [`PARKED_FRAME_TTL`] at most.
+#[derive(Default)]
+struct ParkedFrames {
+    frames: HashMap<ClientId, (std::time::Instant, Bytes)>,
+    bytes: usize,
+}
+
+impl ParkedFrames {
+    /// Keep `frame` for `client`; false (the frame is dropped) when full.
+    fn park(&mut self, client: ClientId, frame: Bytes) -> bool {
+        self.expire(std::time::Instant::now());
+        if let Some((_, old)) = self.frames.remove(&client) {
+            self.bytes -= old.len();
+        }
+        if self.frames.len() >= PARKED_CLIENTS_MAX || self.bytes + frame.len() > PARKED_BYTES_MAX {
+            return false;
+        }
+        self.bytes += frame.len();
+        self.frames
+            .insert(client, (std::time::Instant::now(), frame));
+        true
+    }
+
+    /// The frames parked for clients `first..first + count`, taken out (expired ones
+    /// dropped).
+    fn take_range(&mut self, first: ClientId, count: u32) -> Vec<Bytes> {
+        self.expire(std::time::Instant::now());
+        if self.frames.is_empty() {
+            return Vec::new();
+        }
+        let range = first.0..first.0.saturating_add(u64::from(count));
+        let clients: Vec<ClientId> = (self.frames.keys())
+            .filter(|client| range.contains(&client.0))
+            .copied()
+            .collect();
+        let mut taken = Vec::with_capacity(clients.len());
+        for client in clients {
+            if let Some((_, frame)) = self.frames.remove(&client) {
+                self.bytes -= frame.len();
+                taken.push(frame);
+            }
+        }
+        taken
+    }
+
+    fn expire(&mut self, now: std::time::Instant) {
+        let before = self.frames.len();
+        let mut freed = 0;
+        self.frames.retain(|_, (at, frame)| {
+            let keep = now.duration_since(*at) < PARKED_FRAME_TTL;
+            if !keep {
+                freed += frame.len();
+            }
+            keep
+        });
+        self.bytes -= freed;
+        debug_assert!(self.frames.len() <= before);
+    }
+}
+
 /// What the bus's tasks share.
 struct Shared {
     id: NodeId,
@@ -146,6 +218,9 @@ struct Shared {
     node_certificates: HashMap<Vec<u8>, NodeId>,
     /// What client hellos are tagged or checked with.
     hello_keys: Option<Arc<HeldKeys>>,
+    /// Frames to clients that had no route yet, kept a moment for their hello (see
+    /// [`ParkedFrames`]).
+    parked: Mutex<ParkedFrames>,
 }
 
 impl Shared {
@@ -154,6 +229,10 @@ impl Shared {
     /// lock is still safe to use.
     fn routes(&self) -> MutexGuard<'_, HashMap<ClientId, Route>> {
         self.routes.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn parked(&self) -> MutexGuard<'_, ParkedFrames> {
+        self.parked.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn count_dropped_send(&self, frames: u64) {
@@ -294,6 +373,7 @@ impl QuicBus {
                 .collect(),
             node_certificates,
             hello_keys: local.hello_keys,
+            parked: Mutex::new(ParkedFrames::default()),
         });
         let mut task_handles = Vec::with_capacity(targets.len() + 1);
         if listening {
@@ -363,8 +443,35 @@ impl QuicBus {
             return Err(ConfigError::UnknownClient { client, clients }.into());
         }
         let keys = crate::config::client_range_keys(dir, config, first, count)?;
-        let identity =
-            QuicIdentity::client_host(first, count).with_hello_keys(HeldKeys::new(keys, clients));
+        QuicBus::start_client_host_with(dir, config, keys)
+    }
+
+    /// [`QuicBus::start_client_host`] for the clients whose keys are `keys` (consecutive
+    /// ids, as a client key file holds them).
+    pub fn start_client_host_with(
+        dir: &Path,
+        config: &ClusterConfig,
+        keys: Vec<crate::crypto::NodeKeys>,
+    ) -> Result<(QuicBus, Inbox), QuicError> {
+        let first = match keys.first().map(|keys| keys.id) {
+            Some(NodeId::Client(first)) => first,
+            _ => {
+                return Err(QuicError::Identity(
+                    "a client host needs client keys".into(),
+                ));
+            }
+        };
+        let count = u32::try_from(keys.len()).unwrap_or(u32::MAX);
+        let consecutive = (keys.iter().enumerate())
+            .all(|(index, keys)| keys.id == NodeId::Client(ClientId(first.0 + index as u64)));
+        if !consecutive || count > CLIENTS_PER_CONNECTION_MAX {
+            let problem = format!(
+                "a client host speaks for 1..={CLIENTS_PER_CONNECTION_MAX} consecutive ids"
+            );
+            return Err(QuicError::Identity(problem));
+        }
+        let identity = QuicIdentity::client_host(first, count)
+            .with_hello_keys(HeldKeys::new(keys, config.clients));
         QuicBus::start(identity, QuicPeers::from_config(dir, config)?)
     }
 
@@ -429,10 +536,15 @@ impl MessageBus for QuicBus {
                     None => false,
                 }
             }
-            NodeId::Client(client) => match self.shared.routes().get(&client) {
-                Some(route) => route.queue.try_send(frame).is_ok(),
-                None => false,
-            },
+            NodeId::Client(client) => {
+                let routes = self.shared.routes();
+                match routes.get(&client) {
+                    Some(route) => route.queue.try_send(frame).is_ok(),
+                    // Parked under the routes' lock, so a hello registering the route now
+                    // either sees it or came before (and the frame went by the route).
+                    None => self.shared.parked().park(client, frame),
+                }
+            }
         };
         if !queued {
             self.shared.count_dropped_send(1);

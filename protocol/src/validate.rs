@@ -4,7 +4,7 @@
 //! boundary; the cores then trust what they get.
 
 use crate::crypto::Signed;
-use crate::envelope::Endpoint;
+use crate::envelope::{Endpoint, RequestCheck};
 use crate::ids::{NodeId, ReplicaId, Seq, View};
 use crate::messages::{
     Batch, Batches, CheckpointCertificate, CheckpointState, Message, NewView, PreparedCertificate,
@@ -144,7 +144,11 @@ fn check_batch(endpoint: &Endpoint, batch: &Batch) -> Check {
     }
     for request in &batch.requests {
         let client = NodeId::Client(request.request.client);
-        require(endpoint.check_request(request), Invalid::BadRequest(client))?;
+        let check = RequestCheck::Batched;
+        require(
+            endpoint.check_request(request, check),
+            Invalid::BadRequest(client),
+        )?;
     }
     Ok(())
 }
@@ -324,7 +328,11 @@ pub fn check_message(endpoint: &Endpoint, from: NodeId, message: &Message) -> Ch
                 to_replica && (own_request || from_replica),
                 Invalid::WrongSender(from),
             )?;
-            require(endpoint.check_request(request), Invalid::BadRequest(from))
+            let check = RequestCheck::Received;
+            require(
+                endpoint.check_request(request, check),
+                Invalid::BadRequest(from),
+            )
         }
         Message::Reply(_) => require(
             (from_replica || from_execution) && to_client,

@@ -166,9 +166,12 @@ prop_compose! {
 }
 
 prop_compose! {
-    fn authenticated_request()(request in request(), auth in authenticator())
-        -> AuthenticatedRequest {
-        AuthenticatedRequest { request, auth }
+    fn authenticated_request()(
+        request in request(),
+        auth in authenticator(),
+        signature in signature(),
+    ) -> AuthenticatedRequest {
+        AuthenticatedRequest { request, auth, signature }
     }
 }
 

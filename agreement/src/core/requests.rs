@@ -14,6 +14,11 @@ pub(super) struct RequestQueue {
     pub(super) waiting: BTreeMap<ClientId, Waiting>,
     /// Primary only: the order in which waiting requests arrived, for fairness.
     pub(super) arrivals: VecDeque<(ClientId, u64)>,
+    /// Primary only: the timestamp of each client's request proposed in this view and
+    /// perhaps not executed yet. A client gets one request in flight at a time: one that
+    /// sends new requests without waiting for replies (a Byzantine client) would otherwise
+    /// fill every batch of the pipeline and delay correct clients past their timeouts.
+    pub(super) in_flight: BTreeMap<ClientId, u64>,
 }
 
 /// A request known to this replica and not ordered yet.
@@ -124,20 +129,56 @@ impl Replica {
 
     pub(super) fn take_proposable_requests(&mut self) -> Vec<AuthenticatedRequest> {
         let limit = self.config.params.batch_size_max;
+        let executed_of = |replica: &Replica, client: &ClientId| {
+            replica
+                .exec
+                .clients
+                .get(client)
+                .map_or(0, |(last, _)| *last)
+        };
+        let in_flight_max = limit * self.config.params.pipeline_max as usize;
+        if self.requests.in_flight.len() > in_flight_max {
+            let executed: Vec<(ClientId, u64)> = (self.requests.in_flight.keys())
+                .map(|client| (*client, executed_of(self, client)))
+                .collect();
+            for (client, executed) in executed {
+                if self
+                    .requests
+                    .in_flight
+                    .get(&client)
+                    .is_some_and(|ts| *ts <= executed)
+                {
+                    self.requests.in_flight.remove(&client);
+                }
+            }
+        }
         let mut requests = Vec::new();
+        let mut deferred = Vec::new();
         while requests.len() < limit {
             let Some((client, timestamp)) = self.requests.arrivals.pop_front() else {
                 break;
             };
-            let executed = self.exec.clients.get(&client).map_or(0, |(last, _)| *last);
-            if let Some(waiting) = self.requests.waiting.get_mut(&client)
-                && waiting.request.request.timestamp == timestamp
-                && !waiting.proposed
-                && timestamp > executed
+            let executed = executed_of(self, &client);
+            let Some(waiting) = self.requests.waiting.get_mut(&client) else {
+                continue;
+            };
+            if waiting.request.request.timestamp != timestamp
+                || waiting.proposed
+                || timestamp <= executed
             {
-                waiting.proposed = true;
-                requests.push(waiting.request.clone());
+                continue;
             }
+            if (self.requests.in_flight.get(&client)).is_some_and(|proposed| *proposed > executed) {
+                // Its previous request is still being ordered: this one waits its turn.
+                deferred.push((client, timestamp));
+                continue;
+            }
+            waiting.proposed = true;
+            requests.push(waiting.request.clone());
+            self.requests.in_flight.insert(client, timestamp);
+        }
+        for entry in deferred.into_iter().rev() {
+            self.requests.arrivals.push_front(entry);
         }
         requests
     }

@@ -313,6 +313,7 @@ impl Replica {
         } else {
             Default::default()
         };
+        self.requests.in_flight.clear();
         self.view_change
             .received
             .retain(|_, view_change| view_change.body.new_view > view);

@@ -321,3 +321,54 @@ fn init_writes_the_state_before_the_cluster_file_and_can_be_retried_after_it_fai
     assert_eq!(written.len(), 4);
     assert!(written.iter().all(|path| path.exists()));
 }
+
+/// `zz init` writes the `default` client file; `add_client` gives each new client the
+/// lowest free ids and a file that holds their keys alone (owner-only), the same keys the
+/// operator's provisioning file derives; it refuses a taken name, a bad name, and more ids
+/// than are free, naming the problem.
+#[test]
+fn client_files_hold_their_own_ids_keys_and_refuse_what_does_not_fit() {
+    use crate::clients::{AddClientError, add_client};
+    use zz_protocol::config::{
+        DEFAULT_CLIENT, client_range_keys, list_client_files, load_client_file,
+    };
+    let dir = init_test_cluster("client-files", 23_300, 0);
+    let config = ClusterConfig::load(&dir.0).unwrap();
+    let default = load_client_file(&dir.0, &config, DEFAULT_CLIENT).unwrap();
+    assert_eq!(default.len(), 2, "half of the 4 provisioned ids");
+    let (alice, path) = add_client(&dir.0, "alice", 1).unwrap();
+    assert_eq!(alice.ids(), 2..3);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "a client file is a secret");
+    }
+    let loaded = load_client_file(&dir.0, &config, "alice").unwrap();
+    let derived = client_range_keys(&dir.0, &config, ClientId(2), 1).unwrap();
+    assert_eq!(loaded[0].id, derived[0].id);
+    assert_eq!(loaded[0].peer_keys, derived[0].peer_keys);
+    let public =
+        |keys: &zz_protocol::crypto::NodeKeys| keys.signing_key.as_ref().unwrap().verifying_key();
+    assert_eq!(public(&loaded[0]), public(&derived[0]));
+    assert!(matches!(
+        add_client(&dir.0, "alice", 1),
+        Err(AddClientError::Exists { .. })
+    ));
+    assert!(matches!(
+        add_client(&dir.0, "../keys", 1),
+        Err(AddClientError::BadName(_))
+    ));
+    assert!(matches!(
+        add_client(&dir.0, "bob", 2),
+        Err(AddClientError::NoFreeIds {
+            count: 2,
+            clients: 4
+        })
+    ));
+    add_client(&dir.0, "bob", 1).unwrap();
+    let names: Vec<String> = (list_client_files(&dir.0).unwrap().into_iter())
+        .map(|file| file.name)
+        .collect();
+    assert_eq!(names, ["default", "alice", "bob"]);
+}

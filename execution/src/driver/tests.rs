@@ -67,6 +67,7 @@ pub(super) fn order(seq: u64) -> AppOrder {
                 op: format!("object-{seq}").into_bytes(),
             },
             auth: Authenticator(vec![]),
+            signature: zz_protocol::crypto::Signature([0; 32], [0; 32]),
         }],
     }
 }

@@ -55,6 +55,8 @@ pub struct Scenario {
     pub quiet_micros: u64,
     /// How often the activator announces each app's membership again.
     pub announce_micros: u64,
+    /// A Byzantine client (id `clients`, provisioned) attacking this often, if any.
+    pub byzantine_client_every_micros: Option<u64>,
 }
 
 impl Scenario {
@@ -133,11 +135,15 @@ impl Scenario {
             standby_start_micros: (0, 0),
             quiet_micros: 0,
             announce_micros: 0,
+            byzantine_client_every_micros: None,
         };
         // Activation draws come after the others, and the cluster crash last, so the
         // draws before each keep the values they had before it was added.
         scenario.draw_activation(rng, APP_COUNT);
         scenario.draw_cluster_crash(rng);
+        if rng.chance(BYZANTINE_CLIENT_PER_MILLE) {
+            scenario.byzantine_client_every_micros = Some(rng.range(5_000, 200_000));
+        }
         scenario
     }
 
@@ -185,6 +191,9 @@ impl Scenario {
         }
     }
 }
+
+/// Seeds, per thousand, with a Byzantine client.
+pub const BYZANTINE_CLIENT_PER_MILLE: u64 = 500;
 
 /// Seeds, per thousand, whose whole agreement cluster crashes and restarts once.
 pub const CLUSTER_CRASH_PER_MILLE: u64 = 200;

@@ -22,6 +22,8 @@ pub struct SimStats {
     /// with a replay.
     pub byzantine_frames_altered: u64,
     pub byzantine_replicas: usize,
+    /// Attacks the Byzantine client sent (none without one).
+    pub byzantine_client_attacks: u64,
     pub crashes: usize,
     /// Crashed replicas brought back from their persisted records.
     pub restarts: u64,
@@ -71,7 +73,7 @@ impl fmt::Display for SimStats {
             f,
             "events {}, accepted {}, batches {}, execution checkpoints {}, app orders checked \
              {}, view changes {}, state transfers {}, rejected {}, lost {}, dropped {{{}}}, \
-             byzantine {} ({} frames altered, {} false alarms), crashes {} ({} restarts, {} of \
+             byzantine {} ({} frames altered, {} false alarms), byzantine client attacks {}, crashes {} ({} restarts, {} of \
              the whole cluster, {} unsynced records and {} held frames lost, {} orders restored), \
              execution faults {} ({} planned), alarms {} wakes and {} faulty ({} from correct \
              replicas), woken {}, destroyed {} ({} faulty), started {}, paused {}, buckets \
@@ -92,6 +94,7 @@ impl fmt::Display for SimStats {
             self.byzantine_replicas,
             self.byzantine_frames_altered,
             self.false_alarms_sent,
+            self.byzantine_client_attacks,
             self.crashes,
             self.restarts,
             self.cluster_crashes,

@@ -17,6 +17,9 @@ pub struct ActivationSummary {
     pub seeds_buckets_fetched: usize,
     pub seeds_bad_buckets: usize,
     pub seeds_false_alarms: usize,
+    /// Seeds with a Byzantine client that attacked, and its attacks in all.
+    pub seeds_byzantine_client: usize,
+    pub byzantine_client_attacks: u64,
     pub standbys_woken: u64,
     pub replicas_destroyed: u64,
     pub faulty_replaced: u64,
@@ -47,6 +50,8 @@ impl ActivationSummary {
             seeds_buckets_fetched: count(&|s| s.buckets_fetched > 0),
             seeds_bad_buckets: count(&|s| s.bad_buckets > 0),
             seeds_false_alarms: count(&|s| s.false_alarms_sent > 0),
+            seeds_byzantine_client: count(&|s| s.byzantine_client_attacks > 0),
+            byzantine_client_attacks: sum(&|s| s.byzantine_client_attacks),
             standbys_woken: sum(&|s| s.standbys_woken),
             replicas_destroyed: sum(&|s| s.replicas_destroyed),
             faulty_replaced: sum(&|s| s.faulty_replaced),
@@ -63,8 +68,8 @@ impl std::fmt::Display for ActivationSummary {
             f,
             "of {} seeds: {} with execution faults, {} woke standbys ({} thaws), {} destroyed \
              replicas ({}; {} seeds replaced a faulty one, {} replicas), {} paused extras, \
-             {} fetched buckets ({}), {} refused bad buckets ({}), {} had false alarms; \
-             {} client results checked",
+             {} fetched buckets ({}), {} refused bad buckets ({}), {} had false alarms, {} a Byzantine client \
+             ({} attacks); {} client results checked",
             self.seeds,
             self.seeds_with_execution_faults,
             self.seeds_woken,
@@ -79,6 +84,8 @@ impl std::fmt::Display for ActivationSummary {
             self.seeds_bad_buckets,
             self.bad_buckets,
             self.seeds_false_alarms,
+            self.seeds_byzantine_client,
+            self.byzantine_client_attacks,
             self.results_checked,
         )
     }

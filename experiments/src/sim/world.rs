@@ -8,8 +8,8 @@ use super::byzantine::Byzantine;
 use super::checker::Checker;
 use super::network::SimBus;
 use super::nodes::{
-    APPS, SimActivator, SimClient, SimExecution, SimReplica, bad_buckets, fresh_execution_driver,
-    voters,
+    APPS, SimActivator, SimByzantineClient, SimClient, SimExecution, SimReplica, bad_buckets,
+    first_attack_at, fresh_execution_driver, voters,
 };
 use super::rng::SimRng;
 use super::scenario::Scenario;
@@ -53,6 +53,8 @@ pub(crate) enum Event {
     },
     Crash(ReplicaId),
     Restart(ReplicaId),
+    /// The Byzantine client's next attack.
+    ByzantineClientTimer,
     /// Every agreement replica crashes at once, or restarts.
     CrashCluster,
     RestartCluster,
@@ -97,6 +99,10 @@ pub(crate) struct World {
     /// Bad buckets counted by drivers since destroyed.
     pub(crate) bad_buckets_of_destroyed: u64,
     pub(crate) clients: Vec<SimClient>,
+    /// The scenario's Byzantine client, if it has one.
+    pub(crate) byzantine_client: Option<SimByzantineClient>,
+    /// The last frame a correct client sent, for the Byzantine client to replay.
+    pub(crate) last_client_frame: Option<(NodeId, NodeId, Bytes)>,
     pub(crate) stats: SimStats,
 }
 
@@ -108,7 +114,9 @@ impl World {
         let group_size = (active_size + scenario.standbys_per_app) as u32;
         let execution_count = APPS.len() as u32 * group_size;
         let keys = zz_protocol::derived_keys::DerivedKeys::new(seed, &scenario.params)
-            .with_executions(execution_count);
+            .with_executions(execution_count)
+            // The Byzantine client's id is provisioned too; the one after it is not.
+            .with_clients(scenario.clients + 1);
         let groups: ExecutionGroups = (0..APPS.len() as u32)
             .map(|app| {
                 let members = (0..group_size)
@@ -134,7 +142,10 @@ impl World {
                     wall_clock_at_zero_ms: WALL_CLOCK_AT_ZERO_MS,
                     seed: rng.next_u64(),
                 };
-                let endpoint = Endpoint::new(node_keys, verifying.clone(), scenario.params.clone());
+                let endpoint = Endpoint::new(node_keys, verifying.clone(), scenario.params.clone())
+                    .with_client_verifying_keys(keys.client_verifying_keys())
+                    .with_clients_provisioned(scenario.clients + 1)
+                    .with_apps_hosted((0..APPS.len() as u32).map(AppId));
                 let byzantine = scenario.byzantine.get(&id).map(|behaviours| {
                     Byzantine::new(id, behaviours.clone(), endpoint.clone())
                         .with_groups(groups.clone())
@@ -212,6 +223,22 @@ impl World {
                 timer_generation: 0,
             })
             .collect();
+        let byzantine_client = (scenario.byzantine_client_every_micros).map(|every_micros| {
+            let endpoint = |id: u64| {
+                Endpoint::new(
+                    keys.client(ClientId(id)),
+                    verifying.clone(),
+                    scenario.params.clone(),
+                )
+            };
+            SimByzantineClient {
+                endpoint: endpoint(scenario.clients),
+                unprovisioned: endpoint(scenario.clients + 1),
+                every_micros,
+                next_timestamp: 0,
+                sent: Default::default(),
+            }
+        });
         let stats = SimStats {
             byzantine_replicas: scenario.byzantine.len(),
             crashes: scenario.crashes.len(),
@@ -234,6 +261,8 @@ impl World {
             activator,
             bad_buckets_of_destroyed: 0,
             clients,
+            byzantine_client,
+            last_client_frame: None,
             stats,
         }
     }
@@ -274,6 +303,12 @@ impl World {
             self.reschedule_execution(ExecutionId(index as u32));
         }
         self.schedule(Time(0), Event::ActivatorTimer);
+        if let Some(attacker) = &self.byzantine_client {
+            self.schedule(
+                first_attack_at(attacker.every_micros),
+                Event::ByzantineClientTimer,
+            );
+        }
         let deadline = Time(self.scenario.safety_micros + self.scenario.liveness_micros);
         while let Some(((at, _), event)) = self.queue.pop_first() {
             if at > deadline {
@@ -313,6 +348,7 @@ impl World {
             } => self.replica_sync(replica, generation)?,
             Event::Crash(replica) => self.planned_crash(replica),
             Event::Restart(replica) => self.restart(replica)?,
+            Event::ByzantineClientTimer => self.byzantine_client_timer(),
             Event::CrashCluster => {
                 if !self.healed {
                     self.stats.cluster_crashes += 1;
@@ -359,6 +395,7 @@ impl World {
     /// Gather the end-of-run counters, then the liveness check: after healing, every
     /// request of every client was accepted.
     fn finish(&mut self) -> Result<(), Violation> {
+        self.stats.byzantine_client_attacks = self.byzantine_client_attacks();
         for replica in &self.replicas {
             if let Some(driver) = &replica.driver {
                 let counters = driver.replica().counters();

@@ -7,13 +7,21 @@
 //! (an execution replica's word counts through f+1 matching copies, never a signature):
 //! its client master and one pairwise key per agreement replica. `keys/clients.toml` holds
 //! every replica's and execution replica's client master, indexed by id, so that a client
-//! process can derive its keys with each of them. Whoever reads `clients.toml` can act as
-//! any client: it is the provisioning secret of a local platform, not something to hand to
-//! an untrusted client (which should instead be given only the keys derived for its own id).
+//! process can derive its keys with each of them, and the master each client's signing key
+//! is derived from. Whoever reads `clients.toml` can act as any client: it is the
+//! provisioning secret of a local platform, not something to hand to an untrusted client
+//! (which should instead be given only the keys derived for its own id). The clients'
+//! verifying keys are public, in `certs/clients.toml`.
 
 use super::execution::execution_keys_file;
-use super::{CLIENT_KEYS_FILE, ClusterConfig, ConfigError, hex_decode_32, read_toml};
-use crate::crypto::{NodeKeys, SessionKey, client_key, signing_key_from_bytes};
+use super::{
+    CLIENT_KEYS_FILE, CLIENT_PUBLIC_FILE, ClusterConfig, ConfigError, decode_verifying_key,
+    hex_decode_32, read_toml,
+};
+use crate::crypto::{
+    ClientVerifyingKeys, NodeKeys, SessionKey, client_key, client_signing_key,
+    signing_key_from_bytes,
+};
 use crate::ids::{ClientId, ExecutionId, NodeId, ReplicaId};
 use rustls::pki_types::PrivateKeyDer;
 use rustls::pki_types::pem::PemObject as _;
@@ -89,6 +97,42 @@ pub struct ClientKeyFile {
     /// Hex of each execution replica's 32-byte client master, indexed by execution id.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub execution_client_masters: Vec<String>,
+    /// Hex of the 32-byte master every client's request-signing key is derived from.
+    pub signing_master: String,
+}
+
+/// The contents of `certs/clients.toml`: public, read by every agreement replica.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientPublicFile {
+    /// Hex of client i's 32-byte Ed25519 request-verifying key, for i in 0..clients.
+    pub verifying_keys: Vec<String>,
+}
+
+/// Every provisioned client's request-verifying key, from `certs/clients.toml`; it must
+/// hold one per client id of the configuration.
+pub fn load_client_verifying_keys(
+    dir: &Path,
+    config: &ClusterConfig,
+) -> Result<ClientVerifyingKeys, ConfigError> {
+    let path = dir.join(CLIENT_PUBLIC_FILE);
+    let file: ClientPublicFile = read_toml(&path)?;
+    if file.verifying_keys.len() as u64 != config.clients {
+        let problem = format!(
+            "needs one key per client (cluster.toml has clients = {}), found {}",
+            config.clients,
+            file.verifying_keys.len()
+        );
+        return Err(ConfigError::invalid(&path, "verifying_keys", problem));
+    }
+    let keys = (file.verifying_keys.iter().enumerate())
+        .map(|(index, hex)| {
+            decode_verifying_key(hex).map_err(|problem| {
+                ConfigError::invalid(&path, format!("verifying_keys[{index}]"), problem)
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(ClientVerifyingKeys::new(keys))
 }
 
 pub(crate) fn key_at(path: &Path, field: &str, hex: &str) -> Result<[u8; 32], ConfigError> {
@@ -370,13 +414,14 @@ pub fn client_range_keys(
         let master = SessionKey(key_at(&path, &field, hex)?);
         masters.push((NodeId::Execution(ExecutionId(index as u32)), master));
     }
+    let signing_master = SessionKey(key_at(&path, "signing_master", &file.signing_master)?);
     let keys_of = |id: ClientId| NodeKeys {
         id: NodeId::Client(id),
         peer_keys: (masters.iter())
             .map(|(node, master)| (*node, client_key(master, id)))
             .collect(),
         client_master: None,
-        signing_key: None,
+        signing_key: Some(client_signing_key(&signing_master, id)),
     };
     Ok((first.0..end)
         .map(|client| keys_of(ClientId(client)))

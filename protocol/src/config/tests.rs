@@ -115,7 +115,7 @@ fn init_then_load_gives_keys_that_authenticate_both_ways() {
     let Message::Request(authenticated) = opened.message() else {
         panic!("not a request")
     };
-    assert!(replica0.check_request(authenticated));
+    assert!(replica0.check_request(authenticated, crate::RequestCheck::Received));
 
     let reply = Message::Reply(Reply {
         view: View(0),
@@ -130,7 +130,12 @@ fn init_then_load_gives_keys_that_authenticate_both_ways() {
     assert_eq!(config.execution_count(), 4);
     let keys = load_client_keys(&dir.0, ClientId(0)).unwrap();
     assert_eq!(keys.peer_keys.len(), 4 + 4);
-    assert!(keys.client_master.is_none() && keys.signing_key.is_none());
+    assert!(keys.client_master.is_none());
+    // Its signing key is the one whose public half the replicas hold.
+    let public = load_client_verifying_keys(&dir.0, &config).unwrap();
+    assert_eq!(public.len(), 4);
+    let signing = keys.signing_key.expect("a client signs its requests");
+    assert_eq!(public.get(ClientId(0)), Some(&signing.verifying_key()));
     load_tls_key(&dir.0, &config, ReplicaId(3)).unwrap();
 }
 
@@ -178,13 +183,13 @@ fn bad_configs_name_the_field() {
         ),
         (
             "older format",
-            good.replacen("format = 2\n", "", 1),
-            "written by an older zz (no format) (this zz reads format 2); its state files cannot be read here: move",
+            good.replacen("format = 3\n", "", 1),
+            "written by an older zz (no format) (this zz reads format 3); its state files cannot be read here: move",
         ),
         (
             "other format",
-            good.replacen("format = 2", "format = 7", 1),
-            "written by format 7 (this zz reads format 2)",
+            good.replacen("format = 3", "format = 7", 1),
+            "written by format 7 (this zz reads format 3)",
         ),
         (
             "no clients",

@@ -252,6 +252,12 @@ fn register_routes(shared: &Arc<Shared>, connection: &Connection, first: ClientI
             };
             routes.insert(ClientId(client), route);
         }
+        // What was sent to these clients before their hello arrived goes first.
+        for frame in shared.parked().take_range(first, count) {
+            if queue.try_send(frame).is_err() {
+                shared.count_dropped_send(1);
+            }
+        }
     }
     tokio::spawn(route_writer(
         Arc::clone(shared),
@@ -425,12 +431,12 @@ enum WriteEnd {
     ConnectionLost { frames_lost: u64 },
 }
 
-/// Write `first`, then everything queued, as length-prefixed frames on `send`, gathering
-/// what is already queued into one write; stops when the queue closes or the connection
-/// is lost.
 /// Bytes gathered into one write at most (a single larger frame goes alone).
 const WRITE_BATCH_BYTES_MAX: usize = 256 * 1024;
 
+/// Write `first`, then everything queued, as length-prefixed frames on `send`, gathering
+/// what is already queued into one write; stops when the queue closes or the connection
+/// is lost.
 ///
 /// `restart`, for a writer to a node peer, with the restarts counted when it connected:
 /// once the peer restarts, the connection (to its old process) is given up.

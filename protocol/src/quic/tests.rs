@@ -255,8 +255,9 @@ async fn dialer_refuses_a_server_with_another_certificate() {
     .await;
 }
 
-/// Frames with no route (an unknown client, this node itself) or above the limit are
-/// dropped and counted at once.
+/// Frames with no route (this node itself, a node outside the cluster) or above the limit
+/// are dropped and counted at once; one to a client with no route yet is parked instead
+/// (see `a_reply_sent_before_the_clients_hello_is_delivered_when_it_arrives`).
 #[tokio::test]
 async fn unroutable_frames_are_dropped_and_counted() {
     within(async {
@@ -268,7 +269,7 @@ async fn unroutable_frames_are_dropped_and_counted() {
         bus0.send(NodeId::Execution(ExecutionId(9)), Bytes::from_static(b"x"));
         let oversized = Bytes::from(vec![0u8; config.protocol.frame_bytes_max + 1]);
         bus0.send(R1, oversized);
-        assert_eq!(bus0.dropped_frames(), 5);
+        assert_eq!(bus0.dropped_frames(), 4);
         let error = QuicBus::start_node(&dir.0, &config, NodeId::Client(ClientId(4)))
             .err()
             .expect("client 4 is not provisioned");
@@ -314,6 +315,46 @@ async fn a_client_host_receives_replies_for_each_of_its_clients() {
         }
         let too_many = config.clients as u32 + 1;
         assert!(QuicBus::start_client_host(&dir.0, &config, ClientId(0), too_many).is_err());
+    })
+    .await;
+}
+
+/// A reply sent to a client before its hello reached the node is kept and sent over the
+/// client's connection once the hello arrives; one sent to a client that never says hello
+/// is dropped (and counted) after the time-to-live, not kept for ever.
+#[tokio::test]
+async fn a_reply_sent_before_the_clients_hello_is_delivered_when_it_arrives() {
+    within(async {
+        let (dir, config) = cluster("quic-parked");
+        let (bus0, _inbox0) = start(&dir, &config, R0);
+        let (_, endpoint0) = endpoint_for_replica(&dir.0, ReplicaId(0)).unwrap();
+        let (_, client2) = endpoint_for_client(&dir.0, ClientId(2)).unwrap();
+        let reply = |client| {
+            Message::Reply(Reply {
+                view: View(0),
+                client,
+                timestamp: 7,
+                result: b"early".to_vec(),
+            })
+        };
+        let to = NodeId::Client(ClientId(2));
+        bus0.send(to, endpoint0.seal(to, &reply(ClientId(2))).unwrap().into());
+        assert_eq!(bus0.stats().dropped_send, 0, "parked, not dropped");
+        let (_host, mut host_inbox) =
+            QuicBus::start_client_host(&dir.0, &config, ClientId(2), 1).unwrap();
+        let frame = host_inbox.recv().await.unwrap();
+        assert_eq!(client2.open(&frame).unwrap().message(), &reply(ClientId(2)));
+        // Client 3 never says hello: its frame expires.
+        let lost = NodeId::Client(ClientId(3));
+        bus0.send(
+            lost,
+            endpoint0.seal(lost, &reply(ClientId(3))).unwrap().into(),
+        );
+        tokio::time::sleep(super::PARKED_FRAME_TTL + Duration::from_millis(100)).await;
+        let (_late, mut late_inbox) =
+            QuicBus::start_client_host(&dir.0, &config, ClientId(3), 1).unwrap();
+        let nothing = tokio::time::timeout(Duration::from_millis(500), late_inbox.recv()).await;
+        assert!(nothing.is_err(), "an expired frame is not sent");
     })
     .await;
 }

@@ -3,11 +3,13 @@
 //! frame or a timer reaches one of them.
 
 mod activator;
+mod byzantine_client;
 mod clients;
 mod executions;
 mod replicas;
 
 pub(crate) use activator::SimActivator;
+pub(crate) use byzantine_client::{SimByzantineClient, first_attack_at};
 pub(crate) use clients::{SimClient, voters};
 pub(crate) use executions::{SimExecution, bad_buckets, fresh_execution_driver};
 pub(crate) use replicas::SimReplica;
