@@ -468,7 +468,26 @@ pub fn stop(dir: &Path, config: &ClusterConfig) -> Result<usize> {
         let _ = std::fs::remove_file(files.fault_path(node.id()));
         freezer::forget(&freezer::cgroup_name(dir, &node.name()));
     }
-    Ok(alive.len())
+    // A node the activator had just spawned when it was stopped may not have written its
+    // pid file: find the rest by their command lines (thawed above), or they would outlive
+    // the platform and hold its ports.
+    let strays = stray_nodes(dir);
+    for pid in &strays {
+        let _ = freezer::signal(*pid, "CONT");
+        let _ = freezer::signal(*pid, "KILL");
+    }
+    Ok(alive.len() + strays.len())
+}
+
+/// Every live process running a node of the platform in `dir`, by its command line.
+fn stray_nodes(dir: &Path) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    (entries.flatten())
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| *pid != std::process::id() && is_node_of(dir, *pid))
+        .collect()
 }
 
 /// Resume `node` if a pause was recorded for it.
