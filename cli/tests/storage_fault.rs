@@ -24,9 +24,9 @@ use zz_protocol::{AppId, ClientId, ExecutionId, NodeId};
 static ONE_PLATFORM: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 const WRITERS: u32 = 8;
-/// Puts per writer: well past several checkpoints (every 64 app sequence numbers) however
+/// Puts per writer: past two checkpoints at least (every 64 app sequence numbers) however
 /// requests batch.
-const PUTS_PER_WRITER: u64 = 300;
+const PUTS_PER_WRITER: u64 = 150;
 const DEADLINE: Duration = Duration::from_secs(30);
 /// Single puts sent at most to bring the replicas to a checkpoint before `zz down`.
 const PADDING_PUTS_MAX: u64 = 256;

@@ -66,32 +66,38 @@ fn assert_seeds_at_least(what: &str, seeds: usize, min: usize, activation: &Acti
 }
 
 #[test]
-fn safety_and_liveness_hold_across_500_seeds_with_f1() {
-    // Goal: 500 random fault schedules on a 4-replica cluster break no invariant and lose
+fn safety_and_liveness_hold_across_300_seeds_with_f1() {
+    // Goal: 300 random fault schedules on a 4-replica cluster break no invariant and lose
     // no request; activation really happens: standbys are woken, faulty execution replicas
-    // destroyed and replaced, buckets fetched and bad ones refused. The bounds sit well
-    // below what was measured (350 seeds woke standbys, 159 replaced a faulty replica, 266
-    // fetched buckets, 5 refused bad ones) so that only a real loss of activation trips them.
-    let activation = assert_sweep_clean(0, 500, 1);
-    assert_seeds_at_least("standbys woken", activation.seeds_woken, 250, &activation);
+    // destroyed and replaced, buckets fetched and bad ones refused; and half the seeds have
+    // a Byzantine client attacking. The bounds sit well below what was measured over 500
+    // seeds (70% woke standbys, 32% replaced a faulty replica, 53% fetched buckets, 1%
+    // refused bad ones) so that only a real loss of activation trips them. Deeper sweeps
+    // run with `zz sim` on a release build.
+    let activation = assert_sweep_clean(0, 300, 1);
+    assert_seeds_at_least("standbys woken", activation.seeds_woken, 150, &activation);
     let replaced = activation.seeds_faulty_replaced;
-    assert_seeds_at_least("faulty replicas replaced", replaced, 100, &activation);
+    assert_seeds_at_least("faulty replicas replaced", replaced, 60, &activation);
     let fetched = activation.seeds_buckets_fetched;
-    assert_seeds_at_least("buckets fetched", fetched, 150, &activation);
+    assert_seeds_at_least("buckets fetched", fetched, 90, &activation);
     let refused = activation.seeds_bad_buckets;
-    assert_seeds_at_least("bad buckets refused", refused, 2, &activation);
+    assert_seeds_at_least("bad buckets refused", refused, 1, &activation);
+    let attacked = activation.seeds_byzantine_client;
+    assert_seeds_at_least("a Byzantine client attacking", attacked, 100, &activation);
 }
 
 #[test]
-fn safety_and_liveness_hold_across_100_seeds_with_f2() {
-    // Goal: 100 random fault schedules on a 7-replica cluster, with up to two Byzantine
+fn safety_and_liveness_hold_across_60_seeds_with_f2() {
+    // Goal: 60 random fault schedules on a 7-replica cluster, with up to two Byzantine
     // agreement replicas and two faulty execution replicas per app, break no invariant and
-    // lose no request; standbys are woken and faulty replicas replaced (measured: 67 and 38
-    // seeds).
-    let activation = assert_sweep_clean(0, 100, 2);
-    assert_seeds_at_least("standbys woken", activation.seeds_woken, 40, &activation);
+    // lose no request; standbys are woken and faulty replicas replaced (measured over 100
+    // seeds: 67 and 38).
+    let activation = assert_sweep_clean(0, 60, 2);
+    assert_seeds_at_least("standbys woken", activation.seeds_woken, 24, &activation);
     let replaced = activation.seeds_faulty_replaced;
-    assert_seeds_at_least("faulty replicas replaced", replaced, 20, &activation);
+    assert_seeds_at_least("faulty replicas replaced", replaced, 12, &activation);
+    let attacked = activation.seeds_byzantine_client;
+    assert_seeds_at_least("a Byzantine client attacking", attacked, 15, &activation);
 }
 
 #[test]
@@ -101,12 +107,16 @@ fn seeds_where_agreement_replicas_lost_orders_to_state_transfer_and_restarts_hea
     // of an app's orders or restarted with an empty order router, and a woken standby then
     // needed those orders (or a checkpoint named alike by f+1 of them to join from).
     // They are pinned as drawn before seeds got a Byzantine client (whose attacks draw from
-    // the network's generator and so change every later delay). Seed 41 at f=2 no longer
+    // the network's generator and so change every later delay) and primaries that spoil
+    // signatures. Seed 41 at f=2 no longer
     // transfers state since primaries propose one request per client at a time; 42 does
     // (58 state transfers, 6 standbys woken, orders restored).
     for (seed, f) in [(140, 1), (479, 1), (42, 2)] {
         let mut scenario = Scenario::generate(&mut SimRng::new(seed), f);
         scenario.byzantine_client_every_micros = None;
+        for behaviours in scenario.byzantine.values_mut() {
+            behaviours.spoil_signatures = 0;
+        }
         let outcome = run_scenario(seed, scenario);
         assert!(
             outcome.violation.is_none(),
