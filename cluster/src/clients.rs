@@ -5,8 +5,9 @@ use crate::init::{create_dir, write_key_file};
 use std::path::{Path, PathBuf};
 use zz_protocol::ClientId;
 use zz_protocol::config::{
-    CLIENT_NAME_BYTES_MAX, CLIENTS_DIR, ClientFile, ClusterConfig, ConfigError, client_file_path,
-    client_range_keys, free_client_ids, list_client_files, valid_client_name,
+    CLIENT_NAME_BYTES_MAX, CLIENTS_ALLOCATED_FILE, CLIENTS_DIR, ClientFile, ClusterConfig,
+    ConfigError, client_file_path, client_range_keys, list_client_files, next_client_ids,
+    valid_client_name,
 };
 
 /// Why a client could not be added.
@@ -19,16 +20,16 @@ pub enum AddClientError {
     #[error("--ids must be at least 1")]
     NoIds,
     #[error(
-        "no {count} consecutive client ids are free below {clients} (cluster.toml's clients); \
-         every id is some client file's"
+        "no {count} consecutive client ids are left below {clients} (cluster.toml's clients): \
+         ids are never given twice, a deleted client's included"
     )]
     NoFreeIds { count: u64, clients: u64 },
     #[error(transparent)]
     Config(#[from] ConfigError),
 }
 
-/// Write `clients/<name>.toml` for the cluster in `dir`: the lowest `count` consecutive client
-/// ids no other client file holds, with their keys (derived from `keys/clients.toml`, which
+/// Write `clients/<name>.toml` for the cluster in `dir`: the next `count` client ids never
+/// given to any client, with their keys (derived from `keys/clients.toml`, which
 /// only the operator reads). Returns what was written and where.
 pub fn add_client(
     dir: &Path,
@@ -50,17 +51,32 @@ pub fn add_client(
         });
     }
     let files = list_client_files(dir)?;
-    let first =
-        free_client_ids(&files, config.clients, count).ok_or(AddClientError::NoFreeIds {
+    let allocated = read_allocated(dir)?;
+    let first = next_client_ids(&files, allocated, config.clients, count).ok_or(
+        AddClientError::NoFreeIds {
             count,
             clients: config.clients,
-        })?;
+        },
+    )?;
     let count = u32::try_from(count).map_err(|_| AddClientError::NoFreeIds {
         count,
         clients: config.clients,
     })?;
     let file = write_client_file(dir, &config, name, first, count)?;
     Ok((file, path))
+}
+
+/// The end of every client id range ever given out (0 when none was recorded).
+fn read_allocated(dir: &Path) -> Result<u64, ConfigError> {
+    let path = dir.join(CLIENTS_ALLOCATED_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => text.trim().parse().map_err(|_| {
+            let problem = format!("{:?} is not a client id", text.trim());
+            ConfigError::invalid(&path, "allocated", problem)
+        }),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(0),
+        Err(source) => Err(ConfigError::io(&path, source)),
+    }
 }
 
 /// Write `clients/<name>.toml` with the keys of ids `first..first + count`.
@@ -74,6 +90,11 @@ pub(crate) fn write_client_file(
     let keys = client_range_keys(dir, config, first, count)?;
     let file = ClientFile::new(name, config, &keys);
     create_dir(&dir.join(CLIENTS_DIR), true)?;
+    // The high-water mark first: a crash between the two leaves ids unused, never reused.
+    let allocated = read_allocated(dir)?.max(file.ids().end);
+    let mark = dir.join(CLIENTS_ALLOCATED_FILE);
+    std::fs::write(&mark, format!("{allocated}\n"))
+        .map_err(|source| ConfigError::io(&mark, source))?;
     write_key_file(&dir.join(client_file_path(name)), &file)?;
     Ok(file)
 }

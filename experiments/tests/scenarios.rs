@@ -155,6 +155,30 @@ fn a_byzantine_client_changes_no_view_and_stalls_no_correct_client_f1() {
 }
 
 #[test]
+fn a_primary_spoiling_request_signatures_is_replaced_and_no_correct_primary_proposes_them_f1() {
+    // Goal: a Byzantine primary that spoils its batched requests' signatures and every MAC
+    // slot but replica 1's gets its batches refused by the other backups; replica 1, which
+    // accepted them on its slot, does not propose them once it is primary (it may not have
+    // checked their signatures), and every correct client's request is still accepted.
+    let test =
+        "a_primary_spoiling_request_signatures_is_replaced_and_no_correct_primary_proposes_them_f1";
+    let runs = run_seeds(test, seeds(), |seed| {
+        let (mut scenario, _) = calm(seed, 1);
+        let spoiler = Behaviours {
+            spoil_signatures: 1000,
+            ..Behaviours::default()
+        };
+        scenario.byzantine.insert(ReplicaId(0), spoiler);
+        scenario
+    });
+    assert_each(&runs, "every request accepted", Run::all_requests_accepted);
+    assert_each(&runs, "a view change", |run| run.stats().view_changes > 0);
+    assert_each(&runs, "spoiled batches refused", |run| {
+        run.stats().frames_rejected > 0
+    });
+}
+
+#[test]
 fn view_change_primary_crashes_f1() {
     // Goal: when the primary of view 0 crashes early and stays down for the whole safety
     // phase, the backups' timers expire and they move to a new view (PBFT section 4.4) in

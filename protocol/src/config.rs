@@ -44,9 +44,9 @@ pub use activator::{
     endpoint_for_activator, load_activator_tls_key,
 };
 pub use client_file::{
-    CLIENT_NAME_BYTES_MAX, CLIENTS_DIR, ClientFile, DEFAULT_CLIENT, OwnClientKeys,
-    client_file_path, free_client_ids, list_client_files, load_client_file, read_client_file,
-    valid_client_name,
+    CLIENT_NAME_BYTES_MAX, CLIENTS_ALLOCATED_FILE, CLIENTS_DIR, ClientFile, DEFAULT_CLIENT,
+    OwnClientKeys, client_file_path, list_client_files, load_client_file, next_client_ids,
+    read_client_file, valid_client_name,
 };
 pub use execution::{
     ExecutionReplicaConfig, HOST_LABEL_BYTES_MAX, endpoint_for_execution, execution_keys_file,

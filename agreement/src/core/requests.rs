@@ -27,6 +27,11 @@ pub(super) struct Waiting {
     pub(super) request: AuthenticatedRequest,
     pub(super) since: Time,
     pub(super) proposed: bool,
+    /// Whether its signature was checked here (a request message), or only this replica's
+    /// MAC slot may have been (seen in a pre-prepare). Only a checked request may be
+    /// proposed: one whose signature a Byzantine primary spoiled, leaving this replica's
+    /// slot alone, would make other backups refuse the batch.
+    pub(super) verified: bool,
 }
 
 impl Replica {
@@ -53,11 +58,11 @@ impl Replica {
             return;
         }
         let from_client = matches!(from, NodeId::Client(_));
-        let known = self
-            .requests
-            .waiting
-            .get(&client)
-            .is_some_and(|waiting| waiting.request.request.timestamp >= timestamp);
+        // A checked copy replaces an unchecked one of the same timestamp.
+        let known = (self.requests.waiting.get(&client)).is_some_and(|waiting| {
+            let waiting_timestamp = waiting.request.request.timestamp;
+            waiting_timestamp > timestamp || (waiting_timestamp == timestamp && waiting.verified)
+        });
         if !known {
             if !self.remember_request(request.clone()) {
                 return;
@@ -82,7 +87,8 @@ impl Replica {
         }
     }
 
-    /// Track a request until it is ordered. Returns false when the table is full.
+    /// Track a request (its signature checked) until it is ordered. Returns false when the
+    /// table is full.
     fn remember_request(&mut self, request: AuthenticatedRequest) -> bool {
         let client = request.request.client;
         if !self.requests.waiting.contains_key(&client)
@@ -98,6 +104,7 @@ impl Replica {
                 request,
                 since,
                 proposed: false,
+                verified: true,
             },
         );
         true
@@ -122,6 +129,7 @@ impl Replica {
                 request: request.clone(),
                 since: self.now,
                 proposed: true,
+                verified: false,
             };
             self.requests.waiting.insert(client, waiting);
         }
@@ -164,6 +172,7 @@ impl Replica {
             };
             if waiting.request.request.timestamp != timestamp
                 || waiting.proposed
+                || !waiting.verified
                 || timestamp <= executed
             {
                 continue;

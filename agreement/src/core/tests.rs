@@ -300,3 +300,56 @@ fn a_view_restored_without_its_new_view_is_not_served_in() {
     assert_eq!(restored.view(), View(1));
     assert!(!restored.is_normal());
 }
+
+/// A request a backup saw only in the old primary's pre-prepare (it may have checked only
+/// its own MAC slot: a Byzantine primary can spoil the signature and the other slots) is
+/// not proposed by that backup once it is primary; one it received itself, its signature
+/// checked, is.
+#[test]
+fn a_new_primary_proposes_only_requests_it_checked_itself() {
+    let mut replica = Replica::new(config(1), Time(0));
+    let seen_in_batch = batch(5);
+    replica.handle_message(Time(1), from(0, pre_prepare(0, 1, &seen_in_batch)));
+    let received = keys()
+        .client_endpoint(ClientId(2))
+        .authenticate_request(Request {
+            app: AppId(0),
+            client: ClientId(2),
+            timestamp: 9,
+            op: vec![4],
+        });
+    let client = Verified::assume_verified(NodeId::Client(ClientId(2)), Message::Request(received));
+    replica.handle_message(Time(2), client);
+    drain(&mut replica);
+    // The pre-prepare never completes: the timer runs out, view 1 (this replica's) begins.
+    let deadline = replica.poll_timeout().expect("a view-change timer runs");
+    let timeout = Time(deadline.0 + params().view_change_timeout_ms * 1000 * 4);
+    replica.handle_timeout(timeout);
+    for by in [2, 3] {
+        let body = ViewChange {
+            new_view: replica.view(),
+            stable: CheckpointCertificate {
+                seq: Seq(0),
+                digest: genesis_checkpoint().digest(),
+                votes: Vec::new(),
+            },
+            prepared: Vec::new(),
+        };
+        let signed = Signed::sign(body, ReplicaId(by), &signing_key(by));
+        replica.handle_message(timeout, from(by, Message::ViewChange(signed)));
+    }
+    assert!(
+        replica.is_primary() && replica.is_normal(),
+        "entered its view"
+    );
+    let proposed: Vec<(ClientId, u64)> = drain(&mut replica)
+        .into_iter()
+        .filter_map(|output| match output {
+            Output::Broadcast(Message::PrePrepare { batch, .. }) => Some(batch),
+            _ => None,
+        })
+        .flat_map(|batch| batch.requests)
+        .map(|request| (request.request.client, request.request.timestamp))
+        .collect();
+    assert_eq!(proposed, vec![(ClientId(2), 9)]);
+}

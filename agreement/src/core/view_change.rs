@@ -297,6 +297,11 @@ impl Replica {
         // so does every formable stability certificate.
         let now = self.now;
         self.stability.restart_timers(now);
+        // Requests seen only in the old primary's pre-prepares are forgotten: this replica
+        // may have checked only its own MAC slot of them, and the new primary must propose
+        // only what every backup will accept. A client whose request was lost so
+        // retransmits it to every replica, which check its signature.
+        self.requests.waiting.retain(|_, waiting| waiting.verified);
         let mut arrivals: Vec<_> = self
             .requests
             .waiting

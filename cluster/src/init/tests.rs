@@ -366,9 +366,16 @@ fn client_files_hold_their_own_ids_keys_and_refuse_what_does_not_fit() {
             clients: 4
         })
     ));
-    add_client(&dir.0, "bob", 1).unwrap();
+    let (bob, bob_path) = add_client(&dir.0, "bob", 1).unwrap();
     let names: Vec<String> = (list_client_files(&dir.0).unwrap().into_iter())
         .map(|file| file.name)
         .collect();
     assert_eq!(names, ["default", "alice", "bob"]);
+    // Deleting a client's file does not free its ids: its keys are still out there.
+    assert_eq!(bob.ids(), 3..4);
+    std::fs::remove_file(bob_path).unwrap();
+    assert!(matches!(
+        add_client(&dir.0, "carol", 1),
+        Err(AddClientError::NoFreeIds { .. })
+    ));
 }

@@ -37,6 +37,11 @@ pub struct Behaviours {
     pub silence: u64,
     /// A false `Wake` or `Faulty` to the activator, besides the frame.
     pub false_alarms: u64,
+    /// As primary, per mille of sequence numbers (alike for every backup): spoil every
+    /// batched request's signature and every MAC slot but replica 1's, so that replica 1
+    /// alone accepts the batch (on its slot) and the other backups refuse it. Drawn by the
+    /// scenario after everything else.
+    pub spoil_signatures: u64,
 }
 
 impl Behaviours {
@@ -59,6 +64,7 @@ impl Behaviours {
             forge_mac: rate(200),
             silence: rate(300),
             false_alarms: rate(300),
+            spoil_signatures: 0,
         }
     }
 }
@@ -206,6 +212,28 @@ impl Byzantine {
                 Some(Message::PrePrepare {
                     pre_prepare: self.sign(header),
                     batch: censored,
+                })
+            }
+            Message::PrePrepare { pre_prepare, batch }
+                if !batch.requests.is_empty()
+                    && pre_prepare.body.seq.0 % 1000 < b.spoil_signatures =>
+            {
+                let mut spoiled = batch.clone();
+                for request in &mut spoiled.requests {
+                    request.signature.0[0] ^= 1;
+                    for (slot, mac) in request.auth.0.iter_mut().enumerate() {
+                        if slot != 1 {
+                            mac[0] ^= 1;
+                        }
+                    }
+                }
+                let header = PrePrepareHeader {
+                    digest: spoiled.digest(),
+                    ..pre_prepare.body
+                };
+                Some(Message::PrePrepare {
+                    pre_prepare: self.sign(header),
+                    batch: spoiled,
                 })
             }
             Message::PrePrepare { pre_prepare, batch } if rng.chance(b.equivocate) => {

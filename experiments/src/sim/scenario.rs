@@ -144,6 +144,11 @@ impl Scenario {
         if rng.chance(BYZANTINE_CLIENT_PER_MILLE) {
             scenario.byzantine_client_every_micros = Some(rng.range(5_000, 200_000));
         }
+        for behaviours in scenario.byzantine.values_mut() {
+            if rng.chance(500) {
+                behaviours.spoil_signatures = rng.range(1, 500);
+            }
+        }
         scenario
     }
 

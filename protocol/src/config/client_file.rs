@@ -4,7 +4,7 @@
 //! stays with the operator). `zz client add NAME` writes one; `zz init` writes `default`.
 
 use super::keys::key_at;
-use super::{ClusterConfig, ConfigError, hex_encode, read_toml};
+use super::{CLIENT_PUBLIC_FILE, ClusterConfig, ConfigError, hex_encode, read_toml};
 use crate::crypto::{NodeKeys, SessionKey, signing_key_from_bytes};
 use crate::ids::{ClientId, ExecutionId, NodeId, ReplicaId};
 use serde::{Deserialize, Serialize};
@@ -127,6 +127,7 @@ pub fn load_client_file(
             clients: config.clients,
         });
     }
+    let public = super::keys::load_client_verifying_keys(dir, config)?;
     let mut all = Vec::with_capacity(file.clients.len());
     for (index, own) in file.clients.iter().enumerate() {
         let field = |what: &str| format!("clients[{index}].{what}");
@@ -160,12 +161,21 @@ pub fn load_client_file(
                 SessionKey(key),
             );
         }
-        let signing = key_at(&path, &field("signing_key"), &own.signing_key)?;
+        let signing =
+            signing_key_from_bytes(key_at(&path, &field("signing_key"), &own.signing_key)?);
+        let id = ClientId(file.first.0 + index as u64);
+        // A key the replicas do not know would make every request fail its check, silently.
+        if public.get(id) != Some(&signing.verifying_key()) {
+            let problem = format!(
+                "is not client {id}'s key in {CLIENT_PUBLIC_FILE} (a file of another cluster?)"
+            );
+            return Err(ConfigError::invalid(&path, field("signing_key"), problem));
+        }
         all.push(NodeKeys {
-            id: NodeId::Client(ClientId(file.first.0 + index as u64)),
+            id: NodeId::Client(id),
             peer_keys,
             client_master: None,
-            signing_key: Some(signing_key_from_bytes(signing)),
+            signing_key: Some(signing),
         });
     }
     Ok(all)
@@ -195,17 +205,20 @@ pub fn list_client_files(dir: &Path) -> Result<Vec<ClientFile>, ConfigError> {
     Ok(files)
 }
 
-/// The lowest `count` consecutive client ids no file in `files` holds, below `clients`.
-pub fn free_client_ids(files: &[ClientFile], clients: u64, count: u64) -> Option<ClientId> {
-    let mut taken: Vec<std::ops::Range<u64>> = files.iter().map(ClientFile::ids).collect();
-    taken.sort_by_key(|range| range.start);
-    let mut start = 0u64;
-    for range in taken {
-        if range.start >= start.saturating_add(count) {
-            break;
-        }
-        start = start.max(range.end);
-    }
+/// Where the highest client id ever given out is kept, relative to the cluster directory.
+pub const CLIENTS_ALLOCATED_FILE: &str = "clients/.allocated";
+
+/// The first of `count` client ids never given to any client: above every file in `files`
+/// and above `allocated` (the end of every range ever given, files deleted since
+/// included), below `clients`. Ids are never given twice: a client's keys are a function of
+/// its id, so a second holder could act as the first.
+pub fn next_client_ids(
+    files: &[ClientFile],
+    allocated: u64,
+    clients: u64,
+    count: u64,
+) -> Option<ClientId> {
+    let start = (files.iter().map(|file| file.ids().end)).fold(allocated, u64::max);
     (start.checked_add(count)? <= clients).then_some(ClientId(start))
 }
 
@@ -227,13 +240,15 @@ mod tests {
     }
 
     #[test]
-    fn free_ids_fill_the_first_gap_that_fits() {
-        assert_eq!(free_client_ids(&[], 10, 4), Some(ClientId(0)));
+    fn ids_are_never_given_twice() {
+        assert_eq!(next_client_ids(&[], 0, 10, 4), Some(ClientId(0)));
         let files = [file(0, 4), file(6, 2)];
-        assert_eq!(free_client_ids(&files, 20, 2), Some(ClientId(4)));
-        assert_eq!(free_client_ids(&files, 20, 3), Some(ClientId(8)));
-        assert_eq!(free_client_ids(&files, 10, 3), None);
-        assert_eq!(free_client_ids(&files, 11, 3), Some(ClientId(8)));
+        assert_eq!(next_client_ids(&files, 0, 20, 2), Some(ClientId(8)));
+        // A deleted file's ids stay given.
+        assert_eq!(next_client_ids(&files[..1], 8, 20, 2), Some(ClientId(8)));
+        assert_eq!(next_client_ids(&files, 0, 10, 3), None);
+        assert_eq!(next_client_ids(&files, 0, 11, 3), Some(ClientId(8)));
+        assert_eq!(next_client_ids(&files, u64::MAX, u64::MAX, 1), None);
     }
 
     #[test]

@@ -95,10 +95,11 @@ impl World {
         match ATTACKS[index] {
             ClientAttack::PartialAuthenticator => {
                 let mut request = attacker.fresh_request(&own, AppId(0));
-                // Spoil at least one slot and leave at least one.
+                // Spoil at least one slot (the primary's, now and then) and leave at least one.
                 let spoiled = self.rng.range(1, replica_count as u64 - 1);
-                for _ in 0..spoiled {
-                    let slot = self.rng.range(0, replica_count as u64 - 1) as usize;
+                let start = self.rng.range(0, replica_count as u64 - 1);
+                for offset in 0..spoiled {
+                    let slot = ((start + offset) % replica_count as u64) as usize;
                     request.auth.0[slot][0] ^= 0x5a;
                 }
                 send(&own, request, &all);
