@@ -182,7 +182,6 @@ impl ParkedFrames {
     }
 
     fn expire(&mut self, now: std::time::Instant) {
-        let before = self.frames.len();
         let mut freed = 0;
         self.frames.retain(|_, (at, frame)| {
             let keep = now.duration_since(*at) < PARKED_FRAME_TTL;
@@ -192,7 +191,6 @@ impl ParkedFrames {
             keep
         });
         self.bytes -= freed;
-        debug_assert!(self.frames.len() <= before);
     }
 }
 

@@ -146,19 +146,10 @@ impl Replica {
         };
         let in_flight_max = limit * self.config.params.pipeline_max as usize;
         if self.requests.in_flight.len() > in_flight_max {
-            let executed: Vec<(ClientId, u64)> = (self.requests.in_flight.keys())
-                .map(|client| (*client, executed_of(self, client)))
-                .collect();
-            for (client, executed) in executed {
-                if self
-                    .requests
-                    .in_flight
-                    .get(&client)
-                    .is_some_and(|ts| *ts <= executed)
-                {
-                    self.requests.in_flight.remove(&client);
-                }
-            }
+            let executed = &self.exec.clients;
+            (self.requests.in_flight).retain(|client, proposed| {
+                *proposed > executed.get(client).map_or(0, |(last, _)| *last)
+            });
         }
         let mut requests = Vec::new();
         let mut deferred = Vec::new();

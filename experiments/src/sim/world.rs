@@ -9,7 +9,7 @@ use super::checker::Checker;
 use super::network::SimBus;
 use super::nodes::{
     APPS, SimActivator, SimByzantineClient, SimClient, SimExecution, SimReplica, bad_buckets,
-    first_attack_at, fresh_execution_driver, voters,
+    fresh_execution_driver, voters,
 };
 use super::rng::SimRng;
 use super::scenario::Scenario;
@@ -304,10 +304,8 @@ impl World {
         }
         self.schedule(Time(0), Event::ActivatorTimer);
         if let Some(attacker) = &self.byzantine_client {
-            self.schedule(
-                first_attack_at(attacker.every_micros),
-                Event::ByzantineClientTimer,
-            );
+            // The first attack comes one interval after the start.
+            self.schedule(Time(attacker.every_micros), Event::ByzantineClientTimer);
         }
         let deadline = Time(self.scenario.safety_micros + self.scenario.liveness_micros);
         while let Some(((at, _), event)) = self.queue.pop_first() {

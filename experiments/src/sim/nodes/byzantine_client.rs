@@ -16,7 +16,7 @@
 use super::super::world::{Event, World};
 use bytes::Bytes;
 use zz_protocol::messages::{AuthenticatedRequest, Message, Request};
-use zz_protocol::{AppId, Endpoint, NodeId, ReplicaId, Time};
+use zz_protocol::{AppId, Endpoint, NodeId, ReplicaId};
 
 /// Requests a flood sends at once.
 pub(crate) const FLOOD_REQUESTS: u64 = 16;
@@ -144,9 +144,4 @@ impl World {
     pub(crate) fn byzantine_client_attacks(&self) -> u64 {
         (self.byzantine_client.as_ref()).map_or(0, |attacker| attacker.sent.iter().sum())
     }
-}
-
-/// The first firing: a little after the start.
-pub(crate) fn first_attack_at(every_micros: u64) -> Time {
-    Time(every_micros)
 }

@@ -9,7 +9,7 @@ mod executions;
 mod replicas;
 
 pub(crate) use activator::SimActivator;
-pub(crate) use byzantine_client::{SimByzantineClient, first_attack_at};
+pub(crate) use byzantine_client::SimByzantineClient;
 pub(crate) use clients::{SimClient, voters};
 pub(crate) use executions::{SimExecution, bad_buckets, fresh_execution_driver};
 pub(crate) use replicas::SimReplica;
