@@ -2,8 +2,9 @@
 //! directory, described by `docker.json` there (its network, subnet and image); every
 //! container and network zz creates carries the platform's labels, so `zz down` removes
 //! exactly those. Nodes run from the `FROM scratch` image of the zz binary
-//! ([`image`]), with the cluster directory bind-mounted at its own path, so that status,
-//! fault and state files live where the host's `zz` commands look for them.
+//! ([`image`]). Each mounts only its own folders of the cluster directory, at their host
+//! paths, so that status, fault and state files live where the host's `zz` commands look
+//! for them ([`ClusterDir::node_mounts`]).
 
 pub mod image;
 
@@ -21,6 +22,8 @@ use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+use zz_cluster::ClusterDir;
+use zz_protocol::NodeId;
 
 /// How long the engine may take to answer a ping before zz calls it absent.
 const PING_TIMEOUT: Duration = Duration::from_secs(5);
@@ -92,6 +95,82 @@ pub async fn connect() -> Result<Docker, DockerError> {
         .negotiate_version()
         .await
         .map_err(|e| no_engine(e.to_string()))
+}
+
+/// The user a node's container runs as.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ContainerUser {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// First uid of agreement replicas' containers, when the host runs zz as root.
+const REPLICA_UID_BASE: u32 = 20_000;
+/// First uid of execution replicas' containers, when the host runs zz as root.
+const EXECUTION_UID_BASE: u32 = 40_000;
+
+/// The user `node`'s container runs as: a uid of its own when zz runs as root (its folders
+/// are handed to it), else the host's own user, which is unprivileged already and owns
+/// the folders.
+pub fn container_user(node: NodeId) -> ContainerUser {
+    // SAFETY: geteuid and getegid cannot fail and touch no memory.
+    let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
+    if uid != 0 {
+        return ContainerUser { uid, gid };
+    }
+    let own = match node {
+        NodeId::Replica(id) => REPLICA_UID_BASE + id.0,
+        NodeId::Execution(id) => EXECUTION_UID_BASE + id.0,
+        NodeId::Activator(_) | NodeId::Client(_) => unreachable!("only replicas run in containers"),
+    };
+    ContainerUser { uid: own, gid: own }
+}
+
+/// Make `node`'s folders, hand its own ones to `user`, and return the binds that mount
+/// them at their host paths.
+fn prepare_mounts(
+    files: &ClusterDir,
+    node: NodeId,
+    user: ContainerUser,
+) -> Result<Vec<String>, DockerError> {
+    let io = |path: &Path| {
+        let path = path.display().to_string();
+        move |error: std::io::Error| file_error(Path::new(&path), error.to_string())
+    };
+    let control = files.node_control_dir(node);
+    std::fs::create_dir_all(&control).map_err(io(&control))?;
+    let mut binds = Vec::new();
+    for mount in files.node_mounts(node) {
+        let own = mount.writable || mount.path == files.node_secrets_dir(node);
+        if mount.writable {
+            std::fs::create_dir_all(&mount.path).map_err(io(&mount.path))?;
+        }
+        if own {
+            chown_tree(&mount.path, user).map_err(io(&mount.path))?;
+            use std::os::unix::fs::PermissionsExt as _;
+            let owner_only = std::fs::Permissions::from_mode(0o700);
+            std::fs::set_permissions(&mount.path, owner_only).map_err(io(&mount.path))?;
+        }
+        let mode = if mount.writable { "rw" } else { "ro" };
+        let path = mount.path.display();
+        binds.push(format!("{path}:{path}:{mode}"));
+    }
+    Ok(binds)
+}
+
+/// Give `path` and everything under it to `user` (a no-op when it has them already).
+fn chown_tree(path: &Path, user: ContainerUser) -> std::io::Result<()> {
+    use std::os::unix::fs::MetadataExt as _;
+    let metadata = std::fs::symlink_metadata(path)?;
+    if metadata.uid() != user.uid || metadata.gid() != user.gid {
+        std::os::unix::fs::lchown(path, Some(user.uid), Some(user.gid))?;
+    }
+    if metadata.is_dir() {
+        for entry in std::fs::read_dir(path)? {
+            chown_tree(&entry?.path(), user)?;
+        }
+    }
+    Ok(())
 }
 
 /// One platform's place on the engine: `docker.json`.
@@ -177,17 +256,23 @@ impl DockerPlatform {
     /// Create and start a container running `zz <args>` at `address` on the platform
     /// network; returns its id. A container left by an earlier run under the same name
     /// is removed first.
+    ///
+    /// The container sees only what [`ClusterDir::node_mounts`] names for `node`, and runs
+    /// as an unprivileged user with no capabilities: an intruder in it holds this node's
+    /// keys, and no other node's key or fault file.
     pub async fn run_node(
         &self,
         docker: &Docker,
-        node: &str,
+        node: NodeId,
         args: Vec<String>,
         address: Ipv4Addr,
         labels: HashMap<String, String>,
     ) -> Result<String, DockerError> {
-        let name = self.container_name(node);
+        let name = self.container_name(&zz_cluster::node_name(node));
         self.remove_container(docker, &name).await?;
-        let dir = self.dir.display().to_string();
+        let files = ClusterDir::new(&self.dir);
+        let user = container_user(node);
+        let binds = prepare_mounts(&files, node, user)?;
         let endpoint = EndpointSettings {
             ipam_config: Some(EndpointIpamConfig {
                 ipv4_address: Some(address.to_string()),
@@ -203,9 +288,13 @@ impl DockerPlatform {
             cmd: Some(args),
             env: Some(env),
             labels: Some(labels),
+            user: Some(format!("{}:{}", user.uid, user.gid)),
             host_config: Some(HostConfig {
-                binds: Some(vec![format!("{dir}:{dir}")]),
+                binds: Some(binds),
                 network_mode: Some(self.network.clone()),
+                cap_drop: Some(vec!["ALL".to_string()]),
+                security_opt: Some(vec!["no-new-privileges".to_string()]),
+                readonly_rootfs: Some(true),
                 ..Default::default()
             }),
             networking_config: Some(NetworkingConfig {

@@ -89,7 +89,7 @@ async fn run_replica(
     let args = platform.node_args("agreement", id.0);
     let labels = platform.labels(&name, "agreement", None, None);
     let id = platform
-        .run_node(docker, &name, args, ip_of(replica.address)?, labels)
+        .run_node(docker, node.id(), args, ip_of(replica.address)?, labels)
         .await?;
     Ok(id)
 }

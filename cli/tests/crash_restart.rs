@@ -279,8 +279,8 @@ fn stable_checkpoints(dir: &Path) -> u64 {
     let mut highest = 0;
     for entry in std::fs::read_dir(run).unwrap().flatten() {
         let name = entry.file_name().to_string_lossy().to_string();
-        if name.starts_with("execution-") && name.ends_with(".json") {
-            let status: Option<serde_json::Value> = std::fs::read(entry.path())
+        if name.starts_with("execution-") && entry.path().is_dir() {
+            let status: Option<serde_json::Value> = std::fs::read(entry.path().join("status.json"))
                 .ok()
                 .and_then(|bytes| serde_json::from_slice(&bytes).ok());
             let stable = status.and_then(|status| status["last_stable"].as_u64());

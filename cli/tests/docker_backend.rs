@@ -3,7 +3,8 @@
 //! execution container wakes a paused standby container, is removed, and the pool is
 //! refilled with a fresh paused container; money in the bank is conserved throughout; a
 //! partitioned agreement replica catches up after `heal`; `zz down` removes exactly the
-//! containers and the network the platform created.
+//! containers and the network the platform created; an intruder in one container holds
+//! that node's keys and no other's, and sets no node's fault.
 //!
 //! These tests need a Docker engine. Without one they say so and pass, unless
 //! `ZZ_REQUIRE_DOCKER` is set (`.ci/run` sets it), where a missing engine fails them.
@@ -100,6 +101,98 @@ fn refilled(dir: &Path, member: u32, old_id: &str) -> bool {
         && state_of(dir, member) == Some(MemberState::Standby)
 }
 
+/// Run `cmd` inside a running container, as its own user: what an intruder there could
+/// do. Returns the exit code and what it printed.
+fn exec_in(container: &str, cmd: &[&str]) -> (i64, String) {
+    use futures_util::StreamExt as _;
+    runtime().block_on(async {
+        let docker = docker::connect().await.unwrap();
+        let config = bollard::models::ExecConfig {
+            cmd: Some(cmd.iter().map(|arg| arg.to_string()).collect()),
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            ..Default::default()
+        };
+        let exec = docker.create_exec(container, config).await.unwrap();
+        let mut printed = String::new();
+        if let bollard::exec::StartExecResults::Attached { mut output, .. } =
+            docker.start_exec(&exec.id, None).await.unwrap()
+        {
+            while let Some(Ok(chunk)) = output.next().await {
+                printed.push_str(&chunk.to_string());
+            }
+        }
+        let inspected = docker.inspect_exec(&exec.id).await.unwrap();
+        (inspected.exit_code.expect("the exec ended"), printed)
+    })
+}
+
+/// An intruder in one execution replica's container: it cannot read another node's key
+/// file or any client's, and cannot set any node's fault (its own included); the
+/// container runs as an unprivileged user. `dir` runs the kv platform of [`start`].
+fn assert_one_container_holds_one_nodes_secrets(dir: &Path, intruded: &NodeContainer) {
+    let files = zz_cluster::ClusterDir::new(dir);
+    let dir_arg = dir.display().to_string();
+    let inspected = runtime().block_on(async {
+        let docker = docker::connect().await.unwrap();
+        docker.inspect_container(&intruded.id, None).await.unwrap()
+    });
+    let user = inspected
+        .config
+        .and_then(|config| config.user)
+        .unwrap_or_default();
+    let uid = user.split(':').next().unwrap_or_default();
+    assert!(
+        !uid.is_empty() && uid != "0" && uid != "root",
+        "user {user:?}"
+    );
+    let binds = (inspected.host_config)
+        .and_then(|host| host.binds)
+        .unwrap_or_default();
+    assert!(
+        !binds
+            .iter()
+            .any(|bind| bind.starts_with(&format!("{dir_arg}:"))),
+        "the whole directory is mounted: {binds:?}"
+    );
+    for other in ["replica-0", "execution-2"] {
+        let role = if other.starts_with("replica") {
+            "agreement"
+        } else {
+            "execution"
+        };
+        let id = &other[other.len() - 1..];
+        let (code, printed) = exec_in(
+            &intruded.id,
+            &["/zz", "node", role, "--id", id, "--cluster", &dir_arg],
+        );
+        let key_file = format!("keys/{other}/keys.toml");
+        assert!(
+            code != 0 && printed.contains(&key_file) && printed.contains("os error"),
+            "reading {key_file}: exit {code}: {printed}"
+        );
+    }
+    let (code, printed) = exec_in(&intruded.id, &["/zz", "kv", "--dir", &dir_arg, "get", "k0"]);
+    assert!(
+        code != 0 && printed.contains("clients/default.toml"),
+        "a client's keys: exit {code}: {printed}"
+    );
+    for target in ["execution-2", "execution-0", intruded.node.as_str()] {
+        let (code, printed) = exec_in(
+            &intruded.id,
+            &["/zz", "inject", "--dir", &dir_arg, target, "corrupt-reply"],
+        );
+        assert!(
+            code != 0 && printed.contains("cannot write"),
+            "{target}'s fault: exit {code}: {printed}"
+        );
+        let node = zz_protocol::NodeId::Execution(zz_protocol::ExecutionId(
+            target[target.len() - 1..].parse().unwrap(),
+        ));
+        assert!(!files.fault_path(node).exists(), "{target}'s fault file");
+    }
+}
+
 #[test]
 fn a_lying_container_wakes_a_paused_standby_container_and_is_replaced() {
     if !engine_present() {
@@ -111,6 +204,7 @@ fn a_lying_container_wakes_a_paused_standby_container_and_is_replaced() {
     assert_eq!(standby.state, "paused", "standbys are paused containers");
     let liar = container_of(&dir, "execution-1").expect("an active container");
     assert_eq!(liar.state, "running");
+    assert_one_container_holds_one_nodes_secrets(&dir, &liar);
     for i in 0..10 {
         zz_ok(&["kv", "put", &format!("k{i}"), &format!("v{i}")], &dir);
     }

@@ -260,12 +260,12 @@ async fn a_truncated_store_is_moved_aside_and_the_state_fetched_from_peers() {
     let status = check_after_restart(&dir, &setup, damaged).await;
     assert_eq!(status["disk_stores_set_aside"], 1, "{status}");
     assert!(status["restored_from"].is_null(), "{status}");
-    let state_dir = ClusterDir::new(&dir).state_dir();
+    let state_dir = ClusterDir::new(&dir).node_state_dir(NodeId::Execution(damaged));
     let aside: Vec<String> = std::fs::read_dir(&state_dir)
         .unwrap()
         .flatten()
         .map(|entry| entry.file_name().to_string_lossy().to_string())
-        .filter(|name| name.starts_with(&format!("execution-{}.redb.damaged-", damaged.0)))
+        .filter(|name| name.starts_with("store.redb.damaged-"))
         .collect();
     assert_eq!(aside.len(), 1, "the damaged file is kept: {aside:?}");
 }

@@ -3,20 +3,24 @@
 //!
 //! ```text
 //! cluster.toml               the public configuration (zz_protocol::config reads it)
-//! certs/, keys/              certificates and secret key files (ditto)
+//! certs/                     certificates and public keys (ditto)
+//! keys/<node>/               one node's secrets, owner-only (ditto)
 //! docker.json                where a Docker platform lives on the engine
-//! state/replica-<i>.records  agreement replica i's record file
-//! state/execution-<i>.redb   execution replica i's state store (its last checkpoint)
+//! state/replica-<i>/records  agreement replica i's record file
+//! state/execution-<i>/store.redb  execution replica i's state store (its last checkpoint)
 //! state/activator.pools      who the activator holds active: epochs, active sets, pools
-//! run/<node>.json            a node's status file, rewritten while it runs
-//! run/<node>.pid             a node's process
-//! run/<node>.paused          how a paused node was paused
-//! run/<node>.fault           a fault `zz inject` asked the node to show
+//! run/<node>/status.json     a node's status file, rewritten while it runs
+//! run/<node>.pid             a node's process (the host writes it)
+//! run/<node>.paused          how a paused node was paused (the host writes it)
+//! control/<node>/fault       a fault `zz inject` asked the node to show (the host writes it)
 //! run/activator.sock         the activator's control socket (`zz scale`)
 //! logs/<node>.log            a node's log
 //! ```
 //!
-//! `<node>` is [`node_name`]: `replica-2`, `execution-1`, `activator`.
+//! `<node>` is [`node_name`]: `replica-2`, `execution-1`, `activator`. What a node itself
+//! writes sits in folders of its own (`state/<node>/`, `run/<node>/`), and what it is told
+//! in a folder only the host writes (`control/<node>/`), so that a container mounts its own
+//! folders and nothing of any other node's ([`ClusterDir::node_mounts`]).
 
 use std::path::{Path, PathBuf};
 use zz_protocol::config::{
@@ -102,14 +106,58 @@ impl ClusterDir {
         [self.run_dir(), self.logs_dir(), self.state_dir()]
     }
 
-    /// `state/replica-<i>.records`: agreement replica `id`'s record file.
+    /// `state/replica-<i>/records`: agreement replica `id`'s record file.
     pub fn records_path(&self, id: ReplicaId) -> PathBuf {
-        self.state_dir().join(format!("replica-{}.records", id.0))
+        self.node_state_dir(NodeId::Replica(id)).join("records")
     }
 
-    /// `state/execution-<i>.redb`: execution replica `id`'s state store.
+    /// `state/execution-<i>/store.redb`: execution replica `id`'s state store.
     pub fn execution_store_path(&self, id: ExecutionId) -> PathBuf {
-        self.state_dir().join(format!("execution-{}.redb", id.0))
+        self.node_state_dir(NodeId::Execution(id))
+            .join("store.redb")
+    }
+
+    /// `keys/<node>/`: the node's secrets.
+    pub fn node_secrets_dir(&self, node: NodeId) -> PathBuf {
+        self.0
+            .join(zz_protocol::config::node_secrets_dir(&node_name(node)))
+    }
+
+    /// `state/<node>/`: what the node keeps across restarts.
+    pub fn node_state_dir(&self, node: NodeId) -> PathBuf {
+        self.state_dir().join(node_name(node))
+    }
+
+    /// `run/<node>/`: what the node writes while it runs (its status file).
+    pub fn node_run_dir(&self, node: NodeId) -> PathBuf {
+        self.run_dir().join(node_name(node))
+    }
+
+    /// `control/<node>/`: what the host tells the node (its fault); the node only reads it.
+    pub fn node_control_dir(&self, node: NodeId) -> PathBuf {
+        self.0.join("control").join(node_name(node))
+    }
+
+    /// Everything `node` needs of the directory, to mount into its container at the same
+    /// paths: the public configuration read-only, its own secrets and control folder
+    /// read-only, its own state and run folders writable. No other node's file is here.
+    pub fn node_mounts(&self, node: NodeId) -> Vec<NodeMount> {
+        let read_only = |path: PathBuf| NodeMount {
+            path,
+            writable: false,
+        };
+        let writable = |path: PathBuf| NodeMount {
+            path,
+            writable: true,
+        };
+        vec![
+            read_only(self.cluster_file()),
+            read_only(self.0.join("certs")),
+            read_only(self.node_secrets_dir(node)),
+            read_only(self.node_control_dir(node)),
+            writable(self.node_state_dir(node)),
+            writable(self.node_run_dir(node)),
+        ]
     }
 
     /// `state/activator.pools`: the activator's record of each app's epoch, active set
@@ -118,9 +166,9 @@ impl ClusterDir {
         self.state_dir().join("activator.pools")
     }
 
-    /// `run/<node>.json`: the status file `node` rewrites while it runs.
+    /// `run/<node>/status.json`: the status file `node` rewrites while it runs.
     pub fn status_path(&self, node: NodeId) -> PathBuf {
-        self.run_file(node, "json")
+        self.node_run_dir(node).join("status.json")
     }
 
     /// `run/<node>.pid`: the process `node` runs as.
@@ -133,9 +181,10 @@ impl ClusterDir {
         self.run_file(node, "paused")
     }
 
-    /// `run/<node>.fault`: the fault `zz inject` asked `node` to show; none means honest.
+    /// `control/<node>/fault`: the fault `zz inject` asked `node` to show; none means
+    /// honest.
     pub fn fault_path(&self, node: NodeId) -> PathBuf {
-        self.run_file(node, "fault")
+        self.node_control_dir(node).join("fault")
     }
 
     /// `run/activator.sock`: the activator's control socket (`zz scale` talks to it).
@@ -163,6 +212,13 @@ impl ClusterDir {
     }
 }
 
+/// One path of a cluster directory a node's container mounts at the same path.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeMount {
+    pub path: PathBuf,
+    pub writable: bool,
+}
+
 /// Whether process `pid` exists and is not a zombie.
 pub fn process_alive(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
@@ -175,10 +231,9 @@ mod tests {
     use super::*;
     use zz_protocol::ActivatorId;
 
-    /// The names are the ones every earlier build wrote, so a running platform's files are
-    /// found across an upgrade.
+    /// The names of cluster format 4; a change of them is a change of format.
     #[test]
-    fn every_file_has_its_historic_name() {
+    fn every_file_has_its_format_4_name() {
         let dir = ClusterDir::new("/c");
         let replica = NodeId::Replica(ReplicaId(2));
         let execution = NodeId::Execution(ExecutionId(1));
@@ -187,31 +242,66 @@ mod tests {
             (dir.cluster_file(), "/c/cluster.toml"),
             (
                 dir.replica_keys_file(ReplicaId(2)),
-                "/c/keys/replica-2.toml",
+                "/c/keys/replica-2/keys.toml",
             ),
             (
                 dir.execution_keys_file(ExecutionId(1)),
-                "/c/keys/execution-1.toml",
+                "/c/keys/execution-1/keys.toml",
             ),
-            (dir.activator_keys_file(), "/c/keys/activator.toml"),
+            (dir.activator_keys_file(), "/c/keys/activator/keys.toml"),
             (dir.client_keys_file(), "/c/keys/clients.toml"),
             (dir.docker_platform_file(), "/c/docker.json"),
-            (dir.records_path(ReplicaId(2)), "/c/state/replica-2.records"),
+            (dir.records_path(ReplicaId(2)), "/c/state/replica-2/records"),
             (
                 dir.execution_store_path(ExecutionId(1)),
-                "/c/state/execution-1.redb",
+                "/c/state/execution-1/store.redb",
             ),
-            (dir.status_path(replica), "/c/run/replica-2.json"),
-            (dir.status_path(execution), "/c/run/execution-1.json"),
-            (dir.status_path(activator), "/c/run/activator.json"),
+            (dir.status_path(replica), "/c/run/replica-2/status.json"),
+            (dir.status_path(execution), "/c/run/execution-1/status.json"),
+            (dir.status_path(activator), "/c/run/activator/status.json"),
             (dir.pid_path(execution), "/c/run/execution-1.pid"),
             (dir.pause_path(execution), "/c/run/execution-1.paused"),
-            (dir.fault_path(replica), "/c/run/replica-2.fault"),
+            (dir.fault_path(replica), "/c/control/replica-2/fault"),
             (dir.activator_socket(), "/c/run/activator.sock"),
             (dir.log_path(activator), "/c/logs/activator.log"),
         ];
         for (path, expected) in cases {
             assert_eq!(path, PathBuf::from(expected));
         }
+    }
+
+    #[test]
+    fn a_node_mounts_nothing_of_another_node() {
+        let dir = ClusterDir::new("/c");
+        let mine = NodeId::Execution(ExecutionId(1));
+        let other = NodeId::Execution(ExecutionId(2));
+        let mounts = dir.node_mounts(mine);
+        for private in [
+            dir.execution_keys_file(ExecutionId(2)),
+            dir.fault_path(other),
+            dir.status_path(other),
+            dir.execution_store_path(ExecutionId(2)),
+            dir.client_keys_file(),
+            dir.fault_path(mine),
+        ] {
+            let reachable = mounts.iter().find(|mount| private.starts_with(&mount.path));
+            let writable = reachable.is_some_and(|mount| mount.writable);
+            let own_read_only = private == dir.fault_path(mine);
+            assert!(
+                if own_read_only {
+                    reachable.is_some() && !writable
+                } else {
+                    reachable.is_none()
+                },
+                "{} reachable as {reachable:?}",
+                private.display()
+            );
+        }
+        assert!(mounts.iter().any(|mount| {
+            mount.writable
+                && dir
+                    .execution_store_path(ExecutionId(1))
+                    .starts_with(&mount.path)
+        }));
     }
 }

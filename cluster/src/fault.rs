@@ -1,5 +1,5 @@
 //! Injected faults: the one type for how a node misbehaves on purpose. `zz inject` writes it
-//! to the node's `run/<node>.fault` and signals the node, which reads it and shows it (mute
+//! to the node's `control/<node>/fault` (a folder only the host writes) and signals the node, which reads it and shows it (mute
 //! and slow on its bus, wrong replies and state in the execution driver); the simulator
 //! draws it from its seed. Each side may act on part of it only: a real crash is a killed
 //! process, so no node ever reads one from its file.
@@ -86,6 +86,7 @@ impl Fault {
             };
         }
         let json = serde_json::to_vec(&self).map_err(std::io::Error::other)?;
+        std::fs::create_dir_all(dir.node_control_dir(node))?;
         std::fs::write(&path, json)
     }
 }

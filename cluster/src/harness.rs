@@ -124,13 +124,10 @@ pub struct Harness {
 }
 
 impl Harness {
-    /// A harness for `node` of the cluster in `dir`: installs the crypto provider and
-    /// makes the run directory.
+    /// A harness for `node` of the cluster in `dir`; installs the crypto provider.
     pub fn new(dir: &Path, node: NodeId) -> Result<Harness, NodeError> {
         zz_protocol::quic::install_crypto_provider();
         let dir = ClusterDir::new(dir);
-        let run_dir = dir.run_dir();
-        std::fs::create_dir_all(&run_dir).map_err(NodeError::io(run_dir.display()))?;
         Ok(Harness {
             dir,
             node,
@@ -249,6 +246,9 @@ impl Harness {
             fault,
         };
         let path = self.dir.status_path(self.node);
+        // A mount in a container; on the process backend it may be new.
+        let own = self.dir.node_run_dir(self.node);
+        std::fs::create_dir_all(&own).map_err(NodeError::io(own.display()))?;
         write_json(&path, &node.status(&context)).map_err(NodeError::io(path.display()))
     }
 }

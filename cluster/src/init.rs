@@ -9,8 +9,8 @@ use zz_protocol::config::{
     ACTIVATOR_KEYS_FILE, ActivatorConfig, AppConfig, CLIENT_KEYS_FILE, CLIENT_PUBLIC_FILE,
     CLUSTER_FILE, ClientKeyFile, ClientPublicFile, ClusterConfig, ConfigError, DEFAULT_CLIENT,
     ExecutionKeyFile, ExecutionPeerKey, ExecutionReplicaConfig, PeerKey, ReplicaConfig,
-    ReplicaKeyFile, StateFetch, activator_key_file, execution_keys_file, hex_encode,
-    replica_keys_file,
+    ReplicaKeyFile, StateFetch, TLS_KEY_FILE_NAME, activator_key_file, execution_keys_file,
+    hex_encode, node_secrets_dir, replica_keys_file,
 };
 use zz_protocol::crypto::{SessionKey, client_signing_key, signing_key_from_bytes};
 use zz_protocol::{AppId, ClientId, ExecutionId, ProtocolParams, ReplicaId};
@@ -70,7 +70,7 @@ impl Default for InitOptions {
 
 const CLUSTER_FILE_HEADER: &str = "\
 # zz cluster configuration, written by `zz init`. Public: every node and client reads it.
-# Secrets (signing keys, session keys, TLS private keys) live in keys/, readable by owner only.
+# Secrets (signing keys, session keys, TLS private keys) live in keys/<node>/, owner-only, one folder per node.
 ";
 
 const CLIENT_PUBLIC_FILE_HEADER: &str = "\
@@ -448,7 +448,9 @@ fn write_replica_files(
 ) -> Result<(), ConfigError> {
     let replica_count = config.replica_count();
     for (index, replica) in config.replicas.iter().enumerate() {
-        let tls_key = PathBuf::from(format!("keys/replica-{index}.key.pem"));
+        let secrets_dir = node_secrets_dir(&format!("replica-{index}"));
+        create_dir(&dir.join(&secrets_dir), true)?;
+        let tls_key = secrets_dir.join(TLS_KEY_FILE_NAME);
         write_tls_identity(dir, &replica.certificate, &tls_key, |problem| {
             ConfigError::Certificate {
                 replica: replica.id,
@@ -489,7 +491,9 @@ fn write_execution_files(
     secrets: &Secrets,
 ) -> Result<(), ConfigError> {
     for (index, execution) in config.executions.iter().enumerate() {
-        let tls_key = PathBuf::from(format!("keys/execution-{index}.key.pem"));
+        let secrets_dir = node_secrets_dir(&format!("execution-{index}"));
+        create_dir(&dir.join(&secrets_dir), true)?;
+        let tls_key = secrets_dir.join(TLS_KEY_FILE_NAME);
         write_tls_identity(dir, &execution.certificate, &tls_key, |problem| {
             ConfigError::ExecutionCertificate {
                 execution: execution.id,
@@ -536,7 +540,9 @@ fn write_activator_files(
     let Some(activator) = &config.activator else {
         return Ok(());
     };
-    let tls_key = PathBuf::from("keys/activator.key.pem");
+    let secrets_dir = node_secrets_dir("activator");
+    create_dir(&dir.join(&secrets_dir), true)?;
+    let tls_key = secrets_dir.join(TLS_KEY_FILE_NAME);
     write_tls_identity(dir, &activator.certificate, &tls_key, |problem| {
         ConfigError::invalid(&dir.join(CLUSTER_FILE), "activator.certificate", problem)
     })?;

@@ -19,6 +19,6 @@ pub mod init;
 pub mod status_file;
 
 pub use clients::{AddClientError, add_client};
-pub use dir::{ClusterDir, node_name};
+pub use dir::{ClusterDir, NodeMount, node_name};
 pub use fault::Fault;
 pub use init::{InitOptions, init_cluster, save_cluster_config};

@@ -252,6 +252,8 @@ pub async fn run_execution_node(
         app_config.is_some_and(|app| app.state_fetch == zz_protocol::config::StateFetch::Eager);
     // A standby loads nothing: woken, it joins from the stable checkpoint anyway. A
     // member woken before a restart is started active, and loads its store like any.
+    let state_dir = harness.dir().node_state_dir(NodeId::Execution(id));
+    std::fs::create_dir_all(&state_dir).map_err(NodeError::io(state_dir.display()))?;
     let path = harness.dir().execution_store_path(id);
     let existed = path.exists();
     let durable = open_durable(&path, params, !standby, unix_ms()).map_err(NodeError::start)?;

@@ -9,14 +9,15 @@
 //!                            replicas, client count
 //! certs/replica-<i>.pem      public: replica i's self-signed TLS certificate (pinned by dialers)
 //! certs/execution-<i>.pem    public: execution replica i's self-signed TLS certificate
-//! keys/replica-<i>.toml      secret: replica i's signing key, client master and pairwise keys
+//! keys/<node>/               secret: one node's folder, owner-only; a container mounts its own
+//! keys/replica-<i>/keys.toml secret: replica i's signing key, client master and pairwise keys
 //!                            (with every other replica and every execution replica)
-//! keys/replica-<i>.key.pem   secret: replica i's TLS private key
-//! keys/execution-<i>.toml    secret: execution replica i's client master and its pairwise
-//!                            key with each agreement replica (it signs nothing)
-//! keys/execution-<i>.key.pem secret: execution replica i's TLS private key
+//! keys/replica-<i>/tls.key.pem       secret: replica i's TLS private key
+//! keys/execution-<i>/keys.toml       secret: execution replica i's client master and its
+//!                            pairwise key with each agreement replica (it signs nothing)
+//! keys/execution-<i>/tls.key.pem     secret: execution replica i's TLS private key
 //! certs/activator.pem        public: the activator's TLS certificate
-//! keys/activator.toml        secret: the activator's pairwise key with each agreement replica
+//! keys/activator/keys.toml   secret: the activator's pairwise key with each agreement replica
 //! certs/clients.toml         public: every client id's request-verifying key
 //! keys/clients.toml          secret: every replica's and execution replica's client master
 //!                            and the clients' signing master (provisions all clients)
@@ -248,7 +249,7 @@ impl ConfigError {
 /// framed with a header and checksums and execution replicas keep their state on disk; 3
 /// since clients sign their requests (`certs/clients.toml`, a signing master in
 /// `keys/clients.toml`).
-pub const CLUSTER_FORMAT: u32 = 3;
+pub const CLUSTER_FORMAT: u32 = 4;
 
 /// Refuse a `cluster.toml` of another format before reading it as this one's.
 fn check_format(dir: &Path) -> Result<(), ConfigError> {
@@ -339,8 +340,19 @@ fn valid_app_name(name: &str) -> bool {
 
 /// Replica `replica`'s key file, relative to the cluster directory.
 pub fn replica_keys_file(replica: ReplicaId) -> PathBuf {
-    PathBuf::from(format!("keys/replica-{}.toml", replica.0))
+    node_secrets_dir(&format!("replica-{}", replica.0)).join(KEYS_FILE_NAME)
 }
+
+/// The folder of one node's secrets, relative to the cluster directory: `keys/<node>/`
+/// (owner-only). A container mounts its own folder and nothing else of `keys/`.
+pub fn node_secrets_dir(node: &str) -> PathBuf {
+    PathBuf::from("keys").join(node)
+}
+
+/// A node's key file, in its secrets folder.
+pub const KEYS_FILE_NAME: &str = "keys.toml";
+/// A node's TLS private key, in its secrets folder.
+pub const TLS_KEY_FILE_NAME: &str = "tls.key.pem";
 
 impl ClusterConfig {
     /// Read `dir/cluster.toml` and validate it (see [`ClusterConfig::validate`]). The

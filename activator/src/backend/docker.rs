@@ -308,7 +308,13 @@ impl DockerBackend {
         let mut args = self.platform.node_args("execution", member.0);
         args.extend(["--start-as".to_string(), start_as(standby).to_string()]);
         (self.platform)
-            .run_node(&self.docker, &node, args, address, labels)
+            .run_node(
+                &self.docker,
+                NodeId::Execution(member),
+                args,
+                address,
+                labels,
+            )
             .await
             .map_err(failed(member, "start"))
     }

@@ -18,7 +18,7 @@ use zz_protocol::config::{ClusterConfig, ConfigError, endpoint_for_replica};
 use zz_protocol::quic::QuicBus;
 use zz_protocol::{NodeId, ReplicaId, Time};
 
-/// What `run/replica-<i>.json` holds: a replica's progress and counters, for `zz status`
+/// What `run/replica-<i>/status.json` holds: a replica's progress and counters, for `zz status`
 /// and tests.
 #[derive(Clone, Debug, Serialize, serde::Deserialize)]
 pub struct NodeStatus {
@@ -141,6 +141,8 @@ impl NodeLoop for AgreementNode {
 pub fn create_record_files(files: &ClusterDir, config: &ClusterConfig) -> Result<(), ConfigError> {
     for replica in &config.replicas {
         let path = files.records_path(replica.id);
+        let folder = files.node_state_dir(zz_protocol::NodeId::Replica(replica.id));
+        std::fs::create_dir_all(&folder).map_err(|source| ConfigError::io(&folder, source))?;
         FileStorage::create_empty(&path).map_err(|source| ConfigError::io(&path, source))?;
     }
     Ok(())
@@ -158,7 +160,7 @@ pub async fn run_agreement_node(
     let (cluster, endpoint) = endpoint_for_replica(dir, id)?;
     let signing_key = (endpoint.keys().signing_key.clone())
         .ok_or_else(|| NodeError::start(StartError::NoSigningKey { id }))?;
-    let state_dir = harness.dir().state_dir();
+    let state_dir = harness.dir().node_state_dir(NodeId::Replica(id));
     std::fs::create_dir_all(&state_dir).map_err(NodeError::io(state_dir.display()))?;
     let records_path = harness.dir().records_path(id);
     let (storage, records) = FileStorage::open(&records_path).map_err(NodeError::start)?;

@@ -73,8 +73,9 @@ fn init_refuses_an_existing_cluster_and_keys_are_owner_only() {
     {
         use std::os::unix::fs::PermissionsExt as _;
         for file in [
-            "keys/replica-0.toml",
-            "keys/replica-0.key.pem",
+            "keys/replica-0/keys.toml",
+            "keys/replica-0/tls.key.pem",
+            "keys/activator/keys.toml",
             "keys/clients.toml",
         ] {
             let mode = std::fs::metadata(dir.0.join(file))
@@ -82,6 +83,18 @@ fn init_refuses_an_existing_cluster_and_keys_are_owner_only() {
                 .permissions()
                 .mode();
             assert_eq!(mode & 0o777, 0o600, "{file}");
+        }
+        for folder in [
+            "keys",
+            "keys/replica-0",
+            "keys/execution-0",
+            "keys/activator",
+        ] {
+            let mode = std::fs::metadata(dir.0.join(folder))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o700, "{folder}");
         }
     }
 }
@@ -179,7 +192,7 @@ fn init_writes_execution_replicas_per_app() {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt as _;
-        for file in ["keys/execution-5.toml", "keys/execution-5.key.pem"] {
+        for file in ["keys/execution-5/keys.toml", "keys/execution-5/tls.key.pem"] {
             let mode = std::fs::metadata(dir.0.join(file))
                 .unwrap()
                 .permissions()
@@ -232,7 +245,7 @@ fn clusters_without_execution_replicas_keep_the_old_files() {
     let config = init_cluster(&dir.0, options, no_state).unwrap();
     assert_eq!(config.execution_count(), 0);
     assert!(config.execution_groups().is_empty());
-    for file in [CLUSTER_FILE, "keys/replica-0.toml", CLIENT_KEYS_FILE] {
+    for file in [CLUSTER_FILE, "keys/replica-0/keys.toml", CLIENT_KEYS_FILE] {
         let text = std::fs::read_to_string(dir.0.join(file)).unwrap();
         for field in [
             "[[executions",
@@ -312,6 +325,7 @@ fn init_writes_the_state_before_the_cluster_file_and_can_be_retried_after_it_fai
     init_cluster(&dir.0, InitOptions::default(), |files, config| {
         for replica in &config.replicas {
             let path = files.records_path(replica.id);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
             std::fs::write(&path, b"").map_err(|source| ConfigError::io(&path, source))?;
             written.push(path);
         }

@@ -1,5 +1,5 @@
 //! The activator in the cluster configuration: its `[activator]` entry (address and
-//! certificate) and its key file `keys/activator.toml`, with one pairwise key per
+//! certificate) and its key file `keys/activator/keys.toml`, with one pairwise key per
 //! agreement replica. The activator is trusted like a host's replica control daemon: its
 //! failure may stop activation, never safety, so it holds no signing key and no client
 //! master.
@@ -15,7 +15,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 /// The activator's key file, relative to the cluster directory.
-pub const ACTIVATOR_KEYS_FILE: &str = "keys/activator.toml";
+pub const ACTIVATOR_KEYS_FILE: &str = "keys/activator/keys.toml";
 /// The one activator of a local platform (one host).
 pub const LOCAL_ACTIVATOR: ActivatorId = ActivatorId(0);
 
@@ -44,7 +44,7 @@ fn default_announce_ms() -> u64 {
     1_000
 }
 
-/// The contents of `keys/activator.toml`.
+/// The contents of `keys/activator/keys.toml`.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ActivatorKeyFile {

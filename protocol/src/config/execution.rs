@@ -41,7 +41,7 @@ pub struct ExecutionReplicaConfig {
 
 /// Execution replica `id`'s key file, relative to the cluster directory.
 pub fn execution_keys_file(id: ExecutionId) -> PathBuf {
-    PathBuf::from(format!("keys/execution-{}.toml", id.0))
+    super::node_secrets_dir(&format!("execution-{}", id.0)).join(super::KEYS_FILE_NAME)
 }
 
 fn valid_host_label(host: &str) -> bool {

@@ -1,9 +1,9 @@
 //! The secret key files under `keys/`, and the [`NodeKeys`] they load into.
 //!
-//! `keys/replica-<i>.toml` holds what replica i alone knows: its Ed25519 signing key, its
+//! `keys/replica-<i>/keys.toml` holds what replica i alone knows: its Ed25519 signing key, its
 //! client master (from which it derives any client's key), one pairwise session key per
 //! other replica and per execution replica, and the path of its TLS private key.
-//! `keys/execution-<i>.toml` holds the same for execution replica i, less the signing key
+//! `keys/execution-<i>/keys.toml` holds the same for execution replica i, less the signing key
 //! (an execution replica's word counts through f+1 matching copies, never a signature):
 //! its client master and one pairwise key per agreement replica. `keys/clients.toml` holds
 //! every replica's and execution replica's client master, indexed by id, so that a client
@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-/// The contents of `keys/replica-<i>.toml`.
+/// The contents of `keys/replica-<i>/keys.toml`.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReplicaKeyFile {
@@ -52,7 +52,7 @@ pub struct ReplicaKeyFile {
     pub activator_key: Option<String>,
 }
 
-/// The contents of `keys/execution-<i>.toml`.
+/// The contents of `keys/execution-<i>/keys.toml`.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExecutionKeyFile {
@@ -428,7 +428,7 @@ pub fn client_range_keys(
         .collect())
 }
 
-/// Replica `id`'s secret keys from `dir/keys/replica-<id>.toml`, checked against the
+/// Replica `id`'s secret keys from `dir/keys/replica-<id>/keys.toml`, checked against the
 /// cluster's configuration (its signing key must match its published verifying key, and it
 /// must hold a key for every other replica).
 pub fn load_replica_keys(dir: &Path, id: ReplicaId) -> Result<NodeKeys, ConfigError> {
@@ -436,7 +436,7 @@ pub fn load_replica_keys(dir: &Path, id: ReplicaId) -> Result<NodeKeys, ConfigEr
     replica_keys(dir, &config, id)
 }
 
-/// Execution replica `id`'s secret keys from `dir/keys/execution-<id>.toml`, checked
+/// Execution replica `id`'s secret keys from `dir/keys/execution-<id>/keys.toml`, checked
 /// against the cluster's configuration (it must hold a key for every agreement replica).
 /// Execution replicas have no signing key.
 pub fn load_execution_keys(dir: &Path, id: ExecutionId) -> Result<NodeKeys, ConfigError> {
