@@ -104,10 +104,12 @@ pub struct ContainerUser {
     pub gid: u32,
 }
 
-/// First uid of agreement replicas' containers, when the host runs zz as root.
-const REPLICA_UID_BASE: u32 = 20_000;
+/// First uid of agreement replicas' containers, when the host runs zz as root: far above
+/// login users (1000..60000) and the usual subordinate ranges (from 100000), so that no
+/// real user owns a node's folders.
+pub const REPLICA_UID_BASE: u32 = 1_900_000_000;
 /// First uid of execution replicas' containers, when the host runs zz as root.
-const EXECUTION_UID_BASE: u32 = 40_000;
+pub const EXECUTION_UID_BASE: u32 = REPLICA_UID_BASE + 100_000;
 
 /// The user `node`'s container runs as: a uid of its own when zz runs as root (its folders
 /// are handed to it), else the host's own user, which is unprivileged already and owns
@@ -119,12 +121,15 @@ pub fn container_user(node: NodeId) -> ContainerUser {
         return ContainerUser { uid, gid };
     }
     let own = match node {
-        NodeId::Replica(id) => REPLICA_UID_BASE + id.0,
-        NodeId::Execution(id) => EXECUTION_UID_BASE + id.0,
+        NodeId::Replica(id) => REPLICA_UID_BASE + id.0.min(99_999),
+        NodeId::Execution(id) => EXECUTION_UID_BASE + id.0.min(99_999),
         NodeId::Activator(_) | NodeId::Client(_) => unreachable!("only replicas run in containers"),
     };
     ContainerUser { uid: own, gid: own }
 }
+
+/// Processes and threads in one node's container at most.
+const CONTAINER_PIDS_MAX: i64 = 512;
 
 /// Make `node`'s folders, hand its own ones to `user`, and return the binds that mount
 /// them at their host paths.
@@ -137,8 +142,27 @@ fn prepare_mounts(
         let path = path.display().to_string();
         move |error: std::io::Error| file_error(Path::new(&path), error.to_string())
     };
+    use std::os::unix::fs::PermissionsExt as _;
+    let set_mode = |path: &Path, mode: u32| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(io(path))
+    };
     let control = files.node_control_dir(node);
     std::fs::create_dir_all(&control).map_err(io(&control))?;
+    // Whatever the umask: what a node reads of the host's must be readable by its user,
+    // and the folders above nodes' own ones list nothing to anyone but the host.
+    for parent in [files.state_dir(), files.run_dir()] {
+        std::fs::create_dir_all(&parent).map_err(io(&parent))?;
+        set_mode(&parent, 0o711)?;
+    }
+    set_mode(&files.path().join("control"), 0o711)?;
+    set_mode(&control, 0o755)?;
+    set_mode(&files.cluster_file(), 0o644)?;
+    let certs = files.path().join("certs");
+    set_mode(&certs, 0o755)?;
+    for entry in std::fs::read_dir(&certs).map_err(io(&certs))? {
+        let path = entry.map_err(io(&certs))?.path();
+        set_mode(&path, 0o644)?;
+    }
     let mut binds = Vec::new();
     for mount in files.node_mounts(node) {
         let own = mount.writable || mount.path == files.node_secrets_dir(node);
@@ -146,10 +170,8 @@ fn prepare_mounts(
             std::fs::create_dir_all(&mount.path).map_err(io(&mount.path))?;
         }
         if own {
-            chown_tree(&mount.path, user).map_err(io(&mount.path))?;
-            use std::os::unix::fs::PermissionsExt as _;
-            let owner_only = std::fs::Permissions::from_mode(0o700);
-            std::fs::set_permissions(&mount.path, owner_only).map_err(io(&mount.path))?;
+            give_folder(&mount.path, user).map_err(io(&mount.path))?;
+            set_mode(&mount.path, 0o700)?;
         }
         let mode = if mount.writable { "rw" } else { "ro" };
         let path = mount.path.display();
@@ -158,17 +180,24 @@ fn prepare_mounts(
     Ok(binds)
 }
 
-/// Give `path` and everything under it to `user` (a no-op when it has them already).
-fn chown_tree(path: &Path, user: ContainerUser) -> std::io::Result<()> {
+/// Give the folder `path` and the entries directly in it to `user`: the files the host
+/// made there (the record file `zz init` writes, a process platform's files). Links are
+/// not followed and nothing deeper is walked: below, only the node itself wrote.
+fn give_folder(path: &Path, user: ContainerUser) -> std::io::Result<()> {
     use std::os::unix::fs::MetadataExt as _;
-    let metadata = std::fs::symlink_metadata(path)?;
-    if metadata.uid() != user.uid || metadata.gid() != user.gid {
-        std::os::unix::fs::lchown(path, Some(user.uid), Some(user.gid))?;
-    }
-    if metadata.is_dir() {
-        for entry in std::fs::read_dir(path)? {
-            chown_tree(&entry?.path(), user)?;
+    let give = |path: &Path| -> std::io::Result<()> {
+        let metadata = std::fs::symlink_metadata(path)?;
+        if metadata.uid() != user.uid || metadata.gid() != user.gid {
+            std::os::unix::fs::lchown(path, Some(user.uid), Some(user.gid))?;
         }
+        Ok(())
+    };
+    if !std::fs::symlink_metadata(path)?.is_dir() {
+        return Err(std::io::Error::other("not a folder"));
+    }
+    give(path)?;
+    for entry in std::fs::read_dir(path)? {
+        give(&entry?.path())?;
     }
     Ok(())
 }
@@ -295,6 +324,16 @@ impl DockerPlatform {
                 cap_drop: Some(vec!["ALL".to_string()]),
                 security_opt: Some(vec!["no-new-privileges".to_string()]),
                 readonly_rootfs: Some(true),
+                // One intruder may not starve the host of processes or fill its disk
+                // with logs (memory and CPU are left to the operator: apps differ).
+                pids_limit: Some(CONTAINER_PIDS_MAX),
+                log_config: Some(bollard::models::HostConfigLogConfig {
+                    typ: Some("json-file".to_string()),
+                    config: Some(HashMap::from([
+                        ("max-size".to_string(), "16m".to_string()),
+                        ("max-file".to_string(), "2".to_string()),
+                    ])),
+                }),
                 ..Default::default()
             }),
             networking_config: Some(NetworkingConfig {

@@ -290,8 +290,9 @@ pub fn activator_status(dir: &Path) -> Option<ActivatorStatus> {
     read_json(&Node::Activator.status_path(dir))
 }
 
+/// A status file a node wrote (see [`zz_cluster::status_file::read_node_json`]).
 pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Option<T> {
-    serde_json::from_slice(&std::fs::read(path).ok()?).ok()
+    zz_cluster::status_file::read_node_json(path)
 }
 
 /// Whether the activator reports every member ready: none still starting.

@@ -87,7 +87,11 @@ impl Fault {
         }
         let json = serde_json::to_vec(&self).map_err(std::io::Error::other)?;
         std::fs::create_dir_all(dir.node_control_dir(node))?;
-        std::fs::write(&path, json)
+        std::fs::write(&path, json)?;
+        // Readable by the node's own user in a container whatever the umask; written by
+        // the host alone.
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644))
     }
 }
 

@@ -245,9 +245,13 @@ impl Backend for DockerBackend {
         let node = NodeId::Execution(member);
         // Its state store goes too: a replacement woken and restarted before it wrote a
         // checkpoint of its own must not load the destroyed one's.
-        let store = dir.execution_store_path(member);
-        for file in [dir.pause_path(node), dir.fault_path(node), store] {
+        // Its folders go whole: the destroyed replica wrote them, and its successor in the
+        // slot must find nothing it left (files in the store's place, large leftovers).
+        for file in [dir.pause_path(node), dir.fault_path(node)] {
             let _ = std::fs::remove_file(file);
+        }
+        for folder in [dir.node_state_dir(node), dir.node_run_dir(node)] {
+            let _ = std::fs::remove_dir_all(folder);
         }
         Ok(())
     }
