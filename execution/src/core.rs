@@ -31,12 +31,34 @@ pub struct ExecutionConfig {
     pub checkpoint_interval: u64,
     /// Orders buffered ahead of the next sequence number at most.
     pub window: u64,
+    /// Bytes of buffered orders from one agreement replica at most.
+    pub bytes_per_sender: usize,
 }
 
 /// How many agreement windows of an app's orders an execution replica buffers ahead of
 /// execution: slack, so that orders arriving ahead of a replica that lags briefly are
 /// kept rather than dropped and fetched again.
 pub const ORDER_WINDOWS_BUFFERED: u64 = 4;
+
+/// Bytes of orders waiting to run that one agreement replica may have here at most (at
+/// least one full batch more, [`order_bytes_per_sender`]): a Byzantine one could otherwise
+/// fill the window with the largest batches. An order dropped for it is fetched again
+/// once execution catches up.
+pub const ORDER_BYTES_PER_SENDER: usize = 64 * 1024 * 1024;
+
+/// See [`ORDER_BYTES_PER_SENDER`].
+pub fn order_bytes_per_sender(params: &zz_protocol::ProtocolParams) -> usize {
+    let batch = (params.batch_size_max).saturating_mul(params.request_bytes_max + 256);
+    ORDER_BYTES_PER_SENDER.max(batch.saturating_add(64 * 1024))
+}
+
+/// What an order weighs here, roughly its encoded size.
+fn order_bytes(order: &AppOrder) -> usize {
+    (order.requests.iter())
+        .map(|request| request.request.op.len() + 64 + 32 * request.auth.0.len())
+        .sum::<usize>()
+        + 128
+}
 
 impl ExecutionConfig {
     /// The configuration of an execution replica of `app` under the cluster's `params`.
@@ -47,6 +69,7 @@ impl ExecutionConfig {
             agreement_replicas: params.replica_count(),
             checkpoint_interval: params.checkpoint_interval,
             window: params.window * ORDER_WINDOWS_BUFFERED,
+            bytes_per_sender: order_bytes_per_sender(params),
         }
     }
 }
@@ -80,6 +103,8 @@ pub struct ExecutionReplica {
     next_seq: Seq,
     /// Orders for sequence numbers from `next_seq` on: seq -> agreement replica -> order.
     orders: BTreeMap<Seq, BTreeMap<ReplicaId, AppOrder>>,
+    /// Bytes of `orders` from each agreement replica.
+    order_bytes: BTreeMap<ReplicaId, usize>,
     in_progress: Option<InProgress>,
     /// Notices that a checkpoint became stable: (seq, root) -> agreement replicas saying so.
     stable_notices: BTreeMap<(Seq, Digest), std::collections::BTreeSet<ReplicaId>>,
@@ -139,6 +164,7 @@ impl ExecutionReplica {
             store,
             next_seq: executed.next(),
             orders: BTreeMap::new(),
+            order_bytes: BTreeMap::new(),
             in_progress: None,
             stable_notices: BTreeMap::new(),
             outputs: VecDeque::new(),
@@ -211,11 +237,24 @@ impl ExecutionReplica {
             self.behind_window = true;
             return self.drop_input(DropReason::OutsideWindow);
         }
-        let from_replica = self.orders.entry(order.seq).or_default();
-        if from_replica.contains_key(&from) {
+        if self
+            .orders
+            .get(&order.seq)
+            .is_some_and(|copies| copies.contains_key(&from))
+        {
             return self.drop_input(DropReason::Duplicate);
         }
-        from_replica.insert(from, order);
+        let size = order_bytes(&order);
+        let held = self.order_bytes.entry(from).or_default();
+        if held.saturating_add(size) > self.config.bytes_per_sender {
+            self.behind_window = true;
+            return self.drop_input(DropReason::SenderBytesFull);
+        }
+        *held += size;
+        self.orders
+            .entry(order.seq)
+            .or_default()
+            .insert(from, order);
         self.run();
     }
 
@@ -324,6 +363,7 @@ impl ExecutionReplica {
         };
         self.next_seq = seq.next();
         self.orders.clear();
+        self.order_bytes.clear();
         self.in_progress = None;
         self.stable_notices.clear();
         self.behind_window = false;
@@ -349,7 +389,7 @@ impl ExecutionReplica {
                 let Some(order) = self.trusted_order(self.next_seq) else {
                     return;
                 };
-                self.orders.remove(&self.next_seq);
+                self.forget_orders(self.next_seq);
                 self.in_progress = Some(InProgress {
                     order,
                     next_index: 0,
@@ -361,6 +401,14 @@ impl ExecutionReplica {
                     .push_back(ExecOutput::NeedBucket(missing.bucket));
                 return;
             }
+        }
+    }
+
+    /// Drop the copies held for `seq`, releasing their senders' bytes.
+    fn forget_orders(&mut self, seq: Seq) {
+        for (from, order) in self.orders.remove(&seq).unwrap_or_default() {
+            let held = self.order_bytes.get_mut(&from).expect("counted on arrival");
+            *held -= order_bytes(&order);
         }
     }
 

@@ -18,19 +18,50 @@ const FETCH_ANSWER_FRAME_SHARE: usize = 2;
 pub(super) struct CatchUpState {
     /// The latest status report from each peer.
     pub(super) peer_status: BTreeMap<ReplicaId, Status>,
-    /// Committed batches offered by peers during catch-up: seq -> replica -> (digest, batch).
-    pub(super) fetched: BTreeMap<Seq, BTreeMap<ReplicaId, (Digest, Batch)>>,
+    /// Committed batches offered by peers during catch-up, by sequence number.
+    pub(super) fetched: BTreeMap<Seq, Offers>,
     /// When batches were last asked for (at most once per status interval).
     pub(super) last_fetch_at: Option<Time>,
 }
 
+/// The batches peers offered for one sequence number: each peer's digest, and one body per
+/// digest only, charged to the peer that brought it first (so f+1 agreeing peers cost one
+/// body, and a peer's bodies are bounded in bytes: [`fetched_bytes_per_sender`]).
+#[derive(Default)]
+pub(super) struct Offers {
+    pub(super) digests: BTreeMap<ReplicaId, Digest>,
+    pub(super) bodies: BTreeMap<Digest, (ReplicaId, usize, Batch)>,
+}
+
+/// Bytes of fetched batch bodies one peer may have kept here at most, across sequence
+/// numbers; enough for one full batch at least.
+pub(super) fn fetched_bytes_per_sender(params: &zz_protocol::ProtocolParams) -> usize {
+    super::future_bytes_per_sender(params)
+}
+
+/// What a batch weighs, counted as its answer is budgeted.
+fn batch_bytes(batch: &Batch) -> usize {
+    (batch.requests.iter())
+        .map(|request| request.request.op.len() + 64 + 32 * request.auth.0.len())
+        .sum::<usize>()
+        + 128
+}
+
+impl CatchUpState {
+    /// Bytes of the bodies `sender` brought that are kept here.
+    pub(super) fn body_bytes_of(&self, sender: ReplicaId) -> usize {
+        (self.fetched.values())
+            .flat_map(|offers| offers.bodies.values())
+            .filter(|(from, _, _)| *from == sender)
+            .map(|(_, size, _)| size)
+            .sum()
+    }
+}
+
 impl Replica {
     pub(super) fn handle_status(&mut self, sender: ReplicaId, status: Status) {
-        if self.normal
-            && status.view < self.view
-            && let Some(new_view) = self.view_change.last_new_view.clone()
-        {
-            self.send(sender, Message::NewView(new_view));
+        if self.normal && status.view < self.view {
+            self.resend_new_view(sender);
         }
         self.catch_up.peer_status.insert(sender, status);
         self.fetch_if_behind();
@@ -99,11 +130,7 @@ impl Replica {
             let Some((_, batch)) = &slot.committed else {
                 break;
             };
-            bytes += batch
-                .requests
-                .iter()
-                .map(|request| request.request.op.len() + 64 + 32 * request.auth.0.len())
-                .sum::<usize>();
+            bytes += batch_bytes(batch);
             if bytes > budget && !entries.is_empty() {
                 break;
             }
@@ -134,16 +161,31 @@ impl Replica {
                 continue;
             }
             let digest = batch.digest();
+            let size = batch_bytes(&batch);
+            let room = self.catch_up.body_bytes_of(sender) + size
+                <= fetched_bytes_per_sender(&self.config.params);
             let offers = self.catch_up.fetched.entry(seq).or_default();
-            offers.insert(sender, (digest, batch));
-            let agreeing: Vec<_> = offers
-                .values()
-                .filter(|(offered, _)| *offered == digest)
-                .collect();
-            if agreeing.len() < weak {
+            if let Some(previous) = offers.digests.insert(sender, digest)
+                && previous != digest
+                && !offers.digests.values().any(|offered| *offered == previous)
+            {
+                // Its earlier offer is void; a body only it vouched for goes with it.
+                offers.bodies.remove(&previous);
+            }
+            if let std::collections::btree_map::Entry::Vacant(body) = offers.bodies.entry(digest) {
+                if !room {
+                    self.counters.fetched_bodies_refused += 1;
+                    continue;
+                }
+                body.insert((sender, size, batch));
+            }
+            let agreeing = (offers.digests.values())
+                .filter(|offered| **offered == digest)
+                .count();
+            if agreeing < weak {
                 continue;
             }
-            let batch = agreeing[0].1.clone();
+            let batch = offers.bodies[&digest].2.clone();
             let slot = self.slots.entry(seq).or_default();
             match &slot.committed {
                 Some((existing, _)) => assert_eq!(

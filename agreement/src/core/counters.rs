@@ -85,6 +85,11 @@ pub struct Counters {
     pub requests_ordered: u64,
     pub checkpoints_stable: u64,
     pub state_transfers: u64,
+    /// New views not re-sent to a peer that had one from this replica within a view-change
+    /// timeout.
+    pub new_views_withheld: u64,
+    /// Fetched batch bodies not kept: their sender had its share of memory here already.
+    pub fetched_bodies_refused: u64,
 }
 
 #[cfg(test)]

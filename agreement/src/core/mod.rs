@@ -47,6 +47,17 @@ use zz_protocol::{
 
 /// Messages for views this replica has not entered yet, kept until it enters them.
 pub const FUTURE_MESSAGES_MAX: usize = 1024;
+/// Bytes of future-view messages kept from one sender at least; more when one batch is
+/// larger ([`future_bytes_per_sender`]).
+pub const FUTURE_BYTES_PER_SENDER: usize = 16 * 1024 * 1024;
+
+/// Bytes of future-view messages kept from one sender at most: enough for one full
+/// pre-prepare, and never a sender's licence to fill memory.
+pub fn future_bytes_per_sender(params: &ProtocolParams) -> usize {
+    let batch = (params.batch_size_max).saturating_mul(params.request_bytes_max + 256);
+    FUTURE_BYTES_PER_SENDER.max(batch.saturating_add(64 * 1024))
+}
+
 /// Distinct clients with a request waiting to be ordered, at most.
 pub const WAITING_CLIENTS_MAX: usize = 65_536;
 /// The longest the view-change timeout grows to, as a power of two of the base timeout.
@@ -262,6 +273,21 @@ impl Replica {
         assert!(self.view_change.received.len() <= replicas);
         assert!(self.catch_up.peer_status.len() < replicas);
         assert!(self.view_change.future.len() <= FUTURE_MESSAGES_MAX);
+        for sender in (0..replicas as u32).map(ReplicaId) {
+            let bytes: usize = (self.view_change.future.iter())
+                .filter(|(from, _, _)| *from == sender)
+                .map(|(_, size, _)| size)
+                .sum();
+            assert!(bytes <= future_bytes_per_sender(&self.config.params));
+        }
+        assert!(self.view_change.new_view_resent.len() < replicas);
+        for sender in (0..replicas as u32).map(ReplicaId) {
+            let bound = catch_up::fetched_bytes_per_sender(&self.config.params);
+            assert!(self.catch_up.body_bytes_of(sender) <= bound);
+        }
+        for offers in self.catch_up.fetched.values() {
+            assert!(offers.bodies.len() <= offers.digests.len());
+        }
         assert!(self.requests.waiting.len() <= WAITING_CLIENTS_MAX);
         assert!(self.requests.arrivals.len() <= 2 * WAITING_CLIENTS_MAX + 1);
         assert!(self.exec.seq >= self.checkpoints.stable.seq && self.exec.seq <= high);

@@ -137,18 +137,20 @@ impl Replica {
         self.check_prepared(seq);
     }
 
-    /// Keep a message for a view this replica has not entered yet (bounded per sender).
+    /// Keep a message for a view this replica has not entered yet (bounded per sender, in
+    /// messages and in bytes: a pre-prepare carries a whole batch).
     pub(super) fn buffer_future(&mut self, sender: ReplicaId, view: View, message: Message) {
         let next_view_only = view <= self.view.next();
         let per_sender = super::FUTURE_MESSAGES_MAX / self.config.params.replica_count();
-        let from_sender = self
-            .view_change
-            .future
-            .iter()
-            .filter(|(from, _)| *from == sender)
-            .count();
-        if next_view_only && from_sender < per_sender {
-            self.view_change.future.push_back((sender, message));
+        let bytes_per_sender = super::future_bytes_per_sender(&self.config.params);
+        let (count, bytes) = (self.view_change.future.iter())
+            .filter(|(from, _, _)| *from == sender)
+            .fold((0, 0), |(count, bytes), (_, size, _)| {
+                (count + 1, bytes + size)
+            });
+        let size = postcard::to_allocvec(&message).map_or(usize::MAX, |encoded| encoded.len());
+        if next_view_only && count < per_sender && bytes.saturating_add(size) <= bytes_per_sender {
+            self.view_change.future.push_back((sender, size, message));
         } else {
             self.drop_message(DropReason::FutureView);
         }

@@ -6,7 +6,7 @@ use crate::core::persist::Record;
 use zz_protocol::derived_keys::DerivedKeys;
 use zz_protocol::messages::{
     Batch, CheckpointCertificate, Commit, NonDet, PrePrepareHeader, Prepare, PreparedCertificate,
-    Request, ViewChange,
+    Request, Status, ViewChange,
 };
 use zz_protocol::{AppId, ClientId};
 
@@ -322,6 +322,26 @@ fn a_new_primary_proposes_only_requests_it_checked_itself() {
     replica.handle_message(Time(2), client);
     drain(&mut replica);
     // The pre-prepare never completes: the timer runs out, view 1 (this replica's) begins.
+    enter_view_1_as_primary(&mut replica);
+    assert!(
+        replica.is_primary() && replica.is_normal(),
+        "entered its view"
+    );
+    let proposed: Vec<(ClientId, u64)> = drain(&mut replica)
+        .into_iter()
+        .filter_map(|output| match output {
+            Output::Broadcast(Message::PrePrepare { batch, .. }) => Some(batch),
+            _ => None,
+        })
+        .flat_map(|batch| batch.requests)
+        .map(|request| (request.request.client, request.request.timestamp))
+        .collect();
+    assert_eq!(proposed, vec![(ClientId(2), 9)]);
+}
+
+/// Replica 1, waiting in view 0, lets its view-change timer run out and enters view 1 on
+/// replicas 2's and 3's view changes; returns the time it did.
+fn enter_view_1_as_primary(replica: &mut Replica) -> Time {
     let deadline = replica.poll_timeout().expect("a view-change timer runs");
     let timeout = Time(deadline.0 + params().view_change_timeout_ms * 1000 * 4);
     replica.handle_timeout(timeout);
@@ -338,18 +358,116 @@ fn a_new_primary_proposes_only_requests_it_checked_itself() {
         let signed = Signed::sign(body, ReplicaId(by), &signing_key(by));
         replica.handle_message(timeout, from(by, Message::ViewChange(signed)));
     }
-    assert!(
-        replica.is_primary() && replica.is_normal(),
-        "entered its view"
-    );
-    let proposed: Vec<(ClientId, u64)> = drain(&mut replica)
-        .into_iter()
-        .filter_map(|output| match output {
-            Output::Broadcast(Message::PrePrepare { batch, .. }) => Some(batch),
-            _ => None,
+    timeout
+}
+
+fn new_views_sent_to(outputs: &[Output], peer: u32) -> usize {
+    (outputs.iter())
+        .filter(|output| {
+            matches!(output, Output::Send { to, message: Message::NewView(_) } if *to == ReplicaId(peer))
         })
-        .flat_map(|batch| batch.requests)
-        .map(|request| (request.request.client, request.request.timestamp))
+        .count()
+}
+
+/// A stale status costs its sender a few bytes and would buy it a whole new view each
+/// time: a peer gets the new view once, and again only after a view-change timeout.
+#[test]
+fn a_new_view_is_resent_to_a_peer_once_per_timeout() {
+    let mut replica = Replica::new(config(1), Time(0));
+    replica.handle_message(Time(1), from(0, pre_prepare(0, 1, &batch(5))));
+    let entered = enter_view_1_as_primary(&mut replica);
+    assert!(replica.is_normal() && replica.view() == View(1));
+    drain(&mut replica);
+    let stale = Message::Status(Status {
+        view: View(0),
+        last_executed: Seq(0),
+        stable: Seq(0),
+    });
+    let mut sent = 0;
+    for step in 0..20 {
+        replica.handle_message(Time(entered.0 + step), from(3, stale.clone()));
+        sent += new_views_sent_to(&drain(&mut replica), 3);
+    }
+    assert_eq!(sent, 1, "once for twenty stale statuses");
+    assert_eq!(replica.counters().new_views_withheld, 19);
+    let later = Time(entered.0 + params().view_change_timeout_ms * 1000 + 20);
+    replica.handle_message(later, from(3, stale.clone()));
+    assert_eq!(
+        new_views_sent_to(&drain(&mut replica), 3),
+        1,
+        "the first may be lost"
+    );
+    replica.handle_message(later, from(2, stale));
+    assert_eq!(
+        new_views_sent_to(&drain(&mut replica), 2),
+        1,
+        "each peer has its own"
+    );
+}
+
+/// A replica keeps messages for the next view from one sender up to its share in bytes:
+/// one Byzantine replica cannot park its largest pre-prepares without bound.
+#[test]
+fn future_view_messages_are_bounded_in_bytes_per_sender() {
+    let mut small_batches = config(0);
+    small_batches.params.batch_size_max = 8;
+    let bound = future_bytes_per_sender(&small_batches.params);
+    let mut replica = Replica::new(small_batches, Time(0));
+    let mut big = batch(1);
+    big.requests[0].request.op = vec![9; 1024 * 1024];
+    let sent = bound / (1024 * 1024) + 8;
+    for seq in 1..=sent as u64 {
+        let mut message = pre_prepare(1, seq, &big);
+        if let Message::PrePrepare { batch, .. } = &mut message {
+            batch.nondet.seed = seq;
+        }
+        replica.handle_message(Time(1), from(1, message));
+    }
+    let dropped = replica.counters().dropped[&DropReason::FutureView];
+    assert!(dropped >= 8, "{dropped} of {sent} dropped");
+    let kept = sent as u64 - dropped;
+    assert!(
+        kept >= 1 && kept * 1024 * 1024 <= bound as u64,
+        "{kept} kept"
+    );
+}
+
+/// Batches fetched during catch-up are kept as one body per digest, and each peer's
+/// bodies up to its share in bytes: a Byzantine peer answering with the largest batches
+/// for every slot in the window is refused past its share, and f+1 correct peers' batch
+/// still commits (its body kept once, though two peers sent it).
+#[test]
+fn fetched_batches_are_bounded_in_bytes_per_peer() {
+    use zz_protocol::messages::Batches;
+    let mut small_batches = config(0);
+    small_batches.params.batch_size_max = 8;
+    let bound = catch_up::fetched_bytes_per_sender(&small_batches.params);
+    let mut replica = Replica::new(small_batches, Time(0));
+    let slots = params().window;
+    let share = bound / slots as usize + 1024 * 1024;
+    let forged: Vec<(Seq, Batch)> = (1..=slots)
+        .map(|seq| {
+            let mut big = batch(seq);
+            big.requests[0].request.op = vec![9; share];
+            (Seq(seq), big)
+        })
         .collect();
-    assert_eq!(proposed, vec![(ClientId(2), 9)]);
+    let answer = |entries| {
+        Message::Batches(Batches {
+            checkpoint: None,
+            entries,
+        })
+    };
+    replica.handle_message(Time(1), from(3, answer(forged)));
+    let refused = replica.counters().fetched_bodies_refused;
+    assert!(refused >= 1, "{refused} of {slots} refused");
+    assert!(replica.catch_up.body_bytes_of(ReplicaId(3)) <= bound);
+    for by in [1, 2] {
+        replica.handle_message(Time(2), from(by, answer(vec![(Seq(1), batch(1))])));
+    }
+    assert_eq!(
+        orders(&drain(&mut replica)),
+        vec![1],
+        "f+1 peers' batch commits"
+    );
 }

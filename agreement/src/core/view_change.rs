@@ -28,7 +28,11 @@ pub(super) struct ViewChangeState {
     /// When this replica's view change is next resent, while the view is not entered.
     pub(super) resend_at: Time,
     /// Messages for views this replica has not entered yet, kept until it enters them.
-    pub(super) future: VecDeque<(ReplicaId, Message)>,
+    /// Each with its sender and its encoded size.
+    pub(super) future: VecDeque<(ReplicaId, usize, Message)>,
+    /// To whom the current new view was re-sent, and when: a new view is large, and a
+    /// stale status or view change that costs a peer little must not buy it one each time.
+    pub(super) new_view_resent: BTreeMap<ReplicaId, (View, Time)>,
 }
 
 impl ViewChangeState {
@@ -41,6 +45,7 @@ impl ViewChangeState {
             new_view_floor: Seq(0),
             resend_at: now,
             future: VecDeque::new(),
+            new_view_resent: BTreeMap::new(),
         }
     }
 }
@@ -130,15 +135,37 @@ impl Replica {
         })
     }
 
+    /// Show `peer` the new view of the current view, which it missed: once per view, and
+    /// again only after a view-change timeout (the first copy may have been lost).
+    pub(super) fn resend_new_view(&mut self, peer: ReplicaId) {
+        let Some(new_view) = self.view_change.last_new_view.clone() else {
+            return;
+        };
+        let view = new_view.body.view;
+        let pause = self
+            .config
+            .params
+            .view_change_timeout_ms
+            .saturating_mul(1_000);
+        let recent = (self.view_change.new_view_resent.get(&peer))
+            .is_some_and(|&(sent, at)| sent == view && self.now < at.saturating_add_micros(pause));
+        if recent {
+            self.counters.new_views_withheld += 1;
+            return;
+        }
+        self.view_change
+            .new_view_resent
+            .insert(peer, (view, self.now));
+        self.send(peer, Message::NewView(new_view));
+    }
+
     pub(super) fn handle_view_change(&mut self, view_change: Signed<ViewChange>) {
         let sender = view_change.signer;
         let target = view_change.body.new_view;
         if target < self.view || (target == self.view && self.normal) {
             // The sender missed the new view we are in: show it again.
-            if target == self.view
-                && let Some(new_view) = self.view_change.last_new_view.clone()
-            {
-                self.send(sender, Message::NewView(new_view));
+            if target == self.view {
+                self.resend_new_view(sender);
             }
             return self.drop_message(DropReason::StaleView);
         }
@@ -323,8 +350,9 @@ impl Replica {
             .received
             .retain(|_, view_change| view_change.body.new_view > view);
         self.view_change.last_new_view = Some(new_view);
-        let buffered: Vec<(ReplicaId, Message)> = self.view_change.future.drain(..).collect();
-        for (sender, message) in buffered {
+        self.view_change.new_view_resent.clear();
+        let buffered: Vec<_> = self.view_change.future.drain(..).collect();
+        for (sender, _, message) in buffered {
             self.handle_replica_message(sender, message);
         }
     }

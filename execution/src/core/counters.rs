@@ -18,6 +18,9 @@ pub enum DropReason {
     OutsideWindow,
     /// A second copy from the same agreement replica.
     Duplicate,
+    /// Its sender's orders waiting here weigh their share of memory already
+    /// ([`super::ORDER_BYTES_PER_SENDER`]).
+    SenderBytesFull,
     BadStableNotice,
     /// f+1 named a stable checkpoint whose root differs from this replica's own.
     DivergedFromStable,
@@ -33,6 +36,7 @@ impl DropReason {
             DropReason::Stale => "stale",
             DropReason::OutsideWindow => "outside-window",
             DropReason::Duplicate => "duplicate",
+            DropReason::SenderBytesFull => "sender-bytes-full",
             DropReason::BadStableNotice => "bad-stable-notice",
             DropReason::DivergedFromStable => "diverged-from-stable",
             DropReason::StableSnapshotNotKept => "stable-snapshot-not-kept",

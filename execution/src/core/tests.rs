@@ -33,6 +33,7 @@ fn config() -> ExecutionConfig {
         agreement_replicas: 4,
         checkpoint_interval: 2,
         window: 16,
+        bytes_per_sender: crate::core::ORDER_BYTES_PER_SENDER,
     }
 }
 
@@ -346,4 +347,44 @@ fn an_order_beyond_the_window_makes_a_replica_ask_where_to_resume() {
     assert!(behind.waits_for_orders());
     behind.restart_from(Seq(0), Digest::default());
     assert!(!behind.waits_for_orders(), "started over");
+}
+
+/// One agreement replica cannot park more than its share of bytes in the order window:
+/// past it, its orders are dropped and counted (and fetched again later), while the other
+/// replicas' copies still run, and what executed frees the share.
+#[test]
+fn one_agreement_replica_holds_a_bounded_share_of_the_order_window() {
+    let mut config = config();
+    config.bytes_per_sender = 4 * 1024;
+    let mut replica = ExecutionReplica::new(
+        config,
+        Box::new(Counter),
+        ObjectStore::new(params()),
+        Seq(0),
+    );
+    let big = vec![7u8; 1024];
+    let flooder = ReplicaId(3);
+    for seq in 2..=9 {
+        replica.handle_order(flooder, order(seq, vec![request(1, seq, &big)]));
+    }
+    let refused = replica.counters().dropped[&DropReason::SenderBytesFull];
+    assert!(refused >= 4, "{refused} of 8 refused");
+    assert!(replica.waits_for_orders(), "asks again for what it refused");
+    for from in [ReplicaId(0), ReplicaId(1)] {
+        replica.handle_order(from, order(1, vec![request(1, 1, b"x")]));
+    }
+    assert_eq!(replica.last_executed(), Seq(1), "others' orders still run");
+    for seq in 2..=3 {
+        for from in [ReplicaId(0), ReplicaId(1)] {
+            replica.handle_order(from, order(seq, vec![request(1, seq, &big)]));
+        }
+    }
+    assert_eq!(replica.last_executed(), Seq(3));
+    let before = replica.counters().dropped[&DropReason::SenderBytesFull];
+    replica.handle_order(flooder, order(10, vec![request(1, 10, &big)]));
+    assert_eq!(
+        replica.counters().dropped[&DropReason::SenderBytesFull],
+        before,
+        "executing orders 2 and 3 freed the flooder's share"
+    );
 }

@@ -46,6 +46,7 @@ pub(super) fn config() -> ExecutionConfig {
         agreement_replicas: 4,
         checkpoint_interval: 2,
         window: 16,
+        bytes_per_sender: crate::core::ORDER_BYTES_PER_SENDER,
     }
 }
 
