@@ -48,16 +48,12 @@ pub const ORDER_BYTES_PER_SENDER: usize = 64 * 1024 * 1024;
 
 /// See [`ORDER_BYTES_PER_SENDER`].
 pub fn order_bytes_per_sender(params: &zz_protocol::ProtocolParams) -> usize {
-    let batch = (params.batch_size_max).saturating_mul(params.request_bytes_max + 256);
-    ORDER_BYTES_PER_SENDER.max(batch.saturating_add(64 * 1024))
+    ORDER_BYTES_PER_SENDER.max(params.batch_bytes_max().saturating_add(64 * 1024))
 }
 
 /// What an order weighs here, roughly its encoded size.
 fn order_bytes(order: &AppOrder) -> usize {
-    (order.requests.iter())
-        .map(|request| request.request.op.len() + 64 + 32 * request.auth.0.len())
-        .sum::<usize>()
-        + 128
+    zz_protocol::messages::requests_weight(&order.requests)
 }
 
 impl ExecutionConfig {

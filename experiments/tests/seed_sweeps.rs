@@ -66,24 +66,24 @@ fn assert_seeds_at_least(what: &str, seeds: usize, min: usize, activation: &Acti
 }
 
 #[test]
-fn safety_and_liveness_hold_across_300_seeds_with_f1() {
-    // Goal: 300 random fault schedules on a 4-replica cluster break no invariant and lose
+fn safety_and_liveness_hold_across_200_seeds_with_f1() {
+    // Goal: 200 random fault schedules on a 4-replica cluster break no invariant and lose
     // no request; activation really happens: standbys are woken, faulty execution replicas
     // destroyed and replaced, buckets fetched and bad ones refused; and half the seeds have
     // a Byzantine client attacking. The bounds sit well below what was measured over 500
     // seeds (70% woke standbys, 32% replaced a faulty replica, 53% fetched buckets, 1%
     // refused bad ones) so that only a real loss of activation trips them. Deeper sweeps
     // run with `zz sim` on a release build.
-    let activation = assert_sweep_clean(0, 300, 1);
-    assert_seeds_at_least("standbys woken", activation.seeds_woken, 150, &activation);
+    let activation = assert_sweep_clean(0, 200, 1);
+    assert_seeds_at_least("standbys woken", activation.seeds_woken, 100, &activation);
     let replaced = activation.seeds_faulty_replaced;
-    assert_seeds_at_least("faulty replicas replaced", replaced, 60, &activation);
+    assert_seeds_at_least("faulty replicas replaced", replaced, 40, &activation);
     let fetched = activation.seeds_buckets_fetched;
-    assert_seeds_at_least("buckets fetched", fetched, 90, &activation);
+    assert_seeds_at_least("buckets fetched", fetched, 60, &activation);
     let refused = activation.seeds_bad_buckets;
     assert_seeds_at_least("bad buckets refused", refused, 1, &activation);
     let attacked = activation.seeds_byzantine_client;
-    assert_seeds_at_least("a Byzantine client attacking", attacked, 100, &activation);
+    assert_seeds_at_least("a Byzantine client attacking", attacked, 66, &activation);
 }
 
 #[test]

@@ -36,6 +36,22 @@ pub struct AuthenticatedRequest {
     pub signature: Signature,
 }
 
+impl AuthenticatedRequest {
+    /// Roughly its encoded size, for the byte budgets of buffers and answers.
+    pub fn weight(&self) -> usize {
+        self.request.op.len() + 64 + 32 * self.auth.0.len()
+    }
+}
+
+/// Roughly the encoded size of a batch or order of `requests`.
+pub fn requests_weight(requests: &[AuthenticatedRequest]) -> usize {
+    requests
+        .iter()
+        .map(AuthenticatedRequest::weight)
+        .sum::<usize>()
+        + 128
+}
+
 /// Non-deterministic inputs the primary proposes with a batch; backups check them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NonDet {

@@ -69,6 +69,13 @@ pub struct ParamsError {
 pub const NEWCOMER_GRACE_TIMEOUTS: u64 = 4;
 
 impl ProtocolParams {
+    /// Bytes of the largest batch: `batch_size_max` requests of `request_bytes_max`, with
+    /// their envelopes.
+    pub fn batch_bytes_max(&self) -> usize {
+        self.batch_size_max
+            .saturating_mul(self.request_bytes_max + 256)
+    }
+
     /// See [`NEWCOMER_GRACE_TIMEOUTS`].
     pub fn newcomer_grace_micros(&self) -> u64 {
         self.execution_silence_ms
@@ -128,9 +135,7 @@ impl ProtocolParams {
                 ),
             );
         }
-        let batch_bytes = self
-            .batch_size_max
-            .saturating_mul(self.request_bytes_max + 256);
+        let batch_bytes = self.batch_bytes_max();
         // Two frames of the largest size fit an inbox (its byte bound).
         let frame_limit = crate::bus::INBOX_BYTES_MAX / 2;
         if self.frame_bytes_max < batch_bytes.min(frame_limit) || self.frame_bytes_max > frame_limit

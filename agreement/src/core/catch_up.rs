@@ -41,10 +41,7 @@ pub(super) fn fetched_bytes_per_sender(params: &zz_protocol::ProtocolParams) -> 
 
 /// What a batch weighs, counted as its answer is budgeted.
 fn batch_bytes(batch: &Batch) -> usize {
-    (batch.requests.iter())
-        .map(|request| request.request.op.len() + 64 + 32 * request.auth.0.len())
-        .sum::<usize>()
-        + 128
+    zz_protocol::messages::requests_weight(&batch.requests)
 }
 
 impl CatchUpState {

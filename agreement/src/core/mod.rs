@@ -54,8 +54,7 @@ pub const FUTURE_BYTES_PER_SENDER: usize = 16 * 1024 * 1024;
 /// Bytes of future-view messages kept from one sender at most: enough for one full
 /// pre-prepare, and never a sender's licence to fill memory.
 pub fn future_bytes_per_sender(params: &ProtocolParams) -> usize {
-    let batch = (params.batch_size_max).saturating_mul(params.request_bytes_max + 256);
-    FUTURE_BYTES_PER_SENDER.max(batch.saturating_add(64 * 1024))
+    FUTURE_BYTES_PER_SENDER.max(params.batch_bytes_max().saturating_add(64 * 1024))
 }
 
 /// Distinct clients with a request waiting to be ordered, at most.

@@ -145,19 +145,22 @@ fn bad_execution_configs_name_the_field() {
     std::fs::write(&path, toml::to_string(&good).unwrap()).unwrap();
 
     // Key files that do not fit the configuration are caught, and named.
-    let keys_dir = dir.0.join("keys");
-    let execution_file = keys_dir.join("execution-1.toml");
+    let execution_file = dir.0.join(execution_keys_file(ExecutionId(1)));
     let original = std::fs::read(&execution_file).unwrap();
-    std::fs::copy(keys_dir.join("execution-0.toml"), &execution_file).unwrap();
+    std::fs::copy(
+        dir.0.join(execution_keys_file(ExecutionId(0))),
+        &execution_file,
+    )
+    .unwrap();
     let error = load_execution_keys(&dir.0, ExecutionId(1))
         .unwrap_err()
         .to_string();
     assert!(
-        error.contains("execution-1.toml: execution: file is for execution replica 0"),
+        error.contains("execution-1/keys.toml: execution: file is for execution replica 0"),
         "{error}"
     );
     std::fs::write(&execution_file, original).unwrap();
-    let replica_file = keys_dir.join("replica-0.toml");
+    let replica_file = dir.0.join(super::replica_keys_file(ReplicaId(0)));
     let text = std::fs::read_to_string(&replica_file).unwrap();
     let cut = text.rfind("[[execution_peers]]").unwrap();
     std::fs::write(&replica_file, &text[..cut]).unwrap();

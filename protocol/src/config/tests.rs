@@ -183,13 +183,13 @@ fn bad_configs_name_the_field() {
         ),
         (
             "older format",
-            good.replacen("format = 3\n", "", 1),
-            "written by an older zz (no format) (this zz reads format 3); its state files cannot be read here: move",
+            good.replacen("format = 4\n", "", 1),
+            "written by an older zz (no format) (this zz reads format 4); its state files cannot be read here: move",
         ),
         (
             "other format",
-            good.replacen("format = 3", "format = 7", 1),
-            "written by format 7 (this zz reads format 3)",
+            good.replacen("format = 4", "format = 7", 1),
+            "written by format 7 (this zz reads format 4)",
         ),
         (
             "no clients",
@@ -248,17 +248,16 @@ fn bad_configs_name_the_field() {
     ClusterConfig::load(&dir.0).unwrap();
 
     // A key file from another replica is caught, and named.
-    let keys_dir = dir.0.join("keys");
     std::fs::copy(
-        keys_dir.join("replica-1.toml"),
-        keys_dir.join("replica-0.toml"),
+        dir.0.join(replica_keys_file(ReplicaId(1))),
+        dir.0.join(replica_keys_file(ReplicaId(0))),
     )
     .unwrap();
     let error = load_replica_keys(&dir.0, ReplicaId(0))
         .unwrap_err()
         .to_string();
     assert!(
-        error.contains("replica-0.toml: replica: file is for replica 1"),
+        error.contains("replica-0/keys.toml: replica: file is for replica 1"),
         "{error}"
     );
 
