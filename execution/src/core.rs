@@ -41,14 +41,15 @@ pub struct ExecutionConfig {
 pub const ORDER_WINDOWS_BUFFERED: u64 = 4;
 
 /// Bytes of orders waiting to run that one agreement replica may have here at most (at
-/// least one full batch more, [`order_bytes_per_sender`]): a Byzantine one could otherwise
+/// least one full batch more, [`order_bytes_per_sender`]; the next order to run always
+/// fits, on top of it): a Byzantine one could otherwise
 /// fill the window with the largest batches. An order dropped for it is fetched again
 /// once execution catches up.
 pub const ORDER_BYTES_PER_SENDER: usize = 64 * 1024 * 1024;
 
 /// See [`ORDER_BYTES_PER_SENDER`].
 pub fn order_bytes_per_sender(params: &zz_protocol::ProtocolParams) -> usize {
-    ORDER_BYTES_PER_SENDER.max(params.batch_bytes_max().saturating_add(64 * 1024))
+    ORDER_BYTES_PER_SENDER.max(params.batch_bytes_max().saturating_add(1024 * 1024))
 }
 
 /// What an order weighs here, roughly its encoded size.
@@ -226,7 +227,10 @@ impl ExecutionReplica {
         if order.app != self.config.app {
             return self.drop_input(DropReason::OtherApp);
         }
-        if order.seq < self.next_seq {
+        // The batch in progress runs from the copy it started with: later copies of it
+        // are as stale as those of executed ones (kept, they would never be freed).
+        let running = (self.in_progress.as_ref()).is_some_and(|batch| batch.order.seq == order.seq);
+        if order.seq < self.next_seq || running {
             return self.drop_input(DropReason::Stale);
         }
         if order.seq.0 - self.next_seq.0 >= self.config.window {
@@ -242,7 +246,9 @@ impl ExecutionReplica {
         }
         let size = order_bytes(&order);
         let held = self.order_bytes.entry(from).or_default();
-        if held.saturating_add(size) > self.config.bytes_per_sender {
+        // The next order is always taken, or a sender whose share filled with later ones
+        // while it was lost could never deliver it; one per sender, so still bounded.
+        if order.seq != self.next_seq && held.saturating_add(size) > self.config.bytes_per_sender {
             self.behind_window = true;
             return self.drop_input(DropReason::SenderBytesFull);
         }

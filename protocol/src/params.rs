@@ -72,8 +72,9 @@ impl ProtocolParams {
     /// Bytes of the largest batch: `batch_size_max` requests of `request_bytes_max`, with
     /// their envelopes.
     pub fn batch_bytes_max(&self) -> usize {
+        let envelope = 128 + 32 * self.replica_count();
         self.batch_size_max
-            .saturating_mul(self.request_bytes_max + 256)
+            .saturating_mul(self.request_bytes_max + envelope)
     }
 
     /// See [`NEWCOMER_GRACE_TIMEOUTS`].
@@ -143,7 +144,7 @@ impl ProtocolParams {
             return err(
                 "frame_bytes_max",
                 format!(
-                    "must hold a full batch (batch_size_max x (request_bytes_max + 256) = {batch_bytes}) and be at most {frame_limit}, got {}",
+                    "must hold a full batch (batch_size_max x (request_bytes_max + 128 + 32 x replicas) = {batch_bytes}) and be at most {frame_limit}, got {}",
                     self.frame_bytes_max
                 ),
             );

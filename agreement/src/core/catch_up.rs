@@ -39,9 +39,10 @@ pub(super) fn fetched_bytes_per_sender(params: &zz_protocol::ProtocolParams) -> 
     super::future_bytes_per_sender(params)
 }
 
-/// What a batch weighs, counted as its answer is budgeted.
+/// What a batch weighs: its encoded size, stability certificates included (a peer could
+/// otherwise fill a light-looking body with votes).
 fn batch_bytes(batch: &Batch) -> usize {
-    zz_protocol::messages::requests_weight(&batch.requests)
+    postcard::to_allocvec(batch).map_or(usize::MAX, |encoded| encoded.len())
 }
 
 impl CatchUpState {

@@ -54,7 +54,8 @@ pub const FUTURE_BYTES_PER_SENDER: usize = 16 * 1024 * 1024;
 /// Bytes of future-view messages kept from one sender at most: enough for one full
 /// pre-prepare, and never a sender's licence to fill memory.
 pub fn future_bytes_per_sender(params: &ProtocolParams) -> usize {
-    FUTURE_BYTES_PER_SENDER.max(params.batch_bytes_max().saturating_add(64 * 1024))
+    // Beyond the requests, a pre-prepare carries stability certificates and a header.
+    FUTURE_BYTES_PER_SENDER.max(params.batch_bytes_max().saturating_add(1024 * 1024))
 }
 
 /// Distinct clients with a request waiting to be ordered, at most.

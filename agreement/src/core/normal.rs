@@ -148,8 +148,12 @@ impl Replica {
             .fold((0, 0), |(count, bytes), (_, size, _)| {
                 (count + 1, bytes + size)
             });
+        if !next_view_only || count >= per_sender {
+            return self.drop_message(DropReason::FutureView);
+        }
+        // Measured only once the cheap checks pass: measuring encodes the message.
         let size = postcard::to_allocvec(&message).map_or(usize::MAX, |encoded| encoded.len());
-        if next_view_only && count < per_sender && bytes.saturating_add(size) <= bytes_per_sender {
+        if bytes.saturating_add(size) <= bytes_per_sender {
             self.view_change.future.push_back((sender, size, message));
         } else {
             self.drop_message(DropReason::FutureView);

@@ -216,6 +216,13 @@ fn a_pinned_replica_parks_on_missing_buckets_and_catches_up_identically() {
         match needed {
             Some(bucket) => {
                 installs += 1;
+                // A late copy of the parked batch is stale: it runs from the copy it
+                // started with, and a kept copy would never be freed.
+                let parked = orders[pinned.last_executed().0 as usize].clone();
+                let stale = pinned.counters().dropped.get(&DropReason::Stale).copied();
+                pinned.handle_order(ReplicaId(3), parked);
+                let now_stale = pinned.counters().dropped[&DropReason::Stale];
+                assert_eq!(now_stale, stale.unwrap_or(0) + 1, "a late copy is stale");
                 let proof = source.bucket_with_proof(bucket).unwrap();
                 pinned.install_bucket(proof).unwrap();
             }
@@ -370,10 +377,16 @@ fn one_agreement_replica_holds_a_bounded_share_of_the_order_window() {
     let refused = replica.counters().dropped[&DropReason::SenderBytesFull];
     assert!(refused >= 4, "{refused} of 8 refused");
     assert!(replica.waits_for_orders(), "asks again for what it refused");
-    for from in [ReplicaId(0), ReplicaId(1)] {
+    // The next order to run is taken whatever the share, or a sender whose share filled
+    // while its copy of it was lost could never deliver it.
+    for from in [flooder, ReplicaId(0)] {
         replica.handle_order(from, order(1, vec![request(1, 1, b"x")]));
     }
-    assert_eq!(replica.last_executed(), Seq(1), "others' orders still run");
+    assert_eq!(
+        replica.counters().dropped[&DropReason::SenderBytesFull],
+        refused
+    );
+    assert_eq!(replica.last_executed(), Seq(1), "the next order runs");
     for seq in 2..=3 {
         for from in [ReplicaId(0), ReplicaId(1)] {
             replica.handle_order(from, order(seq, vec![request(1, seq, &big)]));
