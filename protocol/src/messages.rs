@@ -83,8 +83,13 @@ impl Batch {
     }
 
     pub fn digest(&self) -> Digest {
+        self.digest_and_size().0
+    }
+
+    /// The digest and the encoded size, from one encoding.
+    pub fn digest_and_size(&self) -> (Digest, usize) {
         let bytes = postcard::to_stdvec(self).expect("encoding a batch cannot fail");
-        Digest::of(&[b"zz batch", &bytes])
+        (Digest::of(&[b"zz batch", &bytes]), bytes.len())
     }
 }
 

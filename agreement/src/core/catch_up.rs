@@ -42,7 +42,7 @@ pub(super) fn fetched_bytes_per_sender(params: &zz_protocol::ProtocolParams) -> 
 /// What a batch weighs: its encoded size, stability certificates included (a peer could
 /// otherwise fill a light-looking body with votes).
 fn batch_bytes(batch: &Batch) -> usize {
-    postcard::to_allocvec(batch).map_or(usize::MAX, |encoded| encoded.len())
+    batch.digest_and_size().1
 }
 
 impl CatchUpState {
@@ -158,8 +158,7 @@ impl Replica {
             if seq <= self.exec.seq || !self.in_window(seq) {
                 continue;
             }
-            let digest = batch.digest();
-            let size = batch_bytes(&batch);
+            let (digest, size) = batch.digest_and_size();
             let room = self.catch_up.body_bytes_of(sender) + size
                 <= fetched_bytes_per_sender(&self.config.params);
             let offers = self.catch_up.fetched.entry(seq).or_default();

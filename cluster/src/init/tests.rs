@@ -72,17 +72,17 @@ fn init_refuses_an_existing_cluster_and_keys_are_owner_only() {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt as _;
+        let mode_of = |path: &str| {
+            let metadata = std::fs::metadata(dir.0.join(path)).unwrap();
+            metadata.permissions().mode() & 0o777
+        };
         for file in [
             "keys/replica-0/keys.toml",
             "keys/replica-0/tls.key.pem",
             "keys/activator/keys.toml",
             "keys/clients.toml",
         ] {
-            let mode = std::fs::metadata(dir.0.join(file))
-                .unwrap()
-                .permissions()
-                .mode();
-            assert_eq!(mode & 0o777, 0o600, "{file}");
+            assert_eq!(mode_of(file), 0o600, "{file}");
         }
         for folder in [
             "keys",
@@ -90,11 +90,7 @@ fn init_refuses_an_existing_cluster_and_keys_are_owner_only() {
             "keys/execution-0",
             "keys/activator",
         ] {
-            let mode = std::fs::metadata(dir.0.join(folder))
-                .unwrap()
-                .permissions()
-                .mode();
-            assert_eq!(mode & 0o777, 0o700, "{folder}");
+            assert_eq!(mode_of(folder), 0o700, "{folder}");
         }
     }
 }
