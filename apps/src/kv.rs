@@ -53,9 +53,17 @@ pub const SCAN_REPLY_BYTES_MAX: usize = 1 << 20;
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Op {
     /// The value of `key`.
-    Get { key: Vec<u8> },
+    Get {
+        #[serde(with = "serde_bytes")]
+        key: Vec<u8>,
+    },
     /// Sets `key` to `value`.
-    Put { key: Vec<u8>, value: Vec<u8> },
+    Put {
+        #[serde(with = "serde_bytes")]
+        key: Vec<u8>,
+        #[serde(with = "serde_bytes")]
+        value: Vec<u8>,
+    },
     /// Removes `key`; removing an absent key changes nothing.
     Delete { key: Vec<u8> },
     /// Iff the current value of `key` equals `expected` (`None`: absent), sets it to `new`
@@ -78,9 +86,9 @@ pub enum Op {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Outcome {
     /// `Get`: the value, `None` if the key is absent.
-    Value(Option<Vec<u8>>),
+    Value(#[serde(with = "serde_bytes")] Option<Vec<u8>>),
     /// `Put`, `Delete`: the value before the operation.
-    Previous(Option<Vec<u8>>),
+    Previous(#[serde(with = "serde_bytes")] Option<Vec<u8>>),
     /// `CompareAndSwap` succeeded.
     Swapped,
     /// `CompareAndSwap` failed: nothing changed; `current` is the value it found.

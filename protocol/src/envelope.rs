@@ -32,6 +32,7 @@ pub struct Envelope {
     pub from: NodeId,
     pub auth: Auth,
     /// The postcard encoding of a [`Message`].
+    #[serde(with = "serde_bytes")]
     pub payload: Vec<u8>,
 }
 

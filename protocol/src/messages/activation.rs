@@ -119,5 +119,6 @@ pub struct BucketData {
     pub app: AppId,
     pub seq: Seq,
     pub bucket: u32,
+    #[serde(with = "serde_bytes")]
     pub proof: Option<Vec<u8>>,
 }
