@@ -248,8 +248,10 @@ impl ConfigError {
 /// The cluster directory format this zz writes and reads: 2 since agreement records are
 /// framed with a header and checksums and execution replicas keep their state on disk; 3
 /// since clients sign their requests (`certs/clients.toml`, a signing master in
-/// `keys/clients.toml`).
-pub const CLUSTER_FORMAT: u32 = 4;
+/// `keys/clients.toml`); 4 since each node's files sit in folders of its own; 5 since view
+/// changes and new views name batches by digest (agreement records of format 4 cannot be
+/// read).
+pub const CLUSTER_FORMAT: u32 = 5;
 
 /// Refuse a `cluster.toml` of another format before reading it as this one's.
 fn check_format(dir: &Path) -> Result<(), ConfigError> {

@@ -22,6 +22,7 @@ pub struct Request {
     pub client: ClientId,
     /// Grows with every new request of this client; a retransmission reuses it.
     pub timestamp: u64,
+    #[serde(with = "serde_bytes")]
     pub op: Vec<u8>,
 }
 
@@ -143,12 +144,14 @@ pub struct CheckpointCertificate {
     pub votes: Vec<Signed<Checkpoint>>,
 }
 
-/// A signed pre-prepare and 2f matching signed prepares from distinct backups, with the batch.
+/// A signed pre-prepare and 2f matching signed prepares from distinct backups. It names
+/// its batch by digest only, as PBFT's view changes do: a view change then fits in a frame
+/// whatever the batches weigh, and a replica that lacks a batch fetches it by digest
+/// ([`FetchProposals`]) from any peer, since the digest checks what comes back.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PreparedCertificate {
     pub pre_prepare: Signed<PrePrepareHeader>,
     pub prepares: Vec<Signed<Prepare>>,
-    pub batch: Batch,
 }
 
 impl PreparedCertificate {
@@ -172,20 +175,29 @@ pub struct ViewChange {
     pub prepared: Vec<PreparedCertificate>,
 }
 
-/// One re-proposal in a new view: a pre-prepare signed by the new primary, and its batch.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NewViewEntry {
-    pub pre_prepare: Signed<PrePrepareHeader>,
-    pub batch: Batch,
-}
-
 /// NEW-VIEW(v, the 2f+1 view changes it rests on, O).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NewView {
     pub view: View,
     pub view_changes: Vec<Signed<ViewChange>>,
-    /// O: one entry for every sequence number in (min-s, max-s], in order.
-    pub entries: Vec<NewViewEntry>,
+    /// O: one pre-prepare signed by the new primary for every sequence number in
+    /// (min-s, max-s], in order; by digest, like the certificates it comes from.
+    pub entries: Vec<Signed<PrePrepareHeader>>,
+}
+
+/// A replica that entered a view without the batch of some of its re-proposals asks its
+/// peers for them by (seq, digest); a window's worth at most.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FetchProposals {
+    pub wanted: Vec<(Seq, Digest)>,
+}
+
+/// One batch asked for with [`FetchProposals`]; the asker keeps it only if it hashes to
+/// a digest it still waits for at `seq`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Proposal {
+    pub seq: Seq,
+    pub batch: Batch,
 }
 
 /// The agreement replica's own state at a checkpoint: where it is in the sequence, a hash
@@ -263,6 +275,7 @@ pub struct Reply {
     pub view: View,
     pub client: ClientId,
     pub timestamp: u64,
+    #[serde(with = "serde_bytes")]
     pub result: Vec<u8>,
 }
 
@@ -302,6 +315,8 @@ pub enum Message {
     BucketData(BucketData),
     FetchChainedOrders(FetchChainedOrders),
     ChainedOrders(ChainedOrders),
+    FetchProposals(FetchProposals),
+    Proposal(Proposal),
 }
 
 impl Message {
@@ -333,6 +348,8 @@ impl Message {
             Message::BucketData(_) => "bucket-data",
             Message::FetchChainedOrders(_) => "fetch-chained-orders",
             Message::ChainedOrders(_) => "chained-orders",
+            Message::FetchProposals(_) => "fetch-proposals",
+            Message::Proposal(_) => "proposal",
         }
     }
 }

@@ -117,8 +117,9 @@ pub fn check_stability_certificate(endpoint: &Endpoint, cert: &StabilityCertific
     })
 }
 
-/// A batch's size. Batches inside certificates (2f+1 replicas vouched for them) and
-/// fetched batches (kept only on f+1 matching offers) are not checked against the client
+/// A batch's size. Batches named by certificates (2f+1 replicas vouched for them, so one
+/// fetched by their digest needs no more) and fetched batches (kept only on f+1 matching
+/// offers) are not checked against the client
 /// authenticators or stability certificates again: a Byzantine client whose authenticator
 /// is valid for some replicas only must not be able to shut the others out of view
 /// changes and catch-up, and a Byzantine replica must not make them verify thousands of
@@ -174,7 +175,7 @@ pub fn check_checkpoint_certificate(endpoint: &Endpoint, cert: &CheckpointCertif
 }
 
 /// A pre-prepare signed by the primary of its view and 2f matching prepares from distinct
-/// other replicas, with the batch the digest names.
+/// other replicas.
 pub fn check_prepared_certificate(endpoint: &Endpoint, cert: &PreparedCertificate) -> Check {
     let params = endpoint.params();
     let header = &cert.pre_prepare.body;
@@ -213,9 +214,7 @@ pub fn check_prepared_certificate(endpoint: &Endpoint, cert: &PreparedCertificat
             count: signers.len(),
             needed: 2 * params.f,
         },
-    )?;
-    check_batch_size(endpoint, &cert.batch)?;
-    require(cert.batch.digest() == header.digest, Invalid::BatchDigest)
+    )
 }
 
 /// The view change's own contents, whoever relays it.
@@ -265,21 +264,18 @@ fn check_new_view(endpoint: &Endpoint, new_view: &NewView) -> Check {
         },
     )?;
     for entry in &new_view.entries {
-        let header = &entry.pre_prepare.body;
         require(
-            entry.pre_prepare.signer == primary && header.view == new_view.view,
+            entry.signer == primary && entry.body.view == new_view.view,
             Invalid::NotPrimary {
-                signer: entry.pre_prepare.signer,
+                signer: entry.signer,
                 primary,
                 view: new_view.view,
             },
         )?;
         require(
-            entry.pre_prepare.verify(endpoint.verifying_keys()),
+            entry.verify(endpoint.verifying_keys()),
             Invalid::BadSignature(primary),
         )?;
-        check_batch_size(endpoint, &entry.batch)?;
-        require(entry.batch.digest() == header.digest, Invalid::BatchDigest)?;
     }
     Ok(())
 }
@@ -445,6 +441,11 @@ pub fn check_message(endpoint: &Endpoint, from: NodeId, message: &Message) -> Ch
             check_new_view(endpoint, &new_view.body)
         }
         Message::Batches(batches) => check_batches(endpoint, batches),
+        Message::FetchProposals(fetch) => {
+            bounded(fetch.wanted.len(), endpoint.params().window as usize)
+        }
+        // Its digest is checked by the asker, which alone knows what it waits for.
+        Message::Proposal(proposal) => check_batch_size(endpoint, &proposal.batch),
         Message::Commit(_)
         | Message::Status(_)
         | Message::FetchBatches(_)

@@ -21,9 +21,9 @@ use zz_protocol::envelope::{Auth, Envelope, encode_envelope};
 use zz_protocol::messages::{
     AppHead, AppOrder, AuthenticatedRequest, Batch, Batches, BucketData, ChainedOrders, Checkpoint,
     CheckpointCertificate, CheckpointState, Commit, Executed, ExecutionCheckpoint, FaultReason,
-    Faulty, FetchBatches, FetchBucket, FetchChainedOrders, FetchOrders, Join, Membership, Message,
-    NewView, NewViewEntry, NonDet, PrePrepareHeader, Prepare, PreparedCertificate, Reply, Request,
-    StabilityCertificate, Status, ViewChange, Wake, WakeReason,
+    Faulty, FetchBatches, FetchBucket, FetchChainedOrders, FetchOrders, FetchProposals, Join,
+    Membership, Message, NewView, NonDet, PrePrepareHeader, Prepare, PreparedCertificate, Proposal,
+    Reply, Request, StabilityCertificate, Status, ViewChange, Wake, WakeReason,
 };
 use zz_protocol::{
     AppId, ClientId, Digest, Endpoint, ExecutionId, NodeId, ProtocolParams, ReplicaId, Seq, View,
@@ -238,9 +238,8 @@ prop_compose! {
     fn prepared_certificate()(
         pre_prepare in signed(pre_prepare_header()),
         prepares in vec(signed(prepare()), 0..COLLECTION_SIZE_MAX),
-        batch in batch(),
     ) -> PreparedCertificate {
-        PreparedCertificate { pre_prepare, prepares, batch }
+        PreparedCertificate { pre_prepare, prepares }
     }
 }
 
@@ -255,17 +254,10 @@ prop_compose! {
 }
 
 prop_compose! {
-    fn new_view_entry()(pre_prepare in signed(pre_prepare_header()), batch in batch())
-        -> NewViewEntry {
-        NewViewEntry { pre_prepare, batch }
-    }
-}
-
-prop_compose! {
     fn new_view()(
         view in view(),
         view_changes in vec(signed(view_change()), 0..COLLECTION_SIZE_MAX),
-        entries in vec(new_view_entry(), 0..COLLECTION_SIZE_MAX),
+        entries in vec(signed(pre_prepare_header()), 0..COLLECTION_SIZE_MAX),
     ) -> NewView {
         NewView { view, view_changes, entries }
     }
@@ -378,6 +370,9 @@ fn message() -> impl Strategy<Value = Message> {
                     stable,
                 })
             }),
+        vec((seq(), digest()), 0..COLLECTION_SIZE_MAX)
+            .prop_map(|wanted| Message::FetchProposals(FetchProposals { wanted })),
+        (seq(), batch()).prop_map(|(seq, batch)| Message::Proposal(Proposal { seq, batch })),
     ]
 }
 
@@ -441,7 +436,7 @@ fn activation_message() -> impl Strategy<Value = Message> {
 
 /// The variants of [`Message`], in declaration order. The match is exhaustive, so a new
 /// variant fails to compile here until [`message`] generates it too.
-const VARIANT_COUNT: usize = 25;
+const VARIANT_COUNT: usize = 27;
 
 fn variant_index(message: &Message) -> usize {
     match message {
@@ -470,6 +465,8 @@ fn variant_index(message: &Message) -> usize {
         Message::BucketData(_) => 22,
         Message::FetchChainedOrders(_) => 23,
         Message::ChainedOrders(_) => 24,
+        Message::FetchProposals(_) => 25,
+        Message::Proposal(_) => 26,
     }
 }
 

@@ -128,21 +128,25 @@ impl Replica {
             let Some((_, batch)) = &slot.committed else {
                 break;
             };
-            bytes += batch_bytes(batch);
-            if bytes > budget && !entries.is_empty() {
+            let size = batch_bytes(batch);
+            if bytes + size > budget && !entries.is_empty() {
                 break;
             }
+            bytes += size;
             entries.push((*seq, batch.clone()));
         }
-        if checkpoint.is_some() || !entries.is_empty() {
-            self.send(
-                sender,
-                Message::Batches(Batches {
-                    checkpoint,
-                    entries,
-                }),
-            );
+        if checkpoint.is_none() && entries.is_empty() {
+            return;
         }
+        if !self.answer_allowed(sender, bytes) {
+            self.counters.fetch_answers_withheld += 1;
+            return;
+        }
+        let batches = Batches {
+            checkpoint,
+            entries,
+        };
+        self.send(sender, Message::Batches(batches));
     }
 
     pub(super) fn handle_batches(&mut self, sender: ReplicaId, batches: Batches) {

@@ -185,6 +185,7 @@ impl Replica {
         self.checkpoints.own.retain(|s, _| *s > seq);
         self.checkpoints.votes.retain(|s, _| *s > seq);
         self.catch_up.fetched.retain(|s, _| *s > seq);
+        self.proposals.awaited.retain(|s, _| *s > seq);
         self.counters.checkpoints_stable += 1;
         // Appended on its own: storage may put off compacting, but a restart must find the
         // stable checkpoint whatever it did.

@@ -43,6 +43,10 @@ pub enum DropReason {
     NewViewMismatch,
     /// A fetch whose range is empty.
     BadFetchRange,
+    /// A proposal for a sequence number whose re-proposal this replica does not await.
+    UnsolicitedProposal,
+    /// A proposal whose batch does not hash to the awaited re-proposal's digest.
+    ProposalDigest,
 }
 
 impl DropReason {
@@ -66,6 +70,8 @@ impl DropReason {
             DropReason::CheckpointOffInterval => "checkpoint-off-interval",
             DropReason::NewViewMismatch => "new-view-mismatch",
             DropReason::BadFetchRange => "bad-fetch-range",
+            DropReason::UnsolicitedProposal => "unsolicited-proposal",
+            DropReason::ProposalDigest => "proposal-digest",
         }
     }
 }
@@ -90,6 +96,11 @@ pub struct Counters {
     pub new_views_withheld: u64,
     /// Fetched batch bodies not kept: their sender had its share of memory here already.
     pub fetched_bodies_refused: u64,
+    /// Answers to fetch requests not sent: the asker had its share of this status
+    /// interval's answers already.
+    pub fetch_answers_withheld: u64,
+    /// Batches of a new view's re-proposals that this replica lacked and fetched by digest.
+    pub proposals_fetched: u64,
 }
 
 #[cfg(test)]
@@ -97,7 +108,7 @@ mod tests {
     use super::DropReason;
 
     /// Every reason, to check them all.
-    const ALL: [DropReason; 17] = [
+    const ALL: [DropReason; 19] = [
         DropReason::FromSelf,
         DropReason::ExecutionReport,
         DropReason::ClientSentReplicaMessage,
@@ -115,6 +126,8 @@ mod tests {
         DropReason::CheckpointOffInterval,
         DropReason::NewViewMismatch,
         DropReason::BadFetchRange,
+        DropReason::UnsolicitedProposal,
+        DropReason::ProposalDigest,
     ];
 
     /// The kebab case of a variant's name, as `#[serde(rename_all = "kebab-case")]`

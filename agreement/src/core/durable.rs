@@ -23,7 +23,7 @@ impl Replica {
         let (stable, _) = view_change::compute_new_view_entries(&new_view.body.view_changes);
         let mut floor = stable.seq;
         for entry in &new_view.body.entries {
-            let seq = entry.pre_prepare.body.seq;
+            let seq = entry.body.seq;
             floor = floor.max(seq);
             if !self.in_window(seq) {
                 continue;
@@ -36,7 +36,9 @@ impl Replica {
                 .is_some_and(|(pre_prepare, _)| pre_prepare.body.view == view);
             if slot.view <= view && !accepted_here {
                 slot.enter_view(view);
-                slot.pre_prepare = Some((entry.pre_prepare.clone(), entry.batch.clone()));
+                // The batch was recorded with an earlier pre-prepare or certificate of
+                // this slot; if not, it is fetched again like on entering the view.
+                self.take_re_proposal(entry.clone());
             }
         }
         self.view_change.new_view_floor = floor;
@@ -72,7 +74,7 @@ impl Replica {
             }
         }
         for (seq, slot) in &mut self.slots {
-            let Some(certificate) = &slot.prepared_certificate else {
+            let Some((certificate, _)) = &slot.prepared_certificate else {
                 continue;
             };
             if slot.commit_sent && certificate.view() == slot.view {
@@ -131,11 +133,11 @@ impl Replica {
                     && slot.view == view
                     && let Some((pre_prepare, batch)) = slot.pre_prepare.clone()
                 {
-                    slot.prepared_certificate = Some(PreparedCertificate {
+                    let certificate = PreparedCertificate {
                         pre_prepare,
                         prepares,
-                        batch,
-                    });
+                    };
+                    slot.prepared_certificate = Some((certificate, batch));
                     slot.commit_sent = true;
                 }
             }
@@ -159,10 +161,10 @@ impl Replica {
         }
         for slot in self.slots.values() {
             // The prepared certificate may be from an older view than the current votes.
-            if let Some(cert) = &slot.prepared_certificate {
+            if let Some((cert, batch)) = &slot.prepared_certificate {
                 records.push(Record::Accepted {
                     pre_prepare: cert.pre_prepare.clone(),
-                    batch: cert.batch.clone(),
+                    batch: batch.clone(),
                 });
                 records.push(Record::Prepared {
                     prepares: cert.prepares.clone(),
@@ -172,7 +174,7 @@ impl Replica {
                 let already = slot
                     .prepared_certificate
                     .as_ref()
-                    .is_some_and(|cert| cert.pre_prepare == *pre_prepare);
+                    .is_some_and(|(cert, _)| cert.pre_prepare == *pre_prepare);
                 if !already {
                     records.push(Record::Accepted {
                         pre_prepare: pre_prepare.clone(),

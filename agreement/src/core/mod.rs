@@ -21,6 +21,7 @@ mod counters;
 mod durable;
 mod normal;
 pub mod persist;
+mod proposals;
 mod requests;
 mod slot;
 mod stability;
@@ -33,6 +34,7 @@ use catch_up::CatchUpState;
 use checkpoint::{CheckpointLog, ExecState};
 use normal::Proposer;
 use persist::Record;
+use proposals::AwaitedProposals;
 use requests::RequestQueue;
 use slot::Slot;
 use stability::StabilityVotes;
@@ -130,6 +132,8 @@ pub struct Replica {
     view_change: ViewChangeState,
     /// What peers report, and batches fetched from them, for catching up.
     catch_up: CatchUpState,
+    /// Batches of the current view's re-proposals still to fetch, and answers to peers.
+    proposals: AwaitedProposals,
     /// Votes that execution checkpoints are stable, until one is ordered.
     stability: StabilityVotes,
     next_status_at: Time,
@@ -157,6 +161,7 @@ impl Replica {
             proposer: Proposer::new(config.seed),
             view_change: ViewChangeState::new(now),
             catch_up: CatchUpState::default(),
+            proposals: AwaitedProposals::default(),
             stability: StabilityVotes::default(),
             next_status_at: now,
             outputs: VecDeque::new(),
@@ -229,7 +234,7 @@ impl Replica {
     }
     /// The prepared certificate held for `seq`: (view, digest).
     pub fn prepared_at(&self, seq: Seq) -> Option<(View, Digest)> {
-        let certificate = self.slots.get(&seq)?.prepared_certificate.as_ref()?;
+        let (certificate, _) = self.slots.get(&seq)?.prepared_certificate.as_ref()?;
         Some((certificate.view(), certificate.pre_prepare.body.digest))
     }
     /// The latest stable checkpoint: (seq, state digest).
@@ -281,6 +286,11 @@ impl Replica {
             assert!(bytes <= future_bytes_per_sender(&self.config.params));
         }
         assert!(self.view_change.new_view_resent.len() < replicas);
+        assert!(self.proposals.answered.len() < replicas);
+        assert!(
+            (self.proposals.awaited.keys()).all(|seq| *seq > low && *seq <= high),
+            "re-proposals are awaited inside the watermarks only"
+        );
         for sender in (0..replicas as u32).map(ReplicaId) {
             let bound = catch_up::fetched_bytes_per_sender(&self.config.params);
             assert!(self.catch_up.body_bytes_of(sender) <= bound);
@@ -349,6 +359,7 @@ impl Replica {
             self.retransmit_stalled_slots();
             self.resend_checkpoint_votes();
             self.resend_stable_votes();
+            self.ask_for_awaited_proposals();
         }
         if let Some(deadline) = self.view_change_deadline()
             && self.now >= deadline
@@ -373,6 +384,8 @@ impl Replica {
             Message::Status(status) => self.handle_status(sender, status),
             Message::FetchBatches(fetch) => self.handle_fetch(sender, fetch),
             Message::Batches(batches) => self.handle_batches(sender, batches),
+            Message::FetchProposals(fetch) => self.handle_fetch_proposals(sender, fetch),
+            Message::Proposal(proposal) => self.handle_proposal(proposal),
             Message::Request(_)
             | Message::Reply(_)
             | Message::AppOrder(_)
@@ -451,6 +464,8 @@ impl Replica {
     }
 }
 
+#[cfg(test)]
+mod proposal_tests;
 #[cfg(test)]
 mod stability_tests;
 #[cfg(test)]

@@ -279,11 +279,11 @@ impl Replica {
         }
         let header = pre_prepare.body;
         slot.commit_sent = true;
-        slot.prepared_certificate = Some(PreparedCertificate {
+        let certificate = PreparedCertificate {
             pre_prepare,
             prepares: prepares.clone(),
-            batch,
-        });
+        };
+        slot.prepared_certificate = Some((certificate, batch));
         let commit = Commit {
             view: header.view,
             seq,

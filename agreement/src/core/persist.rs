@@ -26,7 +26,8 @@ pub enum Record {
     /// votes; recorded before the commit leaves.
     Prepared { prepares: Vec<Signed<Prepare>> },
     /// The new-view message of the view the replica entered; shown again to replicas that
-    /// missed it, even after a restart.
+    /// missed it, even after a restart. Its re-proposals name batches by digest: each is
+    /// recorded as an [`Record::Accepted`] once the replica has it.
     NewView(Signed<NewView>),
     /// A stable checkpoint and the state at it.
     Stable {
@@ -51,9 +52,9 @@ pub enum Record {
     },
     /// An [`Record::AppOrder`] without its requests: they are the requests of the batch
     /// with digest `batch` that belong to the app, in the batch's order, and that batch is
-    /// in an earlier record of the same log (an accepted pre-prepare or a new view's
-    /// entry). The driver writes this instead whenever it can: an order's requests are
-    /// most of its bytes, and the batch holding them is on disk already.
+    /// in an earlier record of the same log (an accepted pre-prepare). The driver writes
+    /// this instead whenever it can: an order's requests are most of its bytes, and the
+    /// batch holding them is on disk already.
     AppOrderOfBatch {
         app: AppId,
         seq: Seq,
@@ -69,9 +70,6 @@ impl Record {
     pub fn batches(&self) -> Vec<(Digest, &Batch)> {
         match self {
             Record::Accepted { pre_prepare, batch } => vec![(pre_prepare.body.digest, batch)],
-            Record::NewView(new_view) => (new_view.body.entries.iter())
-                .map(|entry| (entry.pre_prepare.body.digest, &entry.batch))
-                .collect(),
             _ => Vec::new(),
         }
     }

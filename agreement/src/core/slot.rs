@@ -24,8 +24,12 @@ pub(crate) struct Slot {
     pub committed: Option<(Digest, Batch)>,
     /// When this replica last sent its votes for this slot, for retransmission.
     pub last_sent: Time,
-    /// The prepared certificate from the highest view this replica prepared in.
-    pub prepared_certificate: Option<PreparedCertificate>,
+    /// The prepared certificate from the highest view this replica prepared in, with the
+    /// batch it names (view changes carry the digest only; peers may fetch the batch).
+    pub prepared_certificate: Option<(PreparedCertificate, Batch)>,
+    /// The batch of the pre-prepare accepted in the latest view before `view`, kept so a
+    /// new view that re-proposes it (or a peer that asks for it) still finds it here.
+    pub earlier: Option<(Digest, Batch)>,
 }
 
 impl Slot {
@@ -34,11 +38,35 @@ impl Slot {
         if self.view != view {
             assert!(view > self.view, "a slot never goes back in views");
             self.view = view;
-            self.pre_prepare = None;
+            if let Some((header, batch)) = self.pre_prepare.take() {
+                self.earlier = Some((header.body.digest, batch));
+            }
             self.prepares.clear();
             self.commits.clear();
             self.commit_sent = false;
         }
+    }
+
+    /// Any batch with `digest` this slot holds: accepted in its view or an earlier one,
+    /// prepared, or committed.
+    pub fn batch_with(&self, digest: Digest) -> Option<&Batch> {
+        let accepted =
+            (self.pre_prepare.as_ref()).map(|(header, batch)| (header.body.digest, batch));
+        let prepared = (self.prepared_certificate.as_ref())
+            .map(|(certificate, batch)| (certificate.digest(), batch));
+        let committed = self
+            .committed
+            .as_ref()
+            .map(|(digest, batch)| (*digest, batch));
+        let earlier = self
+            .earlier
+            .as_ref()
+            .map(|(digest, batch)| (*digest, batch));
+        [accepted, prepared, committed, earlier]
+            .into_iter()
+            .flatten()
+            .find(|(held, _)| *held == digest)
+            .map(|(_, batch)| batch)
     }
 
     pub fn accepted_digest(&self) -> Option<Digest> {

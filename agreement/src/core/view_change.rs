@@ -6,10 +6,10 @@ use crate::core::persist::Record;
 use std::collections::{BTreeMap, VecDeque};
 use zz_protocol::crypto::Signed;
 use zz_protocol::messages::{
-    Batch, CheckpointCertificate, Message, NewView, NewViewEntry, PrePrepareHeader,
-    PreparedCertificate, ViewChange,
+    Batch, CheckpointCertificate, Message, NewView, PrePrepareHeader, PreparedCertificate,
+    ViewChange,
 };
-use zz_protocol::{ReplicaId, Seq, Time, View};
+use zz_protocol::{Digest, ReplicaId, Seq, Time, View};
 
 /// What a replica knows of view changes: the latest one from each replica, the timers,
 /// the new view it entered, and messages for views it has not entered yet.
@@ -52,10 +52,10 @@ impl ViewChangeState {
 
 /// O, as every replica computes it from the same 2f+1 view changes: the highest stable
 /// checkpoint among them, and for each sequence number above it up to the highest one
-/// prepared anywhere, the batch prepared in the highest view, or a null batch.
+/// prepared anywhere, the digest prepared in the highest view, or the null batch's.
 pub(super) fn compute_new_view_entries(
     view_changes: &[Signed<ViewChange>],
-) -> (CheckpointCertificate, Vec<(Seq, Batch)>) {
+) -> (CheckpointCertificate, Vec<(Seq, Digest)>) {
     let stable = view_changes
         .iter()
         .map(|view_change| &view_change.body.stable)
@@ -77,12 +77,11 @@ pub(super) fn compute_new_view_entries(
         }
     }
     let max_seq = best.keys().next_back().copied().unwrap_or(stable.seq);
+    let null = Batch::null().digest();
     let entries = (stable.seq.0 + 1..=max_seq.0)
         .map(|seq| {
-            let batch = best
-                .get(&Seq(seq))
-                .map_or_else(Batch::null, |certificate| certificate.batch.clone());
-            (Seq(seq), batch)
+            let digest = (best.get(&Seq(seq))).map_or(null, |certificate| certificate.digest());
+            (Seq(seq), digest)
         })
         .collect();
     (stable, entries)
@@ -98,6 +97,7 @@ impl Replica {
         tracing::info!(replica = %self.config.id, from = %self.view, to = %target, "view change");
         self.view = target;
         self.normal = false;
+        self.proposals.awaited.clear();
         // Armed now, not only once 2f+1 view changes arrive: replicas that missed each
         // other's view changes still move on (with backoff) instead of waiting forever.
         let timeout = self.view_change_timeout_micros();
@@ -125,7 +125,8 @@ impl Replica {
         let prepared = self
             .slots
             .range(low.next()..=high)
-            .filter_map(|(_, slot)| slot.prepared_certificate.clone())
+            .filter_map(|(_, slot)| slot.prepared_certificate.as_ref())
+            .map(|(certificate, _)| certificate.clone())
             .filter(|certificate| certificate.view() < target)
             .collect();
         self.sign(ViewChange {
@@ -235,14 +236,7 @@ impl Replica {
         let (_, computed) = compute_new_view_entries(&view_changes);
         let entries = computed
             .into_iter()
-            .map(|(seq, batch)| NewViewEntry {
-                pre_prepare: self.sign(PrePrepareHeader {
-                    view,
-                    seq,
-                    digest: batch.digest(),
-                }),
-                batch,
-            })
+            .map(|(seq, digest)| self.sign(PrePrepareHeader { view, seq, digest }))
             .collect();
         let new_view = self.sign(NewView {
             view,
@@ -263,9 +257,8 @@ impl Replica {
             && expected
                 .iter()
                 .zip(&new_view.body.entries)
-                .all(|((seq, batch), entry)| {
-                    entry.pre_prepare.body.seq == *seq
-                        && entry.pre_prepare.body.digest == batch.digest()
+                .all(|((seq, digest), entry)| {
+                    entry.body.seq == *seq && entry.body.digest == *digest
                 });
         if !matches {
             return self.drop_message(DropReason::NewViewMismatch);
@@ -292,23 +285,11 @@ impl Replica {
         let (stable, _) = compute_new_view_entries(&new_view.body.view_changes);
         self.adopt_stable_certificate(stable.clone());
         let mut floor = stable.seq;
+        self.proposals.awaited.clear();
         for entry in &new_view.body.entries {
-            floor = floor.max(entry.pre_prepare.body.seq);
-            if !self.in_window(entry.pre_prepare.body.seq) {
-                continue;
-            }
-            if is_primary {
-                let seq = entry.pre_prepare.body.seq;
-                let slot = self.slots.entry(seq).or_default();
-                slot.enter_view(view);
-                slot.pre_prepare = Some((entry.pre_prepare.clone(), entry.batch.clone()));
-                self.persist(Record::Accepted {
-                    pre_prepare: entry.pre_prepare.clone(),
-                    batch: entry.batch.clone(),
-                });
-                self.check_prepared(seq);
-            } else {
-                self.accept_pre_prepare(entry.pre_prepare.clone(), entry.batch.clone());
+            floor = floor.max(entry.body.seq);
+            if self.in_window(entry.body.seq) {
+                self.take_re_proposal(entry.clone());
             }
         }
         self.view_change.new_view_floor = floor;
@@ -355,6 +336,7 @@ impl Replica {
         for (sender, _, message) in buffered {
             self.handle_replica_message(sender, message);
         }
+        self.ask_for_awaited_proposals();
     }
 
     /// The base view-change timeout, doubled for each consecutive failed attempt.

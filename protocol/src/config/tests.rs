@@ -183,13 +183,13 @@ fn bad_configs_name_the_field() {
         ),
         (
             "older format",
-            good.replacen("format = 4\n", "", 1),
-            "written by an older zz (no format) (this zz reads format 4); its state files cannot be read here: move",
+            good.replacen("format = 5\n", "", 1),
+            "written by an older zz (no format) (this zz reads format 5); its state files cannot be read here: move",
         ),
         (
             "other format",
-            good.replacen("format = 4", "format = 7", 1),
-            "written by format 7 (this zz reads format 4)",
+            good.replacen("format = 5", "format = 7", 1),
+            "written by format 7 (this zz reads format 5)",
         ),
         (
             "no clients",

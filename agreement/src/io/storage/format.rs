@@ -35,7 +35,8 @@ const MARKER_MAGIC: [u8; 8] = *b"zzsynced";
 /// The record format this zz writes and reads.
 /// 3: batches carry stability certificates, app heads their stable checkpoint.
 /// 4: requests carry their client's signature.
-pub const FORMAT_VERSION: u32 = 4;
+/// 5: prepared certificates and new views name their batches by digest.
+pub const FORMAT_VERSION: u32 = 5;
 /// Bytes of the file header: the magic, the version and the file id.
 pub(super) const HEADER_BYTES: usize = MAGIC.len() + 4 + FILE_ID_BYTES;
 const FILE_ID_BYTES: usize = 8;
