@@ -28,18 +28,78 @@ pub trait MessageBus: Send + Sync {
     fn dropped_frames(&self) -> u64;
 }
 
-/// Incoming frames, as they arrived; not yet opened. Bounded in frames and in bytes.
+/// Incoming frames, as they arrived; not yet opened. Bounded in frames and in bytes, and
+/// per sender in bytes where the sender has an [`InboxShare`].
 pub struct Inbox {
-    frames: mpsc::Receiver<Bytes>,
+    frames: mpsc::Receiver<QueuedFrame>,
     bytes: Arc<AtomicUsize>,
 }
+
+/// A frame in an inbox, with the share it is charged to.
+type QueuedFrame = (Bytes, Option<Arc<InboxShare>>);
 
 /// The sending side of an [`Inbox`].
 #[derive(Clone)]
 pub struct InboxSender {
-    frames: mpsc::Sender<Bytes>,
+    frames: mpsc::Sender<QueuedFrame>,
     bytes: Arc<AtomicUsize>,
     bytes_max: usize,
+}
+
+/// One sender's share of an inbox: at most `bytes_max` bytes of its frames queued at once,
+/// and within its parent's share too if it has one (all clients together, say). A sender
+/// that fills its share loses its own frames only, not anyone else's room.
+#[derive(Debug)]
+pub struct InboxShare {
+    queued: AtomicUsize,
+    bytes_max: usize,
+    parent: Option<Arc<InboxShare>>,
+}
+
+impl InboxShare {
+    pub fn new(bytes_max: usize) -> Arc<InboxShare> {
+        Arc::new(InboxShare {
+            queued: AtomicUsize::new(0),
+            bytes_max,
+            parent: None,
+        })
+    }
+
+    /// A share of at most `bytes_max` bytes inside `parent`'s.
+    pub fn within(parent: &Arc<InboxShare>, bytes_max: usize) -> Arc<InboxShare> {
+        Arc::new(InboxShare {
+            queued: AtomicUsize::new(0),
+            bytes_max,
+            parent: Some(Arc::clone(parent)),
+        })
+    }
+
+    /// Bytes of this sender's frames queued now.
+    pub fn queued_bytes(&self) -> usize {
+        self.queued.load(Ordering::Acquire)
+    }
+
+    fn reserve(&self, bytes: usize) -> bool {
+        let before = self.queued.fetch_add(bytes, Ordering::AcqRel);
+        if before.saturating_add(bytes) > self.bytes_max {
+            self.queued.fetch_sub(bytes, Ordering::AcqRel);
+            return false;
+        }
+        if let Some(parent) = &self.parent
+            && !parent.reserve(bytes)
+        {
+            self.queued.fetch_sub(bytes, Ordering::AcqRel);
+            return false;
+        }
+        true
+    }
+
+    fn release(&self, bytes: usize) {
+        self.queued.fetch_sub(bytes, Ordering::AcqRel);
+        if let Some(parent) = &self.parent {
+            parent.release(bytes);
+        }
+    }
 }
 
 /// An inbox of at most `frames_max` frames and `bytes_max` bytes.
@@ -63,14 +123,53 @@ pub fn inbox(frames_max: usize, bytes_max: usize) -> (InboxSender, Inbox) {
 impl InboxSender {
     /// Queue `frame` without waiting; `Full` when either bound would be passed.
     pub fn try_send(&self, frame: Bytes) -> Result<(), mpsc::error::TrySendError<Bytes>> {
+        self.try_send_charged(frame, None)
+    }
+
+    /// Queue `frame` without waiting, charged to `share`; `Full` when the share or either
+    /// bound of the inbox would be passed.
+    pub fn try_send_within(
+        &self,
+        frame: Bytes,
+        share: &Arc<InboxShare>,
+    ) -> Result<(), mpsc::error::TrySendError<Bytes>> {
+        self.try_send_charged(frame, Some(share))
+    }
+
+    fn try_send_charged(
+        &self,
+        frame: Bytes,
+        share: Option<&Arc<InboxShare>>,
+    ) -> Result<(), mpsc::error::TrySendError<Bytes>> {
         let length = frame.len();
+        if let Some(share) = share
+            && !share.reserve(length)
+        {
+            return Err(mpsc::error::TrySendError::Full(frame));
+        }
+        let release_share = || {
+            if let Some(share) = share {
+                share.release(length);
+            }
+        };
         let reserved = self.bytes.fetch_add(length, Ordering::AcqRel);
         if reserved.saturating_add(length) > self.bytes_max {
             self.bytes.fetch_sub(length, Ordering::AcqRel);
+            release_share();
             return Err(mpsc::error::TrySendError::Full(frame));
         }
-        self.frames.try_send(frame).inspect_err(|_| {
+        let queued = (frame, share.cloned());
+        self.frames.try_send(queued).map_err(|error| {
             self.bytes.fetch_sub(length, Ordering::AcqRel);
+            release_share();
+            match error {
+                mpsc::error::TrySendError::Full((frame, _)) => {
+                    mpsc::error::TrySendError::Full(frame)
+                }
+                mpsc::error::TrySendError::Closed((frame, _)) => {
+                    mpsc::error::TrySendError::Closed(frame)
+                }
+            }
         })
     }
 }
@@ -78,16 +177,22 @@ impl InboxSender {
 impl Inbox {
     /// The next frame, waiting for one; None once every sender is gone.
     pub async fn recv(&mut self) -> Option<Bytes> {
-        let frame = self.frames.recv().await?;
-        self.bytes.fetch_sub(frame.len(), Ordering::AcqRel);
-        Some(frame)
+        let queued = self.frames.recv().await?;
+        Some(self.taken(queued))
     }
 
     /// The next frame if one is queued.
     pub fn try_recv(&mut self) -> Result<Bytes, mpsc::error::TryRecvError> {
-        let frame = self.frames.try_recv()?;
+        let queued = self.frames.try_recv()?;
+        Ok(self.taken(queued))
+    }
+
+    fn taken(&self, (frame, share): QueuedFrame) -> Bytes {
         self.bytes.fetch_sub(frame.len(), Ordering::AcqRel);
-        Ok(frame)
+        if let Some(share) = share {
+            share.release(frame.len());
+        }
+        frame
     }
 
     /// Bytes of the frames queued now.
@@ -193,5 +298,35 @@ mod tests {
         assert!(sender.try_send(Bytes::from_static(b"12345")).is_ok());
         assert_eq!(receiver.try_recv().unwrap().len(), 4);
         assert_eq!(receiver.queued_bytes(), 5);
+    }
+
+    /// A sender that fills its share loses its own frames only: another sender, in the same
+    /// parent share or outside it, still gets in; the share frees as its frames are read.
+    #[tokio::test]
+    async fn a_sender_is_bounded_by_its_share_of_the_inbox() {
+        let (sender, mut receiver) = inbox(100, 100);
+        let clients = InboxShare::new(12);
+        let greedy = InboxShare::within(&clients, 8);
+        let modest = InboxShare::within(&clients, 8);
+        let frame = |length: usize| Bytes::from(vec![0; length]);
+        assert!(sender.try_send_within(frame(6), &greedy).is_ok());
+        assert!(
+            sender.try_send_within(frame(3), &greedy).is_err(),
+            "own share"
+        );
+        assert!(sender.try_send_within(frame(6), &modest).is_ok());
+        assert!(
+            sender.try_send_within(frame(1), &modest).is_err(),
+            "parent share"
+        );
+        assert!(
+            sender.try_send(frame(50)).is_ok(),
+            "no share: the inbox bound only"
+        );
+        assert_eq!((greedy.queued_bytes(), clients.queued_bytes()), (6, 12));
+        assert_eq!(receiver.recv().await.unwrap().len(), 6);
+        assert_eq!((greedy.queued_bytes(), clients.queued_bytes()), (0, 6));
+        assert!(sender.try_send_within(frame(6), &greedy).is_ok());
+        assert_eq!(receiver.queued_bytes(), 62);
     }
 }

@@ -21,7 +21,9 @@
 //!   keys. A false hello is refused and counted, and changes nothing: no route is taken,
 //!   no peer is thought restarted. Every message is MAC-checked by the [`crate::Endpoint`]
 //!   above the bus besides.
-//! - Incoming frames from every connection land in one bounded [`Inbox`], unopened.
+//! - Incoming frames from every connection land in one bounded [`Inbox`], unopened, each
+//!   charged to its sender's share of it (by the id its hello proved): a node's own, or a
+//!   client host's inside the share of all clients, so no sender crowds out the others.
 //!
 //! Bounds: every queue has a named limit; a frame that finds its queue full is dropped and
 //! counted, never waited for, so [`MessageBus::send`] never blocks. A length prefix above
@@ -47,7 +49,7 @@ pub use hello::HelloKeys;
 pub use identity::{HeldKeys, ListenIdentity, QuicIdentity, QuicPeers, ReplicaPeer};
 pub use tls::{ALPN, install_crypto_provider};
 
-use crate::bus::{INBOX_BYTES_MAX, Inbox, InboxSender, MessageBus};
+use crate::bus::{INBOX_BYTES_MAX, Inbox, InboxSender, InboxShare, MessageBus};
 use crate::config::{ClusterConfig, ConfigError};
 use crate::ids::{ClientId, NodeId};
 use bytes::Bytes;
@@ -70,6 +72,18 @@ pub const PEER_QUEUE_FRAMES_MAX: usize = 4096;
 pub const INCOMING_CONNECTIONS_MAX: usize = 4096;
 /// Client ids one connection may speak for at most (bounds the route table per hello).
 pub const CLIENTS_PER_CONNECTION_MAX: u32 = 65_536;
+/// Bytes of one client host's frames an inbox holds at most (more when requests may be
+/// larger: [`InboxShares`]), so that a client flooding a node drops its own frames only.
+pub const CLIENT_INBOX_SHARE_BYTES: usize = 8 * 1024 * 1024;
+/// Bytes of all clients' frames together an inbox holds at most: the rest is kept for the
+/// nodes' own traffic, which a crowd of clients must not crowd out.
+pub const CLIENTS_INBOX_SHARE_BYTES: usize = INBOX_BYTES_MAX / 4;
+/// Bytes of one node's frames an inbox holds at most, at least (more when frames may be
+/// larger): a Byzantine replica fills its own share only.
+pub const NODE_INBOX_SHARE_BYTES: usize = INBOX_BYTES_MAX / 8;
+/// Per-sender shares kept for senders no longer connected, at most, before they are swept.
+const INBOX_SHARES_KEPT_MAX: usize = 2 * INCOMING_CONNECTIONS_MAX;
+
 /// First wait before redialing a peer that could not be reached; doubles up to the max.
 pub const RECONNECT_BACKOFF_MIN: Duration = Duration::from_millis(50);
 /// Longest wait between dials to an unreachable peer.
@@ -219,6 +233,53 @@ struct Shared {
     /// Frames to clients that had no route yet, kept a moment for their hello (see
     /// [`ParkedFrames`]).
     parked: Mutex<ParkedFrames>,
+    /// Each authenticated sender's share of the inbox.
+    shares: InboxShares,
+}
+
+/// Each sender's share of the inbox, by the id its hello proved: every node has a share of
+/// its own, and every client host one inside the clients' common share. Frames over a
+/// share are dropped and counted like frames over the inbox's bounds.
+struct InboxShares {
+    node_bytes_max: usize,
+    client_bytes_max: usize,
+    clients: Arc<InboxShare>,
+    /// Held by the connections that read for each sender; a sender with two connections
+    /// (a restart, a second client process for the same ids) shares one.
+    by_sender: Mutex<HashMap<NodeId, std::sync::Weak<InboxShare>>>,
+}
+
+impl InboxShares {
+    fn new(frame_bytes_max: usize, request_bytes_max: usize) -> InboxShares {
+        // A few of the largest requests, with their envelopes, always fit a client's share.
+        let request_frame = request_bytes_max.saturating_add(64 * 1024);
+        InboxShares {
+            node_bytes_max: NODE_INBOX_SHARE_BYTES.max(frame_bytes_max),
+            client_bytes_max: CLIENT_INBOX_SHARE_BYTES.max(request_frame.saturating_mul(4)),
+            clients: InboxShare::new(CLIENTS_INBOX_SHARE_BYTES.max(request_frame * 16)),
+            by_sender: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The share of `sender`, whose hello was checked.
+    fn of(&self, sender: NodeId) -> Arc<InboxShare> {
+        let mut by_sender = self
+            .by_sender
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(share) = by_sender.get(&sender).and_then(std::sync::Weak::upgrade) {
+            return share;
+        }
+        if by_sender.len() >= INBOX_SHARES_KEPT_MAX {
+            by_sender.retain(|_, share| share.strong_count() > 0);
+        }
+        let share = match sender {
+            NodeId::Client(_) => InboxShare::within(&self.clients, self.client_bytes_max),
+            _ => InboxShare::new(self.node_bytes_max),
+        };
+        by_sender.insert(sender, Arc::downgrade(&share));
+        share
+    }
 }
 
 impl Shared {
@@ -243,9 +304,10 @@ impl Shared {
         self.rejected_frames.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Hand a received frame to the inbox. False when the inbox is gone (nobody reads).
-    fn deliver(&self, frame: Bytes) -> bool {
-        match self.inbox.try_send(frame) {
+    /// Hand a frame received from an authenticated sender to the inbox, charged to its
+    /// share. False when the inbox is gone (nobody reads).
+    fn deliver(&self, frame: Bytes, share: &Arc<InboxShare>) -> bool {
+        match self.inbox.try_send_within(frame, share) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(_)) => {
                 self.dropped_inbox.fetch_add(1, Ordering::Relaxed);
@@ -301,6 +363,7 @@ impl QuicBus {
         // Every fallible step before the first task is spawned, so a failure leaks nothing.
         let mut targets = Vec::with_capacity(peers.replicas.len() + peers.executions.len());
         let frame_bytes_max = peers.frame_bytes_max;
+        let request_bytes_max = peers.request_bytes_max;
         let nodes: Vec<(NodeId, ReplicaPeer)> = peers.into_nodes().collect();
         let node_certificates: HashMap<Vec<u8>, NodeId> = (nodes.iter())
             .map(|(node, how)| (how.certificate.to_vec(), *node))
@@ -372,6 +435,7 @@ impl QuicBus {
             node_certificates,
             hello_keys: local.hello_keys,
             parked: Mutex::new(ParkedFrames::default()),
+            shares: InboxShares::new(frame_bytes_max, request_bytes_max),
         });
         let mut task_handles = Vec::with_capacity(targets.len() + 1);
         if listening {

@@ -95,6 +95,9 @@ pub struct QuicPeers {
     pub activator: Option<ReplicaPeer>,
     /// Bytes in one frame at most, both ways (the cluster's `frame_bytes_max`).
     pub frame_bytes_max: usize,
+    /// Bytes of one request's operation at most (the cluster's `request_bytes_max`): what
+    /// a client's share of an inbox must hold a few of.
+    pub request_bytes_max: usize,
 }
 
 impl QuicIdentity {
@@ -236,6 +239,7 @@ impl QuicPeers {
             executions,
             activator,
             frame_bytes_max: config.protocol.frame_bytes_max,
+            request_bytes_max: config.protocol.request_bytes_max,
         })
     }
 

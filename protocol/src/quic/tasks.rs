@@ -169,6 +169,7 @@ fn check_hello(
 /// them.
 pub(super) async fn serve_connection(shared: Arc<Shared>, connection: Connection, origin: Origin) {
     let mut peer: Option<NodeId> = None;
+    let mut share = None;
     while let Ok(mut recv) = connection.accept_uni().await {
         let mut reader = FrameReader::new();
         let hello = match reader.next(&mut recv, HELLO_BYTES_MAX).await {
@@ -207,6 +208,7 @@ pub(super) async fn serve_connection(shared: Arc<Shared>, connection: Connection
                     return reject(&shared, &connection, CLOSE_BAD_HELLO, &problem);
                 }
                 peer = Some(id);
+                share = Some(shared.shares.of(id));
                 if let Some(restart) = shared.peer_restarts.get(&id) {
                     restart.saw(claim.incarnation);
                 }
@@ -215,10 +217,14 @@ pub(super) async fn serve_connection(shared: Arc<Shared>, connection: Connection
                 }
             }
         }
+        // Set with `peer`, by the first hello believed on this connection.
+        let Some(share) = share.clone() else {
+            return;
+        };
         loop {
             match reader.next(&mut recv, shared.frame_bytes_max).await {
                 Ok(Some(frame)) => {
-                    if !shared.deliver(frame) {
+                    if !shared.deliver(frame, &share) {
                         // Nobody reads the inbox any more: the node is going away.
                         connection.close(CLOSE_SHUTDOWN, b"inbox closed");
                         return;

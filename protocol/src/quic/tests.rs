@@ -560,3 +560,50 @@ async fn an_unauthenticated_peer_changes_nothing() {
     })
     .await;
 }
+
+/// A client host that floods a node which is not reading fills its own share of the inbox
+/// only: the rest of its frames are dropped and counted, while another client and another
+/// node still get their frames in; reading frees the share again.
+#[tokio::test]
+async fn a_flooding_client_fills_only_its_own_share_of_the_inbox() {
+    within(async {
+        let (dir, config) = cluster("quic-shares");
+        let (bus0, mut inbox0) = start(&dir, &config, R0);
+        let (bus1, _inbox1) = start(&dir, &config, R1);
+        let (flooder, _flooder_inbox) = start(&dir, &config, C0);
+        const MIB: usize = 1024 * 1024;
+        let flood_frames = CLIENT_INBOX_SHARE_BYTES / MIB + 24;
+        for _ in 0..flood_frames {
+            flooder.send(R0, Bytes::from(vec![0xaa; MIB]));
+        }
+        let share_frames = CLIENT_INBOX_SHARE_BYTES / MIB;
+        while bus0.stats().dropped_inbox < (flood_frames - share_frames) as u64 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(inbox0.queued_bytes(), share_frames * MIB);
+        let (modest, _modest_inbox) =
+            QuicBus::start_client_host(&dir.0, &config, ClientId(1), 1).unwrap();
+        modest.send(R0, Bytes::from_static(b"modest client"));
+        bus1.send(R0, Bytes::from_static(b"replica 1"));
+        let mut seen = Vec::new();
+        let mut flood_bytes = 0;
+        while seen.len() < 2 {
+            let frame = inbox0.recv().await.unwrap();
+            match frame.first() {
+                Some(0xaa) => flood_bytes += frame.len(),
+                _ => seen.push(frame),
+            }
+        }
+        seen.sort();
+        assert_eq!(seen, [&b"modest client"[..], &b"replica 1"[..]]);
+        assert_eq!(
+            flood_bytes,
+            share_frames * MIB,
+            "the flooder's share and no more"
+        );
+        flooder.send(R0, Bytes::from(vec![0xaa; MIB]));
+        let frame = inbox0.recv().await.unwrap();
+        assert_eq!(frame.len(), MIB, "the share is free again once read");
+    })
+    .await;
+}
