@@ -729,3 +729,77 @@ fn a_quiet_period_returns_the_app_to_f_plus_1_active_f2() {
         run.stats().active_at_end == vec![3, 3]
     });
 }
+
+/// Requests of the largest size allowed, a primary that crashes, and lossy links, at `f`:
+/// the view change and the new view must fit in a frame whatever the batches weigh.
+fn largest_requests_with_primary_crash(test: &str, f: usize, seeds: Range<u64>) {
+    // Goal: view changes and new views name batches by digest (PBFT section 4.4), so with
+    // 64 KiB requests, where the batches a view change covers weigh more than a frame, a
+    // crashed primary is still replaced; replicas lacking a re-proposed batch fetch it.
+    let runs = run_seeds(test, seeds, |seed| {
+        let (mut scenario, mut rng) = calm(seed, f);
+        scenario.large_requests = true;
+        scenario.params.request_bytes_max = 64 * 1024;
+        scenario.params.batch_size_max = 8;
+        scenario.params.checkpoint_interval = 16;
+        scenario.params.window = 64;
+        scenario.clients = scenario.clients.max(3);
+        scenario.requests_per_client = 20;
+        scenario.drop_per_mille = 30;
+        let crash_at = rng.range(200_000, 500_000);
+        scenario.crashes = vec![(crash_at, scenario.safety_micros, ReplicaId(0))];
+        let covered = scenario.params.window as usize * scenario.params.batch_bytes_max();
+        assert!(covered > 4 * scenario.params.frame_bytes_max);
+        scenario
+    });
+    assert_each(&runs, "every request accepted", Run::all_requests_accepted);
+    assert_each(&runs, "a view change", |run| run.stats().view_changes > 0);
+}
+
+#[test]
+fn the_largest_requests_survive_a_primary_crash_f1() {
+    largest_requests_with_primary_crash("the_largest_requests_survive_a_primary_crash_f1", 1, 0..6);
+}
+
+#[test]
+fn the_largest_requests_survive_a_primary_crash_f2() {
+    largest_requests_with_primary_crash("the_largest_requests_survive_a_primary_crash_f2", 2, 0..4);
+}
+
+#[test]
+fn the_largest_requests_survive_a_primary_crash_f3() {
+    largest_requests_with_primary_crash("the_largest_requests_survive_a_primary_crash_f3", 3, 0..3);
+}
+
+#[test]
+fn an_activator_that_restarts_around_a_fault_still_wakes_and_replaces_f1() {
+    // Goal: the activator crashes just before an active replica starts lying and restarts
+    // a moment later from its saved record (epochs, who is active); the alarms it missed
+    // are raised again, it wakes a standby and replaces the liar, and every request is
+    // accepted. Its standbys are started afresh in their slots, as the node does.
+    let runs = run_seeds(
+        "an_activator_that_restarts_around_a_fault_still_wakes_and_replaces_f1",
+        seeds(),
+        |seed| {
+            let (mut scenario, mut rng) = calm(seed, 1);
+            let member_index = rng.range(0, 1) as usize;
+            let at = rng.range(50_000, 300_000);
+            let fault = Fault::CorruptReply;
+            scenario.execution_faults = vec![execution_fault(member_index, at, fault)];
+            let restart = at + rng.range(100_000, 1_500_000);
+            scenario.activator_restart = Some((at - 20_000, restart));
+            scenario.safety_micros = scenario.safety_micros.max(restart + 1_000_000);
+            scenario
+        },
+    );
+    assert_each(&runs, "every request accepted", Run::all_requests_accepted);
+    assert_each(&runs, "one activator restart", |run| {
+        run.stats().activator_restarts == 1
+    });
+    assert_each(&runs, "a standby woken", |run| {
+        run.stats().standbys_woken > 0
+    });
+    assert_each(&runs, "the liar replaced", |run| {
+        run.stats().faulty_replaced == 1
+    });
+}

@@ -6,7 +6,7 @@
 //! waking standbys or replacing faulty replicas fails here too.
 
 use zz_experiments::sim::rng::SimRng;
-use zz_experiments::sim::scenario::Scenario;
+use zz_experiments::sim::scenario::{REQUEST_BYTES, Scenario};
 use zz_experiments::sim::{ActivationSummary, SimOutcome, run_scenario, sweep};
 
 /// One thread per test: cargo already runs the two sweeps side by side.
@@ -84,6 +84,25 @@ fn safety_and_liveness_hold_across_200_seeds_with_f1() {
     assert_seeds_at_least("bad buckets refused", refused, 1, &activation);
     let attacked = activation.seeds_byzantine_client;
     assert_seeds_at_least("a Byzantine client attacking", attacked, 66, &activation);
+    assert_drawn_faults_happen(&activation, 200);
+}
+
+/// The faults every sweep draws besides activation's, in a share of its `seeds` well below
+/// what they are drawn with (a quarter of the seeds send the largest requests, 30% restart
+/// the activator; a quarter of f=1 seeds fetched a new view's batch over 2,000 seeds):
+/// large requests, activator restarts, and replicas that lacked a re-proposed batch.
+fn assert_drawn_faults_happen(activation: &ActivationSummary, seeds: usize) {
+    let large = activation.seeds_large_requests;
+    assert_seeds_at_least("the largest requests", large, seeds / 8, activation);
+    let restarts = activation.seeds_activator_restarts;
+    assert_seeds_at_least("activator restarts", restarts, seeds / 6, activation);
+    let fetched = activation.seeds_proposals_fetched;
+    assert_seeds_at_least(
+        "re-proposed batches fetched",
+        fetched,
+        seeds / 10,
+        activation,
+    );
 }
 
 #[test]
@@ -98,6 +117,7 @@ fn safety_and_liveness_hold_across_60_seeds_with_f2() {
     assert_seeds_at_least("faulty replicas replaced", replaced, 12, &activation);
     let attacked = activation.seeds_byzantine_client;
     assert_seeds_at_least("a Byzantine client attacking", attacked, 15, &activation);
+    assert_drawn_faults_happen(&activation, 60);
 }
 
 #[test]
@@ -114,8 +134,12 @@ fn seeds_where_agreement_replicas_lost_orders_to_state_transfer_and_restarts_hea
     for (seed, f) in [(140, 1), (479, 1), (42, 2)] {
         let mut scenario = Scenario::generate(&mut SimRng::new(seed), f);
         scenario.byzantine_client_every_micros = None;
+        scenario.large_requests = false;
+        scenario.params.request_bytes_max = REQUEST_BYTES;
+        scenario.activator_restart = None;
         for behaviours in scenario.byzantine.values_mut() {
             behaviours.spoil_signatures = 0;
+            behaviours.greedy_fetch = 0;
         }
         let outcome = run_scenario(seed, scenario);
         assert!(

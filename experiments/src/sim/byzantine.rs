@@ -3,8 +3,9 @@
 //! can with its own keys: equivocating pre-prepares, conflicting prepares and commits,
 //! false checkpoints, forged orders to execution replicas and to peers recovering them,
 //! false stable execution checkpoints and votes for them, a primary leaving stability
-//! certificates out of its batches, view changes that hide prepared certificates, absurd views and sequence numbers, replays of its old messages, forged
-//! MACs, silence, and false `Wake` and `Faulty` alarms to the activator (validly
+//! certificates out of its batches, view changes that hide prepared certificates, batches
+//! fetched by digest with other contents, greedy fetch requests, absurd views and sequence
+//! numbers, replays of its old messages, forged MACs, silence, and false `Wake` and `Faulty` alarms to the activator (validly
 //! authenticated, for random apps, epochs and members).
 
 use super::rng::SimRng;
@@ -14,7 +15,8 @@ use zz_protocol::config::LOCAL_ACTIVATOR;
 use zz_protocol::crypto::{Ed25519SigningKey, Signed};
 use zz_protocol::envelope::peek_message;
 use zz_protocol::messages::{
-    Batch, Commit, FaultReason, Faulty, Message, PrePrepareHeader, Prepare, Wake, WakeReason,
+    Batch, Commit, FaultReason, Faulty, FetchBatches, FetchProposals, Message, PrePrepareHeader,
+    Prepare, Proposal, Wake, WakeReason,
 };
 use zz_protocol::{AppId, Digest, Endpoint, ExecutionId, NodeId, ReplicaId, Seq, View};
 
@@ -37,6 +39,10 @@ pub struct Behaviours {
     pub silence: u64,
     /// A false `Wake` or `Faulty` to the activator, besides the frame.
     pub false_alarms: u64,
+    /// A request for every committed batch there is, and for batches by digest across
+    /// the window, besides the frame (answers are rate-limited per asker). Drawn by the
+    /// scenario after everything else.
+    pub greedy_fetch: u64,
     /// As primary, per mille of sequence numbers (alike for every backup): spoil every
     /// batched request's signature and every MAC slot but replica 1's, so that replica 1
     /// alone accepts the batch (on its slot) and the other backups refuse it. Drawn by the
@@ -64,6 +70,7 @@ impl Behaviours {
             forge_mac: rate(200),
             silence: rate(300),
             false_alarms: rate(300),
+            greedy_fetch: 0,
             spoil_signatures: 0,
         }
     }
@@ -170,6 +177,9 @@ impl Byzantine {
         }
         if rng.chance(b.false_alarms) {
             out.extend(self.false_alarm(rng));
+        }
+        if matches!(to, NodeId::Replica(_)) && rng.chance(b.greedy_fetch) {
+            out.extend(self.greedy_fetches(rng, to));
         }
         if rng.chance(b.silence) {
             return out;
@@ -303,6 +313,15 @@ impl Byzantine {
                 }
                 Some(Message::ChainedOrders(forged))
             }
+            // A batch asked for by digest, with other contents: the asker drops it.
+            Message::Proposal(proposal) if rng.chance(b.conflicting_votes) => {
+                let mut spoiled = proposal.batch.clone();
+                spoiled.nondet.seed ^= 1;
+                Some(Message::Proposal(Proposal {
+                    seq: proposal.seq,
+                    batch: spoiled,
+                }))
+            }
             Message::ViewChange(view_change) if rng.chance(b.hide_certificates) => {
                 let mut body = view_change.body.clone();
                 body.prepared.clear();
@@ -315,6 +334,25 @@ impl Byzantine {
             None => out.push((to, frame)),
         }
         out
+    }
+
+    /// Fetch requests that ask for as much as they can: every committed batch, and
+    /// batches by digest at random sequence numbers of the window (with digests of null
+    /// batches, which every replica can make, and random ones).
+    fn greedy_fetches(&self, rng: &mut SimRng, to: NodeId) -> Vec<(NodeId, Bytes)> {
+        let all = Message::FetchBatches(FetchBatches {
+            from: Seq(1),
+            to: Seq(u64::MAX / 2),
+        });
+        let first = rng.range(1, 1024);
+        let wanted = (first..first + 64)
+            .map(|seq| (Seq(seq), Self::random_digest(rng)))
+            .collect();
+        let by_digest = Message::FetchProposals(FetchProposals { wanted });
+        [all, by_digest]
+            .iter()
+            .filter_map(|message| self.seal(to, message))
+            .collect()
     }
 
     fn seal(&self, to: NodeId, message: &Message) -> Option<(NodeId, Bytes)> {

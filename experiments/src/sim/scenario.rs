@@ -57,6 +57,11 @@ pub struct Scenario {
     pub announce_micros: u64,
     /// A Byzantine client (id `clients`, provisioned) attacking this often, if any.
     pub byzantine_client_every_micros: Option<u64>,
+    /// When the activator crashes and when it restarts from its saved record, if it does.
+    pub activator_restart: Option<(u64, u64)>,
+    /// Whether clients send requests of the largest size allowed (`request_bytes_max`,
+    /// then 64 KiB), so that batches, view changes and catch-up carry megabytes.
+    pub large_requests: bool,
 }
 
 impl Scenario {
@@ -68,7 +73,7 @@ impl Scenario {
             window: checkpoint_interval * rng.range(2, 4),
             batch_size_max: rng.range(1, 8) as usize,
             pipeline_max: rng.range(1, 4),
-            request_bytes_max: 1024,
+            request_bytes_max: REQUEST_BYTES,
             frame_bytes_max: 4 * 1024 * 1024,
             view_change_timeout_ms: rng.range(200, 800),
             status_interval_ms: rng.range(30, 120),
@@ -136,6 +141,8 @@ impl Scenario {
             quiet_micros: 0,
             announce_micros: 0,
             byzantine_client_every_micros: None,
+            large_requests: false,
+            activator_restart: None,
         };
         // Activation draws come after the others, and the cluster crash last, so the
         // draws before each keep the values they had before it was added.
@@ -148,6 +155,21 @@ impl Scenario {
             if rng.chance(500) {
                 behaviours.spoil_signatures = rng.range(1, 500);
             }
+        }
+        if rng.chance(LARGE_REQUESTS_PER_MILLE) {
+            scenario.large_requests = true;
+            scenario.params.request_bytes_max = LARGE_REQUEST_BYTES;
+            (scenario.params.validate()).expect("a full batch of large requests fits a frame");
+        }
+        for behaviours in scenario.byzantine.values_mut() {
+            if rng.chance(500) {
+                behaviours.greedy_fetch = rng.range(1, 300);
+            }
+        }
+        if rng.chance(ACTIVATOR_RESTART_PER_MILLE) {
+            let at = rng.range(0, scenario.safety_micros);
+            let restart = (at + rng.range(10_000, 3_000_000)).min(scenario.safety_micros);
+            scenario.activator_restart = Some((at, restart));
         }
         scenario
     }
@@ -196,6 +218,16 @@ impl Scenario {
         }
     }
 }
+
+/// Seeds, per thousand, whose activator crashes and restarts once.
+pub const ACTIVATOR_RESTART_PER_MILLE: u64 = 300;
+
+/// The request size limit in most seeds.
+pub const REQUEST_BYTES: usize = 1024;
+/// Seeds, per thousand, whose clients send requests of the largest size allowed.
+pub const LARGE_REQUESTS_PER_MILLE: u64 = 250;
+/// The request size limit in those seeds (zz's default limit).
+pub const LARGE_REQUEST_BYTES: usize = 64 * 1024;
 
 /// Seeds, per thousand, with a Byzantine client.
 pub const BYZANTINE_CLIENT_PER_MILLE: u64 = 500;

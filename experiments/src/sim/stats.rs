@@ -13,6 +13,10 @@ pub struct SimStats {
     pub batches_ordered_max: u64,
     pub view_changes: u64,
     pub state_transfers: u64,
+    /// Batches of new views' re-proposals that replicas lacked and fetched by digest.
+    pub proposals_fetched: u64,
+    /// Answers to fetch requests withheld from an asker over its share.
+    pub fetch_answers_withheld: u64,
     pub frames_rejected: u64,
     pub frames_lost: u64,
     /// Messages the cores dropped after authentication (stale, duplicate, out of window..),
@@ -22,6 +26,8 @@ pub struct SimStats {
     /// with a replay.
     pub byzantine_frames_altered: u64,
     pub byzantine_replicas: usize,
+    /// Whether clients sent requests of the largest size allowed.
+    pub large_requests: bool,
     /// Attacks the Byzantine client sent (none without one).
     pub byzantine_client_attacks: u64,
     pub crashes: usize,
@@ -29,6 +35,8 @@ pub struct SimStats {
     pub restarts: u64,
     /// Whether every agreement replica crashed at once (and restarted).
     pub cluster_crashes: u64,
+    /// Times the activator crashed (and restarted from its record).
+    pub activator_restarts: u64,
     /// Records a crash lost because they were appended but not synced yet, and frames it
     /// lost because they waited for that sync.
     pub unsynced_records_lost: u64,
@@ -72,9 +80,10 @@ impl fmt::Display for SimStats {
         write!(
             f,
             "events {}, accepted {}, batches {}, execution checkpoints {}, app orders checked \
-             {}, view changes {}, state transfers {}, rejected {}, lost {}, dropped {{{}}}, \
-             byzantine {} ({} frames altered, {} false alarms), byzantine client attacks {}, crashes {} ({} restarts, {} of \
-             the whole cluster, {} unsynced records and {} held frames lost, {} orders restored), \
+             {}, view changes {}, state transfers {}, re-proposals fetched {}, fetch answers \
+             withheld {}, rejected {}, lost {}, dropped {{{}}}, \
+             byzantine {} ({} frames altered, {} false alarms), byzantine client attacks {}, large requests {}, crashes {} ({} restarts, {} of \
+             the whole cluster, {} of the activator, {} unsynced records and {} held frames lost, {} orders restored), \
              execution faults {} ({} planned), alarms {} wakes and {} faulty ({} from correct \
              replicas), woken {}, destroyed {} ({} faulty), started {}, paused {}, buckets \
              fetched {} ({} bad refused), results checked {}, active at end {:?}, end {:.1}s",
@@ -85,6 +94,8 @@ impl fmt::Display for SimStats {
             self.app_orders_checked,
             self.view_changes,
             self.state_transfers,
+            self.proposals_fetched,
+            self.fetch_answers_withheld,
             self.frames_rejected,
             self.frames_lost,
             (self.messages_dropped.iter())
@@ -95,9 +106,11 @@ impl fmt::Display for SimStats {
             self.byzantine_frames_altered,
             self.false_alarms_sent,
             self.byzantine_client_attacks,
+            self.large_requests,
             self.crashes,
             self.restarts,
             self.cluster_crashes,
+            self.activator_restarts,
             self.unsynced_records_lost,
             self.held_frames_lost,
             self.orders_restored,

@@ -26,6 +26,19 @@ pub struct ActivationSummary {
     pub buckets_fetched: u64,
     pub bad_buckets: u64,
     pub results_checked: u64,
+    /// Seeds where a replica fetched a new view's batch by digest, and such batches.
+    pub seeds_proposals_fetched: usize,
+    pub proposals_fetched: u64,
+    /// Seeds where a greedy asker was refused answers over its share.
+    pub seeds_fetch_answers_withheld: usize,
+    /// Seeds whose clients sent requests of the largest size allowed.
+    pub seeds_large_requests: usize,
+    /// Seeds with Byzantine agreement replicas.
+    pub seeds_byzantine_replicas: usize,
+    /// Seeds with at least one view change.
+    pub seeds_view_changes: usize,
+    /// Seeds whose activator crashed and restarted.
+    pub seeds_activator_restarts: usize,
 }
 
 impl ActivationSummary {
@@ -58,6 +71,13 @@ impl ActivationSummary {
             buckets_fetched: sum(&|s| s.buckets_fetched),
             bad_buckets: sum(&|s| s.bad_buckets),
             results_checked: sum(&|s| s.results_checked),
+            seeds_proposals_fetched: count(&|s| s.proposals_fetched > 0),
+            proposals_fetched: sum(&|s| s.proposals_fetched),
+            seeds_fetch_answers_withheld: count(&|s| s.fetch_answers_withheld > 0),
+            seeds_large_requests: count(&|s| s.large_requests),
+            seeds_byzantine_replicas: count(&|s| s.byzantine_replicas > 0),
+            seeds_view_changes: count(&|s| s.view_changes > 0),
+            seeds_activator_restarts: count(&|s| s.activator_restarts > 0),
         }
     }
 }
@@ -69,7 +89,9 @@ impl std::fmt::Display for ActivationSummary {
             "of {} seeds: {} with execution faults, {} woke standbys ({} thaws), {} destroyed \
              replicas ({}; {} seeds replaced a faulty one, {} replicas), {} paused extras, \
              {} fetched buckets ({}), {} refused bad buckets ({}), {} had false alarms, {} a Byzantine client \
-             ({} attacks); {} client results checked",
+             ({} attacks), {} fetched new views' batches by digest ({}), {} withheld fetch \
+             answers, {} large requests, {} Byzantine replicas, {} view changes, {} restarted \
+             the activator; {} client results checked",
             self.seeds,
             self.seeds_with_execution_faults,
             self.seeds_woken,
@@ -86,6 +108,13 @@ impl std::fmt::Display for ActivationSummary {
             self.seeds_false_alarms,
             self.seeds_byzantine_client,
             self.byzantine_client_attacks,
+            self.seeds_proposals_fetched,
+            self.proposals_fetched,
+            self.seeds_fetch_answers_withheld,
+            self.seeds_large_requests,
+            self.seeds_byzantine_replicas,
+            self.seeds_view_changes,
+            self.seeds_activator_restarts,
             self.results_checked,
         )
     }

@@ -75,7 +75,12 @@ pub(crate) enum Event {
         execution: ExecutionId,
         generation: u64,
     },
-    ActivatorTimer,
+    ActivatorTimer {
+        generation: u64,
+    },
+    /// The activator crashes, or restarts from its saved record.
+    CrashActivator,
+    RestartActivator,
 }
 
 pub(crate) struct World {
@@ -241,6 +246,7 @@ impl World {
         });
         let stats = SimStats {
             byzantine_replicas: scenario.byzantine.len(),
+            large_requests: scenario.large_requests,
             crashes: scenario.crashes.len(),
             execution_faults_planned: scenario.execution_faults.len(),
             ..SimStats::default()
@@ -302,7 +308,11 @@ impl World {
         for index in 0..self.executions.len() {
             self.reschedule_execution(ExecutionId(index as u32));
         }
-        self.schedule(Time(0), Event::ActivatorTimer);
+        self.schedule(Time(0), Event::ActivatorTimer { generation: 0 });
+        if let Some((at, restart)) = self.scenario.activator_restart {
+            self.schedule(Time(at), Event::CrashActivator);
+            self.schedule(Time(restart), Event::RestartActivator);
+        }
         if let Some(attacker) = &self.byzantine_client {
             // The first attack comes one interval after the start.
             self.schedule(Time(attacker.every_micros), Event::ByzantineClientTimer);
@@ -373,7 +383,9 @@ impl World {
                 execution,
                 generation,
             } => self.execution_timer(execution, generation)?,
-            Event::ActivatorTimer => self.activator_timeout()?,
+            Event::ActivatorTimer { generation } => self.activator_timeout(generation)?,
+            Event::CrashActivator => self.crash_activator(),
+            Event::RestartActivator => self.restart_activator()?,
             Event::Heal => {
                 self.healed = true;
                 for index in 0..self.replicas.len() {
@@ -399,6 +411,8 @@ impl World {
                 let counters = driver.replica().counters();
                 self.stats.view_changes += counters.view_changes_started;
                 self.stats.state_transfers += counters.state_transfers;
+                self.stats.proposals_fetched += counters.proposals_fetched;
+                self.stats.fetch_answers_withheld += counters.fetch_answers_withheld;
                 self.stats.batches_ordered_max =
                     self.stats.batches_ordered_max.max(counters.batches_ordered);
                 self.stats.frames_rejected += driver.counters().rejected.values().sum::<u64>();

@@ -17,17 +17,38 @@ use super::executions::bad_buckets;
 use super::{APPS, fresh_execution_driver};
 use std::collections::BTreeSet;
 use zz_activator::driver::{ActivatorDriver, ActivatorSetup, Alarm};
-use zz_activator::policy::{Command, Member, MemberState, PolicyConfig};
+use zz_activator::policy::{Command, Member, MemberState, PolicyConfig, PoolsRecord};
+use zz_activator::pools_file::{PoolStore, PoolsFileError};
 use zz_agreement::liaison::membership::ExecutionGroups;
 use zz_protocol::config::LOCAL_ACTIVATOR;
 use zz_protocol::{AppId, Endpoint, ExecutionId, NodeId};
 
-/// The activator node: the real driver behind its endpoint, on its own bus.
+/// The activator node: the real driver behind its endpoint, on its own bus, saving its
+/// record to a store that survives its crashes.
 pub(crate) struct SimActivator {
-    pub(crate) driver: ActivatorDriver<SimBus, SimBackend>,
+    pub(crate) driver: ActivatorDriver<SimBus, SimBackend, SimPoolStore>,
     bus: SimBus,
     /// Members the policy holds active, as its commands said (the checker's own view).
     active: BTreeSet<ExecutionId>,
+    /// What a restart builds the driver from again.
+    setup: ActivatorSetup,
+    endpoint: Endpoint,
+    store: SimPoolStore,
+    /// Crashed and not restarted yet: frames to it are lost, its timer stopped.
+    pub(crate) down: bool,
+    /// Its timer chain; a restart starts a new one.
+    pub(crate) timer_generation: u64,
+}
+
+/// The activator's record as last saved (synced at once, as the pools file is).
+#[derive(Clone, Default)]
+pub(crate) struct SimPoolStore(std::rc::Rc<std::cell::RefCell<Option<PoolsRecord>>>);
+
+impl PoolStore for SimPoolStore {
+    fn save(&mut self, record: &PoolsRecord) -> Result<(), PoolsFileError> {
+        *self.0.borrow_mut() = Some(record.clone());
+        Ok(())
+    }
 }
 
 impl SimActivator {
@@ -77,10 +98,23 @@ impl SimActivator {
             wall_clock_at_zero_ms,
         };
         let bus = SimBus::default();
+        let store = SimPoolStore::default();
+        let driver = ActivatorDriver::new(
+            setup.clone(),
+            endpoint.clone(),
+            bus.clone(),
+            SimBackend::default(),
+        )
+        .with_pool_store(store.clone());
         SimActivator {
-            driver: ActivatorDriver::new(setup, endpoint, bus.clone(), SimBackend::default()),
+            driver,
             bus,
             active: initial_active.values().flatten().copied().collect(),
+            setup,
+            endpoint,
+            store,
+            down: false,
+            timer_generation: 0,
         }
     }
 }
@@ -96,17 +130,74 @@ impl World {
     }
 
     /// The driver's timeout, then the next one is scheduled.
-    pub(crate) fn activator_timeout(&mut self) -> Result<(), Violation> {
+    pub(crate) fn activator_timeout(&mut self, generation: u64) -> Result<(), Violation> {
+        if self.activator.down || generation != self.activator.timer_generation {
+            return Ok(());
+        }
         complete(self.activator.driver.handle_timeout(self.now));
         self.carry_out_commands()?;
         let next = self.activator.driver.poll_timeout().max(self.now);
-        self.schedule(next, Event::ActivatorTimer);
+        self.schedule(next, Event::ActivatorTimer { generation });
+        Ok(())
+    }
+
+    /// The activator process dies: what it held in memory (alarms, timers, pending
+    /// announcements) is gone; its saved record stays.
+    pub(crate) fn crash_activator(&mut self) {
+        self.activator.down = true;
+        self.activator.bus.drain();
+        self.stats.activator_restarts += 1;
+    }
+
+    /// The activator comes back as the node does: the configured pools restored from its
+    /// saved record (epochs, who is active, who was woken), its standbys started afresh
+    /// (each replaces the paused instance in its slot), its active members found running.
+    pub(crate) fn restart_activator(&mut self) -> Result<(), Violation> {
+        let activator = &mut self.activator;
+        let mut driver = ActivatorDriver::new(
+            activator.setup.clone(),
+            activator.endpoint.clone(),
+            activator.bus.clone(),
+            SimBackend::default(),
+        )
+        .with_pool_store(activator.store.clone());
+        let record = activator.store.0.borrow().clone();
+        if let Some(record) = &record {
+            (driver.restore(record)).expect("the record was saved for this configuration");
+        }
+        let restarted_standbys: Vec<ExecutionId> = (driver.policy().status().into_values())
+            .flat_map(|pool| pool.members)
+            .filter(|member| member.state == MemberState::Starting)
+            .map(|member| member.id)
+            .collect();
+        activator.driver = driver;
+        activator.down = false;
+        activator.timer_generation += 1;
+        for member in restarted_standbys {
+            // The old instance goes; the backend's start puts a fresh one in its place.
+            let sim = &mut self.executions[member.0 as usize];
+            if let Some(old) = sim.driver.take() {
+                self.bad_buckets_of_destroyed += bad_buckets(&old);
+            }
+            sim.bus.drain();
+            sim.paused = true;
+            sim.crashed = false;
+            sim.instance += 1;
+        }
+        let now = self.now;
+        complete(self.activator.driver.start_members(|| now));
+        self.carry_out_commands()?;
+        let generation = self.activator.timer_generation;
+        self.schedule(now, Event::ActivatorTimer { generation });
         Ok(())
     }
 
     /// A frame for the activator: an alarm the driver hands its policy is recorded in the
     /// checker's ledger (with the epoch its app was at), then the commands are carried out.
     pub(crate) fn deliver_to_activator(&mut self, frame: &[u8]) -> Result<(), Violation> {
+        if self.activator.down {
+            return Ok(());
+        }
         let Some(received) = self.activator.driver.handle_frame(self.now, frame) else {
             return Ok(());
         };

@@ -69,11 +69,13 @@ impl World {
             client.remaining -= 1;
             let app = client_app(id);
             let timestamp = client.next_timestamp;
+            let size =
+                (self.scenario.large_requests).then_some(self.scenario.params.request_bytes_max);
             let request = Request {
                 app,
                 client: id,
                 timestamp,
-                op: client_op(app, id, timestamp),
+                op: client_op(app, id, timestamp, size),
             };
             client.next_timestamp += 1;
             let request = client.endpoint.authenticate_request(request);
@@ -154,8 +156,45 @@ fn client_app(client: ClientId) -> AppId {
 }
 
 /// A deterministic operation for `app`: kv clients write and read a few shared keys, so
-/// results depend on the order of execution; null clients send a small payload.
-fn client_op(app: AppId, client: ClientId, timestamp: u64) -> Vec<u8> {
+/// results depend on the order of execution; null clients send a small payload. With
+/// `size`, writes and payloads are padded to exactly that many bytes.
+fn client_op(app: AppId, client: ClientId, timestamp: u64, size: Option<usize>) -> Vec<u8> {
+    let op = plain_client_op(app, client, timestamp);
+    let Some(size) = size else {
+        return op;
+    };
+    match APPS[app.0 as usize] {
+        "kv" => {
+            let key = format!("k{}", (client.0 + timestamp) % 3).into_bytes();
+            if timestamp.is_multiple_of(3) {
+                return op;
+            }
+            let mut value = timestamp.to_le_bytes().to_vec();
+            let put = |value: Vec<u8>| {
+                zz_apps::kv::encode_op(&zz_apps::kv::Op::Put {
+                    key: key.clone(),
+                    value,
+                })
+            };
+            // The encoding's overhead does not depend on the value's contents.
+            let overhead = put(Vec::new()).len() + 8;
+            value.resize(size.saturating_sub(overhead).max(8), 0xab);
+            let padded = put(value);
+            assert!(
+                padded.len() <= size,
+                "a padded request stays within the limit"
+            );
+            padded
+        }
+        _ => {
+            let mut padded = op;
+            padded.resize(size, 0xab);
+            padded
+        }
+    }
+}
+
+fn plain_client_op(app: AppId, client: ClientId, timestamp: u64) -> Vec<u8> {
     match APPS[app.0 as usize] {
         "kv" => {
             let key = format!("k{}", (client.0 + timestamp) % 3).into_bytes();
