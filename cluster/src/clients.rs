@@ -43,6 +43,7 @@ pub fn add_client(
         return Err(AddClientError::NoIds);
     }
     let config = ClusterConfig::load(dir)?;
+    let _lock = lock_allocation(dir)?;
     let path = dir.join(client_file_path(name));
     if path.exists() {
         return Err(AddClientError::Exists {
@@ -64,6 +65,27 @@ pub fn add_client(
     })?;
     let file = write_client_file(dir, &config, name, first, count)?;
     Ok((file, path))
+}
+
+/// Held while client ids are given out: two `zz client add` at once would otherwise read
+/// the same high-water mark and give the same ids (the same keys) to two clients.
+struct AllocationLock(#[allow(dead_code)] std::fs::File);
+
+fn lock_allocation(dir: &Path) -> Result<AllocationLock, ConfigError> {
+    use std::os::fd::AsRawFd;
+    create_dir(&dir.join(CLIENTS_DIR), true)?;
+    let path = dir.join(CLIENTS_DIR).join(".lock");
+    let file = (std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true))
+    .open(&path)
+    .map_err(|source| ConfigError::io(&path, source))?;
+    // SAFETY: flock on a descriptor this function owns; it is released when the file closes.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
+        return Err(ConfigError::io(&path, std::io::Error::last_os_error()));
+    }
+    Ok(AllocationLock(file))
 }
 
 /// The end of every client id range ever given out (0 when none was recorded).

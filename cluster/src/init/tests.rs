@@ -389,3 +389,36 @@ fn client_files_hold_their_own_ids_keys_and_refuse_what_does_not_fit() {
         Err(AddClientError::NoFreeIds { .. })
     ));
 }
+
+/// Clients added at once, from threads as from processes, never share an id: giving ids
+/// out is serialised by a lock on the clients folder.
+#[test]
+fn clients_added_at_once_get_distinct_ids() {
+    use crate::clients::add_client;
+    let dir = TempDir::new("client-race");
+    let options = InitOptions {
+        base_port: 23_400,
+        clients: 64,
+        apps: vec!["kv".into()],
+        params: test_params(),
+        ..InitOptions::default()
+    };
+    init_cluster(&dir.0, options, no_state).expect("init_cluster");
+    let path = dir.0.clone();
+    let workers: Vec<_> = (0..8)
+        .map(|worker| {
+            let path = path.clone();
+            std::thread::spawn(move || {
+                let (file, _) = add_client(&path, &format!("racer-{worker}"), 1).unwrap();
+                file.ids()
+            })
+        })
+        .collect();
+    let mut ids: Vec<u64> = (workers.into_iter())
+        .flat_map(|worker| worker.join().unwrap())
+        .collect();
+    ids.sort();
+    let before = ids.len();
+    ids.dedup();
+    assert_eq!(ids.len(), before, "an id given twice: {ids:?}");
+}
