@@ -33,6 +33,7 @@ pub trait MessageBus: Send + Sync {
 pub struct Inbox {
     frames: mpsc::Receiver<QueuedFrame>,
     bytes: Arc<AtomicUsize>,
+    charge_min: usize,
 }
 
 /// A frame in an inbox, with the share it is charged to.
@@ -44,6 +45,7 @@ pub struct InboxSender {
     frames: mpsc::Sender<QueuedFrame>,
     bytes: Arc<AtomicUsize>,
     bytes_max: usize,
+    charge_min: usize,
 }
 
 /// One sender's share of an inbox: at most `bytes_max` bytes of its frames queued at once,
@@ -102,22 +104,25 @@ impl InboxShare {
     }
 }
 
-/// An inbox of at most `frames_max` frames and `bytes_max` bytes.
+/// An inbox of at most `frames_max` frames and `bytes_max` bytes. Each frame is charged
+/// `bytes_max / frames_max` bytes at least, against the inbox and its sender's share, so a
+/// share bounds its sender's frames too: a flood of empty frames cannot take every slot.
 pub fn inbox(frames_max: usize, bytes_max: usize) -> (InboxSender, Inbox) {
     let (sender, receiver) = mpsc::channel(frames_max);
     let bytes = Arc::new(AtomicUsize::new(0));
+    let charge_min = bytes_max / frames_max.max(1);
     let sender = InboxSender {
         frames: sender,
         bytes: Arc::clone(&bytes),
         bytes_max,
+        charge_min,
     };
-    (
-        sender,
-        Inbox {
-            frames: receiver,
-            bytes,
-        },
-    )
+    let inbox = Inbox {
+        frames: receiver,
+        bytes,
+        charge_min,
+    };
+    (sender, inbox)
 }
 
 impl InboxSender {
@@ -141,7 +146,7 @@ impl InboxSender {
         frame: Bytes,
         share: Option<&Arc<InboxShare>>,
     ) -> Result<(), mpsc::error::TrySendError<Bytes>> {
-        let length = frame.len();
+        let length = frame.len().max(self.charge_min);
         if let Some(share) = share
             && !share.reserve(length)
         {
@@ -188,14 +193,15 @@ impl Inbox {
     }
 
     fn taken(&self, (frame, share): QueuedFrame) -> Bytes {
-        self.bytes.fetch_sub(frame.len(), Ordering::AcqRel);
+        let length = frame.len().max(self.charge_min);
+        self.bytes.fetch_sub(length, Ordering::AcqRel);
         if let Some(share) = share {
-            share.release(frame.len());
+            share.release(length);
         }
         frame
     }
 
-    /// Bytes of the frames queued now.
+    /// Bytes charged for the frames queued now (each the inbox's minimum charge at least).
     pub fn queued_bytes(&self) -> usize {
         self.bytes.load(Ordering::Acquire)
     }
@@ -328,5 +334,20 @@ mod tests {
         assert_eq!((greedy.queued_bytes(), clients.queued_bytes()), (0, 6));
         assert!(sender.try_send_within(frame(6), &greedy).is_ok());
         assert_eq!(receiver.queued_bytes(), 62);
+    }
+
+    /// Tiny frames are charged the inbox's bytes over its frames: a sender's share then
+    /// bounds how many of the inbox's slots it can take, however small its frames.
+    #[tokio::test]
+    async fn empty_frames_are_charged_a_slots_worth() {
+        let (sender, mut receiver) = inbox(10, 100);
+        let share = InboxShare::new(30);
+        for _ in 0..3 {
+            assert!(sender.try_send_within(Bytes::new(), &share).is_ok());
+        }
+        assert!(sender.try_send_within(Bytes::new(), &share).is_err());
+        assert_eq!((share.queued_bytes(), receiver.queued_bytes()), (30, 30));
+        assert!(receiver.recv().await.unwrap().is_empty());
+        assert_eq!((share.queued_bytes(), receiver.queued_bytes()), (20, 20));
     }
 }

@@ -87,6 +87,15 @@ impl Batch {
         self.digest_and_size().0
     }
 
+    /// Roughly its encoded size, without encoding it (stability votes included), for
+    /// budgets that must not cost an encoding to check.
+    pub fn weight(&self) -> usize {
+        let votes: usize = (self.stability.iter())
+            .map(|certificate| 64 + 112 * certificate.votes.len())
+            .sum();
+        requests_weight(&self.requests) + votes
+    }
+
     /// The digest and the encoded size, from one encoding.
     pub fn digest_and_size(&self) -> (Digest, usize) {
         let bytes = postcard::to_stdvec(self).expect("encoding a batch cannot fail");

@@ -39,12 +39,6 @@ pub(super) fn fetched_bytes_per_sender(params: &zz_protocol::ProtocolParams) -> 
     super::future_bytes_per_sender(params)
 }
 
-/// What a batch weighs: its encoded size, stability certificates included (a peer could
-/// otherwise fill a light-looking body with votes).
-fn batch_bytes(batch: &Batch) -> usize {
-    batch.digest_and_size().1
-}
-
 impl CatchUpState {
     /// Bytes of the bodies `sender` brought that are kept here.
     pub(super) fn body_bytes_of(&self, sender: ReplicaId) -> usize {
@@ -106,6 +100,10 @@ impl Replica {
         if fetch.from > fetch.to {
             return self.drop_message(DropReason::BadFetchRange);
         }
+        if self.answers_spent(sender) {
+            self.counters.fetch_answers_withheld += 1;
+            return;
+        }
         let checkpoint = (fetch.from <= self.checkpoints.stable.seq
             && self.checkpoints.stable.seq > Seq(0))
         .then(|| {
@@ -117,7 +115,10 @@ impl Replica {
         let first = fetch.from.max(self.checkpoints.stable.seq.next());
         let last = fetch.to.min(self.exec.seq);
         let budget = self.config.params.frame_bytes_max / FETCH_ANSWER_FRAME_SHARE;
-        let mut bytes = 0usize;
+        // The checkpoint's state grows with the clients: it counts against the answer.
+        let mut bytes = (checkpoint.as_ref()).map_or(0, |(certificate, state)| {
+            112 * certificate.votes.len() + 32 * state.clients.len() + 96 * state.apps.len()
+        });
         let mut entries = Vec::new();
         let committed = if first <= last {
             self.slots.range(first..=last)
@@ -128,7 +129,7 @@ impl Replica {
             let Some((_, batch)) = &slot.committed else {
                 break;
             };
-            let size = batch_bytes(batch);
+            let size = batch.weight();
             if bytes + size > budget && !entries.is_empty() {
                 break;
             }

@@ -6,7 +6,8 @@ use super::checkpoint::ExecState;
 use super::{Replica, view_change};
 use crate::core::persist::Record;
 use zz_protocol::Seq;
-use zz_protocol::messages::{Commit, Prepare, PreparedCertificate};
+use zz_protocol::crypto::Signed;
+use zz_protocol::messages::{Batch, Commit, PrePrepareHeader, Prepare, PreparedCertificate};
 
 impl Replica {
     /// After a restore in a view entered through a new-view message: its re-proposals are
@@ -117,6 +118,8 @@ impl Replica {
                     if pre_prepare.body.view >= slot.view {
                         slot.enter_view(pre_prepare.body.view);
                         slot.pre_prepare = Some((pre_prepare, batch));
+                    } else {
+                        slot.keep_earlier(pre_prepare, batch);
                     }
                 }
             }
@@ -160,25 +163,35 @@ impl Replica {
             records.push(Record::NewView(new_view.clone()));
         }
         for slot in self.slots.values() {
-            // The prepared certificate may be from an older view than the current votes.
+            // Each slot's pre-prepares in the order of their views, as they were accepted:
+            // the earlier ones kept, the prepared certificate's (which may be older than
+            // the current votes) with its prepares right after it, and the current one.
+            let mut accepted: Vec<(
+                &Signed<PrePrepareHeader>,
+                &Batch,
+                Option<&PreparedCertificate>,
+            )> = (slot.earlier.iter())
+                .map(|(header, batch)| (header, batch, None))
+                .collect();
             if let Some((cert, batch)) = &slot.prepared_certificate {
-                records.push(Record::Accepted {
-                    pre_prepare: cert.pre_prepare.clone(),
-                    batch: batch.clone(),
-                });
-                records.push(Record::Prepared {
-                    prepares: cert.prepares.clone(),
-                });
+                accepted.push((&cert.pre_prepare, batch, Some(cert)));
             }
             if let Some((pre_prepare, batch)) = &slot.pre_prepare {
-                let already = slot
-                    .prepared_certificate
-                    .as_ref()
+                let already = (slot.prepared_certificate.as_ref())
                     .is_some_and(|(cert, _)| cert.pre_prepare == *pre_prepare);
                 if !already {
-                    records.push(Record::Accepted {
-                        pre_prepare: pre_prepare.clone(),
-                        batch: batch.clone(),
+                    accepted.push((pre_prepare, batch, None));
+                }
+            }
+            accepted.sort_by_key(|(header, _, _)| header.body.view);
+            for (pre_prepare, batch, cert) in accepted {
+                records.push(Record::Accepted {
+                    pre_prepare: pre_prepare.clone(),
+                    batch: batch.clone(),
+                });
+                if let Some(cert) = cert {
+                    records.push(Record::Prepared {
+                        prepares: cert.prepares.clone(),
                     });
                 }
             }

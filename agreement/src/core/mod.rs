@@ -303,6 +303,7 @@ impl Replica {
         assert!(self.exec.seq >= self.checkpoints.stable.seq && self.exec.seq <= high);
         for slot in self.slots.values() {
             assert!(slot.prepares.len() <= replicas && slot.commits.len() <= replicas);
+            assert!(slot.earlier.len() <= slot::EARLIER_KEPT);
         }
         let apps = self.exec.apps.len();
         assert!(self.stability.entry_count() <= apps * replicas * STABLE_VOTES_KEPT_PER_REPLICA);
@@ -360,6 +361,8 @@ impl Replica {
             self.resend_checkpoint_votes();
             self.resend_stable_votes();
             self.ask_for_awaited_proposals();
+            // A new primary waiting for better view changes gives up in time.
+            self.check_view_change_quorum();
         }
         if let Some(deadline) = self.view_change_deadline()
             && self.now >= deadline

@@ -181,6 +181,9 @@ impl Replica {
             return self.drop_message(DropReason::OutsideWindow);
         }
         if header.seq <= self.view_change.new_view_floor {
+            if self.take_re_proposal_copy(&pre_prepare, &batch) {
+                return;
+            }
             return self.drop_message(DropReason::BelowNewViewRange);
         }
         if !batch.is_null() && !self.nondet_acceptable(&batch.nondet) {

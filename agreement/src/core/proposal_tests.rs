@@ -258,3 +258,64 @@ fn a_restarted_replica_fetches_the_re_proposals_it_never_had() {
         Some((View(1), wanted.digest()))
     );
 }
+
+fn new_view_sent(outputs: &[Output]) -> Option<Signed<NewView>> {
+    outputs.iter().find_map(|output| match output {
+        Output::Broadcast(Message::NewView(new_view)) => Some(new_view.clone()),
+        _ => None,
+    })
+}
+
+/// The next primary leaves out a view change whose certificate names a batch it cannot
+/// find, when 2f+1 others are there; with only that one to complete a quorum, it waits a
+/// quarter of the view-change timeout, then sends the new view with it and fetches the
+/// batch like any replica.
+#[test]
+fn a_new_primary_prefers_view_changes_whose_batches_it_holds() {
+    let unknown = batch(5);
+    let vouched_by_0 = || view_change_to_1(0, vec![prepared_in_view_0(&unknown)]);
+    let signers = |new_view: &Signed<NewView>| -> Vec<u32> {
+        (new_view.body.view_changes.iter())
+            .map(|view_change| view_change.signer.0)
+            .collect()
+    };
+
+    let mut primary = Replica::new(config(1), Time(0));
+    for view_change in [vouched_by_0(), view_change_to_1(2, Vec::new())] {
+        primary.handle_message(
+            Time(1_000),
+            from(view_change.signer.0, Message::ViewChange(view_change)),
+        );
+    }
+    // f+1 asked: it joined, and with its own there are 2f+1, one lacking a batch.
+    assert!(!primary.is_normal() && primary.view() == View(1));
+    assert!(new_view_sent(&drain(&mut primary)).is_none(), "it waits");
+    let last = view_change_to_1(3, Vec::new());
+    primary.handle_message(Time(2_000), from(3, Message::ViewChange(last)));
+    let new_view = new_view_sent(&drain(&mut primary)).expect("a new view");
+    let mut chosen = signers(&new_view);
+    chosen.sort();
+    assert_eq!(chosen, vec![1, 2, 3]);
+    assert!(new_view.body.entries.is_empty());
+
+    let mut patient = Replica::new(config(1), Time(0));
+    for view_change in [vouched_by_0(), view_change_to_1(2, Vec::new())] {
+        patient.handle_message(
+            Time(1_000),
+            from(view_change.signer.0, Message::ViewChange(view_change)),
+        );
+    }
+    drain(&mut patient);
+    let grace = patient.params().view_change_timeout_ms * 1000 / 4;
+    let status = patient.params().status_interval_ms * 1000;
+    patient.handle_timeout(Time(1_000 + grace - status));
+    assert!(
+        new_view_sent(&drain(&mut patient)).is_none(),
+        "still waiting"
+    );
+    patient.handle_timeout(Time(1_000 + grace + status));
+    let outputs = drain(&mut patient);
+    let new_view = new_view_sent(&outputs).expect("a new view after the wait");
+    assert!(signers(&new_view).contains(&0));
+    assert_eq!(asks_for(&outputs), vec![(Seq(1), unknown.digest())]);
+}

@@ -2,7 +2,10 @@
 //! re-proposals by digest, as the prepared certificates they come from do, so that it
 //! fits in a frame whatever the batches weigh (PBFT does the same). A replica that enters
 //! the view without one of those batches asks its peers for it and takes the first copy
-//! that hashes to the digest: 2f+1 replicas accepted that batch in an earlier view.
+//! that hashes to the digest. 2f+1 replicas accepted that batch in an earlier view, and
+//! each keeps the batches of the latest views' pre-prepares and of its prepared
+//! certificate (persisted too); a new primary leaves out, when it can, a view change
+//! whose certificate names a batch it cannot find (see `check_view_change_quorum`).
 
 use super::{DropReason, Replica};
 use crate::core::persist::Record;
@@ -26,6 +29,16 @@ pub(super) struct AwaitedProposals {
 }
 
 impl Replica {
+    /// Whether [`Self::local_batch`] would find the batch (without copying it). A sequence
+    /// number at or below the stable checkpoint needs none.
+    pub(super) fn holds_batch(&self, seq: Seq, digest: Digest) -> bool {
+        seq <= self.low_watermark()
+            || digest == Batch::null().digest()
+            || (self.slots.get(&seq)).is_some_and(|slot| slot.batch_with(digest).is_some())
+            || (self.catch_up.fetched.get(&seq))
+                .is_some_and(|offers| offers.bodies.contains_key(&digest))
+    }
+
     /// A batch with `digest` at `seq` that this replica holds: the null batch, one of the
     /// slot's, or a body fetched while catching up.
     fn local_batch(&self, seq: Seq, digest: Digest) -> Option<Batch> {
@@ -94,23 +107,27 @@ impl Replica {
     }
 
     /// Send `sender` the batches it asks for that this replica holds, within its share of
-    /// answers for this status interval.
+    /// answers for this status interval (checked before anything is copied).
     pub(super) fn handle_fetch_proposals(&mut self, sender: ReplicaId, fetch: FetchProposals) {
         for (seq, digest) in fetch.wanted {
             if !self.in_window(seq) {
                 continue;
             }
-            let Some(batch) = (self.slots.get(&seq))
+            let weight = match self
+                .slots
+                .get(&seq)
                 .and_then(|slot| slot.batch_with(digest))
-                .cloned()
-            else {
-                continue;
+            {
+                Some(batch) => batch.weight(),
+                None => continue,
             };
-            if !self.answer_allowed(sender, batch.digest_and_size().1) {
+            if !self.answer_allowed(sender, weight) {
                 self.counters.fetch_answers_withheld += 1;
                 return;
             }
-            self.send(sender, Message::Proposal(Proposal { seq, batch }));
+            if let Some(batch) = self.local_batch(seq, digest) {
+                self.send(sender, Message::Proposal(Proposal { seq, batch }));
+            }
         }
     }
 
@@ -119,17 +136,49 @@ impl Replica {
     /// little and its answer may weigh a frame: without this, one Byzantine replica could
     /// keep every other one busy sending.
     pub(super) fn answer_allowed(&mut self, peer: ReplicaId, bytes: usize) -> bool {
-        let interval = self.config.params.status_interval_ms.saturating_mul(1000);
         let budget = self.config.params.frame_bytes_max / ANSWER_BYTES_FRAME_SHARE;
+        let used = self.answered_this_interval(peer);
+        if *used > 0 && used.saturating_add(bytes) > budget {
+            return false;
+        }
+        *used = used.saturating_add(bytes);
+        true
+    }
+
+    /// Whether `peer` has used its whole share of answers for this status interval: then
+    /// its request is refused before anything is looked up or encoded for it.
+    pub(super) fn answers_spent(&mut self, peer: ReplicaId) -> bool {
+        let budget = self.config.params.frame_bytes_max / ANSWER_BYTES_FRAME_SHARE;
+        *self.answered_this_interval(peer) >= budget
+    }
+
+    fn answered_this_interval(&mut self, peer: ReplicaId) -> &mut usize {
+        let interval = self.config.params.status_interval_ms.saturating_mul(1000);
         let now = self.now;
         let (since, used) = self.proposals.answered.entry(peer).or_insert((now, 0));
         if now.saturating_sub(*since) >= interval {
             (*since, *used) = (now, 0);
         }
-        if *used > 0 && used.saturating_add(bytes) > budget {
+        used
+    }
+
+    /// A pre-prepare at or below the new view's floor is a copy of one of its re-proposals
+    /// (the primary retransmits them, batch and all): it brings an awaited batch too.
+    pub(super) fn take_re_proposal_copy(
+        &mut self,
+        pre_prepare: &Signed<PrePrepareHeader>,
+        batch: &Batch,
+    ) -> bool {
+        let seq = pre_prepare.body.seq;
+        if self.proposals.awaited.get(&seq) != Some(pre_prepare) {
             return false;
         }
-        *used = used.saturating_add(bytes);
+        let Some(pre_prepare) = self.proposals.awaited.remove(&seq) else {
+            return false;
+        };
+        // The boundary checked that the batch hashes to the signed digest.
+        self.counters.proposals_fetched += 1;
+        self.accept_re_proposal(pre_prepare, batch.clone());
         true
     }
 

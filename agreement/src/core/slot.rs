@@ -27,10 +27,16 @@ pub(crate) struct Slot {
     /// The prepared certificate from the highest view this replica prepared in, with the
     /// batch it names (view changes carry the digest only; peers may fetch the batch).
     pub prepared_certificate: Option<(PreparedCertificate, Batch)>,
-    /// The batch of the pre-prepare accepted in the latest view before `view`, kept so a
-    /// new view that re-proposes it (or a peer that asks for it) still finds it here.
-    pub earlier: Option<(Digest, Batch)>,
+    /// The pre-prepares accepted in the latest views before `view` (at most
+    /// [`EARLIER_KEPT`], the newest last, each digest once, the prepared certificate's
+    /// left out), kept with their batches and persisted: a later new view may re-propose
+    /// one of them from a certificate that only a Byzantine replica shows, and then the
+    /// correct replicas that accepted it are where the batch must be found.
+    pub earlier: Vec<(Signed<PrePrepareHeader>, Batch)>,
 }
+
+/// Earlier views' pre-prepares a slot keeps at most, besides the one it prepared.
+pub const EARLIER_KEPT: usize = 2;
 
 impl Slot {
     /// Move the slot's votes to `view`, forgetting the votes of older views.
@@ -39,11 +45,26 @@ impl Slot {
             assert!(view > self.view, "a slot never goes back in views");
             self.view = view;
             if let Some((header, batch)) = self.pre_prepare.take() {
-                self.earlier = Some((header.body.digest, batch));
+                self.keep_earlier(header, batch);
             }
             self.prepares.clear();
             self.commits.clear();
             self.commit_sent = false;
+        }
+    }
+
+    /// Keep a pre-prepare of a view this slot leaves (or restored from the records).
+    pub fn keep_earlier(&mut self, header: Signed<PrePrepareHeader>, batch: Batch) {
+        let digest = header.body.digest;
+        let prepared = (self.prepared_certificate.as_ref())
+            .is_some_and(|(certificate, _)| certificate.digest() == digest);
+        if prepared {
+            return;
+        }
+        self.earlier.retain(|(kept, _)| kept.body.digest != digest);
+        self.earlier.push((header, batch));
+        if self.earlier.len() > EARLIER_KEPT {
+            self.earlier.remove(0);
         }
     }
 
@@ -58,13 +79,11 @@ impl Slot {
             .committed
             .as_ref()
             .map(|(digest, batch)| (*digest, batch));
-        let earlier = self
-            .earlier
-            .as_ref()
-            .map(|(digest, batch)| (*digest, batch));
-        [accepted, prepared, committed, earlier]
+        let earlier = (self.earlier.iter()).map(|(header, batch)| (header.body.digest, batch));
+        [accepted, prepared, committed]
             .into_iter()
             .flatten()
+            .chain(earlier)
             .find(|(held, _)| *held == digest)
             .map(|(_, batch)| batch)
     }

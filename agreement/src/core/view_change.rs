@@ -33,6 +33,8 @@ pub(super) struct ViewChangeState {
     /// To whom the current new view was re-sent, and when: a new view is large, and a
     /// stale status or view change that costs a peer little must not buy it one each time.
     pub(super) new_view_resent: BTreeMap<ReplicaId, (View, Time)>,
+    /// As the next primary: when 2f+1 view changes for the target view were first here.
+    pub(super) quorum_at: Option<Time>,
 }
 
 impl ViewChangeState {
@@ -46,6 +48,7 @@ impl ViewChangeState {
             resend_at: now,
             future: VecDeque::new(),
             new_view_resent: BTreeMap::new(),
+            quorum_at: None,
         }
     }
 }
@@ -98,6 +101,7 @@ impl Replica {
         self.view = target;
         self.normal = false;
         self.proposals.awaited.clear();
+        self.view_change.quorum_at = None;
         // Armed now, not only once 2f+1 view changes arrive: replicas that missed each
         // other's view changes still move on (with backoff) instead of waiting forever.
         let timeout = self.view_change_timeout_micros();
@@ -203,7 +207,13 @@ impl Replica {
 
     /// With 2f+1 view changes for our target: the new primary sends NEW-VIEW; everyone
     /// else starts the timer within which that must arrive.
-    fn check_view_change_quorum(&mut self) {
+    ///
+    /// The primary prefers view changes whose every certificate names a batch it holds: a
+    /// Byzantine replica can show a certificate (2f+1 signatures, valid) for a batch no
+    /// correct replica kept, and a new view resting on it would stall that sequence number.
+    /// Such a view change is left out when 2f+1 others are here; the primary waits for them
+    /// a quarter of the view-change timeout at most, or until every replica's is here.
+    pub(super) fn check_view_change_quorum(&mut self) {
         if self.normal {
             return;
         }
@@ -222,15 +232,50 @@ impl Replica {
             let timeout = self.view_change_timeout_micros();
             self.view_change.new_view_deadline = Some(self.now.saturating_add_micros(timeout));
         }
-        if self.primary_of(target) == self.config.id {
+        if self.primary_of(target) != self.config.id {
+            return;
+        }
+        let quorum_at = *self.view_change.quorum_at.get_or_insert(self.now);
+        let served: Vec<Signed<ViewChange>> = (matching.iter())
+            .filter(|view_change| self.lacked_batches(view_change) == 0)
+            .cloned()
+            .collect();
+        let grace = self.config.params.view_change_timeout_ms * 1000 / 4;
+        let waited = self.now >= quorum_at.saturating_add_micros(grace);
+        let everyone = matching.len() == self.config.params.replica_count();
+        if served.len() >= self.config.params.quorum() {
+            self.send_new_view(served);
+        } else if waited || everyone {
             self.send_new_view(matching);
         }
     }
 
+    /// How many of the certificates in `view_change` name a batch this replica lacks.
+    fn lacked_batches(&self, view_change: &Signed<ViewChange>) -> usize {
+        (view_change.body.prepared.iter())
+            .filter(|certificate| !self.holds_batch(certificate.seq(), certificate.digest()))
+            .count()
+    }
+
     fn send_new_view(&mut self, mut view_changes: Vec<Signed<ViewChange>>) {
-        // Own view change first, then by replica id: any 2f+1 would do.
+        // Those whose batches are here first, then its own, then by replica id: any 2f+1
+        // would do for safety.
         let me = self.config.id;
-        view_changes.sort_by_key(|view_change| (view_change.signer != me, view_change.signer));
+        let mut keyed: Vec<_> = (view_changes.drain(..))
+            .map(|view_change| {
+                let key = (
+                    self.lacked_batches(&view_change),
+                    view_change.signer != me,
+                    view_change.signer,
+                );
+                (key, view_change)
+            })
+            .collect();
+        keyed.sort_by_key(|(key, _)| *key);
+        view_changes = keyed
+            .into_iter()
+            .map(|(_, view_change)| view_change)
+            .collect();
         view_changes.truncate(self.config.params.quorum());
         let view = self.view;
         let (_, computed) = compute_new_view_entries(&view_changes);

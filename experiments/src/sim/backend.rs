@@ -42,8 +42,9 @@ impl Backend for SimBackend {
     async fn start(&mut self, member: ExecutionId, standby: bool) -> Result<(), BackendError> {
         // The world starts every replica of the configuration itself; only fresh standbys
         // come through here (in a destroyed one's place, or a restarted activator's
-        // standbys). A restarted activator's active members run on: the world never
-        // stopped them, and a real backend finds them running.
+        // standbys). A restarted activator's active members run on: the simulator models
+        // a backend that adopts them. The real backends do not restart an activator alone:
+        // `zz up` starts the activator with the whole platform, its members stopped.
         if standby {
             self.log.push(Command::StartStandby(member));
         }

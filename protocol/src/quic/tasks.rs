@@ -168,8 +168,8 @@ fn check_hello(
 /// this node accepted, the first hello naming clients makes this connection the route to
 /// them.
 pub(super) async fn serve_connection(shared: Arc<Shared>, connection: Connection, origin: Origin) {
-    let mut peer: Option<NodeId> = None;
-    let mut share = None;
+    // Who the connection's first believed hello named, and that sender's inbox share.
+    let mut peer: Option<(NodeId, Arc<crate::bus::InboxShare>)> = None;
     while let Ok(mut recv) = connection.accept_uni().await {
         let mut reader = FrameReader::new();
         let hello = match reader.next(&mut recv, HELLO_BYTES_MAX).await {
@@ -197,29 +197,26 @@ pub(super) async fn serve_connection(shared: Arc<Shared>, connection: Connection
             );
         };
         let id = claim.id;
-        match peer {
-            Some(known) if known != id => {
+        let share = match &peer {
+            Some((known, _)) if *known != id => {
                 let problem = format!("hello names {id}, connection is {known}'s");
                 return reject(&shared, &connection, CLOSE_BAD_HELLO, &problem);
             }
-            Some(_) => {}
+            Some((_, share)) => Arc::clone(share),
             None => {
                 if let Err(problem) = check_hello(&shared, &connection, origin, claim, &tag) {
                     return reject(&shared, &connection, CLOSE_BAD_HELLO, &problem);
                 }
-                peer = Some(id);
-                share = Some(shared.shares.of(id));
+                let share = shared.shares.of(id);
+                peer = Some((id, Arc::clone(&share)));
                 if let Some(restart) = shared.peer_restarts.get(&id) {
                     restart.saw(claim.incarnation);
                 }
                 if let (Origin::Accepted, NodeId::Client(first)) = (origin, id) {
                     register_routes(&shared, &connection, first, claim.clients);
                 }
+                share
             }
-        }
-        // Set with `peer`, by the first hello believed on this connection.
-        let Some(share) = share.clone() else {
-            return;
         };
         loop {
             match reader.next(&mut recv, shared.frame_bytes_max).await {

@@ -149,9 +149,10 @@ impl World {
         self.stats.activator_restarts += 1;
     }
 
-    /// The activator comes back as the node does: the configured pools restored from its
-    /// saved record (epochs, who is active, who was woken), its standbys started afresh
-    /// (each replaces the paused instance in its slot), its active members found running.
+    /// The activator comes back from its saved record as the node does (epochs, who is
+    /// active, who was woken), its standbys started afresh (each replaces the paused
+    /// instance in its slot). Unlike the node, which starts only with the whole platform,
+    /// it comes back while the rest runs on: its active members are adopted as they run.
     pub(crate) fn restart_activator(&mut self) -> Result<(), Violation> {
         let activator = &mut self.activator;
         let mut driver = ActivatorDriver::new(
