@@ -10,7 +10,7 @@
 mod common;
 
 use bytes::Bytes;
-use common::{Platform, ZZ, free_base_port, zz, zz_ok};
+use common::{Platform, ZZ, free_base_port, up_detached, zz, zz_ok};
 use std::process::Command;
 use std::time::{Duration, Instant};
 use zz_apps::kv;
@@ -154,22 +154,8 @@ async fn a_flooding_byzantine_client_leaves_memory_bounded_and_correct_clients_s
     let dir = std::env::temp_dir().join(format!("zz-flood-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let port = free_base_port(16, 67, 29).to_string();
-    let up = Command::new(ZZ)
-        .args([
-            "up",
-            "--apps",
-            "kv",
-            "--standbys",
-            "1",
-            "--base-port",
-            &port,
-        ])
-        .args(["--clients", "16", "--detach", "--dir"])
-        .arg(&dir)
-        .output()
-        .unwrap();
     let _platform = Platform(&dir);
-    assert!(up.status.success(), "zz up: {up:?}");
+    up_detached(&dir, "kv", &port);
     let add = Command::new(ZZ)
         .args(["client", "add", "mallory", "--ids", "1", "--dir"])
         .arg(&dir)

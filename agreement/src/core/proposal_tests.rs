@@ -1,27 +1,16 @@
 //! New views name their re-proposals by digest; a replica lacking a batch fetches it, and
 //! answers to fetch requests are rate-limited per asker.
 
-use super::tests::{batch, config, drain, from, pre_prepare, prepare, signing_key};
+use super::tests::{batch, config, drain, from, pre_prepare, prepare, signing_key, view_change_to};
 use super::*;
 use crate::core::persist::Record;
 use zz_protocol::messages::{
-    Batch, CheckpointCertificate, FetchProposals, NewView, PrePrepareHeader, PreparedCertificate,
-    Proposal, ViewChange,
+    Batch, FetchProposals, NewView, PrePrepareHeader, PreparedCertificate, Proposal, ViewChange,
 };
-use zz_protocol::validate::genesis_checkpoint;
 
 /// Replica `by`'s view change to view 1, with these certificates.
 fn view_change_to_1(by: u32, prepared: Vec<PreparedCertificate>) -> Signed<ViewChange> {
-    let body = ViewChange {
-        new_view: View(1),
-        stable: CheckpointCertificate {
-            seq: Seq(0),
-            digest: genesis_checkpoint().digest(),
-            votes: Vec::new(),
-        },
-        prepared,
-    };
-    Signed::sign(body, ReplicaId(by), &signing_key(by))
+    view_change_to(1, by, prepared)
 }
 
 /// `batch` prepared at seq 1 in view 0 (primary 0, backups 1 and 2).

@@ -205,8 +205,17 @@ fn certificate(view: u64, seq: u64, batch: &Batch) -> PreparedCertificate {
 }
 
 fn view_change(by: u32, prepared: Vec<PreparedCertificate>) -> Signed<ViewChange> {
+    view_change_to(3, by, prepared)
+}
+
+/// Replica `by`'s view change to `view`, from the genesis checkpoint, with `prepared`.
+pub(super) fn view_change_to(
+    view: u64,
+    by: u32,
+    prepared: Vec<PreparedCertificate>,
+) -> Signed<ViewChange> {
     let body = ViewChange {
-        new_view: View(3),
+        new_view: View(view),
         stable: CheckpointCertificate {
             seq: Seq(0),
             digest: genesis_checkpoint().digest(),

@@ -141,6 +141,19 @@ impl World {
         Ok(())
     }
 
+    /// The instance in `member`'s slot goes (its bad buckets counted), frames for it with
+    /// it; the slot holds nothing running until a fresh instance is started in it.
+    fn retire_instance(&mut self, member: ExecutionId) {
+        let sim = &mut self.executions[member.0 as usize];
+        if let Some(driver) = sim.driver.take() {
+            self.bad_buckets_of_destroyed += bad_buckets(&driver);
+        }
+        sim.bus.drain();
+        sim.paused = true;
+        sim.crashed = false;
+        sim.instance += 1;
+    }
+
     /// The activator process dies: what it held in memory (alarms, timers, pending
     /// announcements) is gone; its saved record stays.
     pub(crate) fn crash_activator(&mut self) {
@@ -176,14 +189,7 @@ impl World {
         activator.timer_generation += 1;
         for member in restarted_standbys {
             // The old instance goes; the backend's start puts a fresh one in its place.
-            let sim = &mut self.executions[member.0 as usize];
-            if let Some(old) = sim.driver.take() {
-                self.bad_buckets_of_destroyed += bad_buckets(&old);
-            }
-            sim.bus.drain();
-            sim.paused = true;
-            sim.crashed = false;
-            sim.instance += 1;
+            self.retire_instance(member);
         }
         let now = self.now;
         complete(self.activator.driver.start_members(|| now));
@@ -261,13 +267,7 @@ impl World {
                     if sim.faulty() {
                         self.stats.faulty_replaced += 1;
                     }
-                    if let Some(driver) = sim.driver.take() {
-                        self.bad_buckets_of_destroyed += bad_buckets(&driver);
-                    }
-                    sim.bus.drain();
-                    sim.paused = true;
-                    sim.crashed = false;
-                    sim.instance += 1;
+                    self.retire_instance(member);
                 }
                 Command::StartStandby(member) => {
                     self.stats.standbys_started += 1;
