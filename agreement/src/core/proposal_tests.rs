@@ -1,7 +1,9 @@
 //! New views name their re-proposals by digest; a replica lacking a batch fetches it, and
 //! answers to fetch requests are rate-limited per asker.
 
-use super::tests::{batch, config, drain, from, pre_prepare, prepare, signing_key, view_change_to};
+use super::tests::{
+    batch, certificate, config, drain, from, pre_prepare, signing_key, view_change_to,
+};
 use super::*;
 use crate::core::persist::Record;
 use zz_protocol::messages::{
@@ -15,20 +17,7 @@ fn view_change_to_1(by: u32, prepared: Vec<PreparedCertificate>) -> Signed<ViewC
 
 /// `batch` prepared at seq 1 in view 0 (primary 0, backups 1 and 2).
 fn prepared_in_view_0(batch: &Batch) -> PreparedCertificate {
-    let Message::PrePrepare { pre_prepare, .. } = pre_prepare(0, 1, batch) else {
-        unreachable!()
-    };
-    let prepares = [1, 2]
-        .into_iter()
-        .map(|by| match prepare(0, 1, batch, by) {
-            Message::Prepare(prepare) => prepare,
-            _ => unreachable!(),
-        })
-        .collect();
-    PreparedCertificate {
-        pre_prepare,
-        prepares,
-    }
+    certificate(0, 1, batch)
 }
 
 /// The new view 1 (primary 1) resting on view changes from 0, 1 and 3, which re-proposes

@@ -185,7 +185,7 @@ fn a_restarted_replica_refuses_a_conflicting_pre_prepare_for_a_slot_it_voted_on(
     );
 }
 
-fn certificate(view: u64, seq: u64, batch: &Batch) -> PreparedCertificate {
+pub(super) fn certificate(view: u64, seq: u64, batch: &Batch) -> PreparedCertificate {
     let Message::PrePrepare { pre_prepare, .. } = pre_prepare(view, seq, batch) else {
         unreachable!()
     };
