@@ -115,6 +115,9 @@ pub struct ExecutionReplica {
     /// An order beyond the window came since execution last progressed: the replica is
     /// far behind (a lost state store, a long pause), and must ask where to resume.
     behind_window: bool,
+    /// The last checkpoint f+1 stable notices settled here: agreement replicas repeat it
+    /// every status interval, and a repeat has nothing new to judge.
+    judged_stable: Option<(Seq, Digest)>,
 }
 
 /// Fills a fresh store with an app's initial state; the same on every replica.
@@ -169,6 +172,7 @@ impl ExecutionReplica {
             fetch_whole_state_first: false,
             genesis: None,
             behind_window: false,
+            judged_stable: None,
         }
     }
 
@@ -302,9 +306,11 @@ impl ExecutionReplica {
             self.drop_input(DropReason::BadStableNotice);
             return None;
         }
+        // Agreement replicas name the stable checkpoint every status interval, for members
+        // that lost the notice: a repeat, or a lagging replica's older one, is expected.
         let latest = self.store.latest_stable().unwrap_or(Seq(0));
-        if checkpoint.seq <= latest {
-            self.drop_input(DropReason::Stale);
+        let key = (checkpoint.seq, checkpoint.root);
+        if checkpoint.seq <= latest || self.judged_stable == Some(key) {
             return None;
         }
         // One pending notice per agreement replica (its latest), so a Byzantine one cannot
@@ -313,12 +319,12 @@ impl ExecutionReplica {
             senders.remove(&from);
         }
         self.stable_notices.retain(|_, senders| !senders.is_empty());
-        let key = (checkpoint.seq, checkpoint.root);
         let senders = self.stable_notices.entry(key).or_default();
         senders.insert(from);
         if senders.len() <= self.config.f {
             return None;
         }
+        self.judged_stable = Some(key);
         self.stable_notices
             .retain(|(seq, _), _| *seq > checkpoint.seq);
         match self
@@ -353,6 +359,8 @@ impl ExecutionReplica {
     /// `seq + 1`. Sequence 0 means no checkpoint is stable yet: start from the initial state
     /// (empty, or the app's genesis).
     pub fn restart_from(&mut self, seq: Seq, root: Digest) {
+        // What f+1 named before no longer holds for the new state: judge repeats afresh.
+        self.judged_stable = None;
         let params = self.store.params();
         self.store = if seq == Seq(0) {
             let mut store = ObjectStore::new(params);

@@ -121,6 +121,38 @@ fn safety_and_liveness_hold_across_60_seeds_with_f2() {
 }
 
 #[test]
+fn a_replica_that_lost_the_stable_notice_still_serves_joiners_pinned_to_it() {
+    // Goal: the seed that stalled kv for good (found by a 20,000-seed sweep) ends with
+    // every request accepted. A partition cut three agreement replicas off while they made
+    // s18 stable, so e0 never heard of it, ran on to s37 and dropped s18's snapshot; the
+    // woken standby and the replaced replica, both pinned to s18, then found no replica
+    // serving it. Now agreement replicas name the stable checkpoint to every active member
+    // each status interval, not only to those behind it.
+    let seed = 35682;
+    let outcome = run_scenario(seed, Scenario::generate(&mut SimRng::new(seed), 1));
+    assert!(
+        outcome.violation.is_none(),
+        "{}\n  replay: {}",
+        outcome
+            .violation
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default(),
+        outcome.replay_command()
+    );
+    let stats = &outcome.stats;
+    assert!(
+        stats.standbys_woken > 0,
+        "the seed no longer wakes standbys"
+    );
+    assert!(
+        stats.replicas_destroyed > 0,
+        "the seed no longer replaces a replica"
+    );
+    assert!(stats.buckets_fetched > 0, "the joiners no longer fetch");
+}
+
+#[test]
 fn seeds_where_agreement_replicas_lost_orders_to_state_transfer_and_restarts_heal() {
     // Goal: the seeds that used to stall an app for good (issue 4) now end with every
     // request accepted. In each, correct agreement replicas state-transferred past a range

@@ -481,11 +481,12 @@ impl OrderRouter {
     }
 
     /// What to send again, at most once per `interval_micros`: to each active member behind
-    /// the latest retained order, the next orders after what it reported; to each active
-    /// member behind the stable checkpoint (the orders it lacks are dropped, so no resend
-    /// can bring it up), the checkpoint to start over from once f+1 agreement replicas
-    /// named it, as a join is answered: none while orders after it are missing here (a
-    /// joiner takes the notice as an answer).
+    /// the latest retained order, the next orders after what it reported; and to each
+    /// active member the stable checkpoint, as a join is answered (none while orders after
+    /// it are missing here: a joiner takes the notice as an answer). A member behind it
+    /// starts over from it once f+1 agreement replicas named it (the orders it lacks are
+    /// dropped, so no resend can bring it up). A member past it may have lost the notice,
+    /// and keeps that checkpoint's snapshot, which joiners fetch from, only once told.
     pub fn resend(&mut self, now: Time, interval_micros: u64) -> Resends {
         let mut resends = Resends::default();
         if now < self.next_resend_at {
@@ -498,7 +499,7 @@ impl OrderRouter {
             }
             let done = self.progress.get(&member).copied().unwrap_or_default();
             if let Some((seq, root)) = self.join_checkpoint(app)
-                && done < seq
+                && seq > Seq(0)
             {
                 let checkpoint = ExecutionCheckpoint { app, seq, root };
                 resends.stable_notices.push((member, checkpoint));

@@ -401,3 +401,35 @@ fn one_agreement_replica_holds_a_bounded_share_of_the_order_window() {
         "executing orders 2 and 3 freed the flooder's share"
     );
 }
+
+/// Agreement replicas repeat the stable checkpoint every status interval: the repeats,
+/// and a lagging replica's older checkpoint, are no fault and count as nothing.
+#[test]
+fn repeated_stable_notices_change_nothing_and_count_as_nothing() {
+    let mut replica = replica();
+    let out = run_to(&mut replica, &workload());
+    let (seq, root) = roots(&out)[1];
+    let notice = ExecutionCheckpoint {
+        app: AppId(0),
+        seq: Seq(seq),
+        root,
+    };
+    replica.handle_stable(ReplicaId(1), notice);
+    replica.handle_stable(ReplicaId(3), notice);
+    assert_eq!(replica.store().latest_stable(), Some(Seq(seq)));
+    let older = ExecutionCheckpoint {
+        seq: Seq(roots(&out)[0].0),
+        root: roots(&out)[0].1,
+        ..notice
+    };
+    for from in 0..4 {
+        assert_eq!(replica.handle_stable(ReplicaId(from), notice), None);
+        assert_eq!(replica.handle_stable(ReplicaId(from), older), None);
+    }
+    assert_eq!(replica.store().latest_stable(), Some(Seq(seq)));
+    assert!(
+        replica.counters().dropped.is_empty(),
+        "{:?}",
+        replica.counters().dropped
+    );
+}

@@ -127,13 +127,16 @@ impl World {
             let line = match &sim.driver {
                 None => format!("  e{index} ({}): {run}", sim.app),
                 Some(driver) => format!(
-                    "  e{index} ({}): {run}, {}, instance {}, executed {}, joining {}, missing buckets {}, dropped {:?}, rejected {:?}",
+                    "  e{index} ({}): {run}, {}, instance {}, executed {}, joining {}, missing buckets {}, pinned {:?}, stable {:?}, snapshots {:?}, dropped {:?}, rejected {:?}",
                     sim.app,
                     driver.fault().name(),
                     sim.instance,
                     driver.replica().last_executed(),
                     driver.is_joining(),
                     driver.replica().store().missing_count(),
+                    driver.replica().store().pin().map(|(seq, _)| seq),
+                    driver.replica().store().latest_stable(),
+                    driver.replica().store().snapshot_seqs().collect::<Vec<_>>(),
                     driver.replica().counters().dropped,
                     driver.counters().rejected,
                 ),
