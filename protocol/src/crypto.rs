@@ -168,8 +168,48 @@ impl<T: SignedBody> Signed<T> {
             return false;
         };
         let signature = ed25519_dalek::Signature::from_bytes(&self.signature.to_bytes());
-        (key.verify_strict(&signing_input(&self.body, self.signer), &signature)).is_ok()
+        verify_strict(key, &signing_input(&self.body, self.signer), &signature)
     }
+}
+
+/// Signature checks remembered at most, per thread, before the memo starts over.
+const CHECKS_REMEMBERED_MAX: usize = 1 << 18;
+
+thread_local! {
+    /// Outcomes of signature checks on this thread, by a digest of key, signature and
+    /// input, while [`remember_signature_checks`] is on.
+    static CHECKS: std::cell::RefCell<Option<std::collections::HashMap<[u8; 32], bool>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Remember on this thread the outcome of every signature check, or stop (and forget).
+/// For the simulator, where every node runs on one thread and checks the same signatures
+/// again and again (3f+1 replicas, retransmissions, certificates): a check is a pure
+/// function of key, signature and input, so remembering it changes no outcome, only the
+/// time. Nodes never turn it on.
+pub fn remember_signature_checks(on: bool) {
+    CHECKS.with(|checks| *checks.borrow_mut() = on.then(Default::default));
+}
+
+fn verify_strict(key: &VerifyingKey, input: &[u8], signature: &ed25519_dalek::Signature) -> bool {
+    let check = || key.verify_strict(input, signature).is_ok();
+    CHECKS.with(|checks| {
+        let mut checks = checks.borrow_mut();
+        let Some(checks) = checks.as_mut() else {
+            return check();
+        };
+        // Key and signature have fixed lengths: the concatenation is unambiguous.
+        let id = crate::ids::Digest::of(&[key.as_bytes(), &signature.to_bytes(), input]).0;
+        if let Some(&valid) = checks.get(&id) {
+            return valid;
+        }
+        let valid = check();
+        if checks.len() >= CHECKS_REMEMBERED_MAX {
+            checks.clear();
+        }
+        checks.insert(id, valid);
+        valid
+    })
 }
 
 /// Every agreement replica's public key, indexed by replica id.
@@ -216,8 +256,7 @@ pub fn sign_request(key: &SigningKey, request_bytes: &[u8]) -> Signature {
 /// Whether `signature` is `key`'s over the encoded request (strict, as for replicas).
 pub fn verify_request(key: &VerifyingKey, request_bytes: &[u8], signature: &Signature) -> bool {
     let signature = ed25519_dalek::Signature::from_bytes(&signature.to_bytes());
-    key.verify_strict(&request_signing_input(request_bytes), &signature)
-        .is_ok()
+    verify_strict(key, &request_signing_input(request_bytes), &signature)
 }
 
 /// Client `client`'s request-signing key, derived from the operator's signing master (held

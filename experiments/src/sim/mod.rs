@@ -97,10 +97,12 @@ pub fn run_scenario(seed: u64, scenario: Scenario) -> SimOutcome {
         f: scenario.params.f,
     };
     let result = std::panic::catch_unwind(move || {
+        zz_protocol::crypto::remember_signature_checks(true);
         let mut world = World::new(options.seed, scenario);
         let violation = world.run().err();
         (violation, world.stats)
     });
+    zz_protocol::crypto::remember_signature_checks(false);
     let (violation, stats) = match result {
         Ok(outcome) => outcome,
         Err(panic) => {
