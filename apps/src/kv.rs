@@ -3,7 +3,8 @@
 
 use crate::codec::{self, DecodeError};
 use serde::{Deserialize, Serialize};
-use zz_execution::app::{Object, SCAN_COUNT_MAX};
+use zz_execution::app::Object;
+pub use zz_execution::app::SCAN_COUNT_MAX;
 use zz_execution::{App, ExecContext, StateAccess};
 use zz_state_fetch::NotFetched;
 

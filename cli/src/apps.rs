@@ -21,6 +21,9 @@ pub struct KvArgs {
     /// The client key file to speak with (`clients/NAME.toml`, see `zz client add`).
     #[arg(long, default_value = zz_protocol::config::DEFAULT_CLIENT)]
     pub client: String,
+    /// The kv app to address, by name (another instance: `zz up --apps kv,kv:NAME`).
+    #[arg(long, default_value = kv::NAME)]
+    pub app: String,
     #[command(subcommand)]
     pub command: KvCommand,
 }
@@ -52,6 +55,9 @@ pub struct BankArgs {
     /// The client key file to speak with (`clients/NAME.toml`, see `zz client add`).
     #[arg(long, default_value = zz_protocol::config::DEFAULT_CLIENT)]
     pub client: String,
+    /// The bank app to address, by name (another instance: `zz up --apps bank,bank:NAME`).
+    #[arg(long, default_value = bank::NAME)]
+    pub app: String,
     #[command(subcommand)]
     pub command: BankCommand,
 }
@@ -74,15 +80,24 @@ pub enum BankCommand {
     Audit,
 }
 
-/// Send one operation to `app_name` and return the result f+1 replicas vouch for.
-async fn invoke(dir: &Path, client: &str, app_name: &str, op: Vec<u8>) -> Result<Vec<u8>> {
+/// Send one operation to the app named `app_name`, of `kind`, and return the result f+1
+/// replicas vouch for.
+async fn invoke(
+    dir: &Path,
+    client: &str,
+    (app_name, kind): (&str, &str),
+    op: Vec<u8>,
+) -> Result<Vec<u8>> {
     let config = ClusterConfig::load(dir)?;
     let Some(app) = config.app_by_name(app_name) else {
         bail!(
-            "{}: hosts no {app_name} app (zz up --apps {app_name})",
+            "{}: hosts no app named {app_name} (zz up --apps {kind}:{app_name})",
             dir.display()
         );
     };
+    if app.kind() != kind {
+        bail!("{app_name} is a {} app, not a {kind} app", app.kind());
+    }
     let app: AppId = app.id;
     // One of the file's ids per process, so concurrent invocations seldom share one;
     // timestamps come from the clock, so a later invocation with the same id is still newer.
@@ -119,7 +134,8 @@ pub async fn run_kv(args: &KvArgs) -> Result<()> {
             limit: *limit,
         },
     };
-    let result = invoke(&args.dir, &args.client, kv::NAME, kv::encode_op(&op)).await?;
+    let app = (args.app.as_str(), kv::NAME);
+    let result = invoke(&args.dir, &args.client, app, kv::encode_op(&op)).await?;
     match kv::decode_result(&result)? {
         kv::Outcome::Value(Some(value)) => println!("{}", text(&value)),
         kv::Outcome::Value(None) => bail!("no such key"),
@@ -158,7 +174,8 @@ pub async fn run_bank(args: &BankArgs) -> Result<()> {
         },
         BankCommand::Audit => bank::Op::Audit,
     };
-    let result = invoke(&args.dir, &args.client, bank::NAME, bank::encode_op(&op)).await?;
+    let app = (args.app.as_str(), bank::NAME);
+    let result = invoke(&args.dir, &args.client, app, bank::encode_op(&op)).await?;
     match bank::decode_result(&result)? {
         bank::Outcome::Opened => println!("opened"),
         bank::Outcome::Deposited { balance } => println!("{balance}"),

@@ -117,7 +117,7 @@ fn operations(config: &ClusterConfig, args: &BenchArgs) -> Result<(AppId, MakeOp
     let Some(app) = config.app_by_name(name) else {
         bail!("--app {name}: {} hosts no such app", args.dir.display());
     };
-    let make_op: MakeOp = match name {
+    let make_op: MakeOp = match app.kind() {
         "null" => Box::new(move |_| {
             zz_apps::null::encode_op(&zz_apps::null::Op {
                 payload: vec![0u8; payload],

@@ -4,6 +4,7 @@ mod apps;
 mod bench;
 mod clients;
 mod containers;
+mod gateway;
 mod operate;
 mod platform;
 mod recovery;
@@ -103,6 +104,12 @@ enum NodeCommand {
         #[arg(long, value_enum, default_value_t = platform::BackendKind::Process)]
         backend: platform::BackendKind,
     },
+    /// The host's HTTP gateway: the apps on the web, each request one ordered operation.
+    Gateway {
+        /// The cluster directory.
+        #[arg(long)]
+        cluster: PathBuf,
+    },
 }
 
 fn init_tracing() {
@@ -170,6 +177,9 @@ fn run(command: Command) -> Result<ExitCode> {
             let runtime = node_runtime()?;
             runtime.block_on(run_activator(cluster, backend))?;
         }
+        Command::Node(NodeCommand::Gateway { cluster }) => {
+            runtime()?.block_on(gateway::run(&cluster))?
+        }
         Command::Bench(args) => runtime()?.block_on(bench::run(&args))?,
         Command::Client(command) => clients::run(&command)?,
         Command::Kv(args) => runtime()?.block_on(apps::run_kv(&args))?,
@@ -188,10 +198,10 @@ fn run(command: Command) -> Result<ExitCode> {
                 .apps
                 .iter()
                 .find(|app| app.id == member.app)
-                .map(|app| app.name.clone())
+                .map(|app| app.kind().to_string())
                 .with_context(|| format!("execution replica {id} runs an unknown app"))?;
             let app = zz_apps::app_by_name(&name)
-                .with_context(|| format!("zz has no app named {name:?}"))?;
+                .with_context(|| format!("zz has no app of kind {name:?}"))?;
             let preload_mb = (config.apps.iter())
                 .find(|app| app.id == member.app)
                 .map_or(0, |app| app.preload_mb);

@@ -27,7 +27,8 @@ pub struct InitArgs {
     /// Faults tolerated: 3f+1 agreement replicas, f+1 active execution replicas per app.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=3))]
     pub f: u64,
-    /// The apps to host, comma-separated (kv, bank, null).
+    /// The apps to host, comma-separated: KIND (kv, bank, null), or KIND:NAME for another
+    /// instance of one kind (`kv,kv:cache,bank`), each with its own execution group.
     #[arg(long, value_delimiter = ',', default_value = "kv,bank")]
     pub apps: Vec<String>,
     /// Paused standby execution replicas per app.
@@ -59,10 +60,12 @@ pub struct InitArgs {
 }
 
 pub fn init(args: &InitArgs) -> Result<ClusterConfig> {
-    for app in &args.apps {
-        if zz_apps::app_by_name(app).is_none() {
+    for spec in &args.apps {
+        let (kind, _) = zz_protocol::config::parse_app_spec(spec);
+        if zz_apps::app_by_name(kind).is_none() {
             bail!(
-                "--apps: unknown app {app:?}; zz hosts {}",
+                "--apps: unknown app kind {kind:?} in {spec:?}; zz hosts {} (KIND, or \
+                 KIND:NAME for another instance of one)",
                 zz_apps::APP_NAMES.join(", ")
             );
         }
@@ -267,6 +270,14 @@ pub async fn up(args: &UpArgs) -> Result<()> {
         let _ = stop(dir, &config);
         return Err(error.context(format!("see {}/logs/", dir.display())));
     }
+    let gateway = match crate::gateway::start(dir).await {
+        Ok(gateway) => gateway,
+        Err(error) => {
+            let _ = stop(dir, &config);
+            return Err(error.context(format!("see {}/logs/gateway.log", dir.display())));
+        }
+    };
+    // With the gateway's URL.
     crate::status::print_status(dir, &config, None)?;
     if args.detach {
         println!(
@@ -278,9 +289,11 @@ pub async fn up(args: &UpArgs) -> Result<()> {
     println!("platform running; Ctrl-C or SIGTERM stops it");
     crate::shutdown_signal().await;
     stop(dir, &config)?;
+    let (mut gateway, _) = gateway;
     for (_, mut child) in children {
         let _ = child.wait();
     }
+    let _ = gateway.wait();
     println!("platform stopped");
     Ok(())
 }
@@ -395,7 +408,7 @@ pub fn running(dir: &Path, config: &ClusterConfig) -> Vec<(Node, u32)> {
 /// Whether `pid` is alive and runs a node of the platform in `dir` (`zz node ...
 /// --cluster DIR`): after a power cut the pid files remain, and a pid may since name a
 /// process that has nothing to do with this platform.
-fn is_node_of(dir: &Path, pid: u32) -> bool {
+pub fn is_node_of(dir: &Path, pid: u32) -> bool {
     use std::os::unix::ffi::OsStrExt;
     if !process_alive(pid) {
         return false;
@@ -441,6 +454,16 @@ fn stop_orphans(dir: &Path, config: &ClusterConfig) -> Result<()> {
 /// Stop every process of the platform: the activator first, so that it starts nothing
 /// more; paused processes are resumed so they can handle their SIGTERM.
 pub fn stop(dir: &Path, config: &ClusterConfig) -> Result<usize> {
+    // The gateway first: it takes no new request once the nodes go.
+    let gateway = crate::gateway::running_pid(dir);
+    if let Some(pid) = gateway {
+        let _ = freezer::signal(pid, "TERM");
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while process_alive(pid) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    let _ = std::fs::remove_file(ClusterDir::new(dir).gateway_pid_path());
     let alive = running(dir, config);
     let activator_first = (alive.iter()).filter(|(node, _)| *node == Node::Activator);
     let others = (alive.iter()).filter(|(node, _)| *node != Node::Activator);
@@ -477,7 +500,7 @@ pub fn stop(dir: &Path, config: &ClusterConfig) -> Result<usize> {
         let _ = freezer::signal(*pid, "CONT");
         let _ = freezer::signal(*pid, "KILL");
     }
-    Ok(alive.len() + strays.len())
+    Ok(alive.len() + strays.len() + usize::from(gateway.is_some()))
 }
 
 /// Every live process running a node of the platform in `dir`, by its command line.

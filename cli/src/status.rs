@@ -41,6 +41,14 @@ struct Row {
 struct Report {
     nodes: Vec<Row>,
     events: Vec<Event>,
+    /// The HTTP gateway's base URL, while it runs.
+    gateway: Option<String>,
+}
+
+/// The gateway's URL, if it runs.
+fn gateway_url(dir: &Path) -> Option<String> {
+    crate::gateway::running_pid(dir)?;
+    crate::gateway::status(dir).map(|status| status.url)
 }
 
 fn member_state(activator: Option<&ActivatorStatus>, id: u32) -> Option<MemberState> {
@@ -216,6 +224,9 @@ pub fn print_status(
             row.fault.as_deref().unwrap_or("-"),
         )?;
     }
+    if let Some(url) = gateway_url(dir) {
+        writeln!(table, "\ngateway: {url}")?;
+    }
     let events = activator_status(dir).map(|s| s.events).unwrap_or_default();
     if !events.is_empty() {
         writeln!(table, "\nactivator events (latest last):")?;
@@ -259,6 +270,7 @@ pub async fn status(args: &StatusArgs) -> Result<()> {
             events: activator_status(&args.dir)
                 .map(|s| s.events)
                 .unwrap_or_default(),
+            gateway: gateway_url(&args.dir),
         };
         let json = serde_json::to_string_pretty(&report)?;
         let _ = std::io::Write::write_all(&mut std::io::stdout(), format!("{json}\n").as_bytes());

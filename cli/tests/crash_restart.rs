@@ -309,7 +309,10 @@ fn kill_everything(dir: &Path) {
             killed += 1;
         }
     }
-    assert_eq!(killed, 11, "4 agreement, 6 execution, the activator");
+    assert_eq!(
+        killed, 12,
+        "4 agreement, 6 execution, the activator, the gateway"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -63,8 +63,8 @@ fn sigterm_to_a_foreground_zz_up_stops_every_node() {
     let pids = node_pids(&dir);
     assert_eq!(
         pids.len(),
-        8,
-        "4 agreement, 2 active and 1 standby execution, the activator"
+        9,
+        "4 agreement, 2 active and 1 standby execution, the activator, the gateway"
     );
     let term = Command::new("kill")
         .args(["-TERM", &up.id().to_string()])

@@ -81,7 +81,8 @@ async fn concurrent_transfers_conserve_money_and_apply_exactly_once() {
     );
 
     // A client of its own: `zz client add` gives it free ids (the default file holds half
-    // of the 16) and a file with their keys only, which `--client` speaks with.
+    // of the 16, the gateway the next 2) and a file with their keys only, which `--client`
+    // speaks with.
     let zz_client = |args: &[&str]| {
         let output = Command::new(ZZ)
             .arg("client")
@@ -93,7 +94,7 @@ async fn concurrent_transfers_conserve_money_and_apply_exactly_once() {
     };
     let add = zz_client(&["add", "alice", "--ids", "2"]);
     let added = String::from_utf8_lossy(&add.stdout);
-    assert!(added.contains("client ids 8..10"), "{add:?}");
+    assert!(added.contains("client ids 10..12"), "{add:?}");
     let get = zz(&["kv", "--client", "alice", "get", "hello"], &dir);
     assert_eq!(
         String::from_utf8_lossy(&get.stdout).trim(),
@@ -235,7 +236,11 @@ async fn concurrent_transfers_conserve_money_and_apply_exactly_once() {
                 .then(|| std::fs::read_to_string(&path).ok()?.trim().parse().ok())?
         })
         .collect();
-    assert_eq!(pids.len(), 11, "4 agreement, 6 execution, the activator");
+    assert_eq!(
+        pids.len(),
+        12,
+        "4 agreement, 6 execution, the activator, the gateway"
+    );
     let down = zz(&["down"], &dir);
     assert!(down.status.success(), "{down:?}");
     for pid in pids {

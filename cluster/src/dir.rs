@@ -171,6 +171,21 @@ impl ClusterDir {
         self.node_run_dir(node).join("status.json")
     }
 
+    /// `run/gateway/status.json`: where the host's HTTP gateway serves (its URL).
+    pub fn gateway_status_path(&self) -> PathBuf {
+        self.run_dir().join("gateway").join("status.json")
+    }
+
+    /// `run/gateway.pid`: the process the gateway runs as.
+    pub fn gateway_pid_path(&self) -> PathBuf {
+        self.run_dir().join("gateway.pid")
+    }
+
+    /// `logs/gateway.log`.
+    pub fn gateway_log_path(&self) -> PathBuf {
+        self.logs_dir().join("gateway.log")
+    }
+
     /// `run/<node>.pid`: the process `node` runs as.
     pub fn pid_path(&self, node: NodeId) -> PathBuf {
         self.run_file(node, "pid")

@@ -348,11 +348,13 @@ pub fn init_cluster(
             .apps
             .iter()
             .enumerate()
-            .map(|(index, name)| AppConfig {
+            .map(|(index, spec)| (index, zz_protocol::config::parse_app_spec(spec)))
+            .map(|(index, (kind, name))| AppConfig {
                 id: AppId(index as u32),
-                name: name.clone(),
+                name: name.to_string(),
+                kind: (kind != name).then(|| kind.to_string()),
                 state_fetch: options.state_fetch,
-                preload_mb: if name == "kv" {
+                preload_mb: if kind == "kv" {
                     options.kv_preload_mb
                 } else {
                     0
@@ -367,6 +369,7 @@ pub fn init_cluster(
             announce_ms: 1_000,
         }),
         executions,
+        gateway: None,
     };
     // Reject a bad option before anything is written.
     config.validate_contents(dir)?;

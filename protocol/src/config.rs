@@ -106,6 +106,24 @@ pub struct ClusterConfig {
     /// management.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub activator: Option<ActivatorConfig>,
+    /// The host's HTTP gateway; absent: it listens on a port of the system's choosing on
+    /// 127.0.0.1 (`zz up` and `zz status` show where).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<GatewayConfig>,
+}
+
+/// The `[gateway]` table.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayConfig {
+    /// Where the gateway listens for HTTP; absent: a port of the system's choosing on
+    /// 127.0.0.1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<SocketAddr>,
+    /// Requests that may wait for one of the gateway's client ids at most; more are
+    /// answered 503. Absent: 1024.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queued_max: Option<usize>,
 }
 
 /// One `[[replicas]]` entry.
@@ -128,6 +146,10 @@ pub struct AppConfig {
     pub id: AppId,
     /// Non-empty, `[a-z0-9-]` only.
     pub name: String,
+    /// What the app is (kv, bank, ...), when its name is not that: several instances of
+    /// one kind, each with its own name, execution group and standby pool.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
     /// How a woken replica of this app gets the state of the checkpoint it joins from.
     #[serde(default, skip_serializing_if = "StateFetch::is_lazy")]
     pub state_fetch: StateFetch,
@@ -139,6 +161,19 @@ pub struct AppConfig {
     /// buckets let a woken replica fetch less before it serves. Absent: 10.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bucket_bits: Option<u8>,
+}
+
+impl AppConfig {
+    /// What the app is: its kind, or its name when it has none.
+    pub fn kind(&self) -> &str {
+        self.kind.as_deref().unwrap_or(&self.name)
+    }
+}
+
+/// One `--apps` entry: `KIND` (an app named after its kind) or `KIND:NAME`. Its kind
+/// and name.
+pub fn parse_app_spec(spec: &str) -> (&str, &str) {
+    spec.split_once(':').unwrap_or((spec, spec))
 }
 
 fn is_zero(value: &u64) -> bool {
