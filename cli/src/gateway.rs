@@ -34,6 +34,9 @@ pub async fn run(dir: &Path) -> Result<()> {
     let queued_max = (config.gateway.as_ref())
         .and_then(|gateway| gateway.queued_max)
         .unwrap_or(zz_gateway::QUEUED_MAX);
+    // Connected before it says where it serves: a gateway that cannot speak to the
+    // platform must not look ready.
+    let router = zz_gateway::connect(dir, GATEWAY_CLIENT, queued_max)?;
     let listener = tokio::net::TcpListener::bind(address)
         .await
         .with_context(|| format!("the gateway cannot listen on {address}"))?;
@@ -50,8 +53,7 @@ pub async fn run(dir: &Path) -> Result<()> {
     std::fs::write(&status_path, serde_json::to_vec_pretty(&status)?)
         .with_context(|| format!("cannot write {}", status_path.display()))?;
     tracing::info!(%url, "gateway serving");
-    let shutdown = crate::shutdown_signal();
-    zz_gateway::serve(dir, listener, GATEWAY_CLIENT, queued_max, shutdown).await?;
+    zz_gateway::serve(listener, router, crate::shutdown_signal()).await?;
     let _ = std::fs::remove_file(&status_path);
     tracing::info!("gateway stopped");
     Ok(())
@@ -117,7 +119,9 @@ pub async fn start(dir: &Path) -> Result<(std::process::Child, String)> {
     }
 }
 
-/// The gateway's pid, if its process is alive and serves the platform in `dir`.
+/// The gateway's pid, if its process is alive and is the gateway of the platform in `dir`
+/// (`zz node gateway --cluster DIR`: a pid file outlives a SIGKILL, and its pid may be
+/// reused).
 pub fn running_pid(dir: &Path) -> Option<u32> {
     let files = ClusterDir::new(dir);
     let pid: u32 = std::fs::read_to_string(files.gateway_pid_path())
@@ -125,5 +129,7 @@ pub fn running_pid(dir: &Path) -> Option<u32> {
         .trim()
         .parse()
         .ok()?;
-    crate::platform::is_node_of(dir, pid).then_some(pid)
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let is_gateway = cmdline.split(|byte| *byte == 0).nth(2) == Some(b"gateway");
+    (is_gateway && crate::platform::is_node_of(dir, pid)).then_some(pid)
 }

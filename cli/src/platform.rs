@@ -437,8 +437,9 @@ pub fn is_node_of(dir: &Path, pid: u32) -> bool {
 /// Nothing drives them any more, so `zz up` stops them rather than refusing to start.
 fn stop_orphans(dir: &Path, config: &ClusterConfig) -> Result<()> {
     let alive = running(dir, config);
+    let gateway = crate::gateway::running_pid(dir);
     let driven = (alive.iter()).any(|(node, _)| !matches!(node, Node::Execution(_)));
-    if driven || alive.is_empty() {
+    if driven || (alive.is_empty() && gateway.is_none()) {
         return Ok(());
     }
     for (node, pid) in &alive {
@@ -446,6 +447,9 @@ fn stop_orphans(dir: &Path, config: &ClusterConfig) -> Result<()> {
             "{} (pid {pid}) was left behind by a platform that is gone; stopping it",
             node.name()
         );
+    }
+    if let Some(pid) = gateway {
+        println!("the gateway (pid {pid}) was left behind by a platform that is gone; stopping it");
     }
     stop(dir, config)?;
     Ok(())

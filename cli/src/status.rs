@@ -47,8 +47,9 @@ struct Report {
 
 /// The gateway's URL, if it runs.
 fn gateway_url(dir: &Path) -> Option<String> {
-    crate::gateway::running_pid(dir)?;
-    crate::gateway::status(dir).map(|status| status.url)
+    let pid = crate::gateway::running_pid(dir)?;
+    let status = crate::gateway::status(dir).filter(|status| status.pid == pid)?;
+    Some(status.url)
 }
 
 fn member_state(activator: Option<&ActivatorStatus>, id: u32) -> Option<MemberState> {

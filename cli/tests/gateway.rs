@@ -46,8 +46,13 @@ impl Answer {
     }
 }
 
-/// One HTTP/1.1 request to `base` (`http://127.0.0.1:PORT`).
+/// One HTTP/1.1 request to `base` (`http://127.0.0.1:PORT`), its body declared JSON.
 fn http(base: &str, method: &str, path: &str, body: &[u8]) -> Answer {
+    http_as(base, method, path, "application/json", body)
+}
+
+/// [`http`] with a body of `content_type`.
+fn http_as(base: &str, method: &str, path: &str, content_type: &str, body: &[u8]) -> Answer {
     let address = base.strip_prefix("http://").expect("an http URL");
     let mut stream = TcpStream::connect(address).expect("connect to the gateway");
     stream
@@ -55,7 +60,7 @@ fn http(base: &str, method: &str, path: &str, body: &[u8]) -> Answer {
         .unwrap();
     let head = format!(
         "{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\
-         Content-Length: {}\r\n\r\n",
+         Content-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
         body.len()
     );
     stream.write_all(head.as_bytes()).unwrap();
@@ -302,6 +307,21 @@ fn kv_and_bank_answer_over_http_and_bad_input_gets_a_reason() {
         ("GET", "/apps/bank/open", "", 405, "GET is not a method"),
         ("GET", "/apps/kv/keys?limit=lots", "", 400, "limit"),
     ];
+    let plain = http_as(
+        &base,
+        "POST",
+        "/apps/bank/open",
+        "text/plain",
+        br#"{"account": "eve"}"#,
+    );
+    assert_eq!(plain.status, 415, "{}", plain.reason());
+    let half = http(&base, "POST", "/apps/kv/keys/green/cas", br#"{"new": "x"}"#);
+    assert_eq!(half.status, 400, "{}", half.reason());
+    assert!(
+        half.reason().contains("missing field `expected`"),
+        "{}",
+        half.reason()
+    );
     for (method, path, body, status, reason) in cases {
         let answer = bank(method, path, body);
         assert_eq!(
@@ -319,7 +339,8 @@ fn kv_and_bank_answer_over_http_and_bad_input_gets_a_reason() {
     let request_bytes_max = 65_536;
     let huge = vec![b'x'; 2 * request_bytes_max];
     assert_eq!(http(&base, "PUT", "/apps/kv/keys/huge", &huge).status, 413);
-    let just_over = vec![b'x'; request_bytes_max - 100];
+    // Within the body limit, but the key makes the operation too large to order.
+    let just_over = vec![b'x'; request_bytes_max - 4];
     let over = http(&base, "PUT", "/apps/kv/keys/huge", &just_over);
     assert_eq!(over.status, 413, "{}", over.reason());
     assert!(
@@ -414,18 +435,55 @@ fn a_silent_platform_is_a_504_and_a_full_queue_a_503_with_retry_after() {
         );
     }
     // Resumed, the platform answers through the gateway again.
+    wait_until_answered(&base);
+
+    // Callers that hang up while their requests wait (in flight or queued) leak no place
+    // in the queue and no client id: once the platform answers again, as many requests
+    // at once as ids and places are all served.
+    signal(&replicas, "-STOP");
+    let hung_up: Vec<TcpStream> = (0..requests)
+        .map(|index| {
+            let address = base.strip_prefix("http://").unwrap();
+            let mut stream = TcpStream::connect(address).unwrap();
+            let head = format!(
+                "PUT /apps/kv/keys/gone{index} HTTP/1.1\r\nHost: {address}\r\n\
+                 Content-Length: 1\r\n\r\nx"
+            );
+            stream.write_all(head.as_bytes()).unwrap();
+            stream
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    drop(hung_up);
+    std::thread::sleep(Duration::from_millis(500));
+    signal(&replicas, "-CONT");
+    wait_until_answered(&base);
+    // The hung-up requests' ids come back once the platform answered them.
+    std::thread::sleep(Duration::from_secs(2));
+    let statuses: Vec<u16> = (0..in_flight + queued_max)
+        .map(|index| {
+            let base = base.clone();
+            let path = format!("/apps/kv/keys/a{index}");
+            std::thread::spawn(move || http(&base, "PUT", &path, b"v").status)
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|thread| thread.join().unwrap())
+        .collect();
+    assert!(statuses.iter().all(|status| *status == 201), "{statuses:?}");
+}
+
+/// Wait until the gateway answers a read of the key `before`.
+fn wait_until_answered(base: &str) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let answer = http(&base, "GET", "/apps/kv/keys/before", b"");
+        let answer = http(base, "GET", "/apps/kv/keys/before", b"");
         if answer.status == 200 {
             assert_eq!(answer.body, b"1");
-            break;
+            return;
         }
-        assert!(
-            Instant::now() < deadline,
-            "no answer after resuming: {}",
-            answer.status
-        );
+        let late = Instant::now() >= deadline;
+        assert!(!late, "no answer after resuming: {}", answer.status);
         std::thread::sleep(Duration::from_millis(500));
     }
 }

@@ -4,6 +4,7 @@
 use crate::error::ApiError;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
+use axum::http::{StatusCode, header};
 use serde::de::DeserializeOwned;
 
 /// A JSON body of type `T`; anything else is 400 with serde's one-line reason.
@@ -13,6 +14,17 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        // A cross-origin page can send text/plain without asking first; JSON it cannot.
+        let content_type = request.headers().get(header::CONTENT_TYPE);
+        let json = content_type
+            .and_then(|value| value.to_str().ok())
+            .is_some_and(|value| value.starts_with("application/json"));
+        if !json {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "expected a body with Content-Type: application/json",
+            ));
+        }
         let bytes = body_bytes(request, state).await?;
         serde_json::from_slice(&bytes)
             .map(JsonBody)

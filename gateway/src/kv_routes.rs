@@ -7,9 +7,9 @@
 //! - `GET /apps/{app}/keys?prefix=P&limit=N` (or `start=S&end=E`): the objects in key
 //!   order as JSON, at most `limit` (100 unless given), and `next`, the key to go on
 //!   from when the answer was cut short.
-//! - `POST /apps/{app}/keys/{key}/cas` with `{"expected": V|null, "new": V|null}`: sets
-//!   the key to `new` (null: deletes it) iff its value is `expected` (null: absent); 200,
-//!   or 409 with the `current` value.
+//! - `POST /apps/{app}/keys/{key}/cas` with `{"expected": V|null, "new": V|null}` (both
+//!   required): sets the key to `new` (null: deletes it) iff its value is `expected`
+//!   (null: absent); 200, or 409 with the `current` value.
 //!
 //! Keys come from the path (percent-decoded); JSON carries keys and values as UTF-8
 //! strings, bytes that are not UTF-8 replaced.
@@ -175,11 +175,23 @@ async fn scan(
     }
 }
 
+/// Both fields are required; null means absent (`expected`) or delete (`new`).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Swap {
-    expected: Option<String>,
-    new: Option<String>,
+    expected: serde_json::Value,
+    new: serde_json::Value,
+}
+
+/// A value or null; anything else is 400.
+fn value_or_null(field: &str, value: serde_json::Value) -> Result<Option<Vec<u8>>, ApiError> {
+    match value {
+        serde_json::Value::Null => Ok(None),
+        serde_json::Value::String(text) => Ok(Some(text.into_bytes())),
+        other => Err(ApiError::bad_request(format!(
+            "{field}: a string or null, not {other}"
+        ))),
+    }
 }
 
 async fn compare_and_swap(
@@ -190,8 +202,8 @@ async fn compare_and_swap(
     let Path((app, key)) = path.map_err(rejected)?;
     let op = Op::CompareAndSwap {
         key: key.clone().into_bytes(),
-        expected: swap.expected.map(String::into_bytes),
-        new: swap.new.map(String::into_bytes),
+        expected: value_or_null("expected", swap.expected)?,
+        new: value_or_null("new", swap.new)?,
     };
     match run(&gateway, &app, op).await? {
         Outcome::Swapped => Ok(Json(json!({"swapped": true})).into_response()),

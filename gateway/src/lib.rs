@@ -40,9 +40,6 @@ pub const GATEWAY_CLIENT_IDS: u64 = 32;
 pub const QUEUED_MAX: usize = 1024;
 /// How long a request waits for its f+1 matching replies before it is answered 504.
 pub const DEADLINE: Duration = Duration::from_secs(10);
-/// Bytes an operation's encoding may add to an HTTP body (key, framing): the rest of the
-/// platform's request limit is the body's.
-const OP_OVERHEAD_BYTES: usize = 512;
 
 /// An app as the gateway routes to it.
 #[derive(Clone, Debug)]
@@ -101,7 +98,8 @@ pub fn router(config: &ClusterConfig, dispatcher: Dispatcher) -> Router {
     let gateway = Arc::new(Gateway {
         apps,
         dispatcher,
-        op_bytes_max: request_bytes_max.saturating_sub(OP_OVERHEAD_BYTES),
+        // What replicas bound: the operation's bytes.
+        op_bytes_max: request_bytes_max,
     });
     Router::new()
         .merge(kv_routes::routes())
@@ -114,19 +112,22 @@ pub fn router(config: &ClusterConfig, dispatcher: Dispatcher) -> Router {
         .with_state(gateway)
 }
 
-/// Serve the platform in `dir` on `listener` until `shutdown` completes, speaking as the
-/// clients of the key file `client`, with at most `queued_max` requests waiting for one.
-pub async fn serve(
-    dir: &Path,
-    listener: tokio::net::TcpListener,
-    client: &str,
-    queued_max: usize,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> Result<(), GatewayError> {
+/// The gateway of the platform in `dir`, speaking as the clients of the key file `client`,
+/// with at most `queued_max` requests waiting for one. Must be called inside a tokio
+/// runtime.
+pub fn connect(dir: &Path, client: &str, queued_max: usize) -> Result<Router, GatewayError> {
     let config = ClusterConfig::load(dir)?;
     let dispatcher = Dispatcher::connect(dir, client, 0, queued_max, DEADLINE)?;
-    let app = router(&config, dispatcher);
-    axum::serve(listener, app)
+    Ok(router(&config, dispatcher))
+}
+
+/// Serve `router` on `listener` until `shutdown` completes.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), GatewayError> {
+    axum::serve(listener, router)
         .with_graceful_shutdown(shutdown)
         .await
         .map_err(GatewayError::Serve)
