@@ -36,7 +36,8 @@ pub async fn run(dir: &Path) -> Result<()> {
         .unwrap_or(zz_gateway::QUEUED_MAX);
     // Connected before it says where it serves: a gateway that cannot speak to the
     // platform must not look ready.
-    let router = zz_gateway::connect(dir, GATEWAY_CLIENT, queued_max)?;
+    let loopback_only = address.ip().is_loopback();
+    let router = zz_gateway::connect(dir, GATEWAY_CLIENT, queued_max, loopback_only)?;
     let listener = tokio::net::TcpListener::bind(address)
         .await
         .with_context(|| format!("the gateway cannot listen on {address}"))?;

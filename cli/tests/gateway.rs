@@ -54,12 +54,24 @@ fn http(base: &str, method: &str, path: &str, body: &[u8]) -> Answer {
 /// [`http`] with a body of `content_type`.
 fn http_as(base: &str, method: &str, path: &str, content_type: &str, body: &[u8]) -> Answer {
     let address = base.strip_prefix("http://").expect("an http URL");
+    http_to(address, address, method, path, content_type, body)
+}
+
+/// One HTTP/1.1 request to `address`, naming `host` in its Host header.
+fn http_to(
+    address: &str,
+    host: &str,
+    method: &str,
+    path: &str,
+    content_type: &str,
+    body: &[u8],
+) -> Answer {
     let mut stream = TcpStream::connect(address).expect("connect to the gateway");
     stream
         .set_read_timeout(Some(Duration::from_secs(60)))
         .unwrap();
     let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\
          Content-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
         body.len()
     );
@@ -307,6 +319,27 @@ fn kv_and_bank_answer_over_http_and_bad_input_gets_a_reason() {
         ("GET", "/apps/bank/open", "", 405, "GET is not a method"),
         ("GET", "/apps/kv/keys?limit=lots", "", 400, "limit"),
     ];
+    // A page whose name an attacker points at 127.0.0.1 (DNS rebinding) is refused.
+    let address = base.strip_prefix("http://").unwrap();
+    let port = address.rsplit_once(':').unwrap().1;
+    let rebound = http_to(
+        address,
+        &format!("evil.example:{port}"),
+        "GET",
+        "/apps/kv/keys/green",
+        "application/json",
+        b"",
+    );
+    assert_eq!(rebound.status, 421, "{}", rebound.reason());
+    let local = http_to(
+        address,
+        &format!("localhost:{port}"),
+        "GET",
+        "/apps/kv/keys/green",
+        "application/json",
+        b"",
+    );
+    assert_eq!(local.status, 200);
     let plain = http_as(
         &base,
         "POST",

@@ -112,3 +112,26 @@ pub async fn wrong_method(method: Method, uri: Uri) -> ApiError {
         ),
     )
 }
+
+/// Requests whose `Host` is not a loopback name are refused (421): see [`crate::router`].
+pub async fn loopback_host(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let host = (request.headers().get(header::HOST))
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or("");
+    let name = match host.rsplit_once(':') {
+        // "[::1]:80" or "127.0.0.1:80"; a bare "[::1]" has no port.
+        Some((name, port)) if !port.contains(']') => name,
+        _ => host,
+    };
+    if matches!(name, "127.0.0.1" | "localhost" | "[::1]") {
+        return next.run(request).await;
+    }
+    ApiError::new(
+        StatusCode::MISDIRECTED_REQUEST,
+        format!("Host {host:?}: this gateway answers only to 127.0.0.1 or localhost"),
+    )
+    .into_response()
+}

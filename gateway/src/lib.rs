@@ -86,7 +86,10 @@ impl Gateway {
 }
 
 /// The gateway's routes over `dispatcher`'s clients, for the platform `config` describes.
-pub fn router(config: &ClusterConfig, dispatcher: Dispatcher) -> Router {
+/// A gateway on a loopback address (`loopback_only`) answers only requests whose `Host` is
+/// a loopback name: a web page whose own name an attacker points at 127.0.0.1 (DNS
+/// rebinding) would otherwise read its answers.
+pub fn router(config: &ClusterConfig, dispatcher: Dispatcher, loopback_only: bool) -> Router {
     let apps = (config.apps.iter())
         .map(|app| HostedApp {
             id: app.id,
@@ -101,7 +104,7 @@ pub fn router(config: &ClusterConfig, dispatcher: Dispatcher) -> Router {
         // What replicas bound: the operation's bytes.
         op_bytes_max: request_bytes_max,
     });
-    Router::new()
+    let router = Router::new()
         .merge(kv_routes::routes())
         .merge(bank_routes::routes())
         .fallback(error::no_route)
@@ -109,16 +112,25 @@ pub fn router(config: &ClusterConfig, dispatcher: Dispatcher) -> Router {
         // A body over the platform's request limit is refused as it streams in, never
         // buffered whole.
         .layer(DefaultBodyLimit::max(request_bytes_max))
-        .with_state(gateway)
+        .with_state(gateway);
+    match loopback_only {
+        true => router.layer(axum::middleware::from_fn(error::loopback_host)),
+        false => router,
+    }
 }
 
 /// The gateway of the platform in `dir`, speaking as the clients of the key file `client`,
-/// with at most `queued_max` requests waiting for one. Must be called inside a tokio
-/// runtime.
-pub fn connect(dir: &Path, client: &str, queued_max: usize) -> Result<Router, GatewayError> {
+/// with at most `queued_max` requests waiting for one (see [`router`] for
+/// `loopback_only`). Must be called inside a tokio runtime.
+pub fn connect(
+    dir: &Path,
+    client: &str,
+    queued_max: usize,
+    loopback_only: bool,
+) -> Result<Router, GatewayError> {
     let config = ClusterConfig::load(dir)?;
     let dispatcher = Dispatcher::connect(dir, client, 0, queued_max, DEADLINE)?;
-    Ok(router(&config, dispatcher))
+    Ok(router(&config, dispatcher, loopback_only))
 }
 
 /// Serve `router` on `listener` until `shutdown` completes.
