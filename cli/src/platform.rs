@@ -289,11 +289,12 @@ pub async fn up(args: &UpArgs) -> Result<()> {
     println!("platform running; Ctrl-C or SIGTERM stops it");
     crate::shutdown_signal().await;
     stop(dir, &config)?;
-    let (mut gateway, _) = gateway;
     for (_, mut child) in children {
         let _ = child.wait();
     }
-    let _ = gateway.wait();
+    if let Some((mut gateway, _)) = gateway {
+        let _ = gateway.wait();
+    }
     println!("platform stopped");
     Ok(())
 }
