@@ -34,11 +34,13 @@ pub fn zz_ok(args: &[&str], dir: &Path) -> String {
     String::from_utf8_lossy(&output.stdout).trim().to_string()
 }
 
-/// `zz up --detach` of `apps` with one standby each and 16 clients, which must succeed.
+/// `zz up --detach` of `apps` with one standby each and 32 client ids, which must succeed:
+/// the default client file holds 0..16, which tests' pools use, and the gateway's own ids
+/// come after them (a client host that says hello for an id takes its replies' route).
 pub fn up_detached(dir: &Path, apps: &str, port: &str) {
     let output = Command::new(ZZ)
         .args(["up", "--apps", apps, "--standbys", "1", "--base-port", port])
-        .args(["--clients", "16", "--detach", "--dir"])
+        .args(["--clients", "32", "--detach", "--dir"])
         .arg(dir)
         .output()
         .expect("run zz up");
